@@ -1,0 +1,99 @@
+"""Shared test fixtures: one real local Ray head node for the whole session.
+
+The cluster is started the way a user starts one (`ray start --head`), bound to
+loopback only, with Ray 2.60's token authentication on. Tests reach it in two ways:
+`ray.init(address=cluster.gcs_address)` in-process, or the Jobs API at
+`cluster.dashboard_url` (`ray job submit`), which needs `cluster.env`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RAY_BIN = str(Path(sys.executable).with_name("ray"))
+# Logical CPUs advertised by the test cluster: more than the 2 physical cores so that
+# a Tune trial (1 CPU) and its 2 training actors can be placed at once.
+TEST_CLUSTER_CPUS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class RayTestCluster:
+    gcs_address: str  # "127.0.0.1:<port>", for ray.init(address=...)
+    dashboard_url: str  # "http://127.0.0.1:<port>", for the Jobs API
+    token: str
+    num_cpus: int
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a client process (e.g. `ray job submit`) of this cluster."""
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token,
+                   RAY_ADDRESS=self.gcs_address, RAY_API_SERVER_ADDRESS=self.dashboard_url)
+        return env
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> RayTestCluster:
+    """A real Ray head node on 127.0.0.1 with token auth, shared by every test."""
+    token = secrets.token_hex(32)
+    port, dash_port = _free_port(), _free_port()
+    temp_dir = Path(f"/tmp/ray_mlbatch_{os.getpid()}")  # short: Ray's socket paths are length-limited
+    # The head node (and so every job's entrypoint) runs with this venv first on PATH,
+    # as it would for a user who activated it.
+    venv_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
+               RAY_USAGE_STATS_ENABLED="0", PATH=venv_path)
+    cmd = [RAY_BIN, "start", "--head", "--node-ip-address=127.0.0.1",
+           "--dashboard-host=127.0.0.1", f"--port={port}", f"--dashboard-port={dash_port}",
+           f"--num-cpus={TEST_CLUSTER_CPUS}", "--num-gpus=0", f"--temp-dir={temp_dir}",
+           "--disable-usage-stats"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    if proc.returncode != 0:
+        pytest.fail(f"ray start failed:\n{proc.stdout}\n{proc.stderr}")
+    # Clients in this process (ray.init, JobSubmissionClient) authenticate from the env.
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    cluster = RayTestCluster(gcs_address=f"127.0.0.1:{port}",
+                             dashboard_url=f"http://127.0.0.1:{dash_port}",
+                             token=token, num_cpus=TEST_CLUSTER_CPUS)
+    try:
+        yield cluster
+    finally:
+        try:
+            import ray
+            if ray.is_initialized():
+                ray.shutdown()
+        except ImportError:
+            pass
+        subprocess.run([RAY_BIN, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture()
+def ray_connected(ray_cluster):
+    """The test process as a driver of the shared cluster (disconnected afterwards)."""
+    import ray
+    if not ray.is_initialized():
+        ray.init(address=ray_cluster.gcs_address, log_to_driver=False)
+    yield ray_cluster
