@@ -97,3 +97,11 @@ def ray_connected(ray_cluster):
     if not ray.is_initialized():
         ray.init(address=ray_cluster.gcs_address, log_to_driver=False)
     yield ray_cluster
+
+
+@pytest.fixture(scope="session")
+def synthetic_features(tmp_path_factory) -> Path:
+    """A small feature directory in the feature job's format (binary label), shared."""
+    from ray_jobs.common.synthetic import write_synthetic_features
+    return write_synthetic_features(tmp_path_factory.mktemp("synthetic_features"),
+                                    n_train=4000, n_eval=1000, seed=0)
