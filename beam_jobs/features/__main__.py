@@ -1,0 +1,97 @@
+"""Feature job: raw tables -> validated, joined, engineered features and crosses.
+
+python -m beam_jobs.features --schema schemas/flights.yaml --input data/flights \
+    --output out/features [Beam pipeline flags, e.g. --runner DataflowRunner ...]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
+
+from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
+from beam_jobs.features import artifacts, io, pipeline
+from beam_jobs.features.schema import SchemaError, load_schema
+
+LOGGER = logging.getLogger("beam_jobs.features")
+CODECS = ("snappy", "gzip", "zstd", "brotli", "lz4", "none")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--schema", required=True, help="dataset schema file (YAML)")
+    parser.add_argument("--input", required=True,
+                        help="directory or gs:// prefix holding the tables' files")
+    parser.add_argument("--output", required=True, help="output directory (local or gs://)")
+    parser.add_argument("--chunk-rows", type=int, default=50_000,
+                        help="raw records parsed and validated per batch")
+    parser.add_argument("--compression", choices=CODECS, default="snappy",
+                        help="Parquet compression codec")
+    parser.add_argument("--row-group-rows", type=int, default=100_000,
+                        help="rows per Parquet row group")
+    parser.add_argument("--num-shards", type=int, default=0,
+                        help="Parquet files per split (0: the runner decides)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier run in --output")
+    parser.add_argument("--log-level", default="INFO")
+    known, beam_args = parser.parse_known_args(argv)
+    for flag in ("chunk_rows", "row_group_rows"):
+        if getattr(known, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
+    if known.num_shards < 0:
+        parser.error("--num-shards must be >= 0")
+    return known, beam_args
+
+
+def _prepare_output(output: str, overwrite: bool) -> None:
+    existing = [d for d in pipeline.OUTPUT_DIRS + ("summary.json", "feature_manifest.json")
+                if FileSystems.exists(FileSystems.join(output, d))]
+    if existing and not overwrite:
+        raise FileExistsError(f"{output} already holds outputs {existing}; "
+                              f"pass --overwrite to replace them")
+    if existing:
+        FileSystems.delete([FileSystems.join(output, d) for d in existing])
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, beam_args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        schema = load_schema(args.schema)
+        options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
+                                   save_main_session=save_main_session)
+        dry_run = options.view_as(TestOptions).dry_run
+        io.check_inputs(args.input, list(schema.tables.values()))
+        if not dry_run:
+            _prepare_output(args.output, args.overwrite)
+    except (SchemaError, OptionsError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    temp_root = options.view_as(GoogleCloudOptions).temp_location or args.output
+    tft_temp = FileSystems.join(temp_root, "tft_tmp")
+    p = beam.Pipeline(options=options)
+    pipeline.build(p, args, schema, tft_temp)
+    run_pipeline(p, options)
+    if dry_run:
+        return 0
+    summary = artifacts.finalize(args.output, schema, argv)
+    if FileSystems.exists(tft_temp):
+        FileSystems.delete([tft_temp])
+    s = summary["stages"]
+    LOGGER.info("read %d, dead letter %d, excluded %d, train %d, eval %d -> %s", s["read"],
+                s["dead_letter"], s["excluded"], s["train"], s["eval"], args.output)
+    if not summary["reconciled"]:
+        LOGGER.error("counts do not reconcile: %s", summary["checks"])
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,105 @@
+"""After the pipeline: the feature manifest, cross statistics and lineage.
+
+Read from what the pipeline wrote (the tf.Transform output), never recomputed, so the
+manifest describes exactly the artifact that serving will load.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from importlib import metadata
+
+import tensorflow_transform as tft
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.features import io
+from beam_jobs.features.schema import DatasetSchema
+
+LOGGER = logging.getLogger(__name__)
+OVERCROSS_RARE_ROW_SHARE = 0.2  # warn when more train rows than this carry a rare value
+OVERCROSS_COLLISION_SHARE = 0.3  # ... or when this share of distinct values collide
+
+
+def _domain_cardinality(tf_output: tft.TFTransformOutput, name: str) -> int | None:
+    for feature in tf_output.transformed_metadata.schema.feature:
+        if feature.name == name and feature.HasField("int_domain"):
+            return int(feature.int_domain.max) + 1
+    return None
+
+
+def manifest_features(schema: DatasetSchema, tf_output: tft.TFTransformOutput) -> list[dict]:
+    feats = [{"name": f.name, "kind": "numeric", "transform": f.scale, "sources": [f.column]}
+             for f in schema.numeric]
+    for f in schema.buckets:
+        feats.append({"name": f.name, "kind": "categorical", "cardinality": f.num_buckets,
+                      "transform": "bucketize", "sources": [f.column]})
+    for f in schema.vocabularies:
+        card = _domain_cardinality(tf_output, f.name)
+        if card is None:
+            raise RuntimeError(f"transformed metadata has no domain for {f.name!r}")
+        feats.append({"name": f.name, "kind": "categorical", "cardinality": card,
+                      "transform": "vocabulary", "sources": [f.column],
+                      "num_oov_buckets": f.num_oov_buckets})
+    for f in schema.hashes:
+        feats.append({"name": f.name, "kind": "categorical", "cardinality": f.hash_buckets,
+                      "transform": "hash", "sources": [f.column]})
+    for f in schema.crosses:
+        feats.append({"name": f.name, "kind": "categorical", "cardinality": f.hash_buckets,
+                      "transform": "cross", "sources": list(f.columns)})
+    return feats
+
+
+def flag_overcrossing(schema: DatasetSchema, crosses: dict) -> dict:
+    """Adds the columns and an `overcrossed` verdict to each cross's statistics."""
+    for f in schema.crosses:
+        s = crosses[f.name]
+        s["columns"] = list(f.columns)
+        s["overcrossed"] = bool(s["rare_row_share"] > OVERCROSS_RARE_ROW_SHARE
+                                or s["colliding_value_share"] > OVERCROSS_COLLISION_SHARE)
+        if s["overcrossed"]:
+            LOGGER.warning("cross %r looks overcrossed: %.0f%% of train rows carry a value seen "
+                           "< %d times, %.0f%% of its %d values share a bucket", f.cross,
+                           100 * s["rare_row_share"], schema.cross_rare_threshold,
+                           100 * s["colliding_value_share"], s["distinct_values"])
+    return crosses
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with FileSystems.open(path) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def lineage(schema: DatasetSchema, argv: list[str], files: dict[str, list]) -> dict:
+    versions = {}
+    for pkg in ("apache-beam", "tensorflow-transform", "tensorflow", "tfx-bsl", "pyarrow"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"schema_file": schema.source, "schema_sha256": _sha256(schema.source),
+            "inputs": files, "argv": argv, "versions": versions}
+
+
+def finalize(output: str, schema: DatasetSchema, argv: list[str]) -> dict:
+    """Writes feature_manifest.json and completes summary.json; returns the summary."""
+    tf_output = tft.TFTransformOutput(output)
+    summary_path = FileSystems.join(output, "summary.json")
+    summary = io.read_json(summary_path)
+    summary["crosses"] = flag_overcrossing(schema, summary["crosses"])
+    summary["lineage"] = lineage(
+        schema, argv, {t: v["files"] for t, v in summary["tables"].items()})
+    io.write_json(summary_path, summary)
+    manifest = {
+        "dataset": schema.name,
+        "label": {"name": schema.label.name, "task": schema.label.task},
+        "features": manifest_features(schema, tf_output),
+        "splits": {"train": summary["stages"]["train"], "eval": summary["stages"]["eval"]},
+        "example_id": "example_id",
+        "transform_fn": FileSystems.join(output, "transform_fn"),
+        "lineage": summary["lineage"],
+    }
+    io.write_json(FileSystems.join(output, "feature_manifest.json"), manifest)
+    return summary

@@ -1,0 +1,141 @@
+"""Wires the feature job: read -> validate -> prepare -> tf.Transform -> Parquet."""
+from __future__ import annotations
+
+import argparse
+
+import apache_beam as beam
+import pyarrow as pa
+import tensorflow_transform.beam as tft_beam
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.features import io, prepare, transforms
+from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
+                                              tensor_adapter_config)
+from beam_jobs.features.records import DEAD_LETTER_SCHEMA
+from beam_jobs.features.schema import DatasetSchema
+
+EXCLUDED_SCHEMA = pa.schema([(prepare.EXAMPLE_ID, pa.string()), ("reason", pa.string())])
+OUTPUT_DIRS = ("train", "eval", "dead_letter", "excluded", "transform_fn",
+               "transformed_metadata")
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def tfxio_arrow_schema(schema: DatasetSchema) -> pa.Schema:
+    """Arrow schema of the batches prepare.to_tfxio_batch emits."""
+    value_type = {"string": pa.large_binary(), "float64": pa.float32(), "int64": pa.int64()}
+    types = schema.prepared_columns()
+    fields = [pa.field(n, pa.large_list(value_type[types[n]])) for n in schema.transform_inputs()]
+    fields += [pa.field(prepare.EXAMPLE_ID, pa.list_(pa.large_binary())),
+               pa.field(schema.label.name, pa.list_(pa.float32()))]
+    return pa.schema(fields)
+
+
+def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft_temp_dir: str):
+    out = args.output
+    valid, dead, files, counts = {}, [], [], []
+    for name, table in schema.tables.items():
+        read = p | f"Read{_camel(name)}" >> io.ReadTable(args.input, table, args.chunk_rows)
+        checked = (read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
+            transforms.ValidateChunkFn(table)).with_outputs(transforms.DEAD, main="valid"))
+        valid[name] = checked.valid
+        dead += [read[io.DEAD], checked[transforms.DEAD]]
+        files.append(read[io.FILES])
+        counts.append(checked.valid | f"Count{_camel(name)}Valid" >> beam.Map(
+            lambda b, n=name: (f"{n}_valid", b.num_rows)))
+
+    lookups = {}
+    for join in schema.joins:
+        table, dupes = valid[join.table] | f"Build{_camel(join.table)}Lookup" >> \
+            transforms.BuildLookup(schema.tables[join.table])
+        lookups[join.table] = beam.pvalue.AsSingleton(table)
+        counts.append(dupes)
+
+    # The Reshuffle keeps the main table's read stage apart from the stage that reads the
+    # lookups as side inputs (fused together they would wait on each other).
+    prepared = (valid[schema.main]
+                | "SpreadValidRows" >> beam.Reshuffle()
+                | "PrepareExamples" >> beam.ParDo(
+        transforms.PrepareExamplesFn(schema), **lookups).with_outputs(
+            transforms.EVAL, transforms.EXCLUDED, transforms.COUNTS, main="train"))
+    counts.append(prepared[transforms.COUNTS])
+
+    adapter = tensor_adapter_config(schema, tfxio_arrow_schema(schema))
+    passthrough = {prepare.EXAMPLE_ID, schema.label.name}
+    with tft_beam.Context(temp_dir=tft_temp_dir, passthrough_keys=passthrough):
+        (train_t, _), transform_fn = (
+            (prepared.train, adapter)
+            | "AnalyzeAndTransformTrain" >> tft_beam.AnalyzeAndTransformDataset(
+                make_preprocessing_fn(schema), output_record_batches=True))
+        fingerprints = [cross_fingerprint_name(c.cross) for c in schema.crosses]
+        eval_t, _ = (((prepared[transforms.EVAL], adapter), transform_fn)
+                     | "TransformEval" >> tft_beam.TransformDataset(
+                         exclude_outputs=fingerprints, output_record_batches=True))
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
+
+    cross_stats = train_t | "TrainCrossStats" >> beam.CombineGlobally(transforms.CrossStatsFn(
+        [(c.name, cross_fingerprint_name(c.cross), c.hash_buckets) for c in schema.crosses],
+        schema.cross_rare_threshold))
+    out_schema = transforms.output_schema(schema)
+    stats = None
+    for split, pcoll in (("train", train_t), ("eval", eval_t)):
+        tables = pcoll | f"Flatten{_camel(split)}" >> beam.Map(
+            transforms.flatten_transformed, out_schema)
+        _ = tables | f"Write{_camel(split)}" >> io.WriteParquet(
+            FileSystems.join(out, split, "part"), out_schema, codec=args.compression,
+            row_group_rows=args.row_group_rows, num_shards=args.num_shards)
+        if split == "train":
+            numeric = [f.name for f in schema.numeric]
+            categorical = [n for n in schema.feature_names if n not in numeric]
+            stats = tables | "TrainFeatureStats" >> beam.CombineGlobally(
+                transforms.FeatureStatsFn(numeric, categorical))
+
+    dead_letters = dead | "FlattenDeadLetters" >> beam.Flatten()
+    _ = dead_letters | "WriteDeadLetters" >> io.WriteRecords(
+        FileSystems.join(out, "dead_letter", "part"), DEAD_LETTER_SCHEMA, codec=args.compression)
+    _ = prepared[transforms.EXCLUDED] | "WriteExcluded" >> io.WriteRecords(
+        FileSystems.join(out, "excluded", "part"), EXCLUDED_SCHEMA, codec=args.compression)
+    counts.append(dead_letters | "CountDeadLetters" >> beam.Map(
+        lambda d: (f"{d['table']}_dead_letter", 1)))
+    all_files = files | "FlattenFiles" >> beam.Flatten()
+    counts.append(all_files | "CountRead" >> beam.Map(lambda f: (f"{f['table']}_read", f["records"])))
+    count_dict = (counts | "FlattenCounts" >> beam.Flatten()
+                  | "SumCounts" >> beam.CombinePerKey(sum)
+                  | "CountsToDict" >> beam.combiners.ToDict())
+    _ = (p | "SummarySeed" >> beam.Create([None])
+         | "AssembleSummary" >> beam.Map(
+             assemble_summary, schema=schema, counts=beam.pvalue.AsSingleton(count_dict),
+             stats=beam.pvalue.AsSingleton(stats), crosses=beam.pvalue.AsSingleton(cross_stats),
+             files=beam.pvalue.AsList(all_files))
+         | "WriteSummary" >> beam.Map(lambda doc: io.write_json(
+             FileSystems.join(out, "summary.json"), doc)))
+
+
+def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict, crosses: dict,
+                     files: list) -> dict:
+    """Counts per stage, per table, and the train feature statistics; checks they add up."""
+    c = lambda k: int(counts.get(k, 0))  # noqa: E731
+    main = schema.main
+    tables = {}
+    for name in schema.tables:
+        tables[name] = {
+            "read": c(f"{name}_read"), "valid": c(f"{name}_valid"),
+            "dead_letter": c(f"{name}_dead_letter"),
+            "files": sorted((f["path"], f["records"]) for f in files if f["table"] == name)}
+        if name != main:
+            tables[name]["duplicate_keys_dropped"] = c(f"{name}_duplicate_keys_dropped")
+    stages = {"read": c(f"{main}_read"), "valid": c(f"{main}_valid"),
+              "dead_letter": c(f"{main}_dead_letter"), "excluded": c("excluded"),
+              "train": c("train"), "eval": c("eval")}
+    checks = {
+        "read == valid + dead_letter": stages["read"] == stages["valid"] + stages["dead_letter"],
+        "valid == train + eval + excluded":
+            stages["valid"] == stages["train"] + stages["eval"] + stages["excluded"],
+    }
+    for name, t in tables.items():
+        checks[f"{name}: read == valid + dead_letter"] = t["read"] == t["valid"] + t["dead_letter"]
+    return {"dataset": schema.name, "stages": stages, "tables": tables,
+            "reconciled": all(checks.values()), "checks": checks, "train_feature_stats": stats,
+            "crosses": crosses}

@@ -1,0 +1,116 @@
+"""The tf.Transform side: raw tensor representations and the preprocessing_fn.
+
+Both are built from the dataset schema, so the transform applied at serving time is
+exactly the one analyzed here (tf.Transform saves it as a SavedModel).
+
+Full-pass analyzers (computed over train only): z-score / 0-1 scaling, mean imputation,
+quantile buckets, vocabularies. Per-row: hashing and crosses (FarmHash fingerprint,
+stable across runs, hosts and languages that use the same TF op).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import pyarrow as pa
+import tensorflow as tf
+import tensorflow_transform as tft
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx_bsl.tfxio import tensor_adapter
+
+from beam_jobs.features.schema import DatasetSchema
+
+MISSING = b"__MISSING__"
+MISSING_INT = -1
+CROSS_SEPARATOR = "_X_"
+
+
+def vocab_filename(column: str) -> str:
+    return f"vocab_{column}"
+
+
+FINGERPRINT_BUCKETS = 2**63 - 1
+
+
+def cross_fingerprint_name(cross: str) -> str:
+    """Output holding a 63-bit fingerprint of each cross value (before bucketing): the
+    job counts distinct values, collisions and rare values from it, and serving can use
+    it to compare live cross values with train (skew and drift)."""
+    return f"__fingerprint_{cross}"
+
+
+def tensor_adapter_config(schema: DatasetSchema, arrow_schema: pa.Schema
+                          ) -> tensor_adapter.TensorAdapterConfig:
+    """Every transform input as a varlen sparse tensor (missing = no value)."""
+    reps = {}
+    for name in schema.transform_inputs():
+        rep = schema_pb2.TensorRepresentation()
+        rep.varlen_sparse_tensor.column_name = name
+        reps[name] = rep
+    return tensor_adapter.TensorAdapterConfig(arrow_schema, reps)
+
+
+def raw_feature_spec(schema: DatasetSchema) -> dict[str, tf.io.VarLenFeature]:
+    """tf.Example parsing spec of the raw (prepared) inputs, for serving."""
+    types = schema.prepared_columns()
+    dtype = {"string": tf.string, "int64": tf.int64, "float64": tf.float32}
+    return {n: tf.io.VarLenFeature(dtype[types[n]]) for n in schema.transform_inputs()}
+
+
+def _dense(x: tf.SparseTensor, default) -> tf.Tensor:
+    return tf.squeeze(tft.sparse_tensor_to_dense_with_shape(x, [None, 1], default), axis=1)
+
+
+def _filled_numeric(x: tf.SparseTensor, fill) -> tf.Tensor:
+    """Dense float32; missing values become the train mean (a full pass) or a constant."""
+    x = tf.cast(x, tf.float32)
+    if fill == "mean":
+        fill_value = tft.mean(x.values)
+    else:
+        fill_value = tf.constant(float(fill), tf.float32)
+    dense = _dense(x, float("nan"))
+    return tf.where(tf.math.is_nan(dense), fill_value, dense)
+
+
+def _category(x: tf.SparseTensor) -> tf.Tensor:
+    """Dense categorical value; missing is a category of its own."""
+    if x.dtype == tf.string:
+        return _dense(x, MISSING)
+    return _dense(tf.cast(x, tf.int64), MISSING_INT)
+
+
+def make_preprocessing_fn(schema: DatasetSchema) -> Callable[[dict], dict]:
+    """Builds the preprocessing_fn for a dataset schema (a pure function of its inputs)."""
+
+    def preprocessing_fn(inputs: dict) -> dict:
+        out = {}
+        for f in schema.numeric:
+            x = _filled_numeric(inputs[f.column], f.fill)
+            out[f.name] = (tft.scale_to_z_score(x) if f.scale == "z_score"
+                           else tft.scale_to_0_1(x))
+        buckets = {}
+        for f in schema.buckets:
+            x = _filled_numeric(inputs[f.column], f.fill)
+            buckets[f.name] = tft.bucketize(x, f.num_buckets)
+            out[f.name] = buckets[f.name]
+        for f in schema.vocabularies:
+            out[f.name] = tft.compute_and_apply_vocabulary(
+                _category(inputs[f.column]), top_k=f.top_k,
+                frequency_threshold=f.frequency_threshold, num_oov_buckets=f.num_oov_buckets,
+                vocab_filename=vocab_filename(f.column))
+        for f in schema.hashes:
+            value = _category(inputs[f.column])
+            if value.dtype != tf.string:
+                value = tf.strings.as_string(value)
+            out[f.name] = tf.strings.to_hash_bucket_fast(value, f.hash_buckets)
+        for f in schema.crosses:
+            parts = []
+            for col in f.columns:
+                v = buckets[col] if col in buckets else _category(inputs[col])
+                parts.append(v if v.dtype == tf.string else tf.strings.as_string(v))
+            crossed = tf.strings.join(parts, separator=CROSS_SEPARATOR)
+            out[f.name] = tf.strings.to_hash_bucket_fast(crossed, f.hash_buckets)
+            out[cross_fingerprint_name(f.cross)] = tf.strings.to_hash_bucket_fast(
+                crossed, FINGERPRINT_BUCKETS)
+        return out
+
+    return preprocessing_fn

@@ -1,0 +1,195 @@
+"""Pure, vectorized record handling: parse raw chunks, validate them against a table.
+
+No Beam here. A chunk of up to a few ten thousand raw records becomes one typed Arrow
+RecordBatch of the valid rows plus a list of dead letters (raw record, source, line,
+reason) for the others: every input record ends up in exactly one of the two.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from beam_jobs.features.schema import TableSpec
+
+SOURCE_COL = "_source"
+LINE_COL = "_line"
+ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+DEAD_LETTER_SCHEMA = pa.schema([
+    ("table", pa.string()), ("source", pa.string()), ("line", pa.int64()),
+    ("raw", pa.string()), ("reason", pa.string())])
+
+
+def dead_letter(table: str, source: str, line: int, raw: str, reason: str) -> dict:
+    return {"table": table, "source": source, "line": int(line), "raw": raw, "reason": reason}
+
+
+@dataclass
+class RawChunk:
+    """Records of one table from one source, still untyped, with where they came from."""
+    table: str
+    source: str
+    lines: list[int] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+    values: dict[str, list] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def _decode(line: bytes, table: str, source: str, lineno: int, dead: list) -> str | None:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        dead.append(dead_letter(table, source, lineno, line.decode("utf-8", "backslashreplace"),
+                                f"invalid UTF-8 at byte {e.start}"))
+        return None
+
+
+def parse_csv_header(line: bytes) -> list[str]:
+    return next(csv.reader([line.decode("utf-8-sig").rstrip("\r\n")]))
+
+
+def parse_csv_chunk(table: TableSpec, source: str, header: list[str],
+                    lines: list[bytes], first_lineno: int) -> tuple[RawChunk, list[dict]]:
+    """Parses CSV data lines (line numbers start at first_lineno) against the header."""
+    dead: list[dict] = []
+    chunk = RawChunk(table.name, source, values={c: [] for c in table.column_names})
+    missing = [c for c in table.column_names if c not in header]
+    idx = {c: header.index(c) for c in table.column_names if c in header}
+    texts, linenos = [], []
+    for i, line in enumerate(lines):
+        n = first_lineno + i
+        text = _decode(line, table.name, source, n, dead)
+        if text is None:
+            continue
+        text = text.rstrip("\r\n")
+        if missing:
+            dead.append(dead_letter(table.name, source, n, text,
+                                    f"file header lacks declared column(s) {missing}"))
+        elif not text.strip():
+            dead.append(dead_letter(table.name, source, n, text, "blank line"))
+        else:
+            texts.append(text)
+            linenos.append(n)
+    width = len(header)
+    for text, n, fields in zip(texts, linenos, csv.reader(texts)):
+        if len(fields) != width:
+            dead.append(dead_letter(table.name, source, n, text,
+                                    f"expected {width} fields, got {len(fields)}"))
+            continue
+        chunk.lines.append(n)
+        chunk.raw.append(text)
+        for c, j in idx.items():
+            chunk.values[c].append(fields[j])
+    return chunk, dead
+
+
+def parse_jsonl_chunk(table: TableSpec, source: str, lines: list[bytes],
+                      first_lineno: int) -> tuple[RawChunk, list[dict]]:
+    """Parses JSON-lines records; each must be an object. Unknown keys are ignored."""
+    dead: list[dict] = []
+    chunk = RawChunk(table.name, source, values={c: [] for c in table.column_names})
+    for i, line in enumerate(lines):
+        n = first_lineno + i
+        text = _decode(line, table.name, source, n, dead)
+        if text is None:
+            continue
+        text = text.rstrip("\r\n")
+        if not text.strip():
+            dead.append(dead_letter(table.name, source, n, text, "blank line"))
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            dead.append(dead_letter(table.name, source, n, text, f"invalid JSON: {e.msg}"))
+            continue
+        if not isinstance(obj, dict):
+            dead.append(dead_letter(table.name, source, n, text, "JSON record is not an object"))
+            continue
+        chunk.lines.append(n)
+        chunk.raw.append(text)
+        for c in table.column_names:
+            chunk.values[c].append(obj.get(c))
+    return chunk, dead
+
+
+def chunk_from_arrow(table: TableSpec, source: str, batch: pa.RecordBatch,
+                     first_row: int) -> tuple[RawChunk, list[dict]]:
+    """A Parquet record batch as a RawChunk ("line" = 1-based row number in the file)."""
+    n = batch.num_rows
+    lines = list(range(first_row, first_row + n))
+    present = set(batch.schema.names)
+    missing = [c for c in table.column_names if c not in present]
+    if missing:
+        rows = batch.to_pylist()
+        return RawChunk(table.name, source), [
+            dead_letter(table.name, source, ln, json.dumps(r, default=str),
+                        f"file lacks declared column(s) {missing}") for ln, r in zip(lines, rows)]
+    values = {c: batch.column(c).to_pylist() for c in table.column_names}
+    raw = [json.dumps(r, default=str) for r in batch.select(table.column_names).to_pylist()]
+    return RawChunk(table.name, source, lines=lines, raw=raw, values=values), []
+
+
+def validate_chunk(table: TableSpec, chunk: RawChunk) -> tuple[pa.RecordBatch, list[dict]]:
+    """Types every column of the chunk; rows breaking the schema become dead letters.
+
+    Returns the valid rows as a RecordBatch (declared columns + _source, _line) and one
+    dead letter per invalid row naming every problem found in it.
+    """
+    n = len(chunk)
+    problems: list[list[str]] = [[] for _ in range(n)]
+    nulls = set(table.null_tokens)
+    arrays = {}
+    for col in table.columns:
+        raw = chunk.values[col.name]
+        obj = np.empty(n, dtype=object)
+        obj[:] = [None if (v is None or (isinstance(v, str) and v in nulls)) else v for v in raw]
+        is_null = pd.isna(pd.Series(obj, dtype=object)).to_numpy()
+        if col.required:
+            for i in np.flatnonzero(is_null):
+                problems[i].append(f"{col.name}: missing required value")
+        if col.type == "string":
+            arrays[col.name] = pa.array([None if m else str(v) for v, m in zip(obj, is_null)],
+                                        pa.string())
+            continue
+        num = pd.to_numeric(pd.Series(obj, dtype=object), errors="coerce").to_numpy(np.float64)
+        bad = ~is_null & ~np.isfinite(num)
+        for i in np.flatnonzero(bad):
+            problems[i].append(f"{col.name}: not a finite number: {obj[i]!r}")
+        ok = ~is_null & ~bad
+        if col.type == "int64":
+            frac = ok & (num != np.floor(np.where(ok, num, 0)))
+            for i in np.flatnonzero(frac):
+                problems[i].append(f"{col.name}: not an integer: {obj[i]!r}")
+            ok &= ~frac
+        for bound, cmp, word in ((col.min, np.less, "below minimum"),
+                                 (col.max, np.greater, "above maximum")):
+            if bound is None:
+                continue
+            out = ok & cmp(np.where(ok, num, bound), bound)
+            for i in np.flatnonzero(out):
+                problems[i].append(f"{col.name}: {obj[i]!r} {word} {bound}")
+        mask = ~ok
+        if col.type == "int64":
+            arrays[col.name] = pa.array(np.where(ok, num, 0).astype(np.int64), mask=mask)
+        else:
+            arrays[col.name] = pa.array(num, mask=mask)
+    bad_rows = np.array([bool(p) for p in problems], dtype=bool) if n else np.zeros(0, bool)
+    dead = [dead_letter(table.name, chunk.source, chunk.lines[i], chunk.raw[i], "; ".join(problems[i]))
+            for i in np.flatnonzero(bad_rows)]
+    arrays[SOURCE_COL] = pa.array([chunk.source] * n, pa.string())
+    arrays[LINE_COL] = pa.array(np.asarray(chunk.lines, dtype=np.int64))
+    batch = pa.RecordBatch.from_pydict(arrays)
+    if bad_rows.any():
+        batch = batch.filter(pa.array(~bad_rows))
+    return batch, dead
+
+
+def typed_schema(table: TableSpec) -> pa.Schema:
+    fields = [pa.field(c.name, ARROW_TYPES[c.type]) for c in table.columns]
+    return pa.schema(fields + [pa.field(SOURCE_COL, pa.string()), pa.field(LINE_COL, pa.int64())])
