@@ -105,3 +105,34 @@ def synthetic_features(tmp_path_factory) -> Path:
     from ray_jobs.common.synthetic import write_synthetic_features
     return write_synthetic_features(tmp_path_factory.mktemp("synthetic_features"),
                                     n_train=4000, n_eval=1000, seed=0)
+
+
+FLIGHTS_SLICE_ROWS = 3000
+
+
+def run_feature_job(input_dir: Path, output_dir: Path, *extra: str,
+                    schema: Path = REPO_ROOT / "schemas" / "flights.yaml"
+                    ) -> subprocess.CompletedProcess:
+    """Runs `python -m beam_jobs.features` as a user would (a subprocess)."""
+    cmd = [sys.executable, "-m", "beam_jobs.features", "--schema", str(schema),
+           "--input", str(input_dir), "--output", str(output_dir), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
+
+
+@pytest.fixture(scope="session")
+def flights_slice(tmp_path_factory) -> Path:
+    """The first FLIGHTS_SLICE_ROWS flights with the full weather and planes tables."""
+    from scripts.export_flights import export
+    out = tmp_path_factory.mktemp("flights_raw")
+    export(out, rows=FLIGHTS_SLICE_ROWS)
+    return out
+
+
+@pytest.fixture(scope="session")
+def flights_features(flights_slice, tmp_path_factory) -> Path:
+    """Real feature-job output (train/ eval/ transform_fn/ manifest) on the flights slice."""
+    out = tmp_path_factory.mktemp("flights_features")
+    proc = run_feature_job(flights_slice, out, "--overwrite")
+    if proc.returncode != 0:
+        pytest.fail(f"feature job failed:\n{proc.stderr[-5000:]}")
+    return out

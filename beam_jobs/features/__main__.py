@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -63,6 +64,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     args, beam_args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apache_beam.typehints", "tensorflow", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         schema = load_schema(args.schema)
         options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
@@ -76,6 +79,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
         return 2
     temp_root = options.view_as(GoogleCloudOptions).temp_location or args.output
     tft_temp = FileSystems.join(temp_root, "tft_tmp")
+    if dry_run:  # tf.Transform creates its temp dir while the graph is built: keep it local
+        tft_temp = tempfile.mkdtemp(prefix="tft_dry_run_")
     p = beam.Pipeline(options=options)
     pipeline.build(p, args, schema, tft_temp)
     run_pipeline(p, options)

@@ -13,6 +13,7 @@ import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.features import io
+from beam_jobs.features.preprocessing import raw_feature_spec
 from beam_jobs.features.schema import DatasetSchema
 
 LOGGER = logging.getLogger(__name__)
@@ -83,8 +84,20 @@ def lineage(schema: DatasetSchema, argv: list[str], files: dict[str, list]) -> d
             "inputs": files, "argv": argv, "versions": versions}
 
 
+def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
+    """`<output>/metadata/`: the raw feature spec serving parses requests with
+    (TFTransformOutput.raw_feature_spec()); the Arrow input path does not write it."""
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+    metadata_io.write_metadata(
+        dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
+            raw_feature_spec(schema))),
+        FileSystems.join(output, tft.TFTransformOutput.RAW_METADATA_DIR))
+
+
 def finalize(output: str, schema: DatasetSchema, argv: list[str]) -> dict:
     """Writes feature_manifest.json and completes summary.json; returns the summary."""
+    write_raw_metadata(output, schema)
     tf_output = tft.TFTransformOutput(output)
     summary_path = FileSystems.join(output, "summary.json")
     summary = io.read_json(summary_path)

@@ -16,7 +16,7 @@ from beam_jobs.features.schema import DatasetSchema
 
 EXCLUDED_SCHEMA = pa.schema([(prepare.EXAMPLE_ID, pa.string()), ("reason", pa.string())])
 OUTPUT_DIRS = ("train", "eval", "dead_letter", "excluded", "transform_fn",
-               "transformed_metadata")
+               "transformed_metadata", "metadata")
 
 
 def _camel(name: str) -> str:

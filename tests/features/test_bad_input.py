@@ -1,0 +1,98 @@
+"""Broken raw files: the job finishes where it can, every record is accounted for."""
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT, run_feature_job
+
+SCHEMA = REPO_ROOT / "schemas" / "flights.yaml"
+GOOD = b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
+BAD_LINES = {
+    b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15": "expected 19 fields",
+    GOOD + b",extra": "expected 19 fields, got 20",
+    b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,far,5,15,2013-01-01T10:00:00Z":
+        "distance: not a finite number: 'far'",
+    b"2013,1,1,517,515,2,830,819,11,UA,1545,N1\xff\xfe,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z":
+        "invalid UTF-8",
+    b",".join([b"NA"] * 19): "year: missing required value",
+    b",".join([b""] * 19): "year: missing required value",
+    b"2013,13,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z":
+        "month: '13' above maximum 12",
+}
+TRUNCATED = b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EW"  # last line, no newline
+
+
+@pytest.fixture(scope="module")
+def broken_input(flights_slice, tmp_path_factory):
+    d = tmp_path_factory.mktemp("broken")
+    lines = (flights_slice / "flights.csv").read_bytes().splitlines(keepends=True)
+    header, good = lines[0], lines[1:301]
+    (d / "flights.csv").write_bytes(header + b"".join(good))
+    (d / "flights_bad.csv").write_bytes(
+        header + b"".join(line + b"\n" for line in BAD_LINES) + GOOD + b"\n" + TRUNCATED)
+    (d / "flights_empty.csv").write_bytes(b"")
+    (d / "flights_header_only.csv").write_bytes(header)
+    for t in ("weather", "planes"):
+        shutil.copy(flights_slice / f"{t}.csv", d / f"{t}.csv")
+    return d
+
+
+def test_broken_files_are_dead_lettered_and_counts_reconcile(broken_input, tmp_path):
+    out = tmp_path / "out"
+    proc = run_feature_job(broken_input, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    s = summary["stages"]
+    n_bad = len(BAD_LINES) + 1
+    assert s["read"] == 300 + len(BAD_LINES) + 2
+    assert s["dead_letter"] == n_bad
+    assert summary["reconciled"] and s["valid"] == s["train"] + s["eval"] + s["excluded"]
+    files = dict(map(tuple, summary["tables"]["flights"]["files"]))
+    assert files[str(broken_input / "flights_empty.csv")] == 0
+    assert files[str(broken_input / "flights_header_only.csv")] == 0
+    dead = pq.read_table(sorted((out / "dead_letter").glob("*.parquet"))).to_pylist()
+    assert len(dead) == n_bad
+    assert all(d["source"].endswith("flights_bad.csv") and d["table"] == "flights" for d in dead)
+    reasons = {d["line"]: d["reason"] for d in dead}
+    for i, expected in enumerate(BAD_LINES.values()):
+        assert expected in reasons[i + 2], (i, reasons[i + 2])
+    assert "expected 19 fields, got 13" == reasons[len(BAD_LINES) + 3]  # the truncated line
+    raws = {d["line"]: d["raw"] for d in dead}
+    assert raws[5].startswith("2013,1,1,517") and "\\xff" in raws[5]  # raw kept, escaped
+
+
+def _schema_with(tmp_path, mutate):
+    raw = yaml.safe_load(SCHEMA.read_text())
+    mutate(raw)
+    p = tmp_path / "bad_schema.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["features"]["vocabularies"].append({"column": "no_such_column"}),
+     "unknown column 'no_such_column'"),
+    (lambda r: r["features"]["crosses"].append(
+        {"name": "ghost", "columns": ["origin", "ghost_col"], "hash_buckets": 16}),
+     "cross 'ghost' uses missing column 'ghost_col'"),
+])
+def test_config_errors_stop_early_with_a_clear_message(flights_slice, tmp_path, mutate, message):
+    proc = run_feature_job(flights_slice, tmp_path / "out",
+                           schema=_schema_with(tmp_path, mutate))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_input_is_named(tmp_path):
+    proc = run_feature_job(tmp_path / "does_not_exist", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "table 'flights': no file matches" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_refuses_to_mix_with_an_earlier_run(flights_features, flights_slice):
+    proc = run_feature_job(flights_slice, flights_features)
+    assert proc.returncode == 2 and "pass --overwrite" in proc.stderr

@@ -1,0 +1,76 @@
+import json
+
+import pyarrow as pa
+import pytest
+
+from beam_jobs.features import records
+from beam_jobs.features.schema import ColumnSpec, TableSpec
+
+TABLE = TableSpec(
+    name="t", path="t.csv", format="csv", null_tokens=("NA", ""),
+    columns=(ColumnSpec("id", "int64", required=True, min=0),
+             ColumnSpec("x", "float64", min=-10, max=10),
+             ColumnSpec("name", "string", required=True)))
+HEADER = ["id", "x", "name"]
+
+
+def _parse(lines, header=HEADER):
+    chunk, dead = records.parse_csv_chunk(TABLE, "s.csv", header, lines, 2)
+    batch, dead2 = records.validate_chunk(TABLE, chunk)
+    return batch, dead + dead2
+
+
+def test_valid_rows_are_typed_with_lineage():
+    batch, dead = _parse([b"1,2.5,a\n", b"2,NA,b\r\n", b'3,,"c, d"\n'])
+    assert dead == []
+    assert batch.schema == records.typed_schema(TABLE)
+    assert batch.column("id").to_pylist() == [1, 2, 3]
+    assert batch.column("x").to_pylist() == [2.5, None, None]
+    assert batch.column("name").to_pylist() == ["a", "b", "c, d"]
+    assert batch.column(records.LINE_COL).to_pylist() == [2, 3, 4]
+
+
+@pytest.mark.parametrize("line, reason", [
+    (b"1,2.5\n", "expected 3 fields, got 2"),  # missing column / truncated line
+    (b"1,2.5,a,extra\n", "expected 3 fields, got 4"),  # extra column
+    (b"1,abc,a\n", "x: not a finite number: 'abc'"),
+    (b"1,inf,a\n", "x: not a finite number: 'inf'"),
+    (b"1.5,1,a\n", "id: not an integer: '1.5'"),
+    (b"1,11,a\n", "x: '11' above maximum 10"),
+    (b"-1,1,a\n", "id: '-1' below minimum 0"),
+    (b"NA,NA,NA\n", "id: missing required value; name: missing required value"),
+    (b",,\n", "id: missing required value; name: missing required value"),
+    (b"1,2,caf\xe9\n", "invalid UTF-8 at byte 7"),
+    (b"\n", "blank line"),
+])
+def test_bad_rows_become_dead_letters_with_reason(line, reason):
+    batch, dead = _parse([b"5,1,ok\n", line])
+    assert batch.num_rows == 1
+    assert len(dead) == 1
+    assert dead[0]["reason"] == reason
+    assert dead[0]["line"] == 3 and dead[0]["source"] == "s.csv" and dead[0]["table"] == "t"
+
+
+def test_header_lacking_a_declared_column_rejects_every_row():
+    batch, dead = _parse([b"1,a\n", b"2,b\n"], header=["id", "name"])
+    assert batch.num_rows == 0
+    assert [d["reason"] for d in dead] == ["file header lacks declared column(s) ['x']"] * 2
+
+
+def test_jsonl_records():
+    chunk, dead = records.parse_jsonl_chunk(TABLE, "s.jsonl", [
+        json.dumps({"id": 1, "x": 0.5, "name": "a", "other": 1}).encode() + b"\n",
+        b"[1, 2]\n", b"{not json\n", json.dumps({"id": "zz", "name": "b"}).encode()], 1)
+    batch, dead2 = records.validate_chunk(TABLE, chunk)
+    assert batch.column("id").to_pylist() == [1]
+    reasons = sorted(d["reason"] for d in dead + dead2)
+    assert reasons[0] == "JSON record is not an object"
+    assert reasons[1].startswith("id: not a finite number: 'zz'")
+    assert reasons[2].startswith("invalid JSON")
+
+
+def test_parquet_batch_with_missing_column():
+    rb = pa.record_batch({"id": [1, 2], "name": ["a", "b"]})
+    chunk, dead = records.chunk_from_arrow(TABLE, "f.parquet", rb, 1)
+    assert len(chunk) == 0 and [d["line"] for d in dead] == [1, 2]
+    assert "lacks declared column(s) ['x']" in dead[0]["reason"]
