@@ -15,8 +15,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 
 from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
-from beam_jobs.features import artifacts, io, pipeline
+from beam_jobs.features import io
 from beam_jobs.features.schema import SchemaError, load_schema
+
+# pipeline and artifacts import TensorFlow: only once the flags and schema are known good,
+# so that configuration errors come back in a second.
+OUTPUT_NAMES = ("train", "eval", "dead_letter", "excluded", "transform_fn",
+                "transformed_metadata", "metadata", "summary.json", "feature_manifest.json")
 
 LOGGER = logging.getLogger("beam_jobs.features")
 CODECS = ("snappy", "gzip", "zstd", "brotli", "lz4", "none")
@@ -50,8 +55,7 @@ def parse_args(argv):
 
 
 def _prepare_output(output: str, overwrite: bool) -> None:
-    existing = [d for d in pipeline.OUTPUT_DIRS + ("summary.json", "feature_manifest.json")
-                if FileSystems.exists(FileSystems.join(output, d))]
+    existing = [d for d in OUTPUT_NAMES if FileSystems.exists(FileSystems.join(output, d))]
     if existing and not overwrite:
         raise FileExistsError(f"{output} already holds outputs {existing}; "
                               f"pass --overwrite to replace them")
@@ -81,6 +85,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     tft_temp = FileSystems.join(temp_root, "tft_tmp")
     if dry_run:  # tf.Transform creates its temp dir while the graph is built: keep it local
         tft_temp = tempfile.mkdtemp(prefix="tft_dry_run_")
+    from beam_jobs.features import artifacts, pipeline
+
     p = beam.Pipeline(options=options)
     pipeline.build(p, args, schema, tft_temp)
     run_pipeline(p, options)

@@ -15,8 +15,6 @@ from beam_jobs.features.records import DEAD_LETTER_SCHEMA
 from beam_jobs.features.schema import DatasetSchema
 
 EXCLUDED_SCHEMA = pa.schema([(prepare.EXAMPLE_ID, pa.string()), ("reason", pa.string())])
-OUTPUT_DIRS = ("train", "eval", "dead_letter", "excluded", "transform_fn",
-               "transformed_metadata", "metadata")
 
 
 def _camel(name: str) -> str:
