@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
