@@ -51,10 +51,7 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
         lookups[join.table] = beam.pvalue.AsSingleton(table)
         counts.append(dupes)
 
-    # The Reshuffle keeps the main table's read stage apart from the stage that reads the
-    # lookups as side inputs (fused together they would wait on each other).
     prepared = (valid[schema.main]
-                | "SpreadValidRows" >> beam.Reshuffle()
                 | "PrepareExamples" >> beam.ParDo(
         transforms.PrepareExamplesFn(schema), **lookups).with_outputs(
             transforms.EVAL, transforms.EXCLUDED, transforms.COUNTS, main="train"))

@@ -92,14 +92,14 @@ def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarra
 def split_is_eval(t: pa.Table, schema: DatasetSchema) -> np.ndarray:
     """Deterministic split: blake2b of salt + key columns, the same on every run and runner."""
     sp = schema.split
-    cols = [t.column(k).to_pylist() for k in sp.key]
+    keys = pc.binary_join_element_wise(
+        *[pc.fill_null(pc.cast(t.column(k), pa.string()), "") for k in sp.key],
+        "\x1f").to_pylist()
     salt = sp.salt.encode()
     threshold = int(sp.eval_fraction * SPLIT_BUCKETS)
-    out = np.empty(t.num_rows, dtype=bool)
-    for i, key in enumerate(zip(*cols)):
-        h = hashlib.blake2b(salt + "\x1f".join(map(str, key)).encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(h, "little") % SPLIT_BUCKETS < threshold
-    return out
+    digests = [int.from_bytes(hashlib.blake2b(salt + k.encode(), digest_size=8).digest(),
+                              "little") for k in keys]
+    return np.fromiter((d % SPLIT_BUCKETS < threshold for d in digests), bool, len(digests))
 
 
 def example_ids(t: pa.Table) -> pa.Array:
