@@ -49,7 +49,10 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
 
 
 class ReadChunksFn(beam.DoFn):
-    """A file path -> RawChunks of up to chunk_rows records; parse failures go to DEAD.
+    """A file path -> chunks of up to chunk_rows records; parse failures go to DEAD.
+
+    A CSV chunk with nothing wrong in it comes out already typed (a RecordBatch, from
+    Arrow's CSV reader); any other chunk as a RawChunk for the exact per-line checks.
 
     Also emits one FILES record per file (records seen, empty or not) for the summary.
     """
@@ -100,6 +103,10 @@ class ReadChunksFn(beam.DoFn):
 
     def _parse(self, path, header, lines, first):
         if self._table.format == "csv":
+            batch = records.fast_csv_chunk(self._table, path, header, lines, first)
+            if batch is not None:  # clean chunk: already typed and validated
+                yield batch
+                return
             chunk, dead = records.parse_csv_chunk(self._table, path, header, lines, first)
         else:
             chunk, dead = records.parse_jsonl_chunk(self._table, path, lines, first)

@@ -23,7 +23,11 @@ class ValidateChunkFn(beam.DoFn):
         self._valid = Metrics.counter("features", f"{table.name}_valid")
         self._invalid = Metrics.counter("features", f"{table.name}_invalid")
 
-    def process(self, chunk: records.RawChunk):
+    def process(self, chunk: records.RawChunk | pa.RecordBatch):
+        if isinstance(chunk, pa.RecordBatch):  # validated on the fast path while read
+            self._valid.inc(chunk.num_rows)
+            yield chunk
+            return
         batch, dead = records.validate_chunk(self._table, chunk)
         self._valid.inc(batch.num_rows)
         self._invalid.inc(len(dead))

@@ -74,3 +74,21 @@ def test_parquet_batch_with_missing_column():
     chunk, dead = records.chunk_from_arrow(TABLE, "f.parquet", rb, 1)
     assert len(chunk) == 0 and [d["line"] for d in dead] == [1, 2]
     assert "lacks declared column(s) ['x']" in dead[0]["reason"]
+
+
+@pytest.mark.parametrize("lines", [
+    [b"1,2.5,a\n", b"2,NA,b\r\n", b'3,,"c, d"\n'],
+    [b"1,2.5,a\n", b"x,1,b\n"],            # bad number: fast path declines
+    [b"1,2.5,a\n", b"\n", b"2,1,b\n"],     # blank line
+    [b"1,2.5,a\n", b"2,11,b\n"],           # out of range
+    [b"1,2.5,caf\xe9\n"],                  # invalid UTF-8
+    [b"1,2.5\n"],                          # missing field
+    [b"NA,1,a\n"],                         # required value missing
+])
+def test_fast_path_agrees_with_exact_path_or_declines(lines):
+    fast = records.fast_csv_chunk(TABLE, "s.csv", HEADER, lines, 2)
+    exact, dead = _parse(lines)
+    if dead:
+        assert fast is None
+    else:
+        assert fast is not None and fast.equals(exact)
