@@ -19,6 +19,16 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Set before any test module imports ray (Ray reads both when it is first imported):
+# - the session's auth token: Ray 2.60 caches its token state at import time;
+# - node IP = loopback: on Linux Ray otherwise advertises the host's interface address
+#   even for `ray start --node-ip-address=127.0.0.1` (this switch is Ray's own loopback
+#   mode for single-machine clusters).
+SESSION_TOKEN = os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
 # Logical CPUs advertised by the test cluster: more than the 2 physical cores so that
 # a Tune trial (1 CPU) and its 2 training actors can be placed at once.
@@ -51,7 +61,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def ray_cluster() -> RayTestCluster:
     """A real Ray head node on 127.0.0.1 with token auth, shared by every test."""
-    token = secrets.token_hex(32)
+    token = SESSION_TOKEN
     port, dash_port = _free_port(), _free_port()
     temp_dir = Path(f"/tmp/ray_mlbatch_{os.getpid()}")  # short: Ray's socket paths are length-limited
     # The head node (and so every job's entrypoint) runs with this venv first on PATH,
@@ -66,9 +76,6 @@ def ray_cluster() -> RayTestCluster:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if proc.returncode != 0:
         pytest.fail(f"ray start failed:\n{proc.stdout}\n{proc.stderr}")
-    # Clients in this process (ray.init, JobSubmissionClient) authenticate from the env.
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
     cluster = RayTestCluster(gcs_address=f"127.0.0.1:{port}",
                              dashboard_url=f"http://127.0.0.1:{dash_port}",
                              token=token, num_cpus=TEST_CLUSTER_CPUS)
@@ -83,11 +90,6 @@ def ray_cluster() -> RayTestCluster:
             pass
         subprocess.run([RAY_BIN, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp_dir, ignore_errors=True)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture()

@@ -1,0 +1,217 @@
+"""xgboost-ray vs plain XGBoost on the same features, params and rounds (prints ratios;
+no asserts; timing belongs here, not in tests).
+
+    python -m benchmarks.xgboost_bench                         # flights + 2M x 30 synthetic
+    python -m benchmarks.xgboost_bench --rows 200000 --rounds 30   # quick look
+
+Per dataset, each run in a fresh process (so peak memory is its own), one after another:
+  plain      xgboost.train(nthread=2) on a DMatrix built from the Parquet in-process
+  ray_2x1    this job's xgboost-ray training, 2 actors x 1 CPU
+  ray_1x2    this job's xgboost-ray training, 1 actor x 2 CPUs
+All runs use OMP_WAIT_POLICY=PASSIVE (see BENCH_ENV).
+Wall time counts reading the Parquet, building the matrices and training (for xgboost-ray
+also starting the actors; Ray itself is started before the clock, as a cluster would be
+up already). The job's pre-training data scan is timed separately (scan_s). Eval AUC is
+computed exactly from each model's predictions on the whole eval split. Peak memory: the
+process's max RSS, plus for xgboost-ray the sampled peak of the training actors' summed RSS.
+Ray runs locally on 127.0.0.1. Datasets: out/features (the feature job's flights output)
+when present, and a synthetic table of --rows x 30 features (cached under bench_out/).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ("plain", "ray_2x1", "ray_1x2")
+LAYOUTS = {"ray_2x1": (2, 1), "ray_1x2": (1, 2)}
+BENCH_PARAMS = {"eta": 0.1, "max_depth": 6, "max_bin": 256}
+# OpenMP threads sleep instead of spinning while they wait: on a shared (loaded) machine
+# the default spin makes 2-thread XGBoost several times slower than 1 thread. Applies to
+# every mode alike (Ray's actors inherit it from the local Ray started by the run).
+BENCH_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class ActorMemorySampler(threading.Thread):
+    """Peak of the summed RSS of xgboost-ray training actor processes (sampled)."""
+
+    def __init__(self, period_s: float = 0.2):
+        super().__init__(daemon=True)
+        self.period_s, self.peak_mb, self._halt = period_s, 0.0, threading.Event()
+
+    def run(self):
+        while not self._halt.is_set():
+            total = 0.0
+            for d in Path("/proc").iterdir():
+                if d.name.isdigit():
+                    try:
+                        cmd = (d / "cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if b"RayXGBoostActor" in cmd:
+                        total += _rss_mb(int(d.name))
+            self.peak_mb = max(self.peak_mb, total)
+            self._halt.wait(self.period_s)
+
+    def stop(self) -> float:
+        self._halt.set()
+        self.join()
+        return self.peak_mb
+
+
+def run_one(mode: str, features: str, rounds: int) -> dict:
+    """One measured run in this process; returns its record."""
+    import numpy as np
+    import xgboost as xgb
+
+    from ray_jobs.xgboost import data
+    from ray_jobs.xgboost.config import Layout, XGBoostConfig
+    from ray_jobs.xgboost.metrics import task_metrics
+
+    t = time.perf_counter()
+    fs = data.load_and_validate(features)
+    scan_s = time.perf_counter() - t
+    cfg = XGBoostConfig(features=features, output="-", num_boost_round=rounds,
+                        early_stopping_rounds=None, max_actor_restarts=0,
+                        params=BENCH_PARAMS)
+    params = cfg.booster_params(fs.task)
+    record: dict = {"mode": mode, "scan_s": round(scan_s, 2)}
+    sampler = None
+    if mode == "plain":
+        t = time.perf_counter()
+        mats = {}
+        for split in ("train", "eval"):
+            parts = [data.read_split(fs, p) for p in fs.files(split)]
+            x = np.concatenate([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+            mats[split] = xgb.DMatrix(x, label=y, feature_names=fs.names, nthread=2)
+            del x, parts
+        load_s = time.perf_counter() - t
+        booster = xgb.train({**params, "nthread": 2}, mats["train"], rounds,
+                            evals=[(mats["train"], "train"), (mats["eval"], "eval")],
+                            verbose_eval=False)
+        wall = time.perf_counter() - t
+        record.update(load_s=round(load_s, 2), train_s=round(wall - load_s, 2))
+    else:
+        from ray_jobs.xgboost import cluster
+        from ray_jobs.xgboost.driver import train_booster
+        cluster.connect(None)  # local Ray on 127.0.0.1, before the clock
+        layout = Layout(*LAYOUTS[mode])
+        cluster.check_placement(layout, 60)
+        sampler = ActorMemorySampler()
+        sampler.start()
+        t = time.perf_counter()
+        booster, extra = train_booster(fs, params, layout, cfg)
+        wall = time.perf_counter() - t
+        record.update(train_s=round(float(extra["training_time_s"]), 2),
+                      actor_peak_rss_mb=round(sampler.stop(), 1))
+    p, y = [], []
+    for path in fs.files("eval"):
+        x_e, y_e = data.read_split(fs, path)
+        p.append(booster.inplace_predict(x_e))
+        y.append(y_e)
+    quality = task_metrics(fs.task, np.concatenate(y), np.concatenate(p))
+    record.update(wall_s=round(wall, 2), eval=quality,
+                  process_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                            / 1024, 1))
+    return record
+
+
+def synthetic(root: Path, rows: int) -> Path:
+    from ray_jobs.common.features import load_feature_set
+    from ray_jobs.common.synthetic import write_synthetic_features
+    try:
+        if load_feature_set(root).num_rows("train") == rows:
+            return root
+    except Exception:  # noqa: BLE001 -- absent or partial: (re)write it
+        pass
+    print(f"writing synthetic features: {rows} rows x 30 -> {root}", file=sys.stderr)
+    return write_synthetic_features(root, n_train=rows, n_eval=max(rows // 10, 1000),
+                                    n_numeric=27, cardinalities=(8, 32, 256),
+                                    shards=8, seed=0)
+
+
+def measure(features: Path, rounds: int, repeats: int) -> dict:
+    runs: dict[str, list[dict]] = {m: [] for m in MODES}
+    for _ in range(repeats):
+        for mode in MODES:  # interleaved, so drift hits every mode alike
+            load_before = os.getloadavg()[0]
+            out = subprocess.run([sys.executable, "-m", "benchmarks.xgboost_bench", "--one", mode,
+                                  "--features", str(features), "--rounds", str(rounds)],
+                                 cwd=REPO, capture_output=True, text=True, timeout=3600,
+                                 env=BENCH_ENV)
+            if out.returncode != 0:
+                raise RuntimeError(f"{mode} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+            runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs[mode][-1]["loadavg_1m_before"] = round(load_before, 2)
+            print(f"  {features.name} {mode}: {runs[mode][-1]}", file=sys.stderr)
+    med = {m: min(runs[m], key=lambda r: r["wall_s"]) if repeats == 1 else
+           sorted(runs[m], key=lambda r: r["wall_s"])[len(runs[m]) // 2] for m in MODES}
+    plain = med["plain"]
+    key = "auc" if "auc" in plain["eval"] else "rmse"
+    result = {"runs": med, "wall_s_all": {m: [r["wall_s"] for r in runs[m]] for m in MODES}}
+    for m in ("ray_2x1", "ray_1x2"):
+        result[f"{m}_vs_plain_wall"] = round(med[m]["wall_s"] / plain["wall_s"], 3)
+        result[f"{m}_vs_plain_train"] = round(med[m]["train_s"] / plain["train_s"], 3)
+        result[f"{m}_eval_{key}_diff"] = round(med[m]["eval"][key] - plain["eval"][key], 5)
+        result[f"{m}_meets_target"] = bool(
+            result[f"{m}_vs_plain_wall"] <= 1.25 and abs(result[f"{m}_eval_{key}_diff"]) <= 0.002)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--rounds", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--flights", default=str(REPO / "out" / "features"))
+    ap.add_argument("--cache", default=str(REPO / "bench_out" / "xgb_synthetic"))
+    ap.add_argument("--output", default=str(REPO / "bench_out" / "xgboost_bench.json"))
+    ap.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--features", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.one:
+        print(json.dumps(run_one(a.one, a.features, a.rounds)))
+        return
+    import ray
+    import xgboost
+    import xgboost_ray
+    doc: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                             "xgboost": xgboost.__version__, "xgboost_ray": xgboost_ray.__version__,
+                             "ray": ray.__version__},
+                 "rounds": a.rounds, "params": BENCH_PARAMS, "datasets": {}}
+    flights = Path(a.flights)
+    if (flights / "feature_manifest.json").is_file():
+        doc["datasets"]["flights"] = measure(flights, a.rounds, a.repeats)
+    else:
+        doc["datasets"]["flights"] = {"skipped": f"no feature job output at {flights} "
+                                                 "(run `make demo`)"}
+    name = f"synthetic_{a.rows}x30"
+    doc["datasets"][name] = measure(synthetic(Path(a.cache) / str(a.rows), a.rows),
+                                    a.rounds, a.repeats)
+    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.output).write_text(json.dumps(doc, indent=2))
+    print(json.dumps(doc, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Builds and runs a Ray Tune experiment for one job's plug-in (``ray_jobs.<job>.tuning``).
+
+Output layout (``--output``)::
+
+    <name>/                 Tune experiment: state, per-trial results, checkpoints and
+                            TensorBoard event files (tensorboard --logdir <output>/<name>)
+    settings.json           what the experiment was started with (used by --resume)
+    results.parquet/.csv    one row per trial: status, end reason, failures, params, metrics
+    best_params.json        the best trial's sampled hyperparameters and metric
+    best/                   the best trial's model, written by the plug-in's export_best
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import ray
+from ray import tune
+
+from ray_jobs.tune.space import load_space
+
+logger = logging.getLogger(__name__)
+
+JOBS = ("xgboost", "jax")
+SEARCHERS = ("random", "optuna")
+SCHEDULERS = ("asha", "fifo")
+PLUGIN_ATTRS = ("SEARCH_SPACE_FILE", "METRIC", "MODE", "make_trainable", "trial_resources",
+                "export_best")
+SETTINGS_FILE = "settings.json"
+FAILURES_FILE = "trial_failures.jsonl"
+STOPS_FILE = "scheduler_stops.jsonl"
+
+
+class TuneSetupError(ValueError):
+    """The experiment cannot start or resume as asked (the message says why)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneSettings:
+    job: str
+    features: str
+    output: str
+    num_samples: int = 10
+    search: str = "random"
+    scheduler: str = "asha"
+    max_concurrent: int | None = None
+    resume: bool = False
+    search_space: str | None = None  # None: the plug-in's SEARCH_SPACE_FILE
+    name: str | None = None  # None: "<job>_tune"
+    max_failures: int = 2
+    seed: int = 0
+    grace_period: int = 5
+    reduction_factor: int = 3
+    max_t: int | None = None  # None: plug-in's max_iterations(base_config), else 1000
+    base_config: dict = dataclasses.field(default_factory=dict)
+    address: str | None = None
+
+    def __post_init__(self):
+        for field, value, allowed in (("job", self.job, JOBS), ("search", self.search, SEARCHERS),
+                                      ("scheduler", self.scheduler, SCHEDULERS)):
+            if value not in allowed:
+                raise TuneSetupError(f"--{field} {value!r}: expected one of {allowed}")
+        for field, minimum in (("num_samples", 1), ("max_failures", 0), ("grace_period", 1),
+                               ("reduction_factor", 2)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise TuneSetupError(f"{field} must be an integer >= {minimum}, got {value!r}")
+        for field in ("max_concurrent", "max_t"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise TuneSetupError(f"{field} must be an integer >= 1, got {value!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.run_name):
+            raise TuneSetupError(f"--name {self.run_name!r}: use letters, digits, _ . -")
+        if not isinstance(self.base_config, dict):
+            raise TuneSetupError(f"base_config must be a mapping, got {self.base_config!r}")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.job}_tune"
+
+    @property
+    def experiment_dir(self) -> Path:
+        return Path(self.output).resolve() / self.run_name
+
+
+def load_plugin(job: str) -> ModuleType:
+    module = importlib.import_module(f"ray_jobs.{job}.tuning")
+    missing = [a for a in PLUGIN_ATTRS if not hasattr(module, a)]
+    if missing:
+        raise TuneSetupError(f"ray_jobs.{job}.tuning lacks {missing} (see docs/DEVELOPING.md)")
+    if module.MODE not in ("min", "max"):
+        raise TuneSetupError(f"ray_jobs.{job}.tuning.MODE must be 'min' or 'max'")
+    return module
+
+
+class FailureLogCallback(tune.Callback):
+    """Logs every failed trial attempt (retried or final) to ``trial_failures.jsonl``."""
+
+    def __init__(self, path: Path):
+        self._path = path
+
+    def _log(self, trial, retried: bool) -> None:
+        error = ""
+        if trial.error_file and os.path.isfile(trial.error_file):
+            error = Path(trial.error_file).read_text().strip().splitlines()[-1][:500]
+        rec = {"trial_id": trial.trial_id, "num_failures": trial.num_failures,
+               "retried": retried, "error": error}
+        logger.warning("trial %s failed (failure %d, %s): %s", trial.trial_id,
+                       trial.num_failures, "retrying" if retried else "giving up", error)
+        with self._path.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._log(trial, retried=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._log(trial, retried=False)
+
+
+def _make_scheduler(s: TuneSettings, plugin: ModuleType, stops_path: Path):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+    if s.scheduler == "fifo":
+        return FIFOScheduler()
+    max_t = s.max_t
+    if max_t is None:
+        hook = getattr(plugin, "max_iterations", None)
+        max_t = int(hook(s.base_config)) if hook else 1000
+
+    class RecordingASHA(ASHAScheduler):
+        """ASHA that writes down which trials it stopped (for the results table)."""
+
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if (decision == TrialScheduler.STOP
+                    and result.get("training_iteration", 0) < self._max_t):
+                with stops_path.open("a") as f:
+                    f.write(json.dumps({"trial_id": trial.trial_id,
+                                        "iteration": result.get("training_iteration")}) + "\n")
+            return decision
+
+    return RecordingASHA(time_attr="training_iteration", max_t=max_t,
+                         grace_period=min(s.grace_period, max_t),
+                         reduction_factor=s.reduction_factor)
+
+
+def _make_search(s: TuneSettings):
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    if s.search == "random":
+        return BasicVariantGenerator(random_state=s.seed, max_concurrent=s.max_concurrent or 0)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=s.seed))
+    return ConcurrencyLimiter(searcher, s.max_concurrent) if s.max_concurrent else searcher
+
+
+def _check_resources(resources) -> None:
+    """Fail fast when one trial can never fit (Tune would wait forever)."""
+    pgf = (resources if isinstance(resources, tune.PlacementGroupFactory)
+           else tune.PlacementGroupFactory([resources]))
+    need = pgf.required_resources
+    have = ray.cluster_resources()
+    short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if v > have.get(k, 0.0)}
+    if short:
+        raise TuneSetupError(
+            "one trial needs " + ", ".join(f"{k}={v:g} (cluster has {h:g})"
+                                           for k, (v, h) in short.items())
+            + f"; trial bundles {pgf.bundles}, cluster {have}")
+
+
+def _settings_for_run(s: TuneSettings) -> TuneSettings:
+    """On --resume the saved settings win (features, space, base config ...)."""
+    path = Path(s.output).resolve() / SETTINGS_FILE
+    exp = s.experiment_dir
+    if s.resume:
+        if not tune.Tuner.can_restore(str(exp)):
+            raise TuneSetupError(f"--resume: no experiment to restore at {exp}")
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        if saved.get("job", s.job) != s.job:
+            raise TuneSetupError(f"--resume: {exp} is a {saved['job']!r} experiment")
+        return dataclasses.replace(s, **{k: v for k, v in saved.items()
+                                         if k not in ("resume", "output", "address")})
+    if exp.exists() and any(exp.iterdir()):
+        raise TuneSetupError(f"{exp} already holds an experiment: pass --resume to continue "
+                             "it, or a new --name / --output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(s), indent=2, default=str))
+    return s
+
+
+def connect(address: str | None) -> None:
+    from ray_jobs.xgboost.cluster import connect as ray_connect
+    ray_connect(address)
+
+
+def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str, Any]:
+    """Runs (or resumes) the experiment; returns the best trial's summary."""
+    s = _settings_for_run(settings)
+    plugin = plugin or load_plugin(s.job)
+    space = load_space(s.search_space or plugin.SEARCH_SPACE_FILE)
+    connect(s.address)
+    trainable = plugin.make_trainable(s.features, dict(s.base_config))
+    resources = plugin.trial_resources(dict(s.base_config))
+    _check_resources(resources)
+    trainable = tune.with_resources(trainable, resources)
+    exp = s.experiment_dir
+    exp.mkdir(parents=True, exist_ok=True)
+    # Save the experiment state at least every second, so that a killed driver loses at
+    # most the last second of trial bookkeeping (trial progress itself is checkpointed).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Per-round checkpoints with num_to_keep force snapshots by design (that keeps the
+    # snapshot consistent with the kept checkpoints); Tune's warning about it is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if s.resume:
+        logger.info("resuming %s", exp)
+        tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=plugin.METRIC, mode=plugin.MODE, num_samples=s.num_samples,
+                search_alg=_make_search(s),
+                scheduler=_make_scheduler(s, plugin, exp / STOPS_FILE),
+                # A finished trial's process (Ray Tune + the job's imports loaded) runs
+                # the next trial: saves seconds of worker start-up per trial.
+                reuse_actors=True,
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
+            run_config=_run_config(s, exp))
+    results = tuner.fit()
+    from ray_jobs.tune import report
+    return report.write(results, plugin, Path(s.output).resolve(), exp)
+
+
+def _run_config(s: TuneSettings, exp: Path) -> tune.RunConfig:
+    from ray.tune.logger import TBXLoggerCallback
+
+    return tune.RunConfig(
+        name=s.run_name, storage_path=str(Path(s.output).resolve()),
+        failure_config=tune.FailureConfig(max_failures=s.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[TBXLoggerCallback(), FailureLogCallback(exp / FAILURES_FILE)],
+        verbose=1)

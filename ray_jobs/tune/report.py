@@ -1,0 +1,97 @@
+"""Results of a finished (or resumed) experiment: table, best params, best model."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+RESULTS_TABLE = "results"  # .parquet and .csv
+BEST_PARAMS = "best_params.json"
+BEST_DIR = "best"
+_TUNE_INTERNAL = {"timestamp", "checkpoint_dir_name", "done", "training_iteration",
+                  "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname",
+                  "node_ip", "time_since_restore", "iterations_since_restore", "config"}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _trial_id(result) -> str:
+    tid = (result.metrics or {}).get("trial_id")
+    return tid or Path(result.path).name.removeprefix("trial_")
+
+
+def results_table(results, metric: str, mode: str, exp: Path) -> pd.DataFrame:
+    from ray_jobs.tune.driver import FAILURES_FILE, STOPS_FILE
+
+    stopped = {r["trial_id"]: r["iteration"] for r in _read_jsonl(exp / STOPS_FILE)}
+    failures: dict[str, int] = {}
+    for rec in _read_jsonl(exp / FAILURES_FILE):
+        failures[rec["trial_id"]] = max(failures.get(rec["trial_id"], 0), rec["num_failures"])
+    rows = []
+    for r in results:
+        m, tid = r.metrics or {}, _trial_id(r)
+        history = r.metrics_dataframe
+        best = None
+        if history is not None and metric in history and history[metric].notna().any():
+            best = float(history[metric].min() if mode == "min" else history[metric].max())
+        row = {"trial_id": tid, "status": "ERROR" if r.error else "TERMINATED",
+               "end_reason": ("error" if r.error else
+                              "scheduler_stopped" if tid in stopped else "completed"),
+               "iterations": m.get("training_iteration", 0),
+               "reported_iterations": 0 if history is None else len(history),
+               metric: m.get(metric), f"best_{metric}": best,
+               "num_failures": failures.get(tid, 0),
+               "error": (str(r.error).strip().splitlines() or [""])[-1][:300] if r.error else None,
+               "time_total_s": m.get("time_total_s")}
+        row.update({f"config/{k}": v for k, v in (r.config or {}).items()})
+        row.update({k: v for k, v in m.items() if k not in _TUNE_INTERNAL and k not in row
+                    and isinstance(v, (int, float)) and not isinstance(v, bool)})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(table) and table[f"best_{metric}"].notna().any():
+        table = table.sort_values(f"best_{metric}", ascending=(mode == "min"),
+                                  na_position="last")
+    return table.reset_index(drop=True)
+
+
+def write(results, plugin: ModuleType, output: Path, exp: Path) -> dict[str, Any]:
+    """Writes results.parquet/.csv, best_params.json and best/ (plug-in's export_best)."""
+    metric, mode = plugin.METRIC, plugin.MODE
+    table = results_table(results, metric, mode, exp)
+    output.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(output / f"{RESULTS_TABLE}.parquet", index=False)
+    table.to_csv(output / f"{RESULTS_TABLE}.csv", index=False)
+    summary: dict[str, Any] = {
+        "experiment": str(exp), "trials": len(table),
+        "errored": int((table["status"] == "ERROR").sum()) if len(table) else 0,
+        "scheduler_stopped": int((table["end_reason"] == "scheduler_stopped").sum())
+        if len(table) else 0}
+    try:
+        best = results.get_best_result(metric, mode, scope="all", filter_nan_and_inf=True)
+    except RuntimeError as e:  # no trial reported the metric
+        logger.error("no best trial: %s", e)
+        summary["best"] = None
+        return summary
+    history = best.metrics_dataframe
+    value = history[metric].min() if mode == "min" else history[metric].max()
+    summary["best"] = {"trial_id": _trial_id(best), "config": best.config,
+                       metric: None if math.isnan(value) else float(value),
+                       "iterations": best.metrics.get("training_iteration")}
+    (output / BEST_PARAMS).write_text(json.dumps(summary["best"], indent=2, default=str))
+    if best.checkpoint is not None:
+        plugin.export_best(best.checkpoint, output / BEST_DIR)
+        summary["best"]["exported_to"] = str(output / BEST_DIR)
+    logger.info("best trial %s: %s=%s config=%s", summary["best"]["trial_id"], metric,
+                summary["best"][metric], best.config)
+    return summary

@@ -1,0 +1,70 @@
+"""Distributed XGBoost (xgboost-ray) on the feature job's Parquet output.
+
+    python -m ray_jobs.xgboost --features out/features --output out/xgboost
+    ray job submit --working-dir . -- python -m ray_jobs.xgboost --features ... --output ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from ray_jobs.xgboost.config import XGBoostConfig, load_params_file
+
+
+def parse_args(argv: list[str] | None) -> XGBoostConfig:
+    p = argparse.ArgumentParser(prog="python -m ray_jobs.xgboost", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--features", required=True, help="feature job output directory")
+    p.add_argument("--output", required=True, help="directory for model.json, metrics.json ...")
+    p.add_argument("--address", default=None,
+                   help="Ray address ('auto' or host:port); default: 'auto' when RAY_ADDRESS "
+                        "is set (e.g. under `ray job submit`), else a new local Ray")
+    p.add_argument("--num-actors", type=int, default=None,
+                   help="xgboost-ray actors (default: one per node)")
+    p.add_argument("--cpus-per-actor", type=int, default=None,
+                   help="CPUs (= XGBoost threads) per actor (default: the node's CPUs)")
+    p.add_argument("--gpus-per-actor", type=int, default=0,
+                   help="GPUs per actor; > 0 trains with XGBoost's GPU hist method")
+    p.add_argument("--num-boost-round", type=int, default=500)
+    p.add_argument("--early-stopping-rounds", type=int, default=20,
+                   help="stop when the eval metric has not improved for this many rounds "
+                        "(0: off)")
+    p.add_argument("--params", default=None,
+                   help="JSON/YAML file of XGBoost booster params (eta, max_depth, ...)")
+    p.add_argument("--max-actor-restarts", type=int, default=2,
+                   help="restarts of failed training actors (from the last checkpoint)")
+    p.add_argument("--checkpoint-frequency", type=int, default=5,
+                   help="rounds between the in-memory checkpoints used after an actor failure")
+    p.add_argument("--placement-timeout", type=float, default=60.0,
+                   help="seconds to wait for free resources on a busy cluster")
+    p.add_argument("--no-data-check", action="store_true",
+                   help="skip the full NaN/inf/label scan (schema checks still run)")
+    a = p.parse_args(argv)
+    return XGBoostConfig(
+        features=a.features, output=a.output, address=a.address, num_actors=a.num_actors,
+        cpus_per_actor=a.cpus_per_actor, gpus_per_actor=a.gpus_per_actor,
+        num_boost_round=a.num_boost_round, early_stopping_rounds=a.early_stopping_rounds or None,
+        params=load_params_file(a.params) if a.params else {},
+        max_actor_restarts=a.max_actor_restarts, checkpoint_frequency=a.checkpoint_frequency,
+        placement_timeout_s=a.placement_timeout, check_data=not a.no_data_check)
+
+
+def run(argv: list[str] | None = None) -> dict:
+    from ray_jobs.xgboost import driver
+    return driver.run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ray_jobs.common.features import FeatureContractError
+    from ray_jobs.xgboost.cluster import PlacementError
+    from ray_jobs.xgboost.config import ConfigError
+    from ray_jobs.xgboost.data import FeatureDataError
+    try:
+        doc = run()
+    except (ConfigError, FeatureContractError, FeatureDataError, PlacementError) as e:
+        logging.getLogger("ray_jobs.xgboost").error("%s: %s", type(e).__name__, e)
+        sys.exit(2)
+    print(json.dumps({"eval": doc["eval"], "best_round": doc["best_round"]}))

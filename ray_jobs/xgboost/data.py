@@ -1,0 +1,139 @@
+"""Feature Parquet -> validated FeatureSet -> xgboost-ray ``RayDMatrix`` shards.
+
+Everything here runs on the driver before any actor starts, so bad input fails in
+seconds with a message naming the file and column instead of inside a training actor.
+Column names, kinds, the label and its task come from ``feature_manifest.json``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ray_jobs.common.features import FeatureContractError, FeatureSet, load_feature_set
+
+logger = logging.getLogger(__name__)
+
+SCAN_BATCH_ROWS = 1 << 20
+MAX_PROBLEMS_SHOWN = 10
+
+
+class FeatureDataError(ValueError):
+    """The feature Parquet holds values training cannot use (file, column, count named)."""
+
+
+def load_and_validate(root: str | Path, *, scan: bool = True) -> FeatureSet:
+    """Contract check (manifest, both splits present and non-empty, label numeric) and,
+    with ``scan``, a full pass over the values: NaN/inf/null in features or label,
+    non-numeric feature columns, categorical ids outside [0, cardinality), binary labels
+    other than 0/1, a training label with a single value."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FeatureContractError(f"features directory {root} does not exist")
+    fs = load_feature_set(root)
+    _check_types(fs)
+    if scan:
+        problems: list[str] = []
+        for split in ("train", "eval"):
+            for path in fs.files(split):
+                problems += _scan_file(fs, path)
+        if problems:
+            shown = problems[:MAX_PROBLEMS_SHOWN]
+            more = len(problems) - len(shown)
+            raise FeatureDataError(
+                f"{len(problems)} problem(s) in {root}:\n  " + "\n  ".join(shown)
+                + (f"\n  ... and {more} more" if more else ""))
+        _check_label_variety(fs)
+    return fs
+
+
+def _check_types(fs: FeatureSet) -> None:
+    """Every file of both splits has every column, numeric (metadata only, cheap)."""
+    for split in ("train", "eval"):
+        for path in fs.files(split):
+            schema = pq.read_schema(path)
+            for name in [fs.label] + fs.names:
+                what = "label" if name == fs.label else "feature"
+                if name not in schema.names:
+                    raise FeatureDataError(f"{path}: {what} column {name!r} is missing")
+                t = schema.field(name).type
+                if not (pa.types.is_floating(t) or pa.types.is_integer(t)
+                        or pa.types.is_boolean(t)):
+                    raise FeatureDataError(
+                        f"{path}: {what} column {name!r} is {t}, not numeric"
+                        + ("; the feature job must encode it (vocabulary/hash)"
+                           if what == "feature" else ""))
+
+
+def _scan_file(fs: FeatureSet, path: str) -> list[str]:
+    problems: dict[tuple[str, str], int] = {}
+    cards = {f.name: f.cardinality for f in fs.categorical}
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, columns=fs.names + [fs.label]):
+        for name, col in zip(batch.schema.names, batch.columns):
+            what = "label" if name == fs.label else "feature"
+            _count(problems, (name, f"{what} has null values"), col.null_count)
+            if pa.types.is_floating(col.type):
+                _count(problems, (name, f"{what} has NaN"), pc.sum(pc.is_nan(col)).as_py())
+                _count(problems, (name, f"{what} has +-inf"), pc.sum(pc.is_inf(col)).as_py())
+            if name in cards and len(col) > col.null_count:
+                mm = pc.min_max(col)
+                lo, hi = mm["min"].as_py(), mm["max"].as_py()
+                bad = pc.sum(pc.or_(pc.less(col, 0), pc.greater_equal(col, cards[name])))
+                _count(problems, (name, f"categorical ids outside [0, {cards[name]}) "
+                                        f"(min {lo}, max {hi})"), bad.as_py())
+        if fs.task == "binary_classification":
+            label = batch.column(fs.label)
+            bad = pc.sum(pc.and_(pc.not_equal(label, 0), pc.not_equal(label, 1))).as_py()
+            _count(problems, (fs.label, "binary label has values other than 0/1"), bad)
+    return [f"{path}: column {col!r}: {msg} ({n} rows)" for (col, msg), n in problems.items()]
+
+
+def _count(problems: dict, key: tuple[str, str], n: int | None) -> None:
+    if n:
+        problems[key] = problems.get(key, 0) + int(n)
+
+
+def _check_label_variety(fs: FeatureSet) -> None:
+    lo, hi = np.inf, -np.inf
+    for path in fs.files("train"):
+        mm = pc.min_max(pq.read_table(path, columns=[fs.label]).column(fs.label))
+        if mm["min"].as_py() is not None:
+            lo, hi = min(lo, mm["min"].as_py()), max(hi, mm["max"].as_py())
+    if lo == hi:
+        raise FeatureDataError(f"label {fs.label!r} has the single value {lo} in the train "
+                               "split: nothing to learn")
+
+
+def ray_dmatrix(fs: FeatureSet, split: str, num_actors: int):
+    """A lazily loaded ``RayDMatrix`` over the split's Parquet files.
+
+    With at least as many files as actors, each actor reads its own files (distributed
+    loading, the driver touches no rows); otherwise the driver reads the split and
+    xgboost-ray shards it by row (central loading). xgboost-ray 0.1.19 counts a Parquet
+    file list's rows as its number of files there, so central loading gets a DataFrame.
+    """
+    from xgboost_ray import RayDMatrix, RayFileType
+
+    files = fs.files(split)
+    columns = fs.names + [fs.label]
+    if len(files) >= num_actors:
+        return RayDMatrix(files, label=fs.label, columns=columns, feature_names=fs.names,
+                          filetype=RayFileType.PARQUET, distributed=True)
+    logger.info("split %s: %d file(s) < %d actors, loading centrally and sharding by row",
+                split, len(files), num_actors)
+    frame = pq.read_table(files, columns=columns).to_pandas()
+    return RayDMatrix(frame, label=fs.label, feature_names=fs.names, distributed=False)
+
+
+def read_split(fs: FeatureSet, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 [n, d] in manifest order, label float32 [n]) of one Parquet file."""
+    table = pq.read_table(path, columns=fs.names + [fs.label])
+    x = np.column_stack([table.column(n).to_numpy().astype(np.float32, copy=False)
+                         for n in fs.names])
+    y = table.column(fs.label).to_numpy().astype(np.float32, copy=False)
+    return x, y

@@ -1,0 +1,158 @@
+"""Builds and runs the distributed XGBoost job (the driver layer).
+
+Order matters: validate the config and the feature directory, connect to Ray, resolve
+and check the actor layout -- all before the first actor starts -- then train with
+xgboost-ray, pick the best round, score the saved model on the whole eval split and
+write the artifacts (see ``artifacts.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ray_jobs.common.features import FeatureSet
+from ray_jobs.xgboost import artifacts, cluster, data
+from ray_jobs.xgboost.callbacks import HistoryCallback, best_round, collect_history
+from ray_jobs.xgboost.config import TASK_PARAMS, Layout, XGBoostConfig
+from ray_jobs.xgboost.metrics import task_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def early_stopping_metric(task: str) -> tuple[str, str]:
+    """(``eval-<metric>``, mode): the metric XGBoost early-stops on and Tune schedules on."""
+    spec = TASK_PARAMS[task]
+    return f"eval-{spec['eval_metric'][-1]}", spec["mode"]
+
+
+def resolve_layout(config: XGBoostConfig) -> Layout:
+    """Flags where given; otherwise the default layout (``cluster.default_layout``: one
+    actor per node with the node's CPUs). With only --num-actors, the CPUs are shared out
+    (cluster CPUs / actors, at most one node's worth)."""
+    if config.num_actors is not None and config.cpus_per_actor is not None:
+        return Layout(config.num_actors, config.cpus_per_actor, config.gpus_per_actor)
+    default = cluster.default_layout(config.gpus_per_actor)
+    if config.num_actors is None:
+        return Layout(default.num_actors, config.cpus_per_actor or default.cpus_per_actor,
+                      config.gpus_per_actor)
+    total = default.num_actors * default.cpus_per_actor
+    cpus = max(1, min(default.cpus_per_actor, total // config.num_actors))
+    return Layout(config.num_actors, cpus, config.gpus_per_actor)
+
+
+def train_booster(fs: FeatureSet, params: dict, layout: Layout, config: XGBoostConfig, *,
+                  callbacks: Sequence = (), num_boost_round: int | None = None,
+                  xgb_model=None) -> tuple[Any, dict]:
+    """xgboost-ray training over the feature Parquet; returns (booster, additional results).
+
+    Must run where Ray is initialised. Inside a Tune trial the actors go into the trial's
+    placement group; outside, xgboost-ray creates one (bounded by the placement timeout).
+    """
+    import xgboost_ray
+
+    dtrain = data.ray_dmatrix(fs, "train", layout.num_actors)
+    deval = data.ray_dmatrix(fs, "eval", layout.num_actors)
+    ray_params = xgboost_ray.RayParams(
+        num_actors=layout.num_actors, cpus_per_actor=layout.cpus_per_actor,
+        gpus_per_actor=layout.gpus_per_actor, max_actor_restarts=config.max_actor_restarts,
+        checkpoint_frequency=config.checkpoint_frequency)
+    kwargs: dict[str, Any] = {}
+    if config.early_stopping_rounds:
+        kwargs["early_stopping_rounds"] = config.early_stopping_rounds
+    if xgb_model is not None:
+        kwargs["xgb_model"] = xgb_model
+    additional: dict = {}
+    with warnings.catch_warnings():
+        # device="cuda" with tree_method="hist" is XGBoost 2's GPU method; xgboost-ray
+        # 0.1.19 only knows the deprecated "gpu_hist" spelling and warns otherwise.
+        warnings.filterwarnings("ignore", message="GPUs have been assigned")
+        # One actor with several threads is a deliberate layout (docs/xgboost.md).
+        warnings.filterwarnings("ignore", message=".*XGBoost will NOT be distributed")
+        booster = xgboost_ray.train(
+            params, dtrain, num_boost_round or config.num_boost_round,
+            evals=[(dtrain, "train"), (deval, "eval")], ray_params=ray_params,
+            additional_results=additional, callbacks=list(callbacks), verbose_eval=False,
+            **kwargs)
+    return booster, additional
+
+
+def predict_split(booster, fs: FeatureSet, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) of every row of the split, file by file on the driver (which
+    already read every file for validation; memory holds one file plus the predictions)."""
+    preds, labels = [], []
+    for path in fs.files(split):
+        x, y = data.read_split(fs, path)
+        preds.append(booster.inplace_predict(x))
+        labels.append(y)
+    return np.concatenate(preds), np.concatenate(labels)
+
+
+def run(config: XGBoostConfig, *, callbacks: Sequence = ()) -> dict[str, Any]:
+    """The whole job; returns the metrics document it wrote to ``<output>/metrics.json``."""
+    started = time.time()
+    fs = data.load_and_validate(config.features, scan=config.check_data)
+    params = config.booster_params(fs.task)
+    cluster.connect(config.address)
+    layout = resolve_layout(config)
+    cluster.check_placement(layout, config.placement_timeout_s)
+    logger.info("training %s on %d train / %d eval rows, %d features, task %s",
+                layout.describe(), fs.num_rows("train"), fs.num_rows("eval"),
+                len(fs.names), fs.task)
+    try:
+        booster, additional = train_booster(
+            fs, params, layout, config, callbacks=[HistoryCallback(), *callbacks])
+    except TimeoutError as e:
+        raise cluster.PlacementError(
+            cluster.placement_timeout_message(layout, config.placement_timeout_s)) from e
+    history = collect_history(additional)
+    metric, mode = early_stopping_metric(fs.task)
+    best = (best_round(history, metric, mode) if config.early_stopping_rounds
+            else booster.num_boosted_rounds())
+    model = booster[:best]
+    preds, labels = predict_split(model, fs, "eval")
+    doc = _metrics_doc(config, fs, layout, history, best, booster.num_boosted_rounds(),
+                       task_metrics(fs.task, labels, preds), additional, started)
+    _write(Path(config.output), model, fs, history, best, doc, params, layout)
+    return doc
+
+
+def _metrics_doc(config: XGBoostConfig, fs: FeatureSet, layout: Layout, history: list[dict],
+                 best: int, rounds: int, eval_metrics: dict, additional: dict,
+                 started: float) -> dict[str, Any]:
+    at_best = next(r for r in history if r["round"] == best)["metrics"]
+    train_at_best = {k.split("-", 1)[1]: v for k, v in at_best.items() if k.startswith("train-")}
+    if "error" in train_at_best:
+        train_at_best["accuracy"] = 1.0 - train_at_best.pop("error")
+    metric, _ = early_stopping_metric(fs.task)
+    return {
+        "task": fs.task, "label": fs.label,
+        "eval": eval_metrics,  # exact, from model.json's predictions on every eval row
+        "train_xgboost": train_at_best,  # XGBoost's (allreduced) train metrics, best round
+        "best_round": best, "rounds_trained": rounds,
+        "early_stopping": {"metric": metric, "rounds": config.early_stopping_rounds},
+        "rows": {"train": fs.num_rows("train"), "eval": fs.num_rows("eval")},
+        "num_features": len(fs.names),
+        "layout": dataclasses.asdict(layout),
+        "training_time_s": round(float(additional.get("training_time_s", 0.0)), 3),
+        "total_time_s": round(time.time() - started, 3),
+    }
+
+
+def _write(out: Path, model, fs: FeatureSet, history: list[dict], best: int, doc: dict,
+           params: dict, layout: Layout) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_model(str(out / artifacts.MODEL_FILE))
+    artifacts.write_json(out / artifacts.METRICS_FILE, doc)
+    artifacts.write_json(out / artifacts.IMPORTANCE_FILE, artifacts.feature_importance(model, fs))
+    artifacts.write_json(out / artifacts.RUN_CONFIG_FILE,
+                         {"params": params, "layout": dataclasses.asdict(layout),
+                          "features": str(fs.root), "feature_names": fs.names})
+    artifacts.plot_learning_curve(history, best, out / artifacts.CURVE_FILE)
+    logger.info("wrote %s (best round %d, eval %s)", out, best, doc["eval"])
