@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 DATA := data
 OUT := out
 
-.PHONY: venv demo demo-nlp demo-train test lock data bench clean
+.PHONY: venv demo demo-features demo-xgboost tune-xgboost test lock data clean \
+        bench-features bench-xgboost
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +17,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(UV) pip install -q --python $(PY) -r requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $(STAMP)
+
+.NOTPARALLEL:
 
 venv: $(STAMP)
 
@@ -27,10 +30,29 @@ lock: $(STAMP)
 data: $(STAMP)
 	$(PY) -m scripts.export_flights --output $(DATA)/flights
 
-demo: data
+# The main job on the embedded data: raw flights -> features (Beam + tf.Transform),
+# then distributed XGBoost on them (Ray, local).
+demo: demo-features demo-xgboost
+
+demo-features: data
 	$(PY) -m beam_jobs.features --schema schemas/flights.yaml \
-	    --input $(DATA)/flights --output $(OUT)/features
+	    --input $(DATA)/flights --output $(OUT)/features --overwrite
 	@echo "Features: $(OUT)/features (train/ eval/ transform_fn/ summary.json dead_letter/)"
+
+demo-xgboost: $(STAMP)
+	$(PY) -m ray_jobs.xgboost --features $(OUT)/features --output $(OUT)/xgboost
+	@echo "XGBoost model and metrics: $(OUT)/xgboost (model.json metrics.json)"
+
+tune-xgboost: $(STAMP)
+	$(PY) -m ray_jobs.tune --job xgboost --features $(OUT)/features \
+	    --output $(OUT)/tune_xgboost --num-samples 8 --search optuna --max-concurrent 1 \
+	    --set cpus_per_actor=2
+
+bench-features: data
+	$(PY) -m benchmarks.features_bench --repeats 3 --out bench_out/features_bench.json
+
+bench-xgboost: $(STAMP)
+	$(PY) -m benchmarks.xgboost_bench
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
