@@ -9,7 +9,7 @@ DATA := data
 OUT := out
 
 .PHONY: venv demo demo-features demo-xgboost tune-xgboost test lock data clean \
-        bench-features bench-xgboost
+        bench-features bench-xgboost demo-nlp bench-nlp
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,16 @@ bench-features: data
 
 bench-xgboost: $(STAMP)
 	$(PY) -m benchmarks.xgboost_bench
+
+demo-nlp: $(STAMP)
+	$(PY) -m scripts.export_sotu --output $(DATA)/sotu
+	$(PY) -m beam_jobs.cooccurrence --input '$(DATA)/sotu/*.txt' --output $(OUT)/cooccurrence \
+	    --window 10 --min-count 5 --svd-dim 300 --overwrite
+	$(PY) -m beam_jobs.cooccurrence.evaluate --vectors $(OUT)/cooccurrence \
+	    --corpus '$(DATA)/sotu/*.txt'
+
+bench-nlp: $(STAMP)
+	$(PY) -m benchmarks.cooccurrence_bench --output bench_out/cooccurrence_bench.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

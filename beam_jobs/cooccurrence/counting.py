@@ -1,0 +1,270 @@
+"""Pure numpy/scipy core of the job: tokenizer, vocabulary order, windowed pair counting.
+
+No Beam here; the DoFns in ``transforms.py`` and the single-process benchmark contender
+call these functions, and the tests check them against a plain-Python counter.
+
+Semantics (GloVe's ``cooccur``):
+  * every line is a context boundary: windows never cross a ``\\n``;
+  * tokens outside the vocabulary are dropped *before* windowing, so a window of size W
+    spans W in-vocabulary tokens and reaches past removed ones;
+  * a pair at distance d (1 <= d <= W) weighs 1/d (``harmonic``) or 1 (``uniform``);
+  * the matrix layout is GloVe's: for an earlier token a and a later token b at distance
+    d, ``left`` adds X[a, b] (row = the left context, column = the word it precedes), and
+    ``symmetric`` adds both X[a, b] and X[b, a] (so X is symmetric and a token paired
+    with itself counts twice on the diagonal, as in GloVe).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from itertools import repeat
+
+import numpy as np
+import scipy.sparse as sp
+
+DEFAULT_TOKEN_PATTERN = r"[a-z0-9]+(?:'[a-z]+)?"
+WEIGHTINGS = ("harmonic", "uniform")
+DIRECTIONS = ("symmetric", "left")
+# Ids the tokenizer gives to line breaks and to tokens outside the vocabulary.
+NEWLINE_ID = -2
+OOV_ID = -1
+
+
+class TokenPatternError(ValueError):
+    """The --token-pattern cannot be used (bad regex, capturing groups, empty matches...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenizer:
+    """Lowercases (optionally) and takes every match of ``pattern``, as in the issue."""
+
+    pattern: str = DEFAULT_TOKEN_PATTERN
+    lowercase: bool = True
+
+    def __post_init__(self) -> None:
+        try:
+            compiled = re.compile(self.pattern)
+        except re.error as err:
+            raise TokenPatternError(f"--token-pattern {self.pattern!r} is not a valid "
+                                    f"regular expression: {err}") from err
+        if compiled.groups:
+            raise TokenPatternError(
+                f"--token-pattern {self.pattern!r} has capturing groups; use (?:...)")
+        if compiled.fullmatch(""):
+            raise TokenPatternError(
+                f"--token-pattern {self.pattern!r} matches the empty string")
+        if compiled.search("a\nb") and "\n" in "".join(compiled.findall("a\nb")):
+            raise TokenPatternError(
+                f"--token-pattern {self.pattern!r} matches a line break; lines are "
+                "context boundaries, so tokens cannot span them")
+
+    @property
+    def _regex(self) -> re.Pattern:
+        return _compiled(self.pattern)
+
+    @property
+    def _regex_with_newlines(self) -> re.Pattern:
+        return _compiled(f"(?:{self.pattern})|\n")
+
+    def tokens(self, text: str) -> list[str]:
+        """Every token of ``text`` (line breaks ignored)."""
+        return self._regex.findall(text.lower() if self.lowercase else text)
+
+    def token_lines(self, text: str) -> list[list[str]]:
+        """Tokens of each ``\\n``-separated line of ``text``."""
+        return [self.tokens(line) for line in text.split("\n")]
+
+    def ids(self, text: str, lookup: Mapping[str, int]) -> np.ndarray:
+        """Token ids of ``text`` with ``NEWLINE_ID`` at line breaks, ``OOV_ID`` elsewhere.
+
+        ``lookup`` must map ``"\\n"`` to ``NEWLINE_ID`` (see ``id_lookup``).
+        """
+        found = self._regex_with_newlines.findall(text.lower() if self.lowercase else text)
+        return np.fromiter(map(lookup.get, found, repeat(OOV_ID)), dtype=np.int32,
+                           count=len(found))
+
+
+_PATTERNS: dict[str, re.Pattern] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern:
+    if pattern not in _PATTERNS:
+        _PATTERNS[pattern] = re.compile(pattern)
+    return _PATTERNS[pattern]
+
+
+def order_vocabulary(counts: Iterable[tuple[str, int]], min_count: int
+                     ) -> list[tuple[str, int]]:
+    """Tokens with count >= min_count, by descending count then token: list index = id."""
+    return sorted(((t, c) for t, c in counts if c >= min_count), key=lambda tc: (-tc[1], tc[0]))
+
+
+def id_lookup(tokens: Iterable[str]) -> dict[str, int]:
+    """token -> id for ``Tokenizer.ids``: ids are list positions; ``"\\n"`` is a line break."""
+    lookup = {token: i for i, token in enumerate(tokens)}
+    lookup["\n"] = NEWLINE_ID
+    return lookup
+
+
+def _bits(n: int) -> int:
+    return max(1, int(n - 1).bit_length())
+
+
+class PairCounter:
+    """Accumulates windowed co-occurrences of id streams into a sparse V x V matrix.
+
+    Vectorized per batch: for each distance d the pairs are two shifted views of the id
+    array; pairs that straddle a line break are overwritten with a sentinel key. Each key
+    packs (left id, right id, d - 1) into one unsigned integer, so a single ``np.sort``
+    groups equal pairs and distances and a run-length pass sums them (no Python per pair).
+    Keys are buffered until ``buffer_pairs`` of them wait (so many small batches cost one
+    sort), then folded into a CSR matrix of left-context counts; ``flush`` returns it
+    (plus its transpose for ``symmetric``) and starts afresh.
+    """
+
+    def __init__(self, vocab_size: int, window: int, weighting: str = "harmonic",
+                 direction: str = "symmetric", buffer_pairs: int = 1 << 24) -> None:
+        if vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        self.vocab_size, self.window = vocab_size, window
+        self.weighting, self.direction = weighting, direction
+        self._dbits = _bits(window) if weighting == "harmonic" else 0
+        self._cbits = _bits(vocab_size)
+        total_bits = 2 * self._cbits + self._dbits
+        if total_bits > 63:
+            raise ValueError(f"vocabulary of {vocab_size} with window {window} does not fit "
+                             "a 64-bit pair key")
+        self._dtype = np.uint32 if total_bits < 32 else np.uint64
+        self._sentinel = np.iinfo(self._dtype).max
+        self._inverse_distance = 1.0 / np.arange(1, (1 << self._dbits) + 1, dtype=np.float64)
+        self._acc: sp.csr_matrix | None = None
+        self._buffer_pairs = buffer_pairs
+        self._keys = np.empty(0, self._dtype)  # reused key buffer, [:_fill] in use
+        self._fill = 0
+        self.pair_occurrences = 0  # left-context pairs seen (each counts once)
+
+    @property
+    def nnz(self) -> int:
+        """Entries of the left-context matrix folded so far (buffered keys not included:
+        the buffer is bounded by ``buffer_pairs`` on its own)."""
+        return 0 if self._acc is None else self._acc.nnz
+
+    def add(self, ids: np.ndarray) -> None:
+        """Counts one batch: ids with ``NEWLINE_ID`` at line breaks and ``OOV_ID`` gaps."""
+        ids = np.asarray(ids)
+        in_vocab = ids >= 0
+        kept = ids[in_vocab]
+        n = kept.size
+        steps = min(self.window, n - 1)
+        if steps < 1:
+            return
+        total = steps * n - steps * (steps + 1) // 2
+        if self._fill + total > self._keys.size:
+            self._fold_pending()
+            if total > self._keys.size:
+                self._keys = np.empty(max(total, self._buffer_pairs), self._dtype)
+        # Line starts in kept-token positions: the number of kept tokens before each line
+        # break (sorted; repeated for empty lines, which `_write_keys` ignores).
+        starts = np.cumsum(in_vocab)[ids == NEWLINE_ID]
+        self._write_keys(kept, starts[starts < n], self._keys[self._fill:self._fill + total])
+        self._fill += total
+        if self._fill >= self._buffer_pairs:
+            self._fold_pending()
+
+    def flush(self) -> sp.csr_matrix:
+        """The counts so far (canonical CSR, V x V, float64); resets the counter."""
+        self._fold_pending()
+        shape = (self.vocab_size, self.vocab_size)
+        left = self._acc if self._acc is not None else sp.csr_matrix(shape, dtype=np.float64)
+        self._acc = None
+        if self.direction == "symmetric":
+            left = (left + left.T).tocsr()
+        left.sum_duplicates()
+        left.sort_indices()
+        return left
+
+    def _write_keys(self, kept: np.ndarray, starts: np.ndarray, out: np.ndarray) -> None:
+        n = kept.size
+        ends = np.append(starts[1:], n)
+        k = kept.astype(self._dtype)
+        left = k << self._dtype(self._cbits + self._dbits)
+        right = k << self._dtype(self._dbits)
+        pos = 0
+        straddling = np.empty(0, np.int64)
+        for d in range(1, min(self.window, n - 1) + 1):
+            chunk = out[pos:pos + n - d]
+            np.add(left[:n - d], right[d:], out=chunk)
+            if self._dbits:
+                chunk += self._dtype(d - 1)
+            # The right element sits at position j = s + (d - 1) of a line starting at s:
+            # for that j and every larger d the left element is on an earlier line.
+            new = starts + (d - 1)
+            straddling = np.concatenate([straddling, new[new < ends]])
+            chunk[straddling[straddling >= d] - d] = self._sentinel
+            pos += n - d
+
+    def _fold_pending(self) -> None:
+        keys = self._keys[:self._fill]
+        self._fill = 0
+        if keys.size == 0:
+            return
+        keys.sort()
+        end = int(np.searchsorted(keys, self._sentinel))
+        if end == 0:
+            return
+        self.pair_occurrences += end
+        pairs, values = self._reduce(keys[:end])
+        self._fold(pairs, values)
+
+    def _reduce(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted keys -> (sorted unique pair keys, summed weights)."""
+        first = _run_starts(keys)
+        unique = keys[first]
+        counts = np.empty(first.size, np.float64)
+        np.subtract(first[1:], first[:-1], out=counts[:-1], casting="unsafe")
+        counts[-1] = keys.size - first[-1]
+        if not self._dbits:
+            return unique, counts
+        counts *= self._inverse_distance[unique & self._dtype((1 << self._dbits) - 1)]
+        pairs = unique >> self._dtype(self._dbits)
+        first = _run_starts(pairs)
+        return pairs[first], np.add.reduceat(counts, first)
+
+    def _fold(self, pairs: np.ndarray, values: np.ndarray) -> None:
+        v = self.vocab_size
+        row_starts = np.arange(v + 1, dtype=self._dtype) << self._dtype(self._cbits)
+        indptr = np.searchsorted(pairs, row_starts).astype(np.int64)
+        cols = (pairs & self._dtype((1 << self._cbits) - 1)).astype(np.int32)
+        batch = sp.csr_matrix((values, cols, indptr), shape=(v, v))
+        batch.has_sorted_indices = True
+        batch.has_canonical_format = True
+        self._acc = batch if self._acc is None else self._acc + batch
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Indices where a new value starts in a sorted array."""
+    flags = np.empty(sorted_keys.size, bool)
+    flags[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=flags[1:])
+    return np.flatnonzero(flags)
+
+
+def count_cooccurrences(token_lines: Iterable[list[str]], vocabulary: list[str],
+                        window: int, weighting: str = "harmonic",
+                        direction: str = "symmetric") -> sp.csr_matrix:
+    """Whole-corpus convenience: token lists per line -> canonical CSR counts."""
+    lookup = id_lookup(vocabulary)
+    counter = PairCounter(len(vocabulary), window, weighting, direction)
+    ids: list[int] = []
+    for line in token_lines:
+        ids.extend(lookup.get(t, OOV_ID) for t in line)
+        ids.append(NEWLINE_ID)
+    counter.add(np.asarray(ids, dtype=np.int32))
+    return counter.flush()

@@ -1,0 +1,98 @@
+"""The CLI on gensim's lee_background.cor, and the Dataflow dry run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gensim.models import KeyedVectors
+from gensim.test.utils import datapath
+
+from beam_jobs.common.options import dry_run_summary
+from beam_jobs.cooccurrence.__main__ import run
+from beam_jobs.cooccurrence.io import read_triplets, read_vocab
+from tests.cooccurrence import reference
+from tests.cooccurrence.test_counting import as_dict, assert_same_counts
+
+REPO = Path(__file__).resolve().parents[2]
+LEE = datapath("lee_background.cor")
+
+
+@pytest.fixture(scope="module")
+def lee_output(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lee") / "out"
+    subprocess.run([sys.executable, "-m", "beam_jobs.cooccurrence", "--input", LEE,
+                    "--output", str(out), "--window", "5", "--min-count", "5",
+                    "--svd-dim", "16", "--rows-per-shard", "500"],
+                   cwd=REPO, check=True, capture_output=True, text=True, timeout=300)
+    return out
+
+
+@pytest.mark.e2e
+def test_cli_on_lee_corpus(lee_output):
+    out = lee_output
+    text = Path(LEE).read_text(encoding="utf-8")
+    vocab, expected = reference.count_text(text, 5, 5)
+    tokens, counts = read_vocab(str(out / "vocab"))
+    assert tokens == vocab
+    matrix = read_triplets(str(out / "cooccurrence"), (len(vocab), len(vocab)))
+    assert_same_counts(as_dict(matrix), expected, "harmonic")
+    assert len(list((out / "cooccurrence").glob("*.parquet"))) == -(-len(vocab) // 500)
+
+    summary = json.loads((out / "summary.json").read_text())
+    lines = reference.tokenize_lines(text)
+    assert summary["lines"] == 300 and summary["files"] == 1
+    assert summary["tokens"] == sum(map(len, lines))
+    assert summary["kept_tokens"] == int(counts.sum())
+    assert summary["nnz"] == len(expected) and summary["ppmi"]["nnz"] > 0
+
+    kv = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"))
+    assert kv.index_to_key == vocab and kv.vector_size == 16
+    assert kv.most_similar("australia", topn=3)[0][0] in vocab  # usable by gensim
+
+
+def test_dataflow_dry_run_describes_the_job(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("the cat sat\n")
+    job_file = tmp_path / "job.json"
+    run(["--input", str(corpus / "*.txt"), "--output", "gs://my-bucket/cooc",
+         "--svd-dim", "8", "--runner", "DataflowRunner", "--project", "my-project",
+         "--region", "us-central1", "--temp_location", "gs://my-bucket/tmp",
+         "--dry_run=True", "--dataflow_job_file", str(job_file)], save_main_session=False)
+    summary = dry_run_summary(job_file)
+    assert summary["name"] == "cooccurrence"
+    transforms = set(summary["transforms"])
+    for step in ("PlanReads/MatchFiles", "ReadTextForVocabulary", "ReadTextForPairs",
+                 "CountVocabulary/CountTokens", "CountCooccurrences/CountPairs",
+                 "CountCooccurrences/SumPartials", "WriteCooccurrence", "ComputePPMI",
+                 "WritePPMI", "FactorizePPMI/RunTruncatedSVD", "WriteVectors",
+                 "WriteDeadLetters", "WriteSummary"):
+        assert any(t == step or t.startswith(step + "/") for t in transforms), step
+    options = summary["options"]
+    assert options["project"] == "my-project" and options["region"] == "us-central1"
+    assert options["temp_location"].startswith("gs://my-bucket/tmp")
+    assert any("setup.py" in p for p in summary["packages"])
+    assert not (tmp_path / "cooc").exists()  # nothing ran, nothing written
+
+
+@pytest.mark.e2e
+def test_evaluation_scores_ours_and_gensim_on_lee(lee_output, tmp_path):
+    from beam_jobs.cooccurrence import evaluate
+    result_file = tmp_path / "evaluation.json"
+    evaluate.main(["--vectors", str(lee_output), "--corpus", LEE, "--epochs", "1",
+                   "--output", str(result_file)])
+    result = json.loads(result_file.read_text())
+    names = list(result["models"])
+    assert len(names) == 4 and names[0].startswith("ours: SVD") and \
+        names[1].startswith("ours: PPMI rows")
+    vocab_sizes = {r["vocab"] for r in result["models"].values()}
+    assert vocab_sizes == {len(read_vocab(str(lee_output / "vocab"))[0])}  # same tokens
+    for row in result["models"].values():
+        for task in ("wordsim353", "simlex999"):
+            assert -1 <= row[task]["spearman"] <= 1 and 0 < row[task]["oov_pct"] < 100
+        assert row["analogies"]["answered"] > 0
+        assert 0 <= row["analogies"]["accuracy"] <= 1
+    assert result["analogy_questions"] == 19544

@@ -1,0 +1,123 @@
+"""Whole-job runs (in-process FnApiRunner) on small texts, read back from Parquet."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from beam_jobs.cooccurrence.__main__ import run
+from beam_jobs.cooccurrence.io import read_triplets, read_vocab
+from tests.cooccurrence import reference
+from tests.cooccurrence.test_counting import as_dict, assert_same_counts
+
+FILES = {
+    "a.txt": "The cat sat on the mat.\nThe dog sat on the log!\n\nthe\n",
+    "b.txt": "a cat and a dog\n\n\ndog\ncat, dog; cat and the mat",  # no final newline
+    "c.txt": "It's the cat's mat.\n" * 3,
+}
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        data = content.encode() if isinstance(content, str) else content
+        (root / name).write_bytes(data)
+    return root
+
+
+def run_job(tmp_path: Path, files: dict, *flags: str, name: str = "out") -> Path:
+    corpus = write_files(tmp_path / "corpus", files)
+    out = tmp_path / name
+    run(["--input", str(corpus / "*.txt"), "--output", str(out), *flags],
+        save_main_session=False)
+    return out
+
+
+def reference_for(files: dict, min_count: int, window: int, weighting: str, direction: str):
+    lines = []
+    for name in sorted(files):
+        content = files[name]
+        lines += reference.tokenize_lines(content if isinstance(content, str)
+                                          else content.decode("utf-8"))
+    vocab = reference.vocabulary(lines, min_count)
+    return vocab, reference.cooccurrences(lines, vocab, window, weighting, direction), lines
+
+
+@pytest.mark.parametrize("weighting,direction", [("harmonic", "symmetric"),
+                                                 ("uniform", "left")])
+def test_matrix_vocab_and_summary_match_reference(tmp_path, weighting, direction):
+    # Tiny shards, byte ranges and batches so that every split path is exercised.
+    out = run_job(tmp_path, FILES, "--window", "3", "--min-count", "2", "--weighting",
+                  weighting, "--direction", direction, "--rows-per-shard", "3",
+                  "--split-bytes", "17", "--batch-bytes", "8", "--shard-nnz", "4")
+    vocab, expected, lines = reference_for(FILES, 2, 3, weighting, direction)
+    tokens, counts = read_vocab(str(out / "vocab"))
+    assert tokens == vocab
+    all_tokens = [t for line in lines for t in line]
+    assert counts.tolist() == [all_tokens.count(t) for t in vocab]
+    matrix = read_triplets(str(out / "cooccurrence"), (len(vocab), len(vocab)))
+    assert_same_counts(as_dict(matrix), expected, weighting)
+
+    summary = json.loads((out / "summary.json").read_text())
+    kept = sum(1 for t in all_tokens if t in vocab)
+    assert summary["files"] == 3 and summary["lines"] == 4 + 5 + 3
+    assert (summary["tokens"], summary["kept_tokens"]) == (len(all_tokens), kept)
+    assert summary["vocab_size"] == len(vocab) and summary["nnz"] == len(expected)
+    assert summary["total_mass"] == pytest.approx(sum(expected.values()), rel=1e-12)
+    assert summary["dead_letter_records"] == 0
+
+
+def test_shards_are_sorted_and_cover_their_rows(tmp_path):
+    out = run_job(tmp_path, FILES, "--window", "2", "--min-count", "1",
+                  "--rows-per-shard", "4")
+    vocab_size = json.loads((out / "summary.json").read_text())["vocab_size"]
+    shards = sorted((out / "cooccurrence").glob("part-*.parquet"))
+    n = -(-vocab_size // 4)
+    assert [p.name for p in shards] == [f"part-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+    for i, path in enumerate(shards):
+        table = pq.read_table(path)
+        assert table.schema.field("value").type == "double"
+        rows, cols = table["row"].to_numpy(), table["col"].to_numpy()
+        assert np.all((rows >= 4 * i) & (rows < 4 * (i + 1)))
+        order = np.lexsort((cols, rows))
+        assert np.array_equal(order, np.arange(len(rows)))  # sorted by (row, col)
+        assert len(set(zip(rows.tolist(), cols.tolist()))) == len(rows)  # no duplicates
+
+
+def test_vocab_ids_by_descending_count_then_token(tmp_path):
+    out = run_job(tmp_path, {"v.txt": "b a c b a d c b\ne\n"}, "--min-count", "1")
+    table = pq.read_table(next((out / "vocab").glob("*.parquet")))
+    assert table.to_pydict() == {"id": [0, 1, 2, 3, 4], "token": ["b", "a", "c", "d", "e"],
+                                 "count": [3, 2, 2, 1, 1]}
+
+
+def test_ppmi_and_vectors(tmp_path):
+    from gensim.models import KeyedVectors
+    out = run_job(tmp_path, FILES, "--window", "2", "--min-count", "1", "--ppmi",
+                  "--ppmi-shift", "1.5", "--svd-dim", "4", "--rows-per-shard", "5")
+    vocab, expected, _ = reference_for(FILES, 1, 2, "harmonic", "symmetric")
+    v = len(vocab)
+    counts = np.zeros((v, v))
+    for (r, c), value in expected.items():
+        counts[r, c] = value
+    context = counts.sum(axis=0) ** 0.75
+    with np.errstate(divide="ignore"):
+        pmi = (np.log(counts) - np.log(counts.sum(axis=1, keepdims=True))
+               - np.log(context / context.sum()) - np.log(1.5))
+    dense = np.where(counts > 0, np.maximum(pmi, 0), 0)
+    got = read_triplets(str(out / "ppmi"), (v, v)).toarray()
+    np.testing.assert_allclose(got, dense, rtol=1e-12, atol=1e-12)
+
+    kv = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"), binary=False)
+    assert kv.index_to_key == vocab and kv.vector_size == 4
+    np.testing.assert_allclose(np.linalg.norm(kv.vectors, axis=1), 1.0, atol=1e-5)
+    table = pq.read_table(next((out / "vectors").glob("*.parquet")))
+    assert table["token"].to_pylist() == vocab
+    parquet_vectors = np.stack(table["vector"].to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(kv.vectors, parquet_vectors, rtol=1e-5, atol=1e-6)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ppmi"]["nnz"] == np.count_nonzero(dense)
+    assert summary["svd"]["dim"] == 4 and summary["svd"]["zero_rows"] == 0
