@@ -9,7 +9,7 @@ DATA := data
 OUT := out
 
 .PHONY: venv demo demo-features demo-xgboost tune-xgboost test lock data clean \
-        bench-features bench-xgboost demo-nlp bench-nlp
+        bench-features bench-xgboost demo-nlp bench-nlp train-jax bench-jax
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ bench-features: data
 
 bench-xgboost: $(STAMP)
 	$(PY) -m benchmarks.xgboost_bench
+
+train-jax: $(STAMP)
+	$(PY) -m ray_jobs.jax --features $(OUT)/features --output $(OUT)/jax
+
+bench-jax: $(STAMP)
+	$(PY) -m benchmarks.jax_bench --json bench_out/jax_bench.json
 
 demo-nlp: $(STAMP)
 	$(PY) -m scripts.export_sotu --output $(DATA)/sotu

@@ -58,6 +58,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cluster_pids(temp_dir: Path) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(temp_dir).encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return [p for p in pids if p != os.getpid()]
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (state Z) has exited already
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _stop_cluster(temp_dir: Path) -> None:
+    """Stops this fixture's head node only (`ray stop` would stop every Ray on the host):
+    its processes are the ones started with its private temp dir; workers exit with them."""
+    import signal
+    import time
+
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        pids = _cluster_pids(temp_dir)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pids = [p for p in pids if _alive(p)]
+        if not pids:
+            return
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> RayTestCluster:
     """A real Ray head node on 127.0.0.1 with token auth, shared by every test."""
@@ -88,7 +127,7 @@ def ray_cluster() -> RayTestCluster:
                 ray.shutdown()
         except ImportError:
             pass
-        subprocess.run([RAY_BIN, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

@@ -1,0 +1,278 @@
+"""Throughput and quality benchmark of the JAX wide-and-deep job (prints ratios; no asserts).
+
+    python -m benchmarks.jax_bench                      # CPU: everything below
+    python -m benchmarks.jax_bench --quick              # < 3 minutes
+    python -m benchmarks.jax_bench --platform gpu --quick   # on a GPU machine (no Ray needed)
+
+Sections (each in a fresh process, since JAX's device count is fixed per process):
+  compare   this job's Trainer on 1 device vs a plain jax.jit + optax loop of the same
+            model, loss and batch size written directly; rounds alternate, medians count
+  devices   Trainer examples/s with 1, 2, 4 (fake) CPU devices in one process
+  processes Trainer examples/s with 2 processes x 1 device (jax.distributed over gloo)
+  quality   eval AUC / logloss after training with early stopping, beside the XGBoost
+            job's metrics.json on the same features when one is found
+Features: --features, else out/features (the feature job's flights output) when present,
+else synthetic data of the flights shape (said so in the output).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FLIGHTS_LIKE = dict(n_numeric=10, cardinalities=(10, 24, 8, 17, 4, 105, 35, 13, 8, 1000, 1024,
+                                                 512, 1024, 4096))
+
+
+def bench_config(args, **changes):
+    from ray_jobs.jax.config import from_dict
+    raw = dict(batch_size=args.batch_size, eval_batch_size=8192, patience=2,
+               epochs=args.quality_epochs, platform=args.platform,
+               inflight_steps=args.inflight)  # the rest: JaxConfig's defaults
+    return from_dict({**raw, **changes})
+
+
+# --- children ------------------------------------------------------------------------------
+def _time_trainer(trainer, steps: int) -> float:
+    done, t0 = 0, time.perf_counter()
+    while done < steps:
+        done += len(trainer.train_steps(steps - done)["metrics"]["loss"])
+    return steps * trainer.config.batch_size / (time.perf_counter() - t0)
+
+
+def _plain_loop(cfg, fs, rows):
+    """The same model and loss, trained the way one writes it by hand on one device."""
+    import jax
+    import numpy as np
+    import optax
+    from ray_jobs.jax import model
+
+    opt = optax.adam(cfg.learning_rate)
+    params = model.init_params(cfg, fs, jax.random.key(cfg.seed))
+    state = {"params": params, "opt": opt.init(params)}
+
+    def step(state, batch):
+        (loss, _), grads = jax.value_and_grad(model.loss, has_aux=True)(
+            state["params"], batch, task=fs.task, l2_wide=cfg.l2_wide, l2_deep=cfg.l2_deep)
+        updates, opt_state = opt.update(grads, state["opt"], state["params"])
+        return {"params": optax.apply_updates(state["params"], updates), "opt": opt_state}, loss
+    step = jax.jit(step, donate_argnums=0)
+    b, n_steps = cfg.batch_size, len(rows) // cfg.batch_size
+    names = [f.name for f in fs.categorical]
+
+    def take(idx):  # per-feature arrays, the model's own batch layout
+        return {"numeric": rows.numeric[idx], "label": rows.label[idx],
+                "categorical": {n: np.ascontiguousarray(rows.ids[idx, i])
+                                for i, n in enumerate(names)}}
+    epoch = {"i": 0, "pos": n_steps, "arrays": None}
+
+    def run(steps: int) -> float:
+        nonlocal state
+        t0, losses = time.perf_counter(), []
+        for _ in range(steps):
+            if epoch["pos"] == n_steps:  # reshuffle each epoch, as the trainer does
+                perm = np.random.default_rng(epoch["i"]).permutation(len(rows))[: n_steps * b]
+                epoch.update(arrays=take(perm.reshape(n_steps, b)), pos=0,
+                             i=epoch["i"] + 1)
+            host = jax.tree.map(lambda a: a[epoch["pos"]], epoch["arrays"])
+            state, loss = step(state, jax.device_put(host))
+            losses.append(loss)
+            epoch["pos"] += 1
+        jax.block_until_ready(losses)
+        return steps * b / (time.perf_counter() - t0)
+    return run
+
+
+def child_compare(args) -> dict:
+    from ray_jobs.jax import data
+    from ray_jobs.jax.worker import Trainer
+
+    cfg = bench_config(args, devices_per_worker=1 if args.platform in (None, "cpu") else None)
+    trainer = Trainer(cfg, args.features)
+    rows = data.read_rows(trainer.fs, "train", 0, trainer.fs.num_rows("train"))
+    plain = _plain_loop(cfg, trainer.fs, rows)
+    _time_trainer(trainer, args.warmup)  # compile + warm caches
+    plain(args.warmup)
+    rounds = {"trainer": [], "plain": []}
+    for _ in range(args.rounds):
+        rounds["trainer"].append(_time_trainer(trainer, args.steps))
+        rounds["plain"].append(plain(args.steps))
+    import jax
+    return {"backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+            "rounds": rounds}
+
+
+def child_devices(args) -> dict:
+    from ray_jobs.jax.worker import Trainer
+    trainer = Trainer(bench_config(args, devices_per_worker=args.devices), args.features)
+    _time_trainer(trainer, args.warmup)
+    return {"devices": args.devices,
+            "examples_per_s": [_time_trainer(trainer, args.steps) for _ in range(args.rounds)]}
+
+
+def child_process(args) -> dict:
+    from ray_jobs.jax.worker import Trainer
+    cfg = bench_config(args, devices_per_worker=1, num_workers=2, data_shards=2)
+    trainer = Trainer(cfg, args.features, process_id=args.rank, num_processes=2,
+                      coordinator=args.coordinator)
+    _time_trainer(trainer, args.warmup)
+    out = {"examples_per_s": [_time_trainer(trainer, args.steps) for _ in range(args.rounds)]}
+    trainer.close()
+    return out
+
+
+def child_quality(args) -> dict:
+    from ray_jobs.jax import loop
+    from ray_jobs.jax.worker import LocalGroup, Trainer
+
+    class Quiet:  # no files: the benchmark only wants the summary
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+    cfg = bench_config(args, devices_per_worker=1 if args.platform in (None, "cpu") else None,
+                       batch_size=512)  # the job's default batch size
+    t0 = time.perf_counter()
+    summary = loop.fit(LocalGroup(Trainer(cfg, args.features)), cfg, Quiet())
+    return {"best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
+            "seconds": time.perf_counter() - t0,
+            **{k: v for k, v in summary["best"].items() if k.startswith("eval_")}}
+
+
+CHILDREN = {"compare": child_compare, "devices": child_devices, "process": child_process,
+            "quality": child_quality}
+
+
+# --- parent --------------------------------------------------------------------------------
+def spawn(args, child: str, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "benchmarks.jax_bench", "--child", child, "--features",
+           args.features, "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--rounds", str(args.rounds),
+           "--quality-epochs", str(args.quality_epochs), "--inflight", str(args.inflight),
+           *extra]
+    if args.platform:
+        cmd += ["--platform", args.platform]
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def result(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"benchmark child failed ({proc.returncode}): {proc.args}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def resolve_features(args) -> str:
+    if args.features:
+        return args.features
+    if (REPO / "out/features/feature_manifest.json").is_file():
+        print("features: out/features (flights, feature job output)")
+        return str(REPO / "out/features")
+    from ray_jobs.common.synthetic import write_synthetic_features
+    root = Path("/tmp/jax_bench_synthetic_flights_shape")
+    n = 60_000 if args.quick else 262_000
+    if not (root / "feature_manifest.json").is_file():
+        write_synthetic_features(root, n_train=n, n_eval=n // 4, shards=1, **FLIGHTS_LIKE)
+    print(f"features: SYNTHETIC, flights-shaped ({n} train rows): out/features not found")
+    return str(root)
+
+
+def find_xgboost_metrics(args) -> Path | None:
+    cands = [Path(args.xgboost_metrics)] if args.xgboost_metrics else sorted(
+        (REPO / "out").glob("*xgb*/metrics.json")) + sorted((REPO / "out").glob("xgboost*/*.json"))
+    return next((p for p in cands if p.is_file()), None)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--features")
+    p.add_argument("--platform", choices=("cpu", "gpu", "tpu"))
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=None, help="timed steps per round")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--quality-epochs", type=int, default=None)
+    p.add_argument("--sections", default=None, help="comma list of compare,devices,"
+                                                    "processes,quality")
+    p.add_argument("--xgboost-metrics", default=None)
+    p.add_argument("--inflight", type=int, default=2, help="trainer's inflight_steps")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
+    p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--coordinator", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.steps = args.steps or (150 if args.quick else 400)
+    args.warmup = args.warmup or (20 if args.quick else 50)
+    args.rounds = args.rounds or 3
+    args.quality_epochs = args.quality_epochs or (3 if args.quick else 10)
+    if args.child:
+        import logging
+        logging.disable(logging.WARNING)
+        print(json.dumps(CHILDREN[args.child](args)))
+        return
+    args.features = resolve_features(args)
+    gpu = args.platform in ("gpu", "tpu")
+    sections = (args.sections.split(",") if args.sections else
+                ["compare", "quality"] if gpu else
+                ["compare", "devices", "processes", "quality"])
+    report = {"features": args.features, "batch_size": args.batch_size, "steps": args.steps,
+              "rounds": args.rounds}
+    if "compare" in sections:
+        r = result(spawn(args, "compare"))
+        t, pl = median(r["rounds"]["trainer"]), median(r["rounds"]["plain"])
+        report["compare"] = {**r, "trainer_median": t, "plain_median": pl,
+                             "plain_over_trainer": pl / t}
+        print(f"[compare] {r['backend']} ({r['device']}), batch {args.batch_size}: trainer "
+              f"{t:,.0f} ex/s, plain jit+optax loop {pl:,.0f} ex/s -> plain/trainer "
+              f"{pl / t:.3f} (target <= 1.1); rounds {r['rounds']}")
+    if "devices" in sections:
+        report["devices"] = {}
+        for d in (1, 2, 4):
+            r = result(spawn(args, "devices", "--devices", str(d)))
+            report["devices"][d] = median(r["examples_per_s"])
+            print(f"[devices] {d} CPU device(s), 1 process: {report['devices'][d]:,.0f} ex/s")
+    if "processes" in sections:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            coord = f"127.0.0.1:{s.getsockname()[1]}"
+        procs = [spawn(args, "process", "--rank", str(i), "--coordinator", coord)
+                 for i in range(2)]
+        r = [result(x) for x in procs]
+        report["processes"] = median(r[0]["examples_per_s"])
+        print(f"[processes] 2 processes x 1 CPU device (gloo): {report['processes']:,.0f} ex/s")
+    if "quality" in sections:
+        r = result(spawn(args, "quality"))
+        report["quality"] = r
+        line = (f"[quality] JAX wide&deep: eval AUC {r.get('eval_auc', float('nan')):.4f} "
+                f"logloss {r.get('eval_logloss', float('nan')):.4f} (best epoch "
+                f"{r['best_epoch']} of {r['epochs_run']}, {r['seconds']:.0f}s)")
+        xgb = find_xgboost_metrics(args)
+        if xgb is not None:
+            m = json.loads(xgb.read_text())
+            flat = {**m, **{f"eval_{k}": v for k, v in (m.get("eval") or {}).items()}}
+            report["xgboost"] = {"path": str(xgb), **{k: v for k, v in flat.items()
+                                                      if isinstance(v, (int, float))}}
+            shown = {k: v for k, v in report["xgboost"].items() if "auc" in k or "logloss" in k}
+            line += f"; XGBoost ({xgb}): {shown}"
+        else:
+            line += "; XGBoost metrics not found (pass --xgboost-metrics)"
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

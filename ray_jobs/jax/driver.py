@@ -1,0 +1,263 @@
+"""Builds and runs the job: validation, placement, workers, the loop.
+
+Everything that can be known before a worker starts is checked here, on the driver:
+the config, the feature directory against its manifest (columns present and typed as
+declared, ids within cardinality, splits non-empty and at least a batch per data
+shard), resumability of an existing checkpoint, and whether the cluster can place
+``num_workers`` workers. Only then do workers start: in this process when there is one
+worker and no cluster address, else one Ray actor per worker (rank 0's node hosts the
+``jax.distributed`` coordinator).
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ray_jobs.common.features import SPLITS, FeatureContractError, FeatureSet, load_feature_set
+from ray_jobs.jax import checkpoint, data, loop
+from ray_jobs.jax.config import JaxConfig
+from ray_jobs.jax.outputs import RunOutputs
+
+log = logging.getLogger(__name__)
+PLACEMENT_TIMEOUT_S = 60.0
+
+
+class PlacementError(RuntimeError):
+    """The cluster cannot place the requested workers."""
+
+
+class WorkerError(RuntimeError):
+    """A worker failed; the others were stopped."""
+
+
+# --- validation (driver side, before any worker) ------------------------------------------
+def validate(config: JaxConfig, features_dir: str | Path) -> FeatureSet:
+    fs = load_feature_set(features_dir)  # manifest, columns present, label numeric, rows > 0
+    for split in SPLITS:
+        for path in fs.files(split):
+            _check_file(fs, split, path)
+    shards = config.num_data_shards
+    for split, batch in (("train", config.batch_size), ("eval", None)):
+        smallest = min(hi - lo for lo, hi in data.shard_bounds(fs.num_rows(split), shards))
+        if smallest == 0:
+            raise FeatureContractError(f"split {split!r}: {fs.num_rows(split)} rows cannot "
+                                       f"fill {shards} data shards")
+        if batch is not None and smallest < batch // shards:
+            raise FeatureContractError(
+                f"split {split!r}: {smallest} rows per data shard, fewer than one batch "
+                f"(batch_size {batch} / data_shards {shards} = {batch // shards})")
+    return fs
+
+
+def _check_file(fs: FeatureSet, split: str, path: str) -> None:
+    meta = pq.ParquetFile(path).metadata
+    schema = meta.schema.to_arrow_schema()
+    for f in fs.features:
+        if f.name not in schema.names:
+            raise FeatureContractError(f"split {split!r}: column {f.name!r} missing in {path}")
+        t = schema.field(f.name).type
+        ok = pa.types.is_floating(t) if f.kind == "numeric" else pa.types.is_integer(t)
+        if not ok:
+            want = "float" if f.kind == "numeric" else "integer ids"
+            raise FeatureContractError(
+                f"split {split!r}: feature {f.name!r} is declared {f.kind} in the manifest "
+                f"({want}) but the column is {t} in {path}")
+        if f.kind == "categorical":
+            hi = _column_max(meta, schema.get_field_index(f.name))
+            if hi is not None and hi >= f.cardinality:
+                raise FeatureContractError(
+                    f"split {split!r}: feature {f.name!r} has id {hi} >= cardinality "
+                    f"{f.cardinality} from the manifest in {path}")
+
+
+def _column_max(meta: pq.FileMetaData, index: int) -> int | None:
+    highs = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        highs.append(stats.max)
+    return max(highs) if highs else None
+
+
+def check_resumable(blob: bytes, config: JaxConfig, fs: FeatureSet) -> None:
+    from ray_jobs.jax.worker import manifest_digest
+    meta = checkpoint.read_meta(blob)
+    if meta["manifest_digest"] != manifest_digest(fs):
+        raise checkpoint.CheckpointError(
+            f"the checkpoint was written for a different feature directory (manifest differs "
+            f"from {fs.root}); use a new --output")
+    old, new = meta["result_fields"], config.result_fields()
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise checkpoint.CheckpointError(
+            f"cannot resume: config field {diff[0]!r} is {new.get(diff[0])!r}, the checkpoint "
+            f"was written with {old.get(diff[0])!r} (differing: {diff}); use a new --output")
+
+
+def check_placement(config: JaxConfig) -> None:
+    """Compares the workers' needs with the cluster (or the enclosing placement group)."""
+    import ray
+    from ray.util import get_current_placement_group
+
+    need = {"CPU": config.worker_cpus, "GPU": config.worker_gpus}
+    pg = get_current_placement_group()
+    if pg is not None:  # inside a Tune trial: bundles 1.. are the workers'
+        bundles = pg.bundle_specs[1:]
+        if len(bundles) < config.num_workers or any(
+                b.get(k, 0) < v for b in bundles for k, v in need.items() if v):
+            raise PlacementError(f"num_workers={config.num_workers}: the trial's placement "
+                                 f"group has worker bundles {bundles}, each needing {need}")
+        return
+    total = ray.cluster_resources()
+    for k, v in need.items():
+        if v and v * config.num_workers > total.get(k, 0):
+            raise PlacementError(
+                f"num_workers={config.num_workers}: {config.num_workers} workers x {v} {k} "
+                f"= {v * config.num_workers} {k}, the cluster has {total.get(k, 0):g}")
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    if not any(all(n.get(k, 0) >= v for k, v in need.items() if v) for n in nodes):
+        raise PlacementError(f"no node of the cluster can hold one worker needing {need}")
+
+
+# --- Ray workers ---------------------------------------------------------------------------
+def _worker_actor_class():
+    import ray
+
+    @ray.remote
+    class JaxWorker:
+        """One JAX process. Holds a worker.Trainer; jax starts only inside setup()."""
+
+        def coordinator_address(self, host: str | None, port: int | None) -> str:
+            ip = host or ray.util.get_node_ip_address()
+            if port is None:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((ip, 0))
+                    port = s.getsockname()[1]
+            return f"{ip}:{port}"
+
+        def setup(self, config: dict, features_dir: str, rank: int, size: int,
+                  coordinator: str | None) -> None:
+            from ray_jobs.jax.worker import Trainer
+            self.trainer = Trainer(config, features_dir, process_id=rank, num_processes=size,
+                                   coordinator=coordinator)
+
+        def call(self, method: str, *args) -> Any:
+            return getattr(self.trainer, method)(*args)
+
+    return JaxWorker
+
+
+class RayGroup:
+    """``num_workers`` Ray actors, one JAX process each, driven in lockstep."""
+
+    def __init__(self, actors: list, pg, own_pg: bool):
+        self.actors, self.pg, self.own_pg = actors, pg, own_pg
+
+    @classmethod
+    def start(cls, config: JaxConfig, features_dir: str) -> "RayGroup":
+        import ray
+        from ray.util import get_current_placement_group, placement_group, remove_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        bundle = {"CPU": config.worker_cpus, **({"GPU": config.worker_gpus}
+                                                if config.worker_gpus else {})}
+        pg, first, own = get_current_placement_group(), 1, False
+        if pg is None:
+            pg = placement_group([bundle] * config.num_workers,
+                                 strategy=config.placement_strategy)
+            first, own = 0, True
+            if not pg.wait(PLACEMENT_TIMEOUT_S):
+                remove_placement_group(pg)
+                raise PlacementError(f"could not place {config.num_workers} workers of "
+                                     f"{bundle} ({config.placement_strategy}) within "
+                                     f"{PLACEMENT_TIMEOUT_S:.0f}s")
+        # A runtime env of their own gives the workers fresh processes, so JAX's device
+        # settings apply before its first use there.
+        env = {"MLBATCH_JAX_WORKER": "1"}
+        if config.platform in ("cpu", "tpu"):
+            env["JAX_PLATFORMS"] = config.platform
+        actor_cls = _worker_actor_class()
+        actors = [actor_cls.options(
+            num_cpus=config.worker_cpus, num_gpus=config.worker_gpus,
+            runtime_env={"env_vars": env},
+            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, first + i)).remote()
+            for i in range(config.num_workers)]
+        group = cls(actors, pg, own)
+        try:
+            coordinator = None
+            if config.num_workers > 1:
+                coordinator = ray.get(actors[0].coordinator_address.remote(
+                    config.coordinator_host, config.coordinator_port))
+            log.info("starting %d workers (coordinator %s)", len(actors), coordinator)
+            group._gather("setup", [a.setup.remote(config.to_dict(), str(features_dir), i,
+                                                   len(actors), coordinator)
+                                    for i, a in enumerate(actors)])
+        except BaseException:
+            group.close()
+            raise
+        return group
+
+    def call(self, method: str, *args) -> list[Any]:
+        return self._gather(method, [a.call.remote(method, *args) for a in self.actors])
+
+    def _gather(self, method: str, refs: list) -> list[Any]:
+        """Results in rank order; on the first failure stops every worker and raises."""
+        import ray
+        rank = {r: i for i, r in enumerate(refs)}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 - RayTaskError/ActorError wrap anything
+                self.close()
+                cause = getattr(e, "cause", None) or e
+                raise WorkerError(f"worker {rank[ready[0]]} failed in {method}: "
+                                  f"{type(cause).__name__}: {cause}") from e
+        return ray.get(refs)
+
+    def close(self) -> None:
+        import ray
+        from ray.util import remove_placement_group
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+        if self.own_pg and self.pg is not None:
+            remove_placement_group(self.pg)
+            self.pg = None
+
+
+# --- the job -------------------------------------------------------------------------------
+def start_group(config: JaxConfig, features_dir: str, *, use_ray: bool):
+    if not use_ray:
+        from ray_jobs.jax.worker import LocalGroup, Trainer
+        return LocalGroup(Trainer(config, str(features_dir)))
+    check_placement(config)
+    return RayGroup.start(config, str(features_dir))
+
+
+def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
+        address: str | None = None) -> dict[str, Any]:
+    """Validates, starts the workers, trains (resuming from --output if possible)."""
+    fs = validate(config, features_dir)
+    outputs = RunOutputs(output_dir, config)
+    resume = outputs.latest_checkpoint()
+    if resume is not None:
+        check_resumable(resume, config, fs)
+        log.info("resuming from %s", outputs.checkpoints.path(outputs.checkpoints.steps()[-1]))
+    use_ray = config.num_workers > 1 or address is not None
+    if use_ray:
+        import ray
+        if not ray.is_initialized():
+            ray.init(address=address)
+    group = start_group(config, str(features_dir), use_ray=use_ray)
+    try:
+        return loop.fit(group, config, outputs, resume)
+    finally:
+        group.close()

@@ -1,0 +1,155 @@
+"""Optimizer, shardings and the jitted train/eval steps.
+
+``train_step(state, batch) -> (state, metrics)`` is one ``jax.jit`` with explicit
+in/out shardings; the state (argument 0) is donated. By default parameters and
+optimizer state are replicated and the batch is sharded over the mesh's ``data`` axis
+(data parallel: XLA all-reduces the gradients). With ``shard_embeddings`` the large
+tables (and their optimizer moments) are sharded by rows over the same axis, FSDP
+style: each device holds ``rows / n_devices`` rows, XLA gathers what a batch looks up
+and reduce-scatters the table gradients.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from ray_jobs.common.features import FeatureSet
+from ray_jobs.jax import model
+from ray_jobs.jax.checkpoint import path_keys
+from ray_jobs.jax.config import JaxConfig
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # i32 scalar
+    params: model.Params
+    opt_state: optax.OptState
+
+
+def make_mesh(devices: list | None = None) -> Mesh:
+    """A 1-D 'data' mesh over all devices, ordered process by process."""
+    devices = devices if devices is not None else jax.devices()
+    ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
+    return Mesh(np.array(ordered), ("data",))
+
+
+def make_schedule(config: JaxConfig, steps_per_epoch: int) -> optax.Schedule:
+    """Constant, cosine decay to 0 over the run, or exponential per epoch; + linear warmup."""
+    lr, warmup = config.learning_rate, config.warmup_steps
+    if config.schedule == "constant":
+        base = optax.constant_schedule(lr)
+    elif config.schedule == "exponential":
+        base = optax.exponential_decay(lr, transition_steps=steps_per_epoch,
+                                       decay_rate=config.decay_rate)
+    else:
+        base = optax.cosine_decay_schedule(
+            lr, max(config.epochs * steps_per_epoch - warmup, 1))
+    if warmup:
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), base], [warmup])
+    return base
+
+
+def make_optimizer(config: JaxConfig, steps_per_epoch: int,
+                   params: model.Params) -> optax.GradientTransformation:
+    lr = make_schedule(config, steps_per_epoch)
+    if config.optimizer == "adam":
+        opt = optax.adam(lr)
+    elif config.optimizer == "adamw":
+        opt = optax.adamw(lr, weight_decay=config.weight_decay,
+                          mask=model.weight_mask(params))
+    else:
+        opt = optax.sgd(lr, momentum=config.momentum)
+    if config.grad_clip_norm:
+        opt = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), opt)
+    return opt
+
+
+def param_specs(config: JaxConfig, params: model.Params, num_devices: int) -> Any:
+    """PartitionSpecs: replicated, except large tables' rows with shard_embeddings."""
+    def spec(path, leaf):
+        names = [getattr(k, "key", None) for k in path]
+        is_table = "categorical" in names or "embed" in names
+        if (config.shard_embeddings and is_table and leaf.shape[0] >= config.shard_min_rows
+                and leaf.shape[0] % num_devices == 0):
+            return P("data", *([None] * (len(leaf.shape) - 1)))
+        return P()
+    return jax.tree_util.tree_map_with_path(spec, params)
+
+
+def state_shardings(config: JaxConfig, mesh: Mesh, optimizer: optax.GradientTransformation,
+                    abstract_params: model.Params) -> TrainState:
+    """Shardings of the whole state; optimizer moments follow their parameter."""
+    specs = param_specs(config, abstract_params, mesh.size)
+    to_sharding = lambda s: NamedSharding(mesh, s)  # noqa: E731
+    param_sh = jax.tree.map(to_sharding, specs, is_leaf=lambda x: isinstance(x, P))
+    replicated = NamedSharding(mesh, P())
+    by_path = {path_keys(p): (leaf.shape, sh) for (p, leaf), sh in zip(
+        jax.tree_util.tree_flatten_with_path(abstract_params)[0], jax.tree.leaves(param_sh))}
+
+    def follow_param(path, leaf):  # moments like mu/nu end with their parameter's path
+        keys = path_keys(path)
+        for i in range(len(keys)):
+            shape, sh = by_path.get(keys[i:], (None, None))
+            if sh is not None and shape == leaf.shape:
+                return sh
+        return replicated
+    opt_sh = jax.tree_util.tree_map_with_path(
+        follow_param, jax.eval_shape(optimizer.init, abstract_params))
+    return TrainState(step=replicated, params=param_sh, opt_state=opt_sh)
+
+
+def make_init(config: JaxConfig, feature_set: FeatureSet,
+              optimizer: optax.GradientTransformation,
+              shardings: TrainState) -> Callable[[jax.Array], TrainState]:
+    """jit'ed state initialization, created directly in its sharded layout."""
+    def init(key):
+        params = model.init_params(config, feature_set, key)
+        return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+    return jax.jit(init, out_shardings=shardings)
+
+
+def unpack(batch: dict[str, Any], names: tuple[str, ...]) -> model.Batch:
+    """The packed device batch (data.Columns) -> the model's per-feature batch."""
+    out = {k: v for k, v in batch.items() if k != "ids"}
+    out["categorical"] = {n: batch["ids"][:, i] for i, n in enumerate(names)}
+    return out
+
+
+def make_train_step(config: JaxConfig, feature_set: FeatureSet,
+                    optimizer: optax.GradientTransformation, shardings: TrainState,
+                    batch_sh: Any) -> Callable:
+    replicated = NamedSharding(shardings.step.mesh, P())
+    task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
+
+    def train_step(state: TrainState, batch: dict[str, Any]):
+        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+        (total, aux), grads = grad_fn(state.params, unpack(batch, names), task=task,
+                                      l2_wide=config.l2_wide, l2_deep=config.l2_deep)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": total, **aux, "grad_norm": optax.global_norm(grads)}
+        return TrainState(state.step + 1, params, opt_state), metrics
+
+    return jax.jit(train_step, in_shardings=(shardings, batch_sh),
+                   out_shardings=(shardings, replicated), donate_argnums=0)
+
+
+def make_eval_step(feature_set: FeatureSet, param_sh: Any, batch_sh: Any) -> Callable:
+    """(params, batch) -> ({loss_sum, weight_sum}, predictions sharded like the batch)."""
+    mesh = batch_sh["label"].mesh
+    task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
+
+    def eval_step(params, batch):
+        logits = model.apply(params, unpack(batch, names))
+        w = batch["weight"]
+        sums = {"loss_sum": jnp.sum(w * model.example_loss(logits, batch["label"], task)),
+                "weight_sum": jnp.sum(w)}
+        preds = jax.nn.sigmoid(logits) if task == "binary_classification" else logits
+        return sums, preds
+
+    return jax.jit(eval_step, in_shardings=(param_sh, batch_sh),
+                   out_shardings=(NamedSharding(mesh, P()), batch_sh["label"]))

@@ -1,0 +1,103 @@
+"""Ray Tune plug-in of the JAX job (interface: docs/DEVELOPING.md, "Tune").
+
+A trial is one training run of the job with the sampled fields merged into the base
+config (any ``JaxConfig`` field). Every epoch ends in one ``tune.report`` carrying the
+eval metrics and a checkpoint (the job's portable npz: params, optimizer state, data
+position), so ASHA can stop a trial after any epoch and a restored trial continues
+exactly where its last checkpoint was. One worker trains inside the trial process; with
+``num_workers > 1`` the trial starts its workers in its own placement group's bundles.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from ray_jobs.jax import driver, loop
+from ray_jobs.jax.config import JaxConfig, from_dict
+from ray_jobs.jax.outputs import export_model
+
+SEARCH_SPACE_FILE = Path(__file__).with_name("search_space.yaml")
+# Task-independent: logloss for binary classification, mean squared error for regression.
+METRIC = "eval_loss"
+MODE = "min"
+CHECKPOINT_FILE = "state.npz"
+
+
+def trial_config(base_config: dict, sampled: dict | None = None) -> JaxConfig:
+    """The trial's config; checkpoints are taken per epoch (the report), not mid-epoch."""
+    return from_dict({**base_config, **(sampled or {}), "checkpoint_every_steps": 0})
+
+
+def make_trainable(features_dir: str, base_config: dict) -> Callable[[dict], None]:
+    """Validates the base config and the feature directory here, on the Tune driver."""
+    features_dir = str(Path(features_dir).resolve())
+    driver.validate(trial_config(base_config), features_dir)
+    base_config = dict(base_config)
+
+    def jax_trial(sampled: dict) -> None:
+        _run_trial(features_dir, trial_config(base_config, sampled))
+
+    return jax_trial
+
+
+class _TuneReporter:
+    """The loop's sink inside a trial: one report (metrics + checkpoint) per epoch."""
+
+    def on_start(self, step: int) -> None:
+        pass
+
+    def on_train(self, result: dict[str, Any], curve: list) -> None:
+        pass
+
+    def on_checkpoint(self, step: int, blob: bytes) -> None:
+        pass
+
+    def on_epoch(self, record: dict[str, Any], blob: bytes, improved: bool) -> None:
+        metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        with tempfile.TemporaryDirectory() as d:
+            Path(d, CHECKPOINT_FILE).write_bytes(blob)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    def on_end(self, summary: dict[str, Any]) -> None:
+        pass
+
+
+def _run_trial(features_dir: str, cfg: JaxConfig) -> None:
+    fs = driver.validate(cfg, features_dir)
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # restored experiment or retried trial: continue
+        with checkpoint.as_directory() as d:
+            resume = Path(d, CHECKPOINT_FILE).read_bytes()
+        driver.check_resumable(resume, cfg, fs)
+    group = driver.start_group(cfg, features_dir, use_ray=cfg.num_workers > 1)
+    try:
+        loop.fit(group, cfg, _TuneReporter(), resume)
+    finally:
+        group.close()
+
+
+def trial_resources(base_config: dict) -> tune.PlacementGroupFactory:
+    """One worker: the trial process trains (its bundle is the worker's). Several: an
+    empty head bundle for the trial (it only drives) plus one bundle per worker."""
+    cfg = trial_config(base_config)
+    worker = {"CPU": cfg.worker_cpus, **({"GPU": cfg.worker_gpus} if cfg.worker_gpus else {})}
+    if cfg.num_workers == 1:
+        return tune.PlacementGroupFactory([worker])
+    return tune.PlacementGroupFactory([{}] + [dict(worker)] * cfg.num_workers,
+                                      strategy=cfg.placement_strategy)
+
+
+def max_iterations(base_config: dict) -> int:
+    """Optional hook: reports per trial at most (one per epoch), ASHA's max_t."""
+    return trial_config(base_config).epochs
+
+
+def export_best(checkpoint: tune.Checkpoint, output_dir: Path) -> None:
+    """``params.npz`` (parameters only, portable) + ``model.json`` (layout, config)."""
+    with checkpoint.as_directory() as d:
+        export_model(Path(d, CHECKPOINT_FILE).read_bytes(), Path(output_dir))

@@ -1,0 +1,97 @@
+"""Bad input fails on the driver, before any worker starts, with an error naming it."""
+import shutil
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from ray_jobs.common.features import FeatureContractError
+from ray_jobs.jax import driver
+from ray_jobs.jax.checkpoint import CheckpointError
+from ray_jobs.jax.config import ConfigError
+from tests.jax.conftest import REPO_ROOT, tiny_config
+
+
+@pytest.fixture()
+def no_workers(monkeypatch):
+    """Fails the test if the driver gets as far as starting workers."""
+    def boom(*a, **k):
+        raise AssertionError("workers were started")
+    monkeypatch.setattr(driver, "start_group", boom)
+
+
+def edit_first_file(root, split, edit):
+    path = sorted((root / split).glob("*.parquet"))[0]
+    pq.write_table(edit(pq.read_table(path)), path)
+
+
+def copy_features(src, tmp_path):
+    return shutil.copytree(src, tmp_path / "features")
+
+
+@pytest.mark.parametrize("edit, split, message", [
+    (lambda t: t.drop_columns(["cat_1"]), "eval", "column 'cat_1' missing"),
+    (lambda t: t.set_column(t.schema.get_field_index("num_2"), "num_2",
+                            pc.cast(t["num_2"], pa.string())),
+     "train", "feature 'num_2' is declared numeric"),
+    (lambda t: t.set_column(t.schema.get_field_index("cat_0"), "cat_0",
+                            pc.cast(t["cat_0"], pa.float32())),
+     "train", "feature 'cat_0' is declared categorical"),
+    (lambda t: t.set_column(t.schema.get_field_index("cat_0"), "cat_0",
+                            pc.add(t["cat_0"], 5)),
+     "eval", "feature 'cat_0' has id 9 >= cardinality 5"),
+])
+def test_bad_feature_columns(tiny_features, tmp_path, no_workers, edit, split, message):
+    features = copy_features(tiny_features, tmp_path)
+    edit_first_file(features, split, edit)
+    with pytest.raises(FeatureContractError, match=message):
+        driver.run(tiny_config(), features, tmp_path / "out")
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_empty_split(tiny_features, tmp_path, no_workers):
+    features = copy_features(tiny_features, tmp_path)
+    for path in (features / "eval").glob("*.parquet"):
+        pq.write_table(pq.read_table(path).slice(0, 0), path)
+    with pytest.raises(FeatureContractError, match="split 'eval' is empty"):
+        driver.run(tiny_config(), features, tmp_path / "out")
+
+
+def test_train_split_smaller_than_a_batch(tiny_features, tmp_path, no_workers):
+    with pytest.raises(FeatureContractError, match="fewer than one batch"):
+        driver.run(tiny_config(batch_size=768, data_shards=2), tiny_features, tmp_path / "o")
+
+
+def test_batch_not_divisible_by_devices_on_the_command_line(tiny_features, tmp_path):
+    cmd = [sys.executable, "-m", "ray_jobs.jax", "--features", str(tiny_features),
+           "--output", str(tmp_path / "out"), "--num-workers", "2",
+           "--devices-per-worker", "3", "--batch-size", "64"]
+    p = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert "error: batch_size: 64 is not divisible by the device count 6" in p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_with_a_different_config_is_refused(tiny_features, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    driver.run(tiny_config(epochs=1), tiny_features, out)
+    monkeypatch.setattr(driver, "start_group", lambda *a, **k: pytest.fail("started"))
+    with pytest.raises(CheckpointError, match="config field 'l2_deep' is 0.5"):
+        driver.run(tiny_config(epochs=1, l2_deep=0.5), tiny_features, out)
+
+
+@pytest.mark.cluster
+def test_more_workers_than_the_cluster_can_place(ray_connected, tiny_features, tmp_path):
+    import ray
+    before = ray.available_resources().get("CPU")
+    cfg = tiny_config(num_workers=2 * ray_connected.num_cpus)  # 8 divides the batch
+    with pytest.raises(driver.PlacementError, match=f"num_workers={cfg.num_workers}: "
+                       f"{cfg.num_workers} workers x 1.0 CPU = 8.0 CPU, the cluster has 4"):
+        driver.run(cfg, tiny_features, tmp_path / "out", address=ray_connected.gcs_address)
+    assert ray.available_resources().get("CPU") == before  # nothing was reserved
+    with pytest.raises(driver.PlacementError, match="1 workers x 1 GPU = 1 GPU, the cluster "
+                                                    "has 0"):
+        driver.check_placement(tiny_config(platform="gpu", devices_per_worker=1))

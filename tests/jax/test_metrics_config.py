@@ -1,0 +1,79 @@
+"""Eval metrics and the config object: exact values and named errors."""
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from ray_jobs.jax import metrics
+from ray_jobs.jax.config import ConfigError, from_dict, load_file
+from tests.jax.conftest import tiny_config
+
+
+def brute_auc(s, y):
+    pos, neg = s[y == 1], s[y == 0]
+    pairs = [(1.0 if p > n else 0.5 if p == n else 0.0) for p, n in itertools.product(pos, neg)]
+    return np.mean(pairs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auc_matches_pair_counting_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, 5, 60).astype(np.float32)  # many ties
+    y = rng.integers(0, 2, 60)
+    assert metrics.auc(s, y) == pytest.approx(brute_auc(s, y), abs=1e-12)
+
+
+def test_auc_extremes_and_degenerate():
+    assert metrics.auc(np.array([0.1, 0.9]), np.array([0, 1])) == 1.0
+    assert metrics.auc(np.array([0.9, 0.1]), np.array([0, 1])) == 0.0
+    assert np.isnan(metrics.auc(np.array([0.1, 0.9]), np.array([1, 1])))
+
+
+def test_eval_metrics_drop_padding_rows():
+    m = metrics.eval_metrics("binary_classification", 0.5, pred=np.array([0.9, 0.1, 0.0]),
+                             label=np.array([1.0, 0.0, 1.0]), weight=np.array([1.0, 1.0, 0.0]))
+    assert m == {"eval_loss": 0.5, "eval_examples": 2, "eval_logloss": 0.5, "eval_auc": 1.0}
+    r = metrics.eval_metrics("regression", 4.0, pred=np.zeros(1), label=np.zeros(1),
+                             weight=np.ones(1))
+    assert r["eval_rmse"] == 2.0
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"learning_rate": 0}, "learning_rate"),
+    ({"l2_wide": -1e-3}, "l2_wide"),
+    ({"optimizer": "lamb"}, "optimizer"),
+    ({"hidden_sizes": []}, "hidden_sizes"),
+    ({"hidden_sizes": [8, "x"]}, "hidden_sizes[1]"),
+    ({"batch_size": 64.5}, "batch_size"),
+    ({"shard_embeddings": "yes"}, "shard_embeddings"),
+    ({"batch_size": 100, "devices_per_worker": 8}, "batch_size"),
+    ({"num_workers": 2, "data_shards": 3, "batch_size": 96}, "data_shards"),
+    ({"shard_embeddings": True, "devices_per_worker": 3, "batch_size": 96,
+      "eval_batch_size": 96, "vocab_pad_multiple": 64}, "vocab_pad_multiple"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_config_errors_name_the_field(raw, field):
+    with pytest.raises(ConfigError) as e:
+        from_dict(raw)
+    assert str(e.value).startswith(f"{field}:")
+
+
+def test_config_file_yaml_and_json(tmp_path):
+    (tmp_path / "c.yaml").write_text("learning_rate: 1e-3\nhidden_sizes: [32, 16]\n")
+    cfg = from_dict(load_file(tmp_path / "c.yaml"))
+    assert cfg.learning_rate == 1e-3 and cfg.hidden_sizes == (32, 16)
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": "three"}))
+    with pytest.raises(ConfigError, match="^epochs: expected an integer"):
+        from_dict(load_file(tmp_path / "c.json"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_file(tmp_path / "missing.yaml")
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = tiny_config(shard_embeddings=True, data_shards=2)
+    assert from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    # operational fields do not change what a run computes; hyperparameters do
+    assert cfg.replace(num_workers=2, shard_embeddings=False).result_fields() == \
+        cfg.result_fields()
+    assert cfg.replace(l2_deep=0.5).result_fields() != cfg.result_fields()
