@@ -4,9 +4,9 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from tests.conftest import REPO_ROOT, run_feature_job
+from tests.features.test_schema import write_schema
 
 SCHEMA = REPO_ROOT / "schemas" / "flights.yaml"
 GOOD = b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
@@ -64,14 +64,6 @@ def test_broken_files_are_dead_lettered_and_counts_reconcile(broken_input, tmp_p
     assert raws[5].startswith("2013,1,1,517") and "\\xff" in raws[5]  # raw kept, escaped
 
 
-def _schema_with(tmp_path, mutate):
-    raw = yaml.safe_load(SCHEMA.read_text())
-    mutate(raw)
-    p = tmp_path / "bad_schema.yaml"
-    p.write_text(yaml.safe_dump(raw))
-    return p
-
-
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: r["features"]["vocabularies"].append({"column": "no_such_column"}),
      "unknown column 'no_such_column'"),
@@ -81,7 +73,7 @@ def _schema_with(tmp_path, mutate):
 ])
 def test_config_errors_stop_early_with_a_clear_message(flights_slice, tmp_path, mutate, message):
     proc = run_feature_job(flights_slice, tmp_path / "out",
-                           schema=_schema_with(tmp_path, mutate))
+                           schema=write_schema(tmp_path, mutate))
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()

@@ -23,7 +23,8 @@ def test_flights_schema_derives_features_and_inputs():
     assert "distance" in s.transform_inputs()
 
 
-def _write(tmp_path, mutate):
+def write_schema(tmp_path, mutate):
+    """The flights schema with `mutate` applied to its raw YAML, written to tmp_path."""
     raw = yaml.safe_load(FLIGHTS.read_text())
     mutate(raw)
     p = tmp_path / "schema.yaml"
@@ -57,7 +58,7 @@ def _write(tmp_path, mutate):
 ])
 def test_schema_errors_name_the_field(tmp_path, mutate, message):
     with pytest.raises(SchemaError) as e:
-        load_schema(_write(tmp_path, mutate))
+        load_schema(write_schema(tmp_path, mutate))
     assert message in str(e.value)
     assert "schema.yaml" in str(e.value)
 
