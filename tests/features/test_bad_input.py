@@ -5,10 +5,9 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import REPO_ROOT, run_feature_job
+from tests.conftest import run_feature_job
 from tests.features.test_schema import write_schema
 
-SCHEMA = REPO_ROOT / "schemas" / "flights.yaml"
 GOOD = b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
 BAD_LINES = {
     b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15": "expected 19 fields",
