@@ -50,6 +50,24 @@ def _decode(line: bytes, table: str, source: str, lineno: int, dead: list) -> st
         return None
 
 
+def _text_lines(table: str, source: str, lines: list[bytes], first_lineno: int,
+                dead: list, reject: str | None = None):
+    """(line number, text) of each decodable, non-blank line; the others (and every line,
+    with `reject` as the reason, when given) are appended to `dead`."""
+    for i, line in enumerate(lines):
+        n = first_lineno + i
+        text = _decode(line, table, source, n, dead)
+        if text is None:
+            continue
+        text = text.rstrip("\r\n")
+        if reject:
+            dead.append(dead_letter(table, source, n, text, reject))
+        elif not text.strip():
+            dead.append(dead_letter(table, source, n, text, "blank line"))
+        else:
+            yield n, text
+
+
 def parse_csv_header(line: bytes) -> list[str]:
     return next(csv.reader([line.decode("utf-8-sig").rstrip("\r\n")]))
 
@@ -61,21 +79,11 @@ def parse_csv_chunk(table: TableSpec, source: str, header: list[str],
     chunk = RawChunk(table.name, source, values={c: [] for c in table.column_names})
     missing = [c for c in table.column_names if c not in header]
     idx = {c: header.index(c) for c in table.column_names if c in header}
+    reject = f"file header lacks declared column(s) {missing}" if missing else None
     texts, linenos = [], []
-    for i, line in enumerate(lines):
-        n = first_lineno + i
-        text = _decode(line, table.name, source, n, dead)
-        if text is None:
-            continue
-        text = text.rstrip("\r\n")
-        if missing:
-            dead.append(dead_letter(table.name, source, n, text,
-                                    f"file header lacks declared column(s) {missing}"))
-        elif not text.strip():
-            dead.append(dead_letter(table.name, source, n, text, "blank line"))
-        else:
-            texts.append(text)
-            linenos.append(n)
+    for n, text in _text_lines(table.name, source, lines, first_lineno, dead, reject):
+        texts.append(text)
+        linenos.append(n)
     width = len(header)
     for text, n, fields in zip(texts, linenos, csv.reader(texts)):
         if len(fields) != width:
@@ -94,15 +102,7 @@ def parse_jsonl_chunk(table: TableSpec, source: str, lines: list[bytes],
     """Parses JSON-lines records; each must be an object. Unknown keys are ignored."""
     dead: list[dict] = []
     chunk = RawChunk(table.name, source, values={c: [] for c in table.column_names})
-    for i, line in enumerate(lines):
-        n = first_lineno + i
-        text = _decode(line, table.name, source, n, dead)
-        if text is None:
-            continue
-        text = text.rstrip("\r\n")
-        if not text.strip():
-            dead.append(dead_letter(table.name, source, n, text, "blank line"))
-            continue
+    for n, text in _text_lines(table.name, source, lines, first_lineno, dead):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
