@@ -18,7 +18,10 @@ medians are reported:
              runner. tf.Transform's CSV decoder cannot read "NA", so it gets pre-joined,
              derived, labelled and split clean CSV (train.csv, eval.csv), written once
              before timing by the job's own records/prepare functions: that work is free
-             for it (not timed).
+             for it (not timed). The features are written the canonical way: one
+             tf.Transform analyzer per feature (make_reference_preprocessing_fn).
+  canonical_fused  the same pipeline with the job's preprocessing_fn (one fused
+             analyzer pass): how much of the job's lead is the fused analyzer alone.
   floor      one process, no Beam, no validation, no dead letters: pyarrow CSV read,
              pyarrow joins, derived columns, label, split (prepare.split_is_eval, the
              job's per-row blake2b), then the same statistics and transforms in numpy
@@ -48,7 +51,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = "schemas/flights.yaml"
-CONTENDERS = ("job", "canonical", "floor")
+CONTENDERS = ("job", "canonical", "canonical_fused", "floor")
 RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 TARGET_JOB_VS_CANONICAL = 3.0
 AGREE_COLUMNS = ("distance_z", "wx_temp_z", "wx_visib_01", "plane_age_z", "distance_bucket",
@@ -105,7 +108,7 @@ def write_clean_csv(schema_path: str, input_dir: Path, out_dir: Path) -> dict:
                for j in schema.joins}
     prepared, _ = prepare.prepare(pa.Table.from_batches(valid[schema.main]), lookups, schema)
     columns = schema.transform_inputs() + [schema.label.name]
-    is_eval = prepared.column("__eval").to_numpy(zero_copy_only=False)
+    is_eval = prepared.column(prepare.IS_EVAL).to_numpy(zero_copy_only=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, mask in (("train", ~is_eval), ("eval", is_eval)):
@@ -117,8 +120,9 @@ def write_clean_csv(schema_path: str, input_dir: Path, out_dir: Path) -> dict:
 
 # ---------------------------------------------------------------- contender: canonical
 
-def child_canonical(schema_path: str, prepared_dir: Path, output: Path) -> dict:
-    """census_example_v2's transform_data(), with this job's preprocessing_fn."""
+def child_canonical(schema_path: str, prepared_dir: Path, output: Path, fused: bool) -> dict:
+    """census_example_v2's transform_data(), with the schema's features written the
+    canonical way (one tf.Transform analyzer per feature), or with the job's fused one."""
     import apache_beam as beam
     import tensorflow as tf
     import tensorflow_transform.beam as tft_beam
@@ -126,7 +130,9 @@ def child_canonical(schema_path: str, prepared_dir: Path, output: Path) -> dict:
     from tensorflow_transform.tf_metadata import schema_utils
     from tfx_bsl.public import tfxio
 
-    from beam_jobs.features.preprocessing import make_preprocessing_fn, raw_feature_spec
+    from beam_jobs.features.preprocessing import (make_preprocessing_fn,
+                                                  make_reference_preprocessing_fn,
+                                                  raw_feature_spec)
     from beam_jobs.features.schema import load_schema
 
     schema = load_schema(REPO / schema_path)
@@ -134,7 +140,7 @@ def child_canonical(schema_path: str, prepared_dir: Path, output: Path) -> dict:
     columns = schema.transform_inputs() + [label]
     raw_schema = schema_utils.schema_from_feature_spec(
         {**raw_feature_spec(schema), label: tf.io.FixedLenFeature([], tf.float32)})
-    features_fn = make_preprocessing_fn(schema)
+    features_fn = (make_preprocessing_fn if fused else make_reference_preprocessing_fn)(schema)
 
     def preprocessing_fn(inputs):
         return {**features_fn(inputs), label: inputs[label]}
@@ -365,7 +371,7 @@ def contender_cmd(name: str, input_dir: Path, prepared: Path, out: Path) -> list
     if name == "job":
         return [sys.executable, "-m", "beam_jobs.features", "--schema", SCHEMA, "--input",
                 str(input_dir), "--output", str(out), "--overwrite"]
-    child_input = prepared if name == "canonical" else input_dir
+    child_input = prepared if name.startswith("canonical") else input_dir
     return [sys.executable, "-m", "benchmarks.features_bench", "--child", name,
             "--child-input", str(child_input), "--child-output", str(out)]
 
@@ -417,7 +423,7 @@ def agreement(outs: dict[str, Path], floor_result: dict) -> dict:
 
     found = {}
     for name, out in outs.items():
-        if name == "canonical":
+        if name.startswith("canonical"):
             counts = {s: _tfrecord_means(out / s) for s in ("train", "eval")}
         else:
             counts = {s: _means([pq.read_table(p) for p in sorted((out / s).glob("*.parquet"))])
@@ -457,6 +463,10 @@ def summarize(runs: dict[str, list[dict]], rows: int) -> dict:
         ratios["job_vs_canonical_throughput"] = round(can["median_wall_s"] / job["median_wall_s"], 2)
         ratios["job_vs_canonical_cpu"] = round(can["median_cpu_s"] / job["median_cpu_s"], 2)
         ratios["target_3x_met"] = ratios["job_vs_canonical_throughput"] >= TARGET_JOB_VS_CANONICAL
+    if "canonical" in table and "canonical_fused" in table:
+        can, fused = table["canonical"], table["canonical_fused"]
+        ratios["canonical_fused_vs_canonical_throughput"] = round(
+            can["median_wall_s"] / fused["median_wall_s"], 2)
     if "job" in table and "floor" in table:
         job, flo = table["job"], table["floor"]
         ratios["floor_vs_job_throughput"] = round(job["median_wall_s"] / flo["median_wall_s"], 2)
@@ -480,7 +490,7 @@ def bench(args) -> dict:
         input_dir = bench_input(REPO / args.data_dir, args.rows, tmp)
         rows = count_rows(input_dir)
         prepared = tmp / "prepared"
-        if "canonical" in names:
+        if any(n.startswith("canonical") for n in names):
             t0 = time.perf_counter()
             results["canonical_input"] = write_clean_csv(SCHEMA, input_dir, prepared)
             results["canonical_input"]["prepare_s_not_timed"] = round(time.perf_counter() - t0, 1)
@@ -537,12 +547,14 @@ def main() -> None:
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--data-dir", default="data/flights")
     parser.add_argument("--out", default="bench_out/features_bench.json")
-    parser.add_argument("--child", choices=("canonical", "floor"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("canonical", "canonical_fused", "floor"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--child-input", help=argparse.SUPPRESS)
     parser.add_argument("--child-output", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child == "canonical":
-        print(json.dumps(child_canonical(SCHEMA, Path(args.child_input), Path(args.child_output))))
+    if args.child in ("canonical", "canonical_fused"):
+        print(json.dumps(child_canonical(SCHEMA, Path(args.child_input), Path(args.child_output),
+                                         fused=args.child == "canonical_fused")))
         return
     if args.child == "floor":
         print(json.dumps(child_floor(SCHEMA, Path(args.child_input), Path(args.child_output))))

@@ -45,6 +45,10 @@ def parse_args(argv):
                         help="rows per Parquet row group")
     parser.add_argument("--num-shards", type=int, default=0,
                         help="Parquet files per split (0: the runner decides)")
+    parser.add_argument("--analyzers", choices=("fused", "per_feature"), default="fused",
+                        help="fused: all full-pass statistics in one Beam combine (fast); "
+                             "per_feature: one standard tf.Transform analyzer per feature "
+                             "(tft.scale_to_z_score, tft.bucketize, ...); same features")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an earlier run in --output")
     parser.add_argument("--log-level", default="INFO")
@@ -78,7 +82,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
         options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
                                    save_main_session=save_main_session)
         dry_run = options.view_as(TestOptions).dry_run
-        io.check_inputs(args.input, list(schema.tables.values()))
+        files = io.check_inputs(args.input, list(schema.tables.values()))
         if not dry_run:
             _prepare_output(args.output, args.overwrite)
     except (SchemaError, OptionsError, FileNotFoundError, FileExistsError) as e:
@@ -91,7 +95,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     from beam_jobs.features import artifacts, pipeline
 
     p = beam.Pipeline(options=options)
-    pipeline.build(p, args, schema, tft_temp)
+    pipeline.build(p, args, schema, tft_temp, files)
     run_pipeline(p, options)
     if dry_run:
         return 0
@@ -107,5 +111,16 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     return 0
 
 
+def main() -> None:
+    """The command line. Once every output is closed and the logs are flushed, it leaves
+    without the interpreter's teardown: tearing down TensorFlow and the pipeline's
+    objects took about 1.5 s after the work was done (measured on the flights job)."""
+    code = run()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    main()

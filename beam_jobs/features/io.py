@@ -10,7 +10,6 @@ import logging
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
@@ -121,19 +120,19 @@ class ReadChunksFn(beam.DoFn):
 
 
 class ReadTable(beam.PTransform):
-    """Matches a table's files and reads them as RawChunks (+ DEAD and FILES outputs)."""
+    """A table's files (matched on the driver by check_inputs) -> chunks (+ DEAD and
+    FILES outputs). beam.Create spreads several files over workers (it reshuffles when
+    given more than one), so each file is read where it lands."""
 
-    def __init__(self, input_root: str, table: TableSpec, chunk_rows: int):
+    def __init__(self, paths: list[str], table: TableSpec, chunk_rows: int):
         super().__init__()
-        self._pattern = table_pattern(input_root, table)
+        self._paths = list(paths)
         self._table = table
         self._chunk_rows = chunk_rows
 
     def expand(self, pbegin):
         return (pbegin
-                | "MatchFiles" >> fileio.MatchFiles(self._pattern)
-                | "FilePaths" >> beam.Map(lambda m: m.path)
-                | "SpreadFiles" >> beam.Reshuffle()
+                | "Files" >> beam.Create(self._paths)
                 | "ReadChunks" >> beam.ParDo(ReadChunksFn(self._table, self._chunk_rows))
                 .with_outputs(DEAD, FILES, main="chunks"))
 
@@ -179,9 +178,25 @@ class WriteParquet(beam.PTransform):
                     num_shards=self._shards, file_name_suffix=".parquet"))
 
 
+class WriteTables(beam.PTransform):
+    """Arrow tables (dead letters, excluded rows) -> one Parquet file with a fixed
+    schema. Writes a valid, empty file when there are none, so readers always find it."""
+
+    def __init__(self, prefix: str, schema: pa.Schema, codec: str = "snappy"):
+        super().__init__()
+        self._prefix, self._schema, self._codec = prefix, schema, codec
+
+    def expand(self, tables):
+        schema = self._schema
+        return (tables
+                | "Conform" >> beam.Map(lambda t: t.select(schema.names).cast(schema))
+                | "Write" >> beam.io.WriteToParquetBatched(
+                    self._prefix, schema=schema, codec=self._codec, num_shards=1,
+                    file_name_suffix=".parquet"))
+
+
 class WriteRecords(beam.PTransform):
-    """Dicts (dead letters, excluded rows) -> Parquet with a fixed schema. Writes a
-    valid, empty file when there are none, so readers always find the directory."""
+    """Dicts (one per dead letter) -> WriteTables, batched."""
 
     def __init__(self, prefix: str, schema: pa.Schema, codec: str = "snappy"):
         super().__init__()
@@ -192,9 +207,7 @@ class WriteRecords(beam.PTransform):
         return (dicts
                 | "ToTables" >> beam.BatchElements(min_batch_size=1000, max_batch_size=50_000)
                 | "AsArrow" >> beam.Map(lambda rows: pa.Table.from_pylist(rows, schema=schema))
-                | "Write" >> beam.io.WriteToParquetBatched(
-                    self._prefix, schema=schema, codec=self._codec, num_shards=1,
-                    file_name_suffix=".parquet"))
+                | "Write" >> WriteTables(self._prefix, schema, self._codec))
 
 
 def write_json(path: str, doc: dict) -> None:

@@ -10,6 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.features import io, prepare, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
+                                              make_reference_preprocessing_fn,
                                               tensor_adapter_config)
 from beam_jobs.features.records import DEAD_LETTER_SCHEMA
 from beam_jobs.features.schema import DatasetSchema
@@ -27,15 +28,18 @@ def tfxio_arrow_schema(schema: DatasetSchema) -> pa.Schema:
     types = schema.prepared_columns()
     fields = [pa.field(n, pa.large_list(value_type[types[n]])) for n in schema.transform_inputs()]
     fields += [pa.field(prepare.EXAMPLE_ID, pa.list_(pa.large_binary())),
-               pa.field(schema.label.name, pa.list_(pa.float32()))]
+               pa.field(schema.label.name, pa.list_(pa.float32())),
+               pa.field(prepare.IS_EVAL, pa.list_(pa.bool_()))]
     return pa.schema(fields)
 
 
-def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft_temp_dir: str):
+def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft_temp_dir: str,
+          inputs: dict[str, list[str]]):
+    """`inputs`: each table's input files (io.check_inputs)."""
     out = args.output
     valid, dead, files, counts = {}, [], [], []
     for name, table in schema.tables.items():
-        read = p | f"Read{_camel(name)}" >> io.ReadTable(args.input, table, args.chunk_rows)
+        read = p | f"Read{_camel(name)}" >> io.ReadTable(inputs[name], table, args.chunk_rows)
         checked = (read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
             transforms.ValidateChunkFn(table)).with_outputs(transforms.DEAD, main="valid"))
         valid[name] = checked.valid
@@ -58,17 +62,21 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
     counts.append(prepared[transforms.COUNTS])
 
     adapter = tensor_adapter_config(schema, tfxio_arrow_schema(schema))
-    passthrough = {prepare.EXAMPLE_ID, schema.label.name}
+    passthrough = {prepare.EXAMPLE_ID, schema.label.name, prepare.IS_EVAL}
+    preprocessing_fn = (make_preprocessing_fn if args.analyzers == "fused"
+                        else make_reference_preprocessing_fn)(schema)
     with tft_beam.Context(temp_dir=tft_temp_dir, passthrough_keys=passthrough):
-        (train_t, _), transform_fn = (
-            (prepared.train, adapter)
-            | "AnalyzeAndTransformTrain" >> tft_beam.AnalyzeAndTransformDataset(
-                make_preprocessing_fn(schema), output_record_batches=True))
-        fingerprints = [cross_fingerprint_name(c.cross) for c in schema.crosses]
-        eval_t, _ = (((prepared[transforms.EVAL], adapter), transform_fn)
-                     | "TransformEval" >> tft_beam.TransformDataset(
-                         exclude_outputs=fingerprints, output_record_batches=True))
+        # Analyze train only; then transform train and eval in one pass over the same
+        # transform_fn (one SavedModel load), and route them by the split flag.
+        transform_fn = ((prepared.train, adapter)
+                        | "AnalyzeTrain" >> tft_beam.AnalyzeDataset(preprocessing_fn))
+        examples = (prepared.train, prepared[transforms.EVAL]) | "AllExamples" >> beam.Flatten()
+        transformed, _ = (((examples, adapter), transform_fn)
+                          | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
+    split = transformed | "SplitTransformed" >> beam.ParDo(
+        transforms.SplitTransformedFn()).with_outputs(transforms.EVAL, main="train")
+    train_t, eval_t = split.train, split[transforms.EVAL]
 
     cross_stats = train_t | "TrainCrossStats" >> beam.CombineGlobally(transforms.CrossStatsFn(
         [(c.name, cross_fingerprint_name(c.cross), c.hash_buckets) for c in schema.crosses],
@@ -90,7 +98,7 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
     dead_letters = dead | "FlattenDeadLetters" >> beam.Flatten()
     _ = dead_letters | "WriteDeadLetters" >> io.WriteRecords(
         FileSystems.join(out, "dead_letter", "part"), DEAD_LETTER_SCHEMA, codec=args.compression)
-    _ = prepared[transforms.EXCLUDED] | "WriteExcluded" >> io.WriteRecords(
+    _ = prepared[transforms.EXCLUDED] | "WriteExcluded" >> io.WriteTables(
         FileSystems.join(out, "excluded", "part"), EXCLUDED_SCHEMA, codec=args.compression)
     counts.append(dead_letters | "CountDeadLetters" >> beam.Map(
         lambda d: (f"{d['table']}_dead_letter", 1)))

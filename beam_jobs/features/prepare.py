@@ -15,6 +15,7 @@ from beam_jobs.features.records import LINE_COL, SOURCE_COL
 from beam_jobs.features.schema import DatasetSchema, JoinSpec, TableSpec
 
 EXAMPLE_ID = "example_id"
+IS_EVAL = "__eval"  # passthrough split flag of prepared rows
 SPLIT_BUCKETS = 10_000
 
 
@@ -92,14 +93,16 @@ def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarra
 def split_is_eval(t: pa.Table, schema: DatasetSchema) -> np.ndarray:
     """Deterministic split: blake2b of salt + key columns, the same on every run and runner."""
     sp = schema.split
-    keys = pc.binary_join_element_wise(
+    keys = pc.cast(pc.binary_join_element_wise(
         *[pc.fill_null(pc.cast(t.column(k), pa.string()), "") for k in sp.key],
-        "\x1f").to_pylist()
-    salt = sp.salt.encode()
-    threshold = int(sp.eval_fraction * SPLIT_BUCKETS)
-    digests = [int.from_bytes(hashlib.blake2b(salt + k.encode(), digest_size=8).digest(),
-                              "little") for k in keys]
-    return np.fromiter((d % SPLIT_BUCKETS < threshold for d in digests), bool, len(digests))
+        "\x1f"), pa.binary()).to_pylist()
+    salted = hashlib.blake2b(sp.salt.encode(), digest_size=8)  # blake2b(salt + key)
+    digests = np.empty(len(keys), np.uint64)
+    for i, k in enumerate(keys):
+        h = salted.copy()
+        h.update(k)
+        digests[i] = int.from_bytes(h.digest(), "little")
+    return digests % SPLIT_BUCKETS < int(sp.eval_fraction * SPLIT_BUCKETS)
 
 
 def example_ids(t: pa.Table) -> pa.Array:
@@ -113,7 +116,7 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
     """Joins, derives and labels a batch of valid main-table rows.
 
     Returns (prepared, excluded): prepared has the prepared columns plus example_id,
-    the label and a boolean `__eval`; excluded lists valid-but-unusable rows with reasons.
+    the label and the boolean IS_EVAL; excluded lists valid-but-unusable rows with reasons.
     """
     t = main
     for j in schema.joins:
@@ -127,13 +130,14 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
         "reason": pa.array([f"label source {schema.label.column!r} is missing"] * int(missing.sum()),
                            pa.string())})
     t = t.filter(pa.array(~missing))
-    t = t.append_column("__eval", pa.array(split_is_eval(t, schema)))
+    t = t.append_column(IS_EVAL, pa.array(split_is_eval(t, schema)))
     return t, excluded
 
 
 def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
     """The prepared rows in TFXIO's Arrow layout: one large_list column per transform
-    input (empty list = missing), and the passthrough columns (example id, label)."""
+    input (empty list = missing), and the passthrough columns (example id, label, and
+    the split flag, so that train and eval can go through one transform)."""
     cols, fields = [], []
     types = schema.prepared_columns()
     for name in schema.transform_inputs():
@@ -148,7 +152,8 @@ def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
         cols.append(pa.LargeListArray.from_arrays(pa.array(offsets), values))
         fields.append(pa.field(name, cols[-1].type))
     for name, arr in ((EXAMPLE_ID, pc.cast(t.column(EXAMPLE_ID).combine_chunks(), pa.large_binary())),
-                      (schema.label.name, t.column(schema.label.name).combine_chunks())):
+                      (schema.label.name, t.column(schema.label.name).combine_chunks()),
+                      (IS_EVAL, t.column(IS_EVAL).combine_chunks())):
         offsets = pa.array(np.arange(len(arr) + 1, dtype=np.int32))
         cols.append(pa.ListArray.from_arrays(offsets, arr))
         fields.append(pa.field(name, cols[-1].type))

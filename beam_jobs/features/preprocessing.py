@@ -17,6 +17,7 @@ import tensorflow_transform as tft
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
+from beam_jobs.features import analyzers
 from beam_jobs.features.schema import DatasetSchema
 
 MISSING = b"__MISSING__"
@@ -78,8 +79,113 @@ def _category(x: tf.SparseTensor) -> tf.Tensor:
     return _dense(tf.cast(x, tf.int64), MISSING_INT)
 
 
+def analysis_spec(schema: DatasetSchema) -> tuple[analyzers.AnalysisSpec, list[str]]:
+    """The fused pass's spec and the numeric source columns (its matrix columns)."""
+    columns: list[str] = []
+    for f in [*schema.numeric, *schema.buckets]:
+        if f.column not in columns:
+            columns.append(f.column)
+    types = schema.prepared_columns()
+    spec = analyzers.AnalysisSpec(
+        n_columns=len(columns),
+        scales=tuple(analyzers.ScaleSpec(columns.index(f.column), f.scale, f.fill)
+                     for f in schema.numeric),
+        buckets=tuple(analyzers.BucketSpec(columns.index(f.column), f.num_buckets, f.fill)
+                      for f in schema.buckets),
+        vocabs=tuple(analyzers.VocabSpec(vocab_filename(f.column),
+                                         "string" if types[f.column] == "string" else "int64",
+                                         f.top_k, f.frequency_threshold)
+                     for f in schema.vocabularies))
+    return spec, columns
+
+
+class _Categories(dict):
+    """Dense categorical value of each input column, built once per trace."""
+
+    def __init__(self, inputs: dict):
+        super().__init__()
+        self._inputs = inputs
+
+    def __missing__(self, column: str) -> tf.Tensor:
+        self[column] = _category(self._inputs[column])
+        return self[column]
+
+
+def _per_row_features(schema: DatasetSchema, categories: _Categories, buckets: dict,
+                      out: dict) -> None:
+    """Hashes and crosses (no analyzer): per-row FarmHash fingerprints."""
+    for f in schema.hashes:
+        value = categories[f.column]
+        if value.dtype != tf.string:
+            value = tf.strings.as_string(value)
+        out[f.name] = tf.strings.to_hash_bucket_fast(value, f.hash_buckets)
+    for f in schema.crosses:
+        parts = []
+        for col in f.columns:
+            v = buckets[col] if col in buckets else categories[col]
+            parts.append(v if v.dtype == tf.string else tf.strings.as_string(v))
+        crossed = tf.strings.join(parts, separator=CROSS_SEPARATOR)
+        out[f.name] = tf.strings.to_hash_bucket_fast(crossed, f.hash_buckets)
+        out[cross_fingerprint_name(f.cross)] = tf.strings.to_hash_bucket_fast(
+            crossed, FINGERPRINT_BUCKETS)
+
+
 def make_preprocessing_fn(schema: DatasetSchema) -> Callable[[dict], dict]:
-    """Builds the preprocessing_fn for a dataset schema (a pure function of its inputs)."""
+    """The job's preprocessing_fn: every full-pass statistic from one fused analyzer
+    (analyzers.FusedAnalyzer), applied with tf.Transform's mappers. Computes the same
+    features as make_reference_preprocessing_fn (tested), with one analyzer instead of
+    one per feature."""
+    spec, columns = analysis_spec(schema)
+    numeric_spec, vocab_spec = analyzers.split_spec(spec)
+
+    def analyze(inputs: list, part: analyzers.AnalysisSpec, name: str) -> list:
+        if not inputs:
+            return []
+        layout = analyzers.output_layout(part)
+        assets = [a for _, _, a in layout]
+        return list(tft.experimental.ptransform_analyzer(
+            inputs, analyzers.FusedAnalyzer(part),
+            output_dtypes=[tf.dtypes.as_dtype(d) for d, _, _ in layout],
+            output_shapes=[s for _, s, _ in layout],
+            output_asset_default_values=assets if any(assets) else None, name=name))
+
+    def preprocessing_fn(inputs: dict) -> dict:
+        dense = {c: _dense(tf.cast(inputs[c], tf.float32), float("nan")) for c in columns}
+        categories = _Categories(inputs)
+        vocab_inputs = [categories[f.column] for f in schema.vocabularies]
+        numeric = ([tf.stack([dense[c] for c in columns], axis=1)] if columns else [])
+        stats = analyze(numeric, numeric_spec, "numeric_statistics")
+        vocab_files = analyze(vocab_inputs, vocab_spec, "vocabularies")
+        if stats:
+            scale_params, bucket_fills, boundaries = stats[0], stats[1], stats[2:]
+        out = {}
+        for i, f in enumerate(schema.numeric):
+            fill, center, scale = scale_params[i, 0], scale_params[i, 1], scale_params[i, 2]
+            x = dense[f.column]
+            x = tf.where(tf.math.is_nan(x), fill, x)
+            if f.scale == "z_score":
+                out[f.name] = tf.where(scale != 0, (x - center) / scale, x - center)
+            else:
+                out[f.name] = tf.where(scale > 0, (x - center) / scale, tf.math.sigmoid(x))
+        buckets = {}
+        for i, f in enumerate(schema.buckets):
+            x = dense[f.column]
+            x = tf.where(tf.math.is_nan(x), bucket_fills[i], x)
+            buckets[f.name] = tft.apply_buckets(x, boundaries[i])
+            out[f.name] = buckets[f.name]
+        for f, path in zip(schema.vocabularies, vocab_files):
+            out[f.name] = tft.apply_vocabulary(categories[f.column], path,
+                                               num_oov_buckets=f.num_oov_buckets)
+        _per_row_features(schema, categories, buckets, out)
+        return out
+
+    return preprocessing_fn
+
+
+def make_reference_preprocessing_fn(schema: DatasetSchema) -> Callable[[dict], dict]:
+    """The same features written the canonical way, one tf.Transform analyzer per
+    feature (tft.scale_to_z_score, tft.bucketize, tft.compute_and_apply_vocabulary). The
+    benchmark's canonical pipeline runs it; tests check the job's fused version against it."""
 
     def preprocessing_fn(inputs: dict) -> dict:
         out = {}
@@ -98,25 +204,13 @@ def make_preprocessing_fn(schema: DatasetSchema) -> Callable[[dict], dict]:
             x = _filled_numeric(inputs[f.column], f.fill)
             buckets[f.name] = tft.bucketize(x, f.num_buckets)
             out[f.name] = buckets[f.name]
+        categories = _Categories(inputs)
         for f in schema.vocabularies:
             out[f.name] = tft.compute_and_apply_vocabulary(
-                _category(inputs[f.column]), top_k=f.top_k,
+                categories[f.column], top_k=f.top_k,
                 frequency_threshold=f.frequency_threshold, num_oov_buckets=f.num_oov_buckets,
                 vocab_filename=vocab_filename(f.column))
-        for f in schema.hashes:
-            value = _category(inputs[f.column])
-            if value.dtype != tf.string:
-                value = tf.strings.as_string(value)
-            out[f.name] = tf.strings.to_hash_bucket_fast(value, f.hash_buckets)
-        for f in schema.crosses:
-            parts = []
-            for col in f.columns:
-                v = buckets[col] if col in buckets else _category(inputs[col])
-                parts.append(v if v.dtype == tf.string else tf.strings.as_string(v))
-            crossed = tf.strings.join(parts, separator=CROSS_SEPARATOR)
-            out[f.name] = tf.strings.to_hash_bucket_fast(crossed, f.hash_buckets)
-            out[cross_fingerprint_name(f.cross)] = tf.strings.to_hash_bucket_fast(
-                crossed, FINGERPRINT_BUCKETS)
+        _per_row_features(schema, categories, buckets, out)
         return out
 
     return preprocessing_fn

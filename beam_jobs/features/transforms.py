@@ -59,7 +59,7 @@ class PrepareExamplesFn(beam.DoFn):
     """Valid main rows -> joined, derived, labelled and split TFXIO batches.
 
     Main output: train batches; EVAL: eval batches; EXCLUDED: valid rows that cannot be
-    used for training (dicts with their reason); COUNTS: (stage, n) pairs.
+    used for training (Arrow tables: example_id, reason); COUNTS: (stage, n) pairs.
     """
 
     def __init__(self, schema: DatasetSchema):
@@ -69,9 +69,9 @@ class PrepareExamplesFn(beam.DoFn):
     def process(self, batch: pa.RecordBatch, **lookups):
         prepared, excluded = prepare.prepare(pa.Table.from_batches([batch]), lookups, self._schema)
         self._excluded.inc(excluded.num_rows)
-        for row in excluded.to_pylist():
-            yield beam.pvalue.TaggedOutput(EXCLUDED, row)
-        is_eval = prepared.column("__eval").to_numpy(zero_copy_only=False)
+        if excluded.num_rows:
+            yield beam.pvalue.TaggedOutput(EXCLUDED, excluded)
+        is_eval = prepared.column(prepare.IS_EVAL).to_numpy(zero_copy_only=False)
         for split, mask in (("train", ~is_eval), (EVAL, is_eval)):
             part = prepared.filter(pa.array(mask))
             yield beam.pvalue.TaggedOutput(COUNTS, (split, part.num_rows))
@@ -79,6 +79,22 @@ class PrepareExamplesFn(beam.DoFn):
                 tfxio = prepare.to_tfxio_batch(part, self._schema)
                 yield tfxio if split == "train" else beam.pvalue.TaggedOutput(EVAL, tfxio)
         yield beam.pvalue.TaggedOutput(COUNTS, ("excluded", excluded.num_rows))
+
+
+class SplitTransformedFn(beam.DoFn):
+    """tf.Transform's output batches of train and eval together -> train batches (main)
+    and EVAL batches, by the passthrough split flag."""
+
+    def process(self, element):
+        batch = element[0] if isinstance(element, tuple) else element
+        is_eval = batch.column(prepare.IS_EVAL).flatten().to_numpy(zero_copy_only=False)
+        if is_eval.all():
+            yield beam.pvalue.TaggedOutput(EVAL, batch)
+        elif not is_eval.any():
+            yield batch
+        else:
+            yield batch.filter(pa.array(~is_eval))
+            yield beam.pvalue.TaggedOutput(EVAL, batch.filter(pa.array(is_eval)))
 
 
 def output_schema(schema: DatasetSchema) -> pa.Schema:

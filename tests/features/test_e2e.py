@@ -156,9 +156,11 @@ def test_dataflow_dry_run_writes_job_description(flights_slice, tmp_path):
     job = dry_run_summary(job_file)
     assert job["name"] == "features-flights"
     for step in ("ReadFlights", "ValidateFlights", "BuildWeatherLookup", "PrepareExamples",
-                 "AnalyzeAndTransformTrain", "TransformEval", "WriteTrain", "WriteEval",
-                 "WriteDeadLetters", "WriteTransformFn"):
+                 "AnalyzeTrain", "Transform", "SplitTransformed", "WriteTrain", "WriteEval",
+                 "WriteDeadLetters", "WriteExcluded", "WriteTransformFn"):
         assert step in job["transforms"], step
+    # the fused analyzer runs on the workers as one step of tf.Transform's analysis
+    assert any("FusedAnalyzer" in t for t in job["transforms"])
     assert job["options"]["project"] == "my-project"
     assert job["options"]["region"] == "us-central1"
     assert job["options"]["setup_file"].endswith("setup.py")  # ships this package

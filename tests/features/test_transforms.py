@@ -49,7 +49,8 @@ def test_prepare_examples_fn_routes_rows():
                     [i[0].decode() for i in b.column("example_id").to_pylist()],
                     [v[0] for v in b.column("delayed").to_pylist()])))
         assert_that(both, equal_to([("f.csv:2", 0.0), ("f.csv:4", 1.0)]), label="CheckLabels")
-        assert_that(out[transforms.EXCLUDED] | beam.Map(lambda r: r["example_id"]),
+        assert_that(out[transforms.EXCLUDED]
+                    | beam.FlatMap(lambda t: t.column("example_id").to_pylist()),
                     equal_to(["f.csv:3"]), label="CheckExcluded")
         totals = out[transforms.COUNTS] | beam.CombinePerKey(sum)
         assert_that(totals | beam.Filter(lambda kv: kv[0] == "excluded"),
