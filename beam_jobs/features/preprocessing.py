@@ -4,8 +4,10 @@ Both are built from the dataset schema, so the transform applied at serving time
 exactly the one analyzed here (tf.Transform saves it as a SavedModel).
 
 Full-pass analyzers (computed over train only): z-score / 0-1 scaling, mean imputation,
-quantile buckets, vocabularies. Per-row: hashing and crosses (FarmHash fingerprint,
-stable across runs, hosts and languages that use the same TF op).
+quantile buckets, vocabularies. The job computes them all in one fused pass
+(analyzers.py, make_preprocessing_fn); make_reference_preprocessing_fn writes the same
+features with one standard tf.Transform analyzer each. Per-row: hashing and crosses
+(FarmHash fingerprint, stable across runs, hosts and languages that use the same TF op).
 """
 from __future__ import annotations
 
