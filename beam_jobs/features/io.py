@@ -195,19 +195,15 @@ class WriteTables(beam.PTransform):
                     file_name_suffix=".parquet"))
 
 
-class WriteRecords(beam.PTransform):
+class WriteRecords(WriteTables):
     """Dicts (one per dead letter) -> WriteTables, batched."""
-
-    def __init__(self, prefix: str, schema: pa.Schema, codec: str = "snappy"):
-        super().__init__()
-        self._prefix, self._schema, self._codec = prefix, schema, codec
 
     def expand(self, dicts):
         schema = self._schema
-        return (dicts
-                | "ToTables" >> beam.BatchElements(min_batch_size=1000, max_batch_size=50_000)
-                | "AsArrow" >> beam.Map(lambda rows: pa.Table.from_pylist(rows, schema=schema))
-                | "Write" >> WriteTables(self._prefix, schema, self._codec))
+        tables = (dicts
+                  | "ToTables" >> beam.BatchElements(min_batch_size=1000, max_batch_size=50_000)
+                  | "AsArrow" >> beam.Map(lambda rows: pa.Table.from_pylist(rows, schema=schema)))
+        return super().expand(tables)
 
 
 def write_json(path: str, doc: dict) -> None:
