@@ -99,7 +99,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     run_pipeline(p, options)
     if dry_run:
         return 0
-    summary = artifacts.finalize(args.output, schema, argv)
+    summary = artifacts.finalize(args.output, schema, argv, args.analyzers)
     if FileSystems.exists(tft_temp):
         FileSystems.delete([tft_temp])
     s = summary["stages"]

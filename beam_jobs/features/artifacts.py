@@ -73,7 +73,8 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def lineage(schema: DatasetSchema, argv: list[str], files: dict[str, list]) -> dict:
+def lineage(schema: DatasetSchema, argv: list[str], files: dict[str, list],
+            analyzers: str) -> dict:
     versions = {}
     for pkg in ("apache-beam", "tensorflow-transform", "tensorflow", "tfx-bsl", "pyarrow"):
         try:
@@ -81,7 +82,7 @@ def lineage(schema: DatasetSchema, argv: list[str], files: dict[str, list]) -> d
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     return {"schema_file": schema.source, "schema_sha256": _sha256(schema.source),
-            "inputs": files, "argv": argv, "versions": versions}
+            "inputs": files, "argv": argv, "analyzers": analyzers, "versions": versions}
 
 
 def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
@@ -95,7 +96,7 @@ def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
         FileSystems.join(output, tft.TFTransformOutput.RAW_METADATA_DIR))
 
 
-def finalize(output: str, schema: DatasetSchema, argv: list[str]) -> dict:
+def finalize(output: str, schema: DatasetSchema, argv: list[str], analyzers: str) -> dict:
     """Writes feature_manifest.json and completes summary.json; returns the summary."""
     write_raw_metadata(output, schema)
     tf_output = tft.TFTransformOutput(output)
@@ -103,7 +104,7 @@ def finalize(output: str, schema: DatasetSchema, argv: list[str]) -> dict:
     summary = io.read_json(summary_path)
     summary["crosses"] = flag_overcrossing(schema, summary["crosses"])
     summary["lineage"] = lineage(
-        schema, argv, {t: v["files"] for t, v in summary["tables"].items()})
+        schema, argv, {t: v["files"] for t, v in summary["tables"].items()}, analyzers)
     io.write_json(summary_path, summary)
     manifest = {
         "dataset": schema.name,

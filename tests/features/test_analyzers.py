@@ -1,4 +1,5 @@
 """The fused analyzer: its statistics, and the same features as tf.Transform's own."""
+import json
 import pickle
 
 import numpy as np
@@ -146,6 +147,8 @@ def test_fused_and_per_feature_analyzers_write_the_same_features(
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=name)
             else:
                 np.testing.assert_array_equal(got, want, err_msg=name)
+    lineage = json.loads((per_feature / "feature_manifest.json").read_text())["lineage"]
+    assert lineage["analyzers"] == "per_feature"
     assets = sorted(p.name for p in (per_feature / "transform_fn" / "assets").iterdir())
     assert assets == sorted(p.name for p in (flights_features / "transform_fn" / "assets").iterdir())
     for name in assets:

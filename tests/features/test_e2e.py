@@ -1,5 +1,6 @@
 """End-to-end runs of the feature job on a flights slice (subprocess, like a user)."""
 import csv
+import hashlib
 import json
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def test_outputs_counts_and_values(flights_features, flights_slice):
     assert route["buckets_used"] + route["bucket_collisions"] == n_routes
     assert route["train_rows"] == train.num_rows
     manifest = json.loads((flights_features / "feature_manifest.json").read_text())
-    assert manifest["lineage"]["schema_sha256"]
+    assert manifest["lineage"]["schema_sha256"] == hashlib.sha256(SCHEMA.read_bytes()).hexdigest()
+    assert manifest["lineage"]["analyzers"] == "fused"  # the default
     assert manifest["splits"] == {"train": s["train"], "eval": s["eval"]}
 
 
