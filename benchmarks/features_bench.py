@@ -1,4 +1,5 @@
-"""Feature job benchmark: this job vs canonical tf.Transform vs a single-process floor.
+"""Feature job benchmark: this job vs canonical tf.Transform (with standard or fused
+analyzers) vs a single-process floor.
 
 python -m benchmarks.features_bench [--rows N] [--repeats 3] \
     [--out bench_out/features_bench.json]
@@ -14,8 +15,8 @@ medians are reported:
   canonical  tf.Transform the way tensorflow/transform's census_example_v2 does it:
              CsvTFXIO -> AnalyzeAndTransformDataset(output_record_batches=True) on train,
              TransformDataset on eval -> RecordBatchToExamplesEncoder -> WriteToTFRecord,
-             WriteTransformFn; the job's own preprocessing_fn (plus the label), same
-             runner. tf.Transform's CSV decoder cannot read "NA", so it gets pre-joined,
+             WriteTransformFn; the schema's features (plus the label), same runner.
+             tf.Transform's CSV decoder cannot read "NA", so it gets pre-joined,
              derived, labelled and split clean CSV (train.csv, eval.csv), written once
              before timing by the job's own records/prepare functions: that work is free
              for it (not timed). The features are written the canonical way: one
@@ -31,7 +32,7 @@ medians are reported:
 
 Reported per contender: median wall and CPU seconds, rows/s (input flights rows / wall),
 peak RSS (ru_maxrss of the child from wait4), the ratios job/canonical throughput (the
-target is >= 3) and floor/job, and an agreement check on the outputs of the last repeat.
+target is >= 3), canonical_fused/canonical and floor/job, and an agreement check on the outputs of the last repeat.
 Timing is machine-dependent and noisy on a shared machine: quote the JSON's medians with
 its `machine` block.
 """
