@@ -27,7 +27,6 @@ Statistics and their tf.Transform counterparts (same definitions, checked by tes
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
 
 import apache_beam as beam
@@ -38,7 +37,6 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_transform.beam.experimental import PTransformAnalyzer
 from tfx_bsl.sketches import QuantilesSketch
 
-LOGGER = logging.getLogger(__name__)
 
 MAX_SKETCH_VALUES = 1 << 32  # the error bound holds up to this many values per column
 EMPTY_VOCAB_TOKEN = {"string": b"__EMPTY_VOCABULARY__", "int64": b"-1"}
