@@ -91,8 +91,8 @@ def write_clean_csv(schema_path: str, input_dir: Path, out_dir: Path) -> dict:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    from beam_jobs.features import prepare, records
-    from beam_jobs.features.schema import load_schema
+    from beam_jobs.common import prepare, records
+    from mlbatch.schema import load_schema
 
     schema = load_schema(REPO / schema_path)
     valid = {}
@@ -134,7 +134,7 @@ def child_canonical(schema_path: str, prepared_dir: Path, output: Path, fused: b
     from beam_jobs.features.preprocessing import (make_preprocessing_fn,
                                                   make_reference_preprocessing_fn,
                                                   raw_feature_spec)
-    from beam_jobs.features.schema import load_schema
+    from mlbatch.schema import load_schema
 
     schema = load_schema(REPO / schema_path)
     label = schema.label.name
@@ -209,7 +209,7 @@ def floor_prepare(schema, input_dir: Path, phases: dict):
     """Read, join, derive, label, split: (train, eval) Arrow tables."""
     import pyarrow as pa
 
-    from beam_jobs.features import prepare
+    from beam_jobs.common import prepare
 
     t0 = time.perf_counter()
     tables = _read_tables(schema, input_dir)
@@ -326,7 +326,7 @@ def child_floor(schema_path: str, input_dir: Path, output: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from beam_jobs.features.schema import load_schema
+    from mlbatch.schema import load_schema
 
     t0 = time.perf_counter()
     import tensorflow as tf  # noqa: F401  (its hash kernel; timed on its own)
@@ -413,7 +413,7 @@ def _vocab_sizes(out: Path) -> dict:
     import tensorflow_transform as tft
 
     from beam_jobs.features.preprocessing import vocab_filename
-    from beam_jobs.features.schema import load_schema
+    from mlbatch.schema import load_schema
     tfo = tft.TFTransformOutput(str(out))
     return {f.column: tfo.vocabulary_size_by_name(vocab_filename(f.column))
             for f in load_schema(REPO / SCHEMA).vocabularies}

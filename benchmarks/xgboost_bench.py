@@ -136,7 +136,7 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
 
 
 def synthetic(root: Path, rows: int) -> Path:
-    from ray_jobs.common.features import load_feature_set
+    from mlbatch.artifacts.features import load_feature_set
     from ray_jobs.common.synthetic import write_synthetic_features
     try:
         if load_feature_set(root).num_rows("train") == rows:

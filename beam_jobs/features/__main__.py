@@ -19,13 +19,13 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 
 from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
 from beam_jobs.features import io
-from beam_jobs.features.schema import SchemaError, load_schema
+from mlbatch.schema import SchemaError, load_schema
+
+from mlbatch.artifacts import ArtifactWriter, OutputExistsError
 
 # pipeline and artifacts import TensorFlow: only once the flags and schema are known good,
 # so that configuration errors come back in a second.
-OUTPUT_NAMES = ("train", "eval", "dead_letter", "excluded", "transform_fn",
-                "transformed_metadata", "metadata", "summary.json", "feature_manifest.json")
-
+JOB = "beam_jobs.features"
 LOGGER = logging.getLogger("beam_jobs.features")
 CODECS = ("snappy", "gzip", "zstd", "brotli", "lz4", "none")
 
@@ -61,15 +61,6 @@ def parse_args(argv):
     return known, beam_args
 
 
-def _prepare_output(output: str, overwrite: bool) -> None:
-    existing = [d for d in OUTPUT_NAMES if FileSystems.exists(FileSystems.join(output, d))]
-    if existing and not overwrite:
-        raise FileExistsError(f"{output} already holds outputs {existing}; "
-                              f"pass --overwrite to replace them")
-    if existing:
-        FileSystems.delete([FileSystems.join(output, d) for d in existing])
-
-
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
@@ -83,9 +74,12 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
                                    save_main_session=save_main_session)
         dry_run = options.view_as(TestOptions).dry_run
         files = io.check_inputs(args.input, list(schema.tables.values()))
+        writer = ArtifactWriter(args.output, "features", job=JOB, config={
+            **{k: v for k, v in vars(args).items() if k not in ("overwrite", "log_level")},
+            "pipeline_args": beam_args})
         if not dry_run:
-            _prepare_output(args.output, args.overwrite)
-    except (SchemaError, OptionsError, FileNotFoundError, FileExistsError) as e:
+            writer.claim(overwrite=args.overwrite)
+    except (SchemaError, OptionsError, FileNotFoundError, OutputExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     temp_root = options.view_as(GoogleCloudOptions).temp_location or args.output
@@ -94,14 +88,19 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
         tft_temp = tempfile.mkdtemp(prefix="tft_dry_run_")
     from beam_jobs.features import artifacts, pipeline
 
-    p = beam.Pipeline(options=options)
-    pipeline.build(p, args, schema, tft_temp, files)
-    run_pipeline(p, options)
-    if dry_run:
-        return 0
-    summary = artifacts.finalize(args.output, schema, argv, args.analyzers)
-    if FileSystems.exists(tft_temp):
-        FileSystems.delete([tft_temp])
+    try:
+        p = beam.Pipeline(options=options)
+        pipeline.build(p, args, schema, tft_temp, files)
+        run_pipeline(p, options)
+        if dry_run:
+            return 0
+        if FileSystems.exists(tft_temp):
+            FileSystems.delete([tft_temp])
+        summary = artifacts.finalize(writer, schema, args.analyzers)
+    except BaseException as e:
+        if not dry_run:
+            writer.fail(f"{type(e).__name__}: {e}")
+        raise
     s = summary["stages"]
     LOGGER.info("read %d, dead letter %d, excluded %d, train %d, eval %d -> %s", s["read"],
                 s["dead_letter"], s["excluded"], s["train"], s["eval"], args.output)

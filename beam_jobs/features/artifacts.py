@@ -1,11 +1,10 @@
-"""After the pipeline: the feature manifest, cross statistics and lineage.
+"""After the pipeline: cross statistics, the summary and the commit of the artifact.
 
 Read from what the pipeline wrote (the tf.Transform output), never recomputed, so the
 manifest describes exactly the artifact that serving will load.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from importlib import metadata
 
@@ -13,8 +12,10 @@ import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.features import io
+from mlbatch.artifacts import ArtifactWriter
+from mlbatch.artifacts.features import Feature, feature_section
 from beam_jobs.features.preprocessing import raw_feature_spec
-from beam_jobs.features.schema import DatasetSchema
+from mlbatch.schema import DatasetSchema
 
 LOGGER = logging.getLogger(__name__)
 OVERCROSS_RARE_ROW_SHARE = 0.2  # warn when more train rows than this carry a rare value
@@ -28,25 +29,20 @@ def _domain_cardinality(tf_output: tft.TFTransformOutput, name: str) -> int | No
     return None
 
 
-def manifest_features(schema: DatasetSchema, tf_output: tft.TFTransformOutput) -> list[dict]:
-    feats = [{"name": f.name, "kind": "numeric", "transform": f.scale, "sources": [f.column]}
+def manifest_features(schema: DatasetSchema, tf_output: tft.TFTransformOutput) -> list[Feature]:
+    feats = [Feature(f.name, "numeric", transform=f.scale, sources=(f.column,))
              for f in schema.numeric]
     for f in schema.buckets:
-        feats.append({"name": f.name, "kind": "categorical", "cardinality": f.num_buckets,
-                      "transform": "bucketize", "sources": [f.column]})
+        feats.append(Feature(f.name, "categorical", f.num_buckets, "bucketize", (f.column,)))
     for f in schema.vocabularies:
         card = _domain_cardinality(tf_output, f.name)
         if card is None:
             raise RuntimeError(f"transformed metadata has no domain for {f.name!r}")
-        feats.append({"name": f.name, "kind": "categorical", "cardinality": card,
-                      "transform": "vocabulary", "sources": [f.column],
-                      "num_oov_buckets": f.num_oov_buckets})
+        feats.append(Feature(f.name, "categorical", card, "vocabulary", (f.column,)))
     for f in schema.hashes:
-        feats.append({"name": f.name, "kind": "categorical", "cardinality": f.hash_buckets,
-                      "transform": "hash", "sources": [f.column]})
+        feats.append(Feature(f.name, "categorical", f.hash_buckets, "hash", (f.column,)))
     for f in schema.crosses:
-        feats.append({"name": f.name, "kind": "categorical", "cardinality": f.hash_buckets,
-                      "transform": "cross", "sources": list(f.columns)})
+        feats.append(Feature(f.name, "categorical", f.hash_buckets, "cross", tuple(f.columns)))
     return feats
 
 
@@ -65,24 +61,14 @@ def flag_overcrossing(schema: DatasetSchema, crosses: dict) -> dict:
     return crosses
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with FileSystems.open(path) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def lineage(schema: DatasetSchema, argv: list[str], files: dict[str, list],
-            analyzers: str) -> dict:
-    versions = {}
+def versions() -> dict:
+    out = {}
     for pkg in ("apache-beam", "tensorflow-transform", "tensorflow", "tfx-bsl", "pyarrow"):
         try:
-            versions[pkg] = metadata.version(pkg)
+            out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"schema_file": schema.source, "schema_sha256": _sha256(schema.source),
-            "inputs": files, "argv": argv, "analyzers": analyzers, "versions": versions}
+            out[pkg] = None
+    return out
 
 
 def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
@@ -96,24 +82,31 @@ def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
         FileSystems.join(output, tft.TFTransformOutput.RAW_METADATA_DIR))
 
 
-def finalize(output: str, schema: DatasetSchema, argv: list[str], analyzers: str) -> dict:
-    """Writes feature_manifest.json and completes summary.json; returns the summary."""
+def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str) -> dict:
+    """Completes summary.json and, when every count reconciles, commits the artifact
+    (artifact.json with the features section); otherwise records the failure and leaves
+    the directory uncommitted. Returns the summary."""
+    output = writer.root
     write_raw_metadata(output, schema)
     tf_output = tft.TFTransformOutput(output)
     summary_path = FileSystems.join(output, "summary.json")
     summary = io.read_json(summary_path)
     summary["crosses"] = flag_overcrossing(schema, summary["crosses"])
-    summary["lineage"] = lineage(
-        schema, argv, {t: v["files"] for t, v in summary["tables"].items()}, analyzers)
+    summary["versions"] = versions()
+    summary["analyzers"] = analyzers
     io.write_json(summary_path, summary)
-    manifest = {
-        "dataset": schema.name,
-        "label": {"name": schema.label.name, "task": schema.label.task},
-        "features": manifest_features(schema, tf_output),
-        "splits": {"train": summary["stages"]["train"], "eval": summary["stages"]["eval"]},
-        "example_id": "example_id",
-        "transform_fn": FileSystems.join(output, "transform_fn"),
-        "lineage": summary["lineage"],
-    }
-    io.write_json(FileSystems.join(output, "feature_manifest.json"), manifest)
+    if not summary["reconciled"]:
+        failed = [k for k, ok in summary["checks"].items() if not ok]
+        writer.fail(f"counts do not reconcile: {failed} (see summary.json)")
+        return summary
+    for table, t in summary["tables"].items():
+        for path, _records in t["files"]:
+            writer.input_file(f"raw:{table}", path)
+    writer.set_schema(schema.name, schema.version, schema.source)
+    writer.metrics.update(stages=summary["stages"])
+    s = summary["stages"]
+    writer.commit(rows={"train": s["train"], "eval": s["eval"]}, body=feature_section(
+        label=schema.label.name, task=schema.label.task,
+        features=manifest_features(schema, tf_output),
+        splits={"train": s["train"], "eval": s["eval"]}, checks=summary["checks"]))
     return summary

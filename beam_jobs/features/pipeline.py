@@ -8,12 +8,12 @@ import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.features import io, prepare, transforms
+from beam_jobs.common import deadletter, prepare, sinks
+from beam_jobs.features import io, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
                                               make_reference_preprocessing_fn,
                                               tensor_adapter_config)
-from beam_jobs.features.records import DEAD_LETTER_SCHEMA
-from beam_jobs.features.schema import DatasetSchema
+from mlbatch.schema import DatasetSchema
 
 EXCLUDED_SCHEMA = pa.schema([(prepare.EXAMPLE_ID, pa.string()), ("reason", pa.string())])
 
@@ -86,7 +86,7 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
     for split, pcoll in (("train", train_t), ("eval", eval_t)):
         tables = pcoll | f"Flatten{_camel(split)}" >> beam.Map(
             transforms.flatten_transformed, out_schema)
-        _ = tables | f"Write{_camel(split)}" >> io.WriteParquet(
+        _ = tables | f"Write{_camel(split)}" >> sinks.WriteParquet(
             FileSystems.join(out, split, "part"), out_schema, codec=args.compression,
             row_group_rows=args.row_group_rows, num_shards=args.num_shards)
         if split == "train":
@@ -96,9 +96,9 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
                 transforms.FeatureStatsFn(numeric, categorical))
 
     dead_letters = dead | "FlattenDeadLetters" >> beam.Flatten()
-    _ = dead_letters | "WriteDeadLetters" >> io.WriteRecords(
-        FileSystems.join(out, "dead_letter", "part"), DEAD_LETTER_SCHEMA, codec=args.compression)
-    _ = prepared[transforms.EXCLUDED] | "WriteExcluded" >> io.WriteTables(
+    _ = dead_letters | "WriteDeadLetters" >> deadletter.WriteDeadLetters(
+        FileSystems.join(out, deadletter.DEAD_LETTER, "part"), codec=args.compression)
+    _ = prepared[transforms.EXCLUDED] | "WriteExcluded" >> sinks.WriteTables(
         FileSystems.join(out, "excluded", "part"), EXCLUDED_SCHEMA, codec=args.compression)
     counts.append(dead_letters | "CountDeadLetters" >> beam.Map(
         lambda d: (f"{d['table']}_dead_letter", 1)))

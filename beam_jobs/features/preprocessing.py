@@ -20,7 +20,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
 from beam_jobs.features import analyzers
-from beam_jobs.features.schema import DatasetSchema
+from mlbatch.schema import DatasetSchema
 
 MISSING = b"__MISSING__"
 MISSING_INT = -1

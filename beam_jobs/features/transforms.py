@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from beam_jobs.features import prepare, records
-from beam_jobs.features.schema import DatasetSchema, TableSpec
+from beam_jobs.common import prepare, records
+from mlbatch.schema import DatasetSchema, TableSpec
 
 DEAD = "dead"
 EXCLUDED = "excluded"

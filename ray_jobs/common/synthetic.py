@@ -12,15 +12,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ray_jobs.common.features import Feature, write_manifest
+from mlbatch.artifacts import ArtifactWriter
+from mlbatch.artifacts.features import Feature, feature_section
 
 
 def write_synthetic_features(root: str | Path, *, n_train: int, n_eval: int,
                              n_numeric: int = 6, cardinalities: tuple[int, ...] = (8, 32, 256),
                              task: str = "binary_classification", shards: int = 2,
                              seed: int = 0) -> Path:
-    """Writes train/ and eval/ Parquet shards plus feature_manifest.json under root."""
+    """Writes train/ and eval/ Parquet shards under root and commits them as a
+    ``features`` artifact (no transform_fn: these features were never raw)."""
     root = Path(root)
+    config = {"n_train": n_train, "n_eval": n_eval, "n_numeric": n_numeric,
+              "cardinalities": list(cardinalities), "task": task, "shards": shards, "seed": seed}
+    writer = ArtifactWriter(root, "features", job="ray_jobs.common.synthetic", config=config)
+    writer.claim(overwrite=True)
     rng = np.random.default_rng(seed)
     w_num = rng.normal(size=n_numeric)
     w_cat = [rng.normal(scale=0.8, size=c) for c in cardinalities]
@@ -44,6 +50,7 @@ def write_synthetic_features(root: str | Path, *, n_train: int, n_eval: int,
         for s in range(shards):
             pq.write_table(table.slice(bounds[s], bounds[s + 1] - bounds[s]),
                            root / split / f"part-{s:05d}-of-{shards:05d}.parquet")
-    write_manifest(root, label="label", task=task, features=features,
-                   extra={"dataset": "synthetic", "seed": seed})
+    writer.commit(rows={"train": n_train, "eval": n_eval}, body=feature_section(
+        label="label", task=task, features=features, splits={"train": n_train, "eval": n_eval},
+        example_id=None, transform_fn=None, dataset="synthetic"))
     return root

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from ray_jobs.common.features import FeatureContractError
+from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.jax import config as config_mod
 from ray_jobs.jax.checkpoint import CheckpointError
 

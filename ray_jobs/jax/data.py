@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ray_jobs.common.features import FeatureContractError, FeatureSet
+from mlbatch.artifacts.features import FeatureContractError, FeatureSet
 
 HostBatch = dict[str, Any]
 

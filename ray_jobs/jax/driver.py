@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ray_jobs.common.features import SPLITS, FeatureContractError, FeatureSet, load_feature_set
+from mlbatch.artifacts.features import SPLITS, FeatureContractError, FeatureSet, load_feature_set
 from ray_jobs.jax import checkpoint, data, loop
 from ray_jobs.jax.config import JaxConfig
 from ray_jobs.jax.outputs import RunOutputs

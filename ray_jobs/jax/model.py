@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ray_jobs.common.features import FeatureSet
+from mlbatch.artifacts.features import FeatureSet
 from ray_jobs.jax.config import JaxConfig
 
 Params = dict[str, Any]

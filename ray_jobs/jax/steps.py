@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ray_jobs.common.features import FeatureSet
+from mlbatch.artifacts.features import FeatureSet
 from ray_jobs.jax import model
 from ray_jobs.jax.checkpoint import path_keys
 from ray_jobs.jax.config import JaxConfig

@@ -12,7 +12,6 @@ per Ray worker. Both expose ``call(method, *args) -> [result per rank]``.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import Any
@@ -21,7 +20,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from ray_jobs.common.features import MANIFEST, FeatureSet, load_feature_set
+from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from ray_jobs.jax import checkpoint, data, metrics, model, steps
 from ray_jobs.jax.config import ConfigError, JaxConfig
 
@@ -55,7 +54,7 @@ def setup_jax(config: JaxConfig, process_id: int = 0, num_processes: int = 1,
 
 
 def manifest_digest(fs: FeatureSet) -> str:
-    return hashlib.sha256((fs.root / MANIFEST).read_bytes()).hexdigest()[:16]
+    return fs.digest.split(":", 1)[-1][:16]
 
 
 def model_description(config: JaxConfig, fs: FeatureSet) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from ray_jobs.common.features import FeatureContractError
+    from mlbatch.artifacts.features import FeatureContractError
     from ray_jobs.xgboost.cluster import PlacementError
     from ray_jobs.xgboost.config import ConfigError
     from ray_jobs.xgboost.data import FeatureDataError

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ray_jobs.common.features import FeatureSet
+from mlbatch.artifacts.features import FeatureSet
 
 MODEL_FILE = "model.json"
 METRICS_FILE = "metrics.json"

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ray_jobs.common.features import FeatureContractError, FeatureSet, load_feature_set
+from mlbatch.artifacts.features import FeatureContractError, FeatureSet, load_feature_set
 
 logger = logging.getLogger(__name__)
 

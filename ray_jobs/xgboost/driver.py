@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ray_jobs.common.features import FeatureSet
+from mlbatch.artifacts.features import FeatureSet
 from ray_jobs.xgboost import artifacts, cluster, data
 from ray_jobs.xgboost.callbacks import HistoryCallback, best_round, collect_history
 from ray_jobs.xgboost.config import TASK_PARAMS, Layout, XGBoostConfig

@@ -18,7 +18,7 @@ from typing import Any
 
 from ray import tune
 
-from ray_jobs.common.features import load_feature_set
+from mlbatch.artifacts.features import load_feature_set
 from ray_jobs.xgboost import data
 from ray_jobs.xgboost.callbacks import MODEL_FILE, STATE_FILE, TuneReportCallback
 from ray_jobs.xgboost.config import ConfigError, Layout, XGBoostConfig

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs.common.options import dry_run_summary
-from beam_jobs.features.schema import load_schema
-from ray_jobs.common.features import load_feature_set
+from mlbatch.schema import load_schema
+from mlbatch.artifacts.features import load_feature_set
 from tests.conftest import FLIGHTS_SLICE_ROWS, REPO_ROOT, run_feature_job
 
 SCHEMA = REPO_ROOT / "schemas" / "flights.yaml"
@@ -65,10 +65,13 @@ def test_outputs_counts_and_values(flights_features, flights_slice):
     assert route["distinct_values"] == n_routes
     assert route["buckets_used"] + route["bucket_collisions"] == n_routes
     assert route["train_rows"] == train.num_rows
-    manifest = json.loads((flights_features / "feature_manifest.json").read_text())
-    assert manifest["lineage"]["schema_sha256"] == hashlib.sha256(SCHEMA.read_bytes()).hexdigest()
-    assert manifest["lineage"]["analyzers"] == "fused"  # the default
-    assert manifest["splits"] == {"train": s["train"], "eval": s["eval"]}
+    manifest = json.loads((flights_features / "artifact.json").read_text())
+    assert manifest["schema"]["sha256"] == hashlib.sha256(SCHEMA.read_bytes()).hexdigest()
+    assert manifest["config"]["analyzers"] == "fused"  # the default
+    assert manifest["outputs"]["rows"] == {"train": s["train"], "eval": s["eval"]}
+    raw_inputs = {e["uri"]: e["sha256"] for e in manifest["inputs"] if e["role"] == "raw:flights"}
+    flights_csv = str(flights_slice / "flights.csv")
+    assert raw_inputs == {flights_csv: hashlib.sha256(Path(flights_csv).read_bytes()).hexdigest()}
 
 
 SERVE_SCRIPT = r"""
@@ -101,8 +104,8 @@ def test_saved_transform_reproduces_written_features_without_job_code(
     turns raw rows into exactly the features the job wrote: no training/serving skew."""
     import shutil
 
-    from beam_jobs.features import prepare, records
-    from beam_jobs.features.schema import load_schema
+    from beam_jobs.common import prepare, records
+    from mlbatch.schema import load_schema
 
     schema = load_schema(SCHEMA)
     served = tmp_path / "serving"

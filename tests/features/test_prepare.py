@@ -3,9 +3,9 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from beam_jobs.features import prepare
-from beam_jobs.features.records import LINE_COL, SOURCE_COL
-from beam_jobs.features.schema import JoinSpec, load_schema
+from beam_jobs.common import prepare
+from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from mlbatch.schema import JoinSpec, load_schema
 from tests.features.test_schema import FLIGHTS
 
 

@@ -3,8 +3,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from beam_jobs.features import records
-from beam_jobs.features.schema import ColumnSpec, TableSpec
+from beam_jobs.common import records
+from mlbatch.schema import ColumnSpec, TableSpec
 
 TABLE = TableSpec(
     name="t", path="t.csv", format="csv", null_tokens=("NA", ""),

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from beam_jobs.features.schema import SchemaError, load_schema
+from mlbatch.schema import SchemaError, load_schema
 
 FLIGHTS = Path(__file__).resolve().parents[2] / "schemas" / "flights.yaml"
 

@@ -4,8 +4,9 @@ import pyarrow as pa
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.features import records, transforms
-from beam_jobs.features.schema import load_schema
+from beam_jobs.common import records
+from beam_jobs.features import transforms
+from mlbatch.schema import load_schema
 from tests.features.test_records import TABLE
 from tests.features.test_schema import FLIGHTS
 

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from ray_jobs.common.features import FeatureContractError
+from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.jax import driver
 from ray_jobs.jax.checkpoint import CheckpointError
 from ray_jobs.jax.config import ConfigError

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ray_jobs.common.features import load_feature_set
+from mlbatch.artifacts.features import load_feature_set
 from ray_jobs.jax import data
 
 
@@ -61,7 +61,7 @@ def test_read_rows_reads_only_the_row_groups_it_needs(tiny_features, tmp_path):
     import shutil
 
     import pyarrow.parquet as pq
-    from ray_jobs.common.features import load_feature_set as load
+    from mlbatch.artifacts.features import load_feature_set as load
     root = shutil.copytree(tiny_features, tmp_path / "f")
     for path in (root / "train").glob("*.parquet"):
         pq.write_table(pq.read_table(path), path, row_group_size=37)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ray_jobs.common.features import Feature, FeatureSet
+from mlbatch.artifacts.features import Feature, FeatureSet
 from ray_jobs.jax import model
 from tests.jax.conftest import tiny_config
 

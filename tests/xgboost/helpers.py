@@ -9,7 +9,7 @@ import numpy as np
 import xgboost as xgb
 from xgboost.callback import TrainingCallback
 
-from ray_jobs.common.features import load_feature_set
+from mlbatch.artifacts.features import load_feature_set
 from ray_jobs.xgboost.data import read_split
 
 

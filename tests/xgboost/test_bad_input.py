@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ray_jobs.common.features import FeatureContractError
+from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.common.synthetic import write_synthetic_features
 from ray_jobs.xgboost import cluster, driver
 from ray_jobs.xgboost.config import ConfigError, XGBoostConfig

@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from beam_jobs.features.schema import TableSpec
+from beam_jobs.common import deadletter
+from mlbatch.schema import TableSpec
 
 SOURCE_COL = "_source"
 LINE_COL = "_line"
 ARROW_TYPES = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
-DEAD_LETTER_SCHEMA = pa.schema([
-    ("table", pa.string()), ("source", pa.string()), ("line", pa.int64()),
-    ("raw", pa.string()), ("reason", pa.string())])
 
 
-def dead_letter(table: str, source: str, line: int, raw: str, reason: str) -> dict:
-    return {"table": table, "source": source, "line": int(line), "raw": raw, "reason": reason}
+def dead_letter(table: str, source: str, line: int, raw: str, reason: str,
+                job: str = "features") -> dict:
+    """A rejected record of a table (beam_jobs.common.deadletter's one record shape)."""
+    return deadletter.record(job, source, reason, raw, table=table, line=line)
 
 
 @dataclass

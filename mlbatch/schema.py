@@ -84,6 +84,9 @@ class DerivedSpec:
     args: tuple[Any, ...]
 
 
+LABEL_TRANSFORMS = (None, "log1p")
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelSpec:
     name: str
@@ -91,6 +94,15 @@ class LabelSpec:
     column: str
     op: str | None = None
     value: float | None = None
+    transform: str | None = None  # regression: None | "log1p"; trainers apply the inverse
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsSpec:
+    """How much bad input a run may absorb before it fails (as BigQuery's
+    max_bad_records): past it the job fails, output uncommitted."""
+    max_dead_letter_share: float = 0.01  # of the records read, per table
+    max_dead_letters: int | None = None  # an absolute cap as well, when set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +183,10 @@ class DatasetSchema:
     crosses: tuple[CrossFeature, ...]
     cross_rare_threshold: int = 10
     source: str = ""
+    version: int | str = 1
+    limits: LimitsSpec = LimitsSpec()
+    cross_max_rare_row_share: float = 0.2  # overcrossed past this share of rare-value rows
+    cross_max_collision_share: float = 0.3  # hash_buckets too small past this colliding share
 
     @property
     def main_table(self) -> TableSpec:
@@ -248,6 +264,17 @@ def _load_table(where: str, name: str, raw: dict) -> TableSpec:
                      null_tokens=tuple(str(t) for t in raw.get("null_tokens", [""])), key=key)
 
 
+def _load_limits(raw: dict) -> LimitsSpec:
+    _check_keys("limits", raw, {"max_dead_letter_share", "max_dead_letters"})
+    share = raw.get("max_dead_letter_share", LimitsSpec.max_dead_letter_share)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise _err("limits.max_dead_letter_share", f"must be a share in [0, 1], got {share!r}")
+    cap = raw.get("max_dead_letters")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        raise _err("limits.max_dead_letters", f"must be an integer >= 0, got {cap!r}")
+    return LimitsSpec(max_dead_letter_share=float(share), max_dead_letters=cap)
+
+
 def load_schema(path: str | Path) -> DatasetSchema:
     """Parses and validates a schema file; raises SchemaError naming the bad field."""
     path = Path(path)
@@ -265,7 +292,7 @@ def load_schema(path: str | Path) -> DatasetSchema:
 
 def _build(raw: dict, source: str) -> DatasetSchema:
     _check_keys("schema", raw, {"name", "version", "tables", "main", "joins", "derived",
-                                "label", "split", "features"},
+                                "label", "split", "features", "limits"},
                 {"name", "tables", "main", "label", "split", "features"})
     if not isinstance(raw["tables"], dict) or not raw["tables"]:
         raise _err("tables", "expected a non-empty mapping")
@@ -323,15 +350,21 @@ def _build(raw: dict, source: str) -> DatasetSchema:
         derived.append(DerivedSpec(name=d["name"], fn=d["fn"], args=args))
 
     lab = raw["label"]
-    _check_keys("label", lab, {"name", "task", "column", "op", "value"}, {"name", "task", "column"})
+    _check_keys("label", lab, {"name", "task", "column", "op", "value", "transform"},
+                {"name", "task", "column"})
     if lab["task"] not in TASKS:
         raise _err("label.task", f"{lab['task']!r} is not one of {TASKS}")
     if lab["column"] not in available or available[lab["column"]] == "string":
         raise _err("label.column", f"{lab['column']!r} is not a numeric column")
     if lab["task"] == "binary_classification" and lab.get("op") not in LABEL_OPS:
         raise _err("label.op", f"a binary label needs op in {LABEL_OPS} and a value")
+    if lab.get("transform") not in LABEL_TRANSFORMS:
+        raise _err("label.transform", f"{lab['transform']!r} is not one of {LABEL_TRANSFORMS}")
+    if lab.get("transform") and lab["task"] != "regression":
+        raise _err("label.transform", "a label transform applies to regression labels only")
     label = LabelSpec(name=lab["name"], task=lab["task"], column=lab["column"],
-                      op=lab.get("op"), value=lab.get("value"))
+                      op=lab.get("op"), value=lab.get("value"), transform=lab.get("transform"))
+    limits = _load_limits(raw.get("limits") or {})
 
     sp = raw["split"]
     _check_keys("split", sp, {"key", "eval_fraction", "salt"}, {"key", "eval_fraction"})
@@ -345,7 +378,15 @@ def _build(raw: dict, source: str) -> DatasetSchema:
 
     feats = raw["features"]
     _check_keys("features", feats, {"numeric", "buckets", "vocabularies", "hashes", "crosses",
-                                    "cross_rare_threshold"})
+                                    "cross_rare_threshold", "cross_max_rare_row_share",
+                                    "cross_max_collision_share"})
+    cross_shares = {}
+    for key in ("cross_max_rare_row_share", "cross_max_collision_share"):
+        if key in feats:
+            v = feats[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise _err(f"features.{key}", f"must be a share in [0, 1], got {v!r}")
+            cross_shares[key] = float(v)
 
     def items(kind, cls, allowed, required, numeric_only=False):
         out = []
@@ -406,7 +447,8 @@ def _build(raw: dict, source: str) -> DatasetSchema:
         name=raw["name"], tables=tables, main=main, joins=tuple(joins), derived=tuple(derived),
         label=label, split=split, numeric=numeric, buckets=buckets, vocabularies=vocabs,
         hashes=hashes, crosses=tuple(crosses),
-        cross_rare_threshold=int(feats.get("cross_rare_threshold", 10)), source=source)
+        cross_rare_threshold=int(feats.get("cross_rare_threshold", 10)), source=source,
+        version=raw.get("version", 1), limits=limits, **cross_shares)
     names = schema.feature_names
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
