@@ -12,7 +12,7 @@ from gensim.test.utils import datapath
 
 from beam_jobs.common.options import dry_run_summary
 from beam_jobs.cooccurrence.__main__ import run
-from beam_jobs.cooccurrence.io import read_triplets, read_vocab
+from mlbatch.artifacts.cooccurrence import load_cooccurrence
 from tests.cooccurrence import reference
 from tests.cooccurrence.test_counting import as_dict, assert_same_counts
 
@@ -35,13 +35,13 @@ def test_cli_on_lee_corpus(lee_output):
     out = lee_output
     text = Path(LEE).read_text(encoding="utf-8")
     vocab, expected = reference.count_text(text, 5, 5)
-    tokens, counts = read_vocab(str(out / "vocab"))
+    art = load_cooccurrence(out)
+    tokens, counts = art.vocabulary().tokens, art.vocabulary().counts
     assert tokens == vocab
-    matrix = read_triplets(str(out / "cooccurrence"), (len(vocab), len(vocab)))
-    assert_same_counts(as_dict(matrix), expected, "harmonic")
+    assert_same_counts(as_dict(art.counts()), expected, "harmonic")
     assert len(list((out / "cooccurrence").glob("*.parquet"))) == -(-len(vocab) // 500)
 
-    summary = json.loads((out / "summary.json").read_text())
+    summary = art.summary()
     lines = reference.tokenize_lines(text)
     assert summary["lines"] == 300 and summary["files"] == 1
     assert summary["tokens"] == sum(map(len, lines))
@@ -82,14 +82,16 @@ def test_dataflow_dry_run_describes_the_job(tmp_path):
 def test_evaluation_scores_ours_and_gensim_on_lee(lee_output, tmp_path):
     from beam_jobs.cooccurrence import evaluate
     result_file = tmp_path / "evaluation.json"
-    evaluate.main(["--vectors", str(lee_output), "--corpus", LEE, "--epochs", "1",
-                   "--output", str(result_file)])
+    # --corpus defaults to the corpus files the artifact records as its inputs.
+    assert evaluate.main(["--vectors", str(lee_output), "--epochs", "1",
+                          "--output", str(result_file)]) == 0
     result = json.loads(result_file.read_text())
+    assert result["corpus"] == [LEE] and result["digest"] == load_cooccurrence(lee_output).digest
     names = list(result["models"])
     assert len(names) == 4 and names[0].startswith("ours: SVD") and \
         names[1].startswith("ours: PPMI rows")
     vocab_sizes = {r["vocab"] for r in result["models"].values()}
-    assert vocab_sizes == {len(read_vocab(str(lee_output / "vocab"))[0])}  # same tokens
+    assert vocab_sizes == {load_cooccurrence(lee_output).vocab_size}  # same tokens
     for row in result["models"].values():
         for task in ("wordsim353", "simlex999"):
             assert -1 <= row[task]["spearman"] <= 1 and 0 < row[task]["oov_pct"] < 100
