@@ -41,7 +41,7 @@ def corrupted_lee() -> tuple[bytes, int, int, bytes]:
     long_line = (long_line + b" ") * (2_000_000 // len(long_line) + 1)
     corrupted = lines[:BAD_LINE] + [bad] + lines[BAD_LINE + 1:LONG_LINE_AT] + [long_line] \
         + lines[LONG_LINE_AT:]
-    offset = lambda n: sum(len(line) + 1 for line in corrupted[:n])  # noqa: E731
+    offset = lambda n: sum(len(line) + 1 for line in corrupted[:n])
     kept = lines[:BAD_LINE] + [b""] + lines[BAD_LINE + 1:LONG_LINE_AT] + [b""] \
         + lines[LONG_LINE_AT:]
     return b"\n".join(corrupted), offset(BAD_LINE), offset(LONG_LINE_AT), b"\n".join(kept)
@@ -64,7 +64,7 @@ def corrupted_run(tmp_path_factory):
 
 def test_corrupted_corpus_counts_reconcile_and_dead_letters_name_file_and_offset(
         corrupted_run):
-    corpus, out, manifest, facts = corrupted_run
+    _, out, _, facts = corrupted_run
     art = load_cooccurrence(out)
     summary = art.summary()
     assert {k: summary[k] for k in ("files", "files_read", "empty_files", "binary_files",
@@ -172,7 +172,8 @@ def test_cli_reports_window_below_one_with_exit_2_and_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "beam_jobs.cooccurrence", "--input", str(tmp_path / "*.txt"),
          "--output", str(tmp_path / "out"), "--window", "0"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+        check=False, cwd=REPO, capture_output=True, text=True,
+        timeout=120)
     assert result.returncode == 2
     assert "--window must be >= 1, got 0" in result.stderr
     assert "Traceback" not in result.stderr

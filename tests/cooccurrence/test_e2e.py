@@ -48,6 +48,11 @@ def test_cli_on_lee_corpus(lee_output):
     assert summary["kept_tokens"] == int(counts.sum())
     assert summary["nnz"] == len(expected) and summary["ppmi"]["nnz"] > 0
 
+    assert art.dead_letters().num_rows == 0 and art.manifest.metrics["dead_letter_records"] == 0
+    assert sorted(art.body["files"]) == ["cooccurrence", "dead_letter", "ppmi", "summary",
+                                         "vectors", "vocab", "word2vec"]
+    assert [e["uri"] for e in art.manifest.inputs] == [LEE]
+
     kv = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"))
     assert kv.index_to_key == vocab and kv.vector_size == 16
     assert kv.most_similar("australia", topn=3)[0][0] in vocab  # usable by gensim
@@ -87,9 +92,10 @@ def test_evaluation_scores_ours_and_gensim_on_lee(lee_output, tmp_path):
                           "--output", str(result_file)]) == 0
     result = json.loads(result_file.read_text())
     assert result["corpus"] == [LEE] and result["digest"] == load_cooccurrence(lee_output).digest
-    names = list(result["models"])
-    assert len(names) == 4 and names[0].startswith("ours: SVD") and \
-        names[1].startswith("ours: PPMI rows")
+    assert sorted(result["models"]) == [
+        "gensim Word2Vec CBOW (16d, 1 epochs)", "gensim Word2Vec SGNS (16d, 1 epochs)",
+        f"ours: PPMI rows ({load_cooccurrence(lee_output).vocab_size}d sparse)",
+        "ours: SVD of PPMI (16d, p=0.5)"]
     vocab_sizes = {r["vocab"] for r in result["models"].values()}
     assert vocab_sizes == {load_cooccurrence(lee_output).vocab_size}  # same tokens
     for row in result["models"].values():

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs.cooccurrence.__main__ import run
-from tests.cooccurrence import reference
 from mlbatch.artifacts.cooccurrence import load_cooccurrence
+from tests.cooccurrence import reference
 from tests.cooccurrence.test_counting import as_dict, assert_same_counts
 
 FILES = {
