@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ from gensim.test.utils import datapath
 
 from beam_jobs.common.options import dry_run_summary
 from beam_jobs.cooccurrence.__main__ import run
-from mlbatch.artifacts.cooccurrence import load_cooccurrence
+from mlbatch.artifacts import verify
+from mlbatch.artifacts.cooccurrence import CooccurrenceContractError, load_cooccurrence
 from tests.cooccurrence import reference
 from tests.cooccurrence.test_counting import as_dict, assert_same_counts
 
@@ -104,3 +106,24 @@ def test_evaluation_scores_ours_and_gensim_on_lee(lee_output, tmp_path):
         assert row["analogies"]["answered"] > 0
         assert 0 <= row["analogies"]["accuracy"] <= 1
     assert result["analogy_questions"] == 19544
+
+
+def test_reader_follows_a_moved_copy_and_refuses_an_unknown_major_version(lee_output,
+                                                                          tmp_path):
+    from beam_jobs.cooccurrence import evaluate
+    original = load_cooccurrence(lee_output)
+    moved = tmp_path / "moved"
+    shutil.copytree(lee_output, moved)
+    art = load_cooccurrence(moved)
+    assert art.root == str(moved) and art.digest == original.digest
+    assert verify(art.manifest) == []
+    assert (art.counts() != original.counts()).nnz == 0
+
+    doc = json.loads((moved / "artifact.json").read_text())
+    (moved / "artifact.json").write_text(json.dumps({**doc, "format_version": "99.0"}))
+    with pytest.raises(CooccurrenceContractError, match="format_version 99.0 is not readable"):
+        load_cooccurrence(moved)
+    assert evaluate.main(["--vectors", str(moved)]) == 2
+    (moved / "artifact.json").write_text(json.dumps({**doc, "type": "features"}))
+    with pytest.raises(CooccurrenceContractError, match="is a 'features' artifact"):
+        load_cooccurrence(moved)
