@@ -23,8 +23,15 @@ import pyarrow.compute as pc
 
 from mlbatch.expr_fns import FUNCTIONS, OPERATORS, ExprError, arrow_type
 
-__all__ = ["Expr", "ExprError", "compile_expr", "evaluate", "quote_column", "FUNCTIONS",
-           "TYPES"]
+__all__ = [
+    "FUNCTIONS",
+    "TYPES",
+    "Expr",
+    "ExprError",
+    "compile_expr",
+    "evaluate",
+    "quote_column",
+]
 
 TYPES = ("int64", "float64", "string", "bool", "timestamp")
 KEYWORDS = {"and", "or", "not", "true", "false", "null"}

@@ -172,7 +172,7 @@ def _timestamp(node, args):
 def _civil_days(y, m, d):
     """Days since 1970-01-01 of the proleptic Gregorian date y-m-d (integer arithmetic,
     exact for any year; H. Hinnant's days_from_civil)."""
-    fd = lambda a, b: _floor_int(a, pa.scalar(b))  # noqa: E731
+    fd = lambda a, b: _floor_int(a, pa.scalar(b))
     y = pc.subtract(y, pc.cast(pc.less_equal(m, 2), pa.int64()))
     era = fd(y, 400)
     yoe = pc.subtract(y, pc.multiply(era, 400))

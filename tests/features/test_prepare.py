@@ -163,8 +163,8 @@ def test_regression_label_expression_excludes_undefined_rows(tmp_path):
     assert prepared.column("big_tip").to_pylist() == pytest.approx(
         [np.log(2.5), 0.0, 0.0, 0.0], rel=1e-6)  # float32
     assert excluded.column("reason").to_pylist() == [
-        "label 'log(tips)' is undefined here (division by zero, log/sqrt out of domain, "
-        "or not finite)", "label source 'tips' is missing"]
+        ("label 'log(tips)' is undefined here (division by zero, log/sqrt out of domain, "
+         "or not finite)"), "label source 'tips' is missing"]
 
 
 def _legacy_numpy(t: pa.Table) -> dict:

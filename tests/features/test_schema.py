@@ -67,8 +67,8 @@ def write_schema(tmp_path, mutate):
      "label.value: missing: a binary label is `arr_delay > value`"),
     (lambda r: r.update(label=LEGACY_LABEL | {"op": "=>"}), "label.op: a binary label needs op"),
     (lambda r: r["label"].update(expr='arr_delay > "15"'),
-     "label.expr: 'arr_delay > \"15\"': comparison '>' at position 10: cannot compare "
-     "float64 with string"),
+     ("label.expr: 'arr_delay > \"15\"': comparison '>' at position 10: cannot compare "
+      "float64 with string")),
     (lambda r: r["label"].update(expr="arr_delay"),
      "label.expr: 'arr_delay' is float64; a binary label must be true/false"),
     (lambda r: r["label"].update(task="regression", expr="carrier"),
