@@ -91,13 +91,14 @@ main: trips
 derived:
   - {name: pickup_hour, expr: "hour(timestamp(pickup))"}
   - {name: log_fare, expr: "log1p(fare)"}
+  - {name: generous, expr: "tips >= 2"}
 filters:
   - "fare > 0"
   - "pickup_hour < 23"
 label: {name: big_tip, task: binary_classification, expr: "tips > 0.2 * fare"}
 split: {by: row, eval_fraction: 0.5, salt: taxi}
 features:
-  numeric: [{column: log_fare}]
+  numeric: [{column: log_fare}, {column: generous}]
   vocabularies: [{column: company}]
   crosses: [{name: co_x_hour, columns: [company, pickup_hour], hash_buckets: 16}]
 """
@@ -135,6 +136,12 @@ def test_prepare_filters_labels_and_row_split(tmp_path):
         "/data/a/trips.csv:6": "filter 'pickup_hour < 23' is false",
         "/data/a/trips.csv:7": "label source 'tips' is missing"}
     assert prepared.num_rows + excluded.num_rows == t.num_rows  # never a silent drop
+    # a boolean derived column reaches tf.Transform as int64 0/1
+    assert schema.column_types()["generous"] == "bool"
+    assert schema.prepared_columns()["generous"] == "int64"
+    tfxio = prepare.to_tfxio_batch(prepared, schema)
+    assert tfxio.column("generous").to_pylist() == [[1], [0]]
+    assert tfxio.column("generous").type == pa.large_list(pa.int64())
     # by: row hashes the file name and line: the same split wherever the file lives,
     # in any batch, and the same as hashing "trips.csv\x1f<line>" by hand
     _, moved = taxi_batch(tmp_path, source="gs://bucket/x/trips.csv")
