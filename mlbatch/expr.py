@@ -46,7 +46,6 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
 _COMPARE = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
-_ARITH = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +57,9 @@ class Token:
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-    """An expression tree node: a literal (`value`), a column (`name`) or a call of a
-    function or operator (`name`, `args`). `type` is set by the type checker."""
-    kind: str  # lit | col | call
+    """An expression tree node: a literal (`value`), a column (`name`), an operator or a
+    function call (`name`, `args`). `type` is set by the type checker."""
+    kind: str  # lit | col | op | call
     pos: int
     name: str = ""
     value: object = None
@@ -152,7 +151,7 @@ class _Parser:
     def _binary(self, operand: Callable[[], Node], ops: Mapping[str, str]) -> Node:
         node = operand()
         while (tok := self.accept(*ops)) is not None:
-            node = Node("call", tok.pos, ops[tok.text], args=(node, operand()))
+            node = Node("op", tok.pos, ops[tok.text], args=(node, operand()))
         return node
 
     def or_expr(self) -> Node:
@@ -163,13 +162,13 @@ class _Parser:
 
     def not_expr(self) -> Node:
         if (tok := self.accept("not")) is not None:
-            return Node("call", tok.pos, "not", args=(self.not_expr(),))
+            return Node("op", tok.pos, "not", args=(self.not_expr(),))
         return self.comparison()
 
     def comparison(self) -> Node:
         node = self.additive()
         if (tok := self.accept(*_COMPARE)) is not None:
-            node = Node("call", tok.pos, _COMPARE[tok.text], args=(node, self.additive()))
+            node = Node("op", tok.pos, _COMPARE[tok.text], args=(node, self.additive()))
             if (again := self.accept(*_COMPARE)) is not None:
                 raise ExprError(f"chained comparison at position {again.pos}: "
                                 f"write (a < b) and (b < c)")
@@ -186,7 +185,7 @@ class _Parser:
             operand = self.unary()
             if operand.kind == "lit" and operand.type in ("int64", "float64"):
                 return dataclasses.replace(operand, pos=tok.pos, value=-operand.value)
-            return Node("call", tok.pos, "neg", args=(operand,))
+            return Node("op", tok.pos, "neg", args=(operand,))
         return self.primary()
 
     def primary(self) -> Node:
@@ -235,7 +234,7 @@ def _check(node: Node, columns: Mapping[str, str]) -> Node:
             raise ExprError(f"unknown column {node.name!r} at position {node.pos}; "
                             f"columns: {sorted(columns)}")
         return dataclasses.replace(node, type=columns[node.name])
-    spec = OPERATORS.get(node.name) or FUNCTIONS.get(node.name)
+    spec = OPERATORS[node.name] if node.kind == "op" else FUNCTIONS.get(node.name)
     if spec is None:
         raise ExprError(f"unknown function {node.name!r} at position {node.pos}; "
                         f"functions: {sorted(FUNCTIONS)}")
@@ -268,7 +267,7 @@ def _eval(node: Node, table: pa.Table | pa.RecordBatch):
     if node.kind == "col":
         col = table.column(node.name)
         return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    spec = OPERATORS.get(node.name) or FUNCTIONS[node.name]
+    spec = OPERATORS[node.name] if node.kind == "op" else FUNCTIONS[node.name]
     return spec.evaluate(node, [_eval(a, table) for a in node.args])
 
 

@@ -104,7 +104,7 @@ def test_floor_division_matches_numpy():
 
 def test_parse_precedence():
     tree = parse("a + b * c > 1 and not d or e")
-    assert tree.name == "or"
+    assert (tree.kind, tree.name) == ("op", "or")
     assert tree.args[0].name == "and" and tree.args[0].args[1].name == "not"
     assert tree.args[0].args[0].name == "gt"
     assert tree.args[0].args[0].args[0].args[1].name == "mul"
@@ -123,6 +123,7 @@ def test_columns_read_and_quoting():
     ("(a + 1", "expected ')' at position 6"),
     ("a < b < 3", "chained comparison"),
     ("f(a)", "unknown function 'f' at position 0; functions: ['abs', 'clip'"),
+    ("add(a, b)", "unknown function 'add'"),  # operators are not callable by their names
     ("nope + 1", "unknown column 'nope' at position 0; columns: ['a', 'b', 'd'"),
     ("a > 'x'", "comparison '>' at position 2: cannot compare int64 with string"),
     ("s + 1", "'+' at position 2: argument 1 is string, needs a number"),
