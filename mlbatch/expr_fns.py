@@ -169,25 +169,53 @@ def _timestamp(node, args):
     return pc.coalesce(*parsed) if len(parsed) > 1 else parsed[0]
 
 
+def _mod(a, b: int):
+    """a mod b for a >= 0 and a constant b > 0."""
+    return pc.subtract(a, pc.multiply(pc.divide(a, b), b))
+
+
 def _civil_days(y, m, d):
-    """Days since 1970-01-01 of the proleptic Gregorian date y-m-d (integer arithmetic,
-    exact for any year; H. Hinnant's days_from_civil)."""
-    fd = lambda a, b: _floor_int(a, pa.scalar(b))
+    """Days since 0000-03-01 of the proleptic Gregorian date y-m-d, for years 1..9999
+    (all terms non-negative, so Arrow's truncating division is floor division; after
+    H. Hinnant's days_from_civil)."""
     y = pc.subtract(y, pc.cast(pc.less_equal(m, 2), pa.int64()))
-    era = fd(y, 400)
+    era = pc.divide(y, 400)
     yoe = pc.subtract(y, pc.multiply(era, 400))
     mp = pc.if_else(pc.greater(m, 2), pc.subtract(m, 3), pc.add(m, 9))
-    doy = pc.add(fd(pc.add(pc.multiply(mp, 153), 2), 5), pc.subtract(d, 1))
-    doe = pc.add(pc.subtract(pc.add(pc.multiply(yoe, 365), fd(yoe, 4)), fd(yoe, 100)), doy)
-    return pc.subtract(pc.add(pc.multiply(era, 146097), doe), 719468)
+    doy = pc.add(pc.divide(pc.add(pc.multiply(mp, 153), 2), 5), pc.subtract(d, 1))
+    doe = pc.add(pc.subtract(pc.add(pc.multiply(yoe, 365), pc.divide(yoe, 4)),
+                             pc.divide(yoe, 100)), doy)
+    return pc.add(pc.multiply(era, 146097), doe)
+
+
+_MONTH_DAYS = pa.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int64())
+_EPOCH = 719468  # 1970-01-01 in _civil_days
+
+
+def _valid_date(y, m, d):
+    """True where y-m-d exists: year 1..9999, month 1..12, day 1..days in that month."""
+    y_ok = pc.and_(pc.greater_equal(y, 1), pc.less_equal(y, 9999))
+    y = pc.if_else(y_ok, y, 1)
+    leap = pc.and_(pc.equal(_mod(y, 4), 0), pc.or_(pc.not_equal(_mod(y, 100), 0),
+                                                  pc.equal(_mod(y, 400), 0)))
+    month_ok = pc.and_(pc.greater_equal(m, 1), pc.less_equal(m, 12))
+    safe_m = pc.if_else(month_ok, m, 1)
+    days = pc.add(pc.take(_MONTH_DAYS, pc.subtract(safe_m, 1)),
+                  pc.cast(pc.and_(leap, pc.equal(safe_m, 2)), pa.int64()))
+    return pc.and_(pc.and_(y_ok, month_ok), pc.and_(pc.greater_equal(d, 1),
+                                                    pc.less_equal(d, days)))
+
+
+def _date_days(args):
+    """(days since 1970, valid) of date(y, m, d)."""
+    y, m, d = (_cast(a, "int64") for a in args)
+    return _civil_days(y, m, d), _valid_date(y, m, d)
 
 
 def _date(node, args):
-    y, m, d = (_cast(a, "int64") for a in args)
-    ts = pc.cast(pc.multiply(_civil_days(y, m, d), 86400), pa.timestamp("s"))
-    ok = pc.and_(pc.and_(pc.equal(pc.year(ts), y), pc.equal(pc.month(ts), m)),
-                 pc.equal(pc.day(ts), d))  # month 13 or Feb 30 -> null
-    return _null_where(pc.invert(ok), ts)
+    days, ok = _date_days(args)
+    ts = pc.cast(pc.multiply(pc.subtract(days, _EPOCH), 86400), pa.timestamp("s"))
+    return _null_where(pc.invert(ok), ts)  # month 13 or Feb 30 -> null
 
 
 def _date_type(args) -> str:
@@ -216,8 +244,11 @@ def _day_of_week_type(args) -> str:
 
 
 def _day_of_week(node, args):
-    ts = _date(node, args) if len(args) == 3 else args[0]
-    return pc.cast(pc.day_of_week(ts), pa.int64())  # ISO order: Monday = 0 .. Sunday = 6
+    """ISO order: Monday = 0 .. Sunday = 6 (0000-03-01 was a Wednesday)."""
+    if len(args) == 1:
+        return pc.cast(pc.day_of_week(args[0]), pa.int64())
+    days, ok = _date_days(args)
+    return _null_where(pc.invert(ok), _mod(pc.add(pc.if_else(ok, days, 0), 2), 7))
 
 
 def _is_null_type(args) -> str:
