@@ -13,30 +13,11 @@ from pathlib import Path
 import yaml
 
 from mlbatch.schema.build import build
-from mlbatch.schema.specs import (
-    COLUMN_TYPES,
-    DERIVED_FNS,
-    FORMATS,
-    LABEL_OPS,
-    LABEL_TRANSFORMS,
-    SCALES,
-    SPLIT_BY,
-    TASKS,
-    BucketFeature,
-    ColumnSpec,
-    CrossFeature,
-    DatasetSchema,
-    DerivedSpec,
-    HashFeature,
-    JoinSpec,
-    LabelSpec,
-    LimitsSpec,
-    NumericFeature,
-    SchemaError,
-    SplitSpec,
-    TableSpec,
-    VocabFeature,
-)
+from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
+                                  SCALES, SPLIT_BY, TASKS, BucketFeature, ColumnSpec, CrossFeature,
+                                  DatasetSchema, DerivedSpec, HashFeature, JoinSpec, LabelSpec,
+                                  LimitsSpec, NumericFeature, SchemaError, SplitSpec, TableSpec,
+                                  VocabFeature)
 
 __all__ = ["COLUMN_TYPES", "DERIVED_FNS", "FORMATS", "LABEL_OPS", "LABEL_TRANSFORMS", "SCALES",
            "SPLIT_BY", "TASKS", "BucketFeature", "ColumnSpec", "CrossFeature", "DatasetSchema",

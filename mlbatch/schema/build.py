@@ -7,23 +7,9 @@ from pathlib import Path
 from mlbatch.expr import quote_column
 from mlbatch.schema import fields as f
 from mlbatch.schema.features import load_features
-from mlbatch.schema.specs import (
-    COLUMN_TYPES,
-    DERIVED_FNS,
-    FORMATS,
-    LABEL_OPS,
-    LABEL_TRANSFORMS,
-    SPLIT_BY,
-    TASKS,
-    ColumnSpec,
-    DatasetSchema,
-    DerivedSpec,
-    JoinSpec,
-    LabelSpec,
-    LimitsSpec,
-    SplitSpec,
-    TableSpec,
-)
+from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
+                                  SPLIT_BY, TASKS, ColumnSpec, DatasetSchema, DerivedSpec, JoinSpec,
+                                  LabelSpec, LimitsSpec, SplitSpec, TableSpec)
 
 TOP_LEVEL = {"name", "version", "tables", "main", "joins", "derived", "label", "filters",
              "split", "features", "limits"}

@@ -3,15 +3,8 @@ features over the prepared columns."""
 from __future__ import annotations
 
 from mlbatch.schema import fields as f
-from mlbatch.schema.specs import (
-    FEATURE_TYPES,
-    SCALES,
-    BucketFeature,
-    CrossFeature,
-    HashFeature,
-    NumericFeature,
-    VocabFeature,
-)
+from mlbatch.schema.specs import (FEATURE_TYPES, SCALES, BucketFeature, CrossFeature, HashFeature,
+                                  NumericFeature, VocabFeature)
 
 SECTION = {"numeric", "buckets", "vocabularies", "hashes", "crosses", "cross_rare_threshold",
            "cross_max_rare_row_share", "cross_max_collision_share"}
