@@ -112,7 +112,7 @@ def test_quoted_line_break_keeps_every_record_on_its_own_first_line():
     assert batch.column("id").to_pylist() == [1, 2, 5]
     assert batch.column("name").to_pylist() == ["a", "b\nc", "g"]
     assert batch.column(records.LINE_COL).to_pylist() == [2, 3, 8]
-    assert [(d["line"], d["raw"], d["reason"]) for d in dead] == [
+    assert sorted((d["line"], d["raw"], d["reason"]) for d in dead) == [
         (5, "3,x,d", "x: not a finite number: 'x'"),
         (6, '4,1,"e""\r\nf",oops', "expected 3 fields, got 4")]
     fast = records.fast_csv_chunk(TABLE, "s.csv", HEADER, _records([lines[i] for i in (0, 1, 2, 6)]))
