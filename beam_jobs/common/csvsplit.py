@@ -13,15 +13,23 @@ newlines and in both parsers). Line numbers count physical lines from 1, header
 included.
 
 Blocks without a quote or a lone CR (the common case) are passed through as they are:
-one record per line, no Python work per line beyond the reader's own loop.
+one record per line, no Python work per line beyond the reader's own loop. A block
+with quotes is first counted by Arrow's CSV reader (the same quoting rules, in C): as
+many rows as lines means no record spans lines; only otherwise is it scanned line by
+line in Python.
 """
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
 QUOTE = b'"'
 _PHYSICAL_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 @dataclass
@@ -87,9 +95,24 @@ def ends_in_quotes(line: bytes, inside: bool) -> bool:
 
 def physical_lines(line: bytes) -> list[bytes]:
     """One readline() result (ending at LF) split at lone CRs as well."""
-    if line.count(b"\r") == line.count(b"\r\n"):
+    if b"\r" not in line or not _LONE_CR.search(line):
         return [line]
     return _PHYSICAL_LINE.findall(line)
+
+
+def _one_record_per_line(block: list[bytes], data: bytes) -> bool:
+    """Whether every line of a block (no lone CR in it) is a whole record: Arrow reads
+    as many rows as there are lines, and the last line closes its quotes."""
+    try:
+        rows = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=False, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(include_columns=["f0"], check_utf8=False,
+                                                 column_types={"f0": pa.binary()})).num_rows
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. ragged rows
+        return False
+    return rows == len(block) and not ends_in_quotes(block[-1], False)
 
 
 def count_lines(raw: bytes) -> int:
@@ -114,8 +137,8 @@ class CsvSplitter:
 
     def feed(self, block: list[bytes]) -> CsvChunk:
         data = b"".join(block)
-        if not self._pending and QUOTE not in data and \
-                data.count(b"\r") == data.count(b"\r\n"):
+        if not self._pending and (b"\r" not in data or not _LONE_CR.search(data)) and (
+                QUOTE not in data or _one_record_per_line(block, data)):
             first = self.next_line
             self.next_line += len(block)
             return CsvChunk(range(first, self.next_line), block, data=data)

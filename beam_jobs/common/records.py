@@ -213,12 +213,10 @@ def typed_schema(table: TableSpec) -> pa.Schema:
 
 def _fast_path_declines(header: list[str], table: TableSpec, records: CsvChunk) -> bool:
     """Cheap whole-chunk checks for what Arrow would read differently from the exact
-    path: a missing column, a NUL byte, a blank line, a record past the csv module's
-    field size limit."""
-    data = records.joined()
-    return (any(c not in header for c in table.column_names) or b"\x00" in data
-            or data[:1] in (b"\n", b"\r") or b"\n\n" in data or b"\n\r\n" in data
-            or b"\r\r" in data or max(map(len, records.raw)) > csv.field_size_limit())
+    path: a missing column, a NUL byte, a record past the csv module's field size limit
+    (blank lines show as a short row count: Arrow skips them)."""
+    return (any(c not in header for c in table.column_names) or b"\x00" in records.joined()
+            or max(map(len, records.raw)) > csv.field_size_limit())
 
 
 def fast_csv_chunk(table: TableSpec, source: str, header: list[str],
@@ -242,7 +240,7 @@ def fast_csv_chunk(table: TableSpec, source: str, header: list[str],
         t = pacsv.read_csv(
             io.BytesIO(records.joined()),
             read_options=pacsv.ReadOptions(column_names=header, use_threads=False),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=False,
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=True,
                                              newlines_in_values=records.multiline),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in header},
@@ -280,5 +278,7 @@ def fast_csv_chunk(table: TableSpec, source: str, header: list[str],
                 return None
         arrays[col.name] = num
     arrays[SOURCE_COL] = pa.array([source] * n, pa.string())
-    arrays[LINE_COL] = pa.array(np.asarray(records.lines, dtype=np.int64))
+    lines = records.lines
+    arrays[LINE_COL] = pa.array(np.arange(lines.start, lines.stop, dtype=np.int64)
+                                if isinstance(lines, range) else np.asarray(lines, np.int64))
     return pa.RecordBatch.from_pydict(arrays)

@@ -93,3 +93,16 @@ def test_unterminated_quote_is_one_record_naming_its_first_line():
 ])
 def test_ends_in_quotes(line, inside, expected):
     assert ends_in_quotes(line, inside) is expected
+
+
+def test_a_quoted_block_of_one_line_records_passes_through():
+    block = [b'1,"a",b\n', b'2,"c""d,",e\n']
+    chunk = CsvSplitter(next_line=2).feed(block)
+    assert chunk.lines == range(2, 4) and chunk.raw is block and not chunk.multiline
+
+
+def test_a_block_whose_last_line_opens_a_quote_holds_it_back():
+    s = CsvSplitter(next_line=2)
+    chunk = s.feed([b'1,"a",b\n', b'2,"b\n'])
+    assert (list(chunk.lines), chunk.raw) == ([2], [b'1,"a",b\n'])
+    assert (s.finish().line, s.lines_read) == (3, 3)
