@@ -67,8 +67,9 @@ class Unterminated:
 
     @property
     def reason(self) -> str:
+        lines = f"{self.num_lines} line" + ("s" if self.num_lines != 1 else "")
         return (f"unterminated quoted field: the record starting on line {self.line} "
-                f"runs to the end of the file ({self.num_lines} lines)")
+                f"runs to the end of the file ({lines})")
 
 
 def ends_in_quotes(line: bytes, inside: bool) -> bool:
