@@ -22,6 +22,7 @@ def _read(table, path, chunk_rows):
                             batch.column("id").to_pylist()))
             dead += bad
         else:
+            assert out.tag in (DEAD, FILES)
             (dead if out.tag == DEAD else files).append(out.value)
     return rows, sorted((d["line"], d["reason"]) for d in dead), files
 
@@ -34,8 +35,8 @@ def test_csv_records_keep_their_first_line_whatever_the_chunking(tmp_path, chunk
     rows, dead, files = _read(TABLE, path, chunk_rows)
     assert rows == {2: 1, 3: 2, 6: 4, 9: 5, 10: 6}
     assert dead == [(5, "x: not a finite number: 'far'"),
-                    (11, "unterminated quoted field: the record starting on line 11 runs to "
-                         "the end of the file (1 line)")]
+                    (11, ("unterminated quoted field: the record starting on line 11 runs "
+                          "to the end of the file (1 line)"))]
     assert files == [{"table": "t", "path": str(path), "records": 7, "lines": 10}]
 
 
