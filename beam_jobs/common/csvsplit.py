@@ -138,17 +138,18 @@ class CsvSplitter:
 
     def feed(self, block: list[bytes]) -> CsvChunk:
         data = b"".join(block)
-        if not self._pending and (b"\r" not in data or not _LONE_CR.search(data)) and (
+        lone_cr = b"\r" in data and _LONE_CR.search(data) is not None
+        if not self._pending and not lone_cr and (
                 QUOTE not in data or _one_record_per_line(block, data)):
             first = self.next_line
             self.next_line += len(block)
             return CsvChunk(range(first, self.next_line), block, data=data)
-        return self._split(block)
+        return self._split(block, lone_cr)
 
-    def _split(self, block: list[bytes]) -> CsvChunk:
+    def _split(self, block: list[bytes], lone_cr: bool) -> CsvChunk:
         lines, raw, multiline = [], [], False
         for readline_line in block:
-            for line in physical_lines(readline_line):
+            for line in physical_lines(readline_line) if lone_cr else (readline_line,):
                 n = self.next_line
                 self.next_line += 1
                 if self._pending:
