@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from beam_jobs.common import deadletter
-from beam_jobs.common.csvsplit import CsvChunk
+from beam_jobs.common.csvsplit import CsvChunk, CsvSplitter
 from mlbatch.schema import TableSpec
 
 SOURCE_COL = "_source"
@@ -109,6 +109,19 @@ def parse_csv_chunk(table: TableSpec, source: str, header: list[str],
         chunk.raw.append(text)
         for c, j in idx.items():
             chunk.values[c].append(fields[j])
+    return chunk, dead
+
+
+def parse_csv_lines(table: TableSpec, source: str, header: list[str], lines: list[bytes],
+                    first_lineno: int = 2) -> tuple[RawChunk, list[dict]]:
+    """parse_csv_chunk for data lines held in memory (numbered from first_lineno): cut
+    into whole records first; a quote left open at the end is one dead letter."""
+    splitter = CsvSplitter(next_line=first_lineno)
+    chunk, dead = parse_csv_chunk(table, source, header, splitter.feed(list(lines)))
+    tail = splitter.finish()
+    if tail is not None:
+        dead.append(dead_letter(table.name, source, tail.line,
+                                tail.raw.decode("utf-8", "backslashreplace"), tail.reason))
     return chunk, dead
 
 

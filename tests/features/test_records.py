@@ -118,3 +118,10 @@ def test_quoted_line_break_keeps_every_record_on_its_own_first_line():
     fast = records.fast_csv_chunk(TABLE, "s.csv", HEADER, _records([lines[i] for i in (0, 1, 2, 6)]))
     assert fast.column(records.LINE_COL).to_pylist() == [2, 3, 5]
     assert fast.column("name").to_pylist() == ["a", "b\nc", "g"]
+
+
+def test_parse_csv_lines_dead_letters_an_open_quote_at_the_end():
+    chunk, dead = records.parse_csv_lines(TABLE, "s.csv", HEADER,
+                                          [b"1,1,a\n", b'2,1,"b\n', b"3,1,c\n"])
+    assert chunk.lines == [2] and [(d["line"], d["raw"]) for d in dead] == [(3, '2,1,"b\n3,1,c\n')]
+    assert dead[0]["reason"].startswith("unterminated quoted field: the record starting on line 3")
