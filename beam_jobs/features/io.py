@@ -111,8 +111,8 @@ class ReadChunksFn(beam.DoFn):
         for block in self._blocks(f):
             chunk = splitter.feed(block)
             if header is None and len(chunk):
-                header, header_lines = self._header(chunk.raw[0]), csvsplit.count_lines(chunk.raw[0])
-                chunk = chunk.part(1)
+                header = self._header(chunk.raw[0])
+                header_lines, chunk = csvsplit.count_lines(chunk.raw[0]), chunk.part(1)
             for start in range(0, len(chunk), self._chunk_rows):
                 part = chunk if len(chunk) <= self._chunk_rows else \
                     chunk.part(start, start + self._chunk_rows)
