@@ -101,7 +101,7 @@ def write_clean_csv(schema_path: str, input_dir: Path, out_dir: Path) -> dict:
         for path in sorted(input_dir.glob(table.path)):
             lines = path.read_bytes().splitlines(keepends=True)
             header = records.parse_csv_header(lines[0])
-            chunk, dead = records.parse_csv_chunk(table, str(path), header, lines[1:], 2)
+            chunk, dead = records.parse_csv_lines(table, str(path), header, lines[1:], 2)
             batch, dead2 = records.validate_chunk(table, chunk)
             batches.append(batch)
         valid[name] = batches

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from beam_jobs.common import deadletter
+from beam_jobs.common.csvsplit import CsvChunk, CsvSplitter
 from mlbatch.schema import TableSpec
 
 SOURCE_COL = "_source"
@@ -50,18 +52,21 @@ def _decode(line: bytes, table: str, source: str, lineno: int, dead: list) -> st
         return None
 
 
-def _text_lines(table: str, source: str, lines: list[bytes], first_lineno: int,
+def _text_lines(table: str, source: str, lines: list[bytes], linenos: Sequence[int],
                 dead: list, reject: str | None = None):
-    """(line number, text) of each decodable, non-blank line; the others (and every line,
-    with `reject` as the reason, when given) are appended to `dead`."""
-    for i, line in enumerate(lines):
-        n = first_lineno + i
+    """(line number, text) of each decodable, non-blank record; the others (and every
+    record, with `reject` as the reason, when given) are appended to `dead`."""
+    for n, line in zip(linenos, lines):
+        nul = line.find(b"\x00")
         text = _decode(line, table, source, n, dead)
         if text is None:
             continue
         text = text.rstrip("\r\n")
         if reject:
             dead.append(dead_letter(table, source, n, text, reject))
+        elif nul >= 0:
+            dead.append(dead_letter(table, source, n, text.replace("\x00", "\\x00"),
+                                    f"NUL byte at byte {nul}"))
         elif not text.strip():
             dead.append(dead_letter(table, source, n, text, "blank line"))
         else:
@@ -73,19 +78,29 @@ def parse_csv_header(line: bytes) -> list[str]:
 
 
 def parse_csv_chunk(table: TableSpec, source: str, header: list[str],
-                    lines: list[bytes], first_lineno: int) -> tuple[RawChunk, list[dict]]:
-    """Parses CSV data lines (line numbers start at first_lineno) against the header."""
+                    records: CsvChunk) -> tuple[RawChunk, list[dict]]:
+    """Parses whole CSV records (csvsplit: each with its first line number) against the
+    header."""
     dead: list[dict] = []
     chunk = RawChunk(table.name, source, values={c: [] for c in table.column_names})
     missing = [c for c in table.column_names if c not in header]
     idx = {c: header.index(c) for c in table.column_names if c in header}
     reject = f"file header lacks declared column(s) {missing}" if missing else None
     texts, linenos = [], []
-    for n, text in _text_lines(table.name, source, lines, first_lineno, dead, reject):
+    for n, text in _text_lines(table.name, source, records.raw, records.lines, dead, reject):
         texts.append(text)
         linenos.append(n)
     width = len(header)
-    for text, n, fields in zip(texts, linenos, csv.reader(texts)):
+    reader = csv.reader(texts)
+    for i, (text, n) in enumerate(zip(texts, linenos)):
+        try:
+            fields = next(reader)
+        except csv.Error as e:  # e.g. a field past csv.field_size_limit()
+            dead.append(dead_letter(table.name, source, n, text, f"malformed CSV: {e}"))
+            continue
+        if reader.line_num != i + 1:
+            raise AssertionError(f"{source}: CSV parser out of step with the record "
+                                 f"splitter at line {n}")
         if len(fields) != width:
             dead.append(dead_letter(table.name, source, n, text,
                                     f"expected {width} fields, got {len(fields)}"))
@@ -97,12 +112,26 @@ def parse_csv_chunk(table: TableSpec, source: str, header: list[str],
     return chunk, dead
 
 
+def parse_csv_lines(table: TableSpec, source: str, header: list[str], lines: list[bytes],
+                    first_lineno: int = 2) -> tuple[RawChunk, list[dict]]:
+    """parse_csv_chunk for data lines held in memory (numbered from first_lineno): cut
+    into whole records first; a quote left open at the end is one dead letter."""
+    splitter = CsvSplitter(next_line=first_lineno)
+    chunk, dead = parse_csv_chunk(table, source, header, splitter.feed(list(lines)))
+    tail = splitter.finish()
+    if tail is not None:
+        dead.append(dead_letter(table.name, source, tail.line,
+                                tail.raw.decode("utf-8", "backslashreplace"), tail.reason))
+    return chunk, dead
+
+
 def parse_jsonl_chunk(table: TableSpec, source: str, lines: list[bytes],
                       first_lineno: int) -> tuple[RawChunk, list[dict]]:
     """Parses JSON-lines records; each must be an object. Unknown keys are ignored."""
     dead: list[dict] = []
     chunk = RawChunk(table.name, source, values={c: [] for c in table.column_names})
-    for n, text in _text_lines(table.name, source, lines, first_lineno, dead):
+    linenos = range(first_lineno, first_lineno + len(lines))
+    for n, text in _text_lines(table.name, source, lines, linenos, dead):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
@@ -195,33 +224,44 @@ def typed_schema(table: TableSpec) -> pa.Schema:
     return pa.schema(fields + [pa.field(SOURCE_COL, pa.string()), pa.field(LINE_COL, pa.int64())])
 
 
-def fast_csv_chunk(table: TableSpec, source: str, header: list[str], lines: list[bytes],
-                   first_lineno: int) -> pa.RecordBatch | None:
+def _fast_path_declines(header: list[str], table: TableSpec, records: CsvChunk) -> bool:
+    """Cheap whole-chunk checks for what Arrow would read differently from the exact
+    path: a missing column, a NUL byte, a record past the csv module's field size limit
+    (blank lines show as a short row count: Arrow skips them)."""
+    return (any(c not in header for c in table.column_names) or b"\x00" in records.joined()
+            or max(map(len, records.raw)) > csv.field_size_limit())
+
+
+def fast_csv_chunk(table: TableSpec, source: str, header: list[str],
+                   records: CsvChunk) -> pa.RecordBatch | None:
     """Arrow's CSV reader and compute kernels for a chunk with nothing wrong in it.
 
     Returns the typed batch (as validate_chunk would), or None as soon as anything in
-    the chunk needs a closer look (a malformed line, a blank line, a bad number, a value
-    out of range, invalid UTF-8): the caller then takes the exact per-line path, which
-    names every problem. Clean chunks, the common case, skip Python per-value work.
+    the chunk needs a closer look (a malformed record, a blank line, a bad number, a
+    value out of range, invalid UTF-8, a NUL byte): the caller then takes the exact
+    per-record path, which names every problem. Clean chunks, the common case, skip
+    Python per-value work. Records are whole (csvsplit), so quoted line breaks are
+    values and each row keeps its record's first line number.
     """
     import io
 
     import pyarrow.csv as pacsv
 
-    if any(c not in header for c in table.column_names):
+    if not len(records) or _fast_path_declines(header, table, records):
         return None
     try:
         t = pacsv.read_csv(
-            io.BytesIO(b"".join(lines)),
+            io.BytesIO(records.joined()),
             read_options=pacsv.ReadOptions(column_names=header, use_threads=False),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=True,
+                                             newlines_in_values=records.multiline),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in header},
                 null_values=list(table.null_tokens), strings_can_be_null=True,
                 include_columns=table.column_names))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    n = len(lines)
+    n = len(records)
     if t.num_rows != n:
         return None
     arrays = {}
@@ -251,5 +291,7 @@ def fast_csv_chunk(table: TableSpec, source: str, header: list[str], lines: list
                 return None
         arrays[col.name] = num
     arrays[SOURCE_COL] = pa.array([source] * n, pa.string())
-    arrays[LINE_COL] = pa.array(np.arange(first_lineno, first_lineno + n, dtype=np.int64))
+    lines = records.lines
+    arrays[LINE_COL] = pa.array(np.arange(lines.start, lines.stop, dtype=np.int64)
+                                if isinstance(lines, range) else np.asarray(lines, np.int64))
     return pa.RecordBatch.from_pydict(arrays)

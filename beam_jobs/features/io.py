@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import records
+from beam_jobs.common import csvsplit, records
 from mlbatch.schema import TableSpec
 
 LOGGER = logging.getLogger(__name__)
@@ -49,10 +49,16 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
 class ReadChunksFn(beam.DoFn):
     """A file path -> chunks of up to chunk_rows records; parse failures go to DEAD.
 
-    A CSV chunk with nothing wrong in it comes out already typed (a RecordBatch, from
-    Arrow's CSV reader); any other chunk as a RawChunk for the exact per-line checks.
+    CSV files are cut into whole records first (csvsplit: a quoted field may span
+    lines), so every record keeps the number of the physical line it starts on and
+    chunks end between records. A CSV chunk with nothing wrong in it comes out already
+    typed (a RecordBatch, from Arrow's CSV reader); any other chunk as a RawChunk for
+    the exact per-record checks.
 
-    Also emits one FILES record per file (records seen, empty or not) for the summary.
+    Also emits one FILES record per file for the summary: ``records`` (CSV and JSON-lines
+    records, Parquet rows; each ends up valid or dead-lettered, so the table's counts
+    reconcile in records) and ``lines`` (physical data lines, header excluded; more than
+    records where quoted fields hold line breaks).
     """
 
     def __init__(self, table: TableSpec, chunk_rows: int):
@@ -63,52 +69,79 @@ class ReadChunksFn(beam.DoFn):
 
     def process(self, path: str):
         t = self._table
-        seen = 0
         with FileSystems.open(path) as f:
             if t.format == "parquet":
-                pf = pq.ParquetFile(f)
-                first = 1
-                for batch in pf.iter_batches(batch_size=self._chunk_rows):
-                    chunk, dead = records.chunk_from_arrow(t, path, batch, first)
-                    first += batch.num_rows
-                    seen += batch.num_rows
-                    yield from self._emit(chunk, dead)
+                counts = yield from self._read_parquet(f, path)
+            elif t.format == "csv":
+                counts = yield from self._read_csv(f, path)
             else:
-                readline = iter(f.readline, b"")
-                lineno = 1
-                header = None
-                if t.format == "csv":
-                    first_line = next(readline, None)
-                    if first_line is not None:
-                        try:
-                            header = records.parse_csv_header(first_line)
-                        except UnicodeDecodeError:
-                            header = []  # every data line is then rejected naming the header
-                        lineno = 2
-                buf: list[bytes] = []
-                for line in readline:
-                    buf.append(line)
-                    if len(buf) >= self._chunk_rows:
-                        yield from self._parse(path, header, buf, lineno)
-                        lineno += len(buf)
-                        seen += len(buf)
-                        buf = []
-                if buf:
-                    yield from self._parse(path, header, buf, lineno)
-                    seen += len(buf)
-        self._records.inc(seen)
-        yield beam.pvalue.TaggedOutput(FILES, {"table": t.name, "path": path, "records": seen})
+                counts = yield from self._read_jsonl(f, path)
+        self._records.inc(counts[0])
+        yield beam.pvalue.TaggedOutput(FILES, {"table": t.name, "path": path,
+                                               "records": counts[0], "lines": counts[1]})
 
-    def _parse(self, path, header, lines, first):
-        if self._table.format == "csv":
-            batch = records.fast_csv_chunk(self._table, path, header, lines, first)
-            if batch is not None:  # clean chunk: already typed and validated
-                yield batch
-                return
-            chunk, dead = records.parse_csv_chunk(self._table, path, header, lines, first)
-        else:
-            chunk, dead = records.parse_jsonl_chunk(self._table, path, lines, first)
-        yield from self._emit(chunk, dead)
+    def _blocks(self, f):
+        block: list[bytes] = []
+        for line in iter(f.readline, b""):
+            block.append(line)
+            if len(block) >= self._chunk_rows:
+                yield block
+                block = []
+        if block:
+            yield block
+
+    def _read_parquet(self, f, path):
+        first = 1
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=self._chunk_rows):
+            chunk, dead = records.chunk_from_arrow(self._table, path, batch, first)
+            first += batch.num_rows
+            yield from self._emit(chunk, dead)
+        return first - 1, first - 1
+
+    def _read_jsonl(self, f, path):
+        lineno = 1
+        for block in self._blocks(f):
+            yield from self._emit(*records.parse_jsonl_chunk(self._table, path, block, lineno))
+            lineno += len(block)
+        return lineno - 1, lineno - 1
+
+    def _read_csv(self, f, path):
+        splitter = csvsplit.CsvSplitter()
+        header, header_lines, seen = None, 0, 0
+        for block in self._blocks(f):
+            chunk = splitter.feed(block)
+            if header is None and len(chunk):
+                header = self._header(chunk.raw[0])
+                header_lines, chunk = csvsplit.count_lines(chunk.raw[0]), chunk.part(1)
+            for start in range(0, len(chunk), self._chunk_rows):
+                part = chunk if len(chunk) <= self._chunk_rows else \
+                    chunk.part(start, start + self._chunk_rows)
+                seen += len(part)
+                yield from self._parse_csv(path, header, part)
+        open_record = splitter.finish()
+        if open_record is not None:
+            where = "header" if header is None else "record"  # None: the header never closed
+            dead = records.dead_letter(
+                self._table.name, path, open_record.line,
+                open_record.raw.decode("utf-8", "backslashreplace"),
+                open_record.reason.replace("record", where, 1))
+            seen += 1
+            yield from self._emit(records.RawChunk(self._table.name, path), [dead])
+        return seen, splitter.lines_read - header_lines
+
+    @staticmethod
+    def _header(raw: bytes) -> list[str]:
+        try:
+            return records.parse_csv_header(raw)
+        except UnicodeDecodeError:
+            return []  # every data record is then rejected naming the header
+
+    def _parse_csv(self, path, header, chunk):
+        batch = records.fast_csv_chunk(self._table, path, header, chunk)
+        if batch is not None:  # clean chunk: already typed and validated
+            yield batch
+            return
+        yield from self._emit(*records.parse_csv_chunk(self._table, path, header, chunk))
 
     def _emit(self, chunk, dead):
         self._dead.inc(len(dead))

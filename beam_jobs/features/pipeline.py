@@ -104,6 +104,7 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
         lambda d: (f"{d['table']}_dead_letter", 1)))
     all_files = files | "FlattenFiles" >> beam.Flatten()
     counts.append(all_files | "CountRead" >> beam.Map(lambda f: (f"{f['table']}_read", f["records"])))
+    counts.append(all_files | "CountLines" >> beam.Map(lambda f: (f"{f['table']}_lines", f["lines"])))
     count_dict = (counts | "FlattenCounts" >> beam.Flatten()
                   | "SumCounts" >> beam.CombinePerKey(sum)
                   | "CountsToDict" >> beam.combiners.ToDict())
@@ -118,18 +119,22 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
 
 def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict, crosses: dict,
                      files: list) -> dict:
-    """Counts per stage, per table, and the train feature statistics; checks they add up."""
+    """Counts per stage, per table, and the train feature statistics; checks they add up.
+
+    "read" counts records (a CSV record may span physical lines: quoted line breaks), each
+    of which is either valid or a dead letter; "lines" counts the physical data lines.
+    """
     c = lambda k: int(counts.get(k, 0))  # noqa: E731
     main = schema.main
     tables = {}
     for name in schema.tables:
         tables[name] = {
-            "read": c(f"{name}_read"), "valid": c(f"{name}_valid"),
+            "read": c(f"{name}_read"), "lines": c(f"{name}_lines"), "valid": c(f"{name}_valid"),
             "dead_letter": c(f"{name}_dead_letter"),
             "files": sorted((f["path"], f["records"]) for f in files if f["table"] == name)}
         if name != main:
             tables[name]["duplicate_keys_dropped"] = c(f"{name}_duplicate_keys_dropped")
-    stages = {"read": c(f"{main}_read"), "valid": c(f"{main}_valid"),
+    stages = {"read": c(f"{main}_read"), "lines": c(f"{main}_lines"), "valid": c(f"{main}_valid"),
               "dead_letter": c(f"{main}_dead_letter"), "excluded": c("excluded"),
               "train": c("train"), "eval": c("eval")}
     checks = {

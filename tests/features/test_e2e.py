@@ -118,7 +118,7 @@ def test_saved_transform_reproduces_written_features_without_job_code(
     def load(name):
         t = schema.tables[name]
         raw = (flights_slice / f"{name}.csv").read_bytes().splitlines(keepends=True)
-        chunk, _ = records.parse_csv_chunk(t, str(flights_slice / f"{name}.csv"),
+        chunk, _ = records.parse_csv_lines(t, str(flights_slice / f"{name}.csv"),
                                            records.parse_csv_header(raw[0]), raw[1:], 2)
         return pa.Table.from_batches([records.validate_chunk(t, chunk)[0]])
 

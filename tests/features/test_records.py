@@ -4,6 +4,7 @@ import pyarrow as pa
 import pytest
 
 from beam_jobs.common import records
+from beam_jobs.common.csvsplit import CsvSplitter
 from mlbatch.schema import ColumnSpec, TableSpec
 
 TABLE = TableSpec(
@@ -14,8 +15,13 @@ TABLE = TableSpec(
 HEADER = ["id", "x", "name"]
 
 
+def _records(lines, first_line=2):
+    """Data lines as whole records, numbered from first_line (line 1 = the header)."""
+    return CsvSplitter(next_line=first_line).feed(list(lines))
+
+
 def _parse(lines, header=HEADER):
-    chunk, dead = records.parse_csv_chunk(TABLE, "s.csv", header, lines, 2)
+    chunk, dead = records.parse_csv_chunk(TABLE, "s.csv", header, _records(lines))
     batch, dead2 = records.validate_chunk(TABLE, chunk)
     return batch, dead + dead2
 
@@ -42,6 +48,8 @@ def test_valid_rows_are_typed_with_lineage():
     (b",,\n", "id: missing required value; name: missing required value"),
     (b"1,2,caf\xe9\n", "invalid UTF-8 at byte 7"),
     (b"\n", "blank line"),
+    (b"1,2,a\x00b\n", "NUL byte at byte 5"),
+    (b'1,2,"' + b"x" * 200_000 + b'"\n', "malformed CSV: field larger than field limit (131072)"),
 ])
 def test_bad_rows_become_dead_letters_with_reason(line, reason):
     batch, dead = _parse([b"5,1,ok\n", line])
@@ -84,11 +92,36 @@ def test_parquet_batch_with_missing_column():
     [b"1,2.5,caf\xe9\n"],                  # invalid UTF-8
     [b"1,2.5\n"],                          # missing field
     [b"NA,1,a\n"],                         # required value missing
+    [b'1,2.5,"a\n', b'b"\n', b"2,1,c\n"],    # quoted line break: one record
+    [b'1,2.5,"a""b"\r', b"2,1,c\r"],          # escaped quote, CR-only line ends
+    [b"1,2.5,a\x00\n"],                      # NUL byte
 ])
 def test_fast_path_agrees_with_exact_path_or_declines(lines):
-    fast = records.fast_csv_chunk(TABLE, "s.csv", HEADER, lines, 2)
+    fast = records.fast_csv_chunk(TABLE, "s.csv", HEADER, _records(lines))
     exact, dead = _parse(lines)
     if dead:
         assert fast is None
     else:
         assert fast is not None and fast.equals(exact)
+
+
+def test_quoted_line_break_keeps_every_record_on_its_own_first_line():
+    lines = [b"1,2.5,a\n", b'2,1,"b\n', b'c"\n', b"3,x,d\n", b'4,1,"e""\r\n', b'f",oops\r\n',
+             b"5,1,g\n"]
+    batch, dead = _parse(lines)
+    assert batch.column("id").to_pylist() == [1, 2, 5]
+    assert batch.column("name").to_pylist() == ["a", "b\nc", "g"]
+    assert batch.column(records.LINE_COL).to_pylist() == [2, 3, 8]
+    assert sorted((d["line"], d["raw"], d["reason"]) for d in dead) == [
+        (5, "3,x,d", "x: not a finite number: 'x'"),
+        (6, '4,1,"e""\r\nf",oops', "expected 3 fields, got 4")]
+    fast = records.fast_csv_chunk(TABLE, "s.csv", HEADER, _records([lines[i] for i in (0, 1, 2, 6)]))
+    assert fast.column(records.LINE_COL).to_pylist() == [2, 3, 5]
+    assert fast.column("name").to_pylist() == ["a", "b\nc", "g"]
+
+
+def test_parse_csv_lines_dead_letters_an_open_quote_at_the_end():
+    chunk, dead = records.parse_csv_lines(TABLE, "s.csv", HEADER,
+                                          [b"1,1,a\n", b'2,1,"b\n', b"3,1,c\n"])
+    assert chunk.lines == [2] and [(d["line"], d["raw"]) for d in dead] == [(3, '2,1,"b\n3,1,c\n')]
+    assert dead[0]["reason"].startswith("unterminated quoted field: the record starting on line 3")

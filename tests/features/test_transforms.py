@@ -14,7 +14,7 @@ RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 
 def test_validate_chunk_fn_splits_valid_and_dead():
-    chunk, _ = records.parse_csv_chunk(TABLE, "s.csv", ["id", "x", "name"],
+    chunk, _ = records.parse_csv_lines(TABLE, "s.csv", ["id", "x", "name"],
                                        [b"1,2,a\n", b"x,2,b\n", b"3,NA,c\n"], 2)
     with TestPipeline(runner=RUNNER) as p:
         out = (p | beam.Create([chunk])
@@ -33,7 +33,7 @@ def test_prepare_examples_fn_routes_rows():
     lines = [b"2013,1,1,517,515,2,830,819,11,UA,1545,N1,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z\n",
              b"2013,1,1,517,515,2,NA,819,NA,UA,1546,N2,EWR,IAH,NA,1400,5,15,2013-01-01T10:00:00Z\n",
              b"2013,1,2,517,515,2,830,819,45,AA,7,N1,JFK,LAX,227,2475,5,15,2013-01-02T10:00:00Z\n"]
-    chunk, _ = records.parse_csv_chunk(flights, "f.csv", header, lines, 2)
+    chunk, _ = records.parse_csv_lines(flights, "f.csv", header, lines, 2)
     batch, dead = records.validate_chunk(flights, chunk)
     assert dead == []
     weather = records.typed_schema(schema.tables["weather"]).empty_table()
