@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from ray_jobs.xgboost.metrics import task_metrics
+from mlbatch.metrics import task_metrics
 from tests.conftest import RAY_BIN, REPO_ROOT
 from tests.xgboost.helpers import predict_eval
 
