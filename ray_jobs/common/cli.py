@@ -26,12 +26,13 @@ def fail(prog: str, error: BaseException) -> int:
 
 
 def configure_logging() -> None:
+    """INFO to stderr: only under ``if __name__ == "__main__"`` of a job."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def prefer_loopback_and_log() -> None:
-    """What a job's ``main`` does first, before anything imports Ray."""
-    from ray_jobs.common.cluster import prefer_loopback
-    prefer_loopback()
-    configure_logging()
+def prefer_loopback() -> None:
+    """What a job's ``main`` does first, before anything imports Ray (see
+    ``ray_jobs.common.cluster.prefer_loopback``)."""
+    from ray_jobs.common.cluster import prefer_loopback as _prefer
+    _prefer()

@@ -65,7 +65,7 @@ def run(argv: list[str] | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 on success, 2 (naming the problem) for usage, config, feature,
     checkpoint and placement errors."""
-    cli.prefer_loopback_and_log()
+    cli.prefer_loopback()
     from mlbatch.artifacts.features import FeatureContractError
     from ray_jobs.common.cluster import ClusterError
     from ray_jobs.jax.checkpoint import CheckpointError
@@ -79,4 +79,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    cli.configure_logging()
     sys.exit(main())

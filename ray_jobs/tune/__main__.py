@@ -75,7 +75,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 on success, 2 (naming the problem) for usage and setup errors."""
-    cli.prefer_loopback_and_log()
+    cli.prefer_loopback()
     from ray_jobs.common.cluster import ClusterError
     try:
         summary = run(argv)
@@ -86,4 +86,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    cli.configure_logging()
     sys.exit(main())

@@ -197,8 +197,8 @@ def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str
     s = _settings_for_run(settings)
     plugin = plugin or load_plugin(s.job)
     space = load_space(s.search_space or plugin.SEARCH_SPACE_FILE)
+    trainable = plugin.make_trainable(s.features, dict(s.base_config))  # validates first
     cluster.connect(s.address)
-    trainable = plugin.make_trainable(s.features, dict(s.base_config))
     resources = plugin.trial_resources(dict(s.base_config))
     _check_resources(resources)
     trainable = tune.with_resources(trainable, resources)

@@ -76,7 +76,7 @@ def run(argv: list[str] | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 on success, 2 (naming the problem) for usage, config, feature
     and placement errors."""
-    cli.prefer_loopback_and_log()
+    cli.prefer_loopback()
     from mlbatch.artifacts.features import FeatureContractError
     from ray_jobs.common.cluster import ClusterError
     from ray_jobs.xgboost.data import FeatureDataError
@@ -89,4 +89,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    cli.configure_logging()
     sys.exit(main())

@@ -11,7 +11,6 @@ import pytest
 from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.jax import driver
 from ray_jobs.jax.checkpoint import CheckpointError
-from ray_jobs.jax.config import ConfigError
 from tests.jax.conftest import REPO_ROOT, tiny_config
 
 
