@@ -6,7 +6,7 @@ no asserts; timing belongs here, not in tests).
 
 Per dataset, each run in a fresh process (so peak memory is its own), one after another:
   plain      xgboost.train(nthread=2) on a DMatrix built from the Parquet in-process
-  ray_2x1    this job's xgboost-ray training, 2 actors x 1 CPU
+  ray_2x1    this job's xgboost-ray training, 2 actors x 1 CPU (the default layout on 2 CPUs)
   ray_1x2    this job's xgboost-ray training, 1 actor x 2 CPUs
 All runs use OMP_WAIT_POLICY=PASSIVE (see BENCH_ENV).
 Wall time counts reading the Parquet, building the matrices and training (for xgboost-ray

@@ -37,9 +37,8 @@ def default_layout(gpus_per_actor: int = 0, cpus_per_actor: int | None = None) -
     if gpus_per_actor:
         nodes = [n for n in nodes if n.get("GPU", 0) >= gpus_per_actor]
     if not nodes:
-        raise cluster.PlacementError(
-            f"no alive node with CPUs{' and GPUs' if gpus_per_actor else ''}; cluster "
-            f"nodes: {[dict(n) for n in nodes] or 'none usable'}")
+        need = f"1 CPU and {gpus_per_actor} GPU(s)" if gpus_per_actor else "1 CPU"
+        raise cluster.PlacementError(f"no alive node has {need} for one actor")
     per_node = [_actors_on(n, gpus_per_actor, cpus_per_actor) for n in nodes]
     cpus = cpus_per_actor or min(int(n["CPU"]) // a for n, a in zip(nodes, per_node))
     return Layout(num_actors=sum(per_node), cpus_per_actor=max(1, cpus),
