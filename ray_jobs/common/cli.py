@@ -21,7 +21,7 @@ def parser(prog: str, doc: str | None, docs_page: str) -> argparse.ArgumentParse
 
 def fail(prog: str, error: BaseException) -> int:
     """Names the problem on stderr; returns the usage exit code."""
-    print(f"{prog}: error: {type(error).__name__}: {error}", file=sys.stderr)
+    print(f"{prog}: error: {error}", file=sys.stderr)
     return USAGE_EXIT
 
 
