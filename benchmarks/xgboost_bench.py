@@ -6,7 +6,7 @@ no asserts; timing belongs here, not in tests).
 
 Per dataset, each run in a fresh process (so peak memory is its own), one after another:
   plain      xgboost.train(nthread=2) on a DMatrix built from the Parquet in-process
-  ray_2x1    this job's xgboost-ray training, 2 actors x 1 CPU
+  ray_2x1    this job's xgboost-ray training, 2 actors x 1 CPU (the default layout on 2 CPUs)
   ray_1x2    this job's xgboost-ray training, 1 actor x 2 CPUs
 All runs use OMP_WAIT_POLICY=PASSIVE (see BENCH_ENV).
 Wall time counts reading the Parquet, building the matrices and training (for xgboost-ray
@@ -84,7 +84,7 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
 
     from ray_jobs.xgboost import data
     from ray_jobs.xgboost.config import Layout, XGBoostConfig
-    from ray_jobs.xgboost.metrics import task_metrics
+    from mlbatch.metrics import task_metrics
 
     t = time.perf_counter()
     fs = data.load_and_validate(features)
@@ -111,11 +111,12 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
         wall = time.perf_counter() - t
         record.update(load_s=round(load_s, 2), train_s=round(wall - load_s, 2))
     else:
+        from ray_jobs.common.cluster import connect
         from ray_jobs.xgboost import cluster
         from ray_jobs.xgboost.driver import train_booster
-        cluster.connect(None)  # local Ray on 127.0.0.1, before the clock
+        connect(None)  # local Ray on 127.0.0.1, before the clock
         layout = Layout(*LAYOUTS[mode])
-        cluster.check_placement(layout, 60)
+        cluster.check_layout(layout)
         sampler = ActorMemorySampler()
         sampler.start()
         t = time.perf_counter()
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--features", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.one:
+        from ray_jobs.common.cluster import prefer_loopback
+        prefer_loopback()
         print(json.dumps(run_one(a.one, a.features, a.rounds)))
         return
     import ray

@@ -4,74 +4,80 @@
         [--address ...] [--num-workers N] [--devices-per-worker D] [--epochs E] \\
         [--batch-size B] [--config config.yaml] [--set field=value ...]
 
-Flags override the --config file, which overrides the defaults in config.py. Rerunning
-the same command with the same --output resumes from its newest checkpoint.
+Flags override --set, which overrides the --config file, which overrides the defaults
+in config.py (every field: docs/jax.md). Rerunning the same command with the same
+--output resumes from its newest checkpoint. Installed, ``mlbatch-jax`` is the same.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
-from mlbatch.artifacts.features import FeatureContractError
+from mlbatch import config as config_files
+from ray_jobs.common import cli
 from ray_jobs.jax import config as config_mod
-from ray_jobs.jax.checkpoint import CheckpointError
 
+PROG = "python -m ray_jobs.jax"
 FLAG_FIELDS = ("num_workers", "devices_per_worker", "epochs", "batch_size", "platform")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ray_jobs.jax", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(PROG, __doc__, "docs/jax.md")
     p.add_argument("--features", required=True, help="feature job output directory")
     p.add_argument("--output", required=True, help="run directory (created; resumed if it "
                                                    "holds checkpoints)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: in-process "
+    p.add_argument("--address", default=None, help="Ray cluster address (None: in-process "
                                                    "for one worker, RAY_ADDRESS/local else)")
     p.add_argument("--config", default=None, help="YAML or JSON file of config fields")
-    p.add_argument("--num-workers", type=int, help="JAX processes, one Ray worker each")
-    p.add_argument("--devices-per-worker", type=int, help="devices per process (CPU: fake "
-                                                          "devices)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch size")
-    p.add_argument("--platform", choices=config_mod.PLATFORMS)
+    defaults = config_mod.JaxConfig()
+    p.add_argument("--num-workers", type=int, help="JAX processes, one Ray worker each "
+                   f"(config default {defaults.num_workers})")
+    p.add_argument("--devices-per-worker", type=int, help="devices per process (None: CPU "
+                                                          "1, accelerators all visible)")
+    p.add_argument("--epochs", type=int, help=f"(config default {defaults.epochs})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"global batch size (config default {defaults.batch_size})")
+    p.add_argument("--platform", choices=config_mod.PLATFORMS, help="None: JAX's default")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any config field; VALUE is parsed as JSON when it can be")
+                   help="any config field; VALUE is YAML (1e-3 is a number, [64, 32] a list)")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> config_mod.JaxConfig:
     raw = config_mod.load_file(args.config) if args.config else {}
+    raw = config_files.apply_sets(raw, args.set)
     for field in FLAG_FIELDS:
         if getattr(args, field) is not None:
             raw[field] = getattr(args, field)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise config_mod.ConfigError(f"--set {item!r}: expected FIELD=VALUE")
-        try:
-            raw[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raw[key] = value
     return config_mod.from_dict(raw)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+def run(argv: list[str] | None = None) -> dict:
+    """The job; raises ConfigError, FeatureContractError, CheckpointError, ClusterError
+    (PlacementError) for what a user must fix, WorkerError when a worker fails."""
     from ray_jobs.jax import driver
+    args = parse_args(argv)
+    summary = driver.run(build_config(args), args.features, args.output, address=args.address)
+    return {"output": args.output, **summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 on success, 2 (naming the problem) for usage, config, feature,
+    checkpoint and placement errors."""
+    cli.prefer_loopback()
+    from mlbatch.artifacts.features import FeatureContractError
+    from ray_jobs.common.cluster import ClusterError
+    from ray_jobs.jax.checkpoint import CheckpointError
     try:
-        cfg = build_config(args)
-        summary = driver.run(cfg, args.features, args.output, address=args.address)
-    except (config_mod.ConfigError, FeatureContractError, CheckpointError,
-            driver.PlacementError) as e:
-        print(f"python -m ray_jobs.jax: error: {e}", file=sys.stderr)
-        return 2
+        summary = run(argv)
+    except (config_mod.ConfigError, FeatureContractError, CheckpointError, ClusterError) as e:
+        return cli.fail(PROG, e)
     best = {k: v for k, v in summary["best"].items() if k.startswith("eval_")}
-    print(json.dumps({"output": args.output, "best_epoch": summary["best_epoch"], **best}))
+    print(json.dumps({"output": summary["output"], "best_epoch": summary["best_epoch"], **best}))
     return 0
 
 
 if __name__ == "__main__":
+    cli.configure_logging()
     sys.exit(main())

@@ -8,11 +8,15 @@ Ray workers and Tune trials as a plain dict (``to_dict``) and is rebuilt first t
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from pathlib import Path
 from typing import Any
+
+from mlbatch import config as config_files
+from mlbatch.config import ConfigError
+
+__all__ = ["ConfigError", "JaxConfig", "from_dict", "load_file"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_cosine", "exponential")
@@ -25,10 +29,6 @@ OPERATIONAL_FIELDS = frozenset({
     "num_workers", "devices_per_worker", "shard_embeddings", "shard_min_rows",
     "worker_cpus", "platform", "placement_strategy", "coordinator_host", "inflight_steps",
     "coordinator_port"})
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,11 +216,6 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
         return int(value)
     if hint is float:
-        if isinstance(value, str):
-            try:
-                return float(value)  # YAML reads 1e-3 as a string
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         return float(value)
@@ -247,18 +242,4 @@ def from_dict(raw: dict[str, Any]) -> JaxConfig:
 
 def load_file(path: str | Path) -> dict[str, Any]:
     """Reads a YAML or JSON config file into a raw dict (validated by from_dict)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config: no such file {path}")
-    text = path.read_text()
-    try:
-        if path.suffix == ".json":
-            raw = json.loads(text)
-        else:
-            import yaml
-            raw = yaml.safe_load(text) or {}
-    except Exception as e:  # noqa: BLE001 - parser errors differ by format; re-raised named
-        raise ConfigError(f"--config: cannot parse {path}: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"--config: {path} must hold a mapping of field: value")
-    return raw
+    return config_files.load_file(path, flag="--config")

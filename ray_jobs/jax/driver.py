@@ -19,16 +19,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlbatch.artifacts.features import SPLITS, FeatureContractError, FeatureSet, load_feature_set
+from ray_jobs.common import cluster
+from ray_jobs.common.cluster import PlacementError
 from ray_jobs.jax import checkpoint, data, loop
 from ray_jobs.jax.config import JaxConfig
 from ray_jobs.jax.outputs import RunOutputs
 
 log = logging.getLogger(__name__)
 PLACEMENT_TIMEOUT_S = 60.0
-
-
-class PlacementError(RuntimeError):
-    """The cluster cannot place the requested workers."""
+__all__ = ["PlacementError", "WorkerError", "RayGroup", "check_placement", "run", "validate"]
 
 
 class WorkerError(RuntimeError):
@@ -100,29 +99,17 @@ def check_resumable(blob: bytes, config: JaxConfig, fs: FeatureSet) -> None:
             f"was written with {old.get(diff[0])!r} (differing: {diff}); use a new --output")
 
 
+def worker_bundle(config: JaxConfig) -> dict[str, float]:
+    return {"CPU": config.worker_cpus, **({"GPU": config.worker_gpus}
+                                          if config.worker_gpus else {})}
+
+
 def check_placement(config: JaxConfig) -> None:
     """Compares the workers' needs with the cluster (or the enclosing placement group)."""
-    import ray
-    from ray.util import get_current_placement_group
-
-    need = {"CPU": config.worker_cpus, "GPU": config.worker_gpus}
-    pg = get_current_placement_group()
-    if pg is not None:  # inside a Tune trial: bundles 1.. are the workers'
-        bundles = pg.bundle_specs[1:]
-        if len(bundles) < config.num_workers or any(
-                b.get(k, 0) < v for b in bundles for k, v in need.items() if v):
-            raise PlacementError(f"num_workers={config.num_workers}: the trial's placement "
-                                 f"group has worker bundles {bundles}, each needing {need}")
-        return
-    total = ray.cluster_resources()
-    for k, v in need.items():
-        if v and v * config.num_workers > total.get(k, 0):
-            raise PlacementError(
-                f"num_workers={config.num_workers}: {config.num_workers} workers x {v} {k} "
-                f"= {v * config.num_workers} {k}, the cluster has {total.get(k, 0):g}")
-    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
-    if not any(all(n.get(k, 0) >= v for k, v in need.items() if v) for n in nodes):
-        raise PlacementError(f"no node of the cluster can hold one worker needing {need}")
+    cluster.check_placement(
+        [worker_bundle(config)] * config.num_workers,
+        what=f"num_workers={config.num_workers} workers of {worker_bundle(config)}",
+        hint="Lower num_workers / worker_cpus / devices_per_worker or add nodes.")
 
 
 # --- Ray workers ---------------------------------------------------------------------------
@@ -134,6 +121,8 @@ def _worker_actor_class():
         """One JAX process. Holds a worker.Trainer; jax starts only inside setup()."""
 
         def coordinator_address(self, host: str | None, port: int | None) -> str:
+            """``host`` or this node's address (127.0.0.1 on a local Ray), and a port
+            free there; rank 0's coordinator binds exactly this address."""
             ip = host or ray.util.get_node_ip_address()
             if port is None:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -165,8 +154,7 @@ class RayGroup:
         from ray.util import get_current_placement_group, placement_group, remove_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        bundle = {"CPU": config.worker_cpus, **({"GPU": config.worker_gpus}
-                                                if config.worker_gpus else {})}
+        bundle = worker_bundle(config)
         pg, first, own = get_current_placement_group(), 1, False
         if pg is None:
             pg = placement_group([bundle] * config.num_workers,
@@ -253,9 +241,7 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
         log.info("resuming from %s", outputs.checkpoints.path(outputs.checkpoints.steps()[-1]))
     use_ray = config.num_workers > 1 or address is not None
     if use_ray:
-        import ray
-        if not ray.is_initialized():
-            ray.init(address=address)
+        cluster.connect(address)
     group = start_group(config, str(features_dir), use_ray=use_ray)
     try:
         return loop.fit(group, config, outputs, resume)

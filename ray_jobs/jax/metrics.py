@@ -1,31 +1,16 @@
-"""Evaluation metrics on host arrays (exact, tie-aware AUC; logloss; RMSE)."""
+"""The JAX job's eval record: ``mlbatch.metrics`` on the eval predictions, ``eval_`` names."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels) > 0.5
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)  # 1-based rank of each tie group's last member
-    r = (ends - (counts - 1) / 2.0)[inverse]  # tie groups get their mean rank
-    return float((r[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+from mlbatch.metrics import task_metrics
 
 
-def eval_metrics(task: str, loss: float, *, pred: np.ndarray, label: np.ndarray,
-                 weight: np.ndarray) -> dict[str, float]:
-    """``eval_loss`` (what early stopping and Tune use) plus the task's usual metrics."""
-    keep = weight > 0
-    out = {"eval_loss": float(loss), "eval_examples": int(keep.sum())}
-    if task == "binary_classification":
-        out["eval_logloss"] = float(loss)
-        out["eval_auc"] = auc(pred[keep], label[keep])
-    else:
-        out["eval_rmse"] = math.sqrt(loss)
-    return out
+def eval_metrics(task: str, *, pred: np.ndarray, label: np.ndarray,
+                 weight: np.ndarray) -> dict[str, float | int | None]:
+    """``eval_loss`` (logloss or RMSE: what early stopping and Tune use, the same as the
+    XGBoost job's) plus the task's metrics, over the rows of weight > 0 (padding has 0)."""
+    keep = np.asarray(weight) > 0
+    out = task_metrics(task, np.asarray(label)[keep], np.asarray(pred)[keep])
+    return {"eval_loss": out.pop("eval_loss"), "eval_examples": int(keep.sum()),
+            **{f"eval_{k}": v for k, v in out.items()}}

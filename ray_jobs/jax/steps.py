@@ -139,17 +139,12 @@ def make_train_step(config: JaxConfig, feature_set: FeatureSet,
 
 
 def make_eval_step(feature_set: FeatureSet, param_sh: Any, batch_sh: Any) -> Callable:
-    """(params, batch) -> ({loss_sum, weight_sum}, predictions sharded like the batch)."""
-    mesh = batch_sh["label"].mesh
+    """(params, batch) -> predictions (``model.predict``), sharded like the batch; the
+    eval metrics are computed from them on the host (``metrics.eval_metrics``)."""
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
 
     def eval_step(params, batch):
-        logits = model.apply(params, unpack(batch, names))
-        w = batch["weight"]
-        sums = {"loss_sum": jnp.sum(w * model.example_loss(logits, batch["label"], task)),
-                "weight_sum": jnp.sum(w)}
-        preds = jax.nn.sigmoid(logits) if task == "binary_classification" else logits
-        return sums, preds
+        return model.predict(params, unpack(batch, names), task)
 
     return jax.jit(eval_step, in_shardings=(param_sh, batch_sh),
-                   out_shardings=(NamedSharding(mesh, P()), batch_sh["label"]))
+                   out_shardings=batch_sh["label"])

@@ -40,7 +40,10 @@ def setup_jax(config: JaxConfig, process_id: int = 0, num_processes: int = 1,
     if num_processes > 1:
         if config.platform in (None, "cpu"):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # Rank 0's coordinator service binds the advertised address only (JAX's default
+        # is every interface): 127.0.0.1 for a local Ray.
         jax.distributed.initialize(coordinator_address=coordinator,
+                                   coordinator_bind_address=coordinator,
                                    num_processes=num_processes, process_id=process_id)
     if config.platform is not None and jax.default_backend() != config.platform:
         raise ConfigError(f"platform: {config.platform!r} asked for, but JAX's backend here "
@@ -164,21 +167,19 @@ class Trainer:
         return result
 
     def evaluate(self) -> dict[str, float]:
-        """Eval loss (+ AUC / logloss, or RMSE) over the whole eval split, all processes."""
+        """Eval metrics (``metrics.eval_metrics``) over the whole eval split, all processes."""
         if self._eval_batches is None:
             self._eval_batches = [data.to_global(self.eval.batch(s), self.eval_sh,
                                                  self.config.eval_batch_size)
                                   for s in range(self.eval.steps)]
         outs = [self.eval_step(self.state.params, b) for b in self._eval_batches]
-        sums = jax.device_get([o[0] for o in outs])
-        local = {"pred": np.concatenate([_local_block(o[1]) for o in outs]),
+        local = {"pred": np.concatenate([_local_block(o) for o in outs]),
                  "label": self.eval.batches["label"].reshape(-1),
                  "weight": self.eval.batches["weight"].reshape(-1)}
         if self.num_processes > 1:
             local = {k: np.asarray(v).reshape(-1) for k, v in
                      multihost_utils.process_allgather(local).items()}
-        loss = sum(float(s["loss_sum"]) for s in sums) / sum(float(s["weight_sum"]) for s in sums)
-        return metrics.eval_metrics(self.fs.task, loss, **local)
+        return metrics.eval_metrics(self.fs.task, **local)
 
     def snapshot(self, loop_meta: dict[str, Any]) -> bytes | None:
         """The whole state as checkpoint bytes (rank 0; other ranks return None)."""

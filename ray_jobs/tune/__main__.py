@@ -3,65 +3,55 @@
     python -m ray_jobs.tune --job xgboost --features out/features --output out/tune_xgb \\
         --num-samples 20 --search optuna --scheduler asha --max-concurrent 2
     python -m ray_jobs.tune --job xgboost --output out/tune_xgb --resume   # after a crash
+    mlbatch-tune --job jax --features out/features --output out/tune_jax   # installed form
 
 Job settings that are not searched go in --base-config (JSON/YAML file) or --set k=v,
-e.g. --set num_actors=2 --set num_boost_round=300 --set params.max_bin=128.
+e.g. --set num_actors=2 --set num_boost_round=300 --set params.eta=1e-2 (dotted keys
+nest; values are YAML 1.2, so 1e-2 is a number).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import sys
-from pathlib import Path
 
-from ray_jobs.tune.driver import JOBS, SCHEDULERS, SEARCHERS, TuneSettings
+from mlbatch import config as config_files
+from ray_jobs.common import cli
+
+PROG = "python -m ray_jobs.tune"
 
 
 def _base_config(path: str | None, sets: list[str]) -> dict:
-    import yaml
-
-    base: dict = {}
-    if path:
-        base = yaml.safe_load(Path(path).read_text()) or {}  # JSON is YAML
-        if not isinstance(base, dict):
-            raise SystemExit(f"--base-config {path}: expected a mapping")
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: expected key=value")
-        *parents, leaf = key.split(".")
-        node = base
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw)
-    return base
+    base = config_files.load_file(path, flag="--base-config") if path else {}
+    return config_files.apply_sets(base, sets)
 
 
-def parse_args(argv: list[str] | None) -> TuneSettings:
-    p = argparse.ArgumentParser(prog="python -m ray_jobs.tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--job", required=True, choices=JOBS)
+def parse_args(argv: list[str] | None):
+    from ray_jobs.tune.driver import JOBS, SCHEDULERS, SEARCHERS, TuneSettings
+
+    p = cli.parser(PROG, __doc__, "docs/DEVELOPING.md (Tune), docs/xgboost.md, docs/jax.md")
+    p.add_argument("--job", required=True, choices=JOBS, help="the job whose plug-in to tune")
     p.add_argument("--features", default=None,
                    help="feature directory (required unless --resume)")
     p.add_argument("--output", required=True, help="experiment, results and best model go here")
-    p.add_argument("--num-samples", type=int, default=10)
-    p.add_argument("--search", choices=SEARCHERS, default="random")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="asha")
-    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--num-samples", type=int, default=10, help="trials")
+    p.add_argument("--search", choices=SEARCHERS, default="random", help="search algorithm")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="asha", help="trial scheduler")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials at once (None: as many as the cluster holds)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted experiment in --output")
     p.add_argument("--search-space", default=None,
                    help="YAML search space (default: the job's search_space.yaml)")
     p.add_argument("--name", default=None, help="experiment name (default: <job>_tune)")
     p.add_argument("--max-failures", type=int, default=2, help="retries per failing trial")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="searcher seed")
     p.add_argument("--grace-period", type=int, default=5, help="ASHA: min reports per trial")
-    p.add_argument("--reduction-factor", type=int, default=3)
+    p.add_argument("--reduction-factor", type=int, default=3, help="ASHA: keep 1 in this many")
     p.add_argument("--max-t", type=int, default=None,
                    help="ASHA: max reports per trial (default: from the job)")
     p.add_argument("--base-config", default=None, help="JSON/YAML of fixed job settings")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a base-config key over --base-config (dotted keys nest)")
     p.add_argument("--address", default=None,
                    help="Ray address (default: 'auto' if RAY_ADDRESS is set, else local)")
     a = p.parse_args(argv)
@@ -77,15 +67,24 @@ def parse_args(argv: list[str] | None) -> TuneSettings:
 
 
 def run(argv: list[str] | None = None) -> dict:
+    """The experiment; raises TuneSetupError, SearchSpaceError, ConfigError, feature
+    contract errors (all ValueError) or ClusterError for what a user must fix."""
     from ray_jobs.tune import driver
     return driver.run(parse_args(argv))
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 on success, 2 (naming the problem) for usage and setup errors."""
+    cli.prefer_loopback()
+    from ray_jobs.common.cluster import ClusterError
     try:
-        summary = run()
-    except ValueError as e:  # setup, search-space, config and feature-contract errors
-        logging.getLogger("ray_jobs.tune").error("%s: %s", type(e).__name__, e)
-        sys.exit(2)
+        summary = run(argv)
+    except (ValueError, ClusterError) as e:  # setup, space, config, feature contract, placement
+        return cli.fail(PROG, e)
     print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    cli.configure_logging()
+    sys.exit(main())

@@ -21,9 +21,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import ray
 from ray import tune
 
+from ray_jobs.common import cluster
+from ray_jobs.tune import report
+from ray_jobs.tune.report import FAILURES_FILE, STOPS_FILE
 from ray_jobs.tune.space import load_space
 
 logger = logging.getLogger(__name__)
@@ -34,8 +36,7 @@ SCHEDULERS = ("asha", "fifo")
 PLUGIN_ATTRS = ("SEARCH_SPACE_FILE", "METRIC", "MODE", "make_trainable", "trial_resources",
                 "export_best")
 SETTINGS_FILE = "settings.json"
-FAILURES_FILE = "trial_failures.jsonl"
-STOPS_FILE = "scheduler_stops.jsonl"
+__all__ = ["FAILURES_FILE", "STOPS_FILE", "TuneSettings", "TuneSetupError", "run"]
 
 
 class TuneSetupError(ValueError):
@@ -167,14 +168,8 @@ def _check_resources(resources) -> None:
     """Fail fast when one trial can never fit (Tune would wait forever)."""
     pgf = (resources if isinstance(resources, tune.PlacementGroupFactory)
            else tune.PlacementGroupFactory([resources]))
-    need = pgf.required_resources
-    have = ray.cluster_resources()
-    short = {k: (v, have.get(k, 0.0)) for k, v in need.items() if v > have.get(k, 0.0)}
-    if short:
-        raise TuneSetupError(
-            "one trial needs " + ", ".join(f"{k}={v:g} (cluster has {h:g})"
-                                           for k, (v, h) in short.items())
-            + f"; trial bundles {pgf.bundles}, cluster {have}")
+    cluster.check_placement(pgf.bundles, what=f"one trial (bundles {pgf.bundles})",
+                            hint="Lower the trial's resources (--set ...) or add nodes.")
 
 
 def _settings_for_run(s: TuneSettings) -> TuneSettings:
@@ -197,18 +192,13 @@ def _settings_for_run(s: TuneSettings) -> TuneSettings:
     return s
 
 
-def connect(address: str | None) -> None:
-    from ray_jobs.xgboost.cluster import connect as ray_connect
-    ray_connect(address)
-
-
 def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str, Any]:
     """Runs (or resumes) the experiment; returns the best trial's summary."""
     s = _settings_for_run(settings)
     plugin = plugin or load_plugin(s.job)
     space = load_space(s.search_space or plugin.SEARCH_SPACE_FILE)
-    connect(s.address)
-    trainable = plugin.make_trainable(s.features, dict(s.base_config))
+    trainable = plugin.make_trainable(s.features, dict(s.base_config))  # validates first
+    cluster.connect(s.address)
     resources = plugin.trial_resources(dict(s.base_config))
     _check_resources(resources)
     trainable = tune.with_resources(trainable, resources)
@@ -237,7 +227,6 @@ def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
             run_config=_run_config(s, exp))
     results = tuner.fit()
-    from ray_jobs.tune import report
     return report.write(results, plugin, Path(s.output).resolve(), exp)
 
 

@@ -13,6 +13,8 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 RESULTS_TABLE = "results"  # .parquet and .csv
+FAILURES_FILE = "trial_failures.jsonl"  # in the experiment dir, one line per failed attempt
+STOPS_FILE = "scheduler_stops.jsonl"  # in the experiment dir, trials ASHA stopped
 BEST_PARAMS = "best_params.json"
 BEST_DIR = "best"
 _TUNE_INTERNAL = {"timestamp", "checkpoint_dir_name", "done", "training_iteration",
@@ -32,8 +34,6 @@ def _trial_id(result) -> str:
 
 
 def results_table(results, metric: str, mode: str, exp: Path) -> pd.DataFrame:
-    from ray_jobs.tune.driver import FAILURES_FILE, STOPS_FILE
-
     stopped = {r["trial_id"]: r["iteration"] for r in _read_jsonl(exp / STOPS_FILE)}
     failures: dict[str, int] = {}
     for rec in _read_jsonl(exp / FAILURES_FILE):

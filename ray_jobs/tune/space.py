@@ -26,16 +26,17 @@ class SearchSpaceError(ValueError):
 
 
 def load_space(path: str | Path) -> dict[str, Any]:
-    """Reads a YAML search-space file into ``{name: tune domain or constant}``."""
-    import yaml
+    """Reads a YAML search-space file into ``{name: tune domain or constant}`` (YAML 1.2
+    numbers: ``1e-3`` is a float, see ``mlbatch.config``)."""
+    from mlbatch.config import ConfigError, load_file
 
     path = Path(path)
     if not path.is_file():
         raise SearchSpaceError(f"search space file {path} does not exist")
     try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SearchSpaceError(f"{path}: not valid YAML ({e})") from e
+        doc = load_file(path, flag="--search-space")
+    except ConfigError as e:
+        raise SearchSpaceError(str(e)) from e
     return parse_space(doc, source=str(path))
 
 

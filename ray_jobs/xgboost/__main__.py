@@ -1,38 +1,43 @@
 """Distributed XGBoost (xgboost-ray) on the feature job's Parquet output.
 
     python -m ray_jobs.xgboost --features out/features --output out/xgboost
+    mlbatch-xgboost --features out/features --output out/xgboost   # the same, installed
     ray job submit --working-dir . -- python -m ray_jobs.xgboost --features ... --output ...
 """
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import sys
 
-from ray_jobs.xgboost.config import XGBoostConfig, load_params_file
+from mlbatch import config as config_files
+from ray_jobs.common import cli
+from ray_jobs.xgboost.config import ConfigError, XGBoostConfig, load_params_file
+
+PROG = "python -m ray_jobs.xgboost"
 
 
 def parse_args(argv: list[str] | None) -> XGBoostConfig:
-    p = argparse.ArgumentParser(prog="python -m ray_jobs.xgboost", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(PROG, __doc__, "docs/xgboost.md")
     p.add_argument("--features", required=True, help="feature job output directory")
     p.add_argument("--output", required=True, help="directory for model.json, metrics.json ...")
     p.add_argument("--address", default=None,
                    help="Ray address ('auto' or host:port); default: 'auto' when RAY_ADDRESS "
                         "is set (e.g. under `ray job submit`), else a new local Ray")
     p.add_argument("--num-actors", type=int, default=None,
-                   help="xgboost-ray actors (default: one per node)")
+                   help="xgboost-ray actors (None: on each node one per CPU, at most 8)")
     p.add_argument("--cpus-per-actor", type=int, default=None,
-                   help="CPUs (= XGBoost threads) per actor (default: the node's CPUs)")
+                   help="CPUs (= XGBoost threads) per actor (None: the node's CPUs shared out "
+                        "over its actors)")
     p.add_argument("--gpus-per-actor", type=int, default=0,
                    help="GPUs per actor; > 0 trains with XGBoost's GPU hist method")
-    p.add_argument("--num-boost-round", type=int, default=500)
+    p.add_argument("--num-boost-round", type=int, default=500, help="boosting rounds at most")
     p.add_argument("--early-stopping-rounds", type=int, default=20,
                    help="stop when the eval metric has not improved for this many rounds "
                         "(0: off)")
     p.add_argument("--params", default=None,
                    help="JSON/YAML file of XGBoost booster params (eta, max_depth, ...)")
+    p.add_argument("--set", action="append", default=[], metavar="params.KEY=VALUE",
+                   help="one booster param, over the --params file (e.g. params.eta=1e-2)")
     p.add_argument("--max-actor-restarts", type=int, default=2,
                    help="restarts of failed training actors (from the last checkpoint)")
     p.add_argument("--checkpoint-frequency", type=int, default=5,
@@ -46,25 +51,43 @@ def parse_args(argv: list[str] | None) -> XGBoostConfig:
         features=a.features, output=a.output, address=a.address, num_actors=a.num_actors,
         cpus_per_actor=a.cpus_per_actor, gpus_per_actor=a.gpus_per_actor,
         num_boost_round=a.num_boost_round, early_stopping_rounds=a.early_stopping_rounds or None,
-        params=load_params_file(a.params) if a.params else {},
+        params=_params(a.params, a.set),
         max_actor_restarts=a.max_actor_restarts, checkpoint_frequency=a.checkpoint_frequency,
         placement_timeout_s=a.placement_timeout, check_data=not a.no_data_check)
 
 
+def _params(path: str | None, sets: list[str]) -> dict:
+    doc = config_files.apply_sets({"params": load_params_file(path) if path else {}}, sets)
+    unknown = sorted(set(doc) - {"params"})
+    if unknown:
+        raise ConfigError(f"--set {unknown[0]}...: only params.KEY=VALUE is settable here")
+    if not isinstance(doc["params"], dict):
+        raise ConfigError("--set params=...: set one parameter, params.KEY=VALUE")
+    return doc["params"]
+
+
 def run(argv: list[str] | None = None) -> dict:
+    """The job; raises ConfigError, FeatureContractError, FeatureDataError or ClusterError
+    (PlacementError) for what a user must fix."""
     from ray_jobs.xgboost import driver
     return driver.run(parse_args(argv))
 
 
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 on success, 2 (naming the problem) for usage, config, feature
+    and placement errors."""
+    cli.prefer_loopback()
     from mlbatch.artifacts.features import FeatureContractError
-    from ray_jobs.xgboost.cluster import PlacementError
-    from ray_jobs.xgboost.config import ConfigError
+    from ray_jobs.common.cluster import ClusterError
     from ray_jobs.xgboost.data import FeatureDataError
     try:
-        doc = run()
-    except (ConfigError, FeatureContractError, FeatureDataError, PlacementError) as e:
-        logging.getLogger("ray_jobs.xgboost").error("%s: %s", type(e).__name__, e)
-        sys.exit(2)
+        doc = run(argv)
+    except (ConfigError, FeatureContractError, FeatureDataError, ClusterError) as e:
+        return cli.fail(PROG, e)
     print(json.dumps({"eval": doc["eval"], "best_round": doc["best_round"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    cli.configure_logging()
+    sys.exit(main())

@@ -1,103 +1,76 @@
-"""Connecting to Ray, choosing the actor layout, and checking it can be placed.
+"""The XGBoost job's actor layout: the default one, its check, its bounded wait.
 
-xgboost-ray (and Ray Train) wait on a placement group that can never be created when a
-run asks for more than the cluster has; users report such runs hanging. Here the request
-is compared with the cluster before any actor starts, and the remaining wait (a busy
-cluster) is bounded by a timeout; both fail with what was asked and what there is.
+Connecting and the placement check itself are shared by every Ray job
+(``ray_jobs.common.cluster``); here are what xgboost-ray adds: how many actors of how
+many CPUs by default, and the bound on its wait for a placement group on a busy cluster.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
+from collections.abc import Iterator
 
-import ray
-
+from ray_jobs.common import cluster
 from ray_jobs.xgboost.config import Layout
 
 logger = logging.getLogger(__name__)
 
-
-class PlacementError(RuntimeError):
-    """The requested actors cannot be placed on this cluster (message: asked vs. have)."""
-
-
-def connect(address: str | None) -> None:
-    """``address``, else ``auto`` when RAY_ADDRESS names a cluster (as under
-    ``ray job submit``), else a new local single-node Ray bound to 127.0.0.1."""
-    if ray.is_initialized():
-        return
-    if address is None and os.environ.get("RAY_ADDRESS"):
-        address = "auto"
-    if address is None:
-        logger.info("no --address and no RAY_ADDRESS: starting a local Ray on 127.0.0.1")
-        # A job-private single-node Ray stays on loopback (Ray's own macOS/Windows mode):
-        # ray.init(_node_ip_address="127.0.0.1") is rewritten to the host's interface IP,
-        # which is also where xgboost-ray's Rabit tracker would then listen.
-        from ray._private import ray_constants
-        ray_constants.ENABLE_RAY_CLUSTER = False
-        ray.init(include_dashboard=False, log_to_driver=False)
-    else:
-        ray.init(address=address, log_to_driver=False)
+# Actors per node in the default layout: one per CPU up to this many; beyond it the
+# node's CPUs are shared out as threads (docs/xgboost.md, "Default layout").
+MAX_ACTORS_PER_NODE = 8
+LAYOUT_HINT = "Lower --num-actors / --cpus-per-actor / --gpus-per-actor or add nodes."
 
 
-def _alive_nodes() -> list[dict]:
-    return [n for n in ray.nodes() if n.get("Alive")]
+def default_layout(gpus_per_actor: int = 0, cpus_per_actor: int | None = None) -> Layout:
+    """On every node: one actor per CPU (or per ``cpus_per_actor`` CPUs when given), at
+    most MAX_ACTORS_PER_NODE; with GPUs one per ``gpus_per_actor`` GPUs. Without
+    ``cpus_per_actor`` each actor gets an equal share of the smallest node's CPUs.
 
-
-def default_layout(gpus_per_actor: int = 0) -> Layout:
-    """One actor per node, each with all of its node's CPUs (the smallest node's count).
-
-    Rationale (measured, docs/xgboost.md): XGBoost's hist method scales over threads
-    inside one process much better than over actors, which pay an allreduce per tree
-    level and a second copy of the quantile sketch; so use threads within a node and
-    actors only across nodes.
+    Rationale (docs/xgboost.md): per actor xgboost-ray reads and converts its own shard of
+    the Parquet, so several single-threaded actors load in parallel where one actor with
+    several threads loads serially; the histogram allreduce per tree level is cheap next
+    to that on one machine. The cap bounds the per-actor memory (a Ray worker process,
+    its shard and its quantile sketch) on large nodes.
     """
-    nodes = [n for n in _alive_nodes() if n.get("Resources", {}).get("CPU", 0) >= 1]
+    nodes = [n["Resources"] for n in cluster.alive_nodes()
+             if n.get("Resources", {}).get("CPU", 0) >= 1]
     if gpus_per_actor:
-        nodes = [n for n in nodes if n["Resources"].get("GPU", 0) >= gpus_per_actor]
+        nodes = [n for n in nodes if n.get("GPU", 0) >= gpus_per_actor]
     if not nodes:
-        raise PlacementError(f"no alive node with CPUs{' and GPUs' if gpus_per_actor else ''}"
-                             f"; cluster resources: {ray.cluster_resources()}")
-    cpus = min(int(n["Resources"]["CPU"]) for n in nodes)
-    return Layout(num_actors=len(nodes), cpus_per_actor=cpus, gpus_per_actor=gpus_per_actor)
+        need = f"1 CPU and {gpus_per_actor} GPU(s)" if gpus_per_actor else "1 CPU"
+        raise cluster.PlacementError(f"no alive node has {need} for one actor")
+    per_node = [_actors_on(n, gpus_per_actor, cpus_per_actor) for n in nodes]
+    cpus = cpus_per_actor or min(int(n["CPU"]) // a for n, a in zip(nodes, per_node))
+    return Layout(num_actors=sum(per_node), cpus_per_actor=max(1, cpus),
+                  gpus_per_actor=gpus_per_actor)
 
 
-def check_placement(layout: Layout, timeout_s: float) -> None:
-    """Fails fast when the cluster can never hold the actors; bounds the wait otherwise."""
-    total = ray.cluster_resources()
-    have_cpu, have_gpu = total.get("CPU", 0.0), total.get("GPU", 0.0)
-    asked = layout.describe()
-    node_max_cpu = max((n["Resources"].get("CPU", 0.0) for n in _alive_nodes()), default=0.0)
-    node_max_gpu = max((n["Resources"].get("GPU", 0.0) for n in _alive_nodes()), default=0.0)
-    problems = []
-    if layout.total_cpus > have_cpu:
-        problems.append(f"{layout.total_cpus} CPUs in total but the cluster has {have_cpu:g}")
-    if layout.total_gpus > have_gpu:
-        problems.append(f"{layout.total_gpus} GPUs in total but the cluster has {have_gpu:g}")
-    if layout.cpus_per_actor > node_max_cpu:
-        problems.append(f"{layout.cpus_per_actor} CPUs on one node but the largest node "
-                        f"has {node_max_cpu:g}")
-    if layout.gpus_per_actor > node_max_gpu:
-        problems.append(f"{layout.gpus_per_actor} GPUs on one node but the largest node "
-                        f"has {node_max_gpu:g}")
-    if problems:
-        raise PlacementError(
-            f"cannot place {asked}: asked for " + "; ".join(problems)
-            + f". Cluster: {len(_alive_nodes())} node(s), resources {_fmt(total)}, "
-            f"available now {_fmt(ray.available_resources())}. Lower --num-actors / "
-            "--cpus-per-actor / --gpus-per-actor or add nodes.")
-    # Enough in total: xgboost-ray waits for a placement group; bound that wait.
-    os.environ["RXGB_PLACEMENT_GROUP_TIMEOUT_S"] = str(max(1, int(timeout_s)))
+def _actors_on(node: dict, gpus_per_actor: int, cpus_per_actor: int | None) -> int:
+    if gpus_per_actor:
+        return max(1, int(node.get("GPU", 0)) // gpus_per_actor)
+    return max(1, min(int(node["CPU"]) // (cpus_per_actor or 1), MAX_ACTORS_PER_NODE))
 
 
-def placement_timeout_message(layout: Layout, timeout_s: float) -> str:
-    return (f"could not place {layout.describe()} within {timeout_s:g}s: the cluster has "
-            f"{_fmt(ray.cluster_resources())} but only {_fmt(ray.available_resources())} "
-            "is free (other jobs hold the rest). Retry later or raise --placement-timeout.")
+def bundles(layout: Layout) -> list[dict[str, float]]:
+    actor = {"CPU": float(layout.cpus_per_actor), "GPU": float(layout.gpus_per_actor)}
+    return [dict(actor) for _ in range(layout.num_actors)]
 
 
-def _fmt(resources: dict) -> str:
-    keys = [k for k in ("CPU", "GPU", "memory") if k in resources]
-    parts = [f"{k}={resources[k] / 2**30:.1f}GiB" if k == "memory" else f"{k}={resources[k]:g}"
-             for k in keys]
-    return "{" + ", ".join(parts) + "}"
+def check_layout(layout: Layout) -> None:
+    """Fails fast (PlacementError, asked vs. have) when the cluster can never hold it."""
+    cluster.check_placement(bundles(layout), what=layout.describe(), hint=LAYOUT_HINT)
+
+
+@contextlib.contextmanager
+def placement_timeout(seconds: float) -> Iterator[None]:
+    """Bounds xgboost-ray's wait for its placement group to ``seconds`` while the block
+    runs, through its config object (``xgboost_ray.main.ENV``; the user's
+    RXGB_PLACEMENT_GROUP_TIMEOUT_S, when set, still wins there), then restores it."""
+    from xgboost_ray.main import ENV
+
+    before = ENV.PLACEMENT_GROUP_TIMEOUT_S
+    ENV.PLACEMENT_GROUP_TIMEOUT_S = max(1, int(seconds))
+    try:
+        yield
+    finally:
+        ENV.PLACEMENT_GROUP_TIMEOUT_S = before

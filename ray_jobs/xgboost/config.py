@@ -13,15 +13,15 @@ resolved by :meth:`XGBoostConfig.booster_params` once the task is known.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mlbatch import config as config_files
+from mlbatch.config import ConfigError
 
-class ConfigError(ValueError):
-    """A flag or parameter is invalid (the message names it)."""
+__all__ = ["ConfigError", "Layout", "XGBoostConfig", "load_params_file", "normalize_params"]
 
 
 # Defaults of the tuned hyperparameters (canonical names), shared with tuning.py.
@@ -98,7 +98,7 @@ class XGBoostConfig:
     features: str
     output: str
     address: str | None = None
-    # None: the default layout (see driver.default_layout and docs/xgboost.md).
+    # None: the default layout (see cluster.default_layout and docs/xgboost.md).
     num_actors: int | None = None
     cpus_per_actor: int | None = None
     gpus_per_actor: int = 0
@@ -189,22 +189,8 @@ def _check_ranges(params: Mapping[str, Any]) -> None:
 
 
 def load_params_file(path: str | Path) -> dict[str, Any]:
-    """Reads booster params from a JSON or YAML mapping file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--params: no such file {path}")
-    text = path.read_text()
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-            doc = yaml.safe_load(text)
-        else:
-            doc = json.loads(text)
-    except Exception as e:  # noqa: BLE001 -- parser errors differ per format
-        raise ConfigError(f"--params {path}: cannot parse ({e})") from e
-    if not isinstance(doc, dict):
-        raise ConfigError(f"--params {path}: expected a mapping of parameter: value")
-    return doc
+    """Reads booster params from a JSON or YAML mapping file (``mlbatch.config``)."""
+    return config_files.load_file(path, flag="--params")
 
 
 def _require_int(name: str, value: Any, *, minimum: int) -> None:

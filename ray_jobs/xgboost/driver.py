@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from mlbatch.artifacts.features import FeatureSet
+from mlbatch.metrics import task_metrics
+from ray_jobs.common import cluster as ray_cluster
 from ray_jobs.xgboost import artifacts, cluster, data
 from ray_jobs.xgboost.callbacks import HistoryCallback, best_round, collect_history
 from ray_jobs.xgboost.config import TASK_PARAMS, Layout, XGBoostConfig
-from ray_jobs.xgboost.metrics import task_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +34,16 @@ def early_stopping_metric(task: str) -> tuple[str, str]:
 
 
 def resolve_layout(config: XGBoostConfig) -> Layout:
-    """Flags where given; otherwise the default layout (``cluster.default_layout``: one
-    actor per node with the node's CPUs). With only --num-actors, the CPUs are shared out
-    (cluster CPUs / actors, at most one node's worth)."""
+    """Flags where given; otherwise the default layout (``cluster.default_layout``: on
+    each node one actor per CPU, up to a cap). With only --num-actors, the CPUs are shared
+    out (cluster CPUs / actors, at most one node's worth)."""
     if config.num_actors is not None and config.cpus_per_actor is not None:
         return Layout(config.num_actors, config.cpus_per_actor, config.gpus_per_actor)
-    default = cluster.default_layout(config.gpus_per_actor)
     if config.num_actors is None:
-        return Layout(default.num_actors, config.cpus_per_actor or default.cpus_per_actor,
-                      config.gpus_per_actor)
-    total = default.num_actors * default.cpus_per_actor
-    cpus = max(1, min(default.cpus_per_actor, total // config.num_actors))
+        return cluster.default_layout(config.gpus_per_actor, config.cpus_per_actor)
+    total = int(sum(n["Resources"].get("CPU", 0) for n in ray_cluster.alive_nodes()))
+    node_max = int(max(n["Resources"].get("CPU", 0) for n in ray_cluster.alive_nodes()))
+    cpus = max(1, min(node_max, total // config.num_actors))
     return Layout(config.num_actors, cpus, config.gpus_per_actor)
 
 
@@ -99,18 +99,19 @@ def run(config: XGBoostConfig, *, callbacks: Sequence = ()) -> dict[str, Any]:
     started = time.time()
     fs = data.load_and_validate(config.features, scan=config.check_data)
     params = config.booster_params(fs.task)
-    cluster.connect(config.address)
+    ray_cluster.connect(config.address)
     layout = resolve_layout(config)
-    cluster.check_placement(layout, config.placement_timeout_s)
-    logger.info("training %s on %d train / %d eval rows, %d features, task %s",
-                layout.describe(), fs.num_rows("train"), fs.num_rows("eval"),
-                len(fs.names), fs.task)
+    cluster.check_layout(layout)
+    logger.info("training %s on %d train / %d eval rows, %d features, task %s; collective "
+                "tracker on %s", layout.describe(), fs.num_rows("train"), fs.num_rows("eval"),
+                len(fs.names), fs.task, ray_cluster.driver_host())
     try:
-        booster, additional = train_booster(
-            fs, params, layout, config, callbacks=[HistoryCallback(), *callbacks])
+        with cluster.placement_timeout(config.placement_timeout_s):
+            booster, additional = train_booster(
+                fs, params, layout, config, callbacks=[HistoryCallback(), *callbacks])
     except TimeoutError as e:
-        raise cluster.PlacementError(
-            cluster.placement_timeout_message(layout, config.placement_timeout_s)) from e
+        raise ray_cluster.PlacementError(ray_cluster.placement_timeout_message(
+            layout.describe(), config.placement_timeout_s)) from e
     history = collect_history(additional)
     metric, mode = early_stopping_metric(fs.task)
     best = (best_round(history, metric, mode) if config.early_stopping_rounds

@@ -11,7 +11,6 @@ import pytest
 from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.jax import driver
 from ray_jobs.jax.checkpoint import CheckpointError
-from ray_jobs.jax.config import ConfigError
 from tests.jax.conftest import REPO_ROOT, tiny_config
 
 
@@ -88,10 +87,9 @@ def test_more_workers_than_the_cluster_can_place(ray_connected, tiny_features, t
     import ray
     before = ray.available_resources().get("CPU")
     cfg = tiny_config(num_workers=2 * ray_connected.num_cpus)  # 8 divides the batch
-    with pytest.raises(driver.PlacementError, match=f"num_workers={cfg.num_workers}: "
-                       f"{cfg.num_workers} workers x 1.0 CPU = 8.0 CPU, the cluster has 4"):
+    with pytest.raises(driver.PlacementError, match=f"num_workers={cfg.num_workers} workers "
+                       r".*asked for 8 CPU in total but the cluster has 4"):
         driver.run(cfg, tiny_features, tmp_path / "out", address=ray_connected.gcs_address)
     assert ray.available_resources().get("CPU") == before  # nothing was reserved
-    with pytest.raises(driver.PlacementError, match="1 workers x 1 GPU = 1 GPU, the cluster "
-                                                    "has 0"):
+    with pytest.raises(driver.PlacementError, match="1 GPU in total but the cluster has 0"):
         driver.check_placement(tiny_config(platform="gpu", devices_per_worker=1))

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from mlbatch.metrics import auc
 from ray_jobs.jax import metrics
 from ray_jobs.jax.config import ConfigError, from_dict, load_file
 from tests.jax.conftest import tiny_config
@@ -21,22 +22,24 @@ def test_auc_matches_pair_counting_with_ties(seed):
     rng = np.random.default_rng(seed)
     s = rng.integers(0, 5, 60).astype(np.float32)  # many ties
     y = rng.integers(0, 2, 60)
-    assert metrics.auc(s, y) == pytest.approx(brute_auc(s, y), abs=1e-12)
+    assert auc(y, s) == pytest.approx(brute_auc(s, y), abs=1e-12)
 
 
 def test_auc_extremes_and_degenerate():
-    assert metrics.auc(np.array([0.1, 0.9]), np.array([0, 1])) == 1.0
-    assert metrics.auc(np.array([0.9, 0.1]), np.array([0, 1])) == 0.0
-    assert np.isnan(metrics.auc(np.array([0.1, 0.9]), np.array([1, 1])))
+    assert auc(np.array([0, 1]), np.array([0.1, 0.9])) == 1.0
+    assert auc(np.array([0, 1]), np.array([0.9, 0.1])) == 0.0
+    assert np.isnan(auc(np.array([1, 1]), np.array([0.1, 0.9])))
 
 
 def test_eval_metrics_drop_padding_rows():
-    m = metrics.eval_metrics("binary_classification", 0.5, pred=np.array([0.9, 0.1, 0.0]),
+    m = metrics.eval_metrics("binary_classification", pred=np.array([0.8, 0.2, 0.0]),
                              label=np.array([1.0, 0.0, 1.0]), weight=np.array([1.0, 1.0, 0.0]))
-    assert m == {"eval_loss": 0.5, "eval_examples": 2, "eval_logloss": 0.5, "eval_auc": 1.0}
-    r = metrics.eval_metrics("regression", 4.0, pred=np.zeros(1), label=np.zeros(1),
-                             weight=np.ones(1))
-    assert r["eval_rmse"] == 2.0
+    loss = -np.log(0.8)  # both kept rows have probability 0.8 of their label
+    assert m == {"eval_loss": pytest.approx(loss), "eval_examples": 2,
+                 "eval_logloss": pytest.approx(loss), "eval_auc": 1.0, "eval_accuracy": 1.0}
+    r = metrics.eval_metrics("regression", pred=np.array([2.0, -2.0, 9.0]),
+                             label=np.zeros(3), weight=np.array([1.0, 1.0, 0.0]))
+    assert r == {"eval_loss": 2.0, "eval_examples": 2, "eval_rmse": 2.0, "eval_mae": 2.0}
 
 
 @pytest.mark.parametrize("raw, field", [

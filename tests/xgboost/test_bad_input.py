@@ -11,7 +11,8 @@ import pytest
 
 from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.common.synthetic import write_synthetic_features
-from ray_jobs.xgboost import cluster, driver
+from ray_jobs.common import cluster
+from ray_jobs.xgboost import driver
 from ray_jobs.xgboost.config import ConfigError, XGBoostConfig
 from ray_jobs.xgboost.data import FeatureDataError
 

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from ray_jobs.xgboost.metrics import task_metrics
+from mlbatch.metrics import task_metrics
 from tests.conftest import RAY_BIN, REPO_ROOT
 from tests.xgboost.helpers import predict_eval
 
@@ -37,7 +37,8 @@ def test_job_submit_trains_and_writes_artifacts(ray_cluster, regression_features
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "succeeded" in done.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["task"] == "regression" and set(metrics["eval"]) == {"rmse", "mae"}
+    assert metrics["task"] == "regression" and set(metrics["eval"]) == {"eval_loss", "rmse", "mae"}
+    assert metrics["eval"]["eval_loss"] == metrics["eval"]["rmse"]
     assert metrics["early_stopping"]["metric"] == "eval-rmse"
     assert metrics["rows"] == {"train": 2000, "eval": 500}
     _, booster, p, y = predict_eval(out / "model.json", regression_features)

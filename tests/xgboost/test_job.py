@@ -11,9 +11,9 @@ import pytest
 import ray
 
 from ray_jobs.xgboost import driver
-from ray_jobs.xgboost.cluster import PlacementError
+from ray_jobs.common.cluster import PlacementError
 from ray_jobs.xgboost.config import Layout, XGBoostConfig
-from ray_jobs.xgboost.metrics import task_metrics
+from mlbatch.metrics import task_metrics
 from tests.xgboost.conftest import FAST
 from tests.xgboost.helpers import SlowRoundsAndReportPid, connect_test_process, predict_eval
 
@@ -41,7 +41,8 @@ def test_classification_model_reproduces_metrics_in_plain_xgboost(clf_run, synth
     written = json.loads((out / "metrics.json").read_text())
     assert written == doc and written["task"] == "binary_classification"
     assert written["eval"] == pytest.approx(task_metrics(fs.task, y, p), abs=1e-9)
-    assert set(written["eval"]) == {"auc", "logloss", "accuracy"}
+    assert set(written["eval"]) == {"eval_loss", "auc", "logloss", "accuracy"}
+    assert written["eval"]["eval_loss"] == written["eval"]["logloss"]
     assert written["eval"]["auc"] > 0.7  # the synthetic label is learnable
     assert booster.num_boosted_rounds() == written["best_round"] <= written["rounds_trained"]
     assert booster.feature_names == fs.names
@@ -53,12 +54,13 @@ def test_classification_model_reproduces_metrics_in_plain_xgboost(clf_run, synth
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-def test_default_layout_is_one_actor_per_node_with_its_cpus(connected):
+def test_default_layout_is_one_actor_per_cpu_on_each_node(connected):
     def layout(**kw):
         return driver.resolve_layout(XGBoostConfig(features="f", output="o", **kw))
-    assert layout() == Layout(1, connected.num_cpus)  # one node in the test cluster
+    assert layout() == Layout(connected.num_cpus, 1)  # one node of 4 CPUs
     assert layout(num_actors=2) == Layout(2, connected.num_cpus // 2)
-    assert layout(cpus_per_actor=1) == Layout(1, 1)
+    assert layout(cpus_per_actor=2) == Layout(connected.num_cpus // 2, 2)
+    assert layout(num_actors=1, cpus_per_actor=1) == Layout(1, 1)
 
 
 def test_too_many_cpus_fails_fast_naming_both(connected, synthetic_features, tmp_path,
@@ -70,8 +72,8 @@ def test_too_many_cpus_fails_fast_naming_both(connected, synthetic_features, tmp
                                  num_actors=2, cpus_per_actor=100, **FAST))
     msg = str(e.value)
     assert "cannot place 2 actor(s) x (100 CPU)" in msg
-    assert "200 CPUs in total but the cluster has 4" in msg
-    assert "100 CPUs on one node but the largest node has 4" in msg
+    assert "200 CPU in total but the cluster has 4" in msg
+    assert "{CPU=100} on one node but the largest node has {CPU=4}" in msg
 
 
 def test_busy_cluster_times_out_with_what_is_free(connected, synthetic_features, tmp_path):

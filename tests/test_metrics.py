@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from ray_jobs.xgboost import metrics
+from mlbatch import metrics
 
 
 def test_auc_counts_ties_half_and_is_undefined_for_one_class():
@@ -23,6 +23,17 @@ def test_classification_metrics_exact():
 
 def test_regression_metrics_exact_and_undefined_auc_is_null():
     out = metrics.task_metrics("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 3.0, 1.0]))
-    assert out == {"rmse": pytest.approx(math.sqrt(5 / 3)), "mae": pytest.approx(1.0)}
+    assert out == {"eval_loss": pytest.approx(math.sqrt(5 / 3)), "rmse": pytest.approx(math.sqrt(5 / 3)),
+                   "mae": pytest.approx(1.0)}
     assert metrics.task_metrics("binary_classification", np.array([1, 1]),
                                 np.array([0.6, 0.7]))["auc"] is None
+
+
+def test_eval_loss_is_logloss_or_rmse_in_every_trainer():
+    y, p = np.array([1, 0]), np.array([0.8, 0.4])
+    assert metrics.eval_loss("binary_classification", y, p) == pytest.approx(
+        -np.mean(np.log([0.8, 0.6])))
+    assert metrics.eval_loss("regression", np.array([0.0, 0.0]), np.array([3.0, 4.0])) == \
+        pytest.approx(math.sqrt(12.5))
+    with pytest.raises(ValueError, match="unknown task 'ranking'"):
+        metrics.eval_loss("ranking", y, p)

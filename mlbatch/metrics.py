@@ -1,0 +1,77 @@
+"""Evaluation metrics on host arrays, shared by every trainer (pure numpy, exact).
+
+One name, one meaning across jobs: every function takes ``(labels, scores)`` in that
+order, and ``eval_loss`` is the task's loss on the eval split -- logloss for binary
+classification, RMSE for regression -- in the XGBoost job, the JAX job and so in Tune's
+results tables. Metrics are computed from the predictions on every eval row (a
+distributed trainer's own aggregated metrics are not exactly those of the whole split).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+TASKS = ("binary_classification", "regression")
+LOGLOSS_EPS = 1e-15
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC with ties counted half (Mann-Whitney U with mean ranks); NaN when only one
+    class is present. A label is positive when it is > 0.5."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    pos = np.asarray(labels).reshape(-1) > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)  # 1-based rank of each tie group's last member
+    ranks = (ends - (counts - 1) / 2.0)[inverse]  # a tie group gets its mean rank
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def logloss(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities (clipped to [eps, 1 - eps])."""
+    p = np.clip(np.asarray(scores, dtype=np.float64), LOGLOSS_EPS, 1 - LOGLOSS_EPS)
+    y = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Share of rows where (score > 0.5) equals (label > 0.5); XGBoost's ``error`` is
+    1 - this."""
+    return float(np.mean((np.asarray(scores) > 0.5) == (np.asarray(labels) > 0.5)))
+
+
+def rmse(labels: np.ndarray, scores: np.ndarray) -> float:
+    d = np.asarray(scores, dtype=np.float64) - np.asarray(labels, dtype=np.float64)
+    return float(np.sqrt(np.mean(d * d)))
+
+
+def mae(labels: np.ndarray, scores: np.ndarray) -> float:
+    d = np.asarray(scores, dtype=np.float64) - np.asarray(labels, dtype=np.float64)
+    return float(np.mean(np.abs(d)))
+
+
+def eval_loss(task: str, labels: np.ndarray, scores: np.ndarray) -> float:
+    """The task's loss: logloss (binary classification) or RMSE (regression)."""
+    if task == "binary_classification":
+        return logloss(labels, scores)
+    if task == "regression":
+        return rmse(labels, scores)
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def task_metrics(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
+    """``eval_loss`` plus the metrics a user of this task reads: classification AUC,
+    logloss, accuracy; regression RMSE, MAE. NaN (undefined, e.g. AUC of one class)
+    becomes None so the result is valid JSON."""
+    if task == "binary_classification":
+        out = {"auc": auc(labels, scores), "logloss": logloss(labels, scores),
+               "accuracy": accuracy(labels, scores)}
+    elif task == "regression":
+        out = {"rmse": rmse(labels, scores), "mae": mae(labels, scores)}
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    out = {"eval_loss": eval_loss(task, labels, scores), **out}
+    return {k: (None if math.isnan(v) else v) for k, v in out.items()}
