@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from mlbatch.labels import forward_label
 from mlbatch.schema import DatasetSchema, JoinSpec, TableSpec
 
 EXAMPLE_ID = "example_id"
@@ -90,6 +91,20 @@ def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarra
     return pa.array(np.where(missing, 0, values).astype(np.float32)), missing
 
 
+def transform_label(values: pa.Array, schema: DatasetSchema) -> tuple[pa.Array, list[str | None]]:
+    """Applies the schema's regression label transform (``label.transform``).
+
+    Returns the float32 labels and, per row, None or the reason it cannot be transformed
+    (log1p of a value <= -1): such rows are excluded, never silently dropped.
+    """
+    kind = schema.label.transform
+    raw = values.to_numpy(zero_copy_only=False)
+    out, bad = forward_label(raw, kind)
+    reasons = [f"label {schema.label.name!r} = {v!r} is outside the domain of {kind} (> -1)"
+               if b else None for v, b in zip(raw.tolist(), bad.tolist())]
+    return pa.array(out.astype(np.float32)), reasons
+
+
 def split_is_eval(t: pa.Table, schema: DatasetSchema) -> np.ndarray:
     """Deterministic split: blake2b of salt + key columns, the same on every run and runner."""
     sp = schema.split
@@ -124,11 +139,14 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
     t = add_derived(t, schema)
     ids = example_ids(t)
     label, missing = label_array(t, schema)
+    label, reasons = transform_label(label, schema)
+    reasons = [f"label source {schema.label.column!r} is missing" if m else r
+               for m, r in zip(missing.tolist(), reasons)]
+    missing = np.array([r is not None for r in reasons], dtype=bool)
     t = t.append_column(EXAMPLE_ID, ids).append_column(schema.label.name, label)
     excluded = pa.table({
         EXAMPLE_ID: ids.filter(pa.array(missing)),
-        "reason": pa.array([f"label source {schema.label.column!r} is missing"] * int(missing.sum()),
-                           pa.string())})
+        "reason": pa.array([r for r in reasons if r is not None], pa.string())})
     t = t.filter(pa.array(~missing))
     t = t.append_column(IS_EVAL, pa.array(split_is_eval(t, schema)))
     return t, excluded

@@ -1,9 +1,11 @@
-"""Evaluation metrics on host arrays (exact, tie-aware AUC; logloss; RMSE)."""
+"""Evaluation metrics on host arrays (exact, tie-aware AUC; logloss; RMSE, MAE)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from mlbatch.labels import inverse_label
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -19,13 +21,19 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def eval_metrics(task: str, loss: float, *, pred: np.ndarray, label: np.ndarray,
-                 weight: np.ndarray) -> dict[str, float]:
-    """``eval_loss`` (what early stopping and Tune use) plus the task's usual metrics."""
+                 weight: np.ndarray, label_transform: dict | None = None) -> dict[str, float]:
+    """``eval_loss`` (the training loss: what early stopping and Tune use; for regression
+    the mean squared error of the standardized label) plus the task's usual metrics:
+    AUC and logloss, or RMSE and MAE in the label's own units (``label_transform``
+    inverted on predictions and labels)."""
     keep = weight > 0
     out = {"eval_loss": float(loss), "eval_examples": int(keep.sum())}
     if task == "binary_classification":
         out["eval_logloss"] = float(loss)
         out["eval_auc"] = auc(pred[keep], label[keep])
     else:
-        out["eval_rmse"] = math.sqrt(loss)
+        err = (inverse_label(pred[keep], label_transform)
+               - inverse_label(label[keep], label_transform))
+        out["eval_rmse"] = math.sqrt(float(np.mean(err * err)))
+        out["eval_mae"] = float(np.mean(np.abs(err)))
     return out

@@ -121,14 +121,15 @@ def unpack(batch: dict[str, Any], names: tuple[str, ...]) -> model.Batch:
 
 def make_train_step(config: JaxConfig, feature_set: FeatureSet,
                     optimizer: optax.GradientTransformation, shardings: TrainState,
-                    batch_sh: Any) -> Callable:
+                    batch_sh: Any, scale: model.LabelScale = model.LabelScale()) -> Callable:
     replicated = NamedSharding(shardings.step.mesh, P())
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
 
     def train_step(state: TrainState, batch: dict[str, Any]):
         grad_fn = jax.value_and_grad(model.loss, has_aux=True)
         (total, aux), grads = grad_fn(state.params, unpack(batch, names), task=task,
-                                      l2_wide=config.l2_wide, l2_deep=config.l2_deep)
+                                      l2_wide=config.l2_wide, l2_deep=config.l2_deep,
+                                      scale=scale)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": total, **aux, "grad_norm": optax.global_norm(grads)}
@@ -138,18 +139,22 @@ def make_train_step(config: JaxConfig, feature_set: FeatureSet,
                    out_shardings=(shardings, replicated), donate_argnums=0)
 
 
-def make_eval_step(feature_set: FeatureSet, param_sh: Any, batch_sh: Any) -> Callable:
-    """(params, batch) -> ({loss_sum, weight_sum}, predictions sharded like the batch)."""
+def make_eval_step(feature_set: FeatureSet, param_sh: Any, batch_sh: Any,
+                   scale: model.LabelScale = model.LabelScale()) -> Callable:
+    """(params, batch) -> ({loss_sum, weight_sum}, predictions sharded like the batch).
+
+    The loss is the training loss (regression: on the scaled label); predictions are
+    probabilities or values in the stored label's units."""
     mesh = batch_sh["label"].mesh
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
 
     def eval_step(params, batch):
         logits = model.apply(params, unpack(batch, names))
         w = batch["weight"]
-        sums = {"loss_sum": jnp.sum(w * model.example_loss(logits, batch["label"], task)),
+        target = model.scaled_label(batch["label"], scale)
+        sums = {"loss_sum": jnp.sum(w * model.example_loss(logits, target, task)),
                 "weight_sum": jnp.sum(w)}
-        preds = jax.nn.sigmoid(logits) if task == "binary_classification" else logits
-        return sums, preds
+        return sums, model.from_logits(logits, task, scale)
 
     return jax.jit(eval_step, in_shardings=(param_sh, batch_sh),
                    out_shardings=(NamedSharding(mesh, P()), batch_sh["label"]))

@@ -34,9 +34,18 @@ def test_eval_metrics_drop_padding_rows():
     m = metrics.eval_metrics("binary_classification", 0.5, pred=np.array([0.9, 0.1, 0.0]),
                              label=np.array([1.0, 0.0, 1.0]), weight=np.array([1.0, 1.0, 0.0]))
     assert m == {"eval_loss": 0.5, "eval_examples": 2, "eval_logloss": 0.5, "eval_auc": 1.0}
-    r = metrics.eval_metrics("regression", 4.0, pred=np.zeros(1), label=np.zeros(1),
-                             weight=np.ones(1))
-    assert r["eval_rmse"] == 2.0
+    r = metrics.eval_metrics("regression", 0.25, pred=np.array([1.0, 3.0, 9.0]),
+                             label=np.array([1.0, 1.0, 0.0]), weight=np.array([1.0, 1.0, 0.0]))
+    assert r == {"eval_loss": 0.25, "eval_examples": 2, "eval_rmse": pytest.approx(2 ** 0.5),
+                 "eval_mae": 1.0}
+
+
+def test_regression_metrics_are_in_the_labels_own_units():
+    """Stored label log1p(y): RMSE/MAE after expm1 of predictions and labels."""
+    r = metrics.eval_metrics("regression", 0.1, pred=np.log1p([3.0, 10.0]),
+                             label=np.log1p([1.0, 10.0]), weight=np.ones(2),
+                             label_transform={"kind": "log1p"})
+    assert r["eval_rmse"] == pytest.approx(2 ** 0.5) and r["eval_mae"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("raw, field", [
