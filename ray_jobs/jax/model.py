@@ -46,6 +46,9 @@ class LabelScale(NamedTuple):
     high: float = math.inf
 
 
+IDENTITY = LabelScale()
+
+
 def table_rows(cardinality: int, pad_multiple: int) -> int:
     return -(-cardinality // pad_multiple) * pad_multiple
 
@@ -101,12 +104,12 @@ def example_loss(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:
 
 
 def predict(params: Params, batch: Batch, task: str,
-            scale: LabelScale = LabelScale()) -> jax.Array:
+            scale: LabelScale = IDENTITY) -> jax.Array:
     """Probabilities (classification) or values in the stored label's units (regression)."""
     return from_logits(apply(params, batch), task, scale)
 
 
-def from_logits(logits: jax.Array, task: str, scale: LabelScale = LabelScale()) -> jax.Array:
+def from_logits(logits: jax.Array, task: str, scale: LabelScale = IDENTITY) -> jax.Array:
     if task == "binary_classification":
         return jax.nn.sigmoid(logits)
     return jnp.clip(logits * scale.std + scale.mean, scale.low, scale.high)
@@ -137,7 +140,7 @@ def weight_mask(params: Params) -> Params:
 
 
 def loss(params: Params, batch: Batch, *, task: str, l2_wide: float, l2_deep: float,
-         scale: LabelScale = LabelScale()) -> tuple[jax.Array, dict[str, jax.Array]]:
+         scale: LabelScale = IDENTITY) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean data loss over the batch (regression: on the scaled label) + l2_wide
     ||w_wide||^2 + l2_deep ||w_deep||^2."""
     data = jnp.mean(example_loss(apply(params, batch), scaled_label(batch["label"], scale),

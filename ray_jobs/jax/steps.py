@@ -121,7 +121,7 @@ def unpack(batch: dict[str, Any], names: tuple[str, ...]) -> model.Batch:
 
 def make_train_step(config: JaxConfig, feature_set: FeatureSet,
                     optimizer: optax.GradientTransformation, shardings: TrainState,
-                    batch_sh: Any, scale: model.LabelScale = model.LabelScale()) -> Callable:
+                    batch_sh: Any, scale: model.LabelScale = model.IDENTITY) -> Callable:
     replicated = NamedSharding(shardings.step.mesh, P())
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
 
@@ -140,7 +140,7 @@ def make_train_step(config: JaxConfig, feature_set: FeatureSet,
 
 
 def make_eval_step(feature_set: FeatureSet, param_sh: Any, batch_sh: Any,
-                   scale: model.LabelScale = model.LabelScale()) -> Callable:
+                   scale: model.LabelScale = model.IDENTITY) -> Callable:
     """(params, batch) -> ({loss_sum, weight_sum}, predictions sharded like the batch).
 
     The loss is the training loss (regression: on the scaled label); predictions are

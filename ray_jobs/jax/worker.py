@@ -61,12 +61,12 @@ def label_scale(fs: FeatureSet) -> model.LabelScale:
     """Regression: the train label's mean, std and range (the model learns the
     standardized label, predicts within the range); classification: identity."""
     if fs.task != "regression":
-        return model.LabelScale()
+        return model.IDENTITY
     return model.LabelScale(*data.label_stats(fs))
 
 
 def model_description(config: JaxConfig, fs: FeatureSet,
-                      scale: model.LabelScale = model.LabelScale()) -> dict[str, Any]:
+                      scale: model.LabelScale = model.IDENTITY) -> dict[str, Any]:
     """What a reader of the exported parameters needs to apply them; regression:
     inverse_label(clip(apply * std + mean, low, high), label_transform) with
     ``label_scale`` = {mean, std, low, high} (``model.predict``)."""
