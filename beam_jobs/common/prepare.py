@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from beam_jobs.common.records import LINE_COL, SOURCE_COL
 from mlbatch import expr
+from mlbatch.labels import forward_label
 from mlbatch.schema import DatasetSchema, JoinSpec, SplitSpec, TableSpec
 
 EXAMPLE_ID = "example_id"
@@ -70,6 +71,20 @@ def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarra
     missing = pc.invert(pc.fill_null(pc.is_finite(values), False))
     label = pc.cast(pc.if_else(missing, 0.0, values), pa.float32())
     return label, np.asarray(missing.to_numpy(zero_copy_only=False))
+
+
+def transform_label(values: pa.Array, schema: DatasetSchema) -> tuple[pa.Array, list[str | None]]:
+    """Applies the schema's regression label transform (``label.transform``).
+
+    Returns the float32 labels and, per row, None or the reason it cannot be transformed
+    (log1p of a value <= -1): such rows are excluded, never silently dropped.
+    """
+    kind = schema.label.transform
+    raw = values.to_numpy(zero_copy_only=False)
+    out, bad = forward_label(raw, kind)
+    reasons = [f"label {schema.label.name!r} = {v!r} is outside the domain of {kind} (> -1)"
+               if b else None for v, b in zip(raw.tolist(), bad.tolist())]
+    return pa.array(out.astype(np.float32)), reasons
 
 
 def _label_reasons(t: pa.Table, schema: DatasetSchema, missing: np.ndarray) -> pa.Array:
@@ -142,7 +157,9 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
     t = add_derived(t, schema)
     ids = example_ids(t)
     label, missing = label_array(t, schema)
-    reasons = pc.coalesce(filter_reasons(t, schema), _label_reasons(t, schema, missing))
+    label, transform_reasons = transform_label(label, schema)
+    reasons = pc.coalesce(filter_reasons(t, schema), _label_reasons(t, schema, missing),
+                          pa.array(transform_reasons, pa.string()))
     out = pc.is_valid(reasons)
     excluded = pa.table({EXAMPLE_ID: ids.filter(out), "reason": reasons.filter(out)})
     t = t.append_column(EXAMPLE_ID, ids).append_column(schema.label.name, label)

@@ -15,6 +15,7 @@ from beam_jobs.features import io
 from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.features import Feature, feature_section
 from beam_jobs.features.preprocessing import raw_feature_spec
+from mlbatch.labels import transform_record
 from mlbatch.schema import DatasetSchema
 
 LOGGER = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str) -> d
     s = summary["stages"]
     writer.commit(rows={"train": s["train"], "eval": s["eval"]}, body=feature_section(
         label=schema.label.name, task=schema.label.task,
+        label_transform=transform_record(schema.label.transform),
         features=manifest_features(schema, tf_output),
         splits={"train": s["train"], "eval": s["eval"]}, checks=summary["checks"]))
     return summary

@@ -23,7 +23,7 @@ A feature directory (``python -m beam_jobs.features``) holds::
 Column types: ``numeric`` features are float32 (already scaled); ``categorical``
 features (vocabulary ids, quantile buckets, hashed values, crosses) are int64 in
 ``[0, cardinality)``; the label is float32 (0/1 for binary classification; for
-regression in the label transform's units, see ``Label``).
+regression in the label transform's units: ``mlbatch.labels.inverse_label`` maps it back).
 
 Training code never names a feature: it reads them from here, and only through
 ``load_feature_set`` (the one reader of this type).
@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from mlbatch import storage
 from mlbatch.artifacts.base import ArtifactError, Manifest, read_manifest
+from mlbatch.labels import LabelTransformError, check_label_transform
 
 TYPE = "features"
 SPLITS = ("train", "eval")
@@ -177,8 +178,11 @@ def load_feature_set(root: str | os.PathLike, *, check_columns: bool = True) -> 
                                  sources=tuple(f.get("sources", ()))) for f in body["features"])
         fs = FeatureSet(root=m.root, label=lab["name"], task=lab["task"], features=features,
                         manifest=m, label_transform=lab.get("transform"))
+        check_label_transform(fs.label_transform)
     except (KeyError, TypeError) as e:
         raise FeatureContractError(f"{m.root}: malformed features section ({e!r})") from e
+    except LabelTransformError as e:
+        raise FeatureContractError(f"{m.root}: {e}") from e
     failed = [name for name, ok in body.get("checks", {}).items() if not ok]
     if failed:
         raise FeatureContractError(f"{m.root}: the feature output is unreconciled: checks "

@@ -98,6 +98,18 @@ def read_rows(fs: FeatureSet, split: str, start: int, stop: int) -> Columns:
         label=column(fs.label, np.float32))
 
 
+def label_stats(fs: FeatureSet) -> tuple[float, float, float, float]:
+    """(mean, standard deviation, min, max) of the whole train split's label, in float64.
+
+    Every process reads the same column, so all of them scale the target identically. A
+    constant label gets std 1 (nothing to scale)."""
+    values = fs.read_table("train", columns=[fs.label]).column(fs.label).to_numpy()
+    values = values.astype(np.float64)
+    std = float(values.std())
+    return (float(values.mean()), std if std > 0 and np.isfinite(std) else 1.0,
+            float(values.min()), float(values.max()))
+
+
 class TrainData:
     """One process's shards of the train split and its deterministic epoch order."""
 

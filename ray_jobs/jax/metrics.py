@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlbatch.labels import inverse_label
 from mlbatch.metrics import task_metrics
 
 
-def eval_metrics(task: str, *, pred: np.ndarray, label: np.ndarray,
-                 weight: np.ndarray) -> dict[str, float | int | None]:
+def eval_metrics(task: str, *, pred: np.ndarray, label: np.ndarray, weight: np.ndarray,
+                 label_transform: dict | None = None) -> dict[str, float | int | None]:
     """``eval_loss`` (logloss or RMSE: what early stopping and Tune use, the same as the
-    XGBoost job's) plus the task's metrics, over the rows of weight > 0 (padding has 0)."""
+    XGBoost job's) plus the task's metrics, over the rows of weight > 0 (padding has 0).
+    Regression metrics are in the label's own units (``label_transform`` inverted on
+    predictions and labels)."""
     keep = np.asarray(weight) > 0
-    out = task_metrics(task, np.asarray(label)[keep], np.asarray(pred)[keep])
+    pred, label = np.asarray(pred)[keep], np.asarray(label)[keep]
+    if task == "regression":
+        pred, label = inverse_label(pred, label_transform), inverse_label(label, label_transform)
+    out = task_metrics(task, label, pred)
     return {"eval_loss": out.pop("eval_loss"), "eval_examples": int(keep.sum()),
             **{f"eval_{k}": v for k, v in out.items()}}

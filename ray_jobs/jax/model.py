@@ -14,11 +14,16 @@ the device count, and a checkpoint moves between meshes unchanged.
 
 A batch is ``{"numeric": f32[B, n_numeric], "categorical": {name: i32[B]},
 "label": f32[B]}`` (+ ``"weight": f32[B]`` for evaluation; 0 marks padding rows).
+
+Regression targets are learned standardized (``LabelScale``: the train split's label
+mean and standard deviation), so the output layer starts at the right scale whatever the
+label's units; predictions are scaled back and kept within the train label's range
+(``predict``).
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +34,19 @@ from ray_jobs.jax.config import JaxConfig
 
 Params = dict[str, Any]
 Batch = dict[str, Any]
+
+
+class LabelScale(NamedTuple):
+    """The model learns ``(label - mean) / std`` and predicts within ``[low, high]`` (the
+    train label's range: a linear output extrapolates, and after the inverse of a log
+    transform a few far-out rows would dominate the error); identity for classification."""
+    mean: float = 0.0
+    std: float = 1.0
+    low: float = -math.inf
+    high: float = math.inf
+
+
+IDENTITY = LabelScale()
 
 
 def table_rows(cardinality: int, pad_multiple: int) -> int:
@@ -85,10 +103,20 @@ def example_loss(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:
     raise ValueError(f"unknown task {task!r}")
 
 
-def predict(params: Params, batch: Batch, task: str) -> jax.Array:
-    """Probabilities (classification) or values (regression)."""
-    logits = apply(params, batch)
-    return jax.nn.sigmoid(logits) if task == "binary_classification" else logits
+def predict(params: Params, batch: Batch, task: str,
+            scale: LabelScale = IDENTITY) -> jax.Array:
+    """Probabilities (classification) or values in the stored label's units (regression)."""
+    return from_logits(apply(params, batch), task, scale)
+
+
+def from_logits(logits: jax.Array, task: str, scale: LabelScale = IDENTITY) -> jax.Array:
+    if task == "binary_classification":
+        return jax.nn.sigmoid(logits)
+    return jnp.clip(logits * scale.std + scale.mean, scale.low, scale.high)
+
+
+def scaled_label(labels: jax.Array, scale: LabelScale) -> jax.Array:
+    return (labels - scale.mean) / scale.std
 
 
 def _is_penalized(path) -> bool:
@@ -111,10 +139,12 @@ def weight_mask(params: Params) -> Params:
     return jax.tree_util.tree_map_with_path(lambda p, _: _is_penalized(p), params)
 
 
-def loss(params: Params, batch: Batch, *, task: str, l2_wide: float,
-         l2_deep: float) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Mean data loss over the batch + l2_wide ||w_wide||^2 + l2_deep ||w_deep||^2."""
-    data = jnp.mean(example_loss(apply(params, batch), batch["label"], task))
+def loss(params: Params, batch: Batch, *, task: str, l2_wide: float, l2_deep: float,
+         scale: LabelScale = IDENTITY) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean data loss over the batch (regression: on the scaled label) + l2_wide
+    ||w_wide||^2 + l2_deep ||w_deep||^2."""
+    data = jnp.mean(example_loss(apply(params, batch), scaled_label(batch["label"], scale),
+                                 task))
     wide_sq, deep_sq = l2_norms(params)
     penalty = l2_wide * wide_sq + l2_deep * deep_sq
     return data + penalty, {"data_loss": data, "l2_penalty": penalty}

@@ -121,14 +121,15 @@ def unpack(batch: dict[str, Any], names: tuple[str, ...]) -> model.Batch:
 
 def make_train_step(config: JaxConfig, feature_set: FeatureSet,
                     optimizer: optax.GradientTransformation, shardings: TrainState,
-                    batch_sh: Any) -> Callable:
+                    batch_sh: Any, scale: model.LabelScale = model.IDENTITY) -> Callable:
     replicated = NamedSharding(shardings.step.mesh, P())
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
 
     def train_step(state: TrainState, batch: dict[str, Any]):
         grad_fn = jax.value_and_grad(model.loss, has_aux=True)
         (total, aux), grads = grad_fn(state.params, unpack(batch, names), task=task,
-                                      l2_wide=config.l2_wide, l2_deep=config.l2_deep)
+                                      l2_wide=config.l2_wide, l2_deep=config.l2_deep,
+                                      scale=scale)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": total, **aux, "grad_norm": optax.global_norm(grads)}
@@ -138,13 +139,15 @@ def make_train_step(config: JaxConfig, feature_set: FeatureSet,
                    out_shardings=(shardings, replicated), donate_argnums=0)
 
 
-def make_eval_step(feature_set: FeatureSet, param_sh: Any, batch_sh: Any) -> Callable:
-    """(params, batch) -> predictions (``model.predict``), sharded like the batch; the
-    eval metrics are computed from them on the host (``metrics.eval_metrics``)."""
+def make_eval_step(feature_set: FeatureSet, param_sh: Any, batch_sh: Any,
+                   scale: model.LabelScale = model.IDENTITY) -> Callable:
+    """(params, batch) -> predictions (``model.predict``: probabilities, or values in the
+    stored label's units), sharded like the batch; the eval metrics are computed from
+    them on the host (``metrics.eval_metrics``)."""
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
 
     def eval_step(params, batch):
-        return model.predict(params, unpack(batch, names), task)
+        return model.predict(params, unpack(batch, names), task, scale)
 
     return jax.jit(eval_step, in_shardings=(param_sh, batch_sh),
                    out_shardings=batch_sh["label"])

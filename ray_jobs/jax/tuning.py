@@ -21,7 +21,8 @@ from ray_jobs.jax.config import JaxConfig, from_dict
 from ray_jobs.jax.outputs import export_model
 
 SEARCH_SPACE_FILE = Path(__file__).with_name("search_space.yaml")
-# Task-independent: logloss for binary classification, mean squared error for regression.
+# Task-independent: logloss for binary classification, mean squared error of the
+# standardized label for regression (see metrics.eval_metrics).
 METRIC = "eval_loss"
 MODE = "min"
 CHECKPOINT_FILE = "state.npz"

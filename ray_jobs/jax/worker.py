@@ -60,9 +60,22 @@ def manifest_digest(fs: FeatureSet) -> str:
     return fs.digest.split(":", 1)[-1][:16]
 
 
-def model_description(config: JaxConfig, fs: FeatureSet) -> dict[str, Any]:
-    """What a reader of the exported parameters needs to apply them."""
+def label_scale(fs: FeatureSet) -> model.LabelScale:
+    """Regression: the train label's mean, std and range (the model learns the
+    standardized label, predicts within the range); classification: identity."""
+    if fs.task != "regression":
+        return model.IDENTITY
+    return model.LabelScale(*data.label_stats(fs))
+
+
+def model_description(config: JaxConfig, fs: FeatureSet,
+                      scale: model.LabelScale = model.IDENTITY) -> dict[str, Any]:
+    """What a reader of the exported parameters needs to apply them; regression:
+    inverse_label(clip(apply * std + mean, low, high), label_transform) with
+    ``label_scale`` = {mean, std, low, high} (``model.predict``)."""
     return {"task": fs.task, "label": fs.label,
+            "label_scale": scale._asdict() if fs.task == "regression" else None,
+            "label_transform": fs.label_transform,
             "numeric": [f.name for f in fs.numeric],
             "categorical": [{"name": f.name, "cardinality": f.cardinality,
                              "rows": model.table_rows(f.cardinality, config.vocab_pad_multiple)}
@@ -111,6 +124,7 @@ class Trainer:
         self.train = data.TrainData(self.fs, seed=config.seed, batch_size=config.batch_size,
                                     **shard_kw)
         self.eval = data.EvalData(self.fs, batch_size=config.eval_batch_size, **shard_kw)
+        self.scale = label_scale(self.fs)
         self._build()
         self.epoch, self.step_in_epoch = 0, 0
         self._epoch_cache: tuple[int, Any] | None = None
@@ -129,8 +143,9 @@ class Trainer:
         self.state = steps.make_init(cfg, fs, self.optimizer, self.shardings)(
             jax.random.key(cfg.seed))
         self.train_step = steps.make_train_step(cfg, fs, self.optimizer, self.shardings,
-                                                self.train_sh)
-        self.eval_step = steps.make_eval_step(fs, self.shardings.params, self.eval_sh)
+                                                self.train_sh, self.scale)
+        self.eval_step = steps.make_eval_step(fs, self.shardings.params, self.eval_sh,
+                                              self.scale)
 
     # --- what the loop calls -------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -167,7 +182,8 @@ class Trainer:
         return result
 
     def evaluate(self) -> dict[str, float]:
-        """Eval metrics (``metrics.eval_metrics``) over the whole eval split, all processes."""
+        """Eval metrics (``metrics.eval_metrics``: RMSE / MAE in the label's own units)
+        over the whole eval split, all processes."""
         if self._eval_batches is None:
             self._eval_batches = [data.to_global(self.eval.batch(s), self.eval_sh,
                                                  self.config.eval_batch_size)
@@ -179,7 +195,8 @@ class Trainer:
         if self.num_processes > 1:
             local = {k: np.asarray(v).reshape(-1) for k, v in
                      multihost_utils.process_allgather(local).items()}
-        return metrics.eval_metrics(self.fs.task, **local)
+        return metrics.eval_metrics(self.fs.task, **local,
+                                    label_transform=self.fs.label_transform)
 
     def snapshot(self, loop_meta: dict[str, Any]) -> bytes | None:
         """The whole state as checkpoint bytes (rank 0; other ranks return None)."""
@@ -193,7 +210,8 @@ class Trainer:
                 "step_in_epoch": self.step_in_epoch,
                 "config": self.config.to_dict(), "result_fields": self.config.result_fields(),
                 "manifest_digest": manifest_digest(self.fs),
-                "model": model_description(self.config, self.fs), "loop": loop_meta}
+                "model": model_description(self.config, self.fs, self.scale),
+                "loop": loop_meta}
         return checkpoint.encode(arrays, meta)
 
     def restore(self, blob: bytes) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlbatch.artifacts.features import FeatureSet
+from mlbatch.labels import inverse_label
 from mlbatch.metrics import task_metrics
 from ray_jobs.common import cluster as ray_cluster
 from ray_jobs.xgboost import artifacts, cluster, data
@@ -84,13 +85,15 @@ def train_booster(fs: FeatureSet, params: dict, layout: Layout, config: XGBoostC
 
 
 def predict_split(booster, fs: FeatureSet, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, labels) of every row of the split, file by file on the driver (which
-    already read every file for validation; memory holds one file plus the predictions)."""
+    """(predictions, labels) of every row of the split in the label's own units (the
+    inverse of the feature job's label transform, if any), file by file on the driver
+    (which already read every file for validation; memory holds one file plus the
+    predictions)."""
     preds, labels = [], []
     for path in fs.files(split):
         x, y = data.read_split(fs, path)
-        preds.append(booster.inplace_predict(x))
-        labels.append(y)
+        preds.append(inverse_label(booster.inplace_predict(x), fs.label_transform))
+        labels.append(inverse_label(y, fs.label_transform))
     return np.concatenate(preds), np.concatenate(labels)
 
 
@@ -134,8 +137,11 @@ def _metrics_doc(config: XGBoostConfig, fs: FeatureSet, layout: Layout, history:
     metric, _ = early_stopping_metric(fs.task)
     return {
         "task": fs.task, "label": fs.label,
-        "eval": eval_metrics,  # exact, from model.json's predictions on every eval row
-        "train_xgboost": train_at_best,  # XGBoost's (allreduced) train metrics, best round
+        "eval": eval_metrics,  # exact, from model.json's predictions on every eval row,
+        # in the label's own units (label_transform inverted)
+        "label_transform": fs.label_transform,
+        # XGBoost's (allreduced) train metrics at the best round, in the stored label's units
+        "train_xgboost": train_at_best,
         "best_round": best, "rounds_trained": rounds,
         "early_stopping": {"metric": metric, "rounds": config.early_stopping_rounds},
         "rows": {"train": fs.num_rows("train"), "eval": fs.num_rows("eval")},

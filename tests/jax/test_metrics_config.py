@@ -42,6 +42,16 @@ def test_eval_metrics_drop_padding_rows():
     assert r == {"eval_loss": 2.0, "eval_examples": 2, "eval_rmse": 2.0, "eval_mae": 2.0}
 
 
+def test_regression_metrics_are_in_the_labels_own_units():
+    """Stored label log1p(y): RMSE/MAE (and eval_loss = RMSE) after expm1 of predictions
+    and labels."""
+    r = metrics.eval_metrics("regression", pred=np.log1p([3.0, 10.0]),
+                             label=np.log1p([1.0, 10.0]), weight=np.ones(2),
+                             label_transform={"kind": "log1p"})
+    assert r["eval_rmse"] == pytest.approx(2 ** 0.5) and r["eval_mae"] == pytest.approx(1.0)
+    assert r["eval_loss"] == pytest.approx(2 ** 0.5)
+
+
 @pytest.mark.parametrize("raw, field", [
     ({"learning_rate": 0}, "learning_rate"),
     ({"l2_wide": -1e-3}, "l2_wide"),
