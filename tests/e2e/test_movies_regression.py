@@ -25,7 +25,7 @@ from ray_jobs.jax import model as jax_model
 from ray_jobs.jax.config import JaxConfig, from_dict
 from ray_jobs.xgboost import driver as xgb_driver
 from ray_jobs.xgboost.config import XGBoostConfig
-from ray_jobs.xgboost.metrics import task_metrics
+from mlbatch.metrics import task_metrics
 from scripts.export_movies import export
 from tests.conftest import REPO_ROOT, run_feature_job
 from tests.xgboost.helpers import connect_test_process, predict_eval
