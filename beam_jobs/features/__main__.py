@@ -40,7 +40,8 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schema", required=True, help="dataset schema file (YAML)")
     parser.add_argument("--input", required=True,
-                        help="directory or gs:// prefix holding the tables' files")
+                        help="directory or gs:// prefix holding the tables' files (each "
+                             "table's schema `path` under it), a glob or a single file")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
     parser.add_argument("--chunk-rows", type=int, default=50_000,
                         help="raw records parsed and validated per batch")
