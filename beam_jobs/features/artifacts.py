@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.common import deadletter
 from beam_jobs.features import io, limits
 from beam_jobs.features.preprocessing import raw_feature_spec
+from mlbatch import storage
 from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.features import Feature, feature_section
 from mlbatch.schema import DatasetSchema, TableSpec
@@ -85,23 +86,29 @@ def flag_overcrossing(schema: DatasetSchema, crosses: dict) -> dict:
     return crosses
 
 
+def _read_columns(pattern: str, columns: list[str]) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = []
+    for f in FileSystems.match([pattern])[0].metadata_list:
+        loc = storage.locate(f.path)
+        rows += pq.read_table(loc.path, filesystem=loc.fs, columns=columns).to_pylist()
+    return rows
+
+
 def _outcome_lines(output: str, main: str) -> list[tuple[str, int]]:
     """(source, line) of every outcome of the main table: train, eval and excluded
     rows (their example_id) and its dead letters. Read only when counts disagree."""
-    import pyarrow.parquet as pq
-
     out = []
     for split in ("train", "eval", "excluded"):
-        for f in FileSystems.match([FileSystems.join(output, split, "*.parquet")])[0].metadata_list:
-            for ex in pq.read_table(f.path, columns=["example_id"]).column(0).to_pylist():
-                ex = ex.decode() if isinstance(ex, bytes) else ex
-                source, _, line = ex.rpartition(":")
-                out.append((source, int(line)))
+        for row in _read_columns(FileSystems.join(output, split, "*.parquet"), ["example_id"]):
+            ex = row["example_id"]
+            source, _, line = (ex.decode() if isinstance(ex, bytes) else ex).rpartition(":")
+            out.append((source, int(line)))
     dead = FileSystems.join(output, deadletter.DEAD_LETTER, "*.parquet")
-    for f in FileSystems.match([dead])[0].metadata_list:
-        for d in pq.read_table(f.path, columns=["table", "source", "line"]).to_pylist():
-            if d["table"] == main:
-                out.append((d["source"], int(d["line"])))
+    for d in _read_columns(dead, ["table", "source", "line"]):
+        if d["table"] == main:
+            out.append((d["source"], int(d["line"])))
     return out
 
 
@@ -111,8 +118,11 @@ def _lines_involved(output: str, summary: dict, main: TableSpec, shown: int = 5)
     twice = sorted(k for k, n in seen.items() if n > 1)
     missing = []
     first = 2 if main.format == "csv" else 1  # CSV: line 1 is the header
+    by_file = collections.defaultdict(set)
+    for src, line in seen:
+        by_file[src].add(line)
     for path, n_records in summary["tables"][main.name]["files"]:
-        have = {line for src, line in seen if src == path}
+        have = by_file[path]
         last = max(first + n_records - 1, max(have, default=0))
         missing += [(path, n) for n in range(first, last + 1) if n not in have][:shown]
     parts = []

@@ -277,3 +277,20 @@ def test_demo_schema_buckets_fit_the_full_flights_data():
         need = artifacts.min_hash_buckets(full_data_distinct[f.cross],
                                           SCHEMA.cross_max_collision_share)
         assert f.hash_buckets >= need, (f.cross, f.hash_buckets, need)
+
+
+def test_lines_involved_name_duplicated_and_missing_outcomes(tmp_path):
+    from beam_jobs.features import artifacts
+
+    src = str(tmp_path / "flights.csv")
+    for split, ids in (("train", ["2", "3", "3"]), ("eval", ["5"]), ("excluded", [])):
+        (tmp_path / split).mkdir()
+        pq.write_table(pa.table({"example_id": pa.array([f"{src}:{i}" for i in ids], pa.string())}),
+                       tmp_path / split / "part-0.parquet")
+    (tmp_path / "dead_letter").mkdir()
+    pq.write_table(pa.table({"table": ["flights", "weather"], "source": [src, "w.csv"],
+                             "line": [6, 4]}), tmp_path / "dead_letter" / "part-0.parquet")
+    summary = {"tables": {"flights": {"files": [[src, 6]]}}}  # records on lines 2..7
+    assert artifacts._lines_involved(str(tmp_path), summary, SCHEMA.main_table) == (
+        f"lines with more than one outcome: {src}:3 (2x); "
+        f"line numbers without an outcome: {src}:4, {src}:7")
