@@ -21,15 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import (
-    DebugOptions,
-    GoogleCloudOptions,
-    PipelineOptions,
-    SetupOptions,
-    StandardOptions,
-    TestOptions,
-    WorkerOptions,
-)
+from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptions,
+                                                  PipelineOptions, SetupOptions,
+                                                  StandardOptions, TestOptions,
+                                                  WorkerOptions)
 
 LOGGER = logging.getLogger(__name__)
 
