@@ -101,7 +101,9 @@ def _stop_cluster(temp_dir: Path) -> None:
 def ray_cluster() -> RayTestCluster:
     """A real Ray head node on 127.0.0.1 with token auth, shared by every test."""
     token = SESSION_TOKEN
-    port, dash_port = _free_port(), _free_port()
+    # Every port explicit: the dashboard agent's HTTP port is otherwise a fixed default
+    # (52365), which a second cluster on the same machine cannot bind.
+    port, dash_port, agent_port = _free_port(), _free_port(), _free_port()
     temp_dir = Path(f"/tmp/ray_mlbatch_{os.getpid()}")  # short: Ray's socket paths are length-limited
     # The head node (and so every job's entrypoint) runs with this venv first on PATH,
     # as it would for a user who activated it.
@@ -110,6 +112,7 @@ def ray_cluster() -> RayTestCluster:
                RAY_USAGE_STATS_ENABLED="0", PATH=venv_path)
     cmd = [RAY_BIN, "start", "--head", "--node-ip-address=127.0.0.1",
            "--dashboard-host=127.0.0.1", f"--port={port}", f"--dashboard-port={dash_port}",
+           f"--dashboard-agent-listen-port={agent_port}",
            f"--num-cpus={TEST_CLUSTER_CPUS}", "--num-gpus=0", f"--temp-dir={temp_dir}",
            "--disable-usage-stats"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)

@@ -1,4 +1,5 @@
-"""Pure, vectorized preparation of validated batches: joins, derived columns, label, split.
+"""Pure, vectorized preparation of validated batches: joins, derived columns, filters,
+label, split. Every expression is evaluated by mlbatch.expr (the one evaluator).
 
 raw (validated) -> prepared: everything per row, no full pass. What needs a full pass
 (scaling, quantiles, vocabularies) is tf.Transform's job in preprocessing.py.
@@ -12,11 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beam_jobs.common.records import LINE_COL, SOURCE_COL
-from mlbatch.schema import DatasetSchema, JoinSpec, TableSpec
+from mlbatch import expr
+from mlbatch.schema import DatasetSchema, JoinSpec, SplitSpec, TableSpec
 
 EXAMPLE_ID = "example_id"
 IS_EVAL = "__eval"  # passthrough split flag of prepared rows
 SPLIT_BUCKETS = 10_000
+TFXIO_TYPES = {"string": pa.large_binary(), "float64": pa.float32(), "int64": pa.int64()}
 
 
 def dedupe_lookup(table: TableSpec, batches: list[pa.RecordBatch]) -> tuple[pa.Table, int]:
@@ -53,49 +56,49 @@ def join_lookup(left: pa.Table, right: pa.Table, join: JoinSpec) -> pa.Table:
     return out.sort_by("__row").drop_columns(["__row"])
 
 
-def _derive(t: pa.Table, fn: str, args: tuple) -> pa.Array:
-    vals = [t.column(a) if isinstance(a, str) else a for a in args]
-    if fn == "floordiv":
-        a, b = vals
-        mask = np.asarray(a.is_null().to_numpy(zero_copy_only=False))
-        num = np.floor_divide(np.where(mask, 0, a.to_numpy(zero_copy_only=False)), b)
-        return pa.array(num.astype(np.int64) if pa.types.is_integer(a.type) else num, mask=mask)
-    if fn == "subtract":
-        return pc.subtract(*vals)
-    if fn == "day_of_week":  # ISO: Monday = 0 .. Sunday = 6
-        y, m, d = (np.asarray(v.to_numpy(zero_copy_only=False)) for v in vals)
-        dates = (y.astype("int64") - 1970).astype("datetime64[Y]") + \
-            (m.astype("int64") - 1).astype("timedelta64[M]")
-        days = dates.astype("datetime64[D]") + (d.astype("int64") - 1).astype("timedelta64[D]")
-        return pa.array(((days.astype("int64") + 3) % 7).astype(np.int64))
-    raise ValueError(f"unknown derived fn {fn!r}")
-
-
 def add_derived(t: pa.Table, schema: DatasetSchema) -> pa.Table:
+    """The derived columns, in order (each may read the ones before it)."""
     for d in schema.derived:
-        t = t.append_column(d.name, _derive(t, d.fn, d.args))
+        t = t.append_column(d.name, expr.evaluate(d.expr, t))
     return t
 
 
 def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarray]:
-    """(label as float32, mask of rows whose label cannot be computed)."""
-    lab = schema.label
-    src = t.column(lab.column)
-    missing = np.asarray(src.is_null().to_numpy(zero_copy_only=False))
-    values = src.to_numpy(zero_copy_only=False).astype(np.float64)
-    if lab.task == "binary_classification":
-        ops = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
-               "==": np.equal}
-        values = ops[lab.op](np.where(missing, 0, values), lab.value).astype(np.float32)
-    return pa.array(np.where(missing, 0, values).astype(np.float32)), missing
+    """(label as float32, mask of rows whose label cannot be computed: null or not finite;
+    a binary label is 1.0 where its expression is true)."""
+    values = pc.cast(expr.evaluate(schema.label.expr, t), pa.float64())
+    missing = pc.invert(pc.fill_null(pc.is_finite(values), False))
+    label = pc.cast(pc.if_else(missing, 0.0, values), pa.float32())
+    return label, np.asarray(missing.to_numpy(zero_copy_only=False))
 
 
-def split_is_eval(t: pa.Table, schema: DatasetSchema) -> np.ndarray:
-    """Deterministic split: blake2b of salt + key columns, the same on every run and runner."""
-    sp = schema.split
-    keys = pc.cast(pc.binary_join_element_wise(
-        *[pc.fill_null(pc.cast(t.column(k), pa.string()), "") for k in sp.key],
-        "\x1f"), pa.binary()).to_pylist()
+def _label_reasons(t: pa.Table, schema: DatasetSchema, missing: np.ndarray) -> pa.Array:
+    """Why each unusable label is unusable (null where the label is fine): its first
+    missing source column, else the expression is undefined there."""
+    lab = schema.label.expr
+    reasons = pa.nulls(t.num_rows, pa.string())
+    for col in lab.columns:
+        reasons = pc.if_else(pc.and_(pc.is_null(reasons), pc.is_null(t.column(col))),
+                             f"label source {col!r} is missing", reasons)
+    undefined = f"label {lab.text!r} is undefined here (division by zero, log/sqrt out " \
+                f"of domain, or not finite)"
+    return pc.if_else(pc.and_(pc.is_null(reasons), pa.array(missing)), undefined,
+                      pc.if_else(pa.array(missing), reasons, pa.scalar(None, pa.string())))
+
+
+def filter_reasons(t: pa.Table, schema: DatasetSchema) -> pa.Array:
+    """Per row, the first filter it fails (false or null, as SQL's WHERE), else null."""
+    reasons = pa.nulls(t.num_rows, pa.string())
+    for f in schema.filters:
+        ok = expr.evaluate(f, t)
+        failed = pc.and_(pc.is_null(reasons), pc.invert(pc.fill_null(ok, False)))
+        why = pc.if_else(pc.is_null(ok), f"filter {f.text!r} is null (an input is missing)",
+                         f"filter {f.text!r} is false")
+        reasons = pc.if_else(failed, why, reasons)
+    return reasons
+
+
+def _hash_split(keys: list[bytes], sp: SplitSpec) -> np.ndarray:
     salted = hashlib.blake2b(sp.salt.encode(), digest_size=8)  # blake2b(salt + key)
     digests = np.empty(len(keys), np.uint64)
     for i, k in enumerate(keys):
@@ -103,6 +106,20 @@ def split_is_eval(t: pa.Table, schema: DatasetSchema) -> np.ndarray:
         h.update(k)
         digests[i] = int.from_bytes(h.digest(), "little")
     return digests % SPLIT_BUCKETS < int(sp.eval_fraction * SPLIT_BUCKETS)
+
+
+def split_is_eval(t: pa.Table, schema: DatasetSchema) -> np.ndarray:
+    """Deterministic split: blake2b of salt + the record's identity, the same on every
+    run and runner. Identity: the key columns (by key, by content), or the source file's
+    name (not its directory) and line (by row)."""
+    sp = schema.split
+    if sp.by == "row":
+        parts = [pc.replace_substring_regex(t.column(SOURCE_COL), r"^.*[/\\]", ""),
+                 pc.cast(t.column(LINE_COL), pa.string())]
+    else:
+        parts = [pc.fill_null(pc.cast(t.column(k), pa.string()), "") for k in sp.key]
+    keys = pc.cast(pc.binary_join_element_wise(*parts, "\x1f"), pa.binary()).to_pylist()
+    return _hash_split(keys, sp)
 
 
 def example_ids(t: pa.Table) -> pa.Array:
@@ -113,10 +130,11 @@ def example_ids(t: pa.Table) -> pa.Array:
 
 def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
             ) -> tuple[pa.Table, pa.Table]:
-    """Joins, derives and labels a batch of valid main-table rows.
+    """Joins, derives, filters and labels a batch of valid main-table rows.
 
     Returns (prepared, excluded): prepared has the prepared columns plus example_id,
-    the label and the boolean IS_EVAL; excluded lists valid-but-unusable rows with reasons.
+    the label and the boolean IS_EVAL; excluded lists valid-but-unusable rows (a filter
+    failed, or the label cannot be computed) with the reason.
     """
     t = main
     for j in schema.joins:
@@ -124,12 +142,11 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
     t = add_derived(t, schema)
     ids = example_ids(t)
     label, missing = label_array(t, schema)
+    reasons = pc.coalesce(filter_reasons(t, schema), _label_reasons(t, schema, missing))
+    out = pc.is_valid(reasons)
+    excluded = pa.table({EXAMPLE_ID: ids.filter(out), "reason": reasons.filter(out)})
     t = t.append_column(EXAMPLE_ID, ids).append_column(schema.label.name, label)
-    excluded = pa.table({
-        EXAMPLE_ID: ids.filter(pa.array(missing)),
-        "reason": pa.array([f"label source {schema.label.column!r} is missing"] * int(missing.sum()),
-                           pa.string())})
-    t = t.filter(pa.array(~missing))
+    t = t.filter(pc.invert(out))
     t = t.append_column(IS_EVAL, pa.array(split_is_eval(t, schema)))
     return t, excluded
 
@@ -144,11 +161,7 @@ def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
         col = t.column(name).combine_chunks()
         valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False))
         offsets = np.concatenate([[0], np.cumsum(valid)]).astype(np.int64)
-        values = col.filter(pa.array(valid))
-        if types[name] == "string":
-            values = pc.cast(values, pa.large_binary())
-        elif types[name] == "float64":
-            values = pc.cast(values, pa.float32())
+        values = pc.cast(col.filter(pa.array(valid)), TFXIO_TYPES[types[name]])
         cols.append(pa.LargeListArray.from_arrays(pa.array(offsets), values))
         fields.append(pa.field(name, cols[-1].type))
     for name, arr in ((EXAMPLE_ID, pc.cast(t.column(EXAMPLE_ID).combine_chunks(), pa.large_binary())),

@@ -1,8 +1,12 @@
 """Text corpus -> vocabulary, co-occurrence matrix, PPMI and SVD word vectors (Parquet).
 
-python -m beam_jobs.cooccurrence --input 'data/sotu/*.txt' --output out/cooccurrence \
-    [--window 10] [--min-count 5] [--weighting harmonic|uniform] \
+python -m beam_jobs.cooccurrence --input 'data/sotu/*.txt' --output out/cooccurrence \\
+    [--window 10] [--min-count 5] [--weighting harmonic|uniform] \\
     [--direction symmetric|left] [--ppmi] [--svd-dim 300] [Beam pipeline flags]
+
+The output is a committed "cooccurrence" artifact (read it with
+mlbatch.artifacts.cooccurrence.load_cooccurrence). Flags, outputs and semantics:
+docs/cooccurrence.md.
 """
 from __future__ import annotations
 
@@ -14,15 +18,34 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
-from beam_jobs.cooccurrence import pipeline
+from beam_jobs.cooccurrence import artifacts, pipeline
 from beam_jobs.cooccurrence.config import ConfigError, add_arguments, from_args
-from beam_jobs.cooccurrence.io import (InputError, OutputExistsError, OutputLayout,
-                                       check_input, prepare_output)
+from beam_jobs.cooccurrence.reading import InputError, match_corpus
+from beam_jobs.cooccurrence.transforms import EmptyVocabularyError
+from mlbatch import storage
+from mlbatch.artifacts import Manifest, OutputExistsError
 
 JOB_NAME = "cooccurrence"
+LOGGER = logging.getLogger("beam_jobs.cooccurrence")
+# Errors of the flags, options, input or output named: exit 2, before anything runs.
+USAGE_ERRORS = (ConfigError, OptionsError, InputError, OutputExistsError)
+# The corpus cannot give a result (or the result does not add up): exit 1, uncommitted.
+RUN_ERRORS = (EmptyVocabularyError, artifacts.ReconcileError)
 
 
-def run(argv: list[str] | None = None, save_main_session: bool = True) -> None:
+def _failure(err: BaseException) -> str:
+    """A one-line reason for _PENDING.json: the error without Beam's step context."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".strip()
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> Manifest | None:
+    """Runs the job; returns the committed artifact's manifest (None for a dry run).
+
+    Raises ConfigError, OptionsError, InputError or OutputExistsError before anything
+    runs; EmptyVocabularyError or ReconcileError (the output stays uncommitted, its
+    reason recorded) when the corpus gives no usable result.
+    """
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
@@ -30,22 +53,42 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> None:
     config = from_args(known)
     options = pipeline_options(pipeline_args, job_name=JOB_NAME,
                                save_main_session=save_main_session)
-    check_input(config.input)
-    if not options.view_as(TestOptions).dry_run:
-        prepare_output(OutputLayout(config.output), config.overwrite)
-    p = beam.Pipeline(options=options)
-    pipeline.build(p, config)
-    run_pipeline(p, options)
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                                                   "%(message)s")
+    dry_run = options.view_as(TestOptions).dry_run
+    if dry_run and storage.is_remote(config.input):
+        corpus = []  # a dry run reaches no bucket
+    else:
+        corpus = match_corpus(config.input)
+    writer = None if dry_run else artifacts.start(config, pipeline_args, corpus)
     try:
-        run()
-    except (ConfigError, OptionsError, InputError, OutputExistsError) as err:
-        sys.exit(f"error: {err}")
+        p = beam.Pipeline(options=options)
+        pipeline.build(p, config)
+        run_pipeline(p, options)
+        return None if writer is None else artifacts.finalize(writer, config)
+    except BaseException as err:
+        if writer is not None:
+            writer.fail(_failure(err))
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 when committed, 2 for usage and config errors, 1 when the
+    corpus gives no result (the reason is printed and recorded in the output)."""
+    try:
+        manifest = run(argv)
+    except SystemExit as exit_:  # argparse: --help, or a missing/unknown flag value
+        return exit_.code if isinstance(exit_.code, int) else 2
+    except USAGE_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RUN_ERRORS as err:
+        print(f"error: {_failure(err)}", file=sys.stderr)
+        return 1
+    if manifest is not None:
+        LOGGER.info("committed %s (%s)", manifest.root, manifest.digest)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                                                   "%(message)s")
+    sys.exit(main())

@@ -7,6 +7,7 @@ import dataclasses
 from beam_jobs.cooccurrence.counting import (DEFAULT_TOKEN_PATTERN, DIRECTIONS, WEIGHTINGS,
                                              Tokenizer)
 
+JOB = "beam_jobs.cooccurrence"  # producer name in artifact.json and dead-letter records
 MIB = 1 << 20
 
 

@@ -255,16 +255,3 @@ def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=flags[1:])
     return np.flatnonzero(flags)
 
-
-def count_cooccurrences(token_lines: Iterable[list[str]], vocabulary: list[str],
-                        window: int, weighting: str = "harmonic",
-                        direction: str = "symmetric") -> sp.csr_matrix:
-    """Whole-corpus convenience: token lists per line -> canonical CSR counts."""
-    lookup = id_lookup(vocabulary)
-    counter = PairCounter(len(vocabulary), window, weighting, direction)
-    ids: list[int] = []
-    for line in token_lines:
-        ids.extend(lookup.get(t, OOV_ID) for t in line)
-        ids.append(NEWLINE_ID)
-    counter.add(np.asarray(ids, dtype=np.int32))
-    return counter.flush()

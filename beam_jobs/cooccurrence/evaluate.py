@@ -1,60 +1,72 @@
 """Scores the job's PPMI rows and SVD vectors next to gensim Word2Vec, with gensim's evaluators.
 
 python -m beam_jobs.cooccurrence.evaluate --vectors out/cooccurrence \
-    --corpus 'data/sotu/*.txt' [--epochs 5] [--output out/cooccurrence/evaluation.json]
+    [--corpus 'data/sotu/*.txt'] [--epochs 5] [--output out/cooccurrence/evaluation.json]
 
-``--vectors`` is the job's output directory (vocab/, ppmi/, vectors.txt, summary.json).
-Word2Vec (skip-gram with negative sampling, and CBOW) is trained on the same corpus,
-tokenized by the job's tokenizer with its settings from summary.json, one sentence per
-line, with the same window and min-count and as many dimensions as the SVD vectors. All
-four models are scored by gensim's ``KeyedVectors.evaluate_word_pairs`` (WordSim353,
-SimLex-999: Spearman rho, OOV %) and ``evaluate_word_analogies`` (Google analogies:
-accuracy, OOV %) on the files gensim ships in gensim/test/test_data.
+``--vectors`` is a committed co-occurrence artifact (the job's --output, local or gs://),
+read through ``mlbatch.artifacts.cooccurrence``; ``--corpus`` defaults to the corpus files
+the artifact records as its inputs. Word2Vec (skip-gram with negative sampling, and CBOW)
+is trained on the same corpus, tokenized by the job's tokenizer with the artifact's
+settings, one sentence per line, with the same window and min-count and as many
+dimensions as the SVD vectors. All four models are scored by gensim's
+``KeyedVectors.evaluate_word_pairs`` (WordSim353, SimLex-999: Spearman rho, OOV %) and
+``evaluate_word_analogies`` (Google analogies: accuracy, OOV %) on the files gensim ships
+in gensim/test/test_data.
 """
 from __future__ import annotations
 
 import argparse
 import glob
-import json
 import logging
+import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from gensim.models import KeyedVectors, Word2Vec
 from gensim.test.utils import datapath
 
 from beam_jobs.cooccurrence.counting import Tokenizer
-from beam_jobs.cooccurrence.io import read_triplets, read_vocab
+from mlbatch import storage
+from mlbatch.artifacts import ArtifactError, write_json
+from mlbatch.artifacts.cooccurrence import CooccurrenceArtifact, load_cooccurrence
 
 LOGGER = logging.getLogger(__name__)
 PAIRS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 ANALOGIES = "questions-words.txt"
 
 
-def ppmi_keyed_vectors(output_dir: Path, max_words: int) -> KeyedVectors | None:
-    """PPMI rows as dense vectors (V x V float32), or None when too big or absent."""
-    tokens, _ = read_vocab(str(output_dir / "vocab"))
-    if not (output_dir / "ppmi").exists():
-        return None
-    if len(tokens) > max_words:
-        LOGGER.warning("skipping PPMI rows: %d words > --max-ppmi-words %d", len(tokens),
-                       max_words)
-        return None
-    matrix = read_triplets(str(output_dir / "ppmi"), (len(tokens), len(tokens)))
-    kv = KeyedVectors(vector_size=len(tokens), count=0, dtype=np.float32)
-    kv.add_vectors(tokens, matrix.toarray().astype(np.float32))
+def keyed_vectors(tokens: list[str], vectors: np.ndarray) -> KeyedVectors:
+    kv = KeyedVectors(vector_size=vectors.shape[1], count=0, dtype=np.float32)
+    kv.add_vectors(tokens, vectors.astype(np.float32))
     return kv
 
 
-def corpus_sentences(pattern: str, tokenizer: Tokenizer) -> list[list[str]]:
+def ppmi_keyed_vectors(art: CooccurrenceArtifact, max_words: int) -> KeyedVectors | None:
+    """PPMI rows as dense vectors (V x V float32), or None when too big or absent."""
+    if not art.has("ppmi"):
+        return None
+    if art.vocab_size > max_words:
+        LOGGER.warning("skipping PPMI rows: %d words > --max-ppmi-words %d", art.vocab_size,
+                       max_words)
+        return None
+    return keyed_vectors(art.vocabulary().tokens, art.ppmi().toarray())
+
+
+def corpus_files(art: CooccurrenceArtifact, pattern: str | None) -> list[str]:
+    """The --corpus glob's files (local), or the corpus files the artifact records."""
+    if pattern is None:
+        return [e["uri"] for e in art.manifest.inputs if e["role"] == "corpus"]
     files = sorted(glob.glob(pattern))
     if not files:
         raise FileNotFoundError(f"--corpus {pattern!r} matches no files")
+    return files
+
+
+def corpus_sentences(files: list[str], tokenizer: Tokenizer) -> list[list[str]]:
     sentences = []
-    for path in files:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            sentences.extend(line for line in tokenizer.token_lines(f.read()) if line)
+    for uri in files:
+        text = storage.read_bytes(uri).decode("utf-8", errors="replace")
+        sentences.extend(line for line in tokenizer.token_lines(text) if line)
     return sentences
 
 
@@ -85,30 +97,31 @@ def train_word2vec(sentences, sg: int, dim: int, window: int, min_count: int, ep
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    out = Path(args.vectors)
-    summary = json.loads((out / "summary.json").read_text())
-    config = summary["config"]
-    tokenizer = Tokenizer(config["token_pattern"], config["lowercase"])
-    svd = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"))
+    art = load_cooccurrence(args.vectors)
+    if not art.has("vectors"):
+        raise ArtifactError(f"{art.root} has no SVD vectors: run the job with --svd-dim")
+    body, power = art.body, art.config.get("svd_power")
+    tokenizer = Tokenizer(body["tokenizer"]["pattern"], body["tokenizer"]["lowercase"])
+    svd = keyed_vectors(*art.vectors())
     dim = svd.vector_size
-    sentences = corpus_sentences(args.corpus, tokenizer)
+    files = corpus_files(art, args.corpus)
+    sentences = corpus_sentences(files, tokenizer)
     questions = analogy_questions()
-    models = {f"ours: SVD of PPMI ({dim}d, p={config['svd_power']})": svd}
-    ppmi = ppmi_keyed_vectors(out, args.max_ppmi_words)
+    models = {f"ours: SVD of PPMI ({dim}d, p={power})": svd}
+    ppmi = ppmi_keyed_vectors(art, args.max_ppmi_words)
     if ppmi is not None:
         models[f"ours: PPMI rows ({ppmi.vector_size}d sparse)"] = ppmi
     timings = {}
     for label, sg in (("gensim Word2Vec SGNS", 1), ("gensim Word2Vec CBOW", 0)):
-        kv, seconds = train_word2vec(sentences, sg, dim, config["window"],
-                                     config["min_count"], args.epochs, args.workers,
-                                     args.seed)
+        kv, seconds = train_word2vec(sentences, sg, dim, body["window"], body["min_count"],
+                                     args.epochs, args.workers, args.seed)
         name = f"{label} ({dim}d, {args.epochs} epochs)"
         models[name], timings[name] = kv, round(seconds, 1)
     rows = {name: {"vocab": len(kv), **score(kv, questions)} for name, kv in models.items()}
-    return {"corpus": args.corpus, "sentences": len(sentences),
-            "tokens": sum(map(len, sentences)), "window": config["window"],
-            "min_count": config["min_count"], "analogy_questions": questions,
-            "word2vec_train_s": timings, "models": rows}
+    return {"vectors": art.root, "digest": art.digest, "corpus": files,
+            "sentences": len(sentences), "tokens": sum(map(len, sentences)),
+            "window": body["window"], "min_count": body["min_count"],
+            "analogy_questions": questions, "word2vec_train_s": timings, "models": rows}
 
 
 def markdown_table(result: dict) -> str:
@@ -123,11 +136,12 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vectors", required=True, help="the job's --output directory")
-    parser.add_argument("--corpus", required=True, help="glob of the job's input files")
+    parser.add_argument("--corpus", help="glob of the job's input files (default: the "
+                                         "corpus files recorded in the artifact)")
     parser.add_argument("--epochs", type=int, default=5, help="Word2Vec epochs (default 5)")
     parser.add_argument("--workers", type=int, default=2, help="Word2Vec threads")
     parser.add_argument("--seed", type=int, default=1)
@@ -135,14 +149,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the dense PPMI-row model above this vocabulary size")
     parser.add_argument("--output", help="JSON results (default <vectors>/evaluation.json)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("gensim").setLevel(logging.WARNING)
-    result = evaluate(args)
-    output = Path(args.output or Path(args.vectors) / "evaluation.json")
-    output.write_text(json.dumps(result, indent=1))
+    try:
+        result = evaluate(args)
+    except (ArtifactError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    output = args.output or storage.join(args.vectors, "evaluation.json")
+    write_json(output, result)
     print(markdown_table(result))
     print(f"wrote {output}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    sys.exit(main())

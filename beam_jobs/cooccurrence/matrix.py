@@ -24,7 +24,7 @@ class Marginals:
     def total(self) -> float:
         return float(self.row_sums.sum())
 
-    def __add__(self, other: "Marginals") -> "Marginals":
+    def __add__(self, other: Marginals) -> Marginals:
         return Marginals(self.row_sums + other.row_sums, self.col_sums + other.col_sums)
 
 

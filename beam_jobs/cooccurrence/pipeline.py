@@ -1,24 +1,24 @@
 """Wires the co-occurrence job: read twice (vocabulary, then pairs), combine, write."""
 from __future__ import annotations
 
-import dataclasses
-
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.common.deadletter import DEAD_LETTER, WriteDeadLetters
 from beam_jobs.cooccurrence.config import CooccurrenceConfig
-from beam_jobs.cooccurrence.io import (DEAD_LETTER, STATS, OutputLayout, PlanReads,
-                                       ReadTextBatchesFn, WriteTripletShardFn, write_embedding,
-                                       write_json, write_vocabulary)
+from beam_jobs.cooccurrence.reading import STATS, PlanReads, ReadTextBatchesFn
 from beam_jobs.cooccurrence.transforms import (ComputePPMI, CountCooccurrences,
                                                CountVocabulary, FactorizePPMI, MergeDictsFn,
                                                SumCountersFn)
-
-READ_STATS = ("files", "files_read", "empty_files", "binary_files", "unreadable_files",
-              "bytes", "lines", "lines_skipped_non_utf8", "lines_skipped_too_long")
+from beam_jobs.cooccurrence.writing import (WriteTripletShardFn, write_embedding,
+                                            write_summary, write_vocabulary)
+from mlbatch.artifacts.cooccurrence import Layout
 
 
 def build(p: beam.Pipeline, config: CooccurrenceConfig) -> None:
-    layout = OutputLayout(config.output)
+    def path(*parts: str) -> str:
+        return FileSystems.join(config.output, *parts)
+
     ranges, file_stats, file_dead = p | "PlanReads" >> PlanReads(config.input,
                                                                  config.split_bytes)
     first = _read(ranges, "ReadTextForVocabulary", config)
@@ -31,28 +31,29 @@ def build(p: beam.Pipeline, config: CooccurrenceConfig) -> None:
     sections = [
         (file_stats, first[STATS]) | "FlattenReadStats" >> beam.Flatten()
         | "SumReadStats" >> beam.CombineGlobally(SumCountersFn()),
-        vocab | "WriteVocabulary" >> beam.Map(write_vocabulary, layout.vocab),
-        _write_triplets(shards, "Cooccurrence", layout.cooccurrence, config),
+        vocab | "WriteVocabulary" >> beam.Map(write_vocabulary, path(Layout.VOCAB)),
+        _write_triplets(shards, "Cooccurrence", path(Layout.COOCCURRENCE), config),
     ]
     if config.compute_ppmi:
         ppmi = shards | "ComputePPMI" >> ComputePPMI(config.rows_per_shard, config.ppmi_alpha,
                                                      config.ppmi_shift)
-        sections.append(_write_triplets(ppmi, "PPMI", layout.ppmi, config)
+        sections.append(_write_triplets(ppmi, "PPMI", path(Layout.PPMI), config)
                         | "NamePPMIStats" >> beam.Map(lambda s: {"ppmi": s}))
         if config.svd_dim:
             sections.append(ppmi
                             | "FactorizePPMI" >> FactorizePPMI(vocab, config.svd_dim,
                                                                config.svd_power, config.seed)
-                            | "WriteVectors" >> beam.Map(write_embedding, layout.vectors,
-                                                         layout.word2vec))
+                            | "WriteVectors" >> beam.Map(write_embedding, path(Layout.VECTORS),
+                                                         path(Layout.WORD2VEC)))
     _ = ((file_dead, first[DEAD_LETTER])
          | "FlattenDeadLetters" >> beam.Flatten()
-         | "WriteDeadLetters" >> beam.io.WriteToText(
-             layout.join(DEAD_LETTER, "records"), file_name_suffix=".jsonl"))
+         | "WriteDeadLetters" >> WriteDeadLetters(path(Layout.DEAD_LETTER, "part")))
     _ = (tuple(sections)
          | "FlattenSummary" >> beam.Flatten()
          | "MergeSummary" >> beam.CombineGlobally(MergeDictsFn())
-         | "WriteSummary" >> beam.Map(_write_summary, layout.summary, config))
+         | "WriteSummary" >> beam.Map(write_summary, path(Layout.SUMMARY),
+                                      {"alpha": config.ppmi_alpha, "shift": config.ppmi_shift},
+                                      config.svd_power))
 
 
 def _read(ranges, label: str, config: CooccurrenceConfig):
@@ -66,18 +67,3 @@ def _write_triplets(shards, name: str, directory: str, config: CooccurrenceConfi
             | f"Write{name}" >> beam.ParDo(WriteTripletShardFn(directory,
                                                                config.rows_per_shard))
             | f"Sum{name}Stats" >> beam.CombineGlobally(SumCountersFn()))
-
-
-def _write_summary(summary: dict, path: str, config: CooccurrenceConfig) -> dict:
-    summary = {**{key: 0 for key in READ_STATS}, **summary}
-    summary["dead_letter_records"] = (summary["empty_files"] + summary["binary_files"]
-                                      + summary["unreadable_files"]
-                                      + summary["lines_skipped_non_utf8"]
-                                      + summary["lines_skipped_too_long"])
-    if "ppmi" in summary:
-        summary["ppmi"].update(alpha=config.ppmi_alpha, shift=config.ppmi_shift)
-    if "svd" in summary:
-        summary["svd"]["power"] = config.svd_power
-    summary["config"] = dataclasses.asdict(config)
-    write_json(summary, path)
-    return summary

@@ -24,8 +24,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_jobs.cooccurrence.counting import (OOV_ID, PairCounter, Tokenizer, id_lookup,
                                              order_vocabulary)
-from beam_jobs.cooccurrence.io import TextBatch
 from beam_jobs.cooccurrence.matrix import Marginals, block_marginals, ppmi_block, svd_vectors
+from beam_jobs.cooccurrence.reading import TextBatch
 
 LOGGER = logging.getLogger(__name__)
 

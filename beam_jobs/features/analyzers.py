@@ -274,8 +274,10 @@ class _EmitOutputsFn(beam.DoFn):
 
     def process(self, stats: dict):
         values = []
-        if self._spec.n_columns:
-            values += [stats["scale_params"], stats["bucket_fills"], *stats["boundaries"]]
+        if self._spec.n_columns and self._spec.scales:
+            values.append(stats["scale_params"])
+        if self._spec.n_columns and self._spec.buckets:
+            values += [stats["bucket_fills"], *stats["boundaries"]]
         for tokens, v in zip(stats["vocabularies"], self._spec.vocabs):
             path = FileSystems.join(self._temp_dir, v.filename)
             with FileSystems.create(path) as f:
@@ -307,9 +309,11 @@ def output_layout(spec: AnalysisSpec) -> list[tuple[str, list[int], bytes | None
     parameters, the bucket fill values and boundaries (when there are numeric columns),
     then the vocabulary file paths."""
     layout = []
-    if spec.n_columns:
-        layout += [("float32", [len(spec.scales), 3], None),
-                   ("float32", [len(spec.buckets)], None)]
+    # A zero-size tensor cannot be an analyzer output: each part only when it has entries.
+    if spec.n_columns and spec.scales:
+        layout.append(("float32", [len(spec.scales), 3], None))
+    if spec.n_columns and spec.buckets:
+        layout.append(("float32", [len(spec.buckets)], None))
         layout += [("float32", [1, b.num_buckets - 1], None) for b in spec.buckets]
     layout += [("string", [], EMPTY_VOCAB_TOKEN[v.dtype] + b"\n") for v in spec.vocabs]
     return layout

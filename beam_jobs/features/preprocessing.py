@@ -158,8 +158,10 @@ def make_preprocessing_fn(schema: DatasetSchema) -> Callable[[dict], dict]:
         numeric = ([tf.stack([dense[c] for c in columns], axis=1)] if columns else [])
         stats = analyze(numeric, numeric_spec, "numeric_statistics")
         vocab_files = analyze(vocab_inputs, vocab_spec, "vocabularies")
-        if stats:
-            scale_params, bucket_fills, boundaries = stats[0], stats[1], stats[2:]
+        parts = iter(stats)
+        scale_params = next(parts) if schema.numeric else None
+        bucket_fills = next(parts) if schema.buckets else None
+        boundaries = list(parts)
         out = {}
         for i, f in enumerate(schema.numeric):
             fill, center, scale = scale_params[i, 0], scale_params[i, 1], scale_params[i, 2]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ from gensim.test.utils import datapath
 
 from beam_jobs.common.options import dry_run_summary
 from beam_jobs.cooccurrence.__main__ import run
-from beam_jobs.cooccurrence.io import read_triplets, read_vocab
+from mlbatch.artifacts import verify
+from mlbatch.artifacts.cooccurrence import CooccurrenceContractError, load_cooccurrence
 from tests.cooccurrence import reference
 from tests.cooccurrence.test_counting import as_dict, assert_same_counts
 
@@ -35,18 +37,23 @@ def test_cli_on_lee_corpus(lee_output):
     out = lee_output
     text = Path(LEE).read_text(encoding="utf-8")
     vocab, expected = reference.count_text(text, 5, 5)
-    tokens, counts = read_vocab(str(out / "vocab"))
+    art = load_cooccurrence(out)
+    tokens, counts = art.vocabulary().tokens, art.vocabulary().counts
     assert tokens == vocab
-    matrix = read_triplets(str(out / "cooccurrence"), (len(vocab), len(vocab)))
-    assert_same_counts(as_dict(matrix), expected, "harmonic")
+    assert_same_counts(as_dict(art.counts()), expected, "harmonic")
     assert len(list((out / "cooccurrence").glob("*.parquet"))) == -(-len(vocab) // 500)
 
-    summary = json.loads((out / "summary.json").read_text())
+    summary = art.summary()
     lines = reference.tokenize_lines(text)
     assert summary["lines"] == 300 and summary["files"] == 1
     assert summary["tokens"] == sum(map(len, lines))
     assert summary["kept_tokens"] == int(counts.sum())
     assert summary["nnz"] == len(expected) and summary["ppmi"]["nnz"] > 0
+
+    assert art.dead_letters().num_rows == 0 and art.manifest.metrics["dead_letter_records"] == 0
+    assert sorted(art.body["files"]) == ["cooccurrence", "dead_letter", "ppmi", "summary",
+                                         "vectors", "vocab", "word2vec"]
+    assert [e["uri"] for e in art.manifest.inputs] == [LEE]
 
     kv = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"))
     assert kv.index_to_key == vocab and kv.vector_size == 16
@@ -82,17 +89,41 @@ def test_dataflow_dry_run_describes_the_job(tmp_path):
 def test_evaluation_scores_ours_and_gensim_on_lee(lee_output, tmp_path):
     from beam_jobs.cooccurrence import evaluate
     result_file = tmp_path / "evaluation.json"
-    evaluate.main(["--vectors", str(lee_output), "--corpus", LEE, "--epochs", "1",
-                   "--output", str(result_file)])
+    # --corpus defaults to the corpus files the artifact records as its inputs.
+    assert evaluate.main(["--vectors", str(lee_output), "--epochs", "1",
+                          "--output", str(result_file)]) == 0
     result = json.loads(result_file.read_text())
-    names = list(result["models"])
-    assert len(names) == 4 and names[0].startswith("ours: SVD") and \
-        names[1].startswith("ours: PPMI rows")
+    assert result["corpus"] == [LEE] and result["digest"] == load_cooccurrence(lee_output).digest
+    assert sorted(result["models"]) == [
+        "gensim Word2Vec CBOW (16d, 1 epochs)", "gensim Word2Vec SGNS (16d, 1 epochs)",
+        f"ours: PPMI rows ({load_cooccurrence(lee_output).vocab_size}d sparse)",
+        "ours: SVD of PPMI (16d, p=0.5)"]
     vocab_sizes = {r["vocab"] for r in result["models"].values()}
-    assert vocab_sizes == {len(read_vocab(str(lee_output / "vocab"))[0])}  # same tokens
+    assert vocab_sizes == {load_cooccurrence(lee_output).vocab_size}  # same tokens
     for row in result["models"].values():
         for task in ("wordsim353", "simlex999"):
             assert -1 <= row[task]["spearman"] <= 1 and 0 < row[task]["oov_pct"] < 100
         assert row["analogies"]["answered"] > 0
         assert 0 <= row["analogies"]["accuracy"] <= 1
     assert result["analogy_questions"] == 19544
+
+
+def test_reader_follows_a_moved_copy_and_refuses_an_unknown_major_version(lee_output,
+                                                                          tmp_path):
+    from beam_jobs.cooccurrence import evaluate
+    original = load_cooccurrence(lee_output)
+    moved = tmp_path / "moved"
+    shutil.copytree(lee_output, moved)
+    art = load_cooccurrence(moved)
+    assert art.root == str(moved) and art.digest == original.digest
+    assert verify(art.manifest) == []
+    assert (art.counts() != original.counts()).nnz == 0
+
+    doc = json.loads((moved / "artifact.json").read_text())
+    (moved / "artifact.json").write_text(json.dumps({**doc, "format_version": "99.0"}))
+    with pytest.raises(CooccurrenceContractError, match="format_version 99.0 is not readable"):
+        load_cooccurrence(moved)
+    assert evaluate.main(["--vectors", str(moved)]) == 2
+    (moved / "artifact.json").write_text(json.dumps({**doc, "type": "features"}))
+    with pytest.raises(CooccurrenceContractError, match="is a 'features' artifact"):
+        load_cooccurrence(moved)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from beam_jobs.cooccurrence.io import ByteRange, _RangeReader
+from beam_jobs.cooccurrence.lines import ByteRange, RangeReader
 
 
 def read_all(path, size: int, split: int, batch: int, max_line: int, compressed=False):
@@ -14,9 +14,9 @@ def read_all(path, size: int, split: int, batch: int, max_line: int, compressed=
     starts = [0] if compressed else range(0, size, split)
     for start in starts:
         end = None if compressed else min(start + split, size)
-        for offset, block, long_lines in _RangeReader(
+        for offset, block, long_lines in RangeReader(
                 ByteRange(str(path), start, end, compressed), batch, max_line).blocks():
-            too_long += [at for at, _ in long_lines]
+            too_long += [line.offset for line in long_lines]
             if block:
                 lines = block.split(b"\n")
                 kept += lines[:-1] if block.endswith(b"\n") else lines

@@ -1,7 +1,6 @@
 """Whole-job runs (in-process FnApiRunner) on small texts, read back from Parquet."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs.cooccurrence.__main__ import run
-from beam_jobs.cooccurrence.io import read_triplets, read_vocab
+from mlbatch.artifacts.cooccurrence import load_cooccurrence
 from tests.cooccurrence import reference
 from tests.cooccurrence.test_counting import as_dict, assert_same_counts
 
@@ -54,14 +53,14 @@ def test_matrix_vocab_and_summary_match_reference(tmp_path, weighting, direction
                   weighting, "--direction", direction, "--rows-per-shard", "3",
                   "--split-bytes", "17", "--batch-bytes", "8", "--shard-nnz", "4")
     vocab, expected, lines = reference_for(FILES, 2, 3, weighting, direction)
-    tokens, counts = read_vocab(str(out / "vocab"))
+    art = load_cooccurrence(out)
+    tokens, counts = art.vocabulary().tokens, art.vocabulary().counts
     assert tokens == vocab
     all_tokens = [t for line in lines for t in line]
     assert counts.tolist() == [all_tokens.count(t) for t in vocab]
-    matrix = read_triplets(str(out / "cooccurrence"), (len(vocab), len(vocab)))
-    assert_same_counts(as_dict(matrix), expected, weighting)
+    assert_same_counts(as_dict(art.counts()), expected, weighting)
 
-    summary = json.loads((out / "summary.json").read_text())
+    summary = art.summary()
     kept = sum(1 for t in all_tokens if t in vocab)
     assert summary["files"] == 3 and summary["lines"] == 4 + 5 + 3
     assert (summary["tokens"], summary["kept_tokens"]) == (len(all_tokens), kept)
@@ -73,7 +72,7 @@ def test_matrix_vocab_and_summary_match_reference(tmp_path, weighting, direction
 def test_shards_are_sorted_and_cover_their_rows(tmp_path):
     out = run_job(tmp_path, FILES, "--window", "2", "--min-count", "1",
                   "--rows-per-shard", "4")
-    vocab_size = json.loads((out / "summary.json").read_text())["vocab_size"]
+    vocab_size = load_cooccurrence(out).vocab_size
     shards = sorted((out / "cooccurrence").glob("part-*.parquet"))
     n = -(-vocab_size // 4)
     assert [p.name for p in shards] == [f"part-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
@@ -108,16 +107,16 @@ def test_ppmi_and_vectors(tmp_path):
         pmi = (np.log(counts) - np.log(counts.sum(axis=1, keepdims=True))
                - np.log(context / context.sum()) - np.log(1.5))
     dense = np.where(counts > 0, np.maximum(pmi, 0), 0)
-    got = read_triplets(str(out / "ppmi"), (v, v)).toarray()
+    art = load_cooccurrence(out)
+    got = art.ppmi().toarray()
     np.testing.assert_allclose(got, dense, rtol=1e-12, atol=1e-12)
 
     kv = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"), binary=False)
     assert kv.index_to_key == vocab and kv.vector_size == 4
     np.testing.assert_allclose(np.linalg.norm(kv.vectors, axis=1), 1.0, atol=1e-5)
-    table = pq.read_table(next((out / "vectors").glob("*.parquet")))
-    assert table["token"].to_pylist() == vocab
-    parquet_vectors = np.stack(table["vector"].to_numpy(zero_copy_only=False))
+    tokens, parquet_vectors = art.vectors()
+    assert tokens == vocab and parquet_vectors.dtype == np.float32
     np.testing.assert_allclose(kv.vectors, parquet_vectors, rtol=1e-5, atol=1e-6)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = art.summary()
     assert summary["ppmi"]["nnz"] == np.count_nonzero(dense)
     assert summary["svd"]["dim"] == 4 and summary["svd"]["zero_rows"] == 0

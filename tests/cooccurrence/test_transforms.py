@@ -6,7 +6,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.cooccurrence.counting import Tokenizer
-from beam_jobs.cooccurrence.io import TextBatch
+from beam_jobs.cooccurrence.reading import TextBatch
 from beam_jobs.cooccurrence.transforms import CountCooccurrences, CountVocabulary
 from tests.cooccurrence import reference
 

@@ -7,7 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs.features import analyzers as az
+from mlbatch.artifacts.features import load_feature_set
 from tests.conftest import run_feature_job
+from tests.features.test_schema import write_schema
 
 RNG = np.random.default_rng(7)
 
@@ -156,3 +158,26 @@ def test_fused_and_per_feature_analyzers_write_the_same_features(
                 == (per_feature / "transform_fn" / "assets" / name).read_bytes()), name
     fused_manifest = json.loads((flights_features / "artifact.json").read_text())
     assert fused_manifest["features"] == per_feature_manifest["features"]
+
+
+def _without_buckets(doc):
+    doc["features"]["buckets"] = []
+    doc["features"]["crosses"] = [c for c in doc["features"]["crosses"]
+                                  if not any(col.endswith("_bucket") for col in c["columns"])]
+
+
+def _only_buckets(doc):
+    doc["features"]["numeric"] = []
+
+
+@pytest.mark.parametrize("mutate", [_without_buckets, _only_buckets])
+def test_a_schema_without_buckets_or_without_scaled_features_still_analyzes(
+        flights_slice, tmp_path, mutate):
+    """The fused analyzer emits no zero-size outputs (tf.Transform cannot take them)."""
+    out = tmp_path / "out"
+    proc = run_feature_job(flights_slice, out, schema=write_schema(tmp_path, mutate))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fs = load_feature_set(out)
+    assert bool(fs.numeric) == (mutate is _without_buckets)
+    assert any(f.transform == "bucketize" for f in fs.features) == (mutate is _only_buckets)
+    assert fs.num_rows("train") > 0

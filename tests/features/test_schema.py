@@ -23,6 +23,10 @@ def test_flights_schema_derives_features_and_inputs():
     assert "distance" in s.transform_inputs()
 
 
+LEGACY_LABEL = {"name": "delayed", "task": "binary_classification", "column": "arr_delay",
+                "op": ">", "value": 15}
+
+
 def write_schema(tmp_path, mutate):
     """The flights schema with `mutate` applied to its raw YAML, written to tmp_path."""
     raw = yaml.safe_load(FLIGHTS.read_text())
@@ -50,11 +54,72 @@ def write_schema(tmp_path, mutate):
      "tables.flights.columns.month: unknown field(s) ['nullable']"),
     (lambda r: r["joins"][0].update(keys=["origin"]),
      "joins[0].keys: must equal the declared key ['origin', 'time_hour']"),
-    (lambda r: r["label"].update(column="carrier"), "label.column: 'carrier' is not a numeric"),
+    (lambda r: r.update(label=LEGACY_LABEL | {"column": "carrier"}),
+     "label.column: 'carrier' is not a numeric"),
     (lambda r: r["split"].update(eval_fraction=1.5), "split.eval_fraction: must be in (0, 1)"),
     (lambda r: r.update(main="nope"), "main: 'nope' is not a declared table"),
     (lambda r: r["features"]["numeric"][0].update(scale="log"), "scale: 'log' not in"),
     (lambda r: r.pop("label"), "missing required field(s) ['label']"),
+    # every field is typed at load, the error naming the field
+    (lambda r: r.update(label=LEGACY_LABEL | {"value": "15"}),
+     "label.value: expected a number, got '15'"),
+    (lambda r: r.update(label={k: v for k, v in LEGACY_LABEL.items() if k != "value"}),
+     "label.value: missing: a binary label is `arr_delay > value`"),
+    (lambda r: r.update(label=LEGACY_LABEL | {"op": "=>"}), "label.op: a binary label needs op"),
+    (lambda r: r["label"].update(expr='arr_delay > "15"'),
+     ("label.expr: 'arr_delay > \"15\"': comparison '>' at position 10: cannot compare "
+      "float64 with string")),
+    (lambda r: r["label"].update(expr="arr_delay"),
+     "label.expr: 'arr_delay' is float64; a binary label must be true/false"),
+    (lambda r: r["label"].update(task="regression", expr="carrier"),
+     "label.expr: 'carrier' is string; a regression label must be a number"),
+    (lambda r: r["label"].update(column="arr_delay"), "label: give either expr: or column:"),
+    (lambda r: r["label"].update(transform="log1p"),
+     "label.transform: a label transform applies to regression labels only"),
+    (lambda r: r["label"].update(name="distance"), "label.name: 'distance' is already a column"),
+    (lambda r: r["derived"].append({"name": "x", "expr": "log(nope)"}),
+     "derived[3].expr: 'log(nope)': unknown column 'nope' at position 4; columns: ["),
+    (lambda r: r["derived"].append({"name": "x", "expr": "lower(distance)"}),
+     "derived[3].expr: 'lower(distance)': lower() at position 0: argument 1 is float64"),
+    (lambda r: r["derived"].append({"name": "x", "fn": "log", "args": ["distance"]}),
+     "derived[3].fn: 'log' is not one of ['day_of_week', 'floordiv', 'subtract']"),
+    (lambda r: r["derived"].append({"name": "x", "expr": "distance", "fn": "floordiv"}),
+     "derived[3]: give either expr: or the legacy fn: and args:"),
+    (lambda r: r["derived"].append({"name": "ts", "expr": "timestamp(time_hour)"}) or
+     r["features"]["numeric"].append({"column": "ts"}),
+     "features.numeric[10].column: 'ts' is a timestamp column: derive a number from it"),
+    (lambda r: r.update(filters=["distance"]),
+     "filters[0]: 'distance' is float64; a filter must be true/false"),
+    (lambda r: r.update(filters="distance > 0"), "filters: expected a list"),
+    (lambda r: r["split"].update(by="row"), "split.key: by: row hashes the whole record"),
+    (lambda r: r["split"].update(by="random"), "split.by: 'random' is not one of"),
+    (lambda r: r["split"].pop("key"), "split: give key: [columns], or by: row | content"),
+    (lambda r: r["split"].update(eval_fraction="0.2"),
+     "split.eval_fraction: expected a number, got '0.2'"),
+    (lambda r: r["split"].update(salt=["x"]), "split.salt: expected a non-empty string"),
+    (lambda r: r["tables"]["flights"]["columns"]["month"].update(min="1"),
+     "tables.flights.columns.month.min: expected a number, got '1'"),
+    (lambda r: r["tables"]["flights"]["columns"]["month"].update(min=13),
+     "tables.flights.columns.month: min 13 is greater than max 12"),
+    (lambda r: r["tables"]["flights"]["columns"]["month"].update(required="yes"),
+     "tables.flights.columns.month.required: expected true or false, got 'yes'"),
+    (lambda r: r["tables"]["flights"].update(null_tokens=[0]),
+     "tables.flights.null_tokens: expected a list of strings"),
+    (lambda r: r["features"]["hashes"][0].update(hash_buckets=10.5),
+     "features.hashes[0].hash_buckets: expected an integer, got 10.5"),
+    (lambda r: r["features"]["buckets"][0].update(num_buckets=True),
+     "features.buckets[0].num_buckets: expected an integer, got True"),
+    (lambda r: r["features"]["vocabularies"][0].update(top_k=0),
+     "features.vocabularies[0].top_k: must be >= 1, got 0"),
+    (lambda r: r["features"]["numeric"][0].update(fill="zero"),
+     "features.numeric[0].fill: must be 'mean' or a number, got 'zero'"),
+    (lambda r: r["features"]["crosses"][0].update(hash_buckets="8"),
+     "features.crosses[0].hash_buckets: expected an integer, got '8'"),
+    (lambda r: r["features"].update(cross_rare_threshold=0),
+     "features.cross_rare_threshold: must be >= 1, got 0"),
+    (lambda r: r["limits"].update(max_dead_letters=-1) if "limits" in r else
+     r.update(limits={"max_dead_letters": -1}), "limits.max_dead_letters: must be >= 0"),
+    (lambda r: r.update(version=1.5), "version: expected an integer or a string"),
 ])
 def test_schema_errors_name_the_field(tmp_path, mutate, message):
     with pytest.raises(SchemaError) as e:
@@ -66,3 +131,24 @@ def test_schema_errors_name_the_field(tmp_path, mutate, message):
 def test_missing_schema_file(tmp_path):
     with pytest.raises(SchemaError, match="does not exist"):
         load_schema(tmp_path / "nope.yaml")
+
+
+def test_legacy_label_and_expression_label_load_alike(tmp_path):
+    legacy = load_schema(write_schema(tmp_path, lambda r: r.update(label=LEGACY_LABEL)))
+    expr = load_schema(FLIGHTS)
+    for s in (legacy, expr):
+        assert (s.label.name, s.label.task, s.label.column) == ("delayed",
+                                                                "binary_classification",
+                                                                "arr_delay")
+        assert s.label.expr.text == "arr_delay > 15"
+    assert (legacy.label.op, legacy.label.value) == (">", 15)
+
+
+def test_tfx_taxi_label_and_a_log_price_label_are_writable(tmp_path):
+    s = load_schema(write_schema(tmp_path, lambda r: r["label"].update(
+        expr="arr_delay > 0.2 * air_time")))
+    assert s.label.expr.type == "bool" and s.label.expr.columns == ("arr_delay", "air_time")
+    assert s.label.column is None  # reads two columns
+    s = load_schema(write_schema(tmp_path, lambda r: r["label"].update(
+        task="regression", expr="log1p(where(arr_delay > 0, arr_delay, 0))")))
+    assert s.label.expr.type == "float64" and s.label.column == "arr_delay"

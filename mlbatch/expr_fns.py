@@ -1,0 +1,321 @@
+"""The operators and functions of mlbatch.expr: each one's typing rule and its vectorized
+pyarrow.compute implementation, side by side. Semantics: docs/schema.md."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+NUMERIC = ("int64", "float64")
+_ARROW = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
+          "bool": pa.bool_(), "timestamp": pa.timestamp("s"), "null": pa.null()}
+ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M",
+               "%Y-%m-%d")
+
+
+class ExprError(ValueError):
+    """An expression does not parse or does not type-check; the message says where."""
+
+
+def arrow_type(t: str) -> pa.DataType:
+    return _ARROW[t]
+
+
+@dataclasses.dataclass(frozen=True)
+class FnSpec:
+    result_type: Callable  # (typed argument nodes) -> result type; raises ExprError
+    evaluate: Callable  # (node, evaluated arguments) -> Array or Scalar
+    display: str = ""  # how errors name an operator; functions are named by their name
+    signature: str = ""  # for docs and the error listing
+
+
+def _arity(args, n: int | tuple[int, int]) -> None:
+    lo, hi = (n, n) if isinstance(n, int) else n
+    if not lo <= len(args) <= hi:
+        want = str(lo) if lo == hi else f"{lo} to {hi}" if hi < 99 else f"at least {lo}"
+        raise ExprError(f"takes {want} argument(s), got {len(args)}")
+
+
+def _need(args, allowed: tuple[str, ...], what: str) -> None:
+    for i, a in enumerate(args):
+        if a.type not in allowed:
+            raise ExprError(f"argument {i + 1} is {a.type}, needs {what}")
+
+
+def unify(types: list[str]) -> str:
+    """The common type of where/coalesce/clip branches: equal types, or int64 and float64
+    mixed (-> float64); a null literal fits any type."""
+    real = sorted({t for t in types if t != "null"})
+    if not real:
+        return "null"
+    if len(real) == 1:
+        return real[0]
+    if set(real) <= set(NUMERIC):
+        return "float64"
+    raise ExprError(f"mixes {' and '.join(real)} (the branches must have one type)")
+
+
+def _cast(x, t: str):
+    if t == "null" or x.type == arrow_type(t):
+        return x
+    return pc.cast(x, arrow_type(t))
+
+
+def _null_where(mask, x):
+    """x, with null where mask holds."""
+    return pc.if_else(mask, pa.scalar(None, x.type), x)
+
+
+def _numeric(n_args: int, result: str | None = None) -> Callable:
+    def typer(args):
+        _arity(args, n_args)
+        _need(args, NUMERIC, "a number")
+        return result or ("int64" if all(a.type == "int64" for a in args) else "float64")
+    return typer
+
+
+def _floor_int(a, b):
+    """Exact integer floor division (b non-zero or null): Arrow's truncates towards 0."""
+    q = pc.divide_checked(a, b)
+    r = pc.subtract(a, pc.multiply(q, b))
+    off = pc.and_(pc.not_equal(r, 0), pc.not_equal(pc.less(r, 0), pc.less(b, 0)))
+    return pc.subtract(q, pc.cast(off, pa.int64()))
+
+
+def _floordiv(node, args):
+    a, b = (_cast(x, node.type) for x in args)
+    b = _null_where(pc.equal(b, 0), b)
+    return pc.floor(pc.divide(a, b)) if node.type == "float64" else _floor_int(a, b)
+
+
+def _divide(node, args):
+    a, b = (_cast(x, "float64") for x in args)
+    return pc.divide(a, _null_where(pc.equal(b, 0), b))
+
+
+def _arith(fn: Callable) -> Callable:
+    return lambda node, args: fn(*(_cast(x, node.type) for x in args))
+
+
+def _compare_type(args) -> str:
+    _arity(args, 2)
+    a, b = (x.type for x in args)
+    if "null" in (a, b):
+        raise ExprError("a comparison with null is always null: use is_null(x)")
+    if a != b and not {a, b} <= set(NUMERIC):
+        raise ExprError(f"cannot compare {a} with {b}")
+    return "bool"
+
+
+def _order_type(args) -> str:
+    _compare_type(args)
+    if args[0].type == "bool":
+        raise ExprError("booleans have no order; compare them with == or !=")
+    return "bool"
+
+
+def _logic(n: int) -> Callable:
+    def typer(args):
+        _arity(args, n)
+        _need(args, ("bool",), "a boolean (a comparison, and/or/not, is_null)")
+        return "bool"
+    return typer
+
+
+def _where_type(args) -> str:
+    _arity(args, 3)
+    _need(args[:1], ("bool",), "a boolean condition")
+    return unify([args[1].type, args[2].type])
+
+
+def _coalesce_type(args) -> str:
+    _arity(args, (1, 99))
+    return unify([a.type for a in args])
+
+
+def _domain(fn: Callable, valid: Callable) -> Callable:
+    """A float function that is null where its argument is outside its domain."""
+    def run(node, args):
+        x = _cast(args[0], "float64")
+        return fn(_null_where(pc.invert(valid(x)), x))
+    return run
+
+
+def _clip(node, args):
+    x, lo, hi = (_cast(a, node.type) for a in args)
+    return pc.min_element_wise(pc.max_element_wise(x, lo, skip_nulls=False), hi,
+                               skip_nulls=False)
+
+
+def _concat_type(args) -> str:
+    _arity(args, (2, 99))
+    _need(args, ("string", "int64"), "a string or an integer")
+    return "string"
+
+
+def _timestamp_type(args) -> str:
+    _arity(args, (1, 2))
+    _need(args, ("string",), "a string")
+    if len(args) == 2 and args[1].kind != "lit":
+        raise ExprError("the format (argument 2) must be a string literal, e.g. '%d/%m/%Y'")
+    return "timestamp"
+
+
+def _timestamp(node, args):
+    formats = [args[1].as_py()] if len(args) == 2 else ISO_FORMATS
+    parsed = [pc.strptime(args[0], f, unit="s", error_is_null=True) for f in formats]
+    return pc.coalesce(*parsed) if len(parsed) > 1 else parsed[0]
+
+
+def _mod(a, b: int):
+    """a mod b for a >= 0 and a constant b > 0."""
+    return pc.subtract(a, pc.multiply(pc.divide(a, b), b))
+
+
+def _civil_days(y, m, d):
+    """Days since 0000-03-01 of the proleptic Gregorian date y-m-d, for years 1..9999
+    (all terms non-negative, so Arrow's truncating division is floor division; after
+    H. Hinnant's days_from_civil)."""
+    y = pc.subtract(y, pc.cast(pc.less_equal(m, 2), pa.int64()))
+    era = pc.divide(y, 400)
+    yoe = pc.subtract(y, pc.multiply(era, 400))
+    mp = pc.if_else(pc.greater(m, 2), pc.subtract(m, 3), pc.add(m, 9))
+    doy = pc.add(pc.divide(pc.add(pc.multiply(mp, 153), 2), 5), pc.subtract(d, 1))
+    doe = pc.add(pc.subtract(pc.add(pc.multiply(yoe, 365), pc.divide(yoe, 4)),
+                             pc.divide(yoe, 100)), doy)
+    return pc.add(pc.multiply(era, 146097), doe)
+
+
+_MONTH_DAYS = pa.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int64())
+_EPOCH = 719468  # 1970-01-01 in _civil_days
+
+
+def _valid_date(y, m, d):
+    """True where y-m-d exists: year 1..9999, month 1..12, day 1..days in that month."""
+    y_ok = pc.and_(pc.greater_equal(y, 1), pc.less_equal(y, 9999))
+    y = pc.if_else(y_ok, y, 1)
+    leap = pc.and_(pc.equal(_mod(y, 4), 0), pc.or_(pc.not_equal(_mod(y, 100), 0),
+                                                  pc.equal(_mod(y, 400), 0)))
+    month_ok = pc.and_(pc.greater_equal(m, 1), pc.less_equal(m, 12))
+    safe_m = pc.if_else(month_ok, m, 1)
+    days = pc.add(pc.take(_MONTH_DAYS, pc.subtract(safe_m, 1)),
+                  pc.cast(pc.and_(leap, pc.equal(safe_m, 2)), pa.int64()))
+    return pc.and_(pc.and_(y_ok, month_ok), pc.and_(pc.greater_equal(d, 1),
+                                                    pc.less_equal(d, days)))
+
+
+def _date_days(args):
+    """(days since 1970, valid) of date(y, m, d)."""
+    y, m, d = (_cast(a, "int64") for a in args)
+    return _civil_days(y, m, d), _valid_date(y, m, d)
+
+
+def _date(node, args):
+    days, ok = _date_days(args)
+    ts = pc.cast(pc.multiply(pc.subtract(days, _EPOCH), 86400), pa.timestamp("s"))
+    return _null_where(pc.invert(ok), ts)  # month 13 or Feb 30 -> null
+
+
+def _date_type(args) -> str:
+    _arity(args, 3)
+    _need(args, ("int64",), "an integer")
+    return "timestamp"
+
+
+def _part_type(args) -> str:
+    _arity(args, 1)
+    _need(args, ("timestamp",), "a timestamp (timestamp(s) or date(y, m, d))")
+    return "int64"
+
+
+def _part(name: str) -> FnSpec:
+    fn = getattr(pc, name)
+    return FnSpec(_part_type, lambda node, args: pc.cast(fn(args[0]), pa.int64()),
+                  signature=f"{name}(ts) -> int64")
+
+
+def _day_of_week_type(args) -> str:
+    if len(args) == 3:
+        _date_type(args)
+        return "int64"
+    return _part_type(args)
+
+
+def _day_of_week(node, args):
+    """ISO order: Monday = 0 .. Sunday = 6 (0000-03-01 was a Wednesday)."""
+    if len(args) == 1:
+        return pc.cast(pc.day_of_week(args[0]), pa.int64())
+    days, ok = _date_days(args)
+    return _null_where(pc.invert(ok), _mod(pc.add(pc.if_else(ok, days, 0), 2), 7))
+
+
+def _is_null_type(args) -> str:
+    _arity(args, 1)
+    return "bool"
+
+
+def _lower_type(args) -> str:
+    _arity(args, 1)
+    _need(args, ("string",), "a string")
+    return "string"
+
+
+def _bool_op(fn: Callable, display: str) -> FnSpec:
+    return FnSpec(_logic(2), lambda node, args: fn(*args), display=display)
+
+
+def _cmp(fn: Callable, display: str, typer: Callable) -> FnSpec:
+    return FnSpec(typer, lambda node, args: fn(*args), display=f"comparison {display!r}")
+
+
+OPERATORS: dict[str, FnSpec] = {
+    "add": FnSpec(_numeric(2), _arith(pc.add_checked), "'+'"),
+    "sub": FnSpec(_numeric(2), _arith(pc.subtract_checked), "'-'"),
+    "mul": FnSpec(_numeric(2), _arith(pc.multiply_checked), "'*'"),
+    "div": FnSpec(_numeric(2, "float64"), _divide, "'/'"),
+    "floordiv": FnSpec(_numeric(2), _floordiv, "'//'"),
+    "neg": FnSpec(_numeric(1), _arith(pc.negate_checked), "unary '-'"),
+    "eq": _cmp(pc.equal, "==", _compare_type),
+    "ne": _cmp(pc.not_equal, "!=", _compare_type),
+    "lt": _cmp(pc.less, "<", _order_type),
+    "le": _cmp(pc.less_equal, "<=", _order_type),
+    "gt": _cmp(pc.greater, ">", _order_type),
+    "ge": _cmp(pc.greater_equal, ">=", _order_type),
+    "and": _bool_op(pc.and_kleene, "'and'"),
+    "or": _bool_op(pc.or_kleene, "'or'"),
+    "not": FnSpec(_logic(1), lambda node, args: pc.invert(args[0]), "'not'"),
+}
+
+FUNCTIONS: dict[str, FnSpec] = {
+    "where": FnSpec(_where_type, lambda node, args: pc.if_else(
+        args[0], *(_cast(a, node.type) for a in args[1:])), signature="where(cond, a, b)"),
+    "coalesce": FnSpec(_coalesce_type, lambda node, args: pc.coalesce(
+        *(_cast(a, node.type) for a in args)), signature="coalesce(a, b, ...)"),
+    "is_null": FnSpec(_is_null_type, lambda node, args: pc.is_null(args[0]), signature="is_null(x) -> bool"),
+    "abs": FnSpec(_numeric(1), _arith(pc.abs_checked), signature="abs(x)"),
+    "exp": FnSpec(_numeric(1, "float64"), lambda node, args: pc.exp(_cast(args[0], "float64")),
+                  signature="exp(x) -> float64"),
+    "log": FnSpec(_numeric(1, "float64"), _domain(pc.ln, lambda x: pc.greater(x, 0)),
+                  signature="log(x) -> float64, null for x <= 0"),
+    "log1p": FnSpec(_numeric(1, "float64"), _domain(pc.log1p, lambda x: pc.greater(x, -1)),
+                    signature="log1p(x) -> float64, null for x <= -1"),
+    "sqrt": FnSpec(_numeric(1, "float64"), _domain(pc.sqrt, lambda x: pc.greater_equal(x, 0)),
+                   signature="sqrt(x) -> float64, null for x < 0"),
+    "clip": FnSpec(_numeric(3), _clip, signature="clip(x, lo, hi)"),
+    "lower": FnSpec(_lower_type, lambda node, args: pc.utf8_lower(args[0]),
+                    signature="lower(s)"),
+    "concat": FnSpec(_concat_type, lambda node, args: pc.binary_join_element_wise(
+        *(_cast(a, "string") for a in args), ""), signature="concat(a, b, ...)"),
+    "timestamp": FnSpec(_timestamp_type, _timestamp, signature="timestamp(s[, format])"),
+    "date": FnSpec(_date_type, _date, signature="date(year, month, day)"),
+    "year": _part("year"),
+    "month": _part("month"),
+    "day": _part("day"),
+    "hour": _part("hour"),
+    "minute": _part("minute"),
+    "day_of_year": _part("day_of_year"),
+    "day_of_week": FnSpec(_day_of_week_type, _day_of_week,
+                          signature="day_of_week(ts) or day_of_week(year, month, day)"),
+}

@@ -1,0 +1,41 @@
+"""Loads and validates a dataset schema file (``schemas/<dataset>.yaml``).
+
+The schema is the one place where table columns, joins, derived columns, filters, the
+label, the split and the feature recipe are named; everything else (raw Arrow schema,
+preprocessing_fn, output Parquet schema, the feature manifest) is derived from the
+objects built here. Every error names the file and the offending field. Field
+reference: docs/schema.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from mlbatch.schema.build import build
+from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
+                                  SCALES, SPLIT_BY, TASKS, BucketFeature, ColumnSpec, CrossFeature,
+                                  DatasetSchema, DerivedSpec, HashFeature, JoinSpec, LabelSpec,
+                                  LimitsSpec, NumericFeature, SchemaError, SplitSpec, TableSpec,
+                                  VocabFeature)
+
+__all__ = ["COLUMN_TYPES", "DERIVED_FNS", "FORMATS", "LABEL_OPS", "LABEL_TRANSFORMS", "SCALES",
+           "SPLIT_BY", "TASKS", "BucketFeature", "ColumnSpec", "CrossFeature", "DatasetSchema",
+           "DerivedSpec", "HashFeature", "JoinSpec", "LabelSpec", "LimitsSpec",
+           "NumericFeature", "SchemaError", "SplitSpec", "TableSpec", "VocabFeature",
+           "load_schema"]
+
+
+def load_schema(path: str | Path) -> DatasetSchema:
+    """Parses and validates a schema file; raises SchemaError naming the bad field."""
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"schema file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SchemaError(f"{path}: not valid YAML ({e})") from e
+    try:
+        return build(raw, str(path))
+    except SchemaError as e:
+        raise SchemaError(f"{path}: {e}") from None

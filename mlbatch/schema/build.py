@@ -1,0 +1,250 @@
+"""Raw YAML mapping -> DatasetSchema: one function per section, each validating every
+field it reads (the error names the field)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlbatch.expr import quote_column
+from mlbatch.schema import fields as f
+from mlbatch.schema.features import load_features
+from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
+                                  SPLIT_BY, TASKS, ColumnSpec, DatasetSchema, DerivedSpec, JoinSpec,
+                                  LabelSpec, LimitsSpec, SplitSpec, TableSpec)
+
+TOP_LEVEL = {"name", "version", "tables", "main", "joins", "derived", "label", "filters",
+             "split", "features", "limits"}
+NUMERIC = ("int64", "float64")
+
+
+def build(raw, source: str) -> DatasetSchema:
+    f.check_keys("schema", raw, TOP_LEVEL, {"name", "tables", "main", "label", "split",
+                                            "features"})
+    version = raw.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, (int, str)):
+        raise f.err("version", f"expected an integer or a string, got {version!r}")
+    tables = _load_tables(raw["tables"])
+    main = raw["main"]
+    if main not in tables:
+        raise f.err("main", f"{main!r} is not a declared table ({sorted(tables)})")
+    joins, available = _load_joins(raw.get("joins") or [], tables, main)
+    derived = _load_derived(raw.get("derived") or [], available)
+    label = _load_label(raw["label"], available)
+    filters = _load_filters(raw.get("filters") or [], available)
+    split = _load_split(raw["split"], available, tables[main])
+    schema = DatasetSchema(
+        name=f.string("name", raw["name"]), tables=tables, main=main, joins=joins,
+        derived=derived, label=label, split=split, source=source, version=version,
+        limits=_load_limits(raw.get("limits") or {}), filters=filters,
+        **load_features(raw["features"], available))
+    names = schema.feature_names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise f.err("features", f"duplicate feature names {dupes}")
+    if label.name in names:
+        raise f.err("label.name", f"{label.name!r} collides with a feature name")
+    return schema
+
+
+def _load_tables(raw) -> dict[str, TableSpec]:
+    if not isinstance(raw, dict) or not raw:
+        raise f.err("tables", "expected a non-empty mapping")
+    return {n: _load_table(f"tables.{n}", str(n), t) for n, t in raw.items()}
+
+
+def _load_column(where: str, name: str, spec) -> ColumnSpec:
+    if isinstance(spec, str):
+        spec = {"type": spec}
+    f.check_keys(where, spec, {"type", "required", "min", "max"}, {"type"})
+    if spec["type"] not in COLUMN_TYPES:
+        raise f.err(f"{where}.type", f"{spec['type']!r} is not one of {COLUMN_TYPES}")
+    if spec["type"] == "string" and ("min" in spec or "max" in spec):
+        raise f.err(where, "min/max apply to numeric columns only")
+    bounds = {k: f.number(f"{where}.{k}", spec[k]) for k in ("min", "max") if k in spec}
+    if len(bounds) == 2 and bounds["min"] > bounds["max"]:
+        raise f.err(where, f"min {bounds['min']} is greater than max {bounds['max']}")
+    return ColumnSpec(name=name, type=spec["type"],
+                      required=f.boolean(f"{where}.required", spec.get("required", False)),
+                      **bounds)
+
+
+def _load_table(where: str, name: str, raw) -> TableSpec:
+    f.check_keys(where, raw, {"path", "format", "null_tokens", "columns", "key"},
+                 {"path", "columns"})
+    path = f.string(f"{where}.path", raw["path"])
+    fmt = raw.get("format") or Path(path).suffix.lstrip(".")
+    if fmt not in FORMATS:
+        raise f.err(f"{where}.format", f"{fmt!r} is not one of {FORMATS}")
+    if not isinstance(raw["columns"], dict) or not raw["columns"]:
+        raise f.err(f"{where}.columns", "expected a non-empty mapping of column -> spec")
+    columns = tuple(_load_column(f"{where}.columns.{c}", str(c), spec)
+                    for c, spec in raw["columns"].items())
+    key = f.names(f"{where}.key", raw["key"]) if "key" in raw else ()
+    for k in key:
+        if k not in {c.name for c in columns}:
+            raise f.err(f"{where}.key", f"key column {k!r} is not a column of table {name!r}")
+    tokens = raw.get("null_tokens", [""])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise f.err(f"{where}.null_tokens", f"expected a list of strings, got {tokens!r}")
+    return TableSpec(name=name, path=path, format=fmt, columns=columns,
+                     null_tokens=tuple(tokens), key=key)
+
+
+def _load_joins(raw, tables: dict[str, TableSpec], main: str
+                ) -> tuple[tuple[JoinSpec, ...], dict[str, str]]:
+    """The joins and the columns available after them (name -> type)."""
+    if not isinstance(raw, list):
+        raise f.err("joins", f"expected a list, got {type(raw).__name__}")
+    available = {c.name: c.type for c in tables[main].columns}
+    joins = []
+    for i, j in enumerate(raw):
+        where = f"joins[{i}]"
+        f.check_keys(where, j, {"table", "keys", "prefix"}, {"table", "keys"})
+        if j["table"] not in tables or j["table"] == main:
+            raise f.err(f"{where}.table", f"{j['table']!r} is not a declared lookup table")
+        on, right = f.names(f"{where}.keys", j["keys"]), tables[j["table"]]
+        for k in on:
+            if k not in tables[main].column_names:
+                raise f.err(f"{where}.keys", f"{k!r} is not a column of the main table {main!r}")
+            if k not in right.column_names:
+                raise f.err(f"{where}.keys", f"{k!r} is not a column of table {right.name!r}")
+        if set(on) != set(right.key):
+            raise f.err(f"{where}.keys", f"must equal the declared key {list(right.key)} "
+                                         f"of table {right.name!r}")
+        prefix = j.get("prefix", f"{right.name}_")
+        if not isinstance(prefix, str):
+            raise f.err(f"{where}.prefix", f"expected a string, got {prefix!r}")
+        for c in right.columns:
+            if c.name not in on:
+                if prefix + c.name in available:
+                    raise f.err(where, f"joined column {prefix + c.name!r} collides")
+                available[prefix + c.name] = c.type
+        joins.append(JoinSpec(table=right.name, on=on, prefix=prefix))
+    return tuple(joins), available
+
+
+def _legacy_derived(where: str, d: dict) -> str:
+    """The expression a legacy {fn, args} entry stands for."""
+    if d["fn"] not in DERIVED_FNS:
+        raise f.err(f"{where}.fn", f"{d['fn']!r} is not one of {sorted(DERIVED_FNS)} "
+                                   f"(or write expr: instead)")
+    n_args, template = DERIVED_FNS[d["fn"]]
+    args = f.as_tuple(d["args"])
+    if len(args) != n_args:
+        raise f.err(f"{where}.args", f"{d['fn']} takes {n_args} arguments, got {len(args)}")
+    if not isinstance(args[0], str):
+        raise f.err(f"{where}.args", "the first argument must be a column")
+    for a in args:
+        if not isinstance(a, str) and (isinstance(a, bool) or not isinstance(a, (int, float))):
+            raise f.err(f"{where}.args", f"{a!r} is neither a column name nor a number")
+    return template.format(*(quote_column(a) if isinstance(a, str) else repr(a) for a in args))
+
+
+def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
+    """Derived columns in order (each may read the ones before); adds them to available."""
+    if not isinstance(raw, list):
+        raise f.err("derived", f"expected a list, got {type(raw).__name__}")
+    out = []
+    for i, d in enumerate(raw):
+        where = f"derived[{i}]"
+        f.check_keys(where, d, {"name", "expr", "fn", "args"}, {"name"})
+        name = f.string(f"{where}.name", d["name"])
+        if name in available:
+            raise f.err(f"{where}.name", f"{name!r} already exists")
+        if ("expr" in d) == ("fn" in d or "args" in d):
+            raise f.err(where, "give either expr: or the legacy fn: and args:")
+        if "expr" in d:
+            text, field = d["expr"], f"{where}.expr"
+        else:
+            f.check_keys(where, d, {"name", "fn", "args"}, {"name", "fn", "args"})
+            text, field = _legacy_derived(where, d), f"{where}.fn"
+        expr = f.expression(field, text, available, ("int64", "float64", "string", "bool",
+                                                     "timestamp"), "")
+        available[name] = expr.type
+        out.append(DerivedSpec(name=name, expr=expr))
+    return tuple(out)
+
+
+def _legacy_label(lab: dict, available: dict[str, str]) -> str:
+    col = lab["column"]
+    if not isinstance(col, str) or available.get(col) not in NUMERIC:
+        raise f.err("label.column", f"{col!r} is not a numeric column")
+    if lab["task"] == "regression":
+        if "op" in lab or "value" in lab:
+            raise f.err("label", "op and value apply to binary labels only (regression "
+                                 "labels are the column itself, or an expr:)")
+        return quote_column(col)
+    if lab.get("op") not in LABEL_OPS:
+        raise f.err("label.op", f"a binary label needs op in {LABEL_OPS} and a value, "
+                                f"got {lab.get('op')!r}")
+    if "value" not in lab:
+        raise f.err("label.value", f"missing: a binary label is `{col} {lab['op']} value`")
+    value = f.number("label.value", lab["value"])
+    return f"{quote_column(col)} {lab['op']} {value!r}"
+
+
+def _load_label(lab, available: dict[str, str]) -> LabelSpec:
+    f.check_keys("label", lab, {"name", "task", "column", "op", "value", "transform", "expr"},
+                 {"name", "task"})
+    name = f.string("label.name", lab["name"])
+    if name in available:
+        raise f.err("label.name", f"{name!r} is already a column; name the label otherwise")
+    if lab["task"] not in TASKS:
+        raise f.err("label.task", f"{lab['task']!r} is not one of {TASKS}")
+    if ("expr" in lab) == ("column" in lab):
+        raise f.err("label", "give either expr: or column: (with op: and value: for a "
+                             "binary label)")
+    if "expr" in lab and ("op" in lab or "value" in lab):
+        raise f.err("label", "op and value belong to the column: form; write them into expr:")
+    binary = lab["task"] == "binary_classification"
+    text = lab["expr"] if "expr" in lab else _legacy_label(lab, available)
+    expr = f.expression("label.expr" if "expr" in lab else "label", text, available,
+                        ("bool",) if binary else NUMERIC,
+                        "a binary label must be true/false (e.g. a comparison)" if binary
+                        else "a regression label must be a number")
+    transform = lab.get("transform")
+    if transform not in LABEL_TRANSFORMS:
+        raise f.err("label.transform", f"{transform!r} is not one of {LABEL_TRANSFORMS}")
+    if transform and binary:
+        raise f.err("label.transform", "a label transform applies to regression labels only")
+    column = lab.get("column") or (expr.columns[0] if len(expr.columns) == 1 else None)
+    return LabelSpec(name=name, task=lab["task"], column=column, op=lab.get("op"),
+                     value=lab.get("value"), transform=transform, expr=expr)
+
+
+def _load_filters(raw, available: dict[str, str]) -> tuple:
+    if not isinstance(raw, list):
+        raise f.err("filters", f"expected a list of boolean expressions, got {raw!r}")
+    return tuple(f.expression(f"filters[{i}]", text, available, ("bool",),
+                              "a filter must be true/false (e.g. a comparison)")
+                 for i, text in enumerate(raw))
+
+
+def _load_split(sp, available: dict[str, str], main: TableSpec) -> SplitSpec:
+    f.check_keys("split", sp, {"by", "key", "eval_fraction", "salt"}, {"eval_fraction"})
+    by = sp.get("by", "key")
+    if by not in SPLIT_BY:
+        raise f.err("split.by", f"{by!r} is not one of {SPLIT_BY}")
+    if by == "key" and "key" not in sp:
+        raise f.err("split", "give key: [columns], or by: row | content for a table "
+                             "without a natural key")
+    if by != "key" and "key" in sp:
+        raise f.err("split.key", f"by: {by} hashes the whole record; drop key:")
+    key = f.names("split.key", sp["key"]) if by == "key" else ()
+    for k in key:
+        if k not in available:
+            raise f.err("split.key", f"unknown column {k!r}")
+    if by == "content":
+        key = tuple(main.column_names)
+    return SplitSpec(key=key, by=by,
+                     eval_fraction=f.share("split.eval_fraction", sp["eval_fraction"], True),
+                     salt=f.string("split.salt", sp["salt"], allow_int=True)
+                     if "salt" in sp else "")
+
+
+def _load_limits(raw) -> LimitsSpec:
+    f.check_keys("limits", raw, {"max_dead_letter_share", "max_dead_letters"})
+    share = raw.get("max_dead_letter_share", LimitsSpec.max_dead_letter_share)
+    cap = raw.get("max_dead_letters")
+    return LimitsSpec(max_dead_letter_share=f.share("limits.max_dead_letter_share", share),
+                      max_dead_letters=None if cap is None else
+                      f.integer("limits.max_dead_letters", cap, 0))

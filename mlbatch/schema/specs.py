@@ -1,0 +1,228 @@
+"""The dataset schema's objects: what mlbatch.schema.load_schema builds from a
+``schemas/<dataset>.yaml`` file (field reference: docs/schema.md)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mlbatch.expr import Expr
+
+COLUMN_TYPES = ("int64", "float64", "string")
+FORMATS = ("csv", "jsonl", "parquet")
+SCALES = {"z_score": "z", "scale_0_1": "01"}
+LABEL_OPS = (">", ">=", "<", "<=", "==")
+TASKS = ("binary_classification", "regression")
+LABEL_TRANSFORMS = (None, "log1p")
+SPLIT_BY = ("key", "row", "content")
+# legacy derived form {fn, args}: fn -> (number of args, the expression it stands for)
+DERIVED_FNS = {"floordiv": (2, "{0} // {1}"), "subtract": (2, "{0} - {1}"),
+               "day_of_week": (3, "day_of_week({0}, {1}, {2})")}
+FEATURE_TYPES = {"int64": "int64", "float64": "float64", "string": "string", "bool": "int64"}
+
+
+class SchemaError(ValueError):
+    """The schema file is invalid; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpec:
+    name: str
+    path: str
+    format: str
+    columns: tuple[ColumnSpec, ...]
+    null_tokens: tuple[str, ...] = ("",)
+    key: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> ColumnSpec:
+        return next(c for c in self.columns if c.name == name)
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinSpec:
+    table: str
+    on: tuple[str, ...]
+    prefix: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DerivedSpec:
+    """A derived column: `expr` evaluated per row (mlbatch.expr). The legacy
+    {fn, args} form is loaded as the expression it stands for."""
+    name: str
+    expr: Expr
+
+    @property
+    def type(self) -> str:
+        return self.expr.type
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSpec:
+    """The label: `expr` (boolean for binary_classification, numeric for regression).
+
+    `column`, `op`, `value` are the legacy `column op value` form's fields; for a label
+    written as `expr:` they are None except `column`, which is the expression's source
+    column when it reads exactly one.
+    """
+    name: str
+    task: str
+    column: str | None
+    op: str | None = None
+    value: float | None = None
+    transform: str | None = None  # regression: None | "log1p"; trainers apply the inverse
+    expr: Expr | None = None  # always set by load_schema
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsSpec:
+    """How much bad input a run may absorb before it fails (as BigQuery's
+    max_bad_records): past it the job fails, output uncommitted."""
+    max_dead_letter_share: float = 0.01  # of the records read, per table
+    max_dead_letters: int | None = None  # an absolute cap as well, when set
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+    """by "key": hash of `key` columns; "content": of every main-table column (`key`
+    lists them); "row": of the record's source file name and line (`key` empty)."""
+    key: tuple[str, ...]
+    eval_fraction: float
+    salt: str = ""
+    by: str = "key"
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericFeature:
+    column: str
+    scale: str = "z_score"
+    fill: Any = "mean"  # "mean" or a number
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}_{SCALES[self.scale]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketFeature:
+    column: str
+    num_buckets: int
+    fill: Any = "mean"
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}_bucket"
+
+
+@dataclasses.dataclass(frozen=True)
+class VocabFeature:
+    column: str
+    top_k: int | None = None
+    frequency_threshold: int | None = None
+    num_oov_buckets: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}_id"
+
+
+@dataclasses.dataclass(frozen=True)
+class HashFeature:
+    column: str
+    hash_buckets: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.column}_hash"
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossFeature:
+    cross: str
+    columns: tuple[str, ...]
+    hash_buckets: int
+
+    @property
+    def name(self) -> str:
+        return f"cross_{self.cross}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSchema:
+    name: str
+    tables: dict[str, TableSpec]
+    main: str
+    joins: tuple[JoinSpec, ...]
+    derived: tuple[DerivedSpec, ...]
+    label: LabelSpec
+    split: SplitSpec
+    numeric: tuple[NumericFeature, ...]
+    buckets: tuple[BucketFeature, ...]
+    vocabularies: tuple[VocabFeature, ...]
+    hashes: tuple[HashFeature, ...]
+    crosses: tuple[CrossFeature, ...]
+    cross_rare_threshold: int = 10
+    source: str = ""
+    version: int | str = 1
+    limits: LimitsSpec = LimitsSpec()
+    cross_max_rare_row_share: float = 0.2  # overcrossed past this share of rare-value rows
+    cross_max_collision_share: float = 0.3  # hash_buckets too small past this colliding share
+    filters: tuple[Expr, ...] = ()  # boolean; a row failing one goes to excluded/
+
+    @property
+    def main_table(self) -> TableSpec:
+        return self.tables[self.main]
+
+    def column_types(self) -> dict[str, str]:
+        """Column name -> expression type (mlbatch.expr.TYPES) after joins and derived
+        columns: what expressions may read."""
+        cols = {c.name: c.type for c in self.main_table.columns}
+        for j in self.joins:
+            for c in self.tables[j.table].columns:
+                if c.name not in j.on:
+                    cols[j.prefix + c.name] = c.type
+        for d in self.derived:
+            cols[d.name] = d.type
+        return cols
+
+    def prepared_columns(self) -> dict[str, str]:
+        """Column name -> type after the joins and derived columns (before tf.Transform),
+        as features see them: a boolean is int64 0/1; a timestamp is not a feature type."""
+        return {n: FEATURE_TYPES.get(t, t) for n, t in self.column_types().items()}
+
+    @property
+    def features(self) -> list:
+        return [*self.numeric, *self.buckets, *self.vocabularies, *self.hashes, *self.crosses]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def transform_inputs(self) -> list[str]:
+        """Prepared columns the preprocessing_fn reads: the features' sources.
+
+        The label is not among them: it is computed per row in Beam and passed through
+        tf.Transform untouched, so serving needs no label input.
+        """
+        bucket_names = {b.name for b in self.buckets}
+        cols: list[str] = []
+        for f in self.features:
+            sources = f.columns if isinstance(f, CrossFeature) else (f.column,)
+            for c in sources:
+                if c in bucket_names:
+                    c = next(b.column for b in self.buckets if b.name == c)
+                if c not in cols:
+                    cols.append(c)
+        return cols
