@@ -1,7 +1,10 @@
 """Pipeline options shared by every Beam job: runner choice, Dataflow checks, dry runs.
 
 Jobs declare only their own flags; everything else (``--runner``, ``--project``,
-``--temp_location``, ``--setup_file`` ...) passes through to Beam untouched.
+``--temp_location``, ``--setup_file`` ...) passes through to Beam untouched. A flag that
+neither the job nor Beam knows is an error naming it (Beam itself only logs a warning
+and drops it), and ``--dry_run`` is a boolean: ``--dry_run``, ``--dry_run=true|false|1|0``
+(Beam's own TestOptions take any string, so ``--dry_run=False`` would be a dry run).
 
 Local default runner: Beam's in-process ``FnApiRunner``. ``DirectRunner`` in Beam 2.77
 first tries the Prism runner, a Go binary it downloads at run time (impossible offline,
@@ -10,9 +13,11 @@ skips that detour; ``--direct_num_workers`` / ``--direct_running_mode`` still ap
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import apache_beam as beam
@@ -36,14 +41,87 @@ def _is_dataflow(runner: str | None) -> bool:
     return bool(runner) and runner.rsplit(".", 1)[-1].lower() in ("dataflowrunner", "dataflow")
 
 
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
+
+
+def _split_dry_run(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` without its ``--dry_run`` flags, and their boolean value (the last wins):
+    ``--dry_run``, ``--dry_run=V`` or ``--dry_run V`` with V one of true/false/1/0."""
+    rest, dry_run, i = [], False, 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        if name != "--dry_run":
+            rest.append(arg)
+            i += 1
+            continue
+        if not eq and i + 1 < len(args) and args[i + 1].lower() in _TRUE + _FALSE:
+            value, i = args[i + 1], i + 1  # "--dry_run false", Beam's own spelling
+        elif not eq:
+            value = "true"
+        if value.lower() not in _TRUE + _FALSE:
+            raise OptionsError(f"--dry_run takes true/false/1/0, got {arg!r}")
+        dry_run = value.lower() in _TRUE
+        i += 1
+    return rest, dry_run
+
+
+def _flag_name(token: str) -> str | None:
+    """The flag a token names ("--num_shards=4" -> "--num_shards"); None for values."""
+    if token.startswith("--") and len(token) > 2:
+        return token.split("=", 1)[0]
+    if token.startswith("-") and len(token) > 1 and not token[1].isdigit():
+        return token.split("=", 1)[0]  # Beam drops single-dash flags
+    return None
+
+
+def unknown_flags(args: Sequence[str]) -> list[str]:
+    """The flags in ``args`` that no Beam PipelineOptions class declares, as written."""
+    known = set(PipelineOptions([]).get_all_options())
+    retained = PipelineOptions(list(args)).get_all_options(retain_unknown_options=True)
+    unknown = {d.split("=", 1)[0].replace("-", "_") for d in set(retained) - known}
+    out = []
+    for token in args:
+        name = _flag_name(token)
+        if name and name not in out and (
+                not name.startswith("--") or name[2:].replace("-", "_") in unknown):
+            out.append(name)
+    return out
+
+
+def _suggest(flag: str, candidates: Sequence[str]) -> str:
+    norm = flag.lstrip("-").replace("-", "_")
+    same = [c for c in candidates if c.lstrip("-").replace("-", "_") == norm]
+    close = same or difflib.get_close_matches(flag, candidates, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _check_unknown(args: list[str], job_flags: Sequence[str]) -> None:
+    unknown = unknown_flags(args)
+    if not unknown:
+        return
+    beam_flags = [f"--{d}" for d in PipelineOptions([]).get_all_options()]
+    candidates = [*job_flags, *beam_flags]
+    raise OptionsError("unknown flag(s), neither this job's nor Beam's:\n  " + "\n  ".join(
+        f + _suggest(f, candidates) for f in unknown))
+
+
 def pipeline_options(pipeline_args: list[str], *, job_name: str,
-                     save_main_session: bool = True) -> PipelineOptions:
+                     save_main_session: bool = True,
+                     job_flags: Sequence[str] = ()) -> PipelineOptions:
     """Builds and validates PipelineOptions from the flags the job did not declare.
 
+    ``job_flags``: the job's own flags (e.g. "--num-shards"), suggested when a flag is
+    unknown.
+
     Raises:
-      OptionsError: naming every missing or invalid Dataflow option.
+      OptionsError: naming every unknown flag (with the close match), a ``--dry_run``
+        that is no boolean, every missing or invalid Dataflow option.
     """
+    pipeline_args, dry_run = _split_dry_run(list(pipeline_args))
+    _check_unknown(pipeline_args, job_flags)
     options = PipelineOptions(pipeline_args)
+    options.view_as(TestOptions).dry_run = dry_run
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_RUNNER
@@ -81,10 +159,15 @@ def run_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     """Runs the built pipeline; on a Dataflow ``--dry_run`` writes the job description.
 
     The description goes to ``--dataflow_job_file`` if given (Beam's own flag), and is
-    logged otherwise. Nothing is submitted or staged on a dry run.
+    logged otherwise. Nothing is submitted or staged on a dry run, and on a local runner
+    (which would ignore the flag) nothing runs: the graph was built and that is all.
     """
-    if options.view_as(TestOptions).dry_run and _is_dataflow(
-            options.view_as(StandardOptions).runner):
+    dry_run = options.view_as(TestOptions).dry_run
+    if dry_run and not _is_dataflow(options.view_as(StandardOptions).runner):
+        LOGGER.info("Dry run: pipeline built, %d transforms; nothing run",
+                    len(pipeline.to_runner_api().components.transforms))
+        return
+    if dry_run:
         result = pipeline.run()
         job_json = _describe_dry_run_job(result.job)
         job_file = options.view_as(DebugOptions).dataflow_job_file

@@ -11,17 +11,15 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 
 from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
 from beam_jobs.features import io
-from mlbatch.schema import SchemaError, load_schema
-
 from mlbatch.artifacts import ArtifactWriter, OutputExistsError
+from mlbatch.schema import SchemaError, load_schema
+from mlbatch.storage import StorageError
 
 # pipeline and artifacts import TensorFlow: only once the flags and schema are known good,
 # so that configuration errors come back in a second.
@@ -30,12 +28,20 @@ LOGGER = logging.getLogger("beam_jobs.features")
 CODECS = ("snappy", "gzip", "zstd", "brotli", "lz4", "none")
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share in [0, 1], got {text}")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schema", required=True, help="dataset schema file (YAML)")
     parser.add_argument("--input", required=True,
-                        help="directory or gs:// prefix holding the tables' files")
+                        help="directory or gs:// prefix holding the tables' files (each "
+                             "table's schema `path` under it), a glob or a single file")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
     parser.add_argument("--chunk-rows", type=int, default=50_000,
                         help="raw records parsed and validated per batch")
@@ -51,6 +57,12 @@ def parse_args(argv):
                              "(tft.scale_to_z_score, tft.bucketize, ...); same features")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an earlier run in --output")
+    parser.add_argument("--max-dead-letter-share", type=_share, default=None,
+                        help="fail (output uncommitted) when more than this share of a "
+                             "table's records are dead letters (default: the schema's "
+                             "limits.max_dead_letter_share, itself 0.01 by default)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also Beam's INFO chatter and TensorFlow's native log lines")
     parser.add_argument("--log-level", default="INFO")
     known, beam_args = parser.parse_known_args(argv)
     for flag in ("chunk_rows", "row_group_rows"):
@@ -58,7 +70,26 @@ def parse_args(argv):
             parser.error(f"--{flag.replace('_', '-')} must be >= 1")
     if known.num_shards < 0:
         parser.error("--num-shards must be >= 0")
+    known.job_flags = [o for a in parser._actions for o in a.option_strings]
     return known, beam_args
+
+
+def _quiet(verbose: bool) -> None:
+    """Log levels and TensorFlow's native logging, before TensorFlow is imported.
+
+    Unless --verbose: Beam's per-shard INFO lines go, and TF_CPP_MIN_LOG_LEVEL=3 keeps the
+    C++ runtime's start-up lines out, among them the ERROR line of its CUDA probe on a
+    machine without a GPU ("failed call to cuInit"); the job's own errors come back as
+    Python exceptions either way. A value already in the environment is kept."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    quiet = {"apache_beam.typehints": logging.WARNING, "tensorflow": logging.WARNING,
+             "absl": logging.WARNING}
+    if not verbose:
+        quiet.update({"apache_beam": logging.WARNING,
+                      # a remote check's retries; the check's own error names the URI
+                      "apache_beam.utils.retry": logging.ERROR})
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
@@ -66,20 +97,22 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     args, beam_args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apache_beam.typehints", "tensorflow", "absl"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet(args.verbose)
     try:
         schema = load_schema(args.schema)
         options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
-                                   save_main_session=save_main_session)
+                                   save_main_session=save_main_session,
+                                   job_flags=args.job_flags)
         dry_run = options.view_as(TestOptions).dry_run
         files = io.check_inputs(args.input, list(schema.tables.values()))
         writer = ArtifactWriter(args.output, "features", job=JOB, config={
-            **{k: v for k, v in vars(args).items() if k not in ("overwrite", "log_level")},
+            **{k: v for k, v in vars(args).items()
+               if k not in ("overwrite", "log_level", "verbose", "job_flags")},
             "pipeline_args": beam_args})
         if not dry_run:
             writer.claim(overwrite=args.overwrite)
-    except (SchemaError, OptionsError, FileNotFoundError, OutputExistsError) as e:
+    except (SchemaError, OptionsError, FileNotFoundError, io.InputError, StorageError,
+            OutputExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     temp_root = options.view_as(GoogleCloudOptions).temp_location or args.output
@@ -96,7 +129,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
             return 0
         if FileSystems.exists(tft_temp):
             FileSystems.delete([tft_temp])
-        summary = artifacts.finalize(writer, schema, args.analyzers)
+        summary = artifacts.finalize(writer, schema, args.analyzers, args.max_dead_letter_share)
     except BaseException as e:
         if not dry_run:
             writer.fail(f"{type(e).__name__}: {e}")
@@ -104,8 +137,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     s = summary["stages"]
     LOGGER.info("read %d, dead letter %d, excluded %d, train %d, eval %d -> %s", s["read"],
                 s["dead_letter"], s["excluded"], s["train"], s["eval"], args.output)
-    if not summary["reconciled"]:
-        LOGGER.error("counts do not reconcile: %s", summary["checks"])
+    if summary["failure"]:
+        LOGGER.error("output left uncommitted: %s", summary["failure"])
         return 1
     return 0
 

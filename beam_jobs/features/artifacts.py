@@ -5,22 +5,24 @@ manifest describes exactly the artifact that serving will load.
 """
 from __future__ import annotations
 
+import collections
 import logging
+import math
 from importlib import metadata
 
 import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.features import io
+from beam_jobs.common import deadletter
+from beam_jobs.features import io, limits
+from beam_jobs.features.preprocessing import raw_feature_spec
+from mlbatch import storage
 from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.features import Feature, feature_section
-from beam_jobs.features.preprocessing import raw_feature_spec
 from mlbatch.labels import transform_record
-from mlbatch.schema import DatasetSchema
+from mlbatch.schema import DatasetSchema, TableSpec
 
 LOGGER = logging.getLogger(__name__)
-OVERCROSS_RARE_ROW_SHARE = 0.2  # warn when more train rows than this carry a rare value
-OVERCROSS_COLLISION_SHARE = 0.3  # ... or when this share of distinct values collide
 
 
 def _domain_cardinality(tf_output: tft.TFTransformOutput, name: str) -> int | None:
@@ -47,19 +49,113 @@ def manifest_features(schema: DatasetSchema, tf_output: tft.TFTransformOutput) -
     return feats
 
 
+def min_hash_buckets(distinct: int, max_share: float) -> int:
+    """The fewest hash buckets for which the expected share of `distinct` values that
+    share their bucket with another, 1 - (1 - 1/B)^(distinct - 1), is below max_share."""
+    if distinct < 2:
+        return 1
+    if max_share <= 0:
+        return distinct * distinct  # any collision is too many: a birthday-bound size
+    return math.floor(1.0 / -math.expm1(math.log1p(-max_share) / (distinct - 1))) + 1
+
+
 def flag_overcrossing(schema: DatasetSchema, crosses: dict) -> dict:
-    """Adds the columns and an `overcrossed` verdict to each cross's statistics."""
+    """Two verdicts per cross, each with its reason in the log: `hash_collisions` (its
+    hash_buckets are too few for its distinct values: expected colliding share above
+    cross_max_collision_share) and `overcrossed` (more train rows than
+    cross_max_rare_row_share carry a value seen fewer than cross_rare_threshold times)."""
     for f in schema.crosses:
         s = crosses[f.name]
         s["columns"] = list(f.columns)
-        s["overcrossed"] = bool(s["rare_row_share"] > OVERCROSS_RARE_ROW_SHARE
-                                or s["colliding_value_share"] > OVERCROSS_COLLISION_SHARE)
+        need = min_hash_buckets(s["distinct_values"], schema.cross_max_collision_share)
+        s["min_hash_buckets"] = need
+        s["hash_collisions"] = f.hash_buckets < need
+        s["overcrossed"] = s["rare_row_share"] > schema.cross_max_rare_row_share
+        s["verdicts"] = []
+        if s["hash_collisions"]:
+            s["verdicts"].append(
+                f"hash collisions: raise hash_buckets to at least {need} ({s['distinct_values']} "
+                f"distinct values in {f.hash_buckets} buckets: {100 * s['colliding_value_share']:.0f}%"
+                f" share a bucket, limit {100 * schema.cross_max_collision_share:g}%)")
         if s["overcrossed"]:
-            LOGGER.warning("cross %r looks overcrossed: %.0f%% of train rows carry a value seen "
-                           "< %d times, %.0f%% of its %d values share a bucket", f.cross,
-                           100 * s["rare_row_share"], schema.cross_rare_threshold,
-                           100 * s["colliding_value_share"], s["distinct_values"])
+            s["verdicts"].append(
+                f"overcrossed: {100 * s['rare_row_share']:.0f}% of rows carry values seen fewer "
+                f"than {schema.cross_rare_threshold} times (limit "
+                f"{100 * schema.cross_max_rare_row_share:g}%)")
+        for verdict in s["verdicts"]:
+            LOGGER.warning("cross %r: %s", f.cross, verdict)
     return crosses
+
+
+def _read_columns(pattern: str, columns: list[str]) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = []
+    for f in FileSystems.match([pattern])[0].metadata_list:
+        loc = storage.locate(f.path)
+        rows += pq.read_table(loc.path, filesystem=loc.fs, columns=columns).to_pylist()
+    return rows
+
+
+def _outcome_lines(output: str, main: str) -> list[tuple[str, int]]:
+    """(source, line) of every outcome of the main table: train, eval and excluded
+    rows (their example_id) and its dead letters. Read only when counts disagree."""
+    out = []
+    for split in ("train", "eval", "excluded"):
+        for row in _read_columns(FileSystems.join(output, split, "*.parquet"), ["example_id"]):
+            ex = row["example_id"]
+            source, _, line = (ex.decode() if isinstance(ex, bytes) else ex).rpartition(":")
+            out.append((source, int(line)))
+    dead = FileSystems.join(output, deadletter.DEAD_LETTER, "*.parquet")
+    for d in _read_columns(dead, ["table", "source", "line"]):
+        if d["table"] == main:
+            out.append((d["source"], int(d["line"])))
+    return out
+
+
+def _lines_involved(output: str, summary: dict, main: TableSpec, shown: int = 5) -> str:
+    """The first lines with two outcomes and the first line numbers with none."""
+    seen = collections.Counter(_outcome_lines(output, main.name))
+    twice = sorted(k for k, n in seen.items() if n > 1)
+    missing = []
+    first = 2 if main.format == "csv" else 1  # CSV: line 1 is the header
+    by_file = collections.defaultdict(set)
+    for src, line in seen:
+        by_file[src].add(line)
+    for path, n_records in summary["tables"][main.name]["files"]:
+        have = by_file[path]
+        last = max(first + n_records - 1, max(have, default=0))
+        missing += [(path, n) for n in range(first, last + 1) if n not in have][:shown]
+    parts = []
+    if twice:
+        parts.append("lines with more than one outcome: " + ", ".join(
+            f"{s}:{n} ({seen[(s, n)]}x)" for s, n in twice[:shown]))
+    if missing:
+        parts.append("line numbers without an outcome: " + ", ".join(
+            f"{s}:{n}" for s, n in missing[:shown]))
+    return "; ".join(parts)
+
+
+def reconcile_failure(output: str, schema: DatasetSchema, summary: dict) -> str | None:
+    """Why the counts do not add up: the table, the check, both sides and the
+    difference, and the first lines involved (None: they add up)."""
+    problems = []
+    for name, t in summary["tables"].items():
+        diff = t["read"] - t["valid"] - t["dead_letter"]
+        if diff:
+            problems.append(f"table {name!r}: read == valid + dead_letter fails: read "
+                            f"{t['read']}, valid {t['valid']} + dead_letter {t['dead_letter']} "
+                            f"= {t['valid'] + t['dead_letter']} ({diff:+d} records)")
+    s = summary["stages"]
+    diff = s["valid"] - s["train"] - s["eval"] - s["excluded"]
+    if diff:
+        problems.append(f"table {schema.main!r}: valid == train + eval + excluded fails: valid "
+                        f"{s['valid']}, train {s['train']} + eval {s['eval']} + excluded "
+                        f"{s['excluded']} ({diff:+d} rows)")
+    if not problems:
+        return None
+    lines = _lines_involved(output, summary, schema.main_table)
+    return "counts do not reconcile: " + " | ".join(problems) + (f" | {lines}" if lines else "")
 
 
 def versions() -> dict:
@@ -75,7 +171,11 @@ def versions() -> dict:
 def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
     """`<output>/metadata/`: the raw feature spec serving parses requests with
     (TFTransformOutput.raw_feature_spec()); the Arrow input path does not write it."""
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+    from tensorflow_transform.tf_metadata import (
+        dataset_metadata,
+        metadata_io,
+        schema_utils,
+    )
 
     metadata_io.write_metadata(
         dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(
@@ -83,10 +183,12 @@ def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
         FileSystems.join(output, tft.TFTransformOutput.RAW_METADATA_DIR))
 
 
-def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str) -> dict:
-    """Completes summary.json and, when every count reconciles, commits the artifact
-    (artifact.json with the features section); otherwise records the failure and leaves
-    the directory uncommitted. Returns the summary."""
+def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
+             max_dead_letter_share: float | None = None) -> dict:
+    """Completes summary.json and, when every count reconciles and the dead letters are
+    within the limits, commits the artifact (artifact.json with the features section);
+    otherwise records why in the summary (`failure`) and the pending marker, leaving the
+    directory uncommitted. Returns the summary."""
     output = writer.root
     write_raw_metadata(output, schema)
     tf_output = tft.TFTransformOutput(output)
@@ -95,10 +197,13 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str) -> d
     summary["crosses"] = flag_overcrossing(schema, summary["crosses"])
     summary["versions"] = versions()
     summary["analyzers"] = analyzers
+    unreconciled = reconcile_failure(output, schema, summary)
+    summary["reconciled"] = unreconciled is None
+    summary["failure"] = unreconciled or limits.check_limits(summary, schema.limits,
+                                                             max_dead_letter_share)
     io.write_json(summary_path, summary)
-    if not summary["reconciled"]:
-        failed = [k for k, ok in summary["checks"].items() if not ok]
-        writer.fail(f"counts do not reconcile: {failed} (see summary.json)")
+    if summary["failure"]:
+        writer.fail(summary["failure"])
         return summary
     for table, t in summary["tables"].items():
         for path, _records in t["files"]:

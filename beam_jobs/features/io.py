@@ -4,8 +4,14 @@ All file access goes through Beam's FileSystems, so local paths and gs:// work a
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import apache_beam as beam
 import pyarrow as pa
@@ -14,36 +20,150 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_jobs.common import csvsplit, records
+from mlbatch import storage
 from mlbatch.schema import TableSpec
 
 LOGGER = logging.getLogger(__name__)
 DEAD = "dead"
 FILES = "files"
+T = TypeVar("T")
 
 
-def table_pattern(input_root: str, table: TableSpec) -> str:
-    """The file pattern of a table: its schema path under --input (or --input itself
-    if that is already a pattern naming the table's files)."""
-    return FileSystems.join(input_root.rstrip("/"), table.path)
+class InputError(ValueError):
+    """An input table cannot be read as declared (e.g. its header lacks declared columns)."""
+
+
+def _is_glob(uri: str) -> bool:
+    return any(c in uri for c in "*?[")
+
+
+def _bounded(what: str, uri: str, fn: Callable[[], T]) -> T:
+    """fn() for a local path; for a remote one, in a daemon thread given up after
+    MLBATCH_GCS_TIMEOUT_S seconds (Beam's GCS client retries unreachable hosts for
+    minutes, silently), raising a StorageError that names what it was trying to reach."""
+    if not storage.is_remote(uri):
+        return fn()
+    timeout = float(os.environ.get(storage.GCS_TIMEOUT_ENV, "30"))
+    done: queue.Queue = queue.Queue(maxsize=1)
+
+    def call():
+        try:
+            done.put((True, fn()))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below
+            done.put((False, e))
+
+    threading.Thread(target=call, name=f"check {uri}", daemon=True).start()
+    try:
+        ok, value = done.get(timeout=timeout)
+    except queue.Empty:
+        host = os.environ.get(storage.EMULATOR_ENV)
+        via = f" via {storage.EMULATOR_ENV}={host}" if host else ""
+        raise storage.StorageError(
+            f"{what}: no answer from Cloud Storage{via} within {timeout:g} s for {uri} "
+            f"(network, credentials or emulator down? {storage.GCS_TIMEOUT_ENV} sets the "
+            f"limit)") from None
+    if not ok:
+        raise value
+    return value
+
+
+def _match(pattern: str) -> list[str]:
+    def match():
+        try:
+            return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+        except (OSError, ValueError) as e:  # BeamIOError is an OSError
+            LOGGER.debug("match failed for %s: %s", pattern, e)
+            return []
+    return _bounded("listing input files", pattern, match)
+
+
+def names_files(input_root: str) -> bool:
+    """Whether --input names files itself (a glob or a single file) rather than a
+    directory or gs:// prefix holding each table's files."""
+    if _is_glob(input_root):
+        return True
+    if not storage.is_remote(input_root):
+        return os.path.isfile(input_root)
+    return not input_root.endswith("/") and _match(input_root) == [input_root]
+
+
+def table_pattern(input_root: str, table: TableSpec, named: bool = False) -> str:
+    """The file pattern of a table: its schema path under --input, or --input itself
+    when it names the files (`named`, see names_files)."""
+    return input_root if named else FileSystems.join(input_root.rstrip("/"), table.path)
+
+
+def _names_table(path: str, table: TableSpec, only: bool) -> bool:
+    """Whether a file of a glob/file --input belongs to the table: by its schema path
+    (e.g. `weather*.csv`), or always when the schema has just one table."""
+    depth = table.path.strip("/").count("/") + 1  # compare as many trailing parts
+    tail = "/".join(path.replace("\\", "/").split("/")[-depth:])
+    return only or fnmatch.fnmatchcase(tail, table.path.strip("/"))
 
 
 def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str]]:
-    """Driver-side check that every table has at least one file; names what is missing."""
+    """Driver-side check of the inputs before anything runs: every table has at least
+    one file, and every CSV header / Parquet schema holds the table's declared columns.
+
+    --input is a directory (or gs:// prefix) holding each table's `path` pattern, or a
+    glob or single file; then each file goes to the table whose `path` its name matches
+    (every file to the one table of a single-table schema).
+
+    Raises:
+      FileNotFoundError: naming each table without files and the pattern tried.
+      InputError: naming each file whose header lacks declared columns, and them.
+      mlbatch.storage.StorageError: a remote check got no answer in time, naming the URI.
+    """
     found, missing = {}, []
+    named = names_files(input_root)
     for t in tables:
-        pattern = table_pattern(input_root, t)
-        try:
-            result = FileSystems.match([pattern])[0]
-            paths = sorted(m.path for m in result.metadata_list)
-        except (OSError, ValueError) as e:  # BeamIOError is an OSError
-            LOGGER.debug("match failed for %s: %s", pattern, e)
-            paths = []
+        pattern = table_pattern(input_root, t, named)
+        matched = _match(pattern)
+        paths = matched
+        if named:  # the files of a glob or the file: those named for this table
+            paths = [p for p in matched if _names_table(p, t, len(tables) == 1)]
         if not paths:
-            missing.append(f"table {t.name!r}: no file matches {pattern}")
+            where = (f"no file of --input {input_root} is named like {t.path}"
+                     if matched else f"no file matches {pattern}")
+            missing.append(f"table {t.name!r}: {where}")
         found[t.name] = paths
     if missing:
         raise FileNotFoundError("input files not found:\n  " + "\n  ".join(missing))
+    problems = [p for t in tables for path in found[t.name] if (p := check_header(t, path))]
+    if problems:
+        raise InputError("input files lack declared columns:\n  " + "\n  ".join(problems))
     return found
+
+
+def _header_columns(table: TableSpec, path: str) -> list[str] | None:
+    """The column names a file declares (CSV: its first line; Parquet: its schema);
+    None when it declares none (an empty CSV file, JSON lines)."""
+    with FileSystems.open(path) as f:
+        if table.format == "parquet":
+            return pq.read_schema(f).names
+        if table.format != "csv":
+            return None
+        first = f.readline()
+    return records.parse_csv_header(first) if first else None
+
+
+def check_header(table: TableSpec, path: str) -> str | None:
+    """What is wrong with a file's header for its table (None: nothing)."""
+    try:
+        names = _bounded("reading the header", path, lambda: _header_columns(table, path))
+    except UnicodeDecodeError:
+        return f"{path}: the header line is not valid UTF-8"
+    except storage.StorageError:
+        raise
+    except (OSError, pa.ArrowInvalid) as e:
+        return f"{path}: cannot read its header ({e})"
+    if names is None:
+        return None
+    absent = [c for c in table.column_names if c not in names]
+    if absent:
+        return (f"{path}: table {table.name!r} declares column(s) {absent} that its header "
+                f"lacks (header: {names[:30]})")
+    return None
 
 
 class ReadChunksFn(beam.DoFn):

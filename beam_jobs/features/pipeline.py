@@ -9,7 +9,7 @@ import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.common import deadletter, prepare, sinks
-from beam_jobs.features import io, transforms
+from beam_jobs.features import io, limits, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
                                               make_reference_preprocessing_fn,
                                               tensor_adapter_config)
@@ -102,6 +102,7 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
         FileSystems.join(out, "excluded", "part"), EXCLUDED_SCHEMA, codec=args.compression)
     counts.append(dead_letters | "CountDeadLetters" >> beam.Map(
         lambda d: (f"{d['table']}_dead_letter", 1)))
+    reasons = dead_letters | "CountDeadLetterReasons" >> limits.CountReasons()
     all_files = files | "FlattenFiles" >> beam.Flatten()
     counts.append(all_files | "CountRead" >> beam.Map(lambda f: (f"{f['table']}_read", f["records"])))
     counts.append(all_files | "CountLines" >> beam.Map(lambda f: (f"{f['table']}_lines", f["lines"])))
@@ -112,14 +113,15 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
          | "AssembleSummary" >> beam.Map(
              assemble_summary, schema=schema, counts=beam.pvalue.AsSingleton(count_dict),
              stats=beam.pvalue.AsSingleton(stats), crosses=beam.pvalue.AsSingleton(cross_stats),
-             files=beam.pvalue.AsList(all_files))
+             files=beam.pvalue.AsList(all_files), reasons=beam.pvalue.AsSingleton(reasons))
          | "WriteSummary" >> beam.Map(lambda doc: io.write_json(
              FileSystems.join(out, "summary.json"), doc)))
 
 
 def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict, crosses: dict,
-                     files: list) -> dict:
-    """Counts per stage, per table, and the train feature statistics; checks they add up.
+                     files: list, reasons: list = ()) -> dict:
+    """Counts per stage, per table, the train feature statistics and the most common
+    dead-letter reasons (limits.CountReasons); checks the counts add up.
 
     "read" counts records (a CSV record may span physical lines: quoted line breaks), each
     of which is either valid or a dead letter; "lines" counts the physical data lines.
@@ -146,4 +148,5 @@ def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict, crosse
         checks[f"{name}: read == valid + dead_letter"] = t["read"] == t["valid"] + t["dead_letter"]
     return {"dataset": schema.name, "stages": stages, "tables": tables,
             "reconciled": all(checks.values()), "checks": checks, "train_feature_stats": stats,
-            "crosses": crosses}
+            "crosses": crosses,
+            "dead_letter_reasons": limits.top_reasons(list(reasons), schema.tables)}

@@ -41,7 +41,7 @@ def broken_input(flights_slice, tmp_path_factory):
 
 def test_broken_files_are_dead_lettered_and_counts_reconcile(broken_input, tmp_path):
     out = tmp_path / "out"
-    proc = run_feature_job(broken_input, out)
+    proc = run_feature_job(broken_input, out, "--max-dead-letter-share", "0.05")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     s = summary["stages"]
