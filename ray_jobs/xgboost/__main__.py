@@ -13,11 +13,13 @@ import sys
 from ray_jobs.xgboost.config import XGBoostConfig, load_params_file
 
 
-def parse_args(argv: list[str] | None) -> XGBoostConfig:
+def parse_args(argv: list[str] | None) -> tuple[XGBoostConfig, bool]:
     p = argparse.ArgumentParser(prog="python -m ray_jobs.xgboost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--features", required=True, help="feature job output directory")
     p.add_argument("--output", required=True, help="directory for model.json, metrics.json ...")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a committed model (or other files) in --output")
     p.add_argument("--address", default=None,
                    help="Ray address ('auto' or host:port); default: 'auto' when RAY_ADDRESS "
                         "is set (e.g. under `ray job submit`), else a new local Ray")
@@ -48,23 +50,24 @@ def parse_args(argv: list[str] | None) -> XGBoostConfig:
         num_boost_round=a.num_boost_round, early_stopping_rounds=a.early_stopping_rounds or None,
         params=load_params_file(a.params) if a.params else {},
         max_actor_restarts=a.max_actor_restarts, checkpoint_frequency=a.checkpoint_frequency,
-        placement_timeout_s=a.placement_timeout, check_data=not a.no_data_check)
+        placement_timeout_s=a.placement_timeout, check_data=not a.no_data_check), a.overwrite
 
 
 def run(argv: list[str] | None = None) -> dict:
     from ray_jobs.xgboost import driver
-    return driver.run(parse_args(argv))
+    config, overwrite = parse_args(argv)
+    return driver.run(config, overwrite=overwrite)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from mlbatch.artifacts.features import FeatureContractError
+    from mlbatch.artifacts import ArtifactError
     from ray_jobs.xgboost.cluster import PlacementError
     from ray_jobs.xgboost.config import ConfigError
     from ray_jobs.xgboost.data import FeatureDataError
     try:
         doc = run()
-    except (ConfigError, FeatureContractError, FeatureDataError, PlacementError) as e:
+    except (ConfigError, ArtifactError, FeatureDataError, PlacementError) as e:
         logging.getLogger("ray_jobs.xgboost").error("%s: %s", type(e).__name__, e)
         sys.exit(2)
     print(json.dumps({"eval": doc["eval"], "best_round": doc["best_round"]}))
