@@ -200,6 +200,19 @@ class StorageEmulator:
         return "/".join([f"gs://{self.bucket}", *parts])
 
 
+# The emulator runs in its own process: its HTTP server handles one request at a time,
+# and in a thread of the (busy) test process pyarrow's parallel reads starved and timed out.
+_EMULATOR_MAIN = """
+import sys
+from gcp_storage_emulator.server import create_server
+server = create_server("127.0.0.1", int(sys.argv[1]), in_memory=True, default_bucket=sys.argv[2])
+server.start()
+print("ready", flush=True)
+sys.stdin.read()  # until the fixture closes our stdin
+server.stop()
+"""
+
+
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory) -> StorageEmulator:
     """A Cloud Storage emulator (gcp-storage-emulator, in memory) on 127.0.0.1 with the
@@ -208,11 +221,12 @@ def gcs_emulator(tmp_path_factory) -> StorageEmulator:
     system both talk to it instead of Google."""
     import json
 
-    from gcp_storage_emulator.server import create_server
-
     port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=EMULATOR_BUCKET)
-    server.start()
+    proc = subprocess.Popen([sys.executable, "-c", _EMULATOR_MAIN, str(port), EMULATOR_BUCKET],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        pytest.fail("the storage emulator did not start")
     creds = tmp_path_factory.mktemp("gcs_emulator") / "credentials.json"
     creds.write_text(json.dumps(_EMULATOR_CREDENTIALS))
     env = {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
@@ -227,4 +241,9 @@ def gcs_emulator(tmp_path_factory) -> StorageEmulator:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        server.stop()
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

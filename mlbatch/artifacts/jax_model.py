@@ -9,7 +9,8 @@ Written by ``python -m ray_jobs.jax`` (and as ``best/`` of a JAX Tune run)::
                               epoch's eval metrics; and the "jax_model" section:
                               {"model", "predict", "params", "description", "task", "label",
                                "label_transform", "numeric": [names], "categorical":
-                               [{"name", "cardinality", "rows"}], "epoch", "step", ...}
+                               [{"name", "cardinality", "rows"}], "epochs_completed", "step",
+                               "best_epoch"?, ...}
 
 ``load_jax_model`` is the one reader; it needs ``jax`` and ``numpy`` only, never the
 training code: ``JaxModel.predict(numeric f32[b, n_numeric], ids i32[b, n_categorical])

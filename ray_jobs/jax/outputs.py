@@ -68,7 +68,7 @@ def commit_model(writer: ArtifactWriter, fs: FeatureSet, **facts: Any) -> Manife
             "description": f"{MODEL_DIR}/{exporting.DESCRIPTION_FILE}",
             "task": desc["task"], "label": desc["label"], "label_transform": fs.label_transform,
             "numeric": desc["numeric"], "categorical": desc["categorical"],
-            "epoch": desc["epoch"], "step": desc["step"], **facts}
+            "epochs_completed": desc["epoch"], "step": desc["step"], **facts}
     return writer.commit(body=body, digest_excludes=DIGEST_EXCLUDES)
 
 
