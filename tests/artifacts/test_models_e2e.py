@@ -24,8 +24,8 @@ from tests.xgboost.helpers import connect_test_process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
-XGB = dict(num_actors=1, cpus_per_actor=1, num_boost_round=15, early_stopping_rounds=5,
-           max_actor_restarts=0, placement_timeout_s=30.0)
+XGB = {"num_actors": 1, "cpus_per_actor": 1, "num_boost_round": 15,
+       "early_stopping_rounds": 5, "max_actor_restarts": 0, "placement_timeout_s": 30.0}
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_jax_model_applies_from_gcs_without_training_code(gcs_models, tmp_path):
     features, _, (jax_out, summary) = gcs_models
     proc = subprocess.run([sys.executable, "-c", SCORE_SCRIPT, jax_out, features,
                            str(tmp_path / "p.npy")], capture_output=True, text=True,
-                          timeout=300, cwd=REPO_ROOT)
+                          timeout=300, cwd=REPO_ROOT, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = np.load(tmp_path / "p.npy")
     # the trainer's eval predictions: its own predict on the best epoch's parameters
@@ -164,7 +164,7 @@ def test_unknown_major_format_version_is_refused_with_exit_2(synthetic_features,
     (features / "artifact.json").write_text(json.dumps({**doc, "format_version": "99.0"}))
     proc = subprocess.run([sys.executable, "-m", job, "--features", str(features), "--output",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
-                          cwd=REPO_ROOT)
+                          cwd=REPO_ROOT, check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "features format_version 99.0 is not readable" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
