@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from mlbatch.artifacts.features import FeatureContractError
+from mlbatch.artifacts import ArtifactError
 from ray_jobs.jax import config as config_mod
 from ray_jobs.jax.checkpoint import CheckpointError
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = build_config(args)
         summary = driver.run(cfg, args.features, args.output, address=args.address)
-    except (config_mod.ConfigError, FeatureContractError, CheckpointError,
+    except (config_mod.ConfigError, ArtifactError, CheckpointError,
             driver.PlacementError) as e:
         print(f"python -m ray_jobs.jax: error: {e}", file=sys.stderr)
         return 2
