@@ -18,7 +18,7 @@ from mlbatch.artifacts import read_manifest, verify
 from mlbatch.artifacts.features import load_feature_set
 from mlbatch.artifacts.jax_model import load_jax_model
 from mlbatch.artifacts.xgboost_model import load_xgboost_model
-from tests.conftest import REPO_ROOT, run_feature_job
+from tests.conftest import REPO_ROOT
 from tests.jax.conftest import tiny_config
 from tests.xgboost.helpers import connect_test_process
 
@@ -168,19 +168,3 @@ def test_unknown_major_format_version_is_refused_with_exit_2(synthetic_features,
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "features format_version 99.0 is not readable" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
-
-
-def test_dataflow_dry_run_with_gcs_input_and_output(gcs_emulator, flights_slice, tmp_path):
-    from beam_jobs.common.options import dry_run_summary
-    raw = gcs_emulator.uri("raw", "flights")
-    storage.copy_tree(str(flights_slice), raw)
-    job_file = tmp_path / "job.json"
-    proc = run_feature_job(
-        raw, gcs_emulator.uri("dataflow", "features"), "--runner", "DataflowRunner",
-        "--project", "my-project", "--region", "us-central1",
-        "--temp_location", gcs_emulator.uri("tmp"), "--dry_run=True",
-        f"--dataflow_job_file={job_file}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    job = dry_run_summary(job_file)
-    assert "ReadFlights" in job["transforms"] and "WriteTrain" in job["transforms"]
-    assert not storage.exists(gcs_emulator.uri("dataflow", "features", "artifact.json"))
