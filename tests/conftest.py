@@ -180,3 +180,73 @@ def flights_features(flights_slice, tmp_path_factory) -> Path:
     if proc.returncode != 0:
         pytest.fail(f"feature job failed:\n{proc.stderr[-5000:]}")
     return out
+
+
+# --- Cloud Storage, offline -------------------------------------------------------------------
+EMULATOR_BUCKET = "mlbatch-test"
+# google-auth loads this without any network call; with a token valid until 2999 it never
+# refreshes it. Beam's GCS file system (apache_beam/internal/gcp/auth.py) otherwise asks
+# google.auth.default() for credentials with 4 exponential-backoff retries before it
+# falls back to an anonymous client: ~20 s per process. The emulator ignores the token.
+_EMULATOR_CREDENTIALS = {"type": "authorized_user", "client_id": "emulator",
+                         "client_secret": "emulator", "refresh_token": "emulator",
+                         "token": "emulator", "expiry": "2999-01-01T00:00:00Z"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageEmulator:
+    host: str  # "http://127.0.0.1:<port>" (STORAGE_EMULATOR_HOST)
+    bucket: str
+    env: dict[str, str]  # what the test process and its subprocesses get
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([f"gs://{self.bucket}", *parts])
+
+
+# The emulator runs in its own process: its HTTP server handles one request at a time,
+# and in a thread of the (busy) test process pyarrow's parallel reads starved and timed out.
+_EMULATOR_MAIN = """
+import sys
+from gcp_storage_emulator.server import create_server
+server = create_server("127.0.0.1", int(sys.argv[1]), in_memory=True, default_bucket=sys.argv[2])
+server.start()
+print("ready", flush=True)
+sys.stdin.read()  # until the fixture closes our stdin
+server.stop()
+"""
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory) -> StorageEmulator:
+    """A Cloud Storage emulator (gcp-storage-emulator, in memory) on 127.0.0.1 with the
+    bucket ``mlbatch-test``. While it runs, STORAGE_EMULATOR_HOST points this process and
+    every subprocess at it: pyarrow's GcsFileSystem (mlbatch.storage) and Beam's GCS file
+    system both talk to it instead of Google."""
+    import json
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _EMULATOR_MAIN, str(port), EMULATOR_BUCKET],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        pytest.fail("the storage emulator did not start")
+    creds = tmp_path_factory.mktemp("gcs_emulator") / "credentials.json"
+    creds.write_text(json.dumps(_EMULATOR_CREDENTIALS))
+    env = {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
+           "GOOGLE_APPLICATION_CREDENTIALS": str(creds), "GOOGLE_CLOUD_PROJECT": "mlbatch-test"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield StorageEmulator(host=env["STORAGE_EMULATOR_HOST"], bucket=EMULATOR_BUCKET, env=env)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: 0 on success, 2 (naming the problem) for usage, config, feature,
     checkpoint and placement errors."""
     cli.prefer_loopback()
-    from mlbatch.artifacts.features import FeatureContractError
+    from mlbatch.artifacts import ArtifactError
     from ray_jobs.common.cluster import ClusterError
     from ray_jobs.jax.checkpoint import CheckpointError
     try:
         summary = run(argv)
-    except (config_mod.ConfigError, FeatureContractError, CheckpointError, ClusterError) as e:
+    except (config_mod.ConfigError, ArtifactError, CheckpointError, ClusterError) as e:
         return cli.fail(PROG, e)
     best = {k: v for k, v in summary["best"].items() if k.startswith("eval_")}
     print(json.dumps({"output": summary["output"], "best_epoch": summary["best_epoch"], **best}))

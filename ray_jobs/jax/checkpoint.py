@@ -19,6 +19,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from mlbatch import storage
+
 META_KEY = "__meta__"
 _NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 
@@ -79,8 +81,13 @@ def read_meta(blob: bytes) -> dict[str, Any]:
         return json.loads(str(z[META_KEY]))
 
 
-def write_atomic(path: Path, blob: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over ``path``."""
+def write_atomic(path: str | Path, blob: bytes) -> None:
+    """Local paths: a temp file in the same directory, fsync, then rename over ``path``.
+    ``gs://`` URIs: one object upload (an object is only visible once complete)."""
+    if storage.is_remote(str(path)):
+        storage.write_bytes(str(path), blob)
+        return
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -100,26 +107,26 @@ def write_atomic(path: Path, blob: bytes) -> None:
 
 
 class CheckpointDir:
-    """``<dir>/ckpt-<step>.npz``; the newest complete file is the one to resume from."""
+    """``<dir>/ckpt-<step>.npz`` (a local path or ``gs://`` URI); the newest complete
+    file is the one to resume from."""
 
-    def __init__(self, root: Path, keep: int):
-        self.root, self.keep = Path(root), keep
+    def __init__(self, root: str | Path, keep: int):
+        self.root, self.keep = storage.locate(root).uri, keep
 
     def steps(self) -> list[int]:
-        if not self.root.is_dir():
-            return []
-        return sorted(int(m.group(1)) for p in self.root.iterdir() if (m := _NAME.match(p.name)))
+        return sorted(int(m.group(1)) for f in storage.list_files(self.root)
+                      if (m := _NAME.match(f.relpath)))
 
-    def path(self, step: int) -> Path:
-        return self.root / f"ckpt-{step:09d}.npz"
+    def path(self, step: int) -> str:
+        return storage.join(self.root, f"ckpt-{step:09d}.npz")
 
-    def save(self, step: int, blob: bytes) -> Path:
+    def save(self, step: int, blob: bytes) -> str:
         path = self.path(step)
         write_atomic(path, blob)
         for old in self.steps()[: -self.keep]:
-            self.path(old).unlink(missing_ok=True)
+            storage.delete(self.path(old))
         return path
 
     def latest(self) -> bytes | None:
         steps = self.steps()
-        return self.path(steps[-1]).read_bytes() if steps else None
+        return storage.read_bytes(self.path(steps[-1])) if steps else None

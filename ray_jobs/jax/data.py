@@ -19,7 +19,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import pyarrow.parquet as pq
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mlbatch.artifacts.features import FeatureContractError, FeatureSet
@@ -60,7 +59,7 @@ def read_rows(fs: FeatureSet, split: str, start: int, stop: int) -> Columns:
     names = [f.name for f in fs.features] + [fs.label]
     tables, offset = [], 0
     for path in fs.files(split):
-        pf = pq.ParquetFile(path)
+        pf = fs.parquet_file(path)
         groups, first = [], None  # only the row groups that hold rows of [start, stop)
         for g in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(g).num_rows

@@ -18,12 +18,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.features import SPLITS, FeatureContractError, FeatureSet, load_feature_set
 from ray_jobs.common import cluster
 from ray_jobs.common.cluster import PlacementError
 from ray_jobs.jax import checkpoint, data, loop
 from ray_jobs.jax.config import JaxConfig
-from ray_jobs.jax.outputs import RunOutputs
+from ray_jobs.jax.outputs import TYPE, RunOutputs, commit_model
 
 log = logging.getLogger(__name__)
 PLACEMENT_TIMEOUT_S = 60.0
@@ -54,7 +55,7 @@ def validate(config: JaxConfig, features_dir: str | Path) -> FeatureSet:
 
 
 def _check_file(fs: FeatureSet, split: str, path: str) -> None:
-    meta = pq.ParquetFile(path).metadata
+    meta = fs.parquet_file(path).metadata
     schema = meta.schema.to_arrow_schema()
     for f in fs.features:
         if f.name not in schema.names:
@@ -232,9 +233,11 @@ def start_group(config: JaxConfig, features_dir: str, *, use_ray: bool):
 
 def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
         address: str | None = None) -> dict[str, Any]:
-    """Validates, starts the workers, trains (resuming from --output if possible)."""
+    """Validates, starts the workers, trains (resuming from --output if possible) and
+    commits --output as a ``jax_model`` artifact."""
     fs = validate(config, features_dir)
-    outputs = RunOutputs(output_dir, config)
+    writer = ArtifactWriter(output_dir, TYPE, job="ray_jobs.jax", config=config.to_dict())
+    outputs = RunOutputs(writer.root, config)
     resume = outputs.latest_checkpoint()
     if resume is not None:
         check_resumable(resume, config, fs)
@@ -242,8 +245,19 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
     use_ray = config.num_workers > 1 or address is not None
     if use_ray:
         cluster.connect(address)
-    group = start_group(config, str(features_dir), use_ray=use_ray)
+    group = start_group(config, fs.root, use_ray=use_ray)
     try:
-        return loop.fit(group, config, outputs, resume)
+        writer.claim(resume=True)  # the output guard; keeps this run's own checkpoints
+        writer.input_artifact("features", fs.root, "features")
+        try:
+            summary = loop.fit(group, config, outputs, resume)
+            writer.metrics.update({k: v for k, v in summary["best"].items()
+                                   if k.startswith("eval_")})
+            commit_model(writer, fs, best_epoch=summary["best_epoch"],
+                         epochs_run=summary["epochs_run"])
+        except BaseException as e:
+            writer.fail(f"{type(e).__name__}: {e}")
+            raise
+        return summary
     finally:
         group.close()

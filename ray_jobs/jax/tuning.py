@@ -16,9 +16,11 @@ from typing import Any
 
 from ray import tune
 
+from mlbatch import storage
 from ray_jobs.jax import driver, loop
+from ray_jobs.jax.checkpoint import read_meta
 from ray_jobs.jax.config import JaxConfig, from_dict
-from ray_jobs.jax.outputs import export_model
+from ray_jobs.jax.outputs import MODEL_DIR, TYPE, commit_model, export_model
 
 SEARCH_SPACE_FILE = Path(__file__).with_name("search_space.yaml")
 # Task-independent: logloss for binary classification, mean squared error of the
@@ -35,7 +37,7 @@ def trial_config(base_config: dict, sampled: dict | None = None) -> JaxConfig:
 
 def make_trainable(features_dir: str, base_config: dict) -> Callable[[dict], None]:
     """Validates the base config and the feature directory here, on the Tune driver."""
-    features_dir = str(Path(features_dir).resolve())
+    features_dir = storage.locate(features_dir).uri
     driver.validate(trial_config(base_config), features_dir)
     base_config = dict(base_config)
 
@@ -98,7 +100,22 @@ def max_iterations(base_config: dict) -> int:
     return trial_config(base_config).epochs
 
 
-def export_best(checkpoint: tune.Checkpoint, output_dir: Path) -> None:
-    """``params.npz`` (parameters only, portable) + ``model.json`` (layout, config)."""
+def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) -> str:
+    """Commits the trial's checkpoint as a ``jax_model`` artifact in ``output_dir`` (any
+    URI): ``model/`` (``exporting``: the portable predict function, params, description)
+    with lineage to ``features``; returns its digest."""
+    from mlbatch.artifacts import ArtifactWriter
+    from mlbatch.artifacts.features import load_feature_set
+
+    writer = ArtifactWriter(output_dir, TYPE, job="ray_jobs.tune[jax]")
+    writer.claim(overwrite=True)
+    fs = load_feature_set(writer.input_artifact("features", features, "features").root,
+                          check_columns=False)
     with checkpoint.as_directory() as d:
-        export_model(Path(d, CHECKPOINT_FILE).read_bytes(), Path(output_dir))
+        blob = Path(d, CHECKPOINT_FILE).read_bytes()
+    meta = read_meta(blob)
+    writer.config = meta["config"]
+    writer.metrics.update({k: v for k, v in meta["loop"]["epochs"][-1].items()
+                           if k.startswith("eval_")} if meta["loop"]["epochs"] else {})
+    export_model(blob, storage.join(writer.root, MODEL_DIR))
+    return commit_model(writer, fs).digest

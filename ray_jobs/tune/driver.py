@@ -7,7 +7,12 @@ Output layout (``--output``)::
     settings.json           what the experiment was started with (used by --resume)
     results.parquet/.csv    one row per trial: status, end reason, failures, params, metrics
     best_params.json        the best trial's sampled hyperparameters and metric
-    best/                   the best trial's model, written by the plug-in's export_best
+    best/                   the best trial's model, written by the plug-in's export_best:
+                            itself a committed model artifact (xgboost_model, jax_model)
+    artifact.json           the commit marker of the ``tune_run`` artifact (read with
+                            ``mlbatch.artifacts.tune_run``): lineage to the features,
+                            settings, best trial; the experiment directory is outside
+                            its digest (Tune's state and event files are not deterministic)
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from typing import Any
 
 from ray import tune
 
+from mlbatch import storage
+from mlbatch.artifacts import ArtifactWriter, write_json
 from ray_jobs.common import cluster
 from ray_jobs.tune import report
 from ray_jobs.tune.report import FAILURES_FILE, STOPS_FILE
@@ -187,14 +194,26 @@ def _settings_for_run(s: TuneSettings) -> TuneSettings:
     if exp.exists() and any(exp.iterdir()):
         raise TuneSetupError(f"{exp} already holds an experiment: pass --resume to continue "
                              "it, or a new --name / --output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dataclasses.asdict(s), indent=2, default=str))
     return s
 
 
 def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str, Any]:
     """Runs (or resumes) the experiment; returns the best trial's summary."""
     s = _settings_for_run(settings)
+    writer = ArtifactWriter(Path(s.output).resolve(), "tune_run", job="ray_jobs.tune",
+                            config=json.loads(json.dumps(dataclasses.asdict(s), default=str)))
+    writer.claim(resume=s.resume)  # the output guard (a resumed run keeps its files)
+    if not s.resume:
+        write_json(storage.join(writer.root, SETTINGS_FILE), writer.config)
+    try:
+        summary = _run(s, plugin, writer)
+    except BaseException as e:
+        writer.fail(f"{type(e).__name__}: {e}")
+        raise
+    return summary
+
+
+def _run(s: TuneSettings, plugin: ModuleType | None, writer: ArtifactWriter) -> dict[str, Any]:
     plugin = plugin or load_plugin(s.job)
     space = load_space(s.search_space or plugin.SEARCH_SPACE_FILE)
     trainable = plugin.make_trainable(s.features, dict(s.base_config))  # validates first
@@ -227,7 +246,10 @@ def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
             run_config=_run_config(s, exp))
     results = tuner.fit()
-    return report.write(results, plugin, Path(s.output).resolve(), exp)
+    features = writer.input_artifact("features", s.features, "features")
+    summary = report.write(results, plugin, Path(writer.root), exp, features=features.root)
+    report.commit(writer, summary, plugin, s.job, s.run_name)
+    return summary
 
 
 def _run_config(s: TuneSettings, exp: Path) -> tune.RunConfig:

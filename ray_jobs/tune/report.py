@@ -65,8 +65,10 @@ def results_table(results, metric: str, mode: str, exp: Path) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def write(results, plugin: ModuleType, output: Path, exp: Path) -> dict[str, Any]:
-    """Writes results.parquet/.csv, best_params.json and best/ (plug-in's export_best)."""
+def write(results, plugin: ModuleType, output: Path, exp: Path, *, features: str
+          ) -> dict[str, Any]:
+    """Writes results.parquet/.csv, best_params.json and best/ (plug-in's export_best,
+    a committed model artifact with lineage to ``features``)."""
     metric, mode = plugin.METRIC, plugin.MODE
     table = results_table(results, metric, mode, exp)
     output.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,28 @@ def write(results, plugin: ModuleType, output: Path, exp: Path) -> dict[str, Any
                        "iterations": best.metrics.get("training_iteration")}
     (output / BEST_PARAMS).write_text(json.dumps(summary["best"], indent=2, default=str))
     if best.checkpoint is not None:
-        plugin.export_best(best.checkpoint, output / BEST_DIR)
+        digest = plugin.export_best(best.checkpoint, str(output / BEST_DIR), features=features)
         summary["best"]["exported_to"] = str(output / BEST_DIR)
+        summary["best"]["model_digest"] = digest
     logger.info("best trial %s: %s=%s config=%s", summary["best"]["trial_id"], metric,
                 summary["best"][metric], best.config)
     return summary
+
+
+def commit(writer, summary: dict[str, Any], plugin: ModuleType, job: str, run_name: str) -> None:
+    """Commits the output directory as a ``tune_run`` artifact (artifact.json last)."""
+    best = summary.get("best")
+    writer.metrics.update({k: summary[k] for k in ("trials", "errored", "scheduler_stopped")})
+    if best is not None:
+        writer.metrics[f"best_{plugin.METRIC}"] = best[plugin.METRIC]
+    model = None
+    if best is not None and best.get("model_digest"):
+        model = {"dir": BEST_DIR, "type": f"{job}_model", "digest": best["model_digest"]}
+    writer.commit(digest_excludes=(f"{run_name}/*",), body={
+        "job": job, "metric": plugin.METRIC, "mode": plugin.MODE,
+        "results": f"{RESULTS_TABLE}.parquet", "results_csv": f"{RESULTS_TABLE}.csv",
+        "experiment": run_name, "trials": summary["trials"],
+        "best": None if best is None else {
+            "trial_id": best["trial_id"], "config": best["config"],
+            "metric": best[plugin.METRIC], "iterations": best["iterations"],
+            "params_file": BEST_PARAMS, "model": model}})

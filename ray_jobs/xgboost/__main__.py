@@ -16,10 +16,12 @@ from ray_jobs.xgboost.config import ConfigError, XGBoostConfig, load_params_file
 PROG = "python -m ray_jobs.xgboost"
 
 
-def parse_args(argv: list[str] | None) -> XGBoostConfig:
+def parse_args(argv: list[str] | None) -> tuple[XGBoostConfig, bool]:
     p = cli.parser(PROG, __doc__, "docs/xgboost.md")
     p.add_argument("--features", required=True, help="feature job output directory")
     p.add_argument("--output", required=True, help="directory for model.json, metrics.json ...")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a committed model (or other files) in --output")
     p.add_argument("--address", default=None,
                    help="Ray address ('auto' or host:port); default: 'auto' when RAY_ADDRESS "
                         "is set (e.g. under `ray job submit`), else a new local Ray")
@@ -53,7 +55,7 @@ def parse_args(argv: list[str] | None) -> XGBoostConfig:
         num_boost_round=a.num_boost_round, early_stopping_rounds=a.early_stopping_rounds or None,
         params=_params(a.params, a.set),
         max_actor_restarts=a.max_actor_restarts, checkpoint_frequency=a.checkpoint_frequency,
-        placement_timeout_s=a.placement_timeout, check_data=not a.no_data_check)
+        placement_timeout_s=a.placement_timeout, check_data=not a.no_data_check), a.overwrite
 
 
 def _params(path: str | None, sets: list[str]) -> dict:
@@ -70,19 +72,20 @@ def run(argv: list[str] | None = None) -> dict:
     """The job; raises ConfigError, FeatureContractError, FeatureDataError or ClusterError
     (PlacementError) for what a user must fix."""
     from ray_jobs.xgboost import driver
-    return driver.run(parse_args(argv))
+    config, overwrite = parse_args(argv)
+    return driver.run(config, overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 on success, 2 (naming the problem) for usage, config, feature
     and placement errors."""
     cli.prefer_loopback()
-    from mlbatch.artifacts.features import FeatureContractError
+    from mlbatch.artifacts import ArtifactError
     from ray_jobs.common.cluster import ClusterError
     from ray_jobs.xgboost.data import FeatureDataError
     try:
         doc = run(argv)
-    except (ConfigError, FeatureContractError, FeatureDataError, ClusterError) as e:
+    except (ConfigError, ArtifactError, FeatureDataError, ClusterError) as e:
         return cli.fail(PROG, e)
     print(json.dumps({"eval": doc["eval"], "best_round": doc["best_round"]}))
     return 0

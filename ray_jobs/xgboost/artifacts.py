@@ -1,20 +1,27 @@
-"""What the job leaves in ``--output``: model, metrics, importance, learning curve.
+"""What the job leaves in ``--output``, committed as an ``xgboost_model`` artifact.
 
-* ``model.json``            XGBoost's own JSON model (``Booster.save_model``), trees up
-                            to the best round only; loads with plain ``xgboost.Booster``.
+* ``model.json``            XGBoost's own JSON model (``Booster.save_raw("json")``), trees
+                            up to the best round only; loads with plain ``xgboost.Booster``
+                            or ``mlbatch.artifacts.xgboost_model.load_xgboost_model``.
 * ``metrics.json``          eval metrics of that model on the whole eval split + run facts.
 * ``feature_importance.json`` gain / total gain / split count per feature, by name.
 * ``learning_curve.png``    per-round train/eval metrics, best round marked.
 * ``run_config.json``       the effective booster params and actor layout.
+* ``artifact.json``         the commit marker (written last): lineage to the features
+                            artifact, config, eval metrics, timings, and the
+                            ``xgboost_model`` section (``model_section``).
+
+Every file goes through ``mlbatch.storage``, so ``--output`` may be a ``gs://`` URI.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import io
 from typing import Any
 
+from mlbatch import storage
 from mlbatch.artifacts.features import FeatureSet
 
+TYPE = "xgboost_model"
 MODEL_FILE = "model.json"
 METRICS_FILE = "metrics.json"
 IMPORTANCE_FILE = "feature_importance.json"
@@ -22,10 +29,17 @@ CURVE_FILE = "learning_curve.png"
 RUN_CONFIG_FILE = "run_config.json"
 
 
-def write_json(path: Path, doc: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=False))
-    return path
+def save_model(booster, uri: str) -> None:
+    """The booster as XGBoost JSON, at any URI."""
+    storage.write_bytes(uri, bytes(booster.save_raw(raw_format="json")))
+
+
+def model_section(fs: FeatureSet, *, best_round: int, rounds_trained: int) -> dict[str, Any]:
+    """The ``xgboost_model`` section of artifact.json (read by the type's reader)."""
+    return {"model": MODEL_FILE, "format": "xgboost-json", "task": fs.task, "label": fs.label,
+            "label_transform": fs.label_transform, "feature_names": fs.names,
+            "features": [f.to_dict() for f in fs.features], "best_round": int(best_round),
+            "rounds_trained": int(rounds_trained)}
 
 
 def feature_importance(booster, fs: FeatureSet) -> list[dict[str, Any]]:
@@ -38,7 +52,7 @@ def feature_importance(booster, fs: FeatureSet) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["gain"], r["feature"]))
 
 
-def plot_learning_curve(history: list[dict], best: int, path: Path) -> Path:
+def plot_learning_curve(history: list[dict], best: int, uri: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -56,7 +70,7 @@ def plot_learning_curve(history: list[dict], best: int, path: Path) -> Path:
         ax.set_title(name)
         ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    return path
+    storage.write_bytes(uri, buf.getvalue())

@@ -2,19 +2,21 @@
 
 Everything here runs on the driver before any actor starts, so bad input fails in
 seconds with a message naming the file and column instead of inside a training actor.
-Column names, kinds, the label and its task come from ``feature_manifest.json``.
+Column names, kinds, the label and its task come from the features artifact
+(``mlbatch.artifacts.features``); every file is read through its file system, so the
+feature directory may be a local path or a ``gs://`` URI.
 """
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from mlbatch.artifacts.features import FeatureContractError, FeatureSet, load_feature_set
+from mlbatch import storage
+from mlbatch.artifacts.features import FeatureSet, load_feature_set
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +28,11 @@ class FeatureDataError(ValueError):
     """The feature Parquet holds values training cannot use (file, column, count named)."""
 
 
-def load_and_validate(root: str | Path, *, scan: bool = True) -> FeatureSet:
+def load_and_validate(root: str | os.PathLike, *, scan: bool = True) -> FeatureSet:
     """Contract check (manifest, both splits present and non-empty, label numeric) and,
     with ``scan``, a full pass over the values: NaN/inf/null in features or label,
     non-numeric feature columns, categorical ids outside [0, cardinality), binary labels
     other than 0/1, a training label with a single value."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FeatureContractError(f"features directory {root} does not exist")
     fs = load_feature_set(root)
     _check_types(fs)
     if scan:
@@ -45,7 +44,7 @@ def load_and_validate(root: str | Path, *, scan: bool = True) -> FeatureSet:
             shown = problems[:MAX_PROBLEMS_SHOWN]
             more = len(problems) - len(shown)
             raise FeatureDataError(
-                f"{len(problems)} problem(s) in {root}:\n  " + "\n  ".join(shown)
+                f"{len(problems)} problem(s) in {fs.root}:\n  " + "\n  ".join(shown)
                 + (f"\n  ... and {more} more" if more else ""))
         _check_label_variety(fs)
     return fs
@@ -55,7 +54,7 @@ def _check_types(fs: FeatureSet) -> None:
     """Every file of both splits has every column, numeric (metadata only, cheap)."""
     for split in ("train", "eval"):
         for path in fs.files(split):
-            schema = pq.read_schema(path)
+            schema = fs.parquet_file(path).schema_arrow
             for name in [fs.label] + fs.names:
                 what = "label" if name == fs.label else "feature"
                 if name not in schema.names:
@@ -72,7 +71,7 @@ def _check_types(fs: FeatureSet) -> None:
 def _scan_file(fs: FeatureSet, path: str) -> list[str]:
     problems: dict[tuple[str, str], int] = {}
     cards = {f.name: f.cardinality for f in fs.categorical}
-    pf = pq.ParquetFile(path)
+    pf = fs.parquet_file(path)
     for batch in pf.iter_batches(batch_size=SCAN_BATCH_ROWS, columns=fs.names + [fs.label]):
         for name, col in zip(batch.schema.names, batch.columns):
             what = "label" if name == fs.label else "feature"
@@ -101,7 +100,7 @@ def _count(problems: dict, key: tuple[str, str], n: int | None) -> None:
 def _check_label_variety(fs: FeatureSet) -> None:
     lo, hi = np.inf, -np.inf
     for path in fs.files("train"):
-        mm = pc.min_max(pq.read_table(path, columns=[fs.label]).column(fs.label))
+        mm = pc.min_max(fs.read_table(path, columns=[fs.label]).column(fs.label))
         if mm["min"].as_py() is not None:
             lo, hi = min(lo, mm["min"].as_py()), max(hi, mm["max"].as_py())
     if lo == hi:
@@ -112,27 +111,30 @@ def _check_label_variety(fs: FeatureSet) -> None:
 def ray_dmatrix(fs: FeatureSet, split: str, num_actors: int):
     """A lazily loaded ``RayDMatrix`` over the split's Parquet files.
 
-    With at least as many files as actors, each actor reads its own files (distributed
-    loading, the driver touches no rows); otherwise the driver reads the split and
-    xgboost-ray shards it by row (central loading). xgboost-ray 0.1.19 counts a Parquet
-    file list's rows as its number of files there, so central loading gets a DataFrame.
+    With at least as many local files as actors, each actor reads its own files
+    (distributed loading, the driver touches no rows); otherwise the driver reads the
+    split and xgboost-ray shards it by row (central loading). ``gs://`` features are
+    always loaded centrally: the driver reads them through pyarrow's GCS file system
+    (xgboost-ray's actors would open the URIs with pandas, outside ``mlbatch.storage``).
+    xgboost-ray 0.1.19 counts a Parquet file list's rows as its number of files there,
+    so central loading gets a DataFrame.
     """
     from xgboost_ray import RayDMatrix, RayFileType
 
     files = fs.files(split)
     columns = fs.names + [fs.label]
-    if len(files) >= num_actors:
+    if len(files) >= num_actors and not storage.is_remote(fs.root):
         return RayDMatrix(files, label=fs.label, columns=columns, feature_names=fs.names,
                           filetype=RayFileType.PARQUET, distributed=True)
-    logger.info("split %s: %d file(s) < %d actors, loading centrally and sharding by row",
+    logger.info("split %s: %d file(s), %d actors, loading centrally and sharding by row",
                 split, len(files), num_actors)
-    frame = pq.read_table(files, columns=columns).to_pandas()
+    frame = fs.read_table(split, columns=columns).to_pandas()
     return RayDMatrix(frame, label=fs.label, feature_names=fs.names, distributed=False)
 
 
 def read_split(fs: FeatureSet, path: str) -> tuple[np.ndarray, np.ndarray]:
     """(features float32 [n, d] in manifest order, label float32 [n]) of one Parquet file."""
-    table = pq.read_table(path, columns=fs.names + [fs.label])
+    table = fs.read_table(path, columns=fs.names + [fs.label])
     x = np.column_stack([table.column(n).to_numpy().astype(np.float32, copy=False)
                          for n in fs.names])
     y = table.column(fs.label).to_numpy().astype(np.float32, copy=False)

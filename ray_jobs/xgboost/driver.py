@@ -3,7 +3,10 @@
 Order matters: validate the config and the feature directory, connect to Ray, resolve
 and check the actor layout -- all before the first actor starts -- then train with
 xgboost-ray, pick the best round, score the saved model on the whole eval split and
-write the artifacts (see ``artifacts.py``).
+write the files (see ``artifacts.py``); ``artifact.json`` comes last, as the commit.
+The output is claimed (``ArtifactWriter.claim``, the one output guard) once the input
+is known to be good, before Ray is contacted; a failed run leaves its reason in the
+uncommitted directory.
 """
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ import logging
 import time
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlbatch import storage
+from mlbatch.artifacts import ArtifactWriter, write_json
 from mlbatch.artifacts.features import FeatureSet
 from mlbatch.labels import inverse_label
 from mlbatch.metrics import task_metrics
@@ -97,11 +101,30 @@ def predict_split(booster, fs: FeatureSet, split: str) -> tuple[np.ndarray, np.n
     return np.concatenate(preds), np.concatenate(labels)
 
 
-def run(config: XGBoostConfig, *, callbacks: Sequence = ()) -> dict[str, Any]:
+def run(config: XGBoostConfig, *, callbacks: Sequence = (), overwrite: bool = False
+        ) -> dict[str, Any]:
     """The whole job; returns the metrics document it wrote to ``<output>/metrics.json``."""
     started = time.time()
     fs = data.load_and_validate(config.features, scan=config.check_data)
     params = config.booster_params(fs.task)
+    writer = ArtifactWriter(config.output, artifacts.TYPE, job="ray_jobs.xgboost",
+                            config={"job": _config_dict(config), "params": params})
+    writer.claim(overwrite=overwrite)
+    writer.input_artifact("features", fs.root, "features")
+    try:
+        return _train_and_write(config, fs, params, writer, callbacks, started)
+    except BaseException as e:
+        writer.fail(f"{type(e).__name__}: {e}")
+        raise
+
+
+def _config_dict(config: XGBoostConfig) -> dict[str, Any]:
+    doc = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return {**doc, "params": dict(config.params)}
+
+
+def _train_and_write(config: XGBoostConfig, fs: FeatureSet, params: dict,
+                     writer: ArtifactWriter, callbacks: Sequence, started: float) -> dict:
     ray_cluster.connect(config.address)
     layout = resolve_layout(config)
     cluster.check_layout(layout)
@@ -123,7 +146,12 @@ def run(config: XGBoostConfig, *, callbacks: Sequence = ()) -> dict[str, Any]:
     preds, labels = predict_split(model, fs, "eval")
     doc = _metrics_doc(config, fs, layout, history, best, booster.num_boosted_rounds(),
                        task_metrics(fs.task, labels, preds), additional, started)
-    _write(Path(config.output), model, fs, history, best, doc, params, layout)
+    _write(writer.root, model, fs, history, best, doc, params, layout)
+    writer.config["layout"] = dataclasses.asdict(layout)
+    writer.metrics.update(doc["eval"])
+    writer.timings.update(training_s=doc["training_time_s"], total_s=doc["total_time_s"])
+    writer.commit(body=artifacts.model_section(fs, best_round=best,
+                                               rounds_trained=booster.num_boosted_rounds()))
     return doc
 
 
@@ -152,14 +180,15 @@ def _metrics_doc(config: XGBoostConfig, fs: FeatureSet, layout: Layout, history:
     }
 
 
-def _write(out: Path, model, fs: FeatureSet, history: list[dict], best: int, doc: dict,
+def _write(out: str, model, fs: FeatureSet, history: list[dict], best: int, doc: dict,
            params: dict, layout: Layout) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(out / artifacts.MODEL_FILE))
-    artifacts.write_json(out / artifacts.METRICS_FILE, doc)
-    artifacts.write_json(out / artifacts.IMPORTANCE_FILE, artifacts.feature_importance(model, fs))
-    artifacts.write_json(out / artifacts.RUN_CONFIG_FILE,
-                         {"params": params, "layout": dataclasses.asdict(layout),
-                          "features": str(fs.root), "feature_names": fs.names})
-    artifacts.plot_learning_curve(history, best, out / artifacts.CURVE_FILE)
+    def at(name: str) -> str:
+        return storage.join(out, name)
+    artifacts.save_model(model, at(artifacts.MODEL_FILE))
+    write_json(at(artifacts.METRICS_FILE), doc)
+    write_json(at(artifacts.IMPORTANCE_FILE), artifacts.feature_importance(model, fs))
+    write_json(at(artifacts.RUN_CONFIG_FILE),
+               {"params": params, "layout": dataclasses.asdict(layout),
+                "features": fs.root, "feature_names": fs.names})
+    artifacts.plot_learning_curve(history, best, at(artifacts.CURVE_FILE))
     logger.info("wrote %s (best round %d, eval %s)", out, best, doc["eval"])

@@ -18,6 +18,7 @@ from typing import Any
 
 from ray import tune
 
+from mlbatch import storage
 from mlbatch.artifacts.features import load_feature_set
 from ray_jobs.xgboost import data
 from ray_jobs.xgboost.callbacks import MODEL_FILE, STATE_FILE, TuneReportCallback
@@ -61,7 +62,7 @@ def make_trainable(features_dir: str, base_config: dict) -> Callable[[dict], Non
     input fails before any trial starts), and returns the function trainable."""
     from ray_jobs.xgboost.driver import early_stopping_metric
 
-    features_dir = str(Path(features_dir).resolve())
+    features_dir = storage.locate(features_dir).uri
     cfg, _, _ = job_config(features_dir, base_config)
     fs = data.load_and_validate(features_dir)
     cfg.booster_params(fs.task)
@@ -112,16 +113,27 @@ def max_iterations(base_config: dict) -> int:
     return int({**BASE_DEFAULTS, **base_config}["num_boost_round"])
 
 
-def export_best(checkpoint: tune.Checkpoint, output_dir: Path) -> None:
-    """``model.json`` (trees up to the trial's best round, XGBoost JSON) + ``model_info.json``."""
+def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) -> str:
+    """Commits the trial's model (trees up to its best round) as an ``xgboost_model``
+    artifact in ``output_dir`` (any URI) with lineage to ``features``; returns its digest.
+    ``model_info.json``: best round, its eval_loss, rounds trained."""
     import xgboost as xgb
 
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    from mlbatch.artifacts import ArtifactWriter, write_json
+    from ray_jobs.xgboost import artifacts
+
+    writer = ArtifactWriter(output_dir, artifacts.TYPE, job="ray_jobs.tune[xgboost]")
+    writer.claim(overwrite=True)
+    fs = load_feature_set(writer.input_artifact("features", features, "features").root,
+                          check_columns=False)
     with checkpoint.as_directory() as d:
         booster = xgb.Booster(model_file=str(Path(d, MODEL_FILE)))
         state = json.loads(Path(d, STATE_FILE).read_text())
-    booster[: state["best_round"]].save_model(str(output_dir / "model.json"))
-    (output_dir / "model_info.json").write_text(json.dumps(
-        {"best_round": state["best_round"], f"best_{METRIC}": state["best_value"],
-         "rounds_trained": state["round"]}, indent=2))
+    artifacts.save_model(booster[: state["best_round"]],
+                         storage.join(writer.root, artifacts.MODEL_FILE))
+    info = {"best_round": state["best_round"], f"best_{METRIC}": state["best_value"],
+            "rounds_trained": state["round"]}
+    write_json(storage.join(writer.root, "model_info.json"), info)
+    writer.metrics[METRIC] = state["best_value"]
+    return writer.commit(body=artifacts.model_section(
+        fs, best_round=state["best_round"], rounds_trained=state["round"])).digest

@@ -150,14 +150,19 @@ def test_saved_transform_reproduces_written_features_without_job_code(
             np.testing.assert_array_equal(got, want, err_msg=name)
 
 
-def test_dataflow_dry_run_writes_job_description(flights_slice, tmp_path):
+def test_dataflow_dry_run_writes_job_description(flights_slice, gcs_emulator, tmp_path):
+    """Offline, with gs:// input, output and temp location (the local GCS emulator)."""
+    from mlbatch import storage
+    raw = gcs_emulator.uri("raw", "flights")
+    storage.copy_tree(str(flights_slice), raw)
     job_file = tmp_path / "job.json"
     proc = run_feature_job(
-        flights_slice, "gs://my-bucket/features",
+        raw, gcs_emulator.uri("dataflow", "features"),
         "--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
-        "--temp_location", "gs://my-bucket/tmp", "--dry_run=True",
+        "--temp_location", gcs_emulator.uri("tmp"), "--dry_run=True",
         f"--dataflow_job_file={job_file}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not storage.exists(gcs_emulator.uri("dataflow", "features", "artifact.json"))
     job = dry_run_summary(job_file)
     assert job["name"] == "features-flights"
     for step in ("ReadFlights", "ValidateFlights", "BuildWeatherLookup", "PrepareExamples",

@@ -52,10 +52,16 @@ def test_asha_search_reports_every_epoch_and_exports_the_best(ray_connected, tin
         assert r.checkpoint is not None
     assert max(len(r.metrics_dataframe) for r in results) == 2
     best = results.get_best_result()
-    tuning.export_best(best.checkpoint, tmp_path / "best")
-    params = load_npz(tmp_path / "best" / "params.npz")
+    digest = tuning.export_best(best.checkpoint, str(tmp_path / "best"),
+                                features=str(tiny_features))
+    params = load_npz(tmp_path / "best" / "model" / "params.npz")
     assert params["params/deep/embed/cat_2"].shape == (320, best.config["embedding_dim"])
-    assert (tmp_path / "best" / "model.json").is_file()
+    from mlbatch.artifacts.jax_model import load_jax_model
+    model = load_jax_model(tmp_path / "best")
+    assert model.manifest.digest == digest
+    assert model.manifest.body["epochs_completed"] == len(best.metrics_dataframe)
+    assert model.metrics["eval_loss"] == pytest.approx(best.metrics["eval_loss"])
+    assert model.predict(np.zeros((5, 4), np.float32), np.zeros((5, 3), np.int32)).shape == (5,)
 
 
 def _crash_after_first_report(trainable):

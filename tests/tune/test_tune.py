@@ -13,6 +13,9 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
+from mlbatch.artifacts import read_manifest
+from mlbatch.artifacts.tune_run import load_tune_run
+from mlbatch.artifacts.xgboost_model import load_xgboost_model
 from ray_jobs.tune import __main__ as cli
 from ray_jobs.tune import driver
 from tests.conftest import REPO_ROOT
@@ -36,15 +39,16 @@ def test_asha_stops_weak_trials_and_a_failing_trial_is_retried(connected, synthe
                                                                tmp_path):
     space = tmp_path / "space.yaml"  # two clearly different learning rates, so ASHA can tell
     space.write_text("eta: {choice: [0.3, 0.01]}\nmax_depth: {randint: [3, 7]}\n")
+    out = tmp_path / "out"
     settings = cli.parse_args([
-        "--job", "xgboost", "--features", str(synthetic_features), "--output", str(tmp_path),
+        "--job", "xgboost", "--features", str(synthetic_features), "--output", str(out),
         "--num-samples", "4", "--search", "random", "--scheduler", "asha", "--seed", "3",
         "--max-concurrent", "2", "--grace-period", "3", "--reduction-factor", "2",
         "--max-failures", "1", "--search-space", str(space), "--set", "num_boost_round=24",
         *BASE])
     summary = driver.run(settings, plugin=failing_once_plugin(str(tmp_path / "failed")))
 
-    table = pd.read_parquet(tmp_path / "results.parquet")
+    table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 4 and set(table["status"]) == {"TERMINATED"}
     stopped = table[table["end_reason"] == "scheduler_stopped"]
     assert len(stopped) >= 1 and (stopped["iterations"] < 24).all()
@@ -62,13 +66,26 @@ def test_asha_stops_weak_trials_and_a_failing_trial_is_retried(connected, synthe
         assert [r["round"] for r in reports] == iters, tid
         assert list((settings.experiment_dir / f"trial_{tid}").glob("events.out.tfevents.*"))
     # Best trial: params file and the exported model agree with the table.
-    best = json.loads((tmp_path / "best_params.json").read_text())
+    best = json.loads((out / "best_params.json").read_text())
     assert best["trial_id"] == table.iloc[0]["trial_id"]
     assert best["config"]["eta"] == table.iloc[0]["config/eta"]
-    info = json.loads((tmp_path / "best" / "model_info.json").read_text())
-    booster = xgb.Booster(model_file=str(tmp_path / "best" / "model.json"))
+    info = json.loads((out / "best" / "model_info.json").read_text())
+    booster = xgb.Booster(model_file=str(out / "best" / "model.json"))
     assert booster.num_boosted_rounds() == info["best_round"]
     assert info["best_eval_loss"] == pytest.approx(best["eval_loss"])
+    # The run is a committed tune_run artifact; best/ a committed model with lineage.
+    run = load_tune_run(out)
+    assert run.job == "xgboost" and run.metric == "eval_loss" and run.mode == "min"
+    assert run.best["trial_id"] == best["trial_id"] and run.best_params == best["config"]
+    assert run.best_metric == pytest.approx(best["eval_loss"])
+    assert run.trials().num_rows == 4
+    model = load_xgboost_model(run.best_model_uri)
+    assert model.booster.num_boosted_rounds() == info["best_round"]
+    features = read_manifest(synthetic_features, "features")
+    for m in (run.manifest, model.manifest):
+        assert m.input("features")["digest"] == features.digest
+    assert model.manifest.digest == run.best["model"]["digest"]
+    assert not any(f["path"].startswith("xgboost_tune/") for f in run.manifest.files)
 
 
 def test_resume_after_the_driver_is_killed_loses_and_repeats_no_trial(
@@ -120,7 +137,8 @@ def test_bad_search_space_and_existing_experiment_fail_before_trials(connected, 
                                                                      tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("eta: {loguniform: [0, 0.3]}\n")
-    args = ["--job", "xgboost", "--features", str(synthetic_features), "--output", str(tmp_path)]
+    args = ["--job", "xgboost", "--features", str(synthetic_features), "--output",
+            str(tmp_path / "out")]
     with pytest.raises(ValueError, match="entry 'eta': loguniform needs 0 < lo"):
         cli.run([*args, "--search-space", str(space)])
     with pytest.raises(ValueError, match="params.max_dpeth: unknown XGBoost parameter"):

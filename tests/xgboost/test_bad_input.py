@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlbatch.artifacts import OutputExistsError
 from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.common.synthetic import write_synthetic_features
 from ray_jobs.common import cluster
@@ -108,3 +109,12 @@ def test_unknown_param(features, tmp_path):
 def test_objective_not_fitting_the_manifest_task(features, tmp_path):
     with pytest.raises(ConfigError, match="does not fit the binary_classification label"):
         run(features, tmp_path, params={"objective": "reg:squarederror"})
+
+
+def test_output_holding_other_files_is_refused_before_ray(features, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="is not empty and holds no artifact"):
+        run(features, tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -1,0 +1,96 @@
+"""The ``jax_model`` artifact: a trained model as a portable ``jax.export`` function.
+
+Written by ``python -m ray_jobs.jax`` (and as ``best/`` of a JAX Tune run)::
+
+    model/predict.jaxexport   serialized jax.export.Exported: predict(params, numeric, ids)
+    model/params.npz          flat parameters ("params/..." names)
+    model/model.json          description: task, label, feature order, sizes, config
+    artifact.json             inputs: the features artifact (URI + digest); metrics: the best
+                              epoch's eval metrics; and the "jax_model" section:
+                              {"model", "predict", "params", "description", "task", "label",
+                               "label_transform", "numeric": [names], "categorical":
+                               [{"name", "cardinality", "rows"}], "epochs_completed", "step",
+                               "best_epoch"?, ...}
+
+``load_jax_model`` is the one reader; it needs ``jax`` and ``numpy`` only, never the
+training code: ``JaxModel.predict(numeric f32[b, n_numeric], ids i32[b, n_categorical])
+-> f32[b]`` (probability for binary classification, else the value in the label
+transform's units), columns in the order of ``numeric`` and ``categorical``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+
+import numpy as np
+
+from mlbatch import storage
+from mlbatch.artifacts.base import ArtifactError, Manifest, read_manifest
+
+TYPE = "jax_model"
+
+
+@dataclasses.dataclass(frozen=True)
+class JaxModel:
+    root: str
+    manifest: Manifest
+    description: dict
+    params: dict  # name -> np.ndarray
+    exported: object  # jax.export.Exported
+
+    @property
+    def task(self) -> str:
+        return self.manifest.body["task"]
+
+    @property
+    def label(self) -> str:
+        return self.manifest.body["label"]
+
+    @property
+    def label_transform(self) -> dict | None:
+        return self.manifest.body.get("label_transform")
+
+    @property
+    def numeric(self) -> list[str]:
+        return list(self.manifest.body["numeric"])
+
+    @property
+    def categorical(self) -> list[str]:
+        return [c["name"] for c in self.manifest.body["categorical"]]
+
+    @property
+    def metrics(self) -> dict:
+        return self.manifest.metrics
+
+    def predict(self, numeric: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """f32[b]: probabilities (binary classification) or values (regression)."""
+        numeric = np.asarray(numeric, np.float32)
+        ids = np.asarray(ids, np.int32)
+        n_num, n_cat = len(self.numeric), len(self.categorical)
+        if numeric.ndim != 2 or numeric.shape[1] != n_num:
+            raise ArtifactError(f"numeric: expected f32[b, {n_num}] (columns {self.numeric}), "
+                                f"got shape {numeric.shape}")
+        if ids.ndim != 2 or ids.shape != (numeric.shape[0], n_cat):
+            raise ArtifactError(f"ids: expected i32[{numeric.shape[0]}, {n_cat}] (columns "
+                                f"{self.categorical}), got shape {ids.shape}")
+        return np.asarray(self.exported.call(self.params, numeric, ids))
+
+
+def load_jax_model(root: str | os.PathLike) -> JaxModel:
+    """Reads a committed ``jax_model`` artifact (local path or ``gs://``)."""
+    from jax import export
+
+    m = read_manifest(root, TYPE)
+    body = m.body
+    try:
+        description = json.loads(storage.read_text(m.path(body["description"])))
+        with np.load(io.BytesIO(storage.read_bytes(m.path(body["params"]))),
+                     allow_pickle=False) as z:
+            params = {k: z[k] for k in description["predict"]["params"]}
+        exported = export.deserialize(bytearray(storage.read_bytes(m.path(body["predict"]))))
+    except KeyError as e:
+        raise ArtifactError(f"{m.root}: the {TYPE} files lack {e}") from e
+    return JaxModel(root=m.root, manifest=m, description=description, params=params,
+                    exported=exported)

@@ -1,0 +1,82 @@
+"""The ``xgboost_model`` artifact: a trained booster and what it needs to be applied.
+
+Written by ``python -m ray_jobs.xgboost`` (and as ``best/`` of an XGBoost Tune run)::
+
+    model.json                XGBoost's JSON model (trees up to the best round)
+    metrics.json feature_importance.json learning_curve.png run_config.json
+    artifact.json             inputs: the features artifact (URI + digest); metrics: eval
+                              metrics of model.json on the whole eval split; and
+
+    "xgboost_model": {"model": "model.json", "format": "xgboost-json", "task", "label",
+                      "label_transform", "feature_names": [...in column order...],
+                      "features": [...], "best_round", "rounds_trained"}
+
+``load_xgboost_model`` is the one reader: it needs ``xgboost`` and nothing of the job.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from mlbatch import storage
+from mlbatch.artifacts.base import ArtifactError, Manifest, read_manifest
+
+TYPE = "xgboost_model"
+
+
+@dataclasses.dataclass(frozen=True)
+class XGBoostModel:
+    root: str
+    manifest: Manifest
+    booster: object  # xgboost.Booster
+    feature_names: tuple[str, ...]  # the order of the model's input columns
+    task: str
+    label: str
+    label_transform: dict | None
+    best_round: int
+
+    @property
+    def metrics(self) -> dict:
+        """Eval metrics recorded when the model was trained."""
+        return self.manifest.metrics
+
+    @property
+    def features_uri(self) -> str | None:
+        """The features artifact the model was trained on (lineage)."""
+        try:
+            return self.manifest.input("features")["uri"]
+        except ArtifactError:
+            return None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (binary classification) or values for f32[n, len(feature_names)]."""
+        x = np.asarray(x, np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise ArtifactError(f"expected an array [n, {len(self.feature_names)}] in the order "
+                                f"of feature_names, got shape {x.shape}")
+        return np.asarray(self.booster.inplace_predict(x))
+
+
+def load_xgboost_model(root: str | os.PathLike) -> XGBoostModel:
+    """Reads a committed ``xgboost_model`` artifact (local path or ``gs://``)."""
+    import xgboost as xgb
+
+    m = read_manifest(root, TYPE)
+    body = m.body
+    try:
+        raw = storage.read_bytes(m.path(body["model"]))
+        booster = xgb.Booster()
+        booster.load_model(bytearray(raw))
+        names = tuple(body["feature_names"])
+        model = XGBoostModel(root=m.root, manifest=m, booster=booster, feature_names=names,
+                             task=body["task"], label=body["label"],
+                             label_transform=body.get("label_transform"),
+                             best_round=int(body["best_round"]))
+    except KeyError as e:
+        raise ArtifactError(f"{m.root}: the {TYPE} section lacks {e}") from e
+    if booster.feature_names is not None and tuple(booster.feature_names) != names:
+        raise ArtifactError(f"{m.root}: model.json's feature names {booster.feature_names} "
+                            f"differ from artifact.json's {list(names)}")
+    return model
