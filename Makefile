@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 DATA := data
 OUT := out
 
-.PHONY: venv demo demo-features demo-xgboost tune-xgboost test lock data clean \
+# lint: ruff (pyproject.toml); part of test.
+.PHONY: lint venv demo demo-features demo-xgboost tune-xgboost test lock data clean \
         bench-features bench-xgboost demo-nlp bench-nlp train-jax bench-jax
 
 $(STAMP): requirements.lock pyproject.toml
@@ -70,7 +71,11 @@ demo-nlp: $(STAMP)
 bench-nlp: $(STAMP)
 	$(PY) -m benchmarks.cooccurrence_bench --output bench_out/cooccurrence_bench.json
 
-test: $(STAMP)
+# The linter first (configured in pyproject.toml), then every test.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q tests
 
 clean:

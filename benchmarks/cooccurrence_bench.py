@@ -214,7 +214,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                        "walls_s": [round(r["wall_s"], 2) for r in reps],
                        "result": reps[0]["result"]}
     base = table.get("job_in_memory")
-    for name, row in table.items():
+    for row in table.values():
         if base:
             row["speed_vs_job_in_memory"] = round(row["tokens_per_s"] / base["tokens_per_s"], 2)
     if "job_in_memory" in table and "numpy_single" in table:

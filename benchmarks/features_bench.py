@@ -32,7 +32,8 @@ medians are reported:
 
 Reported per contender: median wall and CPU seconds, rows/s (input flights rows / wall),
 peak RSS (ru_maxrss of the child from wait4), the ratios job/canonical throughput (the
-target is >= 3), canonical_fused/canonical and floor/job, and an agreement check on the outputs of the last repeat.
+target is >= 3), canonical_fused/canonical and floor/job, and an agreement check on the
+outputs of the last repeat.
 Timing is machine-dependent and noisy on a shared machine: quote the JSON's medians with
 its `machine` block.
 """
@@ -293,10 +294,10 @@ def floor_features(schema, train, other, analysis: dict) -> tuple[dict, dict]:
         x, y = _fill(_floats(train.column(f.column)), _floats(other.column(f.column)), f.fill)
         if f.scale == "z_score":
             mean, std = x.mean(dtype=np.float64), x.std(dtype=np.float64)
-            scale = lambda v: ((v - mean) / std if std > 0 else v - mean)  # noqa: E731
+            scale = lambda v, mean=mean, std=std: ((v - mean) / std if std > 0 else v - mean)  # noqa: E731
         else:
             lo, hi = float(x.min()), float(x.max())
-            scale = lambda v: (v - lo) / (hi - lo) if hi > lo else v * 0  # noqa: E731
+            scale = lambda v, lo=lo, hi=hi: (v - lo) / (hi - lo) if hi > lo else v * 0  # noqa: E731
         a[f.name], b[f.name] = scale(x).astype(np.float32), scale(y).astype(np.float32)
     for f in schema.buckets:
         x, y = _fill(_floats(train.column(f.column)), _floats(other.column(f.column)), f.fill)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -74,7 +75,9 @@ def _text_lines(table: str, source: str, lines: list[bytes], linenos: Sequence[i
 
 
 def parse_csv_header(line: bytes) -> list[str]:
-    return next(csv.reader([line.decode("utf-8-sig").rstrip("\r\n")]))
+    # The first physical line only: in a CR-only file readline() returns the whole file.
+    first = re.split(r"\r\n|\r|\n", line.decode("utf-8-sig"), maxsplit=1)[0]
+    return next(csv.reader([first]))
 
 
 def parse_csv_chunk(table: TableSpec, source: str, header: list[str],
@@ -281,7 +284,7 @@ def fast_csv_chunk(table: TableSpec, source: str, header: list[str],
         if num.null_count < n and not pc.all(pc.is_finite(num)).as_py():
             return None
         if col.type == "int64":
-            if not pc.all(pc.equal(num, pc.floor(num))).as_py() in (True, None):
+            if pc.all(pc.equal(num, pc.floor(num))).as_py() not in (True, None):
                 return None
             num = pc.cast(num, pa.int64())
         if num.null_count < n:

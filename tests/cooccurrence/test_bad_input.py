@@ -41,7 +41,10 @@ def corrupted_lee() -> tuple[bytes, int, int, bytes]:
     long_line = (long_line + b" ") * (2_000_000 // len(long_line) + 1)
     corrupted = lines[:BAD_LINE] + [bad] + lines[BAD_LINE + 1:LONG_LINE_AT] + [long_line] \
         + lines[LONG_LINE_AT:]
-    offset = lambda n: sum(len(line) + 1 for line in corrupted[:n])
+
+    def offset(n):
+        return sum(len(line) + 1 for line in corrupted[:n])
+
     kept = lines[:BAD_LINE] + [b""] + lines[BAD_LINE + 1:LONG_LINE_AT] + [b""] \
         + lines[LONG_LINE_AT:]
     return b"\n".join(corrupted), offset(BAD_LINE), offset(LONG_LINE_AT), b"\n".join(kept)

@@ -14,7 +14,7 @@ def read_all(path, size: int, split: int, batch: int, max_line: int, compressed=
     starts = [0] if compressed else range(0, size, split)
     for start in starts:
         end = None if compressed else min(start + split, size)
-        for offset, block, long_lines in RangeReader(
+        for _offset, block, long_lines in RangeReader(
                 ByteRange(str(path), start, end, compressed), batch, max_line).blocks():
             too_long += [line.offset for line in long_lines]
             if block:

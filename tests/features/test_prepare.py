@@ -115,7 +115,7 @@ def taxi_batch(tmp_path, schema_text: str = TAXI, source: str = "/data/a/trips.c
     path.write_text(schema_text)
     schema = load_schema(path)
     table = schema.main_table
-    chunk, dead = records.parse_csv_chunk(table, source, table.column_names, TAXI_CSV, 2)
+    chunk, dead = records.parse_csv_lines(table, source, table.column_names, TAXI_CSV, 2)
     batch, invalid = records.validate_chunk(table, chunk)
     assert dead == [] and invalid == []
     return schema, pa.Table.from_batches([batch])

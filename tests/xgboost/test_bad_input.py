@@ -74,7 +74,8 @@ def test_nan_or_inf_in_a_feature(features, tmp_path, bad, what):
         v[[3, 7]] = bad
         return set_column(t, "num_2", v)
     rewrite(path, poison)
-    with pytest.raises(FeatureDataError, match=rf"{path.name}: column 'num_2': feature has {what} \(2 rows\)"):
+    message = rf"{path.name}: column 'num_2': feature has {what} \(2 rows\)"
+    with pytest.raises(FeatureDataError, match=message):
         run(features, tmp_path)
 
 
