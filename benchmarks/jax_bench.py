@@ -39,7 +39,8 @@ def bench_config(args, **changes):
     from ray_jobs.jax.config import from_dict
     raw = dict(batch_size=args.batch_size, eval_batch_size=8192, patience=2,
                epochs=args.quality_epochs, platform=args.platform,
-               inflight_steps=args.inflight)  # the rest: JaxConfig's defaults
+               inflight_steps=args.inflight,
+               fuse_gradients=not args.no_fuse)  # the rest: JaxConfig's defaults
     return from_dict({**raw, **changes})
 
 
@@ -163,8 +164,7 @@ def spawn(args, child: str, *extra: str, env: dict | None = None) -> subprocess.
            *extra]
     if args.platform:
         cmd += ["--platform", args.platform]
-    if args.weak:
-        cmd.append("--weak")
+    cmd += ["--weak"] * args.weak + ["--no-fuse"] * args.no_fuse
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
@@ -217,7 +217,7 @@ def run_processes(args, n: int) -> float:
 
 
 def section_processes(args) -> dict:
-    counts = [1, 2, 4]
+    counts = [int(c) for c in args.counts.split(",")]
     if args.platform == "gpu":
         gpus = gpu_count()
         skipped = [n for n in counts if n > max(gpus, 1)]
@@ -229,7 +229,7 @@ def section_processes(args) -> dict:
         for n in counts:
             runs[n].append(run_processes(args, n))
     med = {n: median(v) for n, v in runs.items()}
-    out = {"weak_scaling": args.weak, "counts": counts,
+    out = {"weak_scaling": args.weak, "fuse_gradients": not args.no_fuse, "counts": counts,
            "runs": {str(n): v for n, v in runs.items()},
            "examples_per_s": {str(n): v for n, v in med.items()},
            "over_1_process": {str(n): med[n] / med[1] for n in counts},
@@ -265,6 +265,9 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="passes of the processes section")
     p.add_argument("--weak", action="store_true",
                    help="processes: --batch-size per process instead of global")
+    p.add_argument("--counts", default="1,2,4", help="processes: process counts (1 first)")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="fuse_gradients false: XLA's per-leaf gradient all-reduce")
     p.add_argument("--json", default=str(REPO / "bench_out" / "jax_bench.json"),
                    help="the results as JSON")
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)

@@ -107,8 +107,8 @@ def check_placement(config: JaxConfig) -> None:
 
     need = {"CPU": config.worker_cpus, "GPU": config.worker_gpus}
     pg = get_current_placement_group()
-    if pg is not None:  # inside a Tune trial: bundles 1.. are the workers'
-        bundles = pg.bundle_specs[1:]
+    if pg is not None:  # inside a Tune trial: the last num_workers bundles are the workers'
+        bundles = trial_worker_bundles(pg, config)
         if len(bundles) < config.num_workers or any(
                 b.get(k, 0) < v for b in bundles for k, v in need.items() if v):
             raise PlacementError(f"num_workers={config.num_workers}: the trial's placement "
@@ -123,6 +123,12 @@ def check_placement(config: JaxConfig) -> None:
     nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
     if not any(all(n.get(k, 0) >= v for k, v in need.items() if v) for n in nodes):
         raise PlacementError(f"no node of the cluster can hold one worker needing {need}")
+
+
+def trial_worker_bundles(pg, config: JaxConfig) -> list[dict]:
+    """A Tune trial's worker bundles: Tune drops the empty head bundle from the placement
+    group it creates, so the workers' are the last ``num_workers``, whatever precedes."""
+    return pg.bundle_specs[max(len(pg.bundle_specs) - config.num_workers, 0):]
 
 
 # --- Ray workers ---------------------------------------------------------------------------
@@ -167,8 +173,10 @@ class RayGroup:
 
         bundle = {"CPU": config.worker_cpus, **({"GPU": config.worker_gpus}
                                                 if config.worker_gpus else {})}
-        pg, first, own = get_current_placement_group(), 1, False
-        if pg is None:
+        pg, own = get_current_placement_group(), False
+        if pg is not None:
+            first = len(pg.bundle_specs) - len(trial_worker_bundles(pg, config))
+        else:
             pg = placement_group([bundle] * config.num_workers,
                                  strategy=config.placement_strategy)
             first, own = 0, True

@@ -130,7 +130,7 @@ def unpack(batch: dict[str, Any], names: tuple[str, ...]) -> model.Batch:
 
 def fused_gradients(config: JaxConfig, shardings: TrainState) -> bool:
     """The one-all-reduce step applies: several devices, every parameter replicated."""
-    return shardings.step.mesh.size > 1 and all(
+    return config.fuse_gradients and shardings.step.mesh.size > 1 and all(
         sh.is_fully_replicated for sh in jax.tree.leaves(shardings.params))
 
 
