@@ -199,7 +199,8 @@ def resolve_features(args) -> str:
 def gpu_count() -> int:
     """GPUs on this machine, without starting JAX here (it would claim their memory)."""
     try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30,
+                             check=False)
     except (OSError, subprocess.TimeoutExpired):
         return 0
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
@@ -213,7 +214,8 @@ def run_processes(args, n: int) -> float:
     gpu = args.platform == "gpu"
     procs = [spawn(args, "process", "--rank", str(i), "--nproc", str(n), "--coordinator", coord,
                    env={"CUDA_VISIBLE_DEVICES": str(i)} if gpu else None) for i in range(n)]
-    return median([result(x) for x in procs][0]["examples_per_s"])
+    results = [result(x) for x in procs]  # every rank must finish
+    return median(results[0]["examples_per_s"])
 
 
 def section_processes(args) -> dict:

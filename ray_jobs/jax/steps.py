@@ -141,7 +141,7 @@ def make_train_step(config: JaxConfig, feature_set: FeatureSet,
     replicated = NamedSharding(mesh, P())
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
     grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-    loss_kw = dict(task=task, l2_wide=config.l2_wide, l2_deep=config.l2_deep)
+    loss_kw = {"task": task, "l2_wide": config.l2_wide, "l2_deep": config.l2_deep}
 
     def update(state: TrainState, grads: model.Params, total, aux):
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

@@ -13,6 +13,7 @@ ALL_REDUCE = re.compile(r"= (.*?) all-reduce(?:-start)?\(")
 
 def main(config_json: str, features: str) -> None:
     import jax
+
     from ray_jobs.jax import data
     from ray_jobs.jax.worker import Trainer
     trainer = Trainer(json.loads(config_json), features)

@@ -17,6 +17,7 @@ SHARDED = {**BASE, "epochs": 1, "num_workers": 2, "devices_per_worker": 1, "data
 
 def test_trials_of_two_workers_each_train_sharded(ray_connected, tiny_features, tmp_path):
     from ray import tune
+
     from ray_jobs.jax import tuning
     space = {"learning_rate": tune.grid_search([0.01, 0.02])}
     results = run_tuner(tuning.make_trainable(str(tiny_features), SHARDED), SHARDED, space,
