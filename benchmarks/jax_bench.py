@@ -226,7 +226,7 @@ def section_processes(args) -> dict:
         counts = [n for n in counts if n not in skipped]
         if skipped:
             print(f"[processes] {gpus} GPU(s): skipping {skipped} processes (one GPU each)")
-    runs = {n: [] for n in counts}
+    runs, load_start = {n: [] for n in counts}, os.getloadavg()
     for _ in range(args.repeats):
         for n in counts:
             runs[n].append(run_processes(args, n))
@@ -235,7 +235,7 @@ def section_processes(args) -> dict:
            "runs": {str(n): v for n, v in runs.items()},
            "examples_per_s": {str(n): v for n, v in med.items()},
            "over_1_process": {str(n): med[n] / med[1] for n in counts},
-           "loadavg": os.getloadavg()}
+           "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
     for n in counts:
         print(f"[processes] {n} process(es) x 1 device, global batch "
               f"{args.batch_size * (n if args.weak else 1)}: {med[n]:,.0f} ex/s "
