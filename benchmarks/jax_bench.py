@@ -3,12 +3,17 @@
     python -m benchmarks.jax_bench                      # CPU: everything below
     python -m benchmarks.jax_bench --quick              # < 3 minutes
     python -m benchmarks.jax_bench --platform gpu --quick   # on a GPU machine (no Ray needed)
+    python -m benchmarks.jax_bench --sections processes --quick   # 1 vs 2 vs 4 processes
 
 Sections (each in a fresh process, since JAX's device count is fixed per process):
   compare   this job's Trainer on 1 device vs a plain jax.jit + optax loop of the same
             model, loss and batch size written directly; rounds alternate, medians count
   devices   Trainer examples/s with 1, 2, 4 (fake) CPU devices in one process
-  processes Trainer examples/s with 2 processes x 1 device (jax.distributed over gloo)
+  processes Trainer examples/s with 1, 2 and 4 processes x 1 device each (jax.distributed
+            over gloo on CPU; on GPU one GPU per process, counts above the GPUs skipped),
+            the same global batch, all counts run one after another in each of --repeats
+            passes; medians over passes and their ratios to 1 process (--weak: the batch
+            per process fixed instead, global batch = --batch-size x processes)
   quality   eval AUC / logloss after training with early stopping, beside the XGBoost
             job's metrics.json on the same features when one is found
 Features: --features, else out/features (the feature job's flights output) when present,
@@ -34,7 +39,8 @@ def bench_config(args, **changes):
     from ray_jobs.jax.config import from_dict
     raw = dict(batch_size=args.batch_size, eval_batch_size=8192, patience=2,
                epochs=args.quality_epochs, platform=args.platform,
-               inflight_steps=args.inflight)  # the rest: JaxConfig's defaults
+               inflight_steps=args.inflight,
+               fuse_gradients=not args.no_fuse)  # the rest: JaxConfig's defaults
     return from_dict({**raw, **changes})
 
 
@@ -118,8 +124,10 @@ def child_devices(args) -> dict:
 
 def child_process(args) -> dict:
     from ray_jobs.jax.worker import Trainer
-    cfg = bench_config(args, devices_per_worker=1, num_workers=2, data_shards=2)
-    trainer = Trainer(cfg, args.features, process_id=args.rank, num_processes=2,
+    n = args.nproc
+    cfg = bench_config(args, devices_per_worker=1, num_workers=n, data_shards=n,
+                       batch_size=args.batch_size * (n if args.weak else 1))
+    trainer = Trainer(cfg, args.features, process_id=args.rank, num_processes=n,
                       coordinator=args.coordinator)
     _time_trainer(trainer, args.warmup)
     out = {"examples_per_s": [_time_trainer(trainer, args.steps) for _ in range(args.rounds)]}
@@ -148,7 +156,7 @@ CHILDREN = {"compare": child_compare, "devices": child_devices, "process": child
 
 
 # --- parent --------------------------------------------------------------------------------
-def spawn(args, child: str, *extra: str) -> subprocess.Popen:
+def spawn(args, child: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "benchmarks.jax_bench", "--child", child, "--features",
            args.features, "--batch-size", str(args.batch_size), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--rounds", str(args.rounds),
@@ -156,7 +164,8 @@ def spawn(args, child: str, *extra: str) -> subprocess.Popen:
            *extra]
     if args.platform:
         cmd += ["--platform", args.platform]
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    cmd += ["--weak"] * args.weak + ["--no-fuse"] * args.no_fuse
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -187,6 +196,53 @@ def resolve_features(args) -> str:
     return str(root)
 
 
+def gpu_count() -> int:
+    """GPUs on this machine, without starting JAX here (it would claim their memory)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+def run_processes(args, n: int) -> float:
+    """Examples/s of one n-process run (median of its rounds, rank 0's clock)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        coord = f"127.0.0.1:{s.getsockname()[1]}"
+    gpu = args.platform == "gpu"
+    procs = [spawn(args, "process", "--rank", str(i), "--nproc", str(n), "--coordinator", coord,
+                   env={"CUDA_VISIBLE_DEVICES": str(i)} if gpu else None) for i in range(n)]
+    results = [result(x) for x in procs]  # every rank must finish
+    return median(results[0]["examples_per_s"])
+
+
+def section_processes(args) -> dict:
+    counts = [int(c) for c in args.counts.split(",")]
+    if args.platform == "gpu":
+        gpus = gpu_count()
+        skipped = [n for n in counts if n > max(gpus, 1)]
+        counts = [n for n in counts if n not in skipped]
+        if skipped:
+            print(f"[processes] {gpus} GPU(s): skipping {skipped} processes (one GPU each)")
+    runs, load_start = {n: [] for n in counts}, os.getloadavg()
+    for _ in range(args.repeats):
+        for n in counts:
+            runs[n].append(run_processes(args, n))
+    med = {n: median(v) for n, v in runs.items()}
+    out = {"weak_scaling": args.weak, "fuse_gradients": not args.no_fuse, "counts": counts,
+           "runs": {str(n): v for n, v in runs.items()},
+           "examples_per_s": {str(n): v for n, v in med.items()},
+           "over_1_process": {str(n): med[n] / med[1] for n in counts},
+           "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
+    for n in counts:
+        print(f"[processes] {n} process(es) x 1 device, global batch "
+              f"{args.batch_size * (n if args.weak else 1)}: {med[n]:,.0f} ex/s "
+              f"(x{med[n] / med[1]:.2f} of 1 process; passes {[round(x) for x in runs[n]]})")
+    return out
+
+
 def find_xgboost_metrics(args) -> Path | None:
     cands = [Path(args.xgboost_metrics)] if args.xgboost_metrics else sorted(
         (REPO / "out").glob("*xgb*/metrics.json")) + sorted((REPO / "out").glob("xgboost*/*.json"))
@@ -208,11 +264,19 @@ def main(argv=None) -> None:
                                                     "processes,quality")
     p.add_argument("--xgboost-metrics", default=None)
     p.add_argument("--inflight", type=int, default=2, help="trainer's inflight_steps")
-    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--repeats", type=int, default=3, help="passes of the processes section")
+    p.add_argument("--weak", action="store_true",
+                   help="processes: --batch-size per process instead of global")
+    p.add_argument("--counts", default="1,2,4", help="processes: process counts (1 first)")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="fuse_gradients false: XLA's per-leaf gradient all-reduce")
+    p.add_argument("--json", default=str(REPO / "bench_out" / "jax_bench.json"),
+                   help="the results as JSON")
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
     p.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--coordinator", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--nproc", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.steps = args.steps or (150 if args.quick else 400)
     args.warmup = args.warmup or (20 if args.quick else 50)
@@ -226,7 +290,7 @@ def main(argv=None) -> None:
     args.features = resolve_features(args)
     gpu = args.platform in ("gpu", "tpu")
     sections = (args.sections.split(",") if args.sections else
-                ["compare", "quality"] if gpu else
+                ["compare", "processes", "quality"] if gpu else
                 ["compare", "devices", "processes", "quality"])
     report = {"features": args.features, "batch_size": args.batch_size, "steps": args.steps,
               "rounds": args.rounds}
@@ -245,14 +309,7 @@ def main(argv=None) -> None:
             report["devices"][d] = median(r["examples_per_s"])
             print(f"[devices] {d} CPU device(s), 1 process: {report['devices'][d]:,.0f} ex/s")
     if "processes" in sections:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            coord = f"127.0.0.1:{s.getsockname()[1]}"
-        procs = [spawn(args, "process", "--rank", str(i), "--coordinator", coord)
-                 for i in range(2)]
-        r = [result(x) for x in procs]
-        report["processes"] = median(r[0]["examples_per_s"])
-        print(f"[processes] 2 processes x 1 CPU device (gloo): {report['processes']:,.0f} ex/s")
+        report["processes"] = section_processes(args)
     if "quality" in sections:
         r = result(spawn(args, "quality"))
         report["quality"] = r
@@ -270,8 +327,11 @@ def main(argv=None) -> None:
         else:
             line += "; XGBoost metrics not found (pass --xgboost-metrics)"
         print(line)
+    report["loadavg_end"] = os.getloadavg()
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"results: {args.json}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ OPERATIONAL_FIELDS = frozenset({
     "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
     "num_workers", "devices_per_worker", "shard_embeddings", "shard_min_rows",
     "worker_cpus", "platform", "placement_strategy", "coordinator_host", "inflight_steps",
-    "coordinator_port"})
+    "coordinator_port", "fuse_gradients"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +63,9 @@ class JaxConfig:
     platform: str | None = None  # cpu | gpu | tpu; None: JAX's default
     shard_embeddings: bool = False  # FSDP-style: shard large tables' rows over devices
     shard_min_rows: int = 1024  # tables with fewer (padded) rows stay replicated
+    # Data parallel: all gradients + loss in ONE all-reduce per step (steps.py); False:
+    # XLA's own reduction (one buffer per parameter leaf; each a gloo round trip on CPU).
+    fuse_gradients: bool = True
     vocab_pad_multiple: int = 64  # table rows padded to this multiple (shardable)
     data_shards: int | None = None  # data order unit; None: num_workers
     worker_cpus: float = 1.0

@@ -113,6 +113,12 @@ def check_placement(config: JaxConfig) -> None:
         hint="Lower num_workers / worker_cpus / devices_per_worker or add nodes.")
 
 
+def trial_worker_bundles(pg, config: JaxConfig) -> list[dict]:
+    """A Tune trial's worker bundles: Tune drops the empty head bundle from the placement
+    group it creates, so the workers' are the last ``num_workers``, whatever precedes."""
+    return pg.bundle_specs[max(len(pg.bundle_specs) - config.num_workers, 0):]
+
+
 # --- Ray workers ---------------------------------------------------------------------------
 def _worker_actor_class():
     import ray
@@ -156,8 +162,10 @@ class RayGroup:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         bundle = worker_bundle(config)
-        pg, first, own = get_current_placement_group(), 1, False
-        if pg is None:
+        pg, own = get_current_placement_group(), False
+        if pg is not None:
+            first = len(pg.bundle_specs) - len(trial_worker_bundles(pg, config))
+        else:
             pg = placement_group([bundle] * config.num_workers,
                                  strategy=config.placement_strategy)
             first, own = 0, True

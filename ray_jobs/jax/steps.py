@@ -7,6 +7,14 @@ optimizer state are replicated and the batch is sharded over the mesh's ``data``
 tables (and their optimizer moments) are sharded by rows over the same axis, FSDP
 style: each device holds ``rows / n_devices`` rows, XLA gathers what a batch looks up
 and reduce-scatters the table gradients.
+
+Data parallel over several devices the step is one ``jax.shard_map`` over ``data``: each
+device differentiates the loss of its slice of the batch, and the gradient pytree, the
+loss and its parts are raveled into one vector and averaged in ONE all-reduce
+(``fused_gradients``), instead of the one all-reduce per parameter leaf XLA emits for
+the plain jit (about 40 per step, each a gloo round trip between processes). The mean of
+the equal-sized slices' mean losses is the batch's mean loss, so the result equals the
+single-device step up to float rounding.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mlbatch.artifacts.features import FeatureSet
@@ -119,22 +128,44 @@ def unpack(batch: dict[str, Any], names: tuple[str, ...]) -> model.Batch:
     return out
 
 
+def fused_gradients(config: JaxConfig, shardings: TrainState) -> bool:
+    """The one-all-reduce step applies: several devices, every parameter replicated."""
+    return config.fuse_gradients and shardings.step.mesh.size > 1 and all(
+        sh.is_fully_replicated for sh in jax.tree.leaves(shardings.params))
+
+
 def make_train_step(config: JaxConfig, feature_set: FeatureSet,
                     optimizer: optax.GradientTransformation, shardings: TrainState,
                     batch_sh: Any, scale: model.LabelScale = model.IDENTITY) -> Callable:
-    replicated = NamedSharding(shardings.step.mesh, P())
+    mesh = shardings.step.mesh
+    replicated = NamedSharding(mesh, P())
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
+    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+    loss_kw = {"task": task, "l2_wide": config.l2_wide, "l2_deep": config.l2_deep,
+               "scale": scale}
 
-    def train_step(state: TrainState, batch: dict[str, Any]):
-        grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-        (total, aux), grads = grad_fn(state.params, unpack(batch, names), task=task,
-                                      l2_wide=config.l2_wide, l2_deep=config.l2_deep,
-                                      scale=scale)
+    def update(state: TrainState, grads: model.Params, total, aux):
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": total, **aux, "grad_norm": optax.global_norm(grads)}
         return TrainState(state.step + 1, params, opt_state), metrics
 
+    def train_step(state: TrainState, batch: dict[str, Any]):
+        (total, aux), grads = grad_fn(state.params, unpack(batch, names), **loss_kw)
+        return update(state, grads, total, aux)
+
+    def shard_step(state: TrainState, batch: dict[str, Any]):
+        # Differentiating a per-device ("varying") copy of the parameters keeps the
+        # gradients local: no implicit per-leaf psum; the one pmean below reduces them.
+        local = jax.lax.pcast(state.params, "data", to="varying")
+        (total, aux), grads = grad_fn(local, unpack(batch, names), **loss_kw)
+        flat, unravel = ravel_pytree((grads, total, aux))
+        grads, total, aux = unravel(jax.lax.pmean(flat, "data"))
+        return update(state, grads, total, aux)
+
+    if fused_gradients(config, shardings):
+        train_step = jax.shard_map(shard_step, mesh=mesh, in_specs=(P(), P("data")),
+                                   out_specs=(P(), P()))
     return jax.jit(train_step, in_shardings=(shardings, batch_sh),
                    out_shardings=(shardings, replicated), donate_argnums=0)
 

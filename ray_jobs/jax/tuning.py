@@ -6,6 +6,8 @@ eval metrics and a checkpoint (the job's portable npz: params, optimizer state, 
 position), so ASHA can stop a trial after any epoch and a restored trial continues
 exactly where its last checkpoint was. One worker trains inside the trial process; with
 ``num_workers > 1`` the trial starts its workers in its own placement group's bundles.
+``make_trainable`` checks, when Ray is up, that the cluster can place one trial at all:
+Tune itself would wait forever for a placement group that can never be placed.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any
 from ray import tune
 
 from mlbatch import storage
+from ray_jobs.common import cluster
 from ray_jobs.jax import driver, loop
 from ray_jobs.jax.checkpoint import read_meta
 from ray_jobs.jax.config import JaxConfig, from_dict
@@ -39,6 +42,7 @@ def make_trainable(features_dir: str, base_config: dict) -> Callable[[dict], Non
     """Validates the base config and the feature directory here, on the Tune driver."""
     features_dir = storage.locate(features_dir).uri
     driver.validate(trial_config(base_config), features_dir)
+    check_trial_placement(base_config)
     base_config = dict(base_config)
 
     def jax_trial(sampled: dict) -> None:
@@ -48,7 +52,11 @@ def make_trainable(features_dir: str, base_config: dict) -> Callable[[dict], Non
 
 
 class _TuneReporter:
-    """The loop's sink inside a trial: one report (metrics + checkpoint) per epoch."""
+    """The loop's sink inside a trial: one report (metrics + checkpoint) per epoch, with
+    the layout the workers run on (``layout``: num_processes, num_devices)."""
+
+    def __init__(self, layout: dict[str, int]):
+        self.layout = layout
 
     def on_start(self, step: int) -> None:
         pass
@@ -60,7 +68,8 @@ class _TuneReporter:
         pass
 
     def on_epoch(self, record: dict[str, Any], blob: bytes, improved: bool) -> None:
-        metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        metrics = {**self.layout,
+                   **{k: v for k, v in record.items() if isinstance(v, (int, float))}}
         with tempfile.TemporaryDirectory() as d:
             Path(d, CHECKPOINT_FILE).write_bytes(blob)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
@@ -79,7 +88,9 @@ def _run_trial(features_dir: str, cfg: JaxConfig) -> None:
         driver.check_resumable(resume, cfg, fs)
     group = driver.start_group(cfg, features_dir, use_ray=cfg.num_workers > 1)
     try:
-        loop.fit(group, cfg, _TuneReporter(), resume)
+        info = group.call("describe")[0]
+        layout = {k: info[k] for k in ("num_processes", "num_devices")}
+        loop.fit(group, cfg, _TuneReporter(layout), resume)
     finally:
         group.close()
 
@@ -93,6 +104,19 @@ def trial_resources(base_config: dict) -> tune.PlacementGroupFactory:
         return tune.PlacementGroupFactory([worker])
     return tune.PlacementGroupFactory([{}] + [dict(worker)] * cfg.num_workers,
                                       strategy=cfg.placement_strategy)
+
+
+def check_trial_placement(base_config: dict) -> None:
+    """Raises PlacementError when no trial of this config fits the connected cluster
+    (ray_jobs.common.cluster's one check); a no-op without Ray."""
+    import ray
+    if not ray.is_initialized():
+        return
+    cfg = trial_config(base_config)
+    cluster.check_placement(
+        trial_resources(base_config).bundles,
+        what=f"a trial (num_workers={cfg.num_workers} x worker_cpus={cfg.worker_cpus:g})",
+        hint="Lower num_workers / worker_cpus or add nodes.")
 
 
 def max_iterations(base_config: dict) -> int:

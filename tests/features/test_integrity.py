@@ -180,7 +180,10 @@ def dirty_input(flights_slice, tmp_path_factory):
 
 
 def test_too_many_dead_letters_fail_uncommitted_then_a_rerun_needs_no_overwrite(
-        dirty_input, tmp_path):
+        dirty_input, tmp_path, monkeypatch):
+    # As a user's shell would be: tf.Transform imported in this test process sets
+    # TF_CPP_MIN_LOG_LEVEL for itself, and the job respects a value it inherits.
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     out = tmp_path / "out"
     proc = run_feature_job(dirty_input, out)
     assert proc.returncode == 1, proc.stderr[-3000:]
