@@ -51,6 +51,6 @@ def test_unplaceable_trials_fail_before_the_search_starts(ray_connected, tiny_fe
     too_big = {**SHARDED, "num_workers": 2, "worker_cpus": 3.0}
     with pytest.raises(driver.PlacementError) as e:
         tuning.make_trainable(str(tiny_features), too_big)
-    assert str(e.value) == (
-        "a trial cannot be placed: num_workers=2 x worker_cpus=3 needs bundles "
-        "[{'CPU': 3.0}, {'CPU': 3.0}] (6 CPU in all), the cluster has 4 CPU")
+    assert str(e.value).startswith(  # then the cluster's resources, which vary by machine
+        "cannot place a trial (num_workers=2 x worker_cpus=3): asked for 6 CPU in total "
+        "but the cluster has 4.")
