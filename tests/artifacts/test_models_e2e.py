@@ -81,7 +81,7 @@ def test_gcs_features_train_both_models_committed_on_gcs(gcs_models):
     assert any(n.startswith("checkpoints/ckpt-") for n in names)
     assert any(n.startswith("tensorboard/events.out.tfevents") for n in names)
     # the XGBoost reader (from gs://) reproduces the recorded eval metrics exactly
-    from ray_jobs.xgboost.metrics import task_metrics
+    from mlbatch.metrics import task_metrics
     model = load_xgboost_model(xgb_out)
     fs = load_feature_set(features)
     table = fs.read_table("eval")

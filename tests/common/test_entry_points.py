@@ -39,8 +39,8 @@ def test_a_missing_feature_directory_exits_2_naming_it(job, tmp_path, capsys):
 def test_xgboost_set_and_tune_set_coerce_numbers():
     from ray_jobs.tune import __main__ as tune_cli
     from ray_jobs.xgboost import __main__ as xgb_cli
-    cfg = xgb_cli.parse_args(["--features", "f", "--output", "o", "--set", "params.eta=1e-3",
-                              "--set", "params.max_depth=4"])
+    cfg, _overwrite = xgb_cli.parse_args(["--features", "f", "--output", "o", "--set",
+                                          "params.eta=1e-3", "--set", "params.max_depth=4"])
     assert dict(cfg.params) == {"eta": 0.001, "max_depth": 4}
     settings = tune_cli.parse_args(["--job", "xgboost", "--features", "f", "--output", "o",
                                     "--set", "params.eta=1e-3", "--set", "num_actors=2"])

@@ -35,7 +35,7 @@ def test_tune_entry_point_with_the_jax_job(ray_cluster, tiny_features, tmp_path)
     assert summary["trials"] == 2 and summary["errored"] == 0
     best = summary["best"]
     assert set(best["config"]) == set(space)
-    params = load_npz(out / "best" / "params.npz")
+    params = load_npz(out / "best" / "model" / "params.npz")  # a committed jax_model
     assert params["params/deep/embed/cat_0"].shape == (32, best["config"]["embedding_dim"])
     assert np.isfinite(best["eval_loss"])
     assert (out / "results.csv").read_text().count("\n") == 3  # header + 2 trials
