@@ -92,29 +92,35 @@ def _quiet(verbose: bool) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
+class FeatureJobError(RuntimeError):
+    """The run finished but its output cannot be trusted (left uncommitted, reason named)."""
+
+
+USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, io.InputError, StorageError,
+                OutputExistsError)
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
+    """The job: returns the summary of the committed output (None on a dry run).
+
+    Raises one of USAGE_ERRORS for what the user must fix before anything runs, and
+    FeatureJobError when the output is left uncommitted (counts that do not reconcile,
+    too many dead letters); the reason is recorded in the output's _PENDING.json too.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _quiet(args.verbose)
-    try:
-        schema = load_schema(args.schema)
-        options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
-                                   save_main_session=save_main_session,
-                                   job_flags=args.job_flags)
-        dry_run = options.view_as(TestOptions).dry_run
-        files = io.check_inputs(args.input, list(schema.tables.values()))
-        writer = ArtifactWriter(args.output, "features", job=JOB, config={
-            **{k: v for k, v in vars(args).items()
-               if k not in ("overwrite", "log_level", "verbose", "job_flags")},
-            "pipeline_args": beam_args})
-        if not dry_run:
-            writer.claim(overwrite=args.overwrite)
-    except (SchemaError, OptionsError, FileNotFoundError, io.InputError, StorageError,
-            OutputExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    schema = load_schema(args.schema)
+    options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
+                               save_main_session=save_main_session, job_flags=args.job_flags)
+    dry_run = options.view_as(TestOptions).dry_run
+    files = io.check_inputs(args.input, list(schema.tables.values()))
+    writer = ArtifactWriter(args.output, "features", job=JOB, config={
+        **{k: v for k, v in vars(args).items()
+           if k not in ("overwrite", "log_level", "verbose", "job_flags")},
+        "pipeline_args": beam_args})
+    if not dry_run:
+        writer.claim(overwrite=args.overwrite)
     temp_root = options.view_as(GoogleCloudOptions).temp_location or args.output
     tft_temp = FileSystems.join(temp_root, "tft_tmp")
     if dry_run:  # tf.Transform creates its temp dir while the graph is built: keep it local
@@ -126,7 +132,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
         pipeline.build(p, args, schema, tft_temp, files)
         run_pipeline(p, options)
         if dry_run:
-            return 0
+            return None
         if FileSystems.exists(tft_temp):
             FileSystems.delete([tft_temp])
         summary = artifacts.finalize(writer, schema, args.analyzers, args.max_dead_letter_share)
@@ -138,21 +144,32 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> int:
     LOGGER.info("read %d, dead letter %d, excluded %d, train %d, eval %d -> %s", s["read"],
                 s["dead_letter"], s["excluded"], s["train"], s["eval"], args.output)
     if summary["failure"]:
-        LOGGER.error("output left uncommitted: %s", summary["failure"])
+        raise FeatureJobError(f"output left uncommitted: {summary['failure']}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 when the output is committed, 2 (naming the problem) for usage,
+    schema, option, input and output errors, 1 when the output is left uncommitted."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(argv)
+    except USAGE_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FeatureJobError as e:
+        LOGGER.error("%s", e)
         return 1
     return 0
 
 
-def main() -> None:
-    """The command line. Once every output is closed and the logs are flushed, it leaves
-    without the interpreter's teardown: tearing down TensorFlow and the pipeline's
-    objects took about 1.5 s after the work was done (measured on the flights job)."""
-    code = run()
+if __name__ == "__main__":
+    code = main()
+    # Leave without the interpreter's teardown once everything is flushed: tearing down
+    # TensorFlow and the pipeline's objects costs seconds after the work is done.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-if __name__ == "__main__":
-    main()
