@@ -62,7 +62,7 @@ KNOWN_PARAMS = frozenset({
 MANAGED_PARAMS: Mapping[str, str] = MappingProxyType({
     "nthread": "--cpus-per-actor", "n_jobs": "--cpus-per-actor",
     "device": "--gpus-per-actor", "gpu_id": "--gpus-per-actor",
-    "eval_metric": "the label task (feature_manifest.json)",
+    "eval_metric": "the label task (the feature artifact)",
     "num_boost_round": "--num-boost-round", "n_estimators": "--num-boost-round",
 })
 TREE_METHODS = ("hist", "approx")  # "exact" cannot train distributed
