@@ -194,20 +194,25 @@ def load_feature_set(root: str | os.PathLike, *, check_columns: bool = True) -> 
 
 
 def _check_split_schema(fs: FeatureSet, split: str) -> None:
-    files = fs.files(split)
-    schema = fs.parquet_file(files[0]).schema_arrow
+    """Every file of the split (footers only): each feature present and typed as its
+    kind, the label present and numeric."""
+    for path in fs.files(split):
+        _check_file_schema(fs, split, path, fs.parquet_file(path).schema_arrow)
+
+
+def _check_file_schema(fs: FeatureSet, split: str, path: str, schema: pa.Schema) -> None:
     for f in fs.features:
         if f.name not in schema.names:
-            raise FeatureContractError(f"split {split!r}: column {f.name!r} missing in {files[0]}")
+            raise FeatureContractError(f"split {split!r}: column {f.name!r} missing in {path}")
         t = schema.field(f.name).type
         ok = pa.types.is_floating(t) if f.kind == "numeric" else pa.types.is_integer(t)
         if not ok:
             want = "float" if f.kind == "numeric" else "integer ids"
             raise FeatureContractError(
                 f"split {split!r}: feature {f.name!r} is declared {f.kind} ({want}) but the "
-                f"column is {t} in {files[0]}")
+                f"column is {t} in {path}")
     if fs.label not in schema.names:
-        raise FeatureContractError(f"split {split!r}: label {fs.label!r} missing in {files[0]}")
+        raise FeatureContractError(f"split {split!r}: label {fs.label!r} missing in {path}")
     t = schema.field(fs.label).type
     if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
         raise FeatureContractError(f"label {fs.label!r} is {t}, not numeric")
