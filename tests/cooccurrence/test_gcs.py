@@ -2,10 +2,6 @@
 Cloud Storage emulator (gcp-storage-emulator, 127.0.0.1) stands in for the bucket."""
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,56 +14,20 @@ from mlbatch.artifacts.cooccurrence import load_cooccurrence
 from tests.cooccurrence import reference
 from tests.cooccurrence.test_counting import as_dict, assert_same_counts
 
-EMULATOR = str(Path(sys.executable).with_name("gcp-storage-emulator"))
-BUCKET = "cooc-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    port = _free_port()
-    proc = subprocess.Popen([EMULATOR, "start", "-H", "127.0.0.1", "--port", str(port),
-                             "--default-bucket", BUCKET, "-q", "-M"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the storage emulator did not start") from None
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 @pytest.mark.e2e
-def test_corpus_and_artifact_on_gcs(emulator, monkeypatch):
-    monkeypatch.setenv(storage.EMULATOR_ENV, emulator)
-    # Without Google credentials Beam retries their lookup for about 24 s (once per
-    # process) and then connects anonymously, which is what the emulator needs: start
-    # from that outcome instead of waiting for it.
-    from apache_beam.internal.gcp import auth
-    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
-    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+def test_corpus_and_artifact_on_gcs(gcs_emulator):
+    """On the session's emulator (tests/conftest.py: 127.0.0.1, credentials Beam accepts
+    without a network look-up)."""
+    bucket = f"{gcs_emulator.bucket}/cooccurrence"
     lee = Path(datapath("lee_background.cor"))
-    storage.write_bytes(f"gs://{BUCKET}/corpus/lee.cor", lee.read_bytes())
-    out = f"gs://{BUCKET}/cooc"
-    manifest = run(["--input", f"gs://{BUCKET}/corpus/*.cor", "--output", out,
+    storage.write_bytes(f"gs://{bucket}/corpus/lee.cor", lee.read_bytes())
+    out = f"gs://{bucket}/cooc"
+    manifest = run(["--input", f"gs://{bucket}/corpus/*.cor", "--output", out,
                     "--window", "5", "--min-count", "5"], save_main_session=False)
     art = load_cooccurrence(out)
     assert art.root == out and art.digest == manifest.digest and verify(art.manifest) == []
     assert [(e["uri"], e["size"], e["sha256"]) for e in art.manifest.inputs] == [
-        (f"gs://{BUCKET}/corpus/lee.cor", lee.stat().st_size, storage.sha256(str(lee)))]
+        (f"gs://{bucket}/corpus/lee.cor", lee.stat().st_size, storage.sha256(str(lee)))]
     vocab, expected = reference.count_text(lee.read_text(encoding="utf-8"), 5, 5)
     assert art.vocabulary().tokens == vocab
     assert_same_counts(as_dict(art.counts()), expected, "harmonic")
