@@ -250,3 +250,28 @@ def gcs_emulator(tmp_path_factory) -> StorageEmulator:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- trained models on the flights slice (for scoring, monitoring and the report) ------------
+@pytest.fixture(scope="session")
+def flights_xgboost(flights_features, ray_cluster, tmp_path_factory) -> Path:
+    """A committed XGBoost model artifact trained on ``flights_features`` (1 actor)."""
+    from ray_jobs.xgboost import driver
+    from ray_jobs.xgboost.config import XGBoostConfig
+    from tests.xgboost.helpers import connect_test_process
+    connect_test_process(ray_cluster)
+    out = tmp_path_factory.mktemp("flights_xgboost")
+    driver.run(XGBoostConfig(features=str(flights_features), output=str(out), num_actors=1,
+                             cpus_per_actor=1, num_boost_round=15, early_stopping_rounds=5,
+                             max_actor_restarts=0, placement_timeout_s=30.0))
+    return out
+
+
+@pytest.fixture(scope="session")
+def flights_jax(flights_features, tmp_path_factory) -> Path:
+    """A committed JAX model artifact trained on ``flights_features`` (in process, 2 epochs)."""
+    from ray_jobs.jax import driver
+    from tests.jax.conftest import tiny_config
+    out = tmp_path_factory.mktemp("flights_jax")
+    driver.run(tiny_config(epochs=2, batch_size=128), str(flights_features), str(out))
+    return out
