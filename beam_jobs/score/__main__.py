@@ -21,7 +21,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common import reading, serving
-from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
+from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options,
+                                      run_pipeline)
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError, read_manifest
 from mlbatch.schema import SchemaError
 from mlbatch.storage import StorageError
@@ -99,19 +100,30 @@ def _inputs(args):
     from mlbatch.artifacts.features import load_feature_set
 
     features = load_feature_set(args.features, check_columns=False)
-    schema = serving.schema_of(features, args.schema)
-    model = scoring_model(read_manifest(args.model))
+    manifest = read_manifest(args.model)
+    model = scoring_model(manifest)
     try:
-        trained_on = read_manifest(args.model).input("features")["digest"]
+        trained_on = manifest.input("features")["digest"]
     except ArtifactError as e:
         raise ScoreConfigError(f"--model {args.model}: no features input recorded ({e})") from e
     if trained_on != features.digest:
         raise ScoreConfigError(
             f"--model {model.uri} was trained on features {trained_on}, not on --features "
             f"{features.root} ({features.digest}): its transform would not match the model")
-    if model.task != features.task:
-        raise ScoreConfigError(f"model task {model.task!r} != features task {features.task!r}")
+    schema = serving.schema_of(features, args.schema)
     return features, schema, model, serving.transform_digest(features)
+
+
+def _check_remote(args, options) -> None:
+    """On Dataflow every path is read or written by the workers: gs:// only."""
+    if not is_dataflow(options):
+        return
+    local = [f"--{k} {v}" for k, v in (("features", args.features), ("model", args.model),
+                                       ("input", args.input), ("output", args.output))
+             if not str(v).startswith("gs://")]
+    if local:
+        raise OptionsError("DataflowRunner workers cannot read local paths; give gs:// URIs "
+                           "for: " + ", ".join(local))
 
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
@@ -126,6 +138,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     features, schema, model, transform_digest = _inputs(args)
     options = pipeline_options(beam_args, job_name=f"score-{schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
+    _check_remote(args, options)
     dry_run = options.view_as(TestOptions).dry_run
     files = reading.check_inputs(args.input, list(schema.tables.values()))
     writer = ArtifactWriter(args.output, "predictions", job=JOB, config={
@@ -140,7 +153,10 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
 
     t0 = time.perf_counter()
     try:
-        p = beam.Pipeline(options=options)
+        try:
+            p = beam.Pipeline(options=options)
+        except ValueError as e:  # Beam's own option validation (e.g. a malformed project id)
+            raise OptionsError(str(e)) from e
         pipeline.build(p, args, schema, files, features.root, model, transform_digest)
         run_pipeline(p, options)
         if dry_run:
