@@ -19,7 +19,9 @@ times, interleaved; medians are reported:
 
 Setup (not timed): without --features/--model, the feature job and a 50-round XGBoost
 model (python -m ray_jobs.xgboost, local Ray) are built once under
-bench_out/score_bench/ on the same raw rows. Reported: median wall and CPU seconds,
+bench_out/score_bench/ on the same raw rows. Given --features/--model may also be
+artifacts built on a slice (e.g. the test session's): what is timed is scoring the
+raw rows of --data-dir, whatever rows the model was trained on. Reported: median wall and CPU seconds,
 rows/s (raw flights rows / wall), peak RSS (ru_maxrss of the child, from wait4), the
 ratio job/floor throughput (target >= 0.5), the largest difference between the two
 contenders' predictions (agreement, not timed), and the machine's load (`uptime`).
