@@ -114,7 +114,9 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, model: ScoringModel,
     m.update(quality(model.task, labelled.get("labels", np.zeros(0)),
                      labelled.get("scores", np.zeros(0))))
     failed = [k for k, ok in checks.items() if not ok]
-    summary.update(tables=tables, checks=checks, reconciled=not failed, metrics=m,
+    summary.update(stages={"read": main["read"], "scored": main["scored"],
+                           "dead_letter": main["dead_letter"]},
+                   tables=tables, checks=checks, reconciled=not failed, metrics=m,
                    dead_letter_reasons=reasons, model={"uri": model.uri, "type": model.type,
                                                        "digest": model.digest},
                    transform_digest=transform_digest, timings=timings,

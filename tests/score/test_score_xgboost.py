@@ -53,6 +53,8 @@ def test_outputs_reconcile_and_agree(scored, flights_features, flights_xgboost):
     assert (m["rows_read"], m["rows_scored"], m["rows_dead_letter"]) == (FLIGHTS_SLICE_ROWS,
                                                                          FLIGHTS_SLICE_ROWS, 0)
     assert summary["reconciled"] and all(summary["checks"].values())
+    assert summary["stages"] == {"read": FLIGHTS_SLICE_ROWS, "scored": FLIGHTS_SLICE_ROWS,
+                                 "dead_letter": 0}
     assert table.num_rows == preds.num_rows == FLIGHTS_SLICE_ROWS
     assert len(set(table.column("example_id").to_pylist())) == FLIGHTS_SLICE_ROWS
     # labelled rows: the flights with an arrival delay; metrics over exactly those
