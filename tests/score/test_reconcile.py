@@ -1,4 +1,5 @@
-"""The scoring job's count checks (pure): what must add up before anything is committed."""
+"""Pure parts of the scoring job: the count checks that must hold before anything is
+committed, the metrics, the Vertex JSON lines."""
 from beam_jobs.score.artifacts import quality, stages
 from mlbatch.schema import load_schema
 from tests.conftest import REPO_ROOT
@@ -31,3 +32,17 @@ def test_quality_metrics_by_task():
     assert quality("binary_classification", [0.0, 1.0, 1.0], [0.2, 0.9, 0.1])["auc"] == 0.5
     assert quality("regression", [1.0, 3.0], [2.0, 3.0]) == {"rmse": 0.5 ** 0.5, "mae": 0.5}
     assert quality("regression", [], []) == {}
+
+
+def test_vertex_lines_are_json_with_exact_predictions():
+    import json
+
+    import pyarrow as pa
+
+    from beam_jobs.score.pipeline import vertex_lines
+    ids = ["/d/flights.csv:2", "/d/flights.csv:3", '/d/"odd".csv:4', "/d/é.csv:5"]
+    preds = [0.1, 3.0, 1 / 3, 2.5e-9]
+    for n in (2, 4):  # Arrow kernels; json.dumps for ids JSON must escape
+        lines = vertex_lines(pa.table({"example_id": ids[:n], "prediction": preds[:n]}))
+        assert [json.loads(line) for line in lines.split("\n")] == [
+            {"key": k, "prediction": p} for k, p in zip(ids[:n], preds[:n])]
