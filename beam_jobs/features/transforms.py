@@ -6,53 +6,14 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import prepare, records
-from mlbatch.schema import DatasetSchema, TableSpec
+from beam_jobs.common import prepare
+from beam_jobs.common.reading import BuildLookup, ValidateChunkFn  # noqa: F401 (re-exported)
+from mlbatch.schema import DatasetSchema
 
 DEAD = "dead"
 EXCLUDED = "excluded"
 EVAL = "eval"
 COUNTS = "counts"
-
-
-class ValidateChunkFn(beam.DoFn):
-    """RawChunk -> typed RecordBatch of valid rows; invalid rows to DEAD with reasons."""
-
-    def __init__(self, table: TableSpec):
-        self._table = table
-        self._valid = Metrics.counter("features", f"{table.name}_valid")
-        self._invalid = Metrics.counter("features", f"{table.name}_invalid")
-
-    def process(self, chunk: records.RawChunk | pa.RecordBatch):
-        if isinstance(chunk, pa.RecordBatch):  # validated on the fast path while read
-            self._valid.inc(chunk.num_rows)
-            yield chunk
-            return
-        batch, dead = records.validate_chunk(self._table, chunk)
-        self._valid.inc(batch.num_rows)
-        self._invalid.inc(len(dead))
-        for d in dead:
-            yield beam.pvalue.TaggedOutput(DEAD, d)
-        if batch.num_rows:
-            yield batch
-
-
-class BuildLookup(beam.PTransform):
-    """Valid batches of a lookup table -> one deduplicated Arrow table (a singleton) and
-    the number of duplicate-key rows dropped."""
-
-    def __init__(self, table: TableSpec):
-        super().__init__()
-        self._table = table
-
-    def expand(self, batches):
-        table = self._table
-        deduped = (batches
-                   | "Collect" >> beam.combiners.ToList()
-                   | "Dedupe" >> beam.Map(lambda bs: prepare.dedupe_lookup(table, bs)))
-        return (deduped | "Table" >> beam.Map(lambda td: td[0]),
-                deduped | "Duplicates" >> beam.Map(
-                    lambda td: (f"{table.name}_duplicate_keys_dropped", td[1])))
 
 
 class PrepareExamplesFn(beam.DoFn):

@@ -1,0 +1,341 @@
+"""Reading raw tables, shared by every Beam job that reads them (features, score, monitor):
+driver-side input checks, then files -> chunks of records -> validated Arrow batches.
+
+All file access goes through Beam's FileSystems, so local paths and gs:// work alike.
+Parse and validation failures leave as dead letters (beam_jobs.common.deadletter) on the
+DEAD output; nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from beam_jobs.common import csvsplit, prepare, records
+from mlbatch import storage
+from mlbatch.schema import TableSpec
+
+LOGGER = logging.getLogger(__name__)
+DEAD = "dead"
+FILES = "files"
+T = TypeVar("T")
+
+
+class InputError(ValueError):
+    """An input table cannot be read as declared (e.g. its header lacks declared columns)."""
+
+
+def _is_glob(uri: str) -> bool:
+    return any(c in uri for c in "*?[")
+
+
+def _bounded(what: str, uri: str, fn: Callable[[], T]) -> T:
+    """fn() for a local path; for a remote one, in a daemon thread given up after
+    MLBATCH_GCS_TIMEOUT_S seconds (Beam's GCS client retries unreachable hosts for
+    minutes, silently), raising a StorageError that names what it was trying to reach."""
+    if not storage.is_remote(uri):
+        return fn()
+    timeout = float(os.environ.get(storage.GCS_TIMEOUT_ENV, "30"))
+    done: queue.Queue = queue.Queue(maxsize=1)
+
+    def call():
+        try:
+            done.put((True, fn()))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below
+            done.put((False, e))
+
+    threading.Thread(target=call, name=f"check {uri}", daemon=True).start()
+    try:
+        ok, value = done.get(timeout=timeout)
+    except queue.Empty:
+        host = os.environ.get(storage.EMULATOR_ENV)
+        via = f" via {storage.EMULATOR_ENV}={host}" if host else ""
+        raise storage.StorageError(
+            f"{what}: no answer from Cloud Storage{via} within {timeout:g} s for {uri} "
+            f"(network, credentials or emulator down? {storage.GCS_TIMEOUT_ENV} sets the "
+            f"limit)") from None
+    if not ok:
+        raise value
+    return value
+
+
+def _match(pattern: str) -> list[str]:
+    def match():
+        try:
+            return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+        except (OSError, ValueError) as e:  # BeamIOError is an OSError
+            LOGGER.debug("match failed for %s: %s", pattern, e)
+            return []
+    return _bounded("listing input files", pattern, match)
+
+
+def names_files(input_root: str) -> bool:
+    """Whether --input names files itself (a glob or a single file) rather than a
+    directory or gs:// prefix holding each table's files."""
+    if _is_glob(input_root):
+        return True
+    if not storage.is_remote(input_root):
+        return os.path.isfile(input_root)
+    return not input_root.endswith("/") and _match(input_root) == [input_root]
+
+
+def table_pattern(input_root: str, table: TableSpec, named: bool = False) -> str:
+    """The file pattern of a table: its schema path under --input, or --input itself
+    when it names the files (`named`, see names_files)."""
+    return input_root if named else FileSystems.join(input_root.rstrip("/"), table.path)
+
+
+def _names_table(path: str, table: TableSpec, only: bool) -> bool:
+    """Whether a file of a glob/file --input belongs to the table: by its schema path
+    (e.g. `weather*.csv`), or always when the schema has just one table."""
+    depth = table.path.strip("/").count("/") + 1  # compare as many trailing parts
+    tail = "/".join(path.replace("\\", "/").split("/")[-depth:])
+    return only or fnmatch.fnmatchcase(tail, table.path.strip("/"))
+
+
+def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str]]:
+    """Driver-side check of the inputs before anything runs: every table has at least
+    one file, and every CSV header / Parquet schema holds the table's declared columns.
+
+    --input is a directory (or gs:// prefix) holding each table's `path` pattern, or a
+    glob or single file; then each file goes to the table whose `path` its name matches
+    (every file to the one table of a single-table schema).
+
+    Raises:
+      FileNotFoundError: naming each table without files and the pattern tried.
+      InputError: naming each file whose header lacks declared columns, and them.
+      mlbatch.storage.StorageError: a remote check got no answer in time, naming the URI.
+    """
+    found, missing = {}, []
+    named = names_files(input_root)
+    for t in tables:
+        pattern = table_pattern(input_root, t, named)
+        matched = _match(pattern)
+        paths = matched
+        if named:  # the files of a glob or the file: those named for this table
+            paths = [p for p in matched if _names_table(p, t, len(tables) == 1)]
+        if not paths:
+            where = (f"no file of --input {input_root} is named like {t.path}"
+                     if matched else f"no file matches {pattern}")
+            missing.append(f"table {t.name!r}: {where}")
+        found[t.name] = paths
+    if missing:
+        raise FileNotFoundError("input files not found:\n  " + "\n  ".join(missing))
+    problems = [p for t in tables for path in found[t.name] if (p := check_header(t, path))]
+    if problems:
+        raise InputError("input files lack declared columns:\n  " + "\n  ".join(problems))
+    return found
+
+
+def _header_columns(table: TableSpec, path: str) -> list[str] | None:
+    """The column names a file declares (CSV: its first line; Parquet: its schema);
+    None when it declares none (an empty CSV file, JSON lines)."""
+    with FileSystems.open(path) as f:
+        if table.format == "parquet":
+            return pq.read_schema(f).names
+        if table.format != "csv":
+            return None
+        first = f.readline()
+    return records.parse_csv_header(first) if first else None
+
+
+def check_header(table: TableSpec, path: str) -> str | None:
+    """What is wrong with a file's header for its table (None: nothing)."""
+    try:
+        names = _bounded("reading the header", path, lambda: _header_columns(table, path))
+    except UnicodeDecodeError:
+        return f"{path}: the header line is not valid UTF-8"
+    except storage.StorageError:
+        raise
+    except (OSError, pa.ArrowInvalid) as e:
+        return f"{path}: cannot read its header ({e})"
+    if names is None:
+        return None
+    absent = [c for c in table.column_names if c not in names]
+    if absent:
+        return (f"{path}: table {table.name!r} declares column(s) {absent} that its header "
+                f"lacks (header: {names[:30]})")
+    return None
+
+
+class ReadChunksFn(beam.DoFn):
+    """A file path -> chunks of up to chunk_rows records; parse failures go to DEAD.
+
+    CSV files are cut into whole records first (csvsplit: a quoted field may span
+    lines), so every record keeps the number of the physical line it starts on and
+    chunks end between records. A CSV chunk with nothing wrong in it comes out already
+    typed (a RecordBatch, from Arrow's CSV reader); any other chunk as a RawChunk for
+    the exact per-record checks.
+
+    Also emits one FILES record per file for the summary: ``records`` (CSV and JSON-lines
+    records, Parquet rows; each ends up valid or dead-lettered, so the table's counts
+    reconcile in records) and ``lines`` (physical data lines, header excluded; more than
+    records where quoted fields hold line breaks).
+    """
+
+    def __init__(self, table: TableSpec, chunk_rows: int, job: str = "features"):
+        self._table = table
+        self._chunk_rows = chunk_rows
+        self._job = job
+        self._records = Metrics.counter(job, f"{table.name}_records_read")
+        self._dead = Metrics.counter(job, f"{table.name}_parse_errors")
+
+    def process(self, path: str):
+        t = self._table
+        with FileSystems.open(path) as f:
+            if t.format == "parquet":
+                counts = yield from self._read_parquet(f, path)
+            elif t.format == "csv":
+                counts = yield from self._read_csv(f, path)
+            else:
+                counts = yield from self._read_jsonl(f, path)
+        self._records.inc(counts[0])
+        yield beam.pvalue.TaggedOutput(FILES, {"table": t.name, "path": path,
+                                               "records": counts[0], "lines": counts[1]})
+
+    def _blocks(self, f):
+        block: list[bytes] = []
+        for line in iter(f.readline, b""):
+            block.append(line)
+            if len(block) >= self._chunk_rows:
+                yield block
+                block = []
+        if block:
+            yield block
+
+    def _read_parquet(self, f, path):
+        first = 1
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=self._chunk_rows):
+            chunk, dead = records.chunk_from_arrow(self._table, path, batch, first)
+            first += batch.num_rows
+            yield from self._emit(chunk, dead)
+        return first - 1, first - 1
+
+    def _read_jsonl(self, f, path):
+        lineno = 1
+        for block in self._blocks(f):
+            yield from self._emit(*records.parse_jsonl_chunk(self._table, path, block, lineno))
+            lineno += len(block)
+        return lineno - 1, lineno - 1
+
+    def _read_csv(self, f, path):
+        splitter = csvsplit.CsvSplitter()
+        header, header_lines, seen = None, 0, 0
+        for block in self._blocks(f):
+            chunk = splitter.feed(block)
+            if header is None and len(chunk):
+                header = self._header(chunk.raw[0])
+                header_lines, chunk = csvsplit.count_lines(chunk.raw[0]), chunk.part(1)
+            for start in range(0, len(chunk), self._chunk_rows):
+                part = chunk if len(chunk) <= self._chunk_rows else \
+                    chunk.part(start, start + self._chunk_rows)
+                seen += len(part)
+                yield from self._parse_csv(path, header, part)
+        open_record = splitter.finish()
+        if open_record is not None:
+            where = "header" if header is None else "record"  # None: the header never closed
+            dead = records.dead_letter(
+                self._table.name, path, open_record.line,
+                open_record.raw.decode("utf-8", "backslashreplace"),
+                open_record.reason.replace("record", where, 1))
+            seen += 1
+            yield from self._emit(records.RawChunk(self._table.name, path), [dead])
+        return seen, splitter.lines_read - header_lines
+
+    @staticmethod
+    def _header(raw: bytes) -> list[str]:
+        try:
+            return records.parse_csv_header(raw)
+        except UnicodeDecodeError:
+            return []  # every data record is then rejected naming the header
+
+    def _parse_csv(self, path, header, chunk):
+        batch = records.fast_csv_chunk(self._table, path, header, chunk)
+        if batch is not None:  # clean chunk: already typed and validated
+            yield batch
+            return
+        yield from self._emit(*records.parse_csv_chunk(self._table, path, header, chunk))
+
+    def _emit(self, chunk, dead):
+        self._dead.inc(len(dead))
+        for d in dead:
+            yield beam.pvalue.TaggedOutput(DEAD, relabel(d, self._job))
+        if len(chunk):
+            yield chunk
+
+
+class ReadTable(beam.PTransform):
+    """A table's files (matched on the driver by check_inputs) -> chunks (+ DEAD and
+    FILES outputs). beam.Create spreads several files over workers (it reshuffles when
+    given more than one), so each file is read where it lands."""
+
+    def __init__(self, paths: list[str], table: TableSpec, chunk_rows: int,
+                 job: str = "features"):
+        super().__init__()
+        self._paths = list(paths)
+        self._table = table
+        self._chunk_rows = chunk_rows
+        self._job = job
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Files" >> beam.Create(self._paths)
+                | "ReadChunks" >> beam.ParDo(
+                    ReadChunksFn(self._table, self._chunk_rows, self._job))
+                .with_outputs(DEAD, FILES, main="chunks"))
+
+
+def relabel(dead: dict, job: str) -> dict:
+    """A dead letter as produced by ``job`` (records.py's builders name "features")."""
+    return dead if dead["job"] == job else {**dead, "job": job}
+
+
+class ValidateChunkFn(beam.DoFn):
+    """RawChunk -> typed RecordBatch of valid rows; invalid rows to DEAD with reasons."""
+
+    def __init__(self, table: TableSpec, job: str = "features"):
+        self._table = table
+        self._job = job
+        self._valid = Metrics.counter(job, f"{table.name}_valid")
+        self._invalid = Metrics.counter(job, f"{table.name}_invalid")
+
+    def process(self, chunk: records.RawChunk | pa.RecordBatch):
+        if isinstance(chunk, pa.RecordBatch):  # validated on the fast path while read
+            self._valid.inc(chunk.num_rows)
+            yield chunk
+            return
+        batch, dead = records.validate_chunk(self._table, chunk)
+        self._valid.inc(batch.num_rows)
+        self._invalid.inc(len(dead))
+        for d in dead:
+            yield beam.pvalue.TaggedOutput(DEAD, relabel(d, self._job))
+        if batch.num_rows:
+            yield batch
+
+
+class BuildLookup(beam.PTransform):
+    """Valid batches of a lookup table -> one deduplicated Arrow table (a singleton) and
+    the number of duplicate-key rows dropped."""
+
+    def __init__(self, table: TableSpec):
+        super().__init__()
+        self._table = table
+
+    def expand(self, batches):
+        table = self._table
+        deduped = (batches
+                   | "Collect" >> beam.combiners.ToList()
+                   | "Dedupe" >> beam.Map(lambda bs: prepare.dedupe_lookup(table, bs)))
+        return (deduped | "Table" >> beam.Map(lambda td: td[0]),
+                deduped | "Duplicates" >> beam.Map(
+                    lambda td: (f"{table.name}_duplicate_keys_dropped", td[1])))

@@ -1,0 +1,255 @@
+"""Serving a feature artifact: raw rows -> the features a model trained on it sees.
+
+Shared by the jobs that apply a trained model's inputs to new raw data (scoring,
+monitoring). Two pieces:
+
+- ``ReadServingExamples``: raw tables read, validated, joined and derived exactly as the
+  feature job does (beam_jobs.common.reading / prepare, the dataset schema the feature
+  artifact records), with the same dead letters. A row is named by the same
+  ``example_id`` (``<source path>:<line>``), so rows scored from the raw files the
+  feature job read carry the ids of its train/eval Parquet. Unlike training, a row
+  whose label cannot be computed is still served (label null); a row failing a schema
+  filter is outside the population the model was trained for and is dead-lettered.
+- ``TransformFeaturesFn``: the SAVED transform (``<features>/transform_fn``, loaded once
+  per DoFn instance with ``tft.TFTransformOutput``) applied to batches of those rows;
+  never the project's Python preprocessing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+from apache_beam.metrics import Metrics
+
+from beam_jobs.common import deadletter, prepare, reading
+from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from mlbatch import expr, storage
+from mlbatch.artifacts.base import digest_of
+from mlbatch.artifacts.features import FeatureSet
+from mlbatch.schema import DatasetSchema, SchemaError
+from mlbatch.schema.build import build as build_schema
+
+LOGGER = logging.getLogger(__name__)
+EXAMPLES = "examples"
+FILES = reading.FILES
+COUNTS = "counts"
+DEAD_LETTER = deadletter.DEAD_LETTER
+LABEL = "label"  # the served label column: float64 in the label's own units, null if absent
+TRANSFORM_DIR = "transform_fn"
+
+
+class ServingError(ValueError):
+    """The feature artifact cannot be served (named in the message)."""
+
+
+def schema_of(features: FeatureSet, override: str | None = None) -> DatasetSchema:
+    """The dataset schema the feature artifact was built with: the schema file its
+    manifest records (by URI and sha256), or ``override`` (a copy of that same file,
+    e.g. when the recorded path is on another machine). Raises ServingError when the
+    file is missing or its content differs from what the artifact recorded."""
+    rec = features.manifest.doc.get("schema") if features.manifest else None
+    if not rec:
+        raise ServingError(f"{features.root}: the feature artifact records no schema")
+    uri = override or rec["uri"]
+    try:
+        data = storage.read_bytes(uri)
+    except (OSError, storage.StorageError) as e:
+        hint = "" if override else " (pass a copy of it with --schema)"
+        raise ServingError(f"cannot read the schema file {uri}{hint}: {e}") from e
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != rec["sha256"]:
+        raise ServingError(f"schema file {uri} (sha256 {digest[:12]}...) is not the one the "
+                           f"features at {features.root} were built with (sha256 "
+                           f"{rec['sha256'][:12]}...)")
+    try:
+        return build_schema(yaml.safe_load(data.decode("utf-8")), uri)
+    except (yaml.YAMLError, SchemaError) as e:
+        raise ServingError(f"{uri}: {e}") from e
+
+
+def transform_digest(features: FeatureSet) -> str:
+    """Content digest of the artifact's transform_fn/ (from its committed file list)."""
+    files = [f for f in features.manifest.files if f["path"].startswith(TRANSFORM_DIR + "/")]
+    if not files:
+        raise ServingError(f"{features.root}: the feature artifact has no {TRANSFORM_DIR}/")
+    return digest_of(files)
+
+
+def label_values(t: pa.Table, schema: DatasetSchema) -> pa.Array:
+    """The label in its own units (float64; a binary label 1.0/0.0), null where it
+    cannot be computed (a source is missing, or the expression is not finite)."""
+    values = pc.cast(expr.evaluate(schema.label.expr, t), pa.float64())
+    ok = pc.fill_null(pc.is_finite(values), False)
+    return pc.if_else(ok, values, pa.scalar(None, pa.float64()))
+
+
+def prepare_for_serving(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
+                        ) -> tuple[pa.Table, pa.Array]:
+    """Joins and derives a batch of valid main rows; adds example_id and LABEL.
+
+    Returns (prepared, reasons): per row None, or why it is outside the schema's filters
+    (prepare.filter_reasons); the caller dead-letters those rows."""
+    t = main
+    for j in schema.joins:
+        t = prepare.join_lookup(t, lookups[j.table], j)
+    t = prepare.add_derived(t, schema)
+    t = t.append_column(prepare.EXAMPLE_ID, prepare.example_ids(t))
+    t = t.append_column(LABEL, label_values(t, schema))
+    return t, prepare.filter_reasons(t, schema)
+
+
+class PrepareServingFn(beam.DoFn):
+    """Valid main rows -> prepared tables (main output); rows outside the schema's
+    filters -> DEAD_LETTER; (counter, n) pairs -> COUNTS."""
+
+    def __init__(self, schema: DatasetSchema, job: str):
+        self._schema, self._job = schema, job
+        self._filtered = Metrics.counter(job, "filtered")
+
+    def process(self, batch: pa.RecordBatch, **lookups):
+        t, reasons = prepare_for_serving(pa.Table.from_batches([batch]), lookups, self._schema)
+        out = pc.is_valid(reasons)
+        n_out = pc.sum(out).as_py() or 0
+        if n_out:
+            self._filtered.inc(n_out)
+            yield from self._dead_letters(t.filter(out), reasons.filter(out))
+            t = t.filter(pc.invert(out))
+        yield beam.pvalue.TaggedOutput(COUNTS, ("prepared", t.num_rows))
+        if t.num_rows:
+            yield t
+
+    def _dead_letters(self, rows: pa.Table, reasons: pa.Array):
+        cols = self._schema.main_table.column_names
+        values = rows.select(cols).to_pylist()
+        for src, line, why, v in zip(rows.column(SOURCE_COL).to_pylist(),
+                                     rows.column(LINE_COL).to_pylist(), reasons.to_pylist(),
+                                     values):
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, deadletter.record(
+                self._job, src, f"{why}: outside the population the model was trained on",
+                json.dumps(v, default=str), table=self._schema.main, line=line))
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+class ReadServingExamples(beam.PTransform):
+    """Raw tables (``inputs``: each table's files, reading.check_inputs) -> a dict of
+    PCollections: EXAMPLES (prepared main rows as Arrow tables with example_id and
+    LABEL), DEAD_LETTER (dicts, every table), FILES (one record per file read: table,
+    path, records, lines) and COUNTS ((name, n) pairs: "<table>_valid",
+    "<table>_duplicate_keys_dropped", "prepared")."""
+
+    def __init__(self, schema: DatasetSchema, inputs: dict[str, list[str]], *,
+                 chunk_rows: int = 50_000, job: str = "serving"):
+        super().__init__()
+        self._schema, self._inputs = schema, inputs
+        self._chunk_rows, self._job = chunk_rows, job
+
+    def expand(self, pbegin):
+        schema, job = self._schema, self._job
+        valid, dead, files, counts = {}, [], [], []
+        for name, table in schema.tables.items():
+            read = pbegin | f"Read{_camel(name)}" >> reading.ReadTable(
+                self._inputs[name], table, self._chunk_rows, job)
+            checked = read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
+                reading.ValidateChunkFn(table, job)).with_outputs(reading.DEAD, main="valid")
+            valid[name] = checked.valid
+            dead += [read[reading.DEAD], checked[reading.DEAD]]
+            files.append(read[reading.FILES])
+            counts.append(checked.valid | f"Count{_camel(name)}Valid" >> beam.Map(
+                lambda b, n=name: (f"{n}_valid", b.num_rows)))
+        lookups = {}
+        for join in schema.joins:
+            table, dupes = valid[join.table] | f"Build{_camel(join.table)}Lookup" >> \
+                reading.BuildLookup(schema.tables[join.table])
+            lookups[join.table] = beam.pvalue.AsSingleton(table)
+            counts.append(dupes)
+        prepared = valid[schema.main] | "PrepareExamples" >> beam.ParDo(
+            PrepareServingFn(schema, job), **lookups).with_outputs(
+                DEAD_LETTER, COUNTS, main=EXAMPLES)
+        dead.append(prepared[DEAD_LETTER])
+        counts.append(prepared[COUNTS])
+        return {EXAMPLES: prepared[EXAMPLES],
+                DEAD_LETTER: dead | "FlattenDeadLetters" >> beam.Flatten(),
+                FILES: files | "FlattenFiles" >> beam.Flatten(),
+                COUNTS: counts | "FlattenCounts" >> beam.Flatten()}
+
+
+# prepared column type -> the transform's input dtype (prepare.TFXIO_TYPES)
+_INPUT_DTYPES = {"int64": np.int64, "float64": np.float32}
+
+
+def _sparse_input(col: pa.ChunkedArray | pa.Array, kind: str):
+    """A nullable column as the varlen sparse tensor [n, 1] the transform expects
+    (a null is no value, as in the feature job's TFXIO batches)."""
+    import tensorflow as tf
+
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    rows = np.flatnonzero(valid).astype(np.int64)
+    present = col.filter(pa.array(valid))
+    if kind == "string":
+        values = tf.constant(pc.cast(present, pa.binary()).to_pylist(), tf.string)
+    else:
+        values = tf.constant(present.to_numpy(zero_copy_only=False).astype(_INPUT_DTYPES[kind]))
+    indices = np.stack([rows, np.zeros_like(rows)], axis=1)
+    return tf.sparse.SparseTensor(indices, values, [len(col), 1])
+
+
+def transform_inputs(t: pa.Table, schema: DatasetSchema) -> dict:
+    """The transform's raw inputs for prepared rows: one sparse tensor per input."""
+    types = schema.prepared_columns()
+    return {name: _sparse_input(t.column(name), types[name])
+            for name in schema.transform_inputs()}
+
+
+def transformed_table(outputs: dict, passthrough: pa.Table) -> pa.Table:
+    """The transform's outputs (one value per row each; float32 or int64, as written
+    to the feature Parquet) followed by the passthrough columns."""
+    cols, names = [], []
+    for name in sorted(outputs):
+        values = outputs[name].numpy()
+        if values.ndim != 1 or len(values) != passthrough.num_rows:
+            raise ValueError(f"transformed output {name!r} has shape {values.shape} for "
+                             f"{passthrough.num_rows} rows (expected one value each)")
+        cols.append(pa.array(values))
+        names.append(name)
+    return pa.Table.from_arrays(cols + passthrough.columns,
+                                names=names + passthrough.column_names)
+
+
+class TransformFeaturesFn(beam.DoFn):
+    """Prepared rows (ReadServingExamples' EXAMPLES) -> the transformed features, by the
+    saved transform_fn of ``features_root`` (tft.TFTransformOutput, loaded in setup):
+    an Arrow table per batch with every output of the transform (the model's features,
+    and e.g. cross fingerprints) plus ``passthrough`` columns (default: example_id and
+    LABEL), at most ``batch_rows`` rows per call."""
+
+    def __init__(self, features_root: str, schema: DatasetSchema,
+                 passthrough: tuple[str, ...] = (prepare.EXAMPLE_ID, LABEL),
+                 batch_rows: int = 50_000, job: str = "serving"):
+        self._root, self._schema = features_root, schema
+        self._passthrough, self._batch_rows = tuple(passthrough), batch_rows
+        self._rows = Metrics.counter(job, "rows_transformed")
+        self._tft = None
+
+    def setup(self):
+        import tensorflow_transform as tft
+
+        self._tft = tft.TFTransformOutput(self._root)
+        self._tft.transform_features_layer()  # load the SavedModel once, here
+
+    def process(self, t: pa.Table):
+        for start in range(0, t.num_rows, self._batch_rows):
+            part = t.slice(start, self._batch_rows)
+            outputs = self._tft.transform_raw_features(transform_inputs(part, self._schema),
+                                                       drop_unused_features=True)
+            self._rows.inc(part.num_rows)
+            yield transformed_table(outputs, part.select(list(self._passthrough)))
