@@ -107,6 +107,10 @@ def _previous(uri: str, features: FeatureSet, keys: set[str]) -> dict:
     if prev.baseline_digest != features.digest:
         raise MonitorUsageError(f"--against {uri} was measured against another baseline "
                                 f"({prev.baseline_digest}, not {features.digest})")
+    lacking = sorted(keys - set(prev.histograms))
+    if lacking:
+        raise MonitorUsageError(f"--against {uri} holds no counts of {lacking} (e.g. it "
+                                f"was run without --model)")
     return report.previous_statistics(prev.histograms, keys)
 
 

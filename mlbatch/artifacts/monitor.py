@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from mlbatch import storage
 from mlbatch.artifacts.base import ArtifactError, Manifest, read_json, read_manifest
 
 TYPE = "monitor"
@@ -62,6 +63,6 @@ def load_monitor(root: str | os.PathLike) -> MonitorResult:
         for key in ("mode", "verdict", "features"):
             if key not in doc:
                 raise KeyError(key)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, storage.StorageError) as e:
         raise ArtifactError(f"{m.root}: unreadable monitor output ({e!r})") from e
     return MonitorResult(root=m.root, manifest=m, drift=doc, histograms=hist)
