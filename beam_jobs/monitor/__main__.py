@@ -23,7 +23,7 @@ from beam_jobs.common.options import OptionsError, pipeline_options, run_pipelin
 from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import pipeline, report, stats
 from mlbatch import drift, storage
-from mlbatch.artifacts import ArtifactWriter, OutputExistsError
+from mlbatch.artifacts import MANIFEST, PENDING, ArtifactWriter, OutputExistsError
 from mlbatch.artifacts.base import ArtifactError, read_manifest, write_json
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.monitor import ANOMALIES, DRIFT, HISTOGRAMS, load_monitor
@@ -136,7 +136,8 @@ def make_plan(args, features: FeatureSet) -> pipeline.Plan:
         _check_model(args.model, features)
         prediction = stats.Column(model_mod.PREDICTION, "numeric", stage="prediction")
     against, previous = None, None
-    if args.against and storage.exists(storage.join(args.against, "artifact.json")):
+    if args.against and any(storage.exists(storage.join(args.against, marker))
+                            for marker in (MANIFEST, PENDING)):  # an artifact, maybe failed
         keys = {c.key for c in [*raw, *transformed, *([prediction] if prediction else [])]}
         previous = _previous(args.against, features, keys)
     elif args.against:
