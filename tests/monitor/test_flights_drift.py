@@ -86,3 +86,25 @@ def test_unseen_carrier_is_flagged_by_name(january, columns):
         if r.breach}
     assert list(flagged) == ["carrier"]
     assert flagged["carrier"].distance == pytest.approx(swap.mean(), abs=0.01)
+
+
+def test_drift_thresholds_come_from_the_schema(tmp_path):
+    import yaml
+
+    from mlbatch.schema import SchemaError, load_schema
+    from tests.monitor.conftest import SCHEMA_FILE
+
+    raw = yaml.safe_load(SCHEMA_FILE.read_text())
+    raw["features"]["numeric"][0]["drift_threshold"] = 0.05  # distance_z
+    raw["features"]["crosses"][0]["drift_threshold"] = 0.1  # route: origin x dest
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    schema = load_schema(path)
+    raw_t = {c.name: c.threshold for c in stats.raw_columns(schema)}
+    assert (raw_t["distance"], raw_t["origin"], raw_t["dest"], raw_t["carrier"]) == (
+        0.05, 0.1, 0.1, 0.3)
+    raw["features"]["numeric"][0]["drift_threshold"] = 2
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SchemaError, match=r"features.numeric\[0\].drift_threshold: must be a "
+                                          r"share in \[0, 1\], got 2"):
+        load_schema(path)
