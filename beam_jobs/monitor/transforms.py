@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tfx_bsl.sketches import QuantilesSketch
 
-from beam_jobs.common import prepare
+from beam_jobs.common import prepare, serving
 from beam_jobs.monitor import stats
 from mlbatch import drift
 
@@ -107,7 +107,7 @@ class ComputeStatistics(beam.PTransform):
 def keep_train(t: pa.Table, schema) -> pa.Table:
     """The prepared rows the feature job trained on: the train split, with a label."""
     keep = pc.and_(pc.invert(pa.array(prepare.split_is_eval(t, schema))),
-                   pc.is_valid(t.column("label")))
+                   pc.is_valid(t.column(serving.LABEL)))
     return t.filter(keep)
 
 
