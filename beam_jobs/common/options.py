@@ -41,6 +41,11 @@ def _is_dataflow(runner: str | None) -> bool:
     return bool(runner) and runner.rsplit(".", 1)[-1].lower() in ("dataflowrunner", "dataflow")
 
 
+def is_dataflow(options: PipelineOptions) -> bool:
+    """Whether the options run the pipeline on Dataflow (its workers, not this machine)."""
+    return _is_dataflow(options.view_as(StandardOptions).runner)
+
+
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 
 

@@ -120,6 +120,7 @@ class PrepareServingFn(beam.DoFn):
             self._filtered.inc(n_out)
             yield from self._dead_letters(t.filter(out), reasons.filter(out))
             t = t.filter(pc.invert(out))
+        yield beam.pvalue.TaggedOutput(COUNTS, ("filtered", n_out))
         yield beam.pvalue.TaggedOutput(COUNTS, ("prepared", t.num_rows))
         if t.num_rows:
             yield t
@@ -144,7 +145,7 @@ class ReadServingExamples(beam.PTransform):
     PCollections: EXAMPLES (prepared main rows as Arrow tables with example_id and
     LABEL), DEAD_LETTER (dicts, every table), FILES (one record per file read: table,
     path, records, lines) and COUNTS ((name, n) pairs: "<table>_valid",
-    "<table>_duplicate_keys_dropped", "prepared")."""
+    "<table>_duplicate_keys_dropped", "filtered", "prepared")."""
 
     def __init__(self, schema: DatasetSchema, inputs: dict[str, list[str]], *,
                  chunk_rows: int = 50_000, job: str = "serving"):

@@ -1,0 +1,201 @@
+"""Scoring job: raw rows -> the saved transform -> a trained model -> predictions.
+
+python -m beam_jobs.score --features out/features --model out/xgboost \
+    --input data/flights --output out/predictions [Beam pipeline flags, e.g.
+    --runner DataflowRunner ...]
+
+Reads the raw tables with the schema the feature artifact was built with (same
+validation, joins, derived columns and dead letters as the feature job), applies the
+artifact's saved transform_fn and runs the model (an ``xgboost_model`` or ``jax_model``
+artifact trained on those features) with Beam's RunInference. docs/scoring.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import TestOptions
+
+from beam_jobs.common import reading, serving
+from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options,
+                                      run_pipeline)
+from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError, read_manifest
+from mlbatch.schema import SchemaError
+from mlbatch.storage import StorageError
+
+JOB = "beam_jobs.score"
+LOGGER = logging.getLogger("beam_jobs.score")
+CODECS = ("snappy", "gzip", "zstd", "brotli", "lz4", "none")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--features", required=True,
+                        help="the feature artifact the model was trained on (its schema and "
+                             "saved transform_fn are applied)")
+    parser.add_argument("--model", required=True,
+                        help="an xgboost_model or jax_model artifact directory")
+    parser.add_argument("--input", required=True,
+                        help="raw tables: a directory or gs:// prefix holding each table's "
+                             "schema `path`, a glob or a single file")
+    parser.add_argument("--output", required=True, help="output directory (local or gs://)")
+    parser.add_argument("--schema", default=None,
+                        help="a copy of the schema file the features were built with, when "
+                             "the recorded path is not readable here (its sha256 must match)")
+    parser.add_argument("--chunk-rows", type=int, default=50_000,
+                        help="raw records parsed, transformed and scored per batch")
+    parser.add_argument("--compression", choices=CODECS, default="snappy",
+                        help="Parquet compression codec")
+    parser.add_argument("--row-group-rows", type=int, default=100_000,
+                        help="rows per Parquet row group")
+    parser.add_argument("--num-shards", type=int, default=0,
+                        help="prediction files (Parquet and JSON lines; 0: the runner decides)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier run in --output")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also Beam's INFO chatter and TensorFlow's native log lines")
+    parser.add_argument("--log-level", default="INFO")
+    known, beam_args = parser.parse_known_args(argv)
+    for flag in ("chunk_rows", "row_group_rows"):
+        if getattr(known, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
+    if known.num_shards < 0:
+        parser.error("--num-shards must be >= 0")
+    known.job_flags = [o for a in parser._actions for o in a.option_strings]
+    return known, beam_args
+
+
+def _quiet(verbose: bool) -> None:
+    """As the feature job: TensorFlow's native start-up lines and Beam's INFO chatter off
+    unless --verbose (a value already in the environment is kept)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    quiet = {"apache_beam.typehints": logging.WARNING, "tensorflow": logging.WARNING,
+             "absl": logging.WARNING, "jax": logging.WARNING}
+    if not verbose:
+        quiet.update({"apache_beam": logging.WARNING, "apache_beam.utils.retry": logging.ERROR})
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
+
+
+class ScoreJobError(RuntimeError):
+    """The run finished but its output cannot be trusted (left uncommitted, reason named)."""
+
+
+class ScoreConfigError(ValueError):
+    """The features, the model and the input do not go together (named in the message)."""
+
+
+USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, reading.InputError, StorageError,
+                OutputExistsError, ArtifactError, ScoreConfigError, serving.ServingError)
+
+
+def _inputs(args):
+    """(features, schema, model, transform digest) checked to belong together."""
+    from beam_jobs.score.handlers import scoring_model
+    from mlbatch.artifacts.features import load_feature_set
+
+    features = load_feature_set(args.features, check_columns=False)
+    manifest = read_manifest(args.model)
+    model = scoring_model(manifest)
+    try:
+        trained_on = manifest.input("features")["digest"]
+    except ArtifactError as e:
+        raise ScoreConfigError(f"--model {args.model}: no features input recorded ({e})") from e
+    if trained_on != features.digest:
+        raise ScoreConfigError(
+            f"--model {model.uri} was trained on features {trained_on}, not on --features "
+            f"{features.root} ({features.digest}): its transform would not match the model")
+    schema = serving.schema_of(features, args.schema)
+    return features, schema, model, serving.transform_digest(features)
+
+
+def _check_remote(args, options) -> None:
+    """On Dataflow every path is read or written by the workers: gs:// only."""
+    if not is_dataflow(options):
+        return
+    local = [f"--{k} {v}" for k, v in (("features", args.features), ("model", args.model),
+                                       ("input", args.input), ("output", args.output))
+             if not str(v).startswith("gs://")]
+    if local:
+        raise OptionsError("DataflowRunner workers cannot read local paths; give gs:// URIs "
+                           "for: " + ", ".join(local))
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
+    """The job: returns the summary of the committed output (None on a dry run).
+
+    Raises one of USAGE_ERRORS for what the user must fix before anything runs, and
+    ScoreJobError when the output is left uncommitted (counts that do not reconcile).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, beam_args = parse_args(argv)
+    _quiet(args.verbose)
+    features, schema, model, transform_digest = _inputs(args)
+    options = pipeline_options(beam_args, job_name=f"score-{schema.name}",
+                               save_main_session=save_main_session, job_flags=args.job_flags)
+    _check_remote(args, options)
+    dry_run = options.view_as(TestOptions).dry_run
+    files = reading.check_inputs(args.input, list(schema.tables.values()))
+    writer = ArtifactWriter(args.output, "predictions", job=JOB, config={
+        **{k: v for k, v in vars(args).items()
+           if k not in ("overwrite", "log_level", "verbose", "job_flags")},
+        "pipeline_args": beam_args})
+    if not dry_run:
+        writer.claim(overwrite=args.overwrite)
+        writer.input_artifact("features", features.root, "features")
+        writer.input_artifact("model", model.uri, model.type)
+    from beam_jobs.score import artifacts, pipeline
+
+    t0 = time.perf_counter()
+    try:
+        try:
+            p = beam.Pipeline(options=options)
+        except ValueError as e:  # Beam's own option validation (e.g. a malformed project id)
+            raise OptionsError(str(e)) from e
+        pipeline.build(p, args, schema, files, features.root, model, transform_digest)
+        run_pipeline(p, options)
+        if dry_run:
+            return None
+        timings = {"pipeline_s": round(time.perf_counter() - t0, 3)}
+        summary = artifacts.finalize(writer, schema, model, transform_digest, timings)
+    except BaseException as e:
+        if not dry_run:
+            writer.fail(f"{type(e).__name__}: {e}")
+        raise
+    m = summary["metrics"]
+    LOGGER.info("read %d, scored %d, dead letter %d -> %s", m["rows_read"], m["rows_scored"],
+                m["rows_dead_letter"], args.output)
+    if summary["failure"]:
+        raise ScoreJobError(f"output left uncommitted: {summary['failure']}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 when the output is committed, 2 (naming the problem) for usage,
+    artifact, option, input and output errors, 1 when the output is left uncommitted."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(argv)
+    except ScoreJobError as e:
+        LOGGER.error("%s", e)
+        return 1
+    except USAGE_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    # As the feature job: leave without the interpreter's teardown once flushed.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

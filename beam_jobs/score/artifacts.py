@@ -1,0 +1,136 @@
+"""After the scoring pipeline: counts reconciled, metrics, summary.json and the commit.
+
+Everything is read back from what the pipeline wrote (Parquet footers, the counts it
+summed), so the manifest describes exactly the files in the output.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from beam_jobs.common import deadletter
+from beam_jobs.score.handlers import ScoringModel
+from beam_jobs.score.pipeline import SUMMARY
+from mlbatch import metrics, storage
+from mlbatch.artifacts import ArtifactWriter, read_json, write_json
+from mlbatch.artifacts import predictions as contract
+from mlbatch.schema import DatasetSchema
+
+LOGGER = logging.getLogger(__name__)
+TOP_REASONS = 10
+
+
+def _parquet_files(root: str, sub: str) -> list[str]:
+    d = storage.join(root, sub)
+    return [storage.join(d, f.relpath) for f in storage.list_files(d)
+            if f.relpath.endswith(".parquet") and "/" not in f.relpath]
+
+
+def _read(uris: list[str], columns: list[str]):
+    import pyarrow as pa
+
+    tables = []
+    for uri in uris:
+        loc = storage.locate(uri)
+        tables.append(pq.read_table(loc.path, columns=columns, filesystem=loc.fs))
+    return pa.concat_tables(tables) if tables else None
+
+
+def stages(counts: dict, schema: DatasetSchema) -> tuple[dict, dict]:
+    """(per-table counts, the checks that must all hold). The main table's dead letters
+    are its unreadable/invalid records plus the valid rows outside the schema's filters."""
+    c = lambda k: int(counts.get(k, 0))  # noqa: E731
+    tables, checks = {}, {}
+    for name in schema.tables:
+        t = {"read": c(f"{name}_read"), "lines": c(f"{name}_lines"), "valid": c(f"{name}_valid"),
+             "dead_letter": c(f"{name}_dead_letter")}
+        if name == schema.main:
+            t.update(filtered=c("filtered"), prepared=c("prepared"), scored=c("scored"))
+            checks[f"{name}: read == valid + invalid"] = (
+                t["read"] == t["valid"] + t["dead_letter"] - t["filtered"])
+            checks[f"{name}: valid == prepared + filtered"] = (
+                t["valid"] == t["prepared"] + t["filtered"])
+            checks[f"{name}: prepared == scored"] = t["prepared"] == t["scored"]
+            checks["read == scored + dead_letter"] = t["read"] == t["scored"] + t["dead_letter"]
+        else:
+            t["duplicate_keys_dropped"] = c(f"{name}_duplicate_keys_dropped")
+            checks[f"{name}: read == valid + dead_letter"] = (
+                t["read"] == t["valid"] + t["dead_letter"])
+        tables[name] = t
+    return tables, checks
+
+
+def quality(task: str, labels: np.ndarray, scores: np.ndarray) -> dict:
+    """The metrics of the predictions on the rows that carry a label (label units)."""
+    if not len(labels):
+        return {}
+    if task == "binary_classification":
+        return {"auc": metrics.auc(labels, scores), "logloss": metrics.logloss(labels, scores)}
+    return {"rmse": metrics.rmse(labels, scores), "mae": metrics.mae(labels, scores)}
+
+
+def _written(root: str, main: str) -> tuple[int, int, dict, list]:
+    """(prediction rows, main-table dead letters, metrics inputs, top reasons), read back."""
+    preds = _read(_parquet_files(root, contract.DIR), ["prediction", "label"])
+    dead = _read(_parquet_files(root, deadletter.DEAD_LETTER), ["table", "reason"])
+    n_pred = preds.num_rows if preds is not None else 0
+    main_dead = 0
+    reasons: list = []
+    if dead is not None and dead.num_rows:
+        is_main = pc.equal(dead.column("table"), main)
+        main_dead = int(pc.sum(is_main).as_py() or 0)
+        counter = collections.Counter(zip(dead.column("table").to_pylist(),
+                                          dead.column("reason").to_pylist()))
+        reasons = [{"table": t, "reason": r, "count": n}
+                   for (t, r), n in counter.most_common(TOP_REASONS)]
+    labelled = {}
+    if preds is not None and preds.num_rows:
+        has = pc.is_valid(preds.column("label"))
+        labelled = {"labels": preds.column("label").filter(has).to_numpy(),
+                    "scores": preds.column("prediction").filter(has).to_numpy()}
+    return n_pred, main_dead, labelled, reasons
+
+
+def finalize(writer: ArtifactWriter, schema: DatasetSchema, model: ScoringModel,
+             transform_digest: str, timings: dict) -> dict:
+    """Completes summary.json; commits the artifact when every count reconciles (with
+    what was written, too). Returns the summary; its "failure" is None when committed,
+    else the reason (recorded in the pending marker; nothing committed)."""
+    root = writer.root
+    path = storage.join(root, SUMMARY)
+    summary = read_json(path)
+    tables, checks = stages(summary["counts"], schema)
+    main = tables[schema.main]
+    n_pred, main_dead, labelled, reasons = _written(root, schema.main)
+    checks["predictions/ rows == scored"] = n_pred == main["scored"]
+    checks[f"dead_letter/ rows of {schema.main} == dead_letter"] = main_dead == main["dead_letter"]
+    m = {"rows_read": main["read"], "rows_scored": main["scored"],
+         "rows_dead_letter": main["dead_letter"],
+         "rows_labelled": int(len(labelled.get("labels", ())))}
+    m.update(quality(model.task, labelled.get("labels", np.zeros(0)),
+                     labelled.get("scores", np.zeros(0))))
+    failed = [k for k, ok in checks.items() if not ok]
+    summary.update(tables=tables, checks=checks, reconciled=not failed, metrics=m,
+                   dead_letter_reasons=reasons, model={"uri": model.uri, "type": model.type,
+                                                       "digest": model.digest},
+                   transform_digest=transform_digest, timings=timings,
+                   failure=f"counts do not reconcile: {failed} (see {path})" if failed else None)
+    write_json(path, summary)
+    if failed:
+        writer.fail(summary["failure"])
+        return summary
+    for table, source, _records in summary["files"]:
+        writer.input_file(f"raw:{table}", source)
+    writer.metrics.update(m)
+    writer.timings.update(timings)
+    writer.commit(rows={contract.DIR: main["scored"], deadletter.DEAD_LETTER: main["dead_letter"]},
+                  body={"task": model.task, "label": model.label, "model_type": model.type,
+                        "model_digest": model.digest, "transform_digest": transform_digest,
+                        "dir": contract.DIR, "vertex_dir": contract.VERTEX_DIR,
+                        "counts": {"read": main["read"], "scored": main["scored"],
+                                   "dead_letter": main["dead_letter"]}})
+    return summary

@@ -1,0 +1,96 @@
+"""Wires the scoring job: raw rows -> saved transform -> RunInference -> predictions.
+
+read (beam_jobs.common.serving) -> TransformFeatures (the saved transform_fn) ->
+KeyByExamples ((example_id, label) key, the model's input arrays) -> RunInference
+(KeyedModelHandler over handlers.ScoringModel.handler()) -> predictions Parquet, Vertex
+JSON lines; dead letters and per-stage counts (summary.json) beside them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from beam_jobs.common import deadletter, prepare, serving, sinks
+from beam_jobs.score.handlers import ScoringModel
+from mlbatch.artifacts import predictions as contract
+from mlbatch.schema import DatasetSchema
+
+JOB_NAMESPACE = "score"
+SUMMARY = "summary.json"
+
+
+def key_by_examples(t: pa.Table, model: ScoringModel) -> tuple[pa.Table, object]:
+    """(the batch's example_id and label, the model's input for the batch)."""
+    return t.select([prepare.EXAMPLE_ID, serving.LABEL]), model.to_example(t)
+
+
+def prediction_table(keyed, model_digest: str, transform_digest: str) -> pa.Table:
+    """RunInference's (key, PredictionResult) for a batch -> rows of contract.SCHEMA."""
+    key, result = keyed
+    values = np.asarray(result.inference, dtype=np.float64)
+    if len(values) != key.num_rows:
+        raise ValueError(f"the model returned {len(values)} predictions for {key.num_rows} rows")
+    n = key.num_rows
+    return pa.Table.from_arrays(
+        [key.column(prepare.EXAMPLE_ID), pa.array(values), key.column(serving.LABEL),
+         pa.repeat(pa.scalar(model_digest), n), pa.repeat(pa.scalar(transform_digest), n)],
+        schema=contract.SCHEMA)
+
+
+def vertex_lines(t: pa.Table) -> str:
+    """A batch as Vertex AI batch prediction's JSON lines ({"key", "prediction"})."""
+    return "\n".join(json.dumps({"key": k, "prediction": p}) for k, p in zip(
+        t.column("example_id").to_pylist(), t.column("prediction").to_pylist()))
+
+
+def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
+          inputs: dict[str, list[str]], features_root: str, model: ScoringModel,
+          transform_digest: str) -> None:
+    """`inputs`: each table's files (reading.check_inputs)."""
+    out = args.output
+    read = p | "ReadExamples" >> serving.ReadServingExamples(
+        schema, inputs, chunk_rows=args.chunk_rows, job=JOB_NAMESPACE)
+    transformed = read[serving.EXAMPLES] | "TransformFeatures" >> beam.ParDo(
+        serving.TransformFeaturesFn(features_root, schema, batch_rows=args.chunk_rows,
+                                    job=JOB_NAMESPACE))
+    scored = (transformed
+              | "KeyByExamples" >> beam.Map(key_by_examples, model)
+              | "Predict" >> RunInference(KeyedModelHandler(model.handler()))
+              | "ToPredictions" >> beam.Map(prediction_table, model.digest, transform_digest))
+    _ = scored | "WritePredictions" >> sinks.WriteParquet(
+        FileSystems.join(out, contract.DIR, "part"), contract.SCHEMA, codec=args.compression,
+        row_group_rows=args.row_group_rows, num_shards=args.num_shards)
+    _ = (scored
+         | "DropEmpty" >> beam.Filter(lambda t: t.num_rows > 0)
+         | "ToVertexLines" >> beam.Map(vertex_lines)
+         | "WriteVertex" >> beam.io.WriteToText(
+             FileSystems.join(out, contract.VERTEX_DIR, contract.VERTEX_PREFIX),
+             shard_name_template="-SSSSS-of-NNNNN", num_shards=args.num_shards))
+    dead = read[serving.DEAD_LETTER]
+    _ = dead | "WriteDeadLetters" >> deadletter.WriteDeadLetters(
+        FileSystems.join(out, deadletter.DEAD_LETTER, "part"), codec=args.compression)
+    counts = [read[serving.COUNTS],
+              scored | "CountScored" >> beam.Map(lambda t: ("scored", t.num_rows)),
+              dead | "CountDeadLetters" >> beam.Map(lambda d: (f"{d['table']}_dead_letter", 1)),
+              read[serving.FILES] | "CountRead" >> beam.FlatMap(
+                  lambda f: [(f"{f['table']}_read", f["records"]),
+                             (f"{f['table']}_lines", f["lines"])])]
+    _ = (counts
+         | "FlattenCounts" >> beam.Flatten()
+         | "SumCounts" >> beam.CombinePerKey(sum)
+         | "CountsToDict" >> beam.combiners.ToDict()
+         | "WriteCounts" >> beam.Map(_write_counts, FileSystems.join(out, SUMMARY),
+                                     files=beam.pvalue.AsList(read[serving.FILES])))
+
+
+def _write_counts(counts: dict, path: str, files: list) -> None:
+    doc = {"counts": {k: int(v) for k, v in sorted(counts.items())},
+           "files": sorted([f["table"], f["path"], f["records"]] for f in files)}
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(doc, indent=2, sort_keys=True).encode("utf-8"))
