@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common import reading, serving
-from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
+from beam_jobs.common.options import OptionsError, is_dataflow, pipeline_options, run_pipeline
 from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import pipeline, report, stats
 from mlbatch import drift, storage
@@ -164,6 +164,21 @@ def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan) -> None:
         writer.input_artifact("model", args.model)
 
 
+def _check_remote(args, plan: pipeline.Plan, options) -> None:
+    """On Dataflow every path is read or written by the workers: gs:// only (the
+    training run's recorded raw files too)."""
+    if not is_dataflow(options):
+        return
+    paths = [(f"--{k}", v) for k, v in (("baseline", args.baseline), ("input", args.input),
+                                       ("output", args.output), ("against", args.against),
+                                       ("model", args.model)) if v]
+    paths += [("baseline raw file", f) for files in plan.baseline.values() for f in files]
+    local = [f"{what} {v}" for what, v in paths if not str(v).startswith("gs://")]
+    if local:
+        raise OptionsError("DataflowRunner workers cannot read local paths; give gs:// URIs "
+                           "for: " + ", ".join(local))
+
+
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns drift.json's document (None on a dry run). Raises one of
     USAGE_ERRORS for what the user must fix, MonitorJobError when the output is left
@@ -175,6 +190,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     plan = make_plan(args, features)
     options = pipeline_options(beam_args, job_name=f"monitor-{plan.schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
+    _check_remote(args, plan, options)
     dry_run = options.view_as(TestOptions).dry_run
     writer = ArtifactWriter(args.output, "monitor", job=JOB, config={
         **{k: v for k, v in vars(args).items()

@@ -118,3 +118,13 @@ def test_usage_errors_exit_2(skew_run, flights_slice, tmp_path, capsys):
     assert main(["--baseline", str(skew_run[1]), "--input", str(flights_slice),
                  "--output", str(tmp_path / "o2")]) == 2
     assert "'monitor' artifact, not 'features'" in capsys.readouterr().err
+
+
+def test_dataflow_needs_gs_paths(flights_features, flights_slice, tmp_path, capsys):
+    assert main(["--baseline", str(flights_features), "--input", str(flights_slice),
+                 "--output", str(tmp_path / "o"), "--runner", "DataflowRunner", "--project",
+                 "p", "--region", "us-central1", "--temp_location", "gs://b/tmp"]) == 2
+    err = capsys.readouterr().err
+    assert "DataflowRunner workers cannot read local paths" in err
+    assert f"--baseline {flights_features}" in err and "baseline raw file" in err
+    assert not (tmp_path / "o").exists()
