@@ -28,37 +28,48 @@ def _fill(where: str, v):
     return v
 
 
+def _drift(where: str, raw: dict) -> dict:
+    """The optional per-feature ``drift_threshold`` (a distance in [0, 1])."""
+    if raw.get("drift_threshold") is None:
+        return {}
+    return {"drift_threshold": f.share(f"{where}.drift_threshold", raw["drift_threshold"])}
+
+
 def _numeric(where: str, raw: dict) -> NumericFeature:
     scale = raw.get("scale", "z_score")
     if scale not in SCALES:
         raise f.err(f"{where}.scale", f"{scale!r} not in {sorted(SCALES)}")
-    return NumericFeature(column=raw["column"], scale=scale, fill=_fill(where, raw.get("fill",
-                                                                                       "mean")))
+    return NumericFeature(column=raw["column"], scale=scale,
+                          fill=_fill(where, raw.get("fill", "mean")), **_drift(where, raw))
 
 
 def _bucket(where: str, raw: dict) -> BucketFeature:
     return BucketFeature(column=raw["column"], fill=_fill(where, raw.get("fill", "mean")),
-                         num_buckets=f.integer(f"{where}.num_buckets", raw["num_buckets"], 2))
+                         num_buckets=f.integer(f"{where}.num_buckets", raw["num_buckets"], 2),
+                         **_drift(where, raw))
 
 
 def _vocab(where: str, raw: dict) -> VocabFeature:
     opt = {k: f.integer(f"{where}.{k}", raw[k], 1) for k in ("top_k", "frequency_threshold")
            if raw.get(k) is not None}
     return VocabFeature(column=raw["column"], **opt, num_oov_buckets=f.integer(
-        f"{where}.num_oov_buckets", raw.get("num_oov_buckets", 1), 1))
+        f"{where}.num_oov_buckets", raw.get("num_oov_buckets", 1), 1), **_drift(where, raw))
 
 
 def _hash(where: str, raw: dict) -> HashFeature:
     return HashFeature(column=raw["column"],
-                       hash_buckets=f.integer(f"{where}.hash_buckets", raw["hash_buckets"], 1))
+                       hash_buckets=f.integer(f"{where}.hash_buckets", raw["hash_buckets"], 1),
+                       **_drift(where, raw))
 
 
 KINDS = {  # kind -> (builder, allowed fields, required fields, numeric columns only)
-    "numeric": (_numeric, {"column", "scale", "fill"}, {"column"}, True),
-    "buckets": (_bucket, {"column", "num_buckets", "fill"}, {"column", "num_buckets"}, True),
-    "vocabularies": (_vocab, {"column", "top_k", "frequency_threshold", "num_oov_buckets"},
-                     {"column"}, False),
-    "hashes": (_hash, {"column", "hash_buckets"}, {"column", "hash_buckets"}, False),
+    "numeric": (_numeric, {"column", "scale", "fill", "drift_threshold"}, {"column"}, True),
+    "buckets": (_bucket, {"column", "num_buckets", "fill", "drift_threshold"},
+                {"column", "num_buckets"}, True),
+    "vocabularies": (_vocab, {"column", "top_k", "frequency_threshold", "num_oov_buckets",
+                              "drift_threshold"}, {"column"}, False),
+    "hashes": (_hash, {"column", "hash_buckets", "drift_threshold"},
+               {"column", "hash_buckets"}, False),
 }
 
 
@@ -77,7 +88,7 @@ def _items(feats: dict, kind: str, available: dict[str, str]) -> tuple:
 
 
 def _cross(where: str, c, available: dict[str, str], bucket_names: set[str]) -> CrossFeature:
-    f.check_keys(where, c, {"name", "columns", "hash_buckets"},
+    f.check_keys(where, c, {"name", "columns", "hash_buckets", "drift_threshold"},
                  {"name", "columns", "hash_buckets"})
     name = f.string(f"{where}.name", c["name"])
     cols = f.names(f"{where}.columns", c["columns"])
@@ -95,7 +106,8 @@ def _cross(where: str, c, available: dict[str, str], bucket_names: set[str]) -> 
         if available[col] not in FEATURE_TYPES:
             raise f.err(f"{where}.columns", f"{col!r} is a {available[col]} column")
     return CrossFeature(cross=name, columns=cols,
-                        hash_buckets=f.integer(f"{where}.hash_buckets", c["hash_buckets"], 2))
+                        hash_buckets=f.integer(f"{where}.hash_buckets", c["hash_buckets"], 2),
+                        **_drift(where, c))
 
 
 def load_features(feats, available: dict[str, str]) -> dict:

@@ -17,6 +17,8 @@ SPLIT_BY = ("key", "row", "content")
 # legacy derived form {fn, args}: fn -> (number of args, the expression it stands for)
 DERIVED_FNS = {"floordiv": (2, "{0} // {1}"), "subtract": (2, "{0} - {1}"),
                "day_of_week": (3, "day_of_week({0}, {1}, {2})")}
+# a feature's skew/drift alert threshold unless it declares one (Vertex AI's default)
+DRIFT_THRESHOLD = 0.3
 FEATURE_TYPES = {"int64": "int64", "float64": "float64", "string": "string", "bool": "int64"}
 
 
@@ -109,6 +111,7 @@ class NumericFeature:
     column: str
     scale: str = "z_score"
     fill: Any = "mean"  # "mean" or a number
+    drift_threshold: float = DRIFT_THRESHOLD
 
     @property
     def name(self) -> str:
@@ -120,6 +123,7 @@ class BucketFeature:
     column: str
     num_buckets: int
     fill: Any = "mean"
+    drift_threshold: float = DRIFT_THRESHOLD
 
     @property
     def name(self) -> str:
@@ -132,6 +136,7 @@ class VocabFeature:
     top_k: int | None = None
     frequency_threshold: int | None = None
     num_oov_buckets: int = 1
+    drift_threshold: float = DRIFT_THRESHOLD
 
     @property
     def name(self) -> str:
@@ -142,6 +147,7 @@ class VocabFeature:
 class HashFeature:
     column: str
     hash_buckets: int
+    drift_threshold: float = DRIFT_THRESHOLD
 
     @property
     def name(self) -> str:
@@ -153,6 +159,7 @@ class CrossFeature:
     cross: str
     columns: tuple[str, ...]
     hash_buckets: int
+    drift_threshold: float = DRIFT_THRESHOLD
 
     @property
     def name(self) -> str:
