@@ -42,7 +42,8 @@ def counts_figure(rows: list[list]) -> bytes:
              "excluded": [r[4] or 0 for r in rows],
              "valid (side table)": [0 if r[5] is not None else r[2] for r in rows],
              "dead letter": [r[3] for r in rows]}
-    return figures.stacked_bars(names, parts, "records per table and outcome")
+    return figures.stacked_bars(names, parts, "records per table and outcome",
+                                ["#4c72b0", "#dd8452", "#999999", "#55a868", "#c44e52"])
 
 
 def reason_rows(summary: dict, dead: pa.Table | None) -> list[list]:

@@ -44,14 +44,16 @@ def grid(n: int, cols: int, cell_h: float = 2.2) -> tuple[object, list]:
     return fig, flat[:n]
 
 
-def stacked_bars(rows: Sequence[str], parts: dict[str, Sequence[float]], title: str) -> bytes:
+def stacked_bars(rows: Sequence[str], parts: dict[str, Sequence[float]], title: str,
+                 colors: Sequence[str] | None = None) -> bytes:
     """One horizontal bar per row, split into ``parts`` (name -> value per row)."""
     fig = figure(MAX_WIDTH_IN, 0.6 + 0.5 * len(rows))
     ax = fig.add_subplot()
     left = np.zeros(len(rows))
-    for name, values in parts.items():
+    for i, (name, values) in enumerate(parts.items()):
         values = np.asarray(values, float)
-        ax.barh(list(rows), values, left=left, label=name)
+        ax.barh(list(rows), values, left=left, label=name,
+                color=colors[i] if colors else None)
         left += values
     ax.invert_yaxis()
     ax.set_xlabel("records")
