@@ -7,6 +7,7 @@ import html
 
 from mlbatch.report.blocks import Figure, Section, Table
 
+LONG = 40  # characters: a longer cell may wrap anywhere (URIs, raw records)
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;
  color:#222;margin:0;background:#fafafa}
@@ -22,8 +23,8 @@ nav a.absent{color:#999}
 .scroll{overflow-x:auto;max-width:100%;margin:8px 0}
 table{border-collapse:collapse;font-size:12.5px;background:#fff}
 caption{text-align:left;font-weight:600;padding:2px 0 4px}
-th,td{border:1px solid #ddd;padding:3px 7px;vertical-align:top;overflow-wrap:anywhere;
- max-width:420px}
+th,td{border:1px solid #ddd;padding:3px 7px;vertical-align:top;overflow-wrap:break-word}
+td.long{overflow-wrap:anywhere;min-width:220px;max-width:420px}
 th{background:#eef2f8;text-align:left}td.n{text-align:right;white-space:nowrap}
 tr:nth-child(even) td{background:#f7f7f7}
 figure{margin:10px 0}figure img{max-width:100%;height:auto;border:1px solid #ddd;
@@ -38,6 +39,7 @@ def _table_html(t: Table) -> str:
     for row in t.rows:
         cells = "".join(
             f'<td class="n">{html.escape(v)}</td>' if t.numeric and t.numeric[i]
+            else f'<td class="long">{html.escape(v)}</td>' if len(v) > LONG
             else f"<td>{html.escape(v)}</td>" for i, v in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
     cap = f"<caption>{html.escape(t.caption)}</caption>" if t.caption else ""
