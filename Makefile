@@ -10,7 +10,7 @@ OUT := out
 
 # lint: ruff (pyproject.toml); part of test.
 .PHONY: lint venv demo demo-features demo-xgboost tune-xgboost test lock data clean \
-        bench-features bench-xgboost demo-nlp bench-nlp train-jax bench-jax
+        bench-features bench-xgboost demo-nlp bench-nlp train-jax bench-jax report
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -80,3 +80,7 @@ test: lint
 
 clean:
 	rm -rf $(OUT) $(DATA) .pytest_cache
+
+# The run report of a pipeline run directory (RUN=out/run): RUN/report/index.html.
+report: $(STAMP)
+	$(PY) -m mlbatch.report $(or $(RUN),$(OUT)/run) --overwrite

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlbatch import storage
-from mlbatch.artifacts.base import ArtifactError, Manifest, read_manifest
+from mlbatch.artifacts.base import ArtifactError, Manifest, read_json, read_manifest
 from mlbatch.labels import LabelTransformError, check_label_transform
 
 TYPE = "features"
@@ -223,3 +223,21 @@ def _check_file_schema(fs: FeatureSet, split: str, path: str, schema: pa.Schema)
         raise FeatureContractError(
             f"split {split!r} has {fs.num_rows(split)} rows but {fs.root}/artifact.json "
             f"records {recorded}: the directory changed after it was committed")
+
+
+def read_summary(fs: FeatureSet) -> dict:
+    """The job's ``summary.json``: counts per stage and table, train feature statistics,
+    cross statistics and verdicts, the most common dead-letter reasons."""
+    return read_json(storage.join(fs.root, "summary.json"))
+
+
+def read_rejected(fs: FeatureSet, part: str = "dead_letter",
+                  columns: list[str] | None = None) -> pa.Table | None:
+    """The ``dead_letter`` (or ``excluded``) rows with their reasons; None without any."""
+    d = storage.join(fs.root, part)
+    if not storage.is_dir(d):
+        return None
+    uris = [storage.join(d, f.relpath) for f in storage.list_files(d)
+            if f.relpath.endswith(".parquet") and "/" not in f.relpath]
+    tables = [fs.read_table(u, columns) for u in uris]
+    return pa.concat_tables(tables) if tables else None

@@ -94,3 +94,10 @@ def load_jax_model(root: str | os.PathLike) -> JaxModel:
         raise ArtifactError(f"{m.root}: the {TYPE} files lack {e}") from e
     return JaxModel(root=m.root, manifest=m, description=description, params=params,
                     exported=exported)
+
+
+def read_training_history(model: JaxModel) -> dict:
+    """The training run's ``metrics.json`` (``history``: one record per epoch with step,
+    eval_loss, eval_auc | eval_rmse ...; ``best``; ``last``); {} when absent."""
+    uri = model.manifest.path("metrics.json")
+    return json.loads(storage.read_text(uri)) if storage.exists(uri) else {}

@@ -16,6 +16,7 @@ Written by ``python -m ray_jobs.xgboost`` (and as ``best/`` of an XGBoost Tune r
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -80,3 +81,17 @@ def load_xgboost_model(root: str | os.PathLike) -> XGBoostModel:
         raise ArtifactError(f"{m.root}: model.json's feature names {booster.feature_names} "
                             f"differ from artifact.json's {list(names)}")
     return model
+
+
+def read_training_record(model: XGBoostModel) -> dict:
+    """What the training run wrote beside the model: ``metrics`` (metrics.json: eval
+    metrics, best round, rows, times), ``feature_importance`` (per feature: gain,
+    total_gain, splits, sorted by gain) and ``learning_curve_png`` (bytes, or None)."""
+    def optional(name: str) -> bytes | None:
+        uri = model.manifest.path(name)
+        return storage.read_bytes(uri) if storage.exists(uri) else None
+
+    metrics, importance = optional("metrics.json"), optional("feature_importance.json")
+    return {"metrics": json.loads(metrics) if metrics else {},
+            "feature_importance": json.loads(importance) if importance else [],
+            "learning_curve_png": optional("learning_curve.png")}

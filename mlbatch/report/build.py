@@ -1,0 +1,78 @@
+"""Builds every section of a run's report and commits it as a ``run_report`` artifact::
+
+    RUN/report/index.html     the page: inline CSS, figures as data: URIs, no script
+    RUN/report/report.md      the same sections and numbers as Markdown
+    RUN/report/figures/*.png  the figures report.md shows
+    RUN/report/artifact.json  type run_report; inputs: every artifact the report shows
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from mlbatch import storage
+from mlbatch.artifacts import ArtifactError, ArtifactWriter, Manifest
+from mlbatch.report import data, header, lineage, models, serving, text, tune
+from mlbatch.report.blocks import Figure, Section
+from mlbatch.report.render import to_html, to_markdown
+from mlbatch.report.run import REPORT_TYPE, Run, load_run
+
+LOGGER = logging.getLogger(__name__)
+JOB = "mlbatch.report"
+HTML, MARKDOWN, FIGURES = "index.html", "report.md", "figures"
+SECTIONS = (("data", data.data_section), ("crosses", data.crosses_section),
+            ("models", models.models_section), ("tune", tune.tune_section),
+            ("text", text.text_section), ("serving", serving.serving_section),
+            ("lineage", lineage.lineage_section))
+
+
+class ReportError(ArtifactError):
+    """The report cannot be built (the message says why)."""
+
+
+def build_sections(run: Run) -> list[Section]:
+    """The run header (alerts first) and every section, in page order."""
+    body = [build(run) for _, build in SECTIONS]
+    top = header.header_section(run, header.alerts(run, serving.breaches(run)))
+    return [top, *body]
+
+
+def _title(run: Run) -> str:
+    name = run.doc.get("pipeline") or run.root.rstrip("/").rsplit("/", 1)[-1]
+    return f"Run report: {name}"
+
+
+def _write(out: str, run: Run, sections: list[Section]) -> None:
+    title = _title(run)
+    storage.write_text(storage.join(out, HTML), to_html(title, sections))
+    storage.write_text(storage.join(out, MARKDOWN), to_markdown(title, sections, FIGURES))
+    for s in sections:
+        for b in s.blocks:
+            if isinstance(b, Figure):
+                storage.write_bytes(storage.join(out, FIGURES, f"{b.name}.png"), b.png)
+
+
+def build_report(run_dir: str | os.PathLike, output: str | None = None, *,
+                 overwrite: bool = False) -> Manifest:
+    """Renders RUN's report into ``output`` (default RUN/report) and commits it."""
+    run = load_run(str(run_dir))
+    out = storage.locate(output).uri if output else storage.join(run.root, "report")
+    writer = ArtifactWriter(out, REPORT_TYPE, job=JOB, config={"run": run.root})
+    writer.claim(overwrite=overwrite)
+    try:
+        sections = build_sections(run)
+        shown = {name for s in sections for name in s.shown}
+        for step in run.steps:
+            if step.manifest is not None and step.name in shown:
+                writer.input_artifact(step.name, step.manifest.root, step.manifest.type)
+        _write(out, run, sections)
+    except Exception as e:
+        writer.fail(f"{type(e).__name__}: {e}")
+        raise
+    alerts = [b.text for b in sections[0].blocks if getattr(b, "kind", "") == "alert"]
+    writer.metrics.update(steps=len(run.steps), failed_steps=len(run.failed),
+                          alerts=len(alerts))
+    return writer.commit(body={
+        "html": HTML, "markdown": MARKDOWN, "figures": FIGURES, "alerts": alerts,
+        "sections": {s.id: {"title": s.title, "present": s.present, "steps": list(s.shown)}
+                     for s in sections}})

@@ -1,0 +1,166 @@
+"""The Models section: learning curves, feature importance, one comparison table on the
+eval split and ROC curves (classification) or residuals (regression)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from mlbatch import metrics
+from mlbatch.artifacts import ArtifactError
+from mlbatch.artifacts.features import FeatureSet, load_feature_set
+from mlbatch.artifacts.jax_model import load_jax_model, read_training_history
+from mlbatch.artifacts.xgboost_model import load_xgboost_model, read_training_record
+from mlbatch.report import figures
+from mlbatch.report.blocks import Figure, Section, Text, absent, short_digest, table
+from mlbatch.report.run import Run, Step
+
+LOGGER = logging.getLogger(__name__)
+MODEL_TYPES = ("xgboost_model", "jax_model")
+MAX_EVAL_ROWS = 200_000
+TOP_FEATURES = 15
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    step: Step
+    model: object  # XGBoostModel | JaxModel
+    features: FeatureSet
+    labels: np.ndarray  # stored label of the eval rows
+    scores: np.ndarray  # the model's predictions for them
+
+
+def metric(m: dict, name: str) -> float | None:
+    """A metric as either trainer records it (``auc`` or ``eval_auc``)."""
+    value = m.get(name, m.get(f"eval_{name}"))
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct score threshold."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order] > 0.5
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+    pos, neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return np.r_[0.0, fp / neg], np.r_[0.0, tp / pos]
+
+
+def features_of(run: Run, manifest) -> FeatureSet:
+    """The features a model was trained on: the run's step with that digest, else its URI."""
+    entry = manifest.input("features")
+    step = run.by_digest().get(entry.get("digest"))
+    return load_feature_set(step.uri if step else entry["uri"], check_columns=False)
+
+
+def predict(model, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) on the eval split (its first MAX_EVAL_ROWS rows)."""
+    t = fs.read_table("eval").slice(0, MAX_EVAL_ROWS)
+    labels = t[fs.label].to_numpy(zero_copy_only=False).astype(float)
+    if hasattr(model, "booster"):
+        x = np.column_stack([t[n].to_numpy(zero_copy_only=False) for n in model.feature_names])
+        return labels, np.asarray(model.predict(x.astype(np.float32)), float)
+    num = np.column_stack([t[n].to_numpy(zero_copy_only=False) for n in model.numeric]
+                          or [np.zeros((t.num_rows, 0))]).astype(np.float32)
+    ids = np.column_stack([t[n].to_numpy(zero_copy_only=False) for n in model.categorical]
+                          or [np.zeros((t.num_rows, 0))]).astype(np.int32)
+    return labels, np.asarray(model.predict(num, ids), float)
+
+
+def load_models(run: Run) -> tuple[list[Scored], list[str]]:
+    scored, problems = [], []
+    for step in [s for s in run.steps if s.type in MODEL_TYPES]:
+        try:
+            loader = load_xgboost_model if step.type == "xgboost_model" else load_jax_model
+            model = loader(step.uri)
+            fs = features_of(run, model.manifest)
+            labels, scores = predict(model, fs)
+            scored.append(Scored(step, model, fs, labels, scores))
+        except (ArtifactError, ImportError, KeyError, ValueError) as e:
+            LOGGER.warning("model step %s: %s", step.name, e)
+            problems.append(f"{step.name}: {e}")
+    return scored, problems
+
+
+def comparison(scored: list[Scored]) -> list:
+    task = scored[0].model.task
+    names = ("auc", "logloss", "accuracy") if task == "binary_classification" else ("rmse", "mae")
+    rows = []
+    for s in scored:
+        m = s.model.metrics
+        best = (s.model.best_round if s.step.type == "xgboost_model"
+                else s.model.manifest.body.get("best_epoch"))
+        rows.append([s.step.name, s.step.type, short_digest(s.features.digest),
+                     s.features.num_rows("eval"), *[metric(m, n) for n in names], best,
+                     s.model.manifest.doc.get("timings", {}).get("wall_s")])
+    digests = {s.features.digest for s in scored}
+    same = (f"All models are scored on the same eval split (features {short_digest(*digests)})."
+            if len(digests) == 1 else "The models were trained on different feature artifacts: "
+            "their eval splits differ, so the rows are not comparable.")
+    return [table(["step", "type", "features", "eval rows", *names, "best round/epoch",
+                   "wall s"], rows, "Eval metrics recorded by each training run "
+                  f"(task: {task})"), Text(same, "p" if len(digests) == 1 else "alert")]
+
+
+def quality_figure(scored: list[Scored]) -> Figure:
+    if scored[0].model.task == "binary_classification":
+        series = {}
+        for s in scored:
+            fpr, tpr = roc_points(s.labels, s.scores)
+            series[f"{s.step.name} (AUC {metrics.auc(s.labels, s.scores):.3f})"] = (fpr, tpr)
+        png = figures.lines(series, title="ROC on the eval split", xlabel="false positive rate",
+                            ylabel="true positive rate", diagonal=True)
+        return Figure("models-roc", png, "ROC curves", "ROC curves, predictions of each model "
+                      "on the eval split (AUC recomputed from them)")
+    png = figures.residuals({s.step.name: (s.labels, s.scores) for s in scored},
+                            title="residuals")
+    return Figure("models-residuals", png, "residual plots",
+                  "Residuals on the eval split, in the stored label's units")
+
+
+def curve_blocks(s: Scored) -> list:
+    if s.step.type == "xgboost_model":
+        record = read_training_record(s.model)
+        blocks = []
+        if record["learning_curve_png"]:
+            blocks.append(Figure(f"{s.step.name}-curve", record["learning_curve_png"],
+                                 f"{s.step.name} learning curve",
+                                 f"{s.step.name}: per-round train/eval metrics (the training "
+                                 f"run's own figure; best round {s.model.best_round})"))
+        imp = record["feature_importance"][:TOP_FEATURES]
+        if imp:
+            blocks.append(Figure(f"{s.step.name}-importance", figures.barh(
+                [r["feature"] for r in imp], [r["gain"] for r in imp],
+                title=f"{s.step.name}: feature importance", xlabel="average gain"),
+                "feature importance", f"{s.step.name}: the {len(imp)} features with the "
+                "highest average gain"))
+            blocks.append(table(["feature", "kind", "gain", "total gain", "splits"],
+                                [[r["feature"], r["kind"], r["gain"], r["total_gain"],
+                                  r["splits"]] for r in imp], f"{s.step.name}: importance"))
+        return blocks
+    history = read_training_history(s.model).get("history", [])
+    if not history:
+        return [Text(f"{s.step.name}: no per-epoch history recorded.", "note")]
+    keys = [k for k in ("eval_loss", "eval_auc", "eval_rmse", "eval_mae") if k in history[0]]
+    steps = [h["step"] for h in history]
+    series = {k: (steps, [h[k] for h in history]) for k in keys}
+    return [Figure(f"{s.step.name}-curve", figures.lines(series, title=f"{s.step.name}: eval "
+                                                          "metrics per epoch", xlabel="step"),
+                   f"{s.step.name} learning curve", f"{s.step.name}: eval metrics per epoch"),
+            table(["epoch", "step", *keys], [[h["epoch"], h["step"], *[h[k] for k in keys]]
+                                             for h in history], f"{s.step.name}: per epoch"),
+            Text(f"{s.step.name}: the JAX run records no feature importance.", "note")]
+
+
+def models_section(run: Run) -> Section:
+    scored, problems = load_models(run)
+    if not scored and not problems:
+        return absent("models", "Models", "no XGBoost or JAX model step")
+    blocks = [Text(p, "alert") for p in problems]
+    if scored:
+        blocks += comparison(scored)
+        blocks.append(quality_figure(scored))
+        for s in scored:
+            blocks += curve_blocks(s)
+    return Section("models", "Models", tuple(blocks), shown=tuple(s.step.name for s in scored))

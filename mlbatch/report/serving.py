@@ -1,0 +1,147 @@
+"""The Serving section: scoring counts, the prediction distribution, drift and skew.
+
+Reads ``predictions`` artifacts through ``mlbatch.artifacts.predictions.load_predictions``
+and ``monitor`` artifacts through ``mlbatch.artifacts.monitor.load_monitor`` (formats in
+docs/report.md); a run without them, or an mlbatch without those readers, gets "not in
+this run".
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+import numpy as np
+
+from mlbatch.artifacts import ArtifactError
+from mlbatch.report import figures
+from mlbatch.report.blocks import Figure, Section, Text, short_digest, table
+from mlbatch.report.run import Run, Step
+
+LOGGER = logging.getLogger(__name__)
+COUNTS = ("rows_read", "rows_scored", "rows_dead_letter")
+QUALITY = ("auc", "logloss", "rmse", "mae")
+MAX_DRIFT_PANELS = 16
+
+
+def _reader(module: str, name: str):
+    """A type's reader, or None when this mlbatch has none."""
+    try:
+        return getattr(importlib.import_module(f"mlbatch.artifacts.{module}"), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def load_monitors(run: Run) -> list[tuple[Step, object | None, str | None]]:
+    """(step, MonitorResult | None, problem) for every monitor step."""
+    load = _reader("monitor", "load_monitor")
+    out = []
+    for step in run.of_type("monitor"):
+        if load is None:
+            out.append((step, None, "this mlbatch has no monitor reader"))
+            continue
+        try:
+            out.append((step, load(step.uri), None))
+        except ArtifactError as e:
+            out.append((step, None, str(e)))
+    return out
+
+
+def breaches(run: Run) -> list[str]:
+    """One line per monitor step whose verdict is a breach (for the top of the report)."""
+    lines = []
+    for step, mon, _ in load_monitors(run):
+        drift = mon.drift if mon is not None else {}
+        if drift.get("verdict") == "breach":
+            names = [f["name"] for f in drift.get("features", []) if f.get("breach")]
+            for extra in ("prediction_drift", "label_drift"):
+                if (drift.get(extra) or {}).get("breach"):
+                    names.append(extra.replace("_", " "))
+            lines.append(f"Drift threshold breached in {step.name} ({drift.get('mode')} "
+                         f"check): {', '.join(names) or 'see the drift table'}")
+    return lines
+
+
+def _prediction_blocks(run: Run, step: Step, pred) -> list:
+    m = pred.manifest
+    model = next((e for e in m.inputs if e.get("role") == "model"), {})
+    model_step = run.by_digest().get(model.get("digest"))
+    rows = [[step.name, model_step.name if model_step else model.get("uri"),
+             short_digest(model.get("digest")), *[m.metrics.get(k) for k in COUNTS],
+             *[m.metrics.get(k) for k in QUALITY]]]
+    blocks = [table(["step", "model", "model digest", "rows read", "rows scored",
+                     "dead letters", *QUALITY], rows, "Batch scoring (read = scored + dead "
+                    "letters; quality where the raw rows carry labels)")]
+    values = pred.read_table()["prediction"].to_numpy(zero_copy_only=False).astype(float)
+    if values.size:
+        blocks.append(Figure(f"{step.name}-distribution", figures.histogram(
+            values, title=f"{step.name}: predictions", xlabel="prediction"),
+            "prediction distribution", f"{step.name}: distribution of {values.size} "
+            f"predictions (mean {np.mean(values):.4g})"))
+    return blocks
+
+
+def drift_rows(drift: dict) -> list[list]:
+    entries = list(drift.get("features", []))
+    for extra in ("prediction_drift", "label_drift"):
+        if drift.get(extra):
+            entries.append({**drift[extra], "name": drift[extra].get("name", extra)})
+    return [[f["name"], f.get("stage"), f.get("kind"), f.get("metric"), f.get("distance"),
+             f.get("threshold"), f.get("null_p99"), f.get("n_reference"), f.get("n_current"),
+             "BREACH" if f.get("breach") else "ok"] for f in entries]
+
+
+def _drift_panels(histograms: dict) -> list[dict]:
+    panels = []
+    for key, h in list(histograms.items())[:MAX_DRIFT_PANELS]:
+        panels.append({"title": key, "edges": h.get("edges") if "edges" in h else None,
+                       "reference": h["reference"], "current": h["current"]})
+    return panels
+
+
+def _monitor_blocks(step: Step, mon) -> list:
+    drift = mon.drift
+    verdict = drift.get("verdict", "?")
+    blocks = [Text(f"{step.name}: {drift.get('mode')} check against "
+                   f"{drift.get('against') or drift.get('baseline')}: verdict {verdict} "
+                   f"({drift.get('n_reference')} reference rows, {drift.get('n_current')} "
+                   "current rows).", "alert" if verdict == "breach" else "ok"),
+              table(["feature", "stage", "kind", "metric", "distance", "threshold",
+                     "null p99", "n reference", "n current", "verdict"], drift_rows(drift),
+                    f"Drift and skew per feature ({step.name})")]
+    skew = drift.get("transform_skew")
+    if skew:
+        blocks.append(Text(f"Transform skew: {skew.get('mismatches')} mismatches in "
+                           f"{skew.get('sampled')} sampled rows"
+                           + (f" (features: {', '.join(map(str, skew['features']))})"
+                              if skew.get("features") else "") + ".",
+                           "alert" if skew.get("mismatches") else "ok"))
+    panels = _drift_panels(mon.histograms or {})
+    if panels:
+        blocks.append(Figure(f"{step.name}-histograms", figures.hist_grid(
+            panels, ("reference", "current")), "reference vs current histograms",
+            f"{step.name}: reference vs current, share per bin or value"))
+    return blocks
+
+
+def serving_section(run: Run) -> Section:
+    blocks, shown = [], []
+    preds = run.of_type("predictions")
+    load = _reader("predictions", "load_predictions") if preds else None
+    for step in preds:
+        if load is None:
+            blocks.append(Text(f"{step.name}: this mlbatch has no predictions reader.", "note"))
+            continue
+        try:
+            blocks += _prediction_blocks(run, step, load(step.uri))
+            shown.append(step.name)
+        except ArtifactError as e:
+            blocks.append(Text(f"{step.name}: {e}", "alert"))
+    for step, mon, problem in load_monitors(run):
+        if mon is None:
+            blocks.append(Text(f"{step.name}: {problem}", "alert"))
+            continue
+        blocks += _monitor_blocks(step, mon)
+        shown.append(step.name)
+    if not blocks:
+        blocks = [Text("Not in this run: no scoring or monitoring step.", "note")]
+    return Section("serving", "Serving", tuple(blocks), present=bool(shown), shown=tuple(shown))

@@ -1,0 +1,156 @@
+"""`python -m mlbatch.report RUN` on a run of every step, rendered in headless Chromium;
+a run with a failed step and a drift breach; the CLI's usage errors."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from mlbatch.artifacts import read_manifest
+from mlbatch.report.__main__ import main
+from mlbatch.report.data import reason_rows
+from mlbatch.report.lineage import build_graph
+from mlbatch.report.run import load_run
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
+
+SECTIONS = ["run", "data", "crosses", "models", "tune", "text", "serving", "lineage"]
+WIDTH = 1280
+SCREENSHOT_DIR = Path(os.environ.get("MLBATCH_TEST_OUTPUT", REPO_ROOT / "test-output")) / "report"
+# Runs on load in a test-only copy of the page (the page itself has no script).
+PROBE = """<script>window.addEventListener("load", () => {
+  const out = {
+    sections: [...document.querySelectorAll("section")].map(s => [s.id, s.dataset.present]),
+    images: [...document.images].map(i => [i.alt, i.complete, i.naturalWidth]),
+    resources: performance.getEntriesByType("resource").map(e => e.name),
+    scrollWidth: document.scrollingElement.scrollWidth,
+    firstAlert: (document.querySelector(".alert") || {}).textContent || null};
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});</script>"""
+
+
+def _chromium(binary: str, profile: Path, *args: str) -> subprocess.Popen:
+    """Headless Chromium with no way out: every host resolves to nothing, a dead proxy."""
+    return subprocess.Popen(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-extensions",
+         "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
+         f"--user-data-dir={profile}", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True)
+
+
+@pytest.fixture(scope="module")
+def report(demo_run) -> Path:
+    assert main([str(demo_run)]) == 0
+    return demo_run / "report"
+
+
+@pytest.fixture(scope="module")
+def browser(report, chromium, tmp_path_factory) -> dict:
+    """The page's DOM facts (probe copy) and a 1280 px wide screenshot, in parallel."""
+    tmp = tmp_path_factory.mktemp("chromium")
+    probe = report / "probe.html"
+    probe.write_text((report / "index.html").read_text().replace("</body>", PROBE + "</body>"))
+    shot = tmp / "run_report.png"
+    dump = _chromium(chromium, tmp / "p1", f"--window-size={WIDTH},900", "--dump-dom",
+                     probe.as_uri())
+    snap = _chromium(chromium, tmp / "p2", f"--window-size={WIDTH},2400",
+                     f"--screenshot={shot}", (report / "index.html").as_uri())
+    dom, _ = dump.communicate(timeout=120)
+    snap.wait(timeout=120)
+    probe.unlink()
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    if shot.exists():
+        shutil.copy(shot, SCREENSHOT_DIR / shot.name)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found, f"the probe did not run; chromium printed: {dom[-2000:]}"
+    return {"probe": json.loads(html.unescape(found.group(1))), "screenshot": shot}
+
+
+def test_every_section_and_image_renders_offline_at_1280px(report, browser):
+    probe = browser["probe"]
+    assert probe["sections"] == [[s, "true"] for s in SECTIONS]
+    n_figures = len(list((report / "figures").glob("*.png")))
+    assert len(probe["images"]) == n_figures == 11
+    assert [alt for alt, complete, width in probe["images"] if not complete or width <= 0] == []
+    assert probe["resources"] == []  # nothing fetched: figures are data: URIs, CSS inline
+    assert probe["scrollWidth"] <= WIDTH
+    assert probe["firstAlert"] is None
+    page = (report / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert re.findall(r'(?:src|href)="(?!data:image/png;base64,|#)', page) == []
+    assert browser["screenshot"].stat().st_size > 50_000
+    assert (SCREENSHOT_DIR / "run_report.png").exists()
+
+
+def test_report_shows_the_runs_numbers_and_is_a_committed_artifact(report, demo_run):
+    md = (report / "report.md").read_text()
+    page = (report / "index.html").read_text()
+    xgb = read_manifest(demo_run / "xgboost")
+    rows = ["| flights | 3,000 | 3,000 | 0 | 40 | 2,352 | 608 |",
+            "All 7 steps succeeded; no drift threshold was breached.",
+            f"| xgboost | xgboost_model | {read_manifest(demo_run / 'features').digest[7:19]} "
+            f"| 608 | {xgb.metrics['auc']:.4g} | {xgb.metrics['logloss']:.4g} |",
+            "Stopped early by the scheduler: 0 trial(s); ended in an error: 0.",
+            "| ours: SVD of PPMI (16d, p=0.5) |", "| carrier_id | transformed | categorical "
+            "| linf |", "No dead letters: every record read was valid."]
+    for row in rows:
+        assert row in md, row
+        assert html.escape(row.strip("| ").split(" | ")[0], quote=False) in page
+    m = read_manifest(report, "run_report")
+    steps = ["features", "xgboost", "jax", "tune", "cooccurrence", "score", "monitor"]
+    assert [e["role"] for e in m.inputs] == steps
+    assert [e["digest"] for e in m.inputs] == [read_manifest(demo_run / s).digest for s in steps]
+    assert all(v["present"] for v in m.body["sections"].values()) and m.body["alerts"] == []
+    assert main([str(demo_run)]) == 2  # a committed report is kept without --overwrite
+
+
+def test_lineage_graph_links_raw_files_to_the_drift_report(demo_run):
+    nodes = build_graph(load_run(str(demo_run)))
+    label = {k: n.label for k, n in nodes.items()}
+    inputs = {n.label: sorted(label[p] for p in n.inputs) for n in nodes.values()}
+    assert inputs["features"] == ["flights.csv", "flights.yaml", "planes.csv", "weather.csv"]
+    for model in ("xgboost", "jax", "tune"):
+        assert inputs[model] == ["features"]
+    assert inputs["score"] == ["features", "flights.csv", "xgboost"]
+    assert inputs["monitor"] == ["features", "score"]
+    assert inputs["cooccurrence"] == sorted(p.name for p in (demo_run / "sotu").glob("*.txt"))
+
+
+def test_failed_step_and_breach_are_at_the_top(broken_run):
+    assert main([str(broken_run)]) == 0
+    page = (broken_run / "report" / "index.html").read_text()
+    top = page[:page.index('<section id="data"')]
+    assert "Step xgboost (ray_jobs.xgboost) failed: XGBoostError: placement timed out" in top
+    assert "Step score was skipped" in top
+    assert "Drift threshold breached in monitor (drift check): carrier_id, origin_id" in top
+    assert top.index('class="alert"') < top.index("<table")
+    m = read_manifest(broken_run / "report", "run_report")
+    assert len(m.body["alerts"]) == 4 and m.metrics["failed_steps"] == 1
+    assert not m.body["sections"]["models"]["present"]
+    assert "Not in this run" in page[page.index('<section id="tune"'):]
+
+
+def test_dead_letter_reasons_carry_an_example_raw_record():
+    summary = {"dead_letter_reasons": {"flights": [
+        {"reason": "dep_delay: not a number", "count": 2, "first": "f.csv:7"}]}}
+    dead = pa.table({"source": ["f.csv", "f.csv"], "line": [9, 7],
+                     "raw": [b"2013,1,x", b"2013,1,abc"]})
+    assert reason_rows(summary, dead) == [["flights", "dep_delay: not a number", 2, "f.csv:7",
+                                           "2013,1,abc"]]
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert main([str(tmp_path)]) == 2  # empty: no run.json and no artifact directories
