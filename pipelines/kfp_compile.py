@@ -83,18 +83,13 @@ def _placeholder(token: str) -> Any:
 
 
 def _resolve_tokens(step: Step, tokens: list[str], run_dir: str) -> list[str]:
-    """Upstream outputs as the upstream tasks' output parameters; relative raw paths
-    under data_root."""
-    raw = {str(v) for key in step.raw for v in (step.args[key] if isinstance(
-        step.args[key], list) else [step.args[key]])}
+    """Upstream outputs as the upstream tasks' output parameters."""
     upstream = {name: f"upstream_{i}" for i, name in enumerate(step.upstream)}
     out = []
     for token in tokens:
         head, _, rest = token.removeprefix(run_dir + "/").partition("/")
         if token.startswith(run_dir + "/") and head in upstream:
             token = _slot(upstream[head]) + (f"/{rest}" if rest else "")
-        elif token in raw and not token.startswith(("/", "gs://")):
-            token = f"{_slot('data_root')}/{token}"
         out.append(token)
     return out
 
@@ -106,15 +101,17 @@ def _command(pipeline: Pipeline, step: Step, runtime_env: str) -> list[str]:
         cfg = remote.CloudConfig(project=_slot("project"), region=_slot("region"),
                                  bucket=_slot("bucket"))
         name = remote.dataflow_job_name(pipeline.name, step.name) + "-" + _slot("run_id")
-        return [*remote.entrypoint(step, run_dir), *remote.dataflow_flags(cfg, name),
+        return [*remote.entrypoint(step, run_dir, data_root=_slot("data_root")),
+                *remote.dataflow_flags(cfg, name),
                 f"--service_account_email={_slot('service_account')}",
                 f"--sdk_container_image={_slot('image')}"]
     if kind == "ray":
         env = remote.runtime_env(runtime_env, Path("."))
         return remote.ray_submit_argv("ray", _slot("ray_address"), step, run_dir, env,
                                       submission_id=f"{pipeline.name}-{step.name}-"
-                                                    f"{_slot('run_id')}")
-    return remote.entrypoint(step, run_dir)
+                                                    f"{_slot('run_id')}",
+                                      data_root=_slot("data_root"))
+    return remote.entrypoint(step, run_dir, data_root=_slot("data_root"))
 
 
 def component_spec(pipeline: Pipeline, step: Step, image: str, runtime_env: str) -> dict:

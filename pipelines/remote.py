@@ -93,9 +93,49 @@ class CloudConfig:
         return out
 
 
-def entrypoint(step: Step, run_dir: str) -> list[str]:
-    """The step's own command: ``python -m <job> <its flags> --output RUN/<step>``."""
-    return ["python", "-m", JOBS[step.job].module, *step.argv(run_dir)]
+def raw_values(step: Step) -> set[str]:
+    """The values of the step's raw-input args (files, dirs, globs)."""
+    return {str(v) for key in step.raw
+            for v in (step.args[key] if isinstance(step.args[key], list) else [step.args[key]])}
+
+
+def _is_relative(value: str) -> bool:
+    return not (value.startswith("/") or re.match(r"^[a-z][a-z0-9+.-]*://", value))
+
+
+def entrypoint(step: Step, run_dir: str, *, data_root: str | None = None,
+               python: str = "python") -> list[str]:
+    """The step's own command: ``python -m <job> <its flags> --output RUN/<step>``, its
+    relative raw paths under ``data_root`` when given."""
+    raw = raw_values(step)
+    argv = step.argv(run_dir)
+    if data_root is not None:
+        argv = [f"{data_root.rstrip('/')}/{t}" if t in raw and _is_relative(t) else t
+                for t in argv]
+    return [python, "-m", JOBS[step.job].module, *argv]
+
+
+def local_raw_inputs(steps: list[Step], data_root: str | None) -> list[str]:
+    """The raw inputs that would stay on this machine (Dataflow workers cannot read them)."""
+    out = []
+    for step in steps:
+        for value in sorted(raw_values(step)):
+            remote_root = data_root is not None and data_root.startswith("gs://")
+            if not value.startswith("gs://") and not (remote_root and _is_relative(value)):
+                out.append(f"step {step.name!r}: raw input {value!r} is local")
+    return out
+
+
+def dataflow_command(pipeline: Pipeline, step: Step, cfg: CloudConfig, run_dir: str, *,
+                     data_root: str | None = None, job_suffix: str = "",
+                     dry_run_file: str | None = None, python: str = "python") -> list[str]:
+    """One Beam step as a Dataflow job (a dry run writes its job description instead)."""
+    name = dataflow_job_name(pipeline.name, step.name, job_suffix)
+    argv = [*entrypoint(step, run_dir, data_root=data_root, python=python),
+            *dataflow_flags(cfg, name)]
+    if dry_run_file:
+        argv += ["--dry_run", f"--dataflow_job_file={dry_run_file}"]
+    return argv
 
 
 def dataflow_job_name(pipeline: str, step: str, suffix: str = "") -> str:
@@ -170,11 +210,12 @@ def runtime_env(mode: str, working_dir: Path = REPO_ROOT) -> dict:
     return env
 
 
-def ray_submit_argv(ray_bin: str, address: str, step: Step, run_dir: str, env: dict,
-                    submission_id: str | None = None) -> list[str]:
+def ray_submit_argv(ray_bin: str, address: str, step: Step, run_dir: str, env: dict, *,
+                    submission_id: str | None = None,
+                    data_root: str | None = None) -> list[str]:
     """``ray job submit`` of one step to the Jobs API at ``address`` (http://HOST:PORT)."""
     argv = [ray_bin, "job", "submit", "--address", address, "--runtime-env-json",
             json.dumps(env, sort_keys=True)]
     if submission_id:
         argv += ["--submission-id", submission_id]
-    return [*argv, "--", *entrypoint(step, run_dir)]
+    return [*argv, "--", *entrypoint(step, run_dir, data_root=data_root)]
