@@ -48,6 +48,7 @@ _KIND_PARAMETERS = {"beam": ("project", "region", "bucket", "data_root", "servic
                              "image"),
                     "ray": ("bucket", "data_root", "ray_address", "ray_auth_token"),
                     "local": ("bucket", "data_root")}
+_RUNS = {"beam": "Dataflow job", "ray": "Ray job (submit)", "local": "in the task"}
 _SLOT = re.compile(r"@@([a-z_0-9]+)@@")
 # The task's shell: runs the command, drops "--flag=" options left empty by a parameter,
 # accepts the job's committed exit statuses, then hands its output URI on.
@@ -209,13 +210,16 @@ def main(argv: list[str] | None = None) -> int:
                              "image has the pinned deps), pip = also requirements.lock")
     args = parser.parse_args(argv)
     try:
-        out = compile_pipeline(load_pipeline(args.pipeline), args.output, image=args.image,
+        pipeline = load_pipeline(args.pipeline)
+        out = compile_pipeline(pipeline, args.output, image=args.image,
                                runtime_env=args.ray_runtime_env)
     except (SpecError, remote.RemoteConfigError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
     for t in task_list(out):
-        sys.stdout.write(f"{t['display']:<14} after {', '.join(t['after']) or '-'}\n")
+        step = pipeline.steps[t["display"]]
+        sys.stdout.write(f"{t['task']:<14} {step.job:<24} {_RUNS[JOBS[step.job].kind]:<18} "
+                         f"after {', '.join(t['after']) or '-'}\n")
     sys.stdout.write(f"wrote {out}\n")
     return 0
 

@@ -112,8 +112,13 @@ def alive_nodes(info: ClusterInfo) -> int:
 
 
 def start_cluster(state_dir: str | os.PathLike, *, head_cpus: int = 2, worker_cpus: int = 2,
-                  token: str | None = None, wait_s: float = 60.0) -> ClusterInfo:
-    """Starts the head node and one worker node on 127.0.0.1; returns how to reach them."""
+                  token: str | None = None, wait_s: float = 60.0,
+                  attempts: int = 2) -> ClusterInfo:
+    """Starts the head node and one worker node on 127.0.0.1; returns how to reach them.
+
+    Ray gives a starting node 30 s (fixed) to register; on a saturated machine that can
+    pass, so a start that timed out is cleaned up and tried again (``attempts`` in all).
+    """
     state = Path(state_dir).resolve()
     if (state / STATE_FILE).exists():
         raise ClusterError(f"{state / STATE_FILE} exists: a cluster was started from this "
@@ -123,11 +128,26 @@ def start_cluster(state_dir: str | os.PathLike, *, head_cpus: int = 2, worker_cp
     token_file = state / TOKEN_FILE
     token_file.touch(mode=0o600)
     token_file.write_text(token)
+    for attempt in range(1, attempts + 1):
+        try:
+            info = _start_once(state, token_file, head_cpus, worker_cpus, wait_s)
+            break
+        except (ClusterError, subprocess.TimeoutExpired) as e:
+            if attempt == attempts or "timed out" not in str(e):
+                raise
+            LOGGER.warning("cluster start attempt %d timed out; retrying", attempt)
+    LOGGER.info("Ray cluster: GCS %s, Jobs API %s, 2 nodes", info.gcs_address,
+                info.dashboard_url)
+    return info
+
+
+def _start_once(state: Path, token_file: Path, head_cpus: int, worker_cpus: int,
+                wait_s: float) -> ClusterInfo:
     port, dash = _free_port(), _free_port()
     temp_dir = f"/tmp/mlbatch_ray_{port}"  # short: Ray's socket paths are length-limited
     info = ClusterInfo(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", temp_dir,
                        str(token_file), nodes=2)
-    env = auth_env(token)
+    env = auth_env(token_file.read_text().strip())
     try:
         _ray(["start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1",
               f"--dashboard-port={dash}", f"--ray-client-server-port={_free_port()}",
@@ -139,14 +159,12 @@ def start_cluster(state_dir: str | os.PathLike, *, head_cpus: int = 2, worker_cp
         while alive_nodes(info) < 2:
             if time.monotonic() > deadline:
                 raise ClusterError(f"the worker node did not join {info.gcs_address} "
-                                   f"within {wait_s:g}s")
+                                   f"within {wait_s:g}s (timed out)")
             time.sleep(1.0)
     except (ClusterError, subprocess.TimeoutExpired):
         _end_processes(temp_dir)
         (state / STATE_FILE).unlink(missing_ok=True)
         raise
-    LOGGER.info("Ray cluster: GCS %s, Jobs API %s, 2 nodes", info.gcs_address,
-                info.dashboard_url)
     return info
 
 

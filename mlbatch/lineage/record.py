@@ -233,7 +233,9 @@ def record_step(store: LineageStore, *, pipeline_run: str, step_name: str, job: 
     """Records one step (see the module docstring); returns its execution id."""
     exec_state = execution_state(state)
     manifest = _read_output(output, exec_state, step_name)
-    started_s, ended_s = _iso(started, "started"), _iso(ended, "ended")
+    timings = (manifest.doc.get("timings") or {}) if manifest else {}
+    started_s = _iso(started, "started") or timings.get("started")  # else the job's own
+    ended_s = _iso(ended, "ended") or timings.get("finished")
     props = {"pipeline_run": pipeline_run, "step": step_name, "job": job, "runs_on": runs_on,
              "cache_key": cache_key, "params": dict(params), "started": started_s,
              "ended": ended_s, "elapsed_s": _elapsed(started_s, ended_s), "error": error}

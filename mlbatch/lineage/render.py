@@ -37,8 +37,9 @@ def _execution_lines(e: dict, depth: int, arrow: str) -> list[str]:
     pad = _INDENT * depth
     when = f"{e['started'] or '?'} -> {e['ended'] or '?'}"
     elapsed = f", {e['elapsed_s']:.1f} s" if e.get("elapsed_s") is not None else ""
+    key = f"  cache_key {e['cache_key']}" if e.get("cache_key") else ""
     lines = [f"{pad}{arrow} step {e['step']} [{e['type']}] on {e['runs_on']}: {e['state']}, "
-             f"{when}{elapsed}", f"{pad}  run {e['pipeline_run']}  cache_key {e['cache_key']}"]
+             f"{when}{elapsed}", f"{pad}  run {e['pipeline_run']}{key}"]
     if e.get("params"):
         lines.append(f"{pad}  params " + json.dumps(e["params"], sort_keys=True, default=str))
     if e.get("error"):
