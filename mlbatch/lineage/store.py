@@ -10,111 +10,23 @@ same thing twice changes nothing.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mlbatch import storage
+from mlbatch.lineage.nodes import (Artifact, Context, Event, Execution, LineageError,
+                                   PathStep, property_columns, property_value, now_ms)
 from mlbatch.lineage.schema import (DDL, SCHEMA_VERSION, TABLES, ArtifactState, EventType,
                                     ExecutionState, PropertyType, TypeKind)
 
+__all__ = ["Artifact", "Context", "Event", "Execution", "LineageError", "LineageStore"]
+
 LOGGER = logging.getLogger(__name__)
-
-PathStep = str | int  # an EventPath step: a key or an index
-
-
-class LineageError(ValueError):
-    """The store cannot do what was asked (the message names the record and why)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Artifact:
-    id: int
-    type: str
-    uri: str
-    state: ArtifactState
-    name: str | None
-    properties: dict[str, Any]
-    custom_properties: dict[str, Any]
-    create_time_since_epoch: int
-    last_update_time_since_epoch: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Execution:
-    id: int
-    type: str
-    name: str | None
-    last_known_state: ExecutionState
-    properties: dict[str, Any]
-    custom_properties: dict[str, Any]
-    create_time_since_epoch: int
-    last_update_time_since_epoch: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    id: int
-    type: str
-    name: str
-    properties: dict[str, Any]
-    custom_properties: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    artifact_id: int
-    execution_id: int
-    type: EventType
-    path: tuple[PathStep, ...]
-    milliseconds_since_epoch: int
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _columns(value: Any, declared: PropertyType | None, where: str) -> dict[str, Any]:
-    """The property-table columns holding ``value`` (checked against its declared type)."""
-    if isinstance(value, bool):
-        kind, cols = PropertyType.BOOLEAN, {"bool_value": value}
-    elif isinstance(value, int):
-        kind, cols = PropertyType.INT, {"int_value": value}
-    elif isinstance(value, float):
-        kind, cols = PropertyType.DOUBLE, {"double_value": value}
-    elif isinstance(value, str):
-        kind, cols = PropertyType.STRING, {"string_value": value}
-    elif isinstance(value, (dict, list)):
-        kind, cols = PropertyType.STRUCT, {"byte_value": json.dumps(value, sort_keys=True,
-                                                                    default=str).encode()}
-    else:
-        raise LineageError(f"{where}: unsupported property value {value!r} "
-                           f"({type(value).__name__})")
-    if declared is PropertyType.DOUBLE and kind is PropertyType.INT:
-        kind, cols = PropertyType.DOUBLE, {"double_value": float(value)}
-    if declared is not None and declared is not kind:
-        raise LineageError(f"{where}: declared {declared.name}, got {kind.name} {value!r}")
-    return cols
-
-
-def _value(row: sqlite3.Row) -> Any:
-    if row["bool_value"] is not None:
-        return bool(row["bool_value"])
-    if row["int_value"] is not None:
-        return int(row["int_value"])
-    if row["double_value"] is not None:
-        return float(row["double_value"])
-    if row["byte_value"] is not None:
-        return json.loads(bytes(row["byte_value"]).decode())
-    return row["string_value"]
-
 
 _OWNERS = {"Artifact": ("ArtifactProperty", "artifact_id"),
            "Execution": ("ExecutionProperty", "execution_id"),
@@ -219,7 +131,7 @@ class LineageStore:
                     self._db.execute(f"DELETE FROM {prop_table} WHERE {owner} = ? AND name = ?"
                                      " AND is_custom_property = ?", (node_id, name, is_custom))
                     continue
-                cols = _columns(value, None if is_custom else declared[name],
+                cols = property_columns(value, None if is_custom else declared[name],
                                 f"{table} {type_name!r} property {name!r}")
                 names = ", ".join(cols)
                 marks = ", ".join("?" for _ in cols)
@@ -320,7 +232,7 @@ class LineageStore:
         props: tuple[dict, dict] = ({}, {})
         for row in self._q(f"SELECT * FROM {prop_table} WHERE {owner} = ? ORDER BY name",
                            (node_id,)):
-            props[row["is_custom_property"]][row["name"]] = _value(row)
+            props[row["is_custom_property"]][row["name"]] = property_value(row)
         return props
 
     def _nodes(self, table: str, where: str, args: Iterable[Any]) -> list[sqlite3.Row]:
