@@ -73,7 +73,12 @@ def _glob_files(pattern: str) -> list[tuple[str, str]]:
     root = "/".join(parts[:first]) or "."
     rest = "/".join(parts[first:])
     return [(f.relpath, storage.join(root, f.relpath)) for f in storage.list_files(root)
-            if fnmatch.fnmatchcase(f.relpath, rest)]
+            if _glob_match(f.relpath.split("/"), rest.split("/"))]
+
+
+def _glob_match(parts: list[str], pattern: list[str]) -> bool:
+    """Shell glob semantics: ``*`` does not cross a ``/``."""
+    return len(parts) == len(pattern) and all(map(fnmatch.fnmatchcase, parts, pattern))
 
 
 def raw_files(value: str) -> list[tuple[str, str]]:

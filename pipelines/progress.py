@@ -5,6 +5,7 @@ On a terminal the step lines are redrawn in place (elapsed time ticking); otherw
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import TextIO
 
@@ -60,8 +61,9 @@ class Progress:
             self.stream.write(step_line(state) + "\n")
 
     def _draw(self) -> None:
+        width = max(shutil.get_terminal_size().columns - 1, 20)  # a wrapped line breaks the redraw
         out = [_UP.format(n=self._drawn)] if self._drawn else []
-        out += [_CLEAR + step_line(s) + "\n" for s in self.states]
+        out += [_CLEAR + step_line(s)[:width] + "\n" for s in self.states]
         self.stream.write("".join(out))
         self._drawn = len(self.states)
 

@@ -214,9 +214,11 @@ class Runner:
             problem = f"{problem} (no committed output)"
         state.status = "failed"
         state.error = f"exit {rc}: {problem}; log: {os.path.relpath(log_path, self.run_dir)}"
+        self._record(step, state)
 
     def _record(self, step: Step, state: StepState) -> None:
-        lineage_hook.record(self.run_dir, self.pipeline, step, state)
+        lineage_hook.record(self.run_dir, f"{self.pipeline.name}@{self.started}", self.pipeline,
+                            step, state)
 
     def write_run_json(self, *, ended: str | None = None, status: str = "running") -> None:
         from mlbatch.artifacts import write_json

@@ -106,39 +106,34 @@ def scenario(flights_slice, ray_cluster, tmp_path_factory) -> dict:
     sc = Scenario(root, raw, ray_cluster.gcs_address)
     out: dict = {"scenario": sc}
     run1 = root / "run"
-    # A: killed while its second step runs; B: the rerun finishes the job
-    out["killed"] = sc.run_killed(run1, during="xgboost")
-    out["killed_xgboost_files"] = sorted(p.name for p in (run1 / "xgboost").glob("*"))
-    out["resumed"] = sc.run(run1)
-    out["resumed_digests"] = digests(run1)
-    out["resumed_features_files"] = file_hashes(run1, "features")
-    # C: nothing changed
+    # A: a cold run; B: nothing changed
+    out["cold"] = sc.run(run1)
     out["unchanged"] = sc.run(run1)
     out["dry_run"] = sc.run(run1, "--dry-run")
-    # D: the run directory moved, raw files' mtimes touched
+    # C: the run directory moved, raw files' mtimes touched
     run2 = root / "moved" / "run"
     run2.parent.mkdir()
     shutil.move(run1, run2)
     for f in raw.iterdir():
         os.utime(f, (time.time() + 60, time.time() + 60))
     out["moved"] = sc.run(run2)
-    # E: one trainer parameter changed, and a failing branch added
+    # D: one trainer parameter changed, and a failing branch added
     sc.write_spec(rounds=12, failing=True)
     out["param_dry_run"] = sc.run(run2, "--dry-run")
     out["param"] = sc.run(run2)
-    # F: one raw file changed (one flight's departure delay)
+    out["param_files"] = {n: file_hashes(run2, n) for n in ("features", "xgboost")}
+    # E: one raw file changed (one flight's departure delay)
     sc.write_spec(rounds=12)
     flights = raw / "flights.csv"
     original = flights.read_bytes()
     flights.write_bytes(_bump_dep_delay(original))
     out["raw"] = sc.run(run2)
-    out["raw_digests"] = digests(run2)
-    # G: back to the original raw data and parameters: a run that was never interrupted
+    # F: the raw file back as in D, killed while the second step runs; G: the rerun
     flights.write_bytes(original)
-    sc.write_spec(rounds=10)
-    out["uninterrupted"] = sc.run(run2)
-    out["uninterrupted_digests"] = digests(run2)
-    out["uninterrupted_features_files"] = file_hashes(run2, "features")
+    out["killed"] = sc.run_killed(run2, during="xgboost")
+    out["killed_xgboost_files"] = sorted(p.name for p in (run2 / "xgboost").glob("*"))
+    out["resumed"] = sc.run(run2)
+    out["resumed_files"] = {n: file_hashes(run2, n) for n in ("features", "xgboost")}
     out["run_dir"] = run2
     return out
 
