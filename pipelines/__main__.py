@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(pipeline, args.output, RunOptions(only=tuple(args.only), start=args.start,
                                                       dry_run=args.dry_run,
                                                       no_cache=args.no_cache))
-    ok = runner.run()
+    try:
+        ok = runner.run()
+    except KeyboardInterrupt:
+        print("python -m pipelines: interrupted", file=sys.stderr)
+        return 130
     if args.dry_run:
         return 0
     _final_table(runner)

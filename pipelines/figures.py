@@ -21,6 +21,8 @@ def _eval_metrics(metrics: dict) -> dict:
 
 def _rows(manifest) -> int | None:
     rows = manifest.rows
+    if manifest.type == "cooccurrence" and isinstance(rows, dict):
+        return rows.get("vocab")  # the matrix's rows: one per vocabulary word
     if isinstance(rows, dict) and rows and all(isinstance(v, int) for v in rows.values()):
         return sum(rows.values())
     metrics = manifest.metrics
@@ -50,6 +52,8 @@ def key_figures(root: str) -> dict:
     if m.type == "monitor":
         figures.update(verdict=m.metrics.get("verdict"),
                        features_breached=m.metrics.get("features_breached"))
+    if m.type == "cooccurrence":
+        figures.update(pairs=m.metrics.get("nnz"), svd_dim=m.metrics.get("svd_dim"))
     if m.type == "features" and isinstance(m.rows, dict):
         figures.update({f"rows_{k}": v for k, v in m.rows.items()})
     return figures
@@ -67,6 +71,9 @@ def summary(figures: dict) -> str:
     if kind == "tune_run":
         return (f"best trial {figures.get('best_trial')}: {figures.get('metric')}="
                 f"{_fmt(figures.get('best_metric'))} ({figures.get('trials')} trials)")
+    if kind == "cooccurrence":
+        return (f"vocab {figures.get('rows', 0):,}, {figures.get('pairs') or 0:,} pairs, "
+                f"svd {figures.get('svd_dim')}")
     if kind == "monitor":
         return f"verdict {figures.get('verdict')} ({figures.get('features_breached')} breached)"
     parts = [f"{k}={_fmt(figures[k])}" for k in ("auc", "rmse", "logloss") if k in figures]

@@ -117,7 +117,13 @@ class Runner:
         verb = "dry run of" if self.options.dry_run else "running"
         self.progress.start(f"{verb} pipeline {self.pipeline.name} -> {self.run_dir}")
         for state in self.states:
-            self._step(self.pipeline.steps[state.name], state)
+            try:
+                self._step(self.pipeline.steps[state.name], state)
+            except KeyboardInterrupt:  # the job is killed already; say so in run.json
+                state.status, state.error = "failed", "interrupted"
+                if not self.options.dry_run:
+                    self.write_run_json(ended=_now(), status="failed")
+                raise
             self.progress.update(state)
             if not self.options.dry_run:
                 self.write_run_json()

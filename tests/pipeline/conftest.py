@@ -117,19 +117,17 @@ def scenario(flights_slice, ray_cluster, tmp_path_factory) -> dict:
     for f in raw.iterdir():
         os.utime(f, (time.time() + 60, time.time() + 60))
     out["moved"] = sc.run(run2)
-    # D: one trainer parameter changed, and a failing branch added
+    # D: one raw file changed (one flight's departure delay)
+    flights = raw / "flights.csv"
+    flights.write_bytes(_bump_dep_delay(flights.read_bytes()))
+    out["raw"] = sc.run(run2)
+    out["raw_files"] = {n: file_hashes(run2, n) for n in ("features", "xgboost")}
+    # E: one trainer parameter changed, and a failing branch added
     sc.write_spec(rounds=12, failing=True)
     out["param_dry_run"] = sc.run(run2, "--dry-run")
     out["param"] = sc.run(run2)
-    out["param_files"] = {n: file_hashes(run2, n) for n in ("features", "xgboost")}
-    # E: one raw file changed (one flight's departure delay)
-    sc.write_spec(rounds=12)
-    flights = raw / "flights.csv"
-    original = flights.read_bytes()
-    flights.write_bytes(_bump_dep_delay(original))
-    out["raw"] = sc.run(run2)
-    # F: the raw file back as in D, killed while the second step runs; G: the rerun
-    flights.write_bytes(original)
+    # F: the parameter back as in D, killed while the second step runs; G: the rerun
+    sc.write_spec(rounds=10)
     out["killed"] = sc.run_killed(run2, during="xgboost")
     out["killed_xgboost_files"] = sorted(p.name for p in (run2 / "xgboost").glob("*"))
     out["resumed"] = sc.run(run2)
