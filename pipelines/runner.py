@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -80,15 +81,19 @@ def _die_with_parent() -> None:  # in the child, before exec: SIGKILL it when th
         pass
 
 
+_PROBLEM = re.compile(r"^([\w.]*(Error|Exception)|[\w. -]+: error): ")
+
+
 def _failure_line(log_path: str) -> str:
-    """The line of a job's log that names its problem (its last error line, else the last)."""
+    """The line of a job's log that names its problem: its last "...Error: ..." or
+    "prog: error: ..." line, else its last line."""
     try:
         with open(log_path, errors="replace") as f:
             lines = [ln.strip() for ln in f.read().splitlines()[-200:] if ln.strip()]
     except OSError:
         return ""
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    return (errors or lines or [""])[-1][:300]
+    problems = [ln for ln in lines if _PROBLEM.match(ln)]
+    return (problems or lines or [""])[-1][:300]
 
 
 class Runner:
