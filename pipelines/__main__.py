@@ -48,7 +48,8 @@ def _final_table(runner) -> None:
     rows = []
     for s in runner.states:
         rows.append([s.name, s.status, s.runs_on, os.path.join(runner.run_dir, s.output or s.name)
-                     if s.key_figures else "-", figures.summary(s.key_figures)])
+                     if s.key_figures else "-",
+                     figures.summary(s.key_figures) or (s.error or "")[:100]])
     report = runner.by_name.get("report")
     footer = [""]
     if report is not None and report.key_figures:
