@@ -83,9 +83,10 @@ class Scenario:
     def run_killed(self, run_dir: Path, during: str) -> dict:
         """Starts the runner in its own process group; SIGKILLs the group once ``during``
         is running (its job's process started); returns run.json as the kill left it."""
+        log = run_dir / "_logs" / f"{during}.log"
+        log.unlink(missing_ok=True)  # an earlier run's
         proc = subprocess.Popen(self.command(run_dir), cwd=REPO, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        log = run_dir / "_logs" / f"{during}.log"
         deadline = time.monotonic() + 300
         try:
             while time.monotonic() < deadline and proc.poll() is None:
