@@ -47,10 +47,12 @@ JOBS: dict[str, JobInfo] = {
     "beam_jobs.cooccurrence": _job("beam_jobs.cooccurrence", "beam", "cooccurrence",
                                    _COOC_FLAGS, ("beam_jobs/cooccurrence", *BEAM_COMMON)),
     "beam_jobs.score": _job("beam_jobs.score", "beam", "predictions",
-                            "features model input", ("beam_jobs/score", *BEAM_COMMON)),
+                            "features model input schema chunk_rows compression row_group_rows "
+                            "num_shards", ("beam_jobs/score", *BEAM_COMMON)),
     # exit 3: the check ran and committed its verdict "breach"
     "beam_jobs.monitor": _job("beam_jobs.monitor", "beam", "monitor",
-                              "baseline input against model", ("beam_jobs/monitor", *BEAM_COMMON),
+                              "baseline input against model schema skew_sample chunk_rows",
+                              ("beam_jobs/monitor", *BEAM_COMMON),
                               ok_exits=frozenset({0, 3})),
     "ray_jobs.xgboost": _job("ray_jobs.xgboost", "ray", "xgboost_model", _XGB_FLAGS,
                              ("ray_jobs/xgboost", *RAY_COMMON)),
