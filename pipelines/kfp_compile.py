@@ -14,8 +14,8 @@ environment, built from requirements.lock) whose command submits the step where 
 
 Pipeline parameters: project, region, bucket (gs://; run outputs go to
 ``BUCKET/runs/<pipeline>/<pipeline job id>/<step>``), data_root (where the pipeline
-file's relative raw paths were uploaded, e.g. ``gsutil -m cp -r data schemas
-gs://B/src``), ray_address, ray_auth_token, service_account, image (the Dataflow
+file's relative raw data paths were uploaded, e.g. ``gsutil -m cp -r data gs://B/src``;
+``schemas/`` ships in the image), ray_address, ray_auth_token, service_account, image (the Dataflow
 workers' SDK container). A task passes its output URI on as an output parameter; the
 tasks reading it take it as an input, so the DAG is exactly the spec's references
 (``${RUN}`` readers run after every other task). KFP's own cache is off: it keys on

@@ -33,6 +33,8 @@ _NOT_PIP_INSTALLED = re.compile(r"^(ray|mlbatch)(\[|=|$)")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 _DATAFLOW_NAME = re.compile(r"[^a-z0-9-]+")
+# Relative paths the repository (and so the task image) ships: they stay relative.
+SHIPPED = ("schemas/",)
 
 
 class RemoteConfigError(ValueError):
@@ -103,6 +105,12 @@ def _is_relative(value: str) -> bool:
     return not (value.startswith("/") or re.match(r"^[a-z][a-z0-9+.-]*://", value))
 
 
+def _moves(value: str) -> bool:
+    """Whether a raw path goes under the data root: relative, and not one of the files the
+    checkout and the image carry (schemas/, read where the job is launched)."""
+    return _is_relative(value) and not value.startswith(SHIPPED)
+
+
 def entrypoint(step: Step, run_dir: str, *, data_root: str | None = None,
                python: str = "python") -> list[str]:
     """The step's own command: ``python -m <job> <its flags> --output RUN/<step>``, its
@@ -110,20 +118,17 @@ def entrypoint(step: Step, run_dir: str, *, data_root: str | None = None,
     raw = raw_values(step)
     argv = step.argv(run_dir)
     if data_root is not None:
-        argv = [f"{data_root.rstrip('/')}/{t}" if t in raw and _is_relative(t) else t
-                for t in argv]
+        argv = [f"{data_root.rstrip('/')}/{t}" if t in raw and _moves(t) else t for t in argv]
     return [python, "-m", JOBS[step.job].module, *argv]
 
 
 def local_raw_inputs(steps: list[Step], data_root: str | None) -> list[str]:
-    """The raw inputs that would stay on this machine (Dataflow workers cannot read them)."""
-    out = []
-    for step in steps:
-        for value in sorted(raw_values(step)):
-            remote_root = data_root is not None and data_root.startswith("gs://")
-            if not value.startswith("gs://") and not (remote_root and _is_relative(value)):
-                out.append(f"step {step.name!r}: raw input {value!r} is local")
-    return out
+    """The raw inputs that would stay on this machine (Dataflow workers cannot read them);
+    shipped files (schemas/) are read where the job is launched."""
+    remote_root = data_root is not None and data_root.startswith("gs://")
+    return [f"step {step.name!r}: raw input {value!r} is local" for step in steps
+            for value in sorted(raw_values(step))
+            if not (value.startswith(("gs://", *SHIPPED)) or (remote_root and _moves(value)))]
 
 
 def dataflow_command(pipeline: Pipeline, step: Step, cfg: CloudConfig, run_dir: str, *,

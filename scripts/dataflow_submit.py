@@ -9,7 +9,8 @@ GOOGLE_CLOUD_PROJECT, REGION, BUCKET (gs://bucket[/prefix]), optional SERVICE_AC
 (the workers' service account e-mail), SDK_CONTAINER_IMAGE (workers' image; without it
 Beam ships this package with --setup_file) and DATAFLOW_TEMP (default BUCKET/tmp).
 Outputs go to RUN_DIR/<step> (default BUCKET/runs/<pipeline>); relative raw paths of
-the pipeline file are read under --data-root (upload data/ and schemas/ there first).
+the pipeline file are read under --data-root (upload data/ there first; schemas/ is read
+here, where each job is launched, so run this from the repository root).
 Steps run in pipeline order, each waiting for its job; a step that reads a Ray step's
 output needs that output in RUN_DIR first (scripts/ray_cluster.py submit).
 

@@ -98,3 +98,14 @@ def test_dry_run_writes_every_job_description(spec, tmp_path):
     assert opts["service_account_email"] == GOOD["SERVICE_ACCOUNT"]
     assert opts["sdk_container_image"] == GOOD["SDK_CONTAINER_IMAGE"]
     assert job["packages"] == []  # the image has the package: no sdist staged
+
+
+def test_raw_data_goes_under_the_data_root_and_schemas_stay():
+    from pipelines.remote import entrypoint, local_raw_inputs
+    from pipelines.spec import load_pipeline
+    step = load_pipeline(REPO_ROOT / "pipelines" / "flights.yaml").steps["features"]
+    assert entrypoint(step, "gs://b/run", data_root="gs://b/src")[3:] == [
+        "--schema", "schemas/flights.yaml", "--input", "gs://b/src/data/flights",
+        "--output", "gs://b/run/features"]
+    assert local_raw_inputs([step], "gs://b/src") == []
+    assert local_raw_inputs([step], None) == ["step 'features': raw input 'data/flights' is local"]

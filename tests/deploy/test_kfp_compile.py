@@ -74,7 +74,7 @@ def test_beam_steps_launch_dataflow_jobs(compiled):
     assert args_of(doc, "features") == [
         "{{$.outputs.parameters['output_uri'].output_file}}", out, "",
         "python", "-m", "beam_jobs.features",
-        "--schema", concat(p("data_root"), "/schemas/flights.yaml"),
+        "--schema", "schemas/flights.yaml",  # shipped in the image, read by the launcher
         "--input", concat(p("data_root"), "/data/flights"), "--output", out,
         "--runner", "DataflowRunner", "--project", p("project"), "--region", p("region"),
         "--temp_location", concat(p("bucket"), "/tmp"),
