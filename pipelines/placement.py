@@ -2,18 +2,16 @@
 
 * ``local``: nothing (Beam's in-process runner; a Ray job starts its own local Ray);
 * ``ray``: ``--address`` from ``RAY_ADDRESS``; ``ray:HOST:PORT``: ``--address HOST:PORT``;
-* ``dataflow``: Beam's DataflowRunner flags from the environment (``DATAFLOW_PROJECT``,
-  ``DATAFLOW_REGION``, ``DATAFLOW_BUCKET``, optional ``DATAFLOW_SERVICE_ACCOUNT``); the
-  submission itself (staging, checks) is the business of ``scripts/``.
+* ``dataflow``: Beam's DataflowRunner flags from the environment, read and checked by
+  ``pipelines.remote.CloudConfig`` (GOOGLE_CLOUD_PROJECT, REGION, BUCKET, optional
+  SERVICE_ACCOUNT ...), the same flags ``scripts/dataflow_submit.py`` passes.
 """
 from __future__ import annotations
 
 import os
-import re
 
+from pipelines import remote
 from pipelines.spec import Step
-
-DATAFLOW_ENV = ("DATAFLOW_PROJECT", "DATAFLOW_REGION", "DATAFLOW_BUCKET")
 
 
 class PlacementError(ValueError):
@@ -38,24 +36,16 @@ def _ray_address(step: Step, env: dict[str, str] | None) -> str:
     return address
 
 
-def placement_argv(step: Step, env: dict[str, str] | None = None) -> list[str]:
+def placement_argv(step: Step, env: dict[str, str] | None = None,
+                   pipeline: str = "pipeline") -> list[str]:
     """Flags for the step's placement (raises PlacementError)."""
     env = os.environ if env is None else env
     if step.runs_on.startswith("ray"):
         return ["--address", _ray_address(step, env)]
     if step.runs_on == "dataflow":
-        missing = [k for k in DATAFLOW_ENV if not env.get(k)]
-        if missing:
-            raise PlacementError(f"step {step.name!r}: runs_on: dataflow needs "
-                                 f"{', '.join(missing)} in the environment")
-        bucket = env["DATAFLOW_BUCKET"].removeprefix("gs://").rstrip("/")
-        job_name = re.sub(r"[^a-z0-9-]", "-", f"mlbatch-{step.name}".lower())
-        argv = ["--runner", "DataflowRunner", "--project", env["DATAFLOW_PROJECT"],
-                "--region", env["DATAFLOW_REGION"],
-                "--temp_location", f"gs://{bucket}/tmp",
-                "--staging_location", f"gs://{bucket}/staging",
-                "--job_name", job_name, "--setup_file", "./setup.py"]
-        if env.get("DATAFLOW_SERVICE_ACCOUNT"):
-            argv += ["--service_account_email", env["DATAFLOW_SERVICE_ACCOUNT"]]
-        return argv
+        try:
+            cfg = remote.CloudConfig.from_env(env)
+        except remote.RemoteConfigError as e:
+            raise PlacementError(f"step {step.name!r}: runs_on: dataflow: {e}") from None
+        return remote.dataflow_flags(cfg, remote.dataflow_job_name(pipeline, step.name))
     return []

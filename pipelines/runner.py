@@ -187,7 +187,7 @@ class Runner:
 
     def command(self, step: Step) -> list[str]:
         return [sys.executable, "-m", JOBS[step.job].module, *step.argv(self.run_dir),
-                *placement.placement_argv(step)]
+                *placement.placement_argv(step, pipeline=self.pipeline.name)]
 
     def _execute(self, step: Step, state: StepState, key: cache.StepKey) -> None:
         out = self._out(step.name)

@@ -29,17 +29,19 @@ steps:
   x: {job: ray_jobs.xgboost, args: {features: "${f}"}, runs_on: ray}
   y: {job: ray_jobs.jax, args: {features: "${f}"}, runs_on: "ray:10.0.0.1:6379"}
 """)
-    env = {"DATAFLOW_PROJECT": "proj", "DATAFLOW_REGION": "europe-west1",
-           "DATAFLOW_BUCKET": "gs://bkt/", "RAY_ADDRESS": "127.0.0.1:6380"}
-    assert placement.placement_argv(p.steps["f"], env) == [
-        "--runner", "DataflowRunner", "--project", "proj", "--region", "europe-west1",
+    env = {"GOOGLE_CLOUD_PROJECT": "my-proj", "REGION": "europe-west1", "BUCKET": "gs://bkt",
+           "RAY_ADDRESS": "127.0.0.1:6380"}
+    assert placement.placement_argv(p.steps["f"], env, pipeline="t") == [
+        "--runner", "DataflowRunner", "--project", "my-proj", "--region", "europe-west1",
         "--temp_location", "gs://bkt/tmp", "--staging_location", "gs://bkt/staging",
-        "--job_name", "mlbatch-f", "--setup_file", "./setup.py"]
+        "--job_name", "t-f"]
     assert placement.placement_argv(p.steps["x"], env) == ["--address", "127.0.0.1:6380"]
     assert placement.where(p.steps["x"], env) == "ray:127.0.0.1:6380"
     assert placement.placement_argv(p.steps["y"], {}) == ["--address", "10.0.0.1:6379"]
-    with pytest.raises(placement.PlacementError, match="step 'f': .*DATAFLOW_REGION"):
-        placement.placement_argv(p.steps["f"], {"DATAFLOW_PROJECT": "p", "DATAFLOW_BUCKET": "b"})
+    with pytest.raises(placement.PlacementError,
+                       match=r"(?s)step .f.: runs_on: dataflow: .*REGION is not set"):
+        placement.placement_argv(p.steps["f"], {"GOOGLE_CLOUD_PROJECT": "my-proj",
+                                                "BUCKET": "gs://b"})
     with pytest.raises(placement.PlacementError, match="step 'x': runs_on: ray needs RAY_ADDRESS"):
         placement.placement_argv(p.steps["x"], {})
 
