@@ -1,0 +1,39 @@
+"""The one place the runner writes to the lineage store (``mlbatch.lineage``, RUN/lineage.sqlite).
+
+Each run is one ``pipeline_run`` context (``<pipeline>@<started>``); each step that is
+done, cached or failed is one execution of it.
+
+Recording is best effort: a step whose artifacts are committed stays done when the
+store cannot be written (the failure is logged); the store can be rebuilt from run.json
+and the artifacts' manifests.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+
+from pipelines.spec import Pipeline, Step
+
+LOGGER = logging.getLogger(__name__)
+
+
+def record(run_dir: str, run_id: str, pipeline: Pipeline, step: Step, state) -> int | None:
+    """Records one finished step (done, cached or failed); returns its execution id (None:
+    not recorded)."""
+    from mlbatch.lineage import STORE_NAME, LineageStore
+
+    ended = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    output = os.path.join(run_dir, step.name)
+    inputs = [os.path.join(run_dir, name) for name in state.inputs]
+    try:
+        with LineageStore(os.path.join(run_dir, STORE_NAME)) as store:
+            return store.record_step(
+                pipeline_run=run_id, step_name=step.name, job=step.job, runs_on=state.runs_on,
+                params=dict(step.args), cache_key=state.cache_key, inputs=inputs,
+                output=output if state.status != "failed" else None,
+                started=state.started or ended, ended=ended, state=state.status,
+                pipeline=pipeline.name, error=state.error)
+    except Exception as e:  # noqa: BLE001 - the store must never fail a committed step
+        LOGGER.warning("lineage of step %s not recorded: %s", step.name, e)
+        return None

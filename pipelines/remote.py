@@ -1,0 +1,226 @@
+"""Command lines that run a pipeline step where users outgrow one machine: the Beam steps
+on Dataflow, the Ray steps as Ray jobs on a cluster (``ray job submit``).
+
+The step's own command line is always ``Step.argv(run_dir)`` (pipelines/spec.py); this
+module only adds where it runs. The Dataflow submission script, the Ray cluster script
+and the Kubeflow / Vertex AI compiler all build their commands here, so a step runs with
+the same flags whichever way it is launched.
+
+Cloud settings come from the environment (``CloudConfig.from_env``), checked before
+anything runs: GOOGLE_CLOUD_PROJECT, REGION (or GOOGLE_CLOUD_REGION), BUCKET (gs://...),
+optional SERVICE_ACCOUNT, SDK_CONTAINER_IMAGE and DATAFLOW_TEMP (default BUCKET/tmp).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipelines.registry import JOBS
+from pipelines.spec import Pipeline, Step
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCK_FILE = REPO_ROOT / "requirements.lock"
+# Not uploaded with the working directory (Ray also skips what .gitignore lists).
+WORKING_DIR_EXCLUDES = [".venv", ".git", "data", "out", "bench_out", ".pytest_cache",
+                        "**/__pycache__"]
+# Installed on every Ray node already (the cluster's own Ray), or this package itself
+# (shipped as the working directory).
+_NOT_PIP_INSTALLED = re.compile(r"^(ray|mlbatch)(\[|=|$)")
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
+_DATAFLOW_NAME = re.compile(r"[^a-z0-9-]+")
+# Relative paths the repository (and so the task image) ships: they stay relative.
+SHIPPED = ("schemas/",)
+
+
+class RemoteConfigError(ValueError):
+    """Cloud or cluster settings are missing or invalid (the message lists each problem)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudConfig:
+    project: str
+    region: str
+    bucket: str  # gs://bucket[/prefix]
+    service_account: str | None = None
+    sdk_container_image: str | None = None
+    temp_location: str | None = None
+
+    @property
+    def temp(self) -> str:
+        return self.temp_location or f"{self.bucket.rstrip('/')}/tmp"
+
+    @property
+    def staging(self) -> str:
+        return f"{self.bucket.rstrip('/')}/staging"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "CloudConfig":
+        """The settings from environment variables; every problem named at once."""
+        get = lambda *names: next((env[n] for n in names if env.get(n)), None)  # noqa: E731
+        cfg = cls(project=get("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT") or "",
+                  region=get("REGION", "GOOGLE_CLOUD_REGION") or "",
+                  bucket=get("BUCKET") or "", service_account=get("SERVICE_ACCOUNT"),
+                  sdk_container_image=get("SDK_CONTAINER_IMAGE"),
+                  temp_location=get("DATAFLOW_TEMP"))
+        problems = cfg.problems()
+        if problems:
+            raise RemoteConfigError("cannot submit to Dataflow:\n  " + "\n  ".join(problems))
+        return cfg
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.project:
+            out.append("GOOGLE_CLOUD_PROJECT is not set (the Google Cloud project id)")
+        elif not _PROJECT.match(self.project):
+            out.append(f"GOOGLE_CLOUD_PROJECT={self.project!r} is no project id (6-30 "
+                       "lowercase letters, digits and hyphens, starting with a letter)")
+        if not self.region:
+            out.append("REGION is not set (a Dataflow region, e.g. us-central1)")
+        elif not _REGION.match(self.region):
+            out.append(f"REGION={self.region!r} is no region name (e.g. us-central1)")
+        if not self.bucket:
+            out.append("BUCKET is not set (gs://bucket[/prefix] for run outputs and temp files)")
+        elif not self.bucket.startswith("gs://") or len(self.bucket) <= len("gs://"):
+            out.append(f"BUCKET={self.bucket!r} must be a gs:// URI")
+        if self.temp_location and not self.temp_location.startswith("gs://"):
+            out.append(f"DATAFLOW_TEMP={self.temp_location!r} must be a gs:// URI")
+        if self.service_account and "@" not in self.service_account:
+            out.append(f"SERVICE_ACCOUNT={self.service_account!r} is no service account "
+                       "e-mail (NAME@PROJECT.iam.gserviceaccount.com)")
+        return out
+
+
+def raw_values(step: Step) -> set[str]:
+    """The values of the step's raw-input args (files, dirs, globs)."""
+    return {str(v) for key in step.raw
+            for v in (step.args[key] if isinstance(step.args[key], list) else [step.args[key]])}
+
+
+def _is_relative(value: str) -> bool:
+    return not (value.startswith("/") or re.match(r"^[a-z][a-z0-9+.-]*://", value))
+
+
+def _moves(value: str) -> bool:
+    """Whether a raw path goes under the data root: relative, and not one of the files the
+    checkout and the image carry (schemas/, read where the job is launched)."""
+    return _is_relative(value) and not value.startswith(SHIPPED)
+
+
+def entrypoint(step: Step, run_dir: str, *, data_root: str | None = None,
+               python: str = "python") -> list[str]:
+    """The step's own command: ``python -m <job> <its flags> --output RUN/<step>``, its
+    relative raw paths under ``data_root`` when given."""
+    raw = raw_values(step)
+    argv = step.argv(run_dir)
+    if data_root is not None:
+        argv = [f"{data_root.rstrip('/')}/{t}" if t in raw and _moves(t) else t for t in argv]
+    return [python, "-m", JOBS[step.job].module, *argv]
+
+
+def local_raw_inputs(steps: list[Step], data_root: str | None) -> list[str]:
+    """The raw inputs that would stay on this machine (Dataflow workers cannot read them);
+    shipped files (schemas/) are read where the job is launched."""
+    remote_root = data_root is not None and data_root.startswith("gs://")
+    return [f"step {step.name!r}: raw input {value!r} is local" for step in steps
+            for value in sorted(raw_values(step))
+            if not (value.startswith(("gs://", *SHIPPED)) or (remote_root and _moves(value)))]
+
+
+def dataflow_command(pipeline: Pipeline, step: Step, cfg: CloudConfig, run_dir: str, *,
+                     data_root: str | None = None, job_suffix: str = "",
+                     dry_run_file: str | None = None, python: str = "python") -> list[str]:
+    """One Beam step as a Dataflow job (a dry run writes its job description instead)."""
+    name = dataflow_job_name(pipeline.name, step.name, job_suffix)
+    argv = [*entrypoint(step, run_dir, data_root=data_root, python=python),
+            *dataflow_flags(cfg, name)]
+    if dry_run_file:
+        argv += ["--dry_run", f"--dataflow_job_file={dry_run_file}"]
+    return argv
+
+
+def dataflow_job_name(pipeline: str, step: str, suffix: str = "") -> str:
+    """A Dataflow job name ([a-z]([-a-z0-9]*[a-z0-9])?) for a step of a pipeline."""
+    name = _DATAFLOW_NAME.sub("-", f"{pipeline}-{step}{suffix}".lower()).strip("-")
+    return name if name[:1].isalpha() else f"p-{name}"
+
+
+def dataflow_flags(cfg: CloudConfig, job_name: str) -> list[str]:
+    """Beam's DataflowRunner flags for one job."""
+    flags = ["--runner", "DataflowRunner", "--project", cfg.project, "--region", cfg.region,
+             "--temp_location", cfg.temp, "--staging_location", cfg.staging,
+             "--job_name", job_name]
+    if cfg.service_account:
+        flags += ["--service_account_email", cfg.service_account]
+    if cfg.sdk_container_image:
+        flags += ["--sdk_container_image", cfg.sdk_container_image]
+    return flags
+
+
+def beam_steps(pipeline: Pipeline, only: list[str] | None = None) -> list[Step]:
+    """The pipeline's Beam steps in run order (``only``: just these, checked)."""
+    beam = [pipeline.steps[n] for n in pipeline.order() if JOBS[pipeline.steps[n].job].kind
+            == "beam"]
+    return _select(pipeline, beam, only, "Beam")
+
+
+def ray_steps(pipeline: Pipeline, only: list[str] | None = None) -> list[Step]:
+    """The pipeline's Ray steps (training, Tune) in run order."""
+    ray = [pipeline.steps[n] for n in pipeline.order() if JOBS[pipeline.steps[n].job].kind
+           == "ray"]
+    return _select(pipeline, ray, only, "Ray")
+
+
+def _select(pipeline: Pipeline, steps: list[Step], only: list[str] | None,
+            kind: str) -> list[Step]:
+    if not only:
+        return steps
+    names = {s.name for s in steps}
+    wrong = [n for n in only if n not in names]
+    if wrong:
+        raise RemoteConfigError(f"{pipeline.path}: {', '.join(map(repr, wrong))} "
+                                f"{'is' if len(wrong) == 1 else 'are'} not a {kind} step of "
+                                f"{pipeline.name!r} ({kind} steps: {sorted(names)})")
+    return [s for s in steps if s.name in only]
+
+
+# --- Ray jobs ------------------------------------------------------------------------------
+def pinned_requirements(lock_file: Path = LOCK_FILE) -> list[str]:
+    """The pins of requirements.lock a Ray node must pip-install (not Ray, not mlbatch)."""
+    pins = []
+    for line in lock_file.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-") and not _NOT_PIP_INSTALLED.match(line):
+            pins.append(line)
+    return pins
+
+
+def runtime_env(mode: str, working_dir: Path = REPO_ROOT) -> dict:
+    """The Ray runtime_env of a submitted step.
+
+    ``local``: the working directory only; the nodes run the Python of the environment
+    they were started from (a local cluster started from this checkout's .venv, or a
+    cluster image built from requirements.lock). ``pip``: also every pin of
+    requirements.lock, installed by Ray on each node into a cached virtualenv.
+    """
+    env: dict = {"working_dir": str(working_dir), "excludes": list(WORKING_DIR_EXCLUDES)}
+    if mode == "pip":
+        env["pip"] = {"packages": pinned_requirements(), "pip_check": False}
+    elif mode != "local":
+        raise RemoteConfigError(f"runtime env mode must be local or pip, got {mode!r}")
+    return env
+
+
+def ray_submit_argv(ray_bin: str, address: str, step: Step, run_dir: str, env: dict, *,
+                    submission_id: str | None = None,
+                    data_root: str | None = None) -> list[str]:
+    """``ray job submit`` of one step to the Jobs API at ``address`` (http://HOST:PORT)."""
+    argv = [ray_bin, "job", "submit", "--address", address, "--runtime-env-json",
+            json.dumps(env, sort_keys=True)]
+    if submission_id:
+        argv += ["--submission-id", submission_id]
+    return [*argv, "--", *entrypoint(step, run_dir, data_root=data_root)]

@@ -1,0 +1,241 @@
+"""Runs a pipeline: steps in topological order, each as a subprocess of its job's CLI.
+
+A subprocess per step (``python -m <job> ...``), as an orchestrator runs a container per
+step: Beam, TensorFlow and Ray keep process-wide state, so a fresh process for each step
+isolates one step's failure, memory and threads from the next. Each step's output is
+``RUN/<step>``; a committed output whose stored cache key equals the step's key is kept
+("cached"); otherwise the directory is cleared and the job runs. A failing step stops
+its downstream steps ("skipped"), never an unrelated branch. ``RUN/run.json`` is
+rewritten after every change, so a killed run leaves an exact account behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from pipelines import cache, figures, lineage_hook, placement
+from pipelines.progress import Progress
+from pipelines.registry import JOBS
+from pipelines.spec import Pipeline, Step
+
+LOGGER = logging.getLogger(__name__)
+LOG_DIR = "_logs"
+RUN_FILE = "run.json"
+
+
+@dataclasses.dataclass
+class StepState:
+    name: str
+    job: str
+    runs_on: str
+    inputs: list[str]
+    status: str = "waiting"  # waiting running cached done failed skipped (dry run: would run)
+    cache_key: str | None = None
+    output: str | None = None
+    started: str | None = None
+    elapsed_s: float | None = None
+    key_figures: dict = dataclasses.field(default_factory=dict)
+    error: str | None = None
+    reason: str | None = None  # why it runs / is skipped (progress and --dry-run)
+
+    def record(self) -> dict:
+        doc = dataclasses.asdict(self)
+        doc.pop("reason")
+        return doc
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    only: tuple[str, ...] = ()
+    start: str | None = None  # --from
+    dry_run: bool = False
+    no_cache: bool = False
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def selected_steps(pipeline: Pipeline, options: RunOptions) -> set[str]:
+    """--only: those steps; --from: that step and everything downstream; else all."""
+    if options.only:
+        return set(options.only)
+    if options.start:
+        return {options.start} | pipeline.downstream(options.start)
+    return set(pipeline.steps)
+
+
+def _die_with_parent() -> None:  # in the child, before exec: SIGKILL it when the runner dies
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+_PROBLEM = re.compile(r"^([\w.]*(Error|Exception)|[\w. -]+: error): ")
+
+
+def _failure_line(log_path: str) -> str:
+    """The line of a job's log that names its problem: its last "...Error: ..." or
+    "prog: error: ..." line, else its last line."""
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = [ln.strip() for ln in f.read().splitlines()[-200:] if ln.strip()]
+    except OSError:
+        return ""
+    problems = [ln for ln in lines if _PROBLEM.match(ln)]
+    return (problems or lines or [""])[-1][:300]
+
+
+class Runner:
+    def __init__(self, pipeline: Pipeline, run_dir: str, options: RunOptions,
+                 progress: Progress | None = None):
+        self.pipeline = pipeline
+        self.run_dir = os.path.abspath(run_dir)
+        self.options = options
+        self.selected = selected_steps(pipeline, options)
+        self.states = [StepState(name=n, job=pipeline.steps[n].job,
+                                 runs_on=pipeline.steps[n].runs_on,
+                                 inputs=self._upstream(n))
+                       for n in pipeline.order()]
+        self.by_name = {s.name: s for s in self.states}
+        self.progress = progress or Progress(self.states)
+        self.started = _now()
+
+    def _upstream(self, name: str) -> list[str]:
+        step = self.pipeline.steps[name]
+        return [n for n in self.pipeline.order() if n != name] if step.reads_run else step.upstream
+
+    def run(self) -> bool:
+        """Runs every selected step; True when all of them are done or cached."""
+        if not self.options.dry_run:
+            os.makedirs(self.run_dir, exist_ok=True)
+        verb = "dry run of" if self.options.dry_run else "running"
+        self.progress.start(f"{verb} pipeline {self.pipeline.name} -> {self.run_dir}")
+        for state in self.states:
+            try:
+                self._step(self.pipeline.steps[state.name], state)
+            except KeyboardInterrupt:  # the job is killed already; say so in run.json
+                state.status, state.error = "failed", "interrupted"
+                if not self.options.dry_run:
+                    self.write_run_json(ended=_now(), status="failed")
+                raise
+            self.progress.update(state)
+            if not self.options.dry_run:
+                self.write_run_json()
+        ok = all(s.status in ("done", "cached") for s in self.states if s.name in self.selected)
+        if not self.options.dry_run:
+            self.write_run_json(ended=_now(), status="succeeded" if ok else "failed")
+        return ok
+
+    def _blocked_by(self, state: StepState) -> str | None:
+        for name in state.inputs:
+            up = self.by_name[name]
+            if up.status in ("failed", "skipped") and (
+                    up.name in self.selected or cache.output_digest(self._out(name)) is None):
+                return name
+            if up.status == "would run":
+                return name
+        return None
+
+    def _out(self, name: str) -> str:
+        return os.path.join(self.run_dir, name)
+
+    def _step(self, step: Step, state: StepState) -> None:
+        state.output = step.name
+        if step.name not in self.selected:
+            state.status, state.reason = "skipped", "not selected"
+            state.key_figures = figures.key_figures(self._out(step.name))
+            return
+        blocker = self._blocked_by(state)
+        if blocker is not None:
+            up = self.by_name[blocker]
+            if up.status == "would run":
+                state.status, state.reason = "would run", f"upstream {blocker} reruns"
+            elif up.status == "failed":
+                state.status, state.error = "skipped", f"upstream {blocker} failed"
+            else:
+                state.status, state.error = "skipped", f"upstream {blocker} has no output"
+            return
+        try:
+            state.runs_on = placement.where(step)
+            key = cache.step_key(self.pipeline, step, self.run_dir)
+        except (cache.CacheError, placement.PlacementError) as e:
+            state.status, state.error = "failed", str(e)
+            return
+        state.cache_key = key.key
+        if not self.options.no_cache and cache.is_hit(self._out(step.name), key):
+            state.status, state.reason = "cached", "same cache key"
+            state.key_figures = figures.key_figures(self._out(step.name))
+            self._record(step, state)
+            return
+        state.reason = "--no-cache" if self.options.no_cache else cache.why_miss(
+            self._out(step.name), key)
+        if self.options.dry_run:
+            state.status = "would run"
+            return
+        self._execute(step, state, key)
+
+    def command(self, step: Step) -> list[str]:
+        return [sys.executable, "-m", JOBS[step.job].module, *step.argv(self.run_dir),
+                *placement.placement_argv(step, pipeline=self.pipeline.name)]
+
+    def _execute(self, step: Step, state: StepState, key: cache.StepKey) -> None:
+        out = self._out(step.name)
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(os.path.join(self.run_dir, LOG_DIR), exist_ok=True)
+        log_path = os.path.join(self.run_dir, LOG_DIR, f"{step.name}.log")
+        state.status, state.started, t0 = "running", _now(), time.monotonic()
+        self.progress.update(state)
+        self.write_run_json()
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(self.command(step), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            try:
+                while True:
+                    try:
+                        rc = proc.wait(timeout=1.0)
+                        break
+                    except subprocess.TimeoutExpired:
+                        state.elapsed_s = round(time.monotonic() - t0, 1)
+                        self.progress.update()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        state.elapsed_s = round(time.monotonic() - t0, 1)
+        committed = cache.output_digest(out) is not None
+        if rc in JOBS[step.job].ok_exits and committed:
+            cache.store(out, key)
+            state.status, state.reason = "done", None
+            state.key_figures = figures.key_figures(out)
+            self._record(step, state)
+            return
+        problem = _failure_line(log_path) or "(no output)"
+        if not committed:
+            problem = f"{problem} (no committed output)"
+        state.status = "failed"
+        state.error = f"exit {rc}: {problem}; log: {os.path.relpath(log_path, self.run_dir)}"
+        self._record(step, state)
+
+    def _record(self, step: Step, state: StepState) -> None:
+        lineage_hook.record(self.run_dir, f"{self.pipeline.name}@{self.started}", self.pipeline,
+                            step, state)
+
+    def write_run_json(self, *, ended: str | None = None, status: str = "running") -> None:
+        from mlbatch.artifacts import write_json
+
+        write_json(os.path.join(self.run_dir, RUN_FILE), {
+            "pipeline": self.pipeline.name, "spec": os.path.abspath(self.pipeline.path),
+            "spec_digest": self.pipeline.digest, "started": self.started, "ended": ended,
+            "status": status, "steps": [s.record() for s in self.states],
+            "versions": figures.versions()})

@@ -1,0 +1,284 @@
+"""The pipeline file: steps, their jobs and parameters, and the DAG their references make.
+
+    pipeline: flights
+    defaults: {runs_on: local}     # local | ray (address from RAY_ADDRESS) | ray:HOST:PORT | dataflow
+    steps:
+      features:
+        job: beam_jobs.features
+        args: {schema: schemas/flights.yaml, input: data/flights}
+        raw: [schema, input]       # args naming raw files, dirs or globs (content-hashed)
+      xgboost:
+        job: ray_jobs.xgboost
+        args: {features: "${features}", num_boost_round: 100}
+
+An argument ``"${step}"`` or ``"${step}/sub"`` is that step's committed output
+(``RUN/<step>[/sub]``); ``"${RUN}"`` is the run directory itself (a step naming it comes
+after every other step). These references alone define the DAG. Args become flags:
+``key_name: v`` -> ``--key-name v``, ``true`` -> a bare flag, ``false``/``null`` -> nothing,
+a list -> the flag once per item. Jobs and their flags are checked against
+``pipelines.registry.JOBS`` without importing the jobs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import graphlib
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.registry import JOBS
+
+RUN_REF = "RUN"
+_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_-]*)\}(/[^${}]+)?$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_STEP_FIELDS = {"job", "args", "raw", "runs_on"}
+_TOP_FIELDS = {"pipeline", "defaults", "steps"}
+_DEFAULT_FIELDS = {"runs_on"}
+_RUNS_ON = re.compile(r"^(local|dataflow|ray|ray:[^:\s]+:\d+)$")
+_SCALARS = (str, int, float, bool)
+
+
+class SpecError(ValueError):
+    """The pipeline file is wrong; the message names the step and the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    name: str
+    job: str
+    runs_on: str
+    args: dict[str, Any]
+    raw: list[str]
+    upstream: list[str]  # steps whose outputs this one reads (sorted); RUN_REF excluded
+
+    @property
+    def reads_run(self) -> bool:
+        """Whether an argument is ``${RUN}`` (the step then follows every other step)."""
+        return any(ref == RUN_REF for ref, _ in _refs_of(self.args))
+
+    def argv(self, run_dir: str | os.PathLike) -> list[str]:
+        """The job's command line in ``run_dir``: its args as flags, references resolved,
+        then ``--output RUN/<step>`` (placement flags are the runner's)."""
+        info = JOBS[self.job]
+        run_dir = os.fspath(run_dir)
+        positional = [str(resolve(self.args[k], run_dir)) for k in info.positional
+                      if k in self.args]
+        flags: list[str] = []
+        for key, value in self.args.items():
+            if key in info.positional:
+                continue
+            flags += _flag(key, resolve(value, run_dir))
+        return [*positional, *flags, "--output", os.path.join(run_dir, self.name)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    name: str
+    path: str
+    steps: dict[str, Step]
+    digest: str  # sha256 of the file's bytes
+
+    def order(self) -> list[str]:
+        """Topological order; among steps ready at once, the file's order."""
+        position = {name: i for i, name in enumerate(self.steps)}
+        sorter = graphlib.TopologicalSorter({n: _deps(self, n) for n in self.steps})
+        sorter.prepare()
+        done: list[str] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=position.__getitem__)
+            for name in ready:
+                done.append(name)
+                sorter.done(name)
+        return done
+
+    def downstream(self, name: str) -> set[str]:
+        """Every step that reads ``name``'s output, directly or not (``name`` excluded)."""
+        out: set[str] = set()
+        frontier = [name]
+        while frontier:
+            current = frontier.pop()
+            for other in self.steps:
+                if other not in out and current in _deps(self, other):
+                    out.add(other)
+                    frontier.append(other)
+        return out
+
+
+def _deps(pipeline: Pipeline, name: str) -> set[str]:
+    step = pipeline.steps[name]
+    if step.reads_run:
+        return {n for n, s in pipeline.steps.items() if n != name and not s.reads_run}
+    return set(step.upstream)
+
+
+def _flag(key: str, value: Any) -> list[str]:
+    flag = "--" + key.replace("_", "-")
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [flag]
+    if isinstance(value, list):
+        return [part for item in value for part in (flag, _text(item))]
+    return [flag, _text(value)]
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def resolve(value: Any, run_dir: str) -> Any:
+    """``value`` with every reference replaced by its path under ``run_dir``."""
+    if isinstance(value, list):
+        return [resolve(v, run_dir) for v in value]
+    if isinstance(value, str):
+        m = _REF.match(value)
+        if m:
+            ref, sub = m.group(1), (m.group(2) or "").lstrip("/")
+            base = run_dir if ref == RUN_REF else os.path.join(run_dir, ref)
+            return os.path.join(base, sub) if sub else base
+    return value
+
+
+def _refs_of(args: dict[str, Any]) -> list[tuple[str, str]]:
+    """(referenced step, arg key) for every reference in ``args``."""
+    out = []
+    for key, value in args.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                m = _REF.match(item)
+                if m:
+                    out.append((m.group(1), key))
+    return out
+
+
+def _check_args(name: str, job: str, args: Any) -> dict[str, Any]:
+    if not isinstance(args, dict):
+        raise SpecError(f"step {name!r}: field 'args' must be a mapping of flag names to values")
+    info = JOBS[job]
+    for key, value in args.items():
+        if not isinstance(key, str) or key not in info.flags:
+            known = ", ".join(sorted(info.flags))
+            raise SpecError(f"step {name!r}: field 'args.{key}': {job} has no flag "
+                            f"--{str(key).replace('_', '-')} (known: {known})")
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item is not None and not isinstance(item, _SCALARS):
+                raise SpecError(f"step {name!r}: field 'args.{key}': values are scalars or "
+                                f"lists of scalars, got {type(item).__name__}")
+            if isinstance(item, str) and "${" in item and not _REF.match(item):
+                raise SpecError(f"step {name!r}: field 'args.{key}': bad reference {item!r} "
+                                "(write \"${step}\" or \"${step}/sub/path\", the whole value)")
+    return dict(args)
+
+
+def _check_raw(name: str, raw: Any, args: dict[str, Any]) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+        raise SpecError(f"step {name!r}: field 'raw' must be a list of arg names")
+    for key in raw:
+        if key not in args:
+            raise SpecError(f"step {name!r}: field 'raw': {key!r} is not one of its args")
+        if any(k == key for _, k in _refs_of({key: args[key]})):
+            raise SpecError(f"step {name!r}: field 'raw': {key!r} is a step reference, "
+                            "not a raw input")
+    return list(raw)
+
+
+def _check_runs_on(where: str, value: Any, job: str | None) -> str:
+    if not isinstance(value, str) or not _RUNS_ON.match(value):
+        raise SpecError(f"{where}: field 'runs_on' must be local, ray, ray:HOST:PORT or "
+                        f"dataflow, got {value!r}")
+    kind = JOBS[job].kind if job else None
+    if kind and value == "dataflow" and kind != "beam":
+        raise SpecError(f"{where}: field 'runs_on': {job} is not a Beam job, it cannot run on "
+                        "Dataflow")
+    if kind and value.startswith("ray") and kind != "ray":
+        raise SpecError(f"{where}: field 'runs_on': {job} is not a Ray job, it cannot run on "
+                        "a Ray cluster")
+    return value
+
+
+def _step(name: str, doc: Any, defaults: dict) -> Step:
+    if not _NAME.match(str(name)) or name == RUN_REF:
+        raise SpecError(f"step {name!r}: step names are letters, digits, _ and - "
+                        f"(and not {RUN_REF})")
+    if not isinstance(doc, dict):
+        raise SpecError(f"step {name!r}: must be a mapping with job, args, raw, runs_on")
+    unknown = sorted(set(doc) - _STEP_FIELDS)
+    if unknown:
+        raise SpecError(f"step {name!r}: unknown field {unknown[0]!r} "
+                        f"(known: {', '.join(sorted(_STEP_FIELDS))})")
+    job = doc.get("job")
+    if job not in JOBS:
+        raise SpecError(f"step {name!r}: field 'job': unknown job {job!r} "
+                        f"(known: {', '.join(sorted(JOBS))})")
+    args = _check_args(name, job, doc.get("args") or {})
+    raw = _check_raw(name, doc.get("raw") or [], args)
+    runs_on = doc.get("runs_on", defaults.get("runs_on", "local"))
+    if JOBS[job].kind != "ray" and "runs_on" not in doc and str(runs_on).startswith("ray"):
+        runs_on = "local"  # a Ray default does not move the Beam steps
+    if JOBS[job].kind != "beam" and "runs_on" not in doc and runs_on == "dataflow":
+        runs_on = "local"
+    runs_on = _check_runs_on(f"step {name!r}", runs_on, job)
+    upstream = sorted({ref for ref, _ in _refs_of(args) if ref != RUN_REF})
+    return Step(name=name, job=job, runs_on=runs_on, args=args, raw=raw, upstream=upstream)
+
+
+def _check_graph(steps: dict[str, Step]) -> None:
+    for step in steps.values():
+        for ref, key in _refs_of(step.args):
+            if ref != RUN_REF and ref not in steps:
+                raise SpecError(f"step {step.name!r}: field 'args.{key}': reference to "
+                                f"unknown step {ref!r}")
+            if ref == step.name:
+                raise SpecError(f"step {step.name!r}: field 'args.{key}': a step cannot read "
+                                "its own output")
+    try:
+        graphlib.TopologicalSorter({n: s.upstream for n, s in steps.items()}).prepare()
+    except graphlib.CycleError as e:
+        cycle = e.args[1]
+        if cycle[0] not in steps[cycle[1]].upstream:  # say it as "x reads y"
+            cycle = cycle[::-1]
+        reads = ", ".join(f"{a} reads {b}" for a, b in zip(cycle[1:], cycle))
+        raise SpecError(f"step {cycle[1]!r}: field 'args': references form a cycle: "
+                        f"{reads}") from None
+
+
+def parse_pipeline(text: str, path: str = "<string>") -> Pipeline:
+    """A pipeline from the YAML text of a pipeline file; raises SpecError."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(doc, dict):
+        raise SpecError(f"{path}: a pipeline file is a mapping with pipeline, defaults, steps")
+    unknown = sorted(set(doc) - _TOP_FIELDS)
+    if unknown:
+        raise SpecError(f"{path}: unknown field {unknown[0]!r} (known: pipeline, defaults, steps)")
+    name = doc.get("pipeline")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError(f"{path}: field 'pipeline' must be a name (letters, digits, _ and -)")
+    defaults = doc.get("defaults") or {}
+    if not isinstance(defaults, dict) or set(defaults) - _DEFAULT_FIELDS:
+        raise SpecError(f"{path}: field 'defaults' may only set runs_on")
+    if "runs_on" in defaults:
+        _check_runs_on(f"{path}: defaults", defaults["runs_on"], None)
+    steps_doc = doc.get("steps")
+    if not isinstance(steps_doc, dict) or not steps_doc:
+        raise SpecError(f"{path}: field 'steps' must map step names to steps")
+    steps = {str(n): _step(str(n), d, defaults) for n, d in steps_doc.items()}
+    _check_graph(steps)
+    digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return Pipeline(name=name, path=path, steps=steps, digest=digest)
+
+
+def load_pipeline(path: str | os.PathLike) -> Pipeline:
+    """Reads and checks a pipeline file; raises SpecError naming the step and field."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the pipeline file: {e.strerror}") from None
+    return parse_pipeline(text, os.fspath(path))
