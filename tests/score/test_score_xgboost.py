@@ -19,10 +19,8 @@ from tests.score.conftest import score
 
 
 @pytest.fixture(scope="module")
-def scored(flights_slice, flights_features, flights_xgboost, tmp_path_factory):
-    out = tmp_path_factory.mktemp("scored_xgboost")
-    summary = score(flights_features, flights_xgboost, flights_slice, out)
-    return out, summary
+def scored(flights_scored):
+    return flights_scored
 
 
 def _by_id(table, ids: list[str]) -> dict[str, np.ndarray]:
