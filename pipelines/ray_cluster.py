@@ -196,7 +196,7 @@ def _running(pid: int) -> bool:
 def _end_processes(temp_dir: str) -> int:
     """SIGTERM, then SIGKILL, the processes started with ``temp_dir``; how many there were."""
     started = [p for p in _cluster_pids(temp_dir) if _running(p)]
-    for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         pids = [p for p in _cluster_pids(temp_dir) if _running(p)]
         if not pids:
             break
