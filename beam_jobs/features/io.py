@@ -1,17 +1,11 @@
-"""Read*/Write* composites of the feature job: raw files in, Parquet and JSON out.
-
-All file access goes through Beam's FileSystems, so local paths and gs:// work alike.
-"""
+"""The feature job's inputs: the driver-side check of each table's files and headers
+(over ``beam_jobs.common.inputs``, the one input check of the Beam jobs) and ``ReadTable``,
+raw files in as chunks. All file access goes through Beam's FileSystems, so local paths
+and gs:// work alike."""
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
-import os
-import queue
-import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import apache_beam as beam
 import pyarrow as pa
@@ -19,72 +13,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import csvsplit, records
+from beam_jobs.common import csvsplit, inputs, records
+from beam_jobs.common.inputs import InputError
 from mlbatch import storage
 from mlbatch.schema import TableSpec
 
 LOGGER = logging.getLogger(__name__)
 DEAD = "dead"
 FILES = "files"
-T = TypeVar("T")
-
-
-class InputError(ValueError):
-    """An input table cannot be read as declared (e.g. its header lacks declared columns)."""
-
-
-def _is_glob(uri: str) -> bool:
-    return any(c in uri for c in "*?[")
-
-
-def _bounded(what: str, uri: str, fn: Callable[[], T]) -> T:
-    """fn() for a local path; for a remote one, in a daemon thread given up after
-    MLBATCH_GCS_TIMEOUT_S seconds (Beam's GCS client retries unreachable hosts for
-    minutes, silently), raising a StorageError that names what it was trying to reach."""
-    if not storage.is_remote(uri):
-        return fn()
-    timeout = float(os.environ.get(storage.GCS_TIMEOUT_ENV, "30"))
-    done: queue.Queue = queue.Queue(maxsize=1)
-
-    def call():
-        try:
-            done.put((True, fn()))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller below
-            done.put((False, e))
-
-    threading.Thread(target=call, name=f"check {uri}", daemon=True).start()
-    try:
-        ok, value = done.get(timeout=timeout)
-    except queue.Empty:
-        host = os.environ.get(storage.EMULATOR_ENV)
-        via = f" via {storage.EMULATOR_ENV}={host}" if host else ""
-        raise storage.StorageError(
-            f"{what}: no answer from Cloud Storage{via} within {timeout:g} s for {uri} "
-            f"(network, credentials or emulator down? {storage.GCS_TIMEOUT_ENV} sets the "
-            f"limit)") from None
-    if not ok:
-        raise value
-    return value
-
-
-def _match(pattern: str) -> list[str]:
-    def match():
-        try:
-            return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-        except (OSError, ValueError) as e:  # BeamIOError is an OSError
-            LOGGER.debug("match failed for %s: %s", pattern, e)
-            return []
-    return _bounded("listing input files", pattern, match)
-
-
-def names_files(input_root: str) -> bool:
-    """Whether --input names files itself (a glob or a single file) rather than a
-    directory or gs:// prefix holding each table's files."""
-    if _is_glob(input_root):
-        return True
-    if not storage.is_remote(input_root):
-        return os.path.isfile(input_root)
-    return not input_root.endswith("/") and _match(input_root) == [input_root]
 
 
 def table_pattern(input_root: str, table: TableSpec, named: bool = False) -> str:
@@ -115,10 +51,10 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
       mlbatch.storage.StorageError: a remote check got no answer in time, naming the URI.
     """
     found, missing = {}, []
-    named = names_files(input_root)
+    named = inputs.names_files(input_root)
     for t in tables:
         pattern = table_pattern(input_root, t, named)
-        matched = _match(pattern)
+        matched = [path for path, _ in inputs.match_files(pattern)]
         paths = matched
         if named:  # the files of a glob or the file: those named for this table
             paths = [p for p in matched if _names_table(p, t, len(tables) == 1)]
@@ -150,7 +86,8 @@ def _header_columns(table: TableSpec, path: str) -> list[str] | None:
 def check_header(table: TableSpec, path: str) -> str | None:
     """What is wrong with a file's header for its table (None: nothing)."""
     try:
-        names = _bounded("reading the header", path, lambda: _header_columns(table, path))
+        names = inputs.bounded("reading the header", path,
+                               lambda: _header_columns(table, path))
     except UnicodeDecodeError:
         return f"{path}: the header line is not valid UTF-8"
     except storage.StorageError:
@@ -287,13 +224,3 @@ class ReadTable(beam.PTransform):
                 | "Files" >> beam.Create(self._paths)
                 | "ReadChunks" >> beam.ParDo(ReadChunksFn(self._table, self._chunk_rows))
                 .with_outputs(DEAD, FILES, main="chunks"))
-
-
-def write_json(path: str, doc: dict) -> None:
-    with FileSystems.create(path) as f:
-        f.write(json.dumps(doc, indent=2, sort_keys=True, default=str).encode("utf-8"))
-
-
-def read_json(path: str) -> dict:
-    with FileSystems.open(path) as f:
-        return json.loads(f.read().decode("utf-8"))
