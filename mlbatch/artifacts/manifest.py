@@ -46,6 +46,7 @@ _NEVER_DIGESTED = (MANIFEST, PENDING)
 FORMAT_VERSIONS: dict[str, str] = {
     "features": "1.0",
     "cooccurrence": "1.0",
+    "cooccurrence_evaluation": "1.0",
     "xgboost_model": "1.0",
     "jax_model": "1.0",
     "tune_run": "1.0",
