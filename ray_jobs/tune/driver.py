@@ -24,6 +24,7 @@ appended to).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import logging
@@ -242,13 +243,17 @@ def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str
 
 def _driver_logs(s: TuneSettings) -> Path:
     """Where the driver appends its per-trial logs: the experiment directory itself for a
-    local --output; for gs:// a local staging directory, seeded on --resume with the
-    logs the earlier run copied into the experiment."""
+    local --output; for gs:// a local staging directory named after the experiment URI
+    (a restored experiment's scheduler and callbacks keep their paths), seeded on
+    --resume with the logs the earlier run copied into the experiment."""
     if not storage.is_remote(s.experiment_uri):
         s.experiment_dir.mkdir(parents=True, exist_ok=True)
         return s.experiment_dir
-    staging = Path(tempfile.mkdtemp(prefix=f"{s.run_name}_logs_"))
+    key = hashlib.sha256(s.experiment_uri.encode()).hexdigest()[:16]
+    staging = Path(tempfile.gettempdir(), "mlbatch_tune_logs", key)
+    staging.mkdir(parents=True, exist_ok=True)
     for name in (FAILURES_FILE, STOPS_FILE):
+        (staging / name).unlink(missing_ok=True)
         uri = storage.join(s.experiment_uri, name)
         if s.resume and storage.is_file(uri):
             (staging / name).write_bytes(storage.read_bytes(uri))
