@@ -72,7 +72,7 @@ demo-nlp: $(STAMP)
 	$(PY) -m beam_jobs.cooccurrence --input '$(DATA)/sotu/*.txt' --output $(OUT)/cooccurrence \
 	    --window 10 --min-count 5 --svd-dim 300 --overwrite
 	$(PY) -m beam_jobs.cooccurrence.evaluate --vectors $(OUT)/cooccurrence \
-	    --corpus '$(DATA)/sotu/*.txt'
+	    --corpus '$(DATA)/sotu/*.txt' --output $(OUT)/cooccurrence_evaluation --overwrite
 
 bench-nlp: $(STAMP)
 	$(PY) -m benchmarks.cooccurrence_bench --output bench_out/cooccurrence_bench.json

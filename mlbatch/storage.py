@@ -9,6 +9,10 @@ pyarrow's file systems, resolved from a URI here:
   system talks to that emulator anonymously over plain HTTP, so every ``gs://`` path
   works offline against a local emulator.
 
+A process on another machine (a Ray worker) reaches the same place when it has the same
+``worker_env()``: the emulator's address and the timeout, when set here. Real Cloud
+Storage needs nothing passed: every process uses its own credentials.
+
 Remote calls are bounded: the GCS client gives up retrying after
 ``MLBATCH_GCS_TIMEOUT_S`` seconds (default 30) and the error names what it tried to
 reach, instead of hanging.
@@ -28,6 +32,7 @@ import pyarrow.fs as pafs
 GCS_TIMEOUT_ENV = "MLBATCH_GCS_TIMEOUT_S"
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 _BLOCK = 1 << 20
+WORKER_ENV = (EMULATOR_ENV, GCS_TIMEOUT_ENV)  # what decides where gs:// goes, and how long
 
 
 class StorageError(OSError):
@@ -47,6 +52,12 @@ class Location(NamedTuple):
 
 def is_remote(uri: str) -> bool:
     return str(uri).startswith("gs://")
+
+
+def worker_env() -> dict[str, str]:
+    """The variables of WORKER_ENV set in this process: what a worker process elsewhere
+    needs to reach ``gs://`` as this one does (empty when nothing is set)."""
+    return {k: os.environ[k] for k in WORKER_ENV if os.environ.get(k)}
 
 
 def _gcs() -> pafs.GcsFileSystem:

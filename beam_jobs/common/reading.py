@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import os
-import queue
-import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import apache_beam as beam
 import pyarrow as pa
@@ -21,72 +16,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import csvsplit, prepare, records
+from beam_jobs.common import csvsplit, inputs, prepare, records
+from beam_jobs.common.inputs import InputError, names_files
 from mlbatch import storage
 from mlbatch.schema import TableSpec
 
 LOGGER = logging.getLogger(__name__)
 DEAD = "dead"
 FILES = "files"
-T = TypeVar("T")
-
-
-class InputError(ValueError):
-    """An input table cannot be read as declared (e.g. its header lacks declared columns)."""
-
-
-def _is_glob(uri: str) -> bool:
-    return any(c in uri for c in "*?[")
-
-
-def _bounded(what: str, uri: str, fn: Callable[[], T]) -> T:
-    """fn() for a local path; for a remote one, in a daemon thread given up after
-    MLBATCH_GCS_TIMEOUT_S seconds (Beam's GCS client retries unreachable hosts for
-    minutes, silently), raising a StorageError that names what it was trying to reach."""
-    if not storage.is_remote(uri):
-        return fn()
-    timeout = float(os.environ.get(storage.GCS_TIMEOUT_ENV, "30"))
-    done: queue.Queue = queue.Queue(maxsize=1)
-
-    def call():
-        try:
-            done.put((True, fn()))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller below
-            done.put((False, e))
-
-    threading.Thread(target=call, name=f"check {uri}", daemon=True).start()
-    try:
-        ok, value = done.get(timeout=timeout)
-    except queue.Empty:
-        host = os.environ.get(storage.EMULATOR_ENV)
-        via = f" via {storage.EMULATOR_ENV}={host}" if host else ""
-        raise storage.StorageError(
-            f"{what}: no answer from Cloud Storage{via} within {timeout:g} s for {uri} "
-            f"(network, credentials or emulator down? {storage.GCS_TIMEOUT_ENV} sets the "
-            f"limit)") from None
-    if not ok:
-        raise value
-    return value
-
-
-def _match(pattern: str) -> list[str]:
-    def match():
-        try:
-            return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-        except (OSError, ValueError) as e:  # BeamIOError is an OSError
-            LOGGER.debug("match failed for %s: %s", pattern, e)
-            return []
-    return _bounded("listing input files", pattern, match)
-
-
-def names_files(input_root: str) -> bool:
-    """Whether --input names files itself (a glob or a single file) rather than a
-    directory or gs:// prefix holding each table's files."""
-    if _is_glob(input_root):
-        return True
-    if not storage.is_remote(input_root):
-        return os.path.isfile(input_root)
-    return not input_root.endswith("/") and _match(input_root) == [input_root]
 
 
 def table_pattern(input_root: str, table: TableSpec, named: bool = False) -> str:
@@ -117,10 +54,10 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
       mlbatch.storage.StorageError: a remote check got no answer in time, naming the URI.
     """
     found, missing = {}, []
-    named = names_files(input_root)
+    named = inputs.names_files(input_root)
     for t in tables:
         pattern = table_pattern(input_root, t, named)
-        matched = _match(pattern)
+        matched = [path for path, _ in inputs.match_files(pattern)]
         paths = matched
         if named:  # the files of a glob or the file: those named for this table
             paths = [p for p in matched if _names_table(p, t, len(tables) == 1)]
@@ -152,7 +89,8 @@ def _header_columns(table: TableSpec, path: str) -> list[str] | None:
 def check_header(table: TableSpec, path: str) -> str | None:
     """What is wrong with a file's header for its table (None: nothing)."""
     try:
-        names = _bounded("reading the header", path, lambda: _header_columns(table, path))
+        names = inputs.bounded("reading the header", path,
+                               lambda: _header_columns(table, path))
     except UnicodeDecodeError:
         return f"{path}: the header line is not valid UTF-8"
     except storage.StorageError:

@@ -17,10 +17,11 @@ import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
+from beam_jobs.common.inputs import InputError
 from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
 from beam_jobs.cooccurrence import artifacts, pipeline
 from beam_jobs.cooccurrence.config import ConfigError, add_arguments, from_args
-from beam_jobs.cooccurrence.reading import InputError, match_corpus
+from beam_jobs.cooccurrence.reading import match_corpus
 from beam_jobs.cooccurrence.transforms import EmptyVocabularyError
 from mlbatch import storage
 from mlbatch.artifacts import Manifest, OutputExistsError
@@ -28,7 +29,7 @@ from mlbatch.artifacts import Manifest, OutputExistsError
 JOB_NAME = "cooccurrence"
 LOGGER = logging.getLogger("beam_jobs.cooccurrence")
 # Errors of the flags, options, input or output named: exit 2, before anything runs.
-USAGE_ERRORS = (ConfigError, OptionsError, InputError, OutputExistsError)
+USAGE_ERRORS = (ConfigError, OptionsError, InputError, OutputExistsError, storage.StorageError)
 # The corpus cannot give a result (or the result does not add up): exit 1, uncommitted.
 RUN_ERRORS = (EmptyVocabularyError, artifacts.ReconcileError)
 
@@ -42,9 +43,10 @@ def _failure(err: BaseException) -> str:
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> Manifest | None:
     """Runs the job; returns the committed artifact's manifest (None for a dry run).
 
-    Raises ConfigError, OptionsError, InputError or OutputExistsError before anything
-    runs; EmptyVocabularyError or ReconcileError (the output stays uncommitted, its
-    reason recorded) when the corpus gives no usable result.
+    Raises ConfigError, OptionsError, InputError, OutputExistsError or StorageError (a
+    remote input that does not answer) before anything runs; EmptyVocabularyError or
+    ReconcileError (the output stays uncommitted, its reason recorded) when the corpus
+    gives no usable result.
     """
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,11 +1,14 @@
 """Scores the job's PPMI rows and SVD vectors next to gensim Word2Vec, with gensim's evaluators.
 
 python -m beam_jobs.cooccurrence.evaluate --vectors out/cooccurrence \
-    [--corpus 'data/sotu/*.txt'] [--epochs 5] [--output out/cooccurrence/evaluation.json]
+    --output out/cooccurrence_evaluation [--corpus 'data/sotu/*.txt'] [--epochs 5]
 
 ``--vectors`` is a committed co-occurrence artifact (the job's --output, local or gs://),
-read through ``mlbatch.artifacts.cooccurrence``; ``--corpus`` defaults to the corpus files
-the artifact records as its inputs. Word2Vec (skip-gram with negative sampling, and CBOW)
+read through ``mlbatch.artifacts.cooccurrence`` and never written to; ``--output`` is the
+evaluation's own ``cooccurrence_evaluation`` artifact (``evaluation.json``,
+``evaluation.md``; ``mlbatch.artifacts.cooccurrence_evaluation``), which names the vectors
+by URI and digest. ``--corpus`` defaults to the corpus files the artifact records as its
+inputs. Word2Vec (skip-gram with negative sampling, and CBOW)
 is trained on the same corpus, tokenized by the job's tokenizer with the artifact's
 settings, one sentence per line, with the same window and min-count and as many
 dimensions as the SVD vectors. All four models are scored by gensim's
@@ -27,10 +30,12 @@ from gensim.test.utils import datapath
 
 from beam_jobs.cooccurrence.counting import Tokenizer
 from mlbatch import storage
-from mlbatch.artifacts import ArtifactError, write_json
+from mlbatch.artifacts import ArtifactError, ArtifactWriter, Manifest, write_json
 from mlbatch.artifacts.cooccurrence import CooccurrenceArtifact, load_cooccurrence
+from mlbatch.artifacts.cooccurrence_evaluation import RESULTS, TABLE, TYPE
 
 LOGGER = logging.getLogger(__name__)
+JOB = "beam_jobs.cooccurrence.evaluate"
 PAIRS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 ANALOGIES = "questions-words.txt"
 
@@ -136,10 +141,14 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vectors", required=True, help="the job's --output directory")
+    parser.add_argument("--output", required=True,
+                        help="the evaluation's own artifact directory (not inside --vectors)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a committed evaluation in --output")
     parser.add_argument("--corpus", help="glob of the job's input files (default: the "
                                          "corpus files recorded in the artifact)")
     parser.add_argument("--epochs", type=int, default=5, help="Word2Vec epochs (default 5)")
@@ -147,17 +156,56 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-ppmi-words", type=int, default=30_000,
                         help="skip the dense PPMI-row model above this vocabulary size")
-    parser.add_argument("--output", help="JSON results (default <vectors>/evaluation.json)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    vectors, output = storage.locate(args.vectors).uri, storage.locate(args.output).uri
+    if output == vectors or output.startswith(vectors.rstrip("/") + "/"):
+        raise ArtifactError(f"--output {output} is inside --vectors {vectors}: the "
+                            "co-occurrence artifact is committed and stays unchanged; choose "
+                            "a directory of its own")
+
+
+def run(argv: list[str] | None = None) -> Manifest:
+    """Scores the vectors and commits the evaluation artifact; returns its manifest.
+    Raises ArtifactError (unreadable --vectors, bad --output) or FileNotFoundError."""
+    args = parse_args(argv)
+    _check_output(args)
+    writer = ArtifactWriter(args.output, TYPE, job=JOB, config={
+        k: v for k, v in vars(args).items() if k != "overwrite"})
+    art = writer.input_artifact("vectors", args.vectors, "cooccurrence")
+    result = evaluate(args)
+    writer.claim(overwrite=args.overwrite)
     try:
-        result = evaluate(args)
+        return _commit(writer, art, result)
+    except BaseException as err:
+        writer.fail(f"{type(err).__name__}: {err}")
+        raise
+
+
+def _commit(writer: ArtifactWriter, art: Manifest, result: dict) -> Manifest:
+    recorded = {e["uri"]: e for e in art.inputs if e["role"] == "corpus"}
+    for uri in result["corpus"]:
+        known = recorded.get(uri, {})
+        writer.input_file("corpus", uri, sha256=known.get("sha256"), size=known.get("size"))
+    write_json(storage.join(writer.root, RESULTS), result)
+    storage.write_text(storage.join(writer.root, TABLE), markdown_table(result) + "\n")
+    writer.metrics.update(models=len(result["models"]), sentences=result["sentences"],
+                          tokens=result["tokens"])
+    return writer.commit(body={"results": RESULTS, "table": TABLE,
+                               "models": sorted(result["models"])})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: 0 when committed, 2 for usage errors and unreadable inputs."""
+    try:
+        manifest = run(argv)
     except (ArtifactError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    output = args.output or storage.join(args.vectors, "evaluation.json")
-    write_json(output, result)
-    print(markdown_table(result))
-    print(f"wrote {output}")
+    print(storage.read_text(manifest.path(TABLE)), end="")
+    print(f"committed {manifest.root} ({manifest.digest})")
     return 0
 
 

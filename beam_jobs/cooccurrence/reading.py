@@ -22,7 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import deadletter
+from beam_jobs.common import deadletter, inputs
 from beam_jobs.common.deadletter import DEAD_LETTER
 from beam_jobs.cooccurrence.config import JOB
 from beam_jobs.cooccurrence.lines import ByteRange, RangeReader
@@ -30,10 +30,6 @@ from beam_jobs.cooccurrence.lines import ByteRange, RangeReader
 STATS = "stats"
 BINARY_SNIFF_BYTES = 8192
 RAW_FILE_BYTES = 64  # first bytes of a skipped file quoted in its dead-letter record
-
-
-class InputError(ValueError):
-    """--input matches no file, or cannot be listed."""
 
 
 class TextBatch(typing.NamedTuple):
@@ -50,14 +46,8 @@ def _text(raw: bytes) -> str:
 
 def match_corpus(pattern: str) -> list[tuple[str, int]]:
     """(path, size) of every file the --input glob matches, sorted; on the driver, before
-    anything runs (local or remote)."""
-    try:
-        found = FileSystems.match([pattern])[0].metadata_list
-    except (OSError, ValueError) as err:  # BeamIOError is an OSError
-        raise InputError(f"--input {pattern!r} cannot be listed: {err}") from err
-    if not found:
-        raise InputError(f"--input {pattern!r} matches no files")
-    return sorted((m.path, int(m.size_in_bytes)) for m in found)
+    anything runs (local or remote: ``beam_jobs.common.inputs``, bounded in time)."""
+    return inputs.require_files(pattern)
 
 
 class PlanRangesFn(beam.DoFn):

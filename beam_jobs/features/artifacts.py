@@ -14,10 +14,10 @@ import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.common import deadletter
-from beam_jobs.features import io, limits
+from beam_jobs.features import limits
 from beam_jobs.features.preprocessing import raw_feature_spec
 from mlbatch import storage
-from mlbatch.artifacts import ArtifactWriter
+from mlbatch.artifacts import ArtifactWriter, read_json, write_json
 from mlbatch.artifacts.features import Feature, feature_section
 from mlbatch.labels import transform_record
 from mlbatch.schema import DatasetSchema, TableSpec
@@ -193,7 +193,7 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
     write_raw_metadata(output, schema)
     tf_output = tft.TFTransformOutput(output)
     summary_path = FileSystems.join(output, "summary.json")
-    summary = io.read_json(summary_path)
+    summary = read_json(summary_path)
     summary["crosses"] = flag_overcrossing(schema, summary["crosses"])
     summary["versions"] = versions()
     summary["analyzers"] = analyzers
@@ -201,7 +201,7 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
     summary["reconciled"] = unreconciled is None
     summary["failure"] = unreconciled or limits.check_limits(summary, schema.limits,
                                                              max_dead_letter_share)
-    io.write_json(summary_path, summary)
+    write_json(summary_path, summary)
     if summary["failure"]:
         writer.fail(summary["failure"])
         return summary

@@ -13,6 +13,7 @@ from beam_jobs.features import io, limits, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
                                               make_reference_preprocessing_fn,
                                               tensor_adapter_config)
+from mlbatch.artifacts import write_json
 from mlbatch.schema import DatasetSchema
 
 EXCLUDED_SCHEMA = pa.schema([(prepare.EXAMPLE_ID, pa.string()), ("reason", pa.string())])
@@ -114,7 +115,7 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
              assemble_summary, schema=schema, counts=beam.pvalue.AsSingleton(count_dict),
              stats=beam.pvalue.AsSingleton(stats), crosses=beam.pvalue.AsSingleton(cross_stats),
              files=beam.pvalue.AsList(all_files), reasons=beam.pvalue.AsSingleton(reasons))
-         | "WriteSummary" >> beam.Map(lambda doc: io.write_json(
+         | "WriteSummary" >> beam.Map(lambda doc: write_json(
              FileSystems.join(out, "summary.json"), doc)))
 
 

@@ -1,34 +1,11 @@
-"""The artifact contract shared by every job: ``artifact.json``, its writer and reader.
+"""Producing an artifact: the one output guard (``claim_output``), the failure marker,
+``ArtifactWriter`` (inputs, lineage, metrics, ``commit``) and the one JSON writer.
 
-Every job's output directory is an *artifact*. While a job runs, the directory holds a
-``_PENDING.json`` marker; the job's last act is writing ``artifact.json`` (atomically),
-which is the commit marker: a directory without it holds nothing anyone may read, and
-every reader refuses it, naming why (the marker says whether the run failed and how).
-
-``artifact.json``::
-
-    type, format_version ("major.minor"), producer {job, package, version, git_commit},
-    config (the job's effective configuration), schema {name, version, sha256} | null,
-    inputs [{role, kind: artifact|file, uri, type?, digest? | sha256 + size}],
-    outputs {files: [{path, size, sha256, rows?}], rows: {...}},
-    digest ("sha256:..." over the output files' relative paths and hashes),
-    metrics, timings {started, finished, wall_s, ...},
-    lineage [input nodes, each artifact node carrying its own upstream lineage],
-    <type>: the type's own section (e.g. "features": label, features, splits)
-
-Paths inside are relative to the directory, so a committed directory can be moved or
-copied (also to ``gs://``) and still be read. An artifact's identity is its ``digest``:
-the content of its files, never its path, a run id or a timestamp.
-
-Readers accept the same major ``format_version`` and any minor one (minor versions only
-add fields); an unknown major version is refused.
+What ``artifact.json`` holds, how it is read back and verified: ``manifest``.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import fnmatch
-import hashlib
 import json
 import logging
 import os
@@ -39,207 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from mlbatch import storage
+from mlbatch.artifacts.manifest import (FORMAT_VERSIONS, MANIFEST, PENDING, ArtifactError,
+                                        Manifest, digest_of, pending_state, read_manifest,
+                                        scan_outputs)
 
 LOGGER = logging.getLogger(__name__)
-
-MANIFEST = "artifact.json"
-PENDING = "_PENDING.json"
-_NEVER_DIGESTED = (MANIFEST, PENDING)
-
-# The current format version of every artifact type. A reader accepts its major version.
-FORMAT_VERSIONS: dict[str, str] = {
-    "features": "1.0",
-    "cooccurrence": "1.0",
-    "xgboost_model": "1.0",
-    "jax_model": "1.0",
-    "tune_run": "1.0",
-    "predictions": "1.0",
-    "monitor": "1.0",
-    "run_report": "1.0",
-}
 _REPO = Path(__file__).resolve().parents[2]
-
-
-class ArtifactError(ValueError):
-    """A directory cannot be read as the artifact asked for (the message says why)."""
-
-
-class UncommittedError(ArtifactError):
-    """The directory has no ``artifact.json``: its run failed, was killed or still runs."""
-
-
-class FormatVersionError(ArtifactError):
-    """The artifact was written in a major format version this code cannot read."""
 
 
 class OutputExistsError(ArtifactError):
     """The output directory holds something a job must not silently replace."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Manifest:
-    """A committed artifact, as read back from its ``artifact.json``."""
-    root: str  # where it was read from (not stored: the directory may move)
-    doc: dict
-
-    @property
-    def type(self) -> str:
-        return self.doc["type"]
-
-    @property
-    def format_version(self) -> str:
-        return self.doc["format_version"]
-
-    @property
-    def digest(self) -> str:
-        return self.doc["digest"]
-
-    @property
-    def body(self) -> dict:
-        """The type's own section."""
-        return self.doc.get(self.type, {})
-
-    @property
-    def config(self) -> dict:
-        return self.doc.get("config", {})
-
-    @property
-    def inputs(self) -> list[dict]:
-        return self.doc.get("inputs", [])
-
-    @property
-    def metrics(self) -> dict:
-        return self.doc.get("metrics", {})
-
-    @property
-    def files(self) -> list[dict]:
-        return self.doc["outputs"]["files"]
-
-    @property
-    def rows(self) -> dict:
-        return self.doc["outputs"].get("rows", {})
-
-    def path(self, relpath: str) -> str:
-        """URI of a file of this artifact."""
-        return storage.join(self.root, relpath)
-
-    def input(self, role: str) -> dict:
-        for entry in self.inputs:
-            if entry["role"] == role:
-                return entry
-        raise ArtifactError(f"{self.root}: no input with role {role!r} "
-                            f"(roles: {[e['role'] for e in self.inputs]})")
-
-
-def _major(version: str) -> int:
-    try:
-        return int(str(version).split(".", 1)[0])
-    except ValueError:
-        raise FormatVersionError(f"format_version {version!r} is not 'major.minor'") from None
-
-
-def pending_state(root: str) -> dict | None:
-    """The ``_PENDING.json`` marker of an uncommitted directory, or None."""
-    uri = storage.join(root, PENDING)
-    if not storage.exists(uri):
-        return None
-    try:
-        return json.loads(storage.read_text(uri))
-    except (ValueError, storage.StorageError):
-        return {"job": "?", "failure": "unreadable _PENDING.json marker"}
-
-
-def read_manifest(root: str | os.PathLike, expected_type: str | None = None) -> Manifest:
-    """Reads a committed artifact; refuses, naming the cause, a directory that does not
-    exist, is uncommitted, is of another type or of an unknown major format version."""
-    root = storage.locate(root).uri
-    uri = storage.join(root, MANIFEST)
-    what = f"{expected_type} artifact" if expected_type else "artifact"
-    if not storage.exists(uri):
-        if not storage.is_dir(root):
-            raise ArtifactError(f"{what} {root} does not exist")
-        state = pending_state(root)
-        if state is None:
-            raise UncommittedError(
-                f"{root} has no {MANIFEST}: it is not a committed {what} (a job's output "
-                f"is readable only once the job has committed it)")
-        if state.get("failure"):
-            raise UncommittedError(f"{root} is uncommitted: the {state.get('job', '?')} run "
-                                   f"that wrote it failed: {state['failure']}")
-        raise UncommittedError(
-            f"{root} is uncommitted: a {state.get('job', '?')} run started at "
-            f"{state.get('started', '?')} has not committed it (still running, or killed)")
-    try:
-        doc = json.loads(storage.read_text(uri))
-    except ValueError as e:
-        raise ArtifactError(f"{uri}: not valid JSON ({e})") from e
-    for key in ("type", "format_version", "digest", "outputs"):
-        if key not in doc:
-            raise ArtifactError(f"{uri}: field {key!r} is missing")
-    if expected_type is not None and doc["type"] != expected_type:
-        raise ArtifactError(f"{root} is a {doc['type']!r} artifact, not {expected_type!r}")
-    known = FORMAT_VERSIONS.get(doc["type"])
-    if known is None:
-        raise ArtifactError(f"{uri}: unknown artifact type {doc['type']!r}")
-    if _major(doc["format_version"]) != _major(known):
-        raise FormatVersionError(
-            f"{uri}: {doc['type']} format_version {doc['format_version']} is not readable by "
-            f"this version of mlbatch (it reads {_major(known)}.x); rebuild the artifact or "
-            f"use a matching mlbatch")
-    return Manifest(root=root, doc=doc)
-
-
-# --- digests -------------------------------------------------------------------------------
-def digest_of(entries: list[dict]) -> str:
-    """The content digest of an artifact: SHA-256 over its files' paths and hashes."""
-    canon = json.dumps(sorted([e["path"], e["sha256"]] for e in entries), separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
-
-
-def _digested(relpath: str, excludes: tuple[str, ...]) -> bool:
-    name = relpath.rsplit("/", 1)[-1]
-    if relpath in _NEVER_DIGESTED or name.startswith(".") or name.endswith(".tmp"):
-        return False
-    return not any(fnmatch.fnmatch(relpath, pat) for pat in excludes)
-
-
-def _parquet_rows(uri: str) -> int | None:
-    import pyarrow.parquet as pq
-
-    loc = storage.locate(uri)
-    try:
-        with loc.fs.open_input_file(loc.path) as f:
-            return pq.ParquetFile(f).metadata.num_rows
-    except Exception:  # noqa: BLE001 - an unreadable footer is reported as no row count
-        return None
-
-
-def scan_outputs(root: str, excludes: tuple[str, ...] = ()) -> list[dict]:
-    """Every digested file under root: relative path, size, SHA-256 (and Parquet rows)."""
-    entries = []
-    for f in storage.list_files(root):
-        if not _digested(f.relpath, excludes):
-            continue
-        uri = storage.join(root, f.relpath)
-        entry = {"path": f.relpath, "size": f.size, "sha256": storage.sha256(uri)}
-        if f.relpath.endswith(".parquet"):
-            entry["rows"] = _parquet_rows(uri)
-        entries.append(entry)
-    return entries
-
-
-def verify(manifest: Manifest) -> list[str]:
-    """Problems found by re-hashing a committed artifact's files (empty: intact)."""
-    problems = []
-    for entry in manifest.files:
-        uri = manifest.path(entry["path"])
-        if not storage.exists(uri):
-            problems.append(f"{entry['path']}: missing")
-        elif storage.sha256(uri) != entry["sha256"]:
-            problems.append(f"{entry['path']}: content differs from the recorded sha256")
-    if digest_of(manifest.files) != manifest.digest:
-        problems.append("digest does not match the recorded files")
-    return problems
 
 
 # --- producing an artifact -----------------------------------------------------------------

@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from mlbatch import storage
-from mlbatch.artifacts.base import ArtifactError, Manifest, read_json, read_manifest
+from mlbatch.artifacts.base import read_json
+from mlbatch.artifacts.manifest import ArtifactError, Manifest, read_manifest
 
 TYPE = "cooccurrence"
 

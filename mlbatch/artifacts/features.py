@@ -38,7 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlbatch import storage
-from mlbatch.artifacts.base import ArtifactError, Manifest, read_json, read_manifest
+from mlbatch.artifacts.base import read_json
+from mlbatch.artifacts.manifest import ArtifactError, Manifest, read_manifest
 from mlbatch.labels import LabelTransformError, check_label_transform
 
 TYPE = "features"

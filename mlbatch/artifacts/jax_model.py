@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from mlbatch import storage
-from mlbatch.artifacts.base import ArtifactError, Manifest, read_manifest
+from mlbatch.artifacts.manifest import ArtifactError, Manifest, read_manifest
 
 TYPE = "jax_model"
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlbatch import storage
-from mlbatch.artifacts.base import ArtifactError, Manifest, read_manifest
+from mlbatch.artifacts.manifest import ArtifactError, Manifest, read_manifest
 
 TYPE = "tune_run"
 

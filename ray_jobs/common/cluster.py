@@ -15,13 +15,22 @@ unless Ray's public setting ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its single-
 mode) is in the environment when ``ray`` is first imported; the jobs' ``main`` sets it
 (:func:`prefer_loopback`) before importing Ray, and :func:`connect` refuses to start a
 local Ray that would not be on loopback.
+
+Storage for the workers: Ray workers do not inherit the driver's environment. When this
+driver points ``gs://`` at an emulator (``STORAGE_EMULATOR_HOST``, see
+``mlbatch.storage.worker_env``), :func:`connect` passes those variables, and only those,
+as the Ray job's ``runtime_env`` ``env_vars``, so every actor and task of the job reaches
+the same bucket; :func:`check_worker_env` refuses a ``gs://`` run on a connection made
+without them (its workers would reach another place, or hang).
 """
 from __future__ import annotations
 
 import ipaddress
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from mlbatch import storage
 
 logger = logging.getLogger(__name__)
 
@@ -50,26 +59,58 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def worker_runtime_env() -> dict | None:
+    """The runtime_env a job's driver connects with: the storage variables its workers
+    need (``mlbatch.storage.worker_env``), or None when there are none."""
+    env = storage.worker_env()
+    return {"env_vars": env} if env else None
+
+
 def connect(address: str | None) -> None:
     """``address``, else ``auto`` when RAY_ADDRESS names a cluster (as under ``ray job
-    submit``), else a new local single-node Ray on 127.0.0.1. No-op when connected."""
+    submit``), else a new local single-node Ray on 127.0.0.1; the job's runtime_env is
+    :func:`worker_runtime_env`. No-op when connected."""
     import ray
 
     if ray.is_initialized():
         return
     if address is None and os.environ.get("RAY_ADDRESS"):
         address = "auto"
+    runtime_env = worker_runtime_env()
+    if runtime_env:
+        logger.info("passing %s to the Ray workers", sorted(runtime_env["env_vars"]))
     if address is not None:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
         return
     host = ray.util.get_node_ip_address()  # what a new local Ray would advertise
     if not is_loopback(host):
         raise ClusterError(
             f"a local Ray here would listen on {host}, not loopback: set {LOCAL_ONLY_ENV}=0 "
             "before Ray is imported (the job's command line does), or pass --address")
-    ctx = ray.init(dashboard_host="127.0.0.1", log_to_driver=False)
+    ctx = ray.init(dashboard_host="127.0.0.1", log_to_driver=False, runtime_env=runtime_env)
     logger.info("local Ray on loopback: node %s, GCS %s, dashboard %s", host,
                 ctx.address_info.get("gcs_address"), ctx.dashboard_url or "off")
+
+
+def check_worker_env(uris: Iterable[str]) -> None:
+    """Refuses, before any worker starts, a run over ``gs://`` URIs whose Ray workers
+    would not see this driver's storage variables (a connection made without
+    :func:`worker_runtime_env`): they would reach real Cloud Storage instead of the
+    emulator named here, or wait on it until timing out."""
+    import ray
+
+    remote = [u for u in uris if storage.is_remote(str(u))]
+    want = storage.worker_env()
+    if not remote or not want:
+        return
+    have = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
+    missing = sorted(k for k, v in want.items() if have.get(k) != v)
+    if missing:
+        raise ClusterError(
+            f"{remote[0]}: this driver reaches gs:// with {missing} set, but its Ray job "
+            "does not pass them to the workers; connect through "
+            "ray_jobs.common.cluster.connect (or ray.init(runtime_env=cluster."
+            "worker_runtime_env()))")
 
 
 def driver_host() -> str:

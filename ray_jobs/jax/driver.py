@@ -244,6 +244,7 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
     use_ray = config.num_workers > 1 or address is not None
     if use_ray:
         cluster.connect(address)
+        cluster.check_worker_env([fs.root, writer.root])
     group = start_group(config, fs.root, use_ray=use_ray)
     try:
         writer.claim(resume=True)  # the output guard; keeps this run's own checkpoints

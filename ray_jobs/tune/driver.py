@@ -13,15 +13,24 @@ Output layout (``--output``)::
                             ``mlbatch.artifacts.tune_run``): lineage to the features,
                             settings, best trial; the experiment directory is outside
                             its digest (Tune's state and event files are not deterministic)
+
+``--output`` may be a ``gs://`` URI: Tune then stores the experiment there itself
+(``RunConfig.storage_filesystem`` = ``mlbatch.storage``'s pyarrow file system, so an
+emulator named by STORAGE_EMULATOR_HOST is honoured), and everything else is written
+through ``mlbatch.storage``. The driver's own per-trial logs (failures, scheduler stops)
+are appended to locally and copied into the experiment after the run (objects cannot be
+appended to).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import logging
 import os
 import re
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -94,8 +103,17 @@ class TuneSettings:
         return self.name or f"{self.job}_tune"
 
     @property
+    def output_uri(self) -> str:
+        return storage.locate(self.output).uri
+
+    @property
+    def experiment_uri(self) -> str:
+        return storage.join(self.output_uri, self.run_name)
+
+    @property
     def experiment_dir(self) -> Path:
-        return Path(self.output).resolve() / self.run_name
+        """The experiment of a local --output."""
+        return Path(self.experiment_uri)
 
 
 def load_plugin(job: str) -> ModuleType:
@@ -179,19 +197,29 @@ def _check_resources(resources) -> None:
                             hint="Lower the trial's resources (--set ...) or add nodes.")
 
 
+def _storage(uri: str) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Tune: a local path as it is; a gs:// URI as
+    the path in mlbatch.storage's file system."""
+    if not storage.is_remote(uri):
+        return uri, None
+    loc = storage.locate(uri)
+    return loc.path, loc.fs
+
+
 def _settings_for_run(s: TuneSettings) -> TuneSettings:
     """On --resume the saved settings win (features, space, base config ...)."""
-    path = Path(s.output).resolve() / SETTINGS_FILE
-    exp = s.experiment_dir
+    path = storage.join(s.output_uri, SETTINGS_FILE)
+    exp = s.experiment_uri
     if s.resume:
-        if not tune.Tuner.can_restore(str(exp)):
+        exp_path, exp_fs = _storage(exp)
+        if not tune.Tuner.can_restore(exp_path, storage_filesystem=exp_fs):
             raise TuneSetupError(f"--resume: no experiment to restore at {exp}")
-        saved = json.loads(path.read_text()) if path.is_file() else {}
+        saved = json.loads(storage.read_text(path)) if storage.is_file(path) else {}
         if saved.get("job", s.job) != s.job:
             raise TuneSetupError(f"--resume: {exp} is a {saved['job']!r} experiment")
         return dataclasses.replace(s, **{k: v for k, v in saved.items()
                                          if k not in ("resume", "output", "address")})
-    if exp.exists() and any(exp.iterdir()):
+    if storage.list_files(exp, limit=1):
         raise TuneSetupError(f"{exp} already holds an experiment: pass --resume to continue "
                              "it, or a new --name / --output")
     return s
@@ -200,7 +228,7 @@ def _settings_for_run(s: TuneSettings) -> TuneSettings:
 def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str, Any]:
     """Runs (or resumes) the experiment; returns the best trial's summary."""
     s = _settings_for_run(settings)
-    writer = ArtifactWriter(Path(s.output).resolve(), "tune_run", job="ray_jobs.tune",
+    writer = ArtifactWriter(s.output_uri, "tune_run", job="ray_jobs.tune",
                             config=json.loads(json.dumps(dataclasses.asdict(s), default=str)))
     writer.claim(resume=s.resume)  # the output guard (a resumed run keeps its files)
     if not s.resume:
@@ -213,16 +241,42 @@ def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str
     return summary
 
 
+def _driver_logs(s: TuneSettings) -> Path:
+    """Where the driver appends its per-trial logs: the experiment directory itself for a
+    local --output; for gs:// a local staging directory named after the experiment URI
+    (a restored experiment's scheduler and callbacks keep their paths), seeded on
+    --resume with the logs the earlier run copied into the experiment."""
+    if not storage.is_remote(s.experiment_uri):
+        s.experiment_dir.mkdir(parents=True, exist_ok=True)
+        return s.experiment_dir
+    key = hashlib.sha256(s.experiment_uri.encode()).hexdigest()[:16]
+    staging = Path(tempfile.gettempdir(), "mlbatch_tune_logs", key)
+    staging.mkdir(parents=True, exist_ok=True)
+    for name in (FAILURES_FILE, STOPS_FILE):
+        (staging / name).unlink(missing_ok=True)
+        uri = storage.join(s.experiment_uri, name)
+        if s.resume and storage.is_file(uri):
+            (staging / name).write_bytes(storage.read_bytes(uri))
+    return staging
+
+
+def _publish_logs(s: TuneSettings, logs: Path) -> None:
+    """Copies the staged driver logs of a gs:// run into its experiment."""
+    if storage.is_remote(s.experiment_uri):
+        for f in logs.iterdir():
+            storage.write_bytes(storage.join(s.experiment_uri, f.name), f.read_bytes())
+
+
 def _run(s: TuneSettings, plugin: ModuleType | None, writer: ArtifactWriter) -> dict[str, Any]:
     plugin = plugin or load_plugin(s.job)
     space = load_space(s.search_space or plugin.SEARCH_SPACE_FILE)
     trainable = plugin.make_trainable(s.features, dict(s.base_config))  # validates first
     cluster.connect(s.address)
+    cluster.check_worker_env([s.features, s.output])
     resources = plugin.trial_resources(dict(s.base_config))
     _check_resources(resources)
     trainable = tune.with_resources(trainable, resources)
-    exp = s.experiment_dir
-    exp.mkdir(parents=True, exist_ok=True)
+    exp, logs = s.experiment_uri, _driver_logs(s)
     # Save the experiment state at least every second, so that a killed driver loses at
     # most the last second of trial bookkeeping (trial progress itself is checkpointed).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -231,33 +285,36 @@ def _run(s: TuneSettings, plugin: ModuleType | None, writer: ArtifactWriter) -> 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if s.resume:
         logger.info("resuming %s", exp)
-        tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True)
+        exp_path, exp_fs = _storage(exp)
+        tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=exp_fs)
     else:
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=tune.TuneConfig(
                 metric=plugin.METRIC, mode=plugin.MODE, num_samples=s.num_samples,
                 search_alg=_make_search(s),
-                scheduler=_make_scheduler(s, plugin, exp / STOPS_FILE),
+                scheduler=_make_scheduler(s, plugin, logs / STOPS_FILE),
                 # A finished trial's process (Ray Tune + the job's imports loaded) runs
                 # the next trial: saves seconds of worker start-up per trial.
                 reuse_actors=True,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
-            run_config=_run_config(s, exp))
+            run_config=_run_config(s, logs))
     results = tuner.fit()
+    _publish_logs(s, logs)
     features = writer.input_artifact("features", s.features, "features")
-    summary = report.write(results, plugin, Path(writer.root), exp, features=features.root)
+    summary = report.write(results, plugin, writer.root, exp, logs, features=features.root)
     report.commit(writer, summary, plugin, s.job, s.run_name)
     return summary
 
 
-def _run_config(s: TuneSettings, exp: Path) -> tune.RunConfig:
+def _run_config(s: TuneSettings, logs: Path) -> tune.RunConfig:
     from ray.tune.logger import TBXLoggerCallback
 
+    storage_path, storage_filesystem = _storage(s.output_uri)
     return tune.RunConfig(
-        name=s.run_name, storage_path=str(Path(s.output).resolve()),
+        name=s.run_name, storage_path=storage_path, storage_filesystem=storage_filesystem,
         failure_config=tune.FailureConfig(max_failures=s.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[TBXLoggerCallback(), FailureLogCallback(exp / FAILURES_FILE)],
+        callbacks=[TBXLoggerCallback(), FailureLogCallback(logs / FAILURES_FILE)],
         verbose=1)

@@ -1,6 +1,7 @@
 """Results of a finished (or resumed) experiment: table, best params, best model."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -9,6 +10,9 @@ from types import ModuleType
 from typing import Any
 
 import pandas as pd
+
+from mlbatch import storage
+from mlbatch.artifacts import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +37,11 @@ def _trial_id(result) -> str:
     return tid or Path(result.path).name.removeprefix("trial_")
 
 
-def results_table(results, metric: str, mode: str, exp: Path) -> pd.DataFrame:
-    stopped = {r["trial_id"]: r["iteration"] for r in _read_jsonl(exp / STOPS_FILE)}
+def results_table(results, metric: str, mode: str, logs: Path) -> pd.DataFrame:
+    """One row per trial; ``logs``: the driver's per-trial logs (failures, stops)."""
+    stopped = {r["trial_id"]: r["iteration"] for r in _read_jsonl(logs / STOPS_FILE)}
     failures: dict[str, int] = {}
-    for rec in _read_jsonl(exp / FAILURES_FILE):
+    for rec in _read_jsonl(logs / FAILURES_FILE):
         failures[rec["trial_id"]] = max(failures.get(rec["trial_id"], 0), rec["num_failures"])
     rows = []
     for r in results:
@@ -65,17 +70,18 @@ def results_table(results, metric: str, mode: str, exp: Path) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def write(results, plugin: ModuleType, output: Path, exp: Path, *, features: str
+def write(results, plugin: ModuleType, output: str, exp: str, logs: Path, *, features: str
           ) -> dict[str, Any]:
     """Writes results.parquet/.csv, best_params.json and best/ (plug-in's export_best,
-    a committed model artifact with lineage to ``features``)."""
+    a committed model artifact with lineage to ``features``) into ``output`` (any URI)."""
     metric, mode = plugin.METRIC, plugin.MODE
-    table = results_table(results, metric, mode, exp)
-    output.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(output / f"{RESULTS_TABLE}.parquet", index=False)
-    table.to_csv(output / f"{RESULTS_TABLE}.csv", index=False)
+    table = results_table(results, metric, mode, logs)
+    parquet = io.BytesIO()
+    table.to_parquet(parquet, index=False)
+    storage.write_bytes(storage.join(output, f"{RESULTS_TABLE}.parquet"), parquet.getvalue())
+    storage.write_text(storage.join(output, f"{RESULTS_TABLE}.csv"), table.to_csv(index=False))
     summary: dict[str, Any] = {
-        "experiment": str(exp), "trials": len(table),
+        "experiment": exp, "trials": len(table),
         "errored": int((table["status"] == "ERROR").sum()) if len(table) else 0,
         "scheduler_stopped": int((table["end_reason"] == "scheduler_stopped").sum())
         if len(table) else 0}
@@ -90,10 +96,11 @@ def write(results, plugin: ModuleType, output: Path, exp: Path, *, features: str
     summary["best"] = {"trial_id": _trial_id(best), "config": best.config,
                        metric: None if math.isnan(value) else float(value),
                        "iterations": best.metrics.get("training_iteration")}
-    (output / BEST_PARAMS).write_text(json.dumps(summary["best"], indent=2, default=str))
+    write_json(storage.join(output, BEST_PARAMS), summary["best"])
     if best.checkpoint is not None:
-        digest = plugin.export_best(best.checkpoint, str(output / BEST_DIR), features=features)
-        summary["best"]["exported_to"] = str(output / BEST_DIR)
+        best_dir = storage.join(output, BEST_DIR)
+        digest = plugin.export_best(best.checkpoint, best_dir, features=features)
+        summary["best"]["exported_to"] = best_dir
         summary["best"]["model_digest"] = digest
     logger.info("best trial %s: %s=%s config=%s", summary["best"]["trial_id"], metric,
                 summary["best"][metric], best.config)

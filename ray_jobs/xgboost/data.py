@@ -111,21 +111,23 @@ def _check_label_variety(fs: FeatureSet) -> None:
 def ray_dmatrix(fs: FeatureSet, split: str, num_actors: int):
     """A lazily loaded ``RayDMatrix`` over the split's Parquet files.
 
-    With at least as many local files as actors, each actor reads its own files
-    (distributed loading, the driver touches no rows); otherwise the driver reads the
-    split and xgboost-ray shards it by row (central loading). ``gs://`` features are
-    always loaded centrally: the driver reads them through pyarrow's GCS file system
-    (xgboost-ray's actors would open the URIs with pandas, outside ``mlbatch.storage``).
-    xgboost-ray 0.1.19 counts a Parquet file list's rows as its number of files there,
-    so central loading gets a DataFrame.
+    With at least as many files as actors, each actor reads its own files (distributed
+    loading, the driver touches no rows); otherwise the driver reads the split and
+    xgboost-ray shards it by row (central loading). Either way the files are read through
+    ``mlbatch.storage``'s pyarrow file system (local, ``gs://``, or the emulator that
+    STORAGE_EMULATOR_HOST names): the actors get it with the paths, pickled with its
+    endpoint. xgboost-ray 0.1.19 counts a Parquet file list's rows as its number of files
+    there, so central loading gets a DataFrame.
     """
     from xgboost_ray import RayDMatrix, RayFileType
 
     files = fs.files(split)
     columns = fs.names + [fs.label]
-    if len(files) >= num_actors and not storage.is_remote(fs.root):
-        return RayDMatrix(files, label=fs.label, columns=columns, feature_names=fs.names,
-                          filetype=RayFileType.PARQUET, distributed=True)
+    if len(files) >= num_actors:
+        located = [storage.locate(uri) for uri in files]
+        return RayDMatrix([loc.path for loc in located], label=fs.label, columns=columns,
+                          feature_names=fs.names, filetype=RayFileType.PARQUET,
+                          distributed=True, filesystem=located[0].fs)
     logger.info("split %s: %d file(s), %d actors, loading centrally and sharding by row",
                 split, len(files), num_actors)
     frame = fs.read_table(split, columns=columns).to_pandas()

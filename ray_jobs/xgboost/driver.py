@@ -126,6 +126,7 @@ def _config_dict(config: XGBoostConfig) -> dict[str, Any]:
 def _train_and_write(config: XGBoostConfig, fs: FeatureSet, params: dict,
                      writer: ArtifactWriter, callbacks: Sequence, started: float) -> dict:
     ray_cluster.connect(config.address)
+    ray_cluster.check_worker_env([config.features, config.output])
     layout = resolve_layout(config)
     cluster.check_layout(layout)
     logger.info("training %s on %d train / %d eval rows, %d features, task %s; collective "

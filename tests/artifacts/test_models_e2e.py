@@ -1,6 +1,10 @@
 """Both trainers on the REAL feature-job output of the flights slice: from Cloud Storage
 (the local emulator, tests/conftest.py) to Cloud Storage, from a moved directory, and the
-model artifacts read back by their readers alone (lineage by URI and digest intact)."""
+model artifacts read back by their readers alone (lineage by URI and digest intact).
+
+On gs:// the rows are read where the work is: by XGBoost's training actor (distributed
+loading) and by the JAX job's Ray worker, both reaching the emulator through the
+storage variables the driver passes as the Ray job's runtime_env (ray_jobs.common.cluster)."""
 from __future__ import annotations
 
 import io
@@ -40,23 +44,26 @@ def train_xgboost(features: str, output: str) -> dict:
     return driver.run(XGBoostConfig(features=features, output=output, **XGB))
 
 
-def train_jax(features: str, output: str) -> dict:
+def train_jax(features: str, output: str, address: str | None = None) -> dict:
+    """In process; with ``address``, in one Ray worker (its own process)."""
     from ray_jobs.jax import driver
-    return driver.run(tiny_config(epochs=2, batch_size=128), features, output)
+    return driver.run(tiny_config(epochs=2, batch_size=128), features, output, address=address)
 
 
 @pytest.fixture(scope="module")
-def gcs_models(gcs_emulator, flights_features, connected):
+def gcs_models(gcs_emulator, flights_features, connected_gcs):
     """The feature job's flights output copied to gs://mlbatch-test/flights/features; both
-    trainers read it there and write their models next to it.
+    trainers read it there (XGBoost's actor and the JAX job's Ray worker themselves) and
+    write their models next to it.
 
     (The feature job itself cannot write to the emulator: tf.Transform writes through
     TensorFlow's GCS file system, whose endpoint is fixed to www.googleapis.com.)"""
     features = gcs_emulator.uri("flights", "features")
     storage.copy_tree(str(flights_features), features)
     xgb_out, jax_out = gcs_emulator.uri("models", "xgboost"), gcs_emulator.uri("models", "jax")
-    return features, (xgb_out, train_xgboost(features, xgb_out)), (jax_out,
-                                                                    train_jax(features, jax_out))
+    xgb = train_xgboost(features, xgb_out)
+    return features, (xgb_out, xgb), (jax_out, train_jax(features, jax_out,
+                                                        address=connected_gcs.gcs_address))
 
 
 def assert_lineage(model_uri: str, model_type: str, features_uri: str) -> None:
@@ -95,6 +102,31 @@ def test_gcs_features_train_both_models_committed_on_gcs(gcs_models):
     assert jax_m.metrics["eval_loss"] == jax_summary["best"]["eval_loss"]
     assert jax_m.body["best_epoch"] == jax_summary["best_epoch"]
     assert jax_m.body["epochs_completed"] == jax_summary["best_epoch"] + 1
+
+
+def test_gcs_rows_are_read_by_the_training_actors(gcs_models):
+    """XGBoost's actors load their own Parquet files from the bucket (distributed
+    loading; the driver reads no rows), through the pyarrow file system of the emulator."""
+    import pyarrow.fs as pafs
+
+    from ray_jobs.xgboost import data
+    fs = load_feature_set(gcs_models[0])
+    matrix = data.ray_dmatrix(fs, "train", num_actors=1)
+    assert matrix.distributed
+    assert matrix.loader.data == [storage.locate(u).path for u in fs.files("train")]
+    assert isinstance(matrix.loader.kwargs["filesystem"], pafs.GcsFileSystem)
+
+
+def test_gcs_run_is_refused_when_the_workers_would_not_see_the_emulator(gcs_models,
+                                                                        monkeypatch):
+    from ray_jobs.common import cluster
+    features = gcs_models[0]
+    cluster.check_worker_env([features])  # this connection passes the emulator on
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    cluster.check_worker_env(["/local/features"])  # nothing remote: nothing to pass
+    with pytest.raises(cluster.ClusterError, match=r"\['STORAGE_EMULATOR_HOST'\] set, but "
+                                                   r"its Ray job does not pass them"):
+        cluster.check_worker_env([features, "/local/out"])
 
 
 SCORE_SCRIPT = r"""

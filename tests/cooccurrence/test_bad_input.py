@@ -17,7 +17,7 @@ from gensim.test.utils import datapath
 
 from beam_jobs.cooccurrence.__main__ import main, run
 from beam_jobs.cooccurrence.config import ConfigError
-from beam_jobs.cooccurrence.reading import InputError
+from beam_jobs.common.inputs import InputError
 from mlbatch.artifacts import read_manifest, verify
 from mlbatch.artifacts.cooccurrence import load_cooccurrence
 from tests.cooccurrence import reference

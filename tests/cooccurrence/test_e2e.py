@@ -86,26 +86,51 @@ def test_dataflow_dry_run_describes_the_job(tmp_path):
 
 
 @pytest.mark.e2e
-def test_evaluation_scores_ours_and_gensim_on_lee(lee_output, tmp_path):
+def test_evaluation_is_its_own_artifact_and_leaves_the_vectors_committed(lee_output, tmp_path):
     from beam_jobs.cooccurrence import evaluate
-    result_file = tmp_path / "evaluation.json"
+    from mlbatch.artifacts.cooccurrence_evaluation import load_evaluation
+    vectors = load_cooccurrence(lee_output)
+    before = {p.relative_to(lee_output): p.read_bytes() for p in lee_output.rglob("*")
+              if p.is_file()}
+    out = tmp_path / "evaluation"
     # --corpus defaults to the corpus files the artifact records as its inputs.
     assert evaluate.main(["--vectors", str(lee_output), "--epochs", "1",
-                          "--output", str(result_file)]) == 0
-    result = json.loads(result_file.read_text())
-    assert result["corpus"] == [LEE] and result["digest"] == load_cooccurrence(lee_output).digest
-    assert sorted(result["models"]) == [
+                          "--output", str(out)]) == 0
+    after = {p.relative_to(lee_output): p.read_bytes() for p in lee_output.rglob("*")
+             if p.is_file()}
+    assert after == before and verify(vectors.manifest) == []  # not one byte changed
+    ev = load_evaluation(out)
+    assert ev.vectors == {"role": "vectors", "kind": "artifact", "type": "cooccurrence",
+                          "uri": str(lee_output), "digest": vectors.digest}
+    (corpus,) = [e for e in ev.manifest.inputs if e["role"] == "corpus"]
+    assert corpus["uri"] == LEE and corpus["sha256"] == vectors.manifest.input("corpus")["sha256"]
+    assert verify(ev.manifest) == [] and sorted(f["path"] for f in ev.manifest.files) == [
+        "evaluation.json", "evaluation.md"]
+    result = ev.results
+    assert result["corpus"] == [LEE] and result["digest"] == vectors.digest
+    assert ev.manifest.body["models"] == sorted(result["models"]) == [
         "gensim Word2Vec CBOW (16d, 1 epochs)", "gensim Word2Vec SGNS (16d, 1 epochs)",
-        f"ours: PPMI rows ({load_cooccurrence(lee_output).vocab_size}d sparse)",
-        "ours: SVD of PPMI (16d, p=0.5)"]
+        f"ours: PPMI rows ({vectors.vocab_size}d sparse)", "ours: SVD of PPMI (16d, p=0.5)"]
+    assert ev.manifest.metrics == {"models": 4, "sentences": result["sentences"],
+                                   "tokens": result["tokens"]}
     vocab_sizes = {r["vocab"] for r in result["models"].values()}
-    assert vocab_sizes == {load_cooccurrence(lee_output).vocab_size}  # same tokens
+    assert vocab_sizes == {vectors.vocab_size}  # same tokens
     for row in result["models"].values():
         for task in ("wordsim353", "simlex999"):
             assert -1 <= row[task]["spearman"] <= 1 and 0 < row[task]["oov_pct"] < 100
         assert row["analogies"]["answered"] > 0
         assert 0 <= row["analogies"]["accuracy"] <= 1
     assert result["analogy_questions"] == 19544
+    table = (out / "evaluation.md").read_text().splitlines()
+    assert len(table) == 2 + 4 and table[0].startswith("| model | vocab |")
+
+
+def test_evaluation_refuses_an_output_inside_the_vectors(lee_output, capsys):
+    from beam_jobs.cooccurrence import evaluate
+    assert evaluate.main(["--vectors", str(lee_output),
+                          "--output", str(lee_output / "evaluation")]) == 2
+    assert "is inside --vectors" in capsys.readouterr().err
+    assert not (lee_output / "evaluation").exists()
 
 
 def test_reader_follows_a_moved_copy_and_refuses_an_unknown_major_version(lee_output,
@@ -123,7 +148,8 @@ def test_reader_follows_a_moved_copy_and_refuses_an_unknown_major_version(lee_ou
     (moved / "artifact.json").write_text(json.dumps({**doc, "format_version": "99.0"}))
     with pytest.raises(CooccurrenceContractError, match="format_version 99.0 is not readable"):
         load_cooccurrence(moved)
-    assert evaluate.main(["--vectors", str(moved)]) == 2
+    assert evaluate.main(["--vectors", str(moved), "--output", str(tmp_path / "ev")]) == 2
+    assert not (tmp_path / "ev").exists()
     (moved / "artifact.json").write_text(json.dumps({**doc, "type": "features"}))
     with pytest.raises(CooccurrenceContractError, match="is a 'features' artifact"):
         load_cooccurrence(moved)

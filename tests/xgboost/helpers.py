@@ -39,8 +39,8 @@ class SlowRoundsAndReportPid(TrainingCallback):
         return False
 
 
-def connect_test_process(cluster) -> None:
-    """``ray.init`` against the shared test cluster.
+def connect_test_process(cluster, runtime_env: dict | None = None) -> None:
+    """``ray.init`` against the shared test cluster (with the job's ``runtime_env``).
 
     Ray 2.60 caches the auth token state when ``ray`` is first imported; a test module
     that imports ray (or this project's jobs) at collection time, before the session
@@ -52,7 +52,7 @@ def connect_test_process(cluster) -> None:
     from ray._raylet import AuthenticationTokenLoader, Config
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
-    ray.init(address=cluster.gcs_address, log_to_driver=False)
+    ray.init(address=cluster.gcs_address, log_to_driver=False, runtime_env=runtime_env)
 
 
 def predict_eval(model_path: Path, features: Path):
