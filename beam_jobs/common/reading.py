@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_jobs.common import csvsplit, inputs, prepare, records
-from beam_jobs.common.inputs import InputError, names_files
+from beam_jobs.common.inputs import InputError
 from mlbatch import storage
 from mlbatch.schema import TableSpec
 
