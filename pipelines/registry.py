@@ -54,6 +54,10 @@ JOBS: dict[str, JobInfo] = {
                               "baseline input against model schema skew_sample chunk_rows",
                               ("beam_jobs/monitor", *BEAM_COMMON),
                               ok_exits=frozenset({0, 3})),
+    # the co-occurrence vectors vs gensim Word2Vec (its own cooccurrence_evaluation artifact)
+    "beam_jobs.cooccurrence.evaluate": _job(
+        "beam_jobs.cooccurrence.evaluate", "local", "cooccurrence_evaluation",
+        "vectors corpus epochs workers seed max_ppmi_words", ("beam_jobs/cooccurrence", "mlbatch")),
     "ray_jobs.xgboost": _job("ray_jobs.xgboost", "ray", "xgboost_model", _XGB_FLAGS,
                              ("ray_jobs/xgboost", *RAY_COMMON)),
     "ray_jobs.jax": _job("ray_jobs.jax", "ray", "jax_model", _JAX_FLAGS,

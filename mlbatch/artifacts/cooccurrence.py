@@ -195,10 +195,3 @@ def load_cooccurrence(root: str | os.PathLike) -> CooccurrenceArtifact:
         raise CooccurrenceContractError(f"{m.root}: the counts do not reconcile: checks "
                                         f"{failed} failed (see summary.json)")
     return CooccurrenceArtifact(root=m.root, manifest=m)
-
-
-def read_evaluation(art: CooccurrenceArtifact) -> dict | None:
-    """``evaluation.json`` written beside the artifact by ``beam_jobs.cooccurrence.evaluate``
-    (its vectors vs gensim Word2Vec on WordSim353, SimLex-999, analogies); None if absent."""
-    uri = storage.join(art.root, "evaluation.json")
-    return read_json(uri) if storage.exists(uri) else None

@@ -90,11 +90,26 @@ def drift_rows(drift: dict) -> list[list]:
              "BREACH" if f.get("breach") else "ok"] for f in entries]
 
 
+def _panel_edges(h: dict) -> list[float] | None:
+    """Bin edges of a histograms.json entry. Numeric counts may carry one bucket below and
+    one above the training range ([below, buckets..., above]: docs/monitoring.md); those
+    two are drawn as one bucket width outside the range on either side."""
+    if "edges" not in h:
+        return None
+    edges = [float(e) for e in h["edges"]]
+    if len(h["reference"]) == len(edges) + 1 and len(edges) >= 2:
+        width = (edges[-1] - edges[0]) / (len(edges) - 1) or 1.0
+        edges = [edges[0] - width, *edges, edges[-1] + width]
+    return edges
+
+
 def _drift_panels(histograms: dict) -> list[dict]:
     panels = []
     for key, h in list(histograms.items())[:MAX_DRIFT_PANELS]:
-        panels.append({"title": key, "edges": h.get("edges") if "edges" in h else None,
-                       "reference": h["reference"], "current": h["current"]})
+        edges = _panel_edges(h)
+        outer = edges is not None and len(edges) == len(h["edges"]) + 2
+        panels.append({"title": f"{key} (outer bins: outside training range)" if outer else key,
+                       "edges": edges, "reference": h["reference"], "current": h["current"]})
     return panels
 
 

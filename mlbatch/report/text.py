@@ -6,8 +6,8 @@ import logging
 import numpy as np
 
 from mlbatch.artifacts import ArtifactError
-from mlbatch.artifacts.cooccurrence import (CooccurrenceArtifact, load_cooccurrence,
-                                            read_evaluation)
+from mlbatch.artifacts.cooccurrence import CooccurrenceArtifact, load_cooccurrence
+from mlbatch.artifacts.cooccurrence_evaluation import load_evaluation
 from mlbatch.report import figures
 from mlbatch.report.blocks import Figure, Section, Text, absent, table
 from mlbatch.report.run import Run, Step
@@ -39,7 +39,21 @@ def evaluation_rows(evaluation: dict) -> list[list]:
     return rows
 
 
-def _text_blocks(step: Step, art: CooccurrenceArtifact) -> list:
+def evaluation_of(run: Run, art: CooccurrenceArtifact) -> dict | None:
+    """evaluation.json of the run's cooccurrence_evaluation step that evaluated ``art``
+    (matched by the vectors' digest); None when the run has none."""
+    for step in run.of_type("cooccurrence_evaluation"):
+        try:
+            ev = load_evaluation(step.manifest.root)
+        except ArtifactError as e:
+            LOGGER.warning("evaluation %s unreadable: %s", step.name, e)
+            continue
+        if ev.vectors.get("digest") == art.manifest.digest:
+            return ev.results
+    return None
+
+
+def _text_blocks(step: Step, art: CooccurrenceArtifact, evaluation: dict | None) -> list:
     blocks = [table(["quantity", "value"], summary_rows(art),
                     f"Co-occurrence summary of {step.name}")]
     vocab = art.vocabulary()
@@ -48,10 +62,9 @@ def _text_blocks(step: Step, art: CooccurrenceArtifact) -> list:
         [vocab.tokens[i] for i in top], [int(vocab.counts[i]) for i in top],
         title=f"{step.name}: most frequent tokens", xlabel="count"), "most frequent tokens",
         f"{step.name}: the {len(top)} most frequent tokens of the vocabulary"))
-    evaluation = read_evaluation(art)
     if evaluation is None:
-        blocks.append(Text("Embedding evaluation: not in this run (no evaluation.json; run "
-                           "python -m beam_jobs.cooccurrence.evaluate).", "note"))
+        blocks.append(Text("Embedding evaluation: not in this run (no cooccurrence_evaluation "
+                           "step: python -m beam_jobs.cooccurrence.evaluate).", "note"))
         return blocks
     blocks.append(table(["model", "vocab", "WordSim353 ρ", "WordSim353 OOV %", "SimLex-999 ρ",
                          "SimLex-999 OOV %", "analogy accuracy", "analogies answered",
@@ -69,8 +82,10 @@ def text_section(run: Run) -> Section:
     blocks = []
     for step in steps:
         try:
-            blocks += _text_blocks(step, load_cooccurrence(step.uri))
+            art = load_cooccurrence(step.uri)
+            blocks += _text_blocks(step, art, evaluation_of(run, art))
         except ArtifactError as e:
             LOGGER.warning("cooccurrence step %s: %s", step.name, e)
             blocks.append(Text(f"{step.name}: {e}", "alert"))
-    return Section("text", "Text", tuple(blocks), shown=tuple(s.name for s in steps))
+    shown = steps + run.of_type("cooccurrence_evaluation")
+    return Section("text", "Text", tuple(blocks), shown=tuple(s.name for s in shown))

