@@ -62,8 +62,9 @@ class Prepared:
 
 
 def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, list[str]],
-                     chunk_rows: int) -> Prepared:
-    """`inputs`: each table's input files (io.check_inputs)."""
+                     chunk_rows: int, together: bool = False) -> Prepared:
+    """`inputs`: each table's input files (io.check_inputs). `together`: train and eval
+    examples in one PCollection (`train`; `eval` stays empty), see PrepareExamplesFn."""
     valid, dead, files, counts = {}, [], [], []
     for name, table in schema.tables.items():
         read = p | f"Read{_camel(name)}" >> io.ReadTable(inputs[name], table, chunk_rows)
@@ -82,7 +83,7 @@ def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, 
         counts.append(dupes)
     prepared = (valid[schema.main]
                 | "PrepareExamples" >> beam.ParDo(
-        transforms.PrepareExamplesFn(schema), **lookups).with_outputs(
+        transforms.PrepareExamplesFn(schema, together), **lookups).with_outputs(
             transforms.EVAL, transforms.EXCLUDED, transforms.COUNTS, main="train"))
     counts.append(prepared[transforms.COUNTS])
     return Prepared(prepared.train, prepared[transforms.EVAL], prepared[transforms.EXCLUDED],
@@ -102,11 +103,13 @@ def _analyze(prep: Prepared, args: argparse.Namespace, schema: DatasetSchema):
     return (prep.train, adapter) | "AnalyzeTrain" >> tft_beam.AnalyzeDataset(preprocessing_fn)
 
 
-def _transform(prep: Prepared, schema: DatasetSchema, transform_fn):
+def _transform(prep: Prepared, schema: DatasetSchema, transform_fn, together: bool = False):
     """Train and eval in one pass over the same transform_fn (one SavedModel load),
-    routed by the split flag afterwards: (train, eval) transformed batches."""
+    routed by the split flag afterwards: (train, eval) transformed batches. `together`:
+    prep.train holds both already (read_and_prepare)."""
     adapter = tensor_adapter_config(schema, tfxio_arrow_schema(schema))
-    examples = (prep.train, prep.eval) | "AllExamples" >> beam.Flatten()
+    examples = prep.train if together else (
+        (prep.train, prep.eval) | "AllExamples" >> beam.Flatten())
     transformed, _ = (((examples, adapter), transform_fn)
                       | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
     split = transformed | "SplitTransformed" >> beam.ParDo(
@@ -201,12 +204,13 @@ def build_transform(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetS
                     transform_dir: str | None = None) -> None:
     """Pass 2 of 2: the input again through the saved transform_fn -> train/ eval/
     Parquet; summary.json = `first_pass` (pass 1's summary) + the transformed statistics.
-    Pass 2's own dead letters, excluded rows and counts are pass 1's again: not kept."""
-    prep = read_and_prepare(p, schema, inputs, args.chunk_rows)
+    Pass 2's own dead letters, excluded rows and counts are pass 1's again: not kept.
+    Every step from reading to Parquet runs in one fused stage: nothing is held."""
+    prep = read_and_prepare(p, schema, inputs, args.chunk_rows, together=True)
     with _context(schema, tft_temp_dir):
         transform_fn = p | "ReadTransformFn" >> tft_beam.ReadTransformFn(
             transform_dir or args.output)
-        train_t, eval_t = _transform(prep, schema, transform_fn)
+        train_t, eval_t = _transform(prep, schema, transform_fn, together=True)
     stats, crosses = _write_transformed(train_t, eval_t, args, schema)
     _write_summary(p, args.output, lambda _, stats, crosses: {
         **first_pass, "train_feature_stats": stats, "crosses": crosses},
