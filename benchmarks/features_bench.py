@@ -552,7 +552,12 @@ def bench_scale(args, names: list[str], scale: int, tmp: Path) -> dict:
         for name in names:  # interleaved, so that load drifts hit all alike
             shutil.rmtree(outs[name], ignore_errors=True)
             log = tmp / f"{name}.log"
-            run = measure(contender_cmd(name, input_dir, prepared, outs[name]), log)
+            try:
+                run = measure(contender_cmd(name, input_dir, prepared, outs[name]), log)
+            except RuntimeError as e:  # one contender failing does not lose the others
+                print(f"x{scale} rep {rep} {name} FAILED: {e}", flush=True)
+                results.setdefault("failed", {})[name] = str(e)[-2000:]
+                continue
             if name == "floor":
                 floor_result = _last_json(log)
                 run["phases_s"] = floor_result.get("phases_s")
@@ -562,6 +567,8 @@ def bench_scale(args, names: list[str], scale: int, tmp: Path) -> dict:
                   f"(tree {run['peak_tree_rss_mib']:6.0f} MiB) load {os.getloadavg()[0]:.1f}",
                   flush=True)
     results["rows"] = rows
+    runs = {n: r for n, r in runs.items() if r}
+    outs = {n: outs[n] for n in runs}
     results.update(summarize(runs, rows))
     if "floor" in runs:
         results["floor_phases_s_last"] = runs["floor"][-1].get("phases_s")
