@@ -1,8 +1,16 @@
 """Feature job benchmark: this job vs canonical tf.Transform (with standard or fused
 analyzers) vs a single-process floor.
 
-python -m benchmarks.features_bench [--rows N] [--repeats 3] \
+python -m benchmarks.features_bench [--rows N] [--repeats 3] [--scale 1,10] \
+    [--contenders job,canonical,canonical_fused,floor] [--large-contenders job,job_mp,floor] \
     [--out bench_out/features_bench.json]
+
+--scale 1,10 runs each scale in turn (xN: flights.csv N times, as flights_00.csv ...):
+--contenders at x1, --large-contenders (default job,floor: canonical tf.Transform only at
+x1) above it; `across_scales` in the JSON gives each contender's peak-RSS and throughput
+ratio between the smallest and the largest scale. Job variants: job (the default: two
+passes on the local runner), job_1pass (--passes 1), job_mp (--direct_num_workers 2
+--direct_running_mode multi_processing).
 
 Side by side in one run, on the flights table (all 336,776 rows, or the first --rows),
 with the same transforms (schemas/flights.yaml), each contender in its own fresh process
@@ -31,9 +39,11 @@ medians are reported:
              to_hash_bucket_fast run once on whole columns), train/eval Parquet.
 
 Reported per contender: median wall and CPU seconds, rows/s (input flights rows / wall),
-peak RSS (ru_maxrss of the child from wait4), the ratios job/canonical throughput (the
-target is >= 3), canonical_fused/canonical and floor/job, and an agreement check on the
-outputs of the last repeat.
+peak RSS (ru_maxrss of the child from wait4: the largest single process), peak tree RSS
+(the summed resident set of the child and its worker processes, sampled), the ratios
+job/canonical throughput (the target is >= 3), canonical_fused/canonical, floor/job and
+job/floor (the x10 target is >= 0.6), and an agreement check on the outputs of the last
+repeat.
 Timing is machine-dependent and noisy on a shared machine: quote the JSON's medians with
 its `machine` block.
 """
@@ -48,12 +58,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = "schemas/flights.yaml"
 CONTENDERS = ("job", "canonical", "canonical_fused", "floor")
+LARGE_CONTENDERS = ("job", "floor")  # at scales > 1 (canonical: x1 only)
+JOB_FLAGS = {  # the feature job's contenders: its flags
+    "job": [],  # default: two passes on the local runner
+    "job_1pass": ["--passes", "1"],  # one pipeline: examples held until the analyzers finish
+    "job_mp": ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"],
+}
 RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 TARGET_JOB_VS_CANONICAL = 3.0
 AGREE_COLUMNS = ("distance_z", "wx_temp_z", "wx_visib_01", "plane_age_z", "distance_bucket",
@@ -64,21 +81,26 @@ AGREE_COLUMNS = ("distance_z", "wx_temp_z", "wx_visib_01", "plane_age_z", "dista
 
 # ---------------------------------------------------------------- inputs (not timed)
 
-def bench_input(data_dir: Path, rows: int | None, tmp: Path) -> Path:
-    """The raw input directory: data_dir itself, or a copy with the first `rows` flights."""
-    if rows is None:
+def bench_input(data_dir: Path, rows: int | None, tmp: Path, scale: int = 1) -> Path:
+    """The raw input directory: data_dir itself, or a copy with the first `rows` flights,
+    and at `scale` > 1 that flights file `scale` times (flights_00.csv, flights_01.csv ...;
+    every copy's rows are new examples: example_id names file and line)."""
+    if rows is None and scale == 1:
         return data_dir
-    target = tmp / "input"
-    target.mkdir()
+    target = tmp / f"input_x{scale}"
+    target.mkdir(parents=True)
     for src in data_dir.glob("*.csv"):
-        if src.name.startswith("flights"):
-            with open(src, "rb") as f, open(target / src.name, "wb") as out:
-                for i, line in enumerate(f):
-                    if i > rows:
-                        break
-                    out.write(line)
-        else:
+        if not src.name.startswith("flights"):
             shutil.copy(src, target / src.name)
+            continue
+        first = target / (src.name if scale == 1 else f"flights_{0:02d}.csv")
+        with open(src, "rb") as f, open(first, "wb") as out:
+            for i, line in enumerate(f):
+                if rows is not None and i > rows:
+                    break
+                out.write(line)
+        for copy in range(1, scale):
+            shutil.copy(first, target / f"flights_{copy:02d}.csv")
     return target
 
 
@@ -353,26 +375,53 @@ def child_floor(schema_path: str, input_dir: Path, output: Path) -> dict:
 
 # ---------------------------------------------------------------- measuring
 
+def _tree_rss_kib(pid: int) -> int:
+    """Resident set of a process and all its descendants (KiB), from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(status.split("VmRSS:")[1].split()[0])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or a zombie without VmRSS
+    return total
+
+
 def measure(cmd: list[str], log: Path) -> dict:
-    """Runs cmd in a fresh process: wall, CPU (user + sys) and peak RSS (ru_maxrss from
-    wait4: the largest resident set of the child or any process it waited for)."""
+    """Runs cmd in a fresh process: wall, CPU (user + sys), peak RSS (ru_maxrss from
+    wait4: the largest resident set of the child or any process it waited for) and the
+    peak summed RSS of its process tree (sampled every 0.25 s: worker processes)."""
     start = time.perf_counter()
+    peak_tree = [0]
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        stop = threading.Event()
+
+        def sample():
+            while not stop.wait(0.25):
+                peak_tree[0] = max(peak_tree[0], _tree_rss_kib(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
+        stop.set()
+        sampler.join()
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                            f"{log.read_text()[-4000:]}")
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "peak_rss_mib": usage.ru_maxrss / 1024}
+            "peak_rss_mib": usage.ru_maxrss / 1024, "peak_tree_rss_mib": peak_tree[0] / 1024}
 
 
 def contender_cmd(name: str, input_dir: Path, prepared: Path, out: Path) -> list[str]:
-    if name == "job":
+    if name in JOB_FLAGS:
         return [sys.executable, "-m", "beam_jobs.features", "--schema", SCHEMA, "--input",
-                str(input_dir), "--output", str(out), "--overwrite"]
+                str(input_dir), "--output", str(out), "--overwrite", *JOB_FLAGS[name]]
     child_input = prepared if name.startswith("canonical") else input_dir
     return [sys.executable, "-m", "benchmarks.features_bench", "--child", name,
             "--child-input", str(child_input), "--child-output", str(out)]
@@ -457,6 +506,7 @@ def summarize(runs: dict[str, list[dict]], rows: int) -> dict:
                        "median_cpu_s": round(statistics.median(r["cpu_s"] for r in reps), 2),
                        "rows_per_s": round(rows / wall),
                        "peak_rss_mib": round(max(r["peak_rss_mib"] for r in reps)),
+                       "peak_tree_rss_mib": round(max(r["peak_tree_rss_mib"] for r in reps)),
                        "walls_s": [round(r["wall_s"], 2) for r in reps],
                        "cpus_s": [round(r["cpu_s"], 2) for r in reps]}
     ratios = {}
@@ -469,63 +519,120 @@ def summarize(runs: dict[str, list[dict]], rows: int) -> dict:
         can, fused = table["canonical"], table["canonical_fused"]
         ratios["canonical_fused_vs_canonical_throughput"] = round(
             can["median_wall_s"] / fused["median_wall_s"], 2)
+    for name in JOB_FLAGS:
+        if name in table and "floor" in table:
+            job, flo = table[name], table["floor"]
+            ratios[f"{name}_vs_floor_throughput"] = round(
+                flo["median_wall_s"] / job["median_wall_s"], 2)
     if "job" in table and "floor" in table:
         job, flo = table["job"], table["floor"]
         ratios["floor_vs_job_throughput"] = round(job["median_wall_s"] / flo["median_wall_s"], 2)
         ratios["floor_vs_job_cpu"] = round(job["median_cpu_s"] / flo["median_cpu_s"], 2)
+    if "job" in table and "job_mp" in table:
+        ratios["job_mp_speedup"] = round(table["job"]["median_wall_s"]
+                                         / table["job_mp"]["median_wall_s"], 2)
     return {"contenders": table, "ratios": ratios}
 
 
+def bench_scale(args, names: list[str], scale: int, tmp: Path) -> dict:
+    """Every contender in `names`, --repeats times interleaved, at one scale."""
+    results: dict = {"scale": scale, "loadavg_start": os.getloadavg()}
+    input_dir = bench_input(REPO / args.data_dir, args.rows, tmp, scale)
+    rows = count_rows(input_dir)
+    tmp.mkdir(parents=True, exist_ok=True)
+    prepared = tmp / "prepared"
+    if any(n.startswith("canonical") for n in names):
+        t0 = time.perf_counter()
+        results["canonical_input"] = write_clean_csv(SCHEMA, input_dir, prepared)
+        results["canonical_input"]["prepare_s_not_timed"] = round(time.perf_counter() - t0, 1)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    outs = {n: tmp / n for n in names}
+    floor_result: dict = {}
+    for rep in range(args.repeats):
+        for name in names:  # interleaved, so that load drifts hit all alike
+            shutil.rmtree(outs[name], ignore_errors=True)
+            log = tmp / f"{name}.log"
+            try:
+                run = measure(contender_cmd(name, input_dir, prepared, outs[name]), log)
+            except RuntimeError as e:  # one contender failing does not lose the others
+                print(f"x{scale} rep {rep} {name} FAILED: {e}", flush=True)
+                results.setdefault("failed", {})[name] = str(e)[-2000:]
+                continue
+            if name == "floor":
+                floor_result = _last_json(log)
+                run["phases_s"] = floor_result.get("phases_s")
+            runs[name].append(run)
+            print(f"x{scale} rep {rep} {name:15s}: {run['wall_s']:6.1f}s wall "
+                  f"{run['cpu_s']:6.1f}s cpu {run['peak_rss_mib']:6.0f} MiB "
+                  f"(tree {run['peak_tree_rss_mib']:6.0f} MiB) load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+    results["rows"] = rows
+    runs = {n: r for n, r in runs.items() if r}
+    outs = {n: outs[n] for n in runs}
+    results.update(summarize(runs, rows))
+    if "floor" in runs:
+        results["floor_phases_s_last"] = runs["floor"][-1].get("phases_s")
+    results["agreement"] = agreement(outs, floor_result)
+    results["loadavg_end"] = os.getloadavg()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def across_scales(scales: dict) -> dict:
+    """Per contender run at the smallest and the largest scale: peak RSS and throughput
+    ratios (largest / smallest; the memory target is <= 1.5)."""
+    if len(scales) < 2:
+        return {}
+    lo, hi = min(scales.values(), key=lambda r: r["scale"]), max(
+        scales.values(), key=lambda r: r["scale"])
+    out = {}
+    for name, big in hi["contenders"].items():
+        small = lo["contenders"].get(name)
+        if small:
+            out[name] = {"peak_rss_ratio": round(big["peak_rss_mib"] / small["peak_rss_mib"], 2),
+                         "peak_tree_rss_ratio": round(
+                             big["peak_tree_rss_mib"] / small["peak_tree_rss_mib"], 2),
+                         "throughput_ratio": round(big["rows_per_s"] / small["rows_per_s"], 2)}
+    return {"from": f"x{lo['scale']}", "to": f"x{hi['scale']}", "contenders": out}
+
+
 def bench(args) -> dict:
-    names = args.contenders.split(",")
+    scales = [int(x) for x in args.scale.split(",")]
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "loadavg_start": os.getloadavg()},
         "settings": {"rows": args.rows, "repeats": args.repeats, "schema": SCHEMA,
-                     "runner": RUNNER, "argv": sys.argv[1:]},
+                     "runner": RUNNER, "scales": scales, "argv": sys.argv[1:]},
         "notes": ["canonical reads pre-joined, derived, labelled, split clean CSV written "
                   "before timing (free for it, not timed); job and floor read the raw CSVs",
                   "job validates and writes dead letters/excluded/summary/manifest; the floor "
-                  "does no validation; canonical writes TFRecord, job and floor Parquet"]}
+                  "does no validation; canonical writes TFRecord, job and floor Parquet",
+                  "scale xN: flights.csv N times (flights_00.csv ...); canonical runs only "
+                  "at x1 (--contenders), the others at every scale (--large-contenders)"],
+        "scales": {}}
     with tempfile.TemporaryDirectory(prefix="features_bench_") as tmp_name:
-        tmp = Path(tmp_name)
-        input_dir = bench_input(REPO / args.data_dir, args.rows, tmp)
-        rows = count_rows(input_dir)
-        prepared = tmp / "prepared"
-        if any(n.startswith("canonical") for n in names):
-            t0 = time.perf_counter()
-            results["canonical_input"] = write_clean_csv(SCHEMA, input_dir, prepared)
-            results["canonical_input"]["prepare_s_not_timed"] = round(time.perf_counter() - t0, 1)
-        runs: dict[str, list[dict]] = {n: [] for n in names}
-        outs = {n: tmp / n for n in names}
-        floor_result: dict = {}
-        for rep in range(args.repeats):
-            for name in names:  # interleaved, so that load drifts hit all alike
-                shutil.rmtree(outs[name], ignore_errors=True)
-                log = tmp / f"{name}.log"
-                run = measure(contender_cmd(name, input_dir, prepared, outs[name]), log)
-                if name == "floor":
-                    floor_result = _last_json(log)
-                    run["phases_s"] = floor_result.get("phases_s")
-                runs[name].append(run)
-                print(f"rep {rep} {name:9s}: {run['wall_s']:6.1f}s wall {run['cpu_s']:6.1f}s cpu "
-                      f"{run['peak_rss_mib']:6.0f} MiB", flush=True)
-        results["rows"] = rows
-        results.update(summarize(runs, rows))
-        if "floor" in runs:
-            results["floor_phases_s_last"] = runs["floor"][-1].get("phases_s")
-        results["agreement"] = agreement(outs, floor_result)
+        for scale in scales:
+            names = (args.contenders if scale == 1 else args.large_contenders).split(",")
+            results["scales"][f"x{scale}"] = bench_scale(args, names, scale,
+                                                         Path(tmp_name) / f"x{scale}")
+            write_results(args.out, results)  # each finished scale survives an interruption
+    results["across_scales"] = across_scales(results["scales"])
     results["machine"]["loadavg_end"] = os.getloadavg()
     return results
 
 
-def report(results: dict) -> None:
-    print(f"\nflights rows: {results['rows']}  repeats: {results['settings']['repeats']}  "
-          f"cpus: {results['machine']['cpus']}")
-    print(f"{'contender':10s} {'wall s':>8s} {'cpu s':>8s} {'rows/s':>9s} {'peak MiB':>9s}")
+def write_results(out: str, results: dict) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=1, default=str))
+
+
+def report_scale(results: dict) -> None:
+    print(f"\nx{results['scale']}: flights rows {results['rows']}")
+    print(f"{'contender':15s} {'wall s':>8s} {'cpu s':>8s} {'rows/s':>9s} {'peak MiB':>9s} "
+          f"{'tree MiB':>9s}")
     for name, row in results["contenders"].items():
-        print(f"{name:10s} {row['median_wall_s']:8.1f} {row['median_cpu_s']:8.1f} "
-              f"{row['rows_per_s']:9d} {row['peak_rss_mib']:9d}")
+        print(f"{name:15s} {row['median_wall_s']:8.1f} {row['median_cpu_s']:8.1f} "
+              f"{row['rows_per_s']:9d} {row['peak_rss_mib']:9d} {row['peak_tree_rss_mib']:9d}")
     for k, v in results["ratios"].items():
         print(f"{k}: {v}")
     checks = results["agreement"]["checks"]
@@ -533,10 +640,21 @@ def report(results: dict) -> None:
           "| vocab sizes equal:", checks["vocab sizes equal"])
     for name, f in results["agreement"]["contenders"].items():
         m = f["train_means"]
-        print(f"  {name:9s} train {f['train_rows']} eval {f['eval_rows']} "
+        print(f"  {name:15s} train {f['train_rows']} eval {f['eval_rows']} "
               f"distance_z {m['distance_z']:+.4f} wx_visib_01 {m['wx_visib_01']:.4f} "
               f"distance_bucket {m['distance_bucket']:.3f} tailnum_hash {m['tailnum_hash']:.2f} "
               f"cross_route {m['cross_route']:.2f} vocab {f['vocab_sizes']}")
+
+
+def report(results: dict) -> None:
+    print(f"repeats: {results['settings']['repeats']}  cpus: {results['machine']['cpus']}  "
+          f"load {results['machine']['loadavg_start']} -> {results['machine']['loadavg_end']}")
+    for scale in results["scales"].values():
+        report_scale(scale)
+    across = results["across_scales"]
+    for name, r in across.get("contenders", {}).items():
+        print(f"{across['to']} / {across['from']} {name}: peak RSS {r['peak_rss_ratio']}x "
+              f"(tree {r['peak_tree_rss_ratio']}x), throughput {r['throughput_ratio']}x")
     for note in results["notes"]:
         print("note:", note)
 
@@ -546,7 +664,12 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=None, help="first N flights only")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help=f"at x1; of {', '.join([*CONTENDERS, *JOB_FLAGS])}")
+    parser.add_argument("--large-contenders", default=",".join(LARGE_CONTENDERS),
+                        help="at scales > 1 (e.g. job,job_mp,floor)")
+    parser.add_argument("--scale", default="1",
+                        help="comma-separated input scales, e.g. 1,10: flights.csv N times")
     parser.add_argument("--data-dir", default="data/flights")
     parser.add_argument("--out", default="bench_out/features_bench.json")
     parser.add_argument("--child", choices=("canonical", "canonical_fused", "floor"),
@@ -563,9 +686,18 @@ def main() -> None:
         return
     if args.rows is not None and args.rows < 1 or args.repeats < 1:
         parser.error("--rows and --repeats must be >= 1")
+    known = {*CONTENDERS, *JOB_FLAGS}
+    for flag in ("contenders", "large_contenders"):
+        unknown = set(getattr(args, flag).split(",")) - known
+        if unknown:
+            parser.error(f"--{flag.replace('_', '-')}: unknown {sorted(unknown)}")
+    try:
+        if any(int(x) < 1 for x in args.scale.split(",")):
+            raise ValueError
+    except ValueError:
+        parser.error(f"--scale takes comma-separated integers >= 1, got {args.scale!r}")
     results = bench(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+    write_results(args.out, results)
     report(results)
     print(f"wrote {args.out}")
 

@@ -8,24 +8,29 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
+from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
+                                                  StandardOptions, TestOptions)
 
 from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
 from beam_jobs.features import io
 from mlbatch.artifacts import ArtifactWriter, OutputExistsError
 from mlbatch.schema import SchemaError, load_schema
-from mlbatch.storage import StorageError
+from mlbatch.storage import StorageError, is_remote
 
 # pipeline and artifacts import TensorFlow: only once the flags and schema are known good,
 # so that configuration errors come back in a second.
 JOB = "beam_jobs.features"
 LOGGER = logging.getLogger("beam_jobs.features")
 CODECS = ("snappy", "gzip", "zstd", "brotli", "lz4", "none")
+# Runners that run the pipeline in (or beside) this process and keep PCollections in memory.
+LOCAL_RUNNERS = ("fnapirunner", "directrunner", "direct", "bundlebaseddirectrunner",
+                 "swappingrunner")
 
 
 def _share(text: str) -> float:
@@ -55,6 +60,11 @@ def parse_args(argv):
                         help="fused: all full-pass statistics in one Beam combine (fast); "
                              "per_feature: one standard tf.Transform analyzer per feature "
                              "(tft.scale_to_z_score, tft.bucketize, ...); same features")
+    parser.add_argument("--passes", choices=("auto", "1", "2"), default="auto",
+                        help="1: one pipeline (the examples wait in the runner for the "
+                             "analyzers); 2: analyze, then read the input again and stream it "
+                             "through the saved transform_fn (memory bounded on a local "
+                             "runner); auto (default): 2 on a local runner, 1 otherwise")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an earlier run in --output")
     parser.add_argument("--max-dead-letter-share", type=_share, default=None,
@@ -100,6 +110,53 @@ USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, io.InputError, Sto
                 OutputExistsError)
 
 
+def runs_locally(options: PipelineOptions) -> bool:
+    """Whether the runner is one of Beam's in-process local runners."""
+    runner = options.view_as(StandardOptions).runner or ""
+    return runner.rsplit(".", 1)[-1].lower() in LOCAL_RUNNERS
+
+
+def _two_passes(args: argparse.Namespace, options: PipelineOptions) -> bool:
+    return args.passes == "2" or (args.passes == "auto" and runs_locally(options))
+
+
+def _tft_dirs(args: argparse.Namespace, options: PipelineOptions,
+              dry_run: bool) -> tuple[str, str | None, str | None]:
+    """(tf.Transform temp dir, transform_dir, local scratch dir to remove afterwards).
+
+    tf.Transform writes and reads through TensorFlow's own file systems, whose GCS client
+    has a fixed endpoint (it cannot reach a storage emulator). So on a local runner its
+    files stay on local disk whenever --output or --temp_location is remote: the temp
+    dir there, and transform_fn/ (transform_dir) copied up before the commit. On
+    Dataflow both live under gs:// (transform_dir None: --output itself)."""
+    temp_root = options.view_as(GoogleCloudOptions).temp_location or args.output
+    if dry_run:  # tf.Transform creates its temp dir while the graph is built: keep it local
+        return tempfile.mkdtemp(prefix="tft_dry_run_"), None, None
+    if not runs_locally(options) or not (is_remote(temp_root) or is_remote(args.output)):
+        return FileSystems.join(temp_root, "tft_tmp"), None, None
+    scratch = tempfile.mkdtemp(prefix="features_tft_")
+    transform_dir = os.path.join(scratch, "out") if is_remote(args.output) else None
+    return os.path.join(scratch, "tft_tmp"), transform_dir, scratch
+
+
+def _run_pipelines(args, options, schema, files, tft_temp, transform_dir) -> None:
+    from beam_jobs.features import pipeline
+
+    if not _two_passes(args, options):
+        p = beam.Pipeline(options=options)
+        pipeline.build(p, args, schema, tft_temp, files, transform_dir)
+        run_pipeline(p, options)
+        return
+    p = beam.Pipeline(options=options)
+    pipeline.build_analyze(p, args, schema, tft_temp, files, transform_dir)
+    run_pipeline(p, options)
+    LOGGER.info("pass 1 of 2 (analyze) done; pass 2: transform")
+    first = io.read_json(FileSystems.join(args.output, "summary.json"))
+    p = beam.Pipeline(options=options)
+    pipeline.build_transform(p, args, schema, tft_temp, files, first, transform_dir)
+    run_pipeline(p, options)
+
+
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns the summary of the committed output (None on a dry run).
 
@@ -114,6 +171,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
     dry_run = options.view_as(TestOptions).dry_run
+    if dry_run:
+        args.passes = "1"  # a dry run builds (describes) the one graph, runs nothing
     files = io.check_inputs(args.input, list(schema.tables.values()))
     writer = ArtifactWriter(args.output, "features", job=JOB, config={
         **{k: v for k, v in vars(args).items()
@@ -121,25 +180,24 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
         "pipeline_args": beam_args})
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
-    temp_root = options.view_as(GoogleCloudOptions).temp_location or args.output
-    tft_temp = FileSystems.join(temp_root, "tft_tmp")
-    if dry_run:  # tf.Transform creates its temp dir while the graph is built: keep it local
-        tft_temp = tempfile.mkdtemp(prefix="tft_dry_run_")
-    from beam_jobs.features import artifacts, pipeline
+    tft_temp, transform_dir, scratch = _tft_dirs(args, options, dry_run)
+    from beam_jobs.features import artifacts
 
     try:
-        p = beam.Pipeline(options=options)
-        pipeline.build(p, args, schema, tft_temp, files)
-        run_pipeline(p, options)
+        _run_pipelines(args, options, schema, files, tft_temp, transform_dir)
         if dry_run:
             return None
         if FileSystems.exists(tft_temp):
             FileSystems.delete([tft_temp])
-        summary = artifacts.finalize(writer, schema, args.analyzers, args.max_dead_letter_share)
+        summary = artifacts.finalize(writer, schema, args.analyzers, args.max_dead_letter_share,
+                                     transform_dir=transform_dir)
     except BaseException as e:
         if not dry_run:
             writer.fail(f"{type(e).__name__}: {e}")
         raise
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     s = summary["stages"]
     LOGGER.info("read %d, dead letter %d, excluded %d, train %d, eval %d -> %s", s["read"],
                 s["dead_letter"], s["excluded"], s["train"], s["eval"], args.output)

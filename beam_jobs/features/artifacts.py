@@ -184,14 +184,21 @@ def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
 
 
 def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
-             max_dead_letter_share: float | None = None) -> dict:
+             max_dead_letter_share: float | None = None, transform_dir: str | None = None
+             ) -> dict:
     """Completes summary.json and, when every count reconciles and the dead letters are
     within the limits, commits the artifact (artifact.json with the features section);
     otherwise records why in the summary (`failure`) and the pending marker, leaving the
-    directory uncommitted. Returns the summary."""
+    directory uncommitted. Returns the summary.
+
+    `transform_dir`: a local directory holding what tf.Transform wrote (transform_fn/,
+    transformed_metadata/) when the output is one TensorFlow cannot write (a gs:// bucket
+    of a storage emulator); it gets metadata/ too and is copied into the output first."""
     output = writer.root
-    write_raw_metadata(output, schema)
-    tf_output = tft.TFTransformOutput(output)
+    write_raw_metadata(transform_dir or output, schema)
+    tf_output = tft.TFTransformOutput(transform_dir or output)
+    if transform_dir:
+        storage.copy_tree(transform_dir, output)
     summary_path = FileSystems.join(output, "summary.json")
     summary = read_json(summary_path)
     summary["crosses"] = flag_overcrossing(schema, summary["crosses"])

@@ -1,7 +1,23 @@
-"""Wires the feature job: read -> validate -> prepare -> tf.Transform -> Parquet."""
+"""Wires the feature job: read -> validate -> prepare -> tf.Transform -> Parquet.
+
+Two ways to run it (``--passes``):
+
+* one pipeline (`build`): analyze train and transform train and eval in the same graph.
+  The examples wait for the analyzers' result, so a runner must hold them until then:
+  Dataflow spills them to its shuffle storage, but Beam's local FnApiRunner keeps every
+  PCollection between stages in memory, so there peak memory grows with the input.
+* two pipelines over the same input, one after the other: `build_analyze` reads and
+  prepares the input, analyzes train and writes the transform_fn, the dead letters, the
+  excluded rows and the counts (summary.json without the transformed statistics);
+  `build_transform` reads the input again, streams it through the SAVED transform_fn and
+  writes train/ and eval/ Parquet and the transformed statistics into summary.json.
+  Nothing waits for a whole-input result, so memory stays bounded. Dead letters, excluded
+  rows and counts come from the first pass only, so nothing is counted twice.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import apache_beam as beam
 import pyarrow as pa
@@ -34,13 +50,25 @@ def tfxio_arrow_schema(schema: DatasetSchema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft_temp_dir: str,
-          inputs: dict[str, list[str]]):
-    """`inputs`: each table's input files (io.check_inputs)."""
-    out = args.output
+@dataclasses.dataclass
+class Prepared:
+    """The read-and-prepare half of the graph: train and eval TFXIO batches, excluded
+    rows, dead letters, per-file records and (stage, n) count pairs."""
+    train: beam.PCollection
+    eval: beam.PCollection
+    excluded: beam.PCollection
+    dead: list
+    files: list
+    counts: list
+
+
+def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, list[str]],
+                     chunk_rows: int, together: bool = False) -> Prepared:
+    """`inputs`: each table's input files (io.check_inputs). `together`: train and eval
+    examples in one PCollection (`train`; `eval` stays empty), see PrepareExamplesFn."""
     valid, dead, files, counts = {}, [], [], []
     for name, table in schema.tables.items():
-        read = p | f"Read{_camel(name)}" >> io.ReadTable(inputs[name], table, args.chunk_rows)
+        read = p | f"Read{_camel(name)}" >> io.ReadTable(inputs[name], table, chunk_rows)
         checked = (read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
             transforms.ValidateChunkFn(table)).with_outputs(transforms.DEAD, main="valid"))
         valid[name] = checked.valid
@@ -48,37 +76,51 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
         files.append(read[io.FILES])
         counts.append(checked.valid | f"Count{_camel(name)}Valid" >> beam.Map(
             lambda b, n=name: (f"{n}_valid", b.num_rows)))
-
     lookups = {}
     for join in schema.joins:
         table, dupes = valid[join.table] | f"Build{_camel(join.table)}Lookup" >> \
             transforms.BuildLookup(schema.tables[join.table])
         lookups[join.table] = beam.pvalue.AsSingleton(table)
         counts.append(dupes)
-
     prepared = (valid[schema.main]
                 | "PrepareExamples" >> beam.ParDo(
-        transforms.PrepareExamplesFn(schema), **lookups).with_outputs(
+        transforms.PrepareExamplesFn(schema, together), **lookups).with_outputs(
             transforms.EVAL, transforms.EXCLUDED, transforms.COUNTS, main="train"))
     counts.append(prepared[transforms.COUNTS])
+    return Prepared(prepared.train, prepared[transforms.EVAL], prepared[transforms.EXCLUDED],
+                    dead, files, counts)
 
-    adapter = tensor_adapter_config(schema, tfxio_arrow_schema(schema))
+
+def _context(schema: DatasetSchema, tft_temp_dir: str) -> tft_beam.Context:
     passthrough = {prepare.EXAMPLE_ID, schema.label.name, prepare.IS_EVAL}
+    return tft_beam.Context(temp_dir=tft_temp_dir, passthrough_keys=passthrough)
+
+
+def _analyze(prep: Prepared, args: argparse.Namespace, schema: DatasetSchema):
+    """Analyze train only (call inside the tf.Transform context)."""
+    adapter = tensor_adapter_config(schema, tfxio_arrow_schema(schema))
     preprocessing_fn = (make_preprocessing_fn if args.analyzers == "fused"
                         else make_reference_preprocessing_fn)(schema)
-    with tft_beam.Context(temp_dir=tft_temp_dir, passthrough_keys=passthrough):
-        # Analyze train only; then transform train and eval in one pass over the same
-        # transform_fn (one SavedModel load), and route them by the split flag.
-        transform_fn = ((prepared.train, adapter)
-                        | "AnalyzeTrain" >> tft_beam.AnalyzeDataset(preprocessing_fn))
-        examples = (prepared.train, prepared[transforms.EVAL]) | "AllExamples" >> beam.Flatten()
-        transformed, _ = (((examples, adapter), transform_fn)
-                          | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
-        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(out)
+    return (prep.train, adapter) | "AnalyzeTrain" >> tft_beam.AnalyzeDataset(preprocessing_fn)
+
+
+def _transform(prep: Prepared, schema: DatasetSchema, transform_fn, together: bool = False):
+    """Train and eval in one pass over the same transform_fn (one SavedModel load),
+    routed by the split flag afterwards: (train, eval) transformed batches. `together`:
+    prep.train holds both already (read_and_prepare)."""
+    adapter = tensor_adapter_config(schema, tfxio_arrow_schema(schema))
+    examples = prep.train if together else (
+        (prep.train, prep.eval) | "AllExamples" >> beam.Flatten())
+    transformed, _ = (((examples, adapter), transform_fn)
+                      | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
     split = transformed | "SplitTransformed" >> beam.ParDo(
         transforms.SplitTransformedFn()).with_outputs(transforms.EVAL, main="train")
-    train_t, eval_t = split.train, split[transforms.EVAL]
+    return split.train, split[transforms.EVAL]
 
+
+def _write_transformed(train_t, eval_t, args: argparse.Namespace, schema: DatasetSchema):
+    """train/ and eval/ Parquet; returns the train feature and cross statistics."""
+    out = args.output
     cross_stats = train_t | "TrainCrossStats" >> beam.CombineGlobally(transforms.CrossStatsFn(
         [(c.name, cross_fingerprint_name(c.cross), c.hash_buckets) for c in schema.crosses],
         schema.cross_rare_threshold))
@@ -95,32 +137,89 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
             categorical = [n for n in schema.feature_names if n not in numeric]
             stats = tables | "TrainFeatureStats" >> beam.CombineGlobally(
                 transforms.FeatureStatsFn(numeric, categorical))
+    return stats, cross_stats
 
-    dead_letters = dead | "FlattenDeadLetters" >> beam.Flatten()
+
+def _write_outcomes(p: beam.Pipeline, prep: Prepared, args: argparse.Namespace):
+    """Dead letters and excluded rows; returns the side inputs of the summary's counts."""
+    out = args.output
+    dead_letters = prep.dead | "FlattenDeadLetters" >> beam.Flatten()
     _ = dead_letters | "WriteDeadLetters" >> deadletter.WriteDeadLetters(
         FileSystems.join(out, deadletter.DEAD_LETTER, "part"), codec=args.compression)
-    _ = prepared[transforms.EXCLUDED] | "WriteExcluded" >> sinks.WriteTables(
+    _ = prep.excluded | "WriteExcluded" >> sinks.WriteTables(
         FileSystems.join(out, "excluded", "part"), EXCLUDED_SCHEMA, codec=args.compression)
+    counts = list(prep.counts)
     counts.append(dead_letters | "CountDeadLetters" >> beam.Map(
         lambda d: (f"{d['table']}_dead_letter", 1)))
     reasons = dead_letters | "CountDeadLetterReasons" >> limits.CountReasons()
-    all_files = files | "FlattenFiles" >> beam.Flatten()
+    all_files = prep.files | "FlattenFiles" >> beam.Flatten()
     counts.append(all_files | "CountRead" >> beam.Map(lambda f: (f"{f['table']}_read", f["records"])))
     counts.append(all_files | "CountLines" >> beam.Map(lambda f: (f"{f['table']}_lines", f["lines"])))
     count_dict = (counts | "FlattenCounts" >> beam.Flatten()
                   | "SumCounts" >> beam.CombinePerKey(sum)
                   | "CountsToDict" >> beam.combiners.ToDict())
+    return {"counts": beam.pvalue.AsSingleton(count_dict), "files": beam.pvalue.AsList(all_files),
+            "reasons": beam.pvalue.AsSingleton(reasons)}
+
+
+def _write_summary(p: beam.Pipeline, out: str, assemble, **kwargs) -> None:
     _ = (p | "SummarySeed" >> beam.Create([None])
-         | "AssembleSummary" >> beam.Map(
-             assemble_summary, schema=schema, counts=beam.pvalue.AsSingleton(count_dict),
-             stats=beam.pvalue.AsSingleton(stats), crosses=beam.pvalue.AsSingleton(cross_stats),
-             files=beam.pvalue.AsList(all_files), reasons=beam.pvalue.AsSingleton(reasons))
+         | "AssembleSummary" >> beam.Map(assemble, **kwargs)
          | "WriteSummary" >> beam.Map(lambda doc: write_json(
              FileSystems.join(out, "summary.json"), doc)))
 
 
-def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict, crosses: dict,
-                     files: list, reasons: list = ()) -> dict:
+def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft_temp_dir: str,
+          inputs: dict[str, list[str]], transform_dir: str | None = None) -> None:
+    """The whole job as one pipeline. `transform_dir`: where transform_fn/ goes (default
+    --output; a local staging directory when --output is one TensorFlow cannot write)."""
+    prep = read_and_prepare(p, schema, inputs, args.chunk_rows)
+    with _context(schema, tft_temp_dir):
+        transform_fn = _analyze(prep, args, schema)
+        train_t, eval_t = _transform(prep, schema, transform_fn)
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
+            transform_dir or args.output)
+    stats, crosses = _write_transformed(train_t, eval_t, args, schema)
+    sides = _write_outcomes(p, prep, args)
+    _write_summary(p, args.output, assemble_summary, schema=schema,
+                   stats=beam.pvalue.AsSingleton(stats),
+                   crosses=beam.pvalue.AsSingleton(crosses), **sides)
+
+
+def build_analyze(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
+                  tft_temp_dir: str, inputs: dict[str, list[str]],
+                  transform_dir: str | None = None) -> None:
+    """Pass 1 of 2: transform_fn/, dead letters, excluded rows, summary.json (counts;
+    the transformed statistics come with pass 2)."""
+    prep = read_and_prepare(p, schema, inputs, args.chunk_rows)
+    with _context(schema, tft_temp_dir):
+        _ = _analyze(prep, args, schema) | "WriteTransformFn" >> tft_beam.WriteTransformFn(
+            transform_dir or args.output)
+    sides = _write_outcomes(p, prep, args)
+    _write_summary(p, args.output, assemble_summary, schema=schema, stats=None, crosses=None,
+                   **sides)
+
+
+def build_transform(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
+                    tft_temp_dir: str, inputs: dict[str, list[str]], first_pass: dict,
+                    transform_dir: str | None = None) -> None:
+    """Pass 2 of 2: the input again through the saved transform_fn -> train/ eval/
+    Parquet; summary.json = `first_pass` (pass 1's summary) + the transformed statistics.
+    Pass 2's own dead letters, excluded rows and counts are pass 1's again: not kept.
+    Every step from reading to Parquet runs in one fused stage: nothing is held."""
+    prep = read_and_prepare(p, schema, inputs, args.chunk_rows, together=True)
+    with _context(schema, tft_temp_dir):
+        transform_fn = p | "ReadTransformFn" >> tft_beam.ReadTransformFn(
+            transform_dir or args.output)
+        train_t, eval_t = _transform(prep, schema, transform_fn, together=True)
+    stats, crosses = _write_transformed(train_t, eval_t, args, schema)
+    _write_summary(p, args.output, lambda _, stats, crosses: {
+        **first_pass, "train_feature_stats": stats, "crosses": crosses},
+        stats=beam.pvalue.AsSingleton(stats), crosses=beam.pvalue.AsSingleton(crosses))
+
+
+def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict | None,
+                     crosses: dict | None, files: list, reasons: list = ()) -> dict:
     """Counts per stage, per table, the train feature statistics and the most common
     dead-letter reasons (limits.CountReasons); checks the counts add up.
 

@@ -21,10 +21,14 @@ class PrepareExamplesFn(beam.DoFn):
 
     Main output: train batches; EVAL: eval batches; EXCLUDED: valid rows that cannot be
     used for training (Arrow tables: example_id, reason); COUNTS: (stage, n) pairs.
+    `together`: train and eval rows stay in one main-output batch (their split flag routes
+    them after the transform, SplitTransformedFn), so that no Flatten has to join the two
+    again: Beam's local runner materializes a Flatten's input before its consumer runs.
     """
 
-    def __init__(self, schema: DatasetSchema):
+    def __init__(self, schema: DatasetSchema, together: bool = False):
         self._schema = schema
+        self._together = together
         self._excluded = Metrics.counter("features", "excluded")
 
     def process(self, batch: pa.RecordBatch, **lookups):
@@ -33,10 +37,12 @@ class PrepareExamplesFn(beam.DoFn):
         if excluded.num_rows:
             yield beam.pvalue.TaggedOutput(EXCLUDED, excluded)
         is_eval = prepared.column(prepare.IS_EVAL).to_numpy(zero_copy_only=False)
+        if self._together and prepared.num_rows:
+            yield prepare.to_tfxio_batch(prepared, self._schema)
         for split, mask in (("train", ~is_eval), (EVAL, is_eval)):
             part = prepared.filter(pa.array(mask))
             yield beam.pvalue.TaggedOutput(COUNTS, (split, part.num_rows))
-            if part.num_rows:
+            if part.num_rows and not self._together:
                 tfxio = prepare.to_tfxio_batch(part, self._schema)
                 yield tfxio if split == "train" else beam.pvalue.TaggedOutput(EVAL, tfxio)
         yield beam.pvalue.TaggedOutput(COUNTS, ("excluded", excluded.num_rows))
