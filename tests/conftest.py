@@ -163,6 +163,36 @@ def run_feature_job(input_dir: Path, output_dir: Path, *extra: str,
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
 
 
+def feature_job_main(capsys, input_dir, output_dir, *extra: str,
+                     schema: Path = REPO_ROOT / "schemas" / "flights.yaml") -> tuple[int, str]:
+    """The feature job's command line, ``main(argv)``, in this process: (exit code, stderr).
+
+    For errors that stop the job before its pipeline runs (usage, schema, options, inputs,
+    an existing output): the same code path as ``python -m beam_jobs.features`` without a
+    process start-up. ``run_feature_job`` stays the way to test the CLI as a process.
+    """
+    import logging
+
+    from beam_jobs.features.__main__ import main
+    argv = ["--schema", str(schema), "--input", str(input_dir), "--output", str(output_dir),
+            *extra]
+    saved_env = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    names = ("apache_beam", "apache_beam.typehints", "apache_beam.utils.retry", "tensorflow",
+             "absl")
+    saved_levels = {n: logging.getLogger(n).level for n in names}
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    finally:  # main sets these for its own process
+        if saved_env is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = saved_env
+        for n, level in saved_levels.items():
+            logging.getLogger(n).setLevel(level)
+    return code, capsys.readouterr().err
+
+
 @pytest.fixture(scope="session")
 def flights_slice(tmp_path_factory) -> Path:
     """The first FLIGHTS_SLICE_ROWS flights with the full weather and planes tables."""
