@@ -7,6 +7,7 @@ loopback only, with Ray 2.60's token authentication on. Tests reach it in two wa
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -116,7 +117,9 @@ def ray_cluster() -> RayTestCluster:
            f"--num-cpus={TEST_CLUSTER_CPUS}", "--num-gpus=0", f"--temp-dir={temp_dir}",
            "--disable-usage-stats"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    if proc.returncode != 0:
+    if proc.returncode != 0:  # what it started before it gave up would outlive the session
+        _stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
         pytest.fail(f"ray start failed:\n{proc.stdout}\n{proc.stderr}")
     cluster = RayTestCluster(gcs_address=f"127.0.0.1:{port}",
                              dashboard_url=f"http://127.0.0.1:{dash_port}",
@@ -161,6 +164,58 @@ def run_feature_job(input_dir: Path, output_dir: Path, *extra: str,
     cmd = [sys.executable, "-m", "beam_jobs.features", "--schema", str(schema),
            "--input", str(input_dir), "--output", str(output_dir), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT)
+
+
+@contextlib.contextmanager
+def _restores_job_settings():
+    """The feature job sets TF_CPP_MIN_LOG_LEVEL and some loggers' levels for its own
+    process: run in the test process, it gets them back afterwards."""
+    import logging
+
+    saved_env = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    names = ("apache_beam", "apache_beam.typehints", "apache_beam.utils.retry", "tensorflow",
+             "absl")
+    saved_levels = {n: logging.getLogger(n).level for n in names}
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = saved_env
+        for n, level in saved_levels.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def _feature_argv(input_dir, output_dir, extra, schema) -> list[str]:
+    return ["--schema", str(schema), "--input", str(input_dir), "--output", str(output_dir),
+            *extra]
+
+
+def feature_job_main(capsys, input_dir, output_dir, *extra: str,
+                     schema: Path = REPO_ROOT / "schemas" / "flights.yaml") -> tuple[int, str]:
+    """The feature job's command line, ``main(argv)``, in this process: (exit code, stderr).
+
+    For errors that stop the job before its pipeline runs (usage, schema, options, inputs,
+    an existing output): the same code path as ``python -m beam_jobs.features`` without a
+    process start-up. ``run_feature_job`` stays the way to test the CLI as a process.
+    """
+    from beam_jobs.features.__main__ import main
+    capsys.readouterr()
+    with _restores_job_settings():
+        code = main(_feature_argv(input_dir, output_dir, extra, schema))
+    return code, capsys.readouterr().err
+
+
+def feature_job_in_process(input_dir, output_dir, *extra: str,
+                           schema: Path = REPO_ROOT / "schemas" / "flights.yaml") -> dict:
+    """The feature job's ``run(argv)`` in this process: the committed output's summary.
+
+    For tests of what a run writes, not of the process (no interpreter start-up, no second
+    TensorFlow import); ``flights_features`` and the CLI tests run it as a process."""
+    from beam_jobs.features.__main__ import run
+    with _restores_job_settings():
+        return run(_feature_argv(input_dir, output_dir, extra, schema), save_main_session=False)
 
 
 @pytest.fixture(scope="session")

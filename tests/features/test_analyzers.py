@@ -8,7 +8,7 @@ import pytest
 
 from beam_jobs.features import analyzers as az
 from mlbatch.artifacts.features import load_feature_set
-from tests.conftest import run_feature_job
+from tests.conftest import feature_job_in_process
 from tests.features.test_schema import write_schema
 
 RNG = np.random.default_rng(7)
@@ -135,8 +135,7 @@ def test_fused_and_per_feature_analyzers_write_the_same_features(
         flights_features, flights_slice, tmp_path):
     """The job's fused analyzer against tf.Transform's standard analyzers, end to end."""
     per_feature = tmp_path / "per_feature"
-    proc = run_feature_job(flights_slice, per_feature, "--analyzers", "per_feature")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    feature_job_in_process(flights_slice, per_feature, "--analyzers", "per_feature")
     for split in ("train", "eval"):
         fused = pq.read_table(flights_features / split).sort_by("example_id")
         ref = pq.read_table(per_feature / split).sort_by("example_id")
@@ -175,8 +174,7 @@ def test_a_schema_without_buckets_or_without_scaled_features_still_analyzes(
         flights_slice, tmp_path, mutate):
     """The fused analyzer emits no zero-size outputs (tf.Transform cannot take them)."""
     out = tmp_path / "out"
-    proc = run_feature_job(flights_slice, out, schema=write_schema(tmp_path, mutate))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    feature_job_in_process(flights_slice, out, schema=write_schema(tmp_path, mutate))
     fs = load_feature_set(out)
     assert bool(fs.numeric) == (mutate is _without_buckets)
     assert any(f.transform == "bucketize" for f in fs.features) == (mutate is _only_buckets)

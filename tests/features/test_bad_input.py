@@ -1,11 +1,10 @@
 """Broken raw files: the job finishes where it can, every record is accounted for."""
 import json
-import shutil
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import run_feature_job
+from tests.conftest import feature_job_main
 from tests.features.test_schema import write_schema
 
 GOOD = b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
@@ -24,24 +23,9 @@ BAD_LINES = {
 TRUNCATED = b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EW"  # last line, no newline
 
 
-@pytest.fixture(scope="module")
-def broken_input(flights_slice, tmp_path_factory):
-    d = tmp_path_factory.mktemp("broken")
-    lines = (flights_slice / "flights.csv").read_bytes().splitlines(keepends=True)
-    header, good = lines[0], lines[1:301]
-    (d / "flights.csv").write_bytes(header + b"".join(good))
-    (d / "flights_bad.csv").write_bytes(
-        header + b"".join(line + b"\n" for line in BAD_LINES) + GOOD + b"\n" + TRUNCATED)
-    (d / "flights_empty.csv").write_bytes(b"")
-    (d / "flights_header_only.csv").write_bytes(header)
-    for t in ("weather", "planes"):
-        shutil.copy(flights_slice / f"{t}.csv", d / f"{t}.csv")
-    return d
-
-
-def test_broken_files_are_dead_lettered_and_counts_reconcile(broken_input, tmp_path):
-    out = tmp_path / "out"
-    proc = run_feature_job(broken_input, out, "--max-dead-letter-share", "0.05")
+def test_broken_files_are_dead_lettered_and_counts_reconcile(broken_input, dead_letter_runs):
+    """broken_input (tests/features/conftest.py) through the job, dead-letter limit 5 %."""
+    out, proc = dead_letter_runs.out, dead_letter_runs.rerun
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     s = summary["stages"]
@@ -70,20 +54,21 @@ def test_broken_files_are_dead_lettered_and_counts_reconcile(broken_input, tmp_p
         {"name": "ghost", "columns": ["origin", "ghost_col"], "hash_buckets": 16}),
      "cross 'ghost' uses missing column 'ghost_col'"),
 ])
-def test_config_errors_stop_early_with_a_clear_message(flights_slice, tmp_path, mutate, message):
-    proc = run_feature_job(flights_slice, tmp_path / "out",
-                           schema=write_schema(tmp_path, mutate))
-    assert proc.returncode == 2
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+def test_config_errors_stop_early_with_a_clear_message(flights_slice, tmp_path, mutate, message,
+                                                       capsys):
+    code, stderr = feature_job_main(capsys, flights_slice, tmp_path / "out",
+                                    schema=write_schema(tmp_path, mutate))
+    assert code == 2
+    assert message in stderr and "Traceback" not in stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_input_is_named(tmp_path):
-    proc = run_feature_job(tmp_path / "does_not_exist", tmp_path / "out")
-    assert proc.returncode == 2
-    assert "table 'flights': no file matches" in proc.stderr and "Traceback" not in proc.stderr
+def test_missing_input_is_named(tmp_path, capsys):
+    code, stderr = feature_job_main(capsys, tmp_path / "does_not_exist", tmp_path / "out")
+    assert code == 2
+    assert "table 'flights': no file matches" in stderr and "Traceback" not in stderr
 
 
-def test_refuses_to_mix_with_an_earlier_run(flights_features, flights_slice):
-    proc = run_feature_job(flights_slice, flights_features)
-    assert proc.returncode == 2 and "pass --overwrite" in proc.stderr
+def test_refuses_to_mix_with_an_earlier_run(flights_features, flights_slice, capsys):
+    code, stderr = feature_job_main(capsys, flights_slice, flights_features)
+    assert code == 2 and "pass --overwrite" in stderr

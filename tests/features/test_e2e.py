@@ -14,7 +14,7 @@ import pytest
 from beam_jobs.common.options import dry_run_summary
 from mlbatch.schema import load_schema
 from mlbatch.artifacts.features import load_feature_set
-from tests.conftest import FLIGHTS_SLICE_ROWS, REPO_ROOT, run_feature_job
+from tests.conftest import FLIGHTS_SLICE_ROWS, REPO_ROOT, feature_job_main, run_feature_job
 
 SCHEMA = REPO_ROOT / "schemas" / "flights.yaml"
 
@@ -182,8 +182,9 @@ def test_dataflow_dry_run_writes_job_description(flights_slice, gcs_emulator, tm
     (["--runner", "DataflowRunner", "--project", "p-1", "--region", "r",
       "--temp_location", "/local/tmp"], "--temp_location must be a gs:// path"),
 ])
-def test_invalid_dataflow_options_fail_before_running(flights_slice, tmp_path, flags, message):
-    proc = run_feature_job(flights_slice, tmp_path / "out", *flags)
-    assert proc.returncode == 2
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+def test_invalid_dataflow_options_fail_before_running(flights_slice, tmp_path, flags, message,
+                                                      capsys):
+    code, stderr = feature_job_main(capsys, flights_slice, tmp_path / "out", *flags)
+    assert code == 2
+    assert message in stderr and "Traceback" not in stderr
     assert not (tmp_path / "out").exists()

@@ -22,7 +22,7 @@ from beam_jobs.features import io, limits
 from mlbatch.artifacts import ArtifactWriter, read_manifest
 from mlbatch.artifacts.features import FeatureContractError, load_feature_set
 from mlbatch.schema import LimitsSpec, load_schema
-from tests.conftest import REPO_ROOT, run_feature_job
+from tests.conftest import REPO_ROOT, feature_job_main, run_feature_job
 from tests.features.test_bad_input import BAD_LINES
 
 SCHEMA = load_schema(REPO_ROOT / "schemas" / "flights.yaml")
@@ -30,10 +30,13 @@ TABLES = list(SCHEMA.tables.values())
 NATIVE_NOISE = re.compile(r"ERROR|^E\d{4}|TPU", re.MULTILINE)
 
 
-def run_xgboost(features, output) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ray_jobs.xgboost", "--features", str(features),
-                           "--output", str(output)], capture_output=True, text=True, timeout=300,
-                          cwd=REPO_ROOT, check=False)
+def run_xgboost(capsys, features, output) -> tuple[int, str]:
+    """The XGBoost job's command line in this process (it refuses before Ray is reached;
+    tests/artifacts/test_models_e2e.py runs that refusal as a process): (exit code, stderr)."""
+    from ray_jobs.xgboost.__main__ import main
+    capsys.readouterr()
+    code = main(["--features", str(features), "--output", str(output)])
+    return code, capsys.readouterr().err
 
 
 # --- flags --------------------------------------------------------------------------------
@@ -71,10 +74,11 @@ def test_feature_job_rejects_an_unknown_flag(flights_slice, tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
 
 
-def test_dry_run_false_is_a_real_run_and_guards_the_output(flights_features, flights_slice):
+def test_dry_run_false_is_a_real_run_and_guards_the_output(flights_features, flights_slice,
+                                                           capsys):
     """Before, --dry_run=False was a dry run that skipped the overwrite check."""
-    proc = run_feature_job(flights_slice, flights_features, "--dry_run=False")
-    assert proc.returncode == 2 and "pass --overwrite" in proc.stderr
+    code, stderr = feature_job_main(capsys, flights_slice, flights_features, "--dry_run=False")
+    assert code == 2 and "pass --overwrite" in stderr
 
 
 def _closed_port() -> int:
@@ -125,17 +129,17 @@ def test_headers_lacking_declared_columns_are_named(flights_slice, tmp_path):
             f"['type', 'manufacturer', 'model', 'engines', 'seats', 'speed', 'engine']") in msg
 
 
-def test_feature_job_stops_on_a_header_lacking_columns(flights_slice, tmp_path):
+def test_feature_job_stops_on_a_header_lacking_columns(flights_slice, tmp_path, capsys):
     raw = tmp_path / "raw"
     shutil.copytree(flights_slice, raw)
     weather = raw / "weather.csv"
     lines = weather.read_bytes().splitlines(keepends=True)
     weather.write_bytes(lines[0].replace(b"humid,", b"") + b"".join(lines[1:10]))
-    proc = run_feature_job(raw, tmp_path / "out")
-    assert proc.returncode == 2
+    code, stderr = feature_job_main(capsys, raw, tmp_path / "out")
+    assert code == 2
     assert (f"{weather}: table 'weather' declares column(s) ['humid'] that its header lacks"
-            in proc.stderr)
-    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+            in stderr)
+    assert "Traceback" not in stderr and not (tmp_path / "out").exists()
 
 
 # --- limits -------------------------------------------------------------------------------
@@ -167,49 +171,36 @@ def test_limits_name_the_counts_and_the_most_common_reasons():
         "above the limit of 10 (limits.max_dead_letters)" in capped
 
 
-@pytest.fixture(scope="module")
-def dirty_input(flights_slice, tmp_path_factory):
-    """200 good flights and the bad lines of test_bad_input (7 of 207: 3.4 %)."""
-    d = tmp_path_factory.mktemp("dirty")
-    lines = (flights_slice / "flights.csv").read_bytes().splitlines(keepends=True)
-    (d / "flights.csv").write_bytes(
-        lines[0] + b"".join(lines[1:201]) + b"".join(line + b"\n" for line in BAD_LINES))
-    for t in ("weather", "planes"):
-        shutil.copy(flights_slice / f"{t}.csv", d / f"{t}.csv")
-    return d
-
-
 def test_too_many_dead_letters_fail_uncommitted_then_a_rerun_needs_no_overwrite(
-        dirty_input, tmp_path, monkeypatch):
-    # As a user's shell would be: tf.Transform imported in this test process sets
-    # TF_CPP_MIN_LOG_LEVEL for itself, and the job respects a value it inherits.
-    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    out = tmp_path / "out"
-    proc = run_feature_job(dirty_input, out)
+        broken_input, dead_letter_runs):
+    """broken_input (tests/features/conftest.py): 8 dead letters in 309 records (2.59 %),
+    at the default limit of 1 %, then the same command with the limit raised to 5 %."""
+    proc = dead_letter_runs.first
     assert proc.returncode == 1, proc.stderr[-3000:]
-    n_bad = len(BAD_LINES)
-    assert (f"too many dead letters: table 'flights': {n_bad} of {200 + n_bad} records read "
-            f"(3.38%) are dead letters, above the limit of 1%") in proc.stderr
-    summary = json.loads((out / "summary.json").read_text())
+    n_bad, n_read = len(BAD_LINES) + 1, 300 + len(BAD_LINES) + 2  # + the truncated line
+    assert (f"too many dead letters: table 'flights': {n_bad} of {n_read} records read "
+            f"(2.59%) are dead letters, above the limit of 1%") in proc.stderr
+    failed = dead_letter_runs.failed  # the output as the failed run left it
+    summary = json.loads((failed / "summary.json").read_text())
     reasons = summary["dead_letter_reasons"]["flights"]
     assert sum(r["count"] for r in reasons) == n_bad
     assert {"reason": "distance: not a finite number: <value>", "count": 1,
-            "first": f"{dirty_input / 'flights.csv'}:{201 + 3}"} in reasons
+            "first": f"{broken_input / 'flights_bad.csv'}:{2 + 2}"} in reasons
     assert summary["dead_letter_reasons"]["weather"] == []
     assert summary["reconciled"] and summary["failure"].startswith("too many dead letters")
-    assert not (out / "artifact.json").exists()
+    assert not (failed / "artifact.json").exists()
     with pytest.raises(FeatureContractError, match="failed: too many dead letters"):
-        load_feature_set(out)  # what every trainer reads it with (the CLI: exit 2, below)
+        load_feature_set(failed)  # what every trainer reads it with (the CLI: exit 2, below)
 
     # The same command, the limit raised: no --overwrite needed over the failed run's files.
-    proc = run_feature_job(dirty_input, out, "--max-dead-letter-share", "0.05")
+    proc, out = dead_letter_runs.rerun, dead_letter_runs.out
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_manifest(out, "features").rows == {
         "train": summary["stages"]["train"], "eval": summary["stages"]["eval"]}
     # A CPU run: no ERROR line (TensorFlow's CUDA probe), no TPU warning, no Beam chatter.
     assert not NATIVE_NOISE.findall(proc.stderr), NATIVE_NOISE.findall(proc.stderr)
     assert " INFO apache_beam" not in proc.stderr
-    assert " INFO beam_jobs.features: read 207, dead letter 7" in proc.stderr
+    assert f" INFO beam_jobs.features: read {n_read}, dead letter {n_bad}" in proc.stderr
 
 
 # --- reconciliation -----------------------------------------------------------------------
@@ -227,7 +218,7 @@ def _drop_first_train_row(root) -> str:
     return table.column("example_id")[0].as_py()
 
 
-def test_unreconciled_counts_are_never_committed(flights_features, tmp_path):
+def test_unreconciled_counts_are_never_committed(flights_features, tmp_path, capsys):
     from beam_jobs.features import artifacts
 
     root = tmp_path / "features"
@@ -243,9 +234,9 @@ def test_unreconciled_counts_are_never_committed(flights_features, tmp_path):
         f"{lost}")
     assert not (root / "artifact.json").exists()
     assert json.loads((root / "summary.json").read_text())["failure"] == summary["failure"]
-    trainer = run_xgboost(root, tmp_path / "model")
-    assert trainer.returncode == 2
-    assert f"failed: {summary['failure']}" in trainer.stderr
+    code, stderr = run_xgboost(capsys, root, tmp_path / "model")
+    assert code == 2
+    assert f"failed: {summary['failure']}" in stderr
 
 
 # --- crosses ------------------------------------------------------------------------------

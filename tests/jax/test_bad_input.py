@@ -1,7 +1,5 @@
 """Bad input fails on the driver, before any worker starts, with an error naming it."""
 import shutil
-import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,7 +9,7 @@ import pytest
 from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.jax import driver
 from ray_jobs.jax.checkpoint import CheckpointError
-from tests.jax.conftest import REPO_ROOT, tiny_config
+from tests.jax.conftest import tiny_config
 
 
 @pytest.fixture()
@@ -64,13 +62,14 @@ def test_train_split_smaller_than_a_batch(tiny_features, tmp_path, no_workers):
         driver.run(tiny_config(batch_size=768, data_shards=2), tiny_features, tmp_path / "o")
 
 
-def test_batch_not_divisible_by_devices_on_the_command_line(tiny_features, tmp_path):
-    cmd = [sys.executable, "-m", "ray_jobs.jax", "--features", str(tiny_features),
-           "--output", str(tmp_path / "out"), "--num-workers", "2",
-           "--devices-per-worker", "3", "--batch-size", "64"]
-    p = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2
-    assert "error: batch_size: 64 is not divisible by the device count 6" in p.stderr
+def test_batch_not_divisible_by_devices_on_the_command_line(tiny_features, tmp_path, capsys,
+                                                           no_workers):
+    """main(argv) in this process (the CLI's exit 2 as a process: tests/artifacts)."""
+    from ray_jobs.jax.__main__ import main
+    code = main(["--features", str(tiny_features), "--output", str(tmp_path / "out"),
+                 "--num-workers", "2", "--devices-per-worker", "3", "--batch-size", "64"])
+    assert code == 2
+    assert "error: batch_size: 64 is not divisible by the device count 6" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
