@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOp
 
 from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
 from beam_jobs.features import io
-from mlbatch.artifacts import ArtifactWriter, OutputExistsError
+from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
 from mlbatch.schema import SchemaError, load_schema
 from mlbatch.storage import StorageError, is_remote
 
@@ -151,7 +151,7 @@ def _run_pipelines(args, options, schema, files, tft_temp, transform_dir) -> Non
     pipeline.build_analyze(p, args, schema, tft_temp, files, transform_dir)
     run_pipeline(p, options)
     LOGGER.info("pass 1 of 2 (analyze) done; pass 2: transform")
-    first = io.read_json(FileSystems.join(args.output, "summary.json"))
+    first = read_json(FileSystems.join(args.output, "summary.json"))
     p = beam.Pipeline(options=options)
     pipeline.build_transform(p, args, schema, tft_temp, files, first, transform_dir)
     run_pipeline(p, options)
