@@ -11,7 +11,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from beam_jobs.monitor.__main__ import main
-from mlbatch.artifacts.base import read_manifest, verify
+from mlbatch.artifacts import read_manifest, verify
 from mlbatch.artifacts.monitor import load_monitor
 
 
