@@ -383,3 +383,20 @@ def flights_monitor_drift(flights_monitor_skew, flights_features, flights_slice,
     code = main(["--baseline", str(flights_features), "--input", str(raw), "--output", str(out),
                  "--against", str(flights_monitor_skew[1])])
     return code, out
+
+
+@pytest.fixture(scope="module")
+def connected_gcs(gcs_emulator, ray_cluster):
+    """This process as a Ray driver whose workers see the storage emulator, connected the
+    way ``ray_jobs.common.cluster.connect`` connects a job; disconnected afterwards."""
+    import ray
+
+    from ray_jobs.common import cluster
+    if ray.is_initialized():
+        ray.shutdown()
+    runtime_env = cluster.worker_runtime_env()
+    assert runtime_env == {"env_vars": {"STORAGE_EMULATOR_HOST": gcs_emulator.host}}
+    from tests.xgboost.helpers import connect_test_process
+    connect_test_process(ray_cluster, runtime_env=runtime_env)
+    yield ray_cluster
+    ray.shutdown()

@@ -74,12 +74,10 @@ def test_output_straight_to_gcs_commits_what_a_local_run_writes(gcs_features, fl
         "features"]
 
 
-def test_xgboost_trains_on_features_written_to_gcs(gcs_features, ray_cluster, tmp_path):
+def test_xgboost_trains_on_features_written_to_gcs(gcs_features, connected_gcs, tmp_path):
     from ray_jobs.xgboost import driver
     from ray_jobs.xgboost.config import XGBoostConfig
-    from tests.xgboost.helpers import connect_test_process
 
-    connect_test_process(ray_cluster)
     out = tmp_path / "model"
     doc = driver.run(XGBoostConfig(features=gcs_features, output=str(out), num_actors=1,
                                    cpus_per_actor=1, num_boost_round=5, early_stopping_rounds=5,
