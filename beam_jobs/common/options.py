@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +36,25 @@ SETUP_FILE = REPO_ROOT / "setup.py"
 
 class OptionsError(ValueError):
     """A pipeline flag is missing or invalid; raised before anything runs."""
+
+
+def quiet_logging(verbose: bool, extra: Sequence[str] = ()) -> None:
+    """Log levels and TensorFlow's native logging of a Beam job, before TensorFlow is
+    imported (``extra``: more library loggers to hold at WARNING, e.g. "jax").
+
+    Unless --verbose: Beam's per-shard INFO lines go, and TF_CPP_MIN_LOG_LEVEL=3 keeps the
+    C++ runtime's start-up lines out, among them the ERROR line of its CUDA probe on a
+    machine without a GPU ("failed call to cuInit"); the job's own errors come back as
+    Python exceptions either way. A value already in the environment is kept."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    quiet = {name: logging.WARNING
+             for name in ("apache_beam.typehints", "tensorflow", "absl", *extra)}
+    if not verbose:
+        quiet.update({"apache_beam": logging.WARNING,
+                      # a remote check's retries; the check's own error names the URI
+                      "apache_beam.utils.retry": logging.ERROR})
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _is_dataflow(runner: str | None) -> bool:

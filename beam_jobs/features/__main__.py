@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions, TestOptions)
 
-from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
+from beam_jobs.common.options import OptionsError, pipeline_options, quiet_logging, run_pipeline
 from beam_jobs.features import io
 from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
 from mlbatch.schema import SchemaError, load_schema
@@ -84,22 +84,6 @@ def parse_args(argv):
     return known, beam_args
 
 
-def _quiet(verbose: bool) -> None:
-    """Log levels and TensorFlow's native logging, before TensorFlow is imported.
-
-    Unless --verbose: Beam's per-shard INFO lines go, and TF_CPP_MIN_LOG_LEVEL=3 keeps the
-    C++ runtime's start-up lines out, among them the ERROR line of its CUDA probe on a
-    machine without a GPU ("failed call to cuInit"); the job's own errors come back as
-    Python exceptions either way. A value already in the environment is kept."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
-    quiet = {"apache_beam.typehints": logging.WARNING, "tensorflow": logging.WARNING,
-             "absl": logging.WARNING}
-    if not verbose:
-        quiet.update({"apache_beam": logging.WARNING,
-                      # a remote check's retries; the check's own error names the URI
-                      "apache_beam.utils.retry": logging.ERROR})
-    for name, level in quiet.items():
-        logging.getLogger(name).setLevel(level)
 
 
 class FeatureJobError(RuntimeError):
@@ -166,7 +150,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
-    _quiet(args.verbose)
+    quiet_logging(args.verbose)
     schema = load_schema(args.schema)
     options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)

@@ -19,7 +19,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common import reading, serving
-from beam_jobs.common.options import OptionsError, is_dataflow, pipeline_options, run_pipeline
+from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
+                                      run_pipeline)
 from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import pipeline, report, stats
 from mlbatch import drift, storage
@@ -74,12 +75,6 @@ def parse_args(argv):
     return known, beam_args
 
 
-def _quiet(verbose: bool) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
-    for name in ("apache_beam.typehints", "tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if not verbose:
-        logging.getLogger("apache_beam").setLevel(logging.WARNING)
 
 
 def baseline_files(features: FeatureSet) -> dict[str, list[str]]:
@@ -185,7 +180,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     uncommitted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
-    _quiet(args.verbose)
+    quiet_logging(args.verbose)
     features = load_feature_set(args.baseline)
     plan = make_plan(args, features)
     options = pipeline_options(beam_args, job_name=f"monitor-{plan.schema.name}",

@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common import reading, serving
-from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options,
+from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError, read_manifest
 from mlbatch.schema import SchemaError
@@ -70,16 +70,6 @@ def parse_args(argv):
     return known, beam_args
 
 
-def _quiet(verbose: bool) -> None:
-    """As the feature job: TensorFlow's native start-up lines and Beam's INFO chatter off
-    unless --verbose (a value already in the environment is kept)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
-    quiet = {"apache_beam.typehints": logging.WARNING, "tensorflow": logging.WARNING,
-             "absl": logging.WARNING, "jax": logging.WARNING}
-    if not verbose:
-        quiet.update({"apache_beam": logging.WARNING, "apache_beam.utils.retry": logging.ERROR})
-    for name, level in quiet.items():
-        logging.getLogger(name).setLevel(level)
 
 
 class ScoreJobError(RuntimeError):
@@ -134,7 +124,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
-    _quiet(args.verbose)
+    quiet_logging(args.verbose, extra=("jax",))
     features, schema, model, transform_digest = _inputs(args)
     options = pipeline_options(beam_args, job_name=f"score-{schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
