@@ -54,6 +54,11 @@ def key_figures(root: str) -> dict:
                        features_breached=m.metrics.get("features_breached"))
     if m.type == "cooccurrence":
         figures.update(pairs=m.metrics.get("nnz"), svd_dim=m.metrics.get("svd_dim"))
+    if m.type == "cooccurrence_evaluation":
+        from mlbatch.artifacts.cooccurrence_evaluation import load_evaluation
+        models = load_evaluation(root).results.get("models", {})
+        figures["wordsim353"] = {name: r["wordsim353"]["spearman"] for name, r in models.items()
+                                 if isinstance(r.get("wordsim353", {}).get("spearman"), float)}
     if m.type == "features" and isinstance(m.rows, dict):
         figures.update({f"rows_{k}": v for k, v in m.rows.items()})
     return figures
@@ -74,6 +79,12 @@ def summary(figures: dict) -> str:
     if kind == "cooccurrence":
         return (f"vocab {figures.get('rows', 0):,}, {figures.get('pairs') or 0:,} pairs, "
                 f"svd {figures.get('svd_dim')}")
+    if kind == "cooccurrence_evaluation":
+        rho = figures.get("wordsim353") or {}
+        ours = max((v for k, v in rho.items() if k.startswith("ours")), default=None)
+        w2v = max((v for k, v in rho.items() if not k.startswith("ours")), default=None)
+        return (f"WS353 rho: ours {_fmt(ours)}, word2vec {_fmt(w2v)}"
+                if ours is not None and w2v is not None else "")
     if kind == "monitor":
         return f"verdict {figures.get('verdict')} ({figures.get('features_breached')} breached)"
     parts = [f"{k}={_fmt(figures[k])}" for k in ("auc", "rmse", "logloss") if k in figures]

@@ -20,11 +20,11 @@ def _elapsed(seconds: float | None) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
 
 
-def step_line(state) -> str:
+def step_line(state, name_width: int = 14) -> str:
     rows = state.key_figures.get("rows")
     rows_text = f"{rows:,} rows" if isinstance(rows, int) else ""
     detail = state.error or state.reason or ""
-    return (f"{state.name:<14} {state.status:<9} {_elapsed(state.elapsed_s):>6} "
+    return (f"{state.name:<{name_width}} {state.status:<9} {_elapsed(state.elapsed_s):>6} "
             f"{rows_text:>13}  {detail}").rstrip()
 
 
@@ -37,6 +37,7 @@ class Progress:
         self.live = self.stream.isatty() if live is None else live
         self._drawn = 0
         self._last: dict[str, str] = {}
+        self._name_width = max([14, *(len(s.name) for s in states)])
 
     def start(self, title: str) -> None:
         self.stream.write(title + "\n")
@@ -58,12 +59,12 @@ class Progress:
     def _plain(self, state) -> None:
         if self._last.get(state.name) != state.status:
             self._last[state.name] = state.status
-            self.stream.write(step_line(state) + "\n")
+            self.stream.write(step_line(state, self._name_width) + "\n")
 
     def _draw(self) -> None:
         width = max(shutil.get_terminal_size().columns - 1, 20)  # a wrapped line breaks the redraw
         out = [_UP.format(n=self._drawn)] if self._drawn else []
-        out += [_CLEAR + step_line(s)[:width] + "\n" for s in self.states]
+        out += [_CLEAR + step_line(s, self._name_width)[:width] + "\n" for s in self.states]
         self.stream.write("".join(out))
         self._drawn = len(self.states)
 

@@ -162,7 +162,7 @@ def _start_once(state: Path, token_file: Path, head_cpus: int, worker_cpus: int,
                                    f"within {wait_s:g}s (timed out)")
             time.sleep(1.0)
     except (ClusterError, subprocess.TimeoutExpired):
-        _end_processes(temp_dir)
+        end_processes(temp_dir)
         (state / STATE_FILE).unlink(missing_ok=True)
         raise
     return info
@@ -175,13 +175,29 @@ def load_cluster(state_dir: str | os.PathLike) -> ClusterInfo:
     return ClusterInfo(**json.loads(path.read_text()))
 
 
-def _cluster_pids(temp_dir: str) -> list[int]:
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+def _belongs(pid_dir: Path, marker: bytes) -> bool:
+    """Whether a process was started with the cluster's temp dir: named in its command
+    line, or, for the processes that retitle themselves (``ray::DashboardAgent``,
+    ``ray::RuntimeEnvAgent``) or take no flag naming it (the Ray client server), in
+    an open file (their logs live under it)."""
+    if marker in (pid_dir / "cmdline").read_bytes():
+        return True
+    for fd in (pid_dir / "fd").iterdir():
         try:
-            if temp_dir.encode() in cmdline.read_bytes():
-                pids.append(int(cmdline.parent.name))
+            if marker in os.fsencode(os.readlink(fd)):
+                return True
         except OSError:
+            continue
+    return False
+
+
+def _cluster_pids(temp_dir: str) -> list[int]:
+    pids, marker = [], os.fsencode(str(temp_dir))
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if _belongs(pid_dir, marker):
+                pids.append(int(pid_dir.name))
+        except OSError:  # it exited, or is not ours to read
             continue
     return [p for p in pids if p != os.getpid()]
 
@@ -193,10 +209,11 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _end_processes(temp_dir: str) -> int:
-    """SIGTERM, then SIGKILL, the processes started with ``temp_dir``; how many there were."""
+def end_processes(temp_dir: str | os.PathLike, term_wait_s: float = 5.0) -> int:
+    """SIGTERM, then SIGKILL, the processes started with ``temp_dir`` (a cluster's
+    ``--temp-dir``); how many there were."""
     started = [p for p in _cluster_pids(temp_dir) if _running(p)]
-    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    for sig, wait_s in ((signal.SIGTERM, term_wait_s), (signal.SIGKILL, 5.0)):
         pids = [p for p in _cluster_pids(temp_dir) if _running(p)]
         if not pids:
             break
@@ -215,7 +232,7 @@ def _end_processes(temp_dir: str) -> int:
 def stop_cluster(state_dir: str | os.PathLike) -> int:
     """Stops the cluster started from ``state_dir``; returns how many processes ended."""
     state = Path(state_dir).resolve()
-    ended = _end_processes(load_cluster(state).temp_dir)
+    ended = end_processes(load_cluster(state).temp_dir)
     (state / STATE_FILE).unlink()
     return ended
 

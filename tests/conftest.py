@@ -59,43 +59,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _cluster_pids(temp_dir: Path) -> list[int]:
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if str(temp_dir).encode() in cmdline.read_bytes():
-                pids.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return [p for p in pids if p != os.getpid()]
-
-
-def _alive(pid: int) -> bool:
-    try:  # a zombie (state Z) has exited already
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _stop_cluster(temp_dir: Path) -> None:
     """Stops this fixture's head node only (`ray stop` would stop every Ray on the host):
     its processes are the ones started with its private temp dir; workers exit with them."""
-    import signal
-    import time
-
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        pids = _cluster_pids(temp_dir)
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.2)
-            pids = [p for p in pids if _alive(p)]
-        if not pids:
-            return
+    from pipelines.ray_cluster import end_processes
+    end_processes(temp_dir, term_wait_s=15.0)
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +72,8 @@ def ray_cluster() -> RayTestCluster:
     token = SESSION_TOKEN
     # Every port explicit: the dashboard agent's HTTP port is otherwise a fixed default
     # (52365), which a second cluster on the same machine cannot bind.
-    port, dash_port, agent_port = _free_port(), _free_port(), _free_port()
+    # So is the Ray client server's (10001): two sessions (pytest-xdist workers) would clash.
+    port, dash_port, agent_port, client_port = (_free_port() for _ in range(4))
     temp_dir = Path(f"/tmp/ray_mlbatch_{os.getpid()}")  # short: Ray's socket paths are length-limited
     # The head node (and so every job's entrypoint) runs with this venv first on PATH,
     # as it would for a user who activated it.
@@ -113,7 +82,7 @@ def ray_cluster() -> RayTestCluster:
                RAY_USAGE_STATS_ENABLED="0", PATH=venv_path)
     cmd = [RAY_BIN, "start", "--head", "--node-ip-address=127.0.0.1",
            "--dashboard-host=127.0.0.1", f"--port={port}", f"--dashboard-port={dash_port}",
-           f"--dashboard-agent-listen-port={agent_port}",
+           f"--dashboard-agent-listen-port={agent_port}", f"--ray-client-server-port={client_port}",
            f"--num-cpus={TEST_CLUSTER_CPUS}", "--num-gpus=0", f"--temp-dir={temp_dir}",
            "--disable-usage-stats"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)

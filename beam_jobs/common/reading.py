@@ -52,7 +52,14 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
       FileNotFoundError: naming each table without files and the pattern tried.
       InputError: naming each file whose header lacks declared columns, and them.
       mlbatch.storage.StorageError: a remote check got no answer in time, naming the URI.
+
+    Local paths are made absolute first: a row's example_id names the file it came from,
+    so the same file read as ``data/x.csv`` by one job and by its recorded absolute URI by
+    another (the monitor reading the training files) gives the same ids.
     """
+    given = input_root
+    if not storage.is_remote(input_root):
+        input_root = storage.locate(input_root).uri
     found, missing = {}, []
     named = inputs.names_files(input_root)
     for t in tables:
@@ -62,7 +69,7 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
         if named:  # the files of a glob or the file: those named for this table
             paths = [p for p in matched if _names_table(p, t, len(tables) == 1)]
         if not paths:
-            where = (f"no file of --input {input_root} is named like {t.path}"
+            where = (f"no file of --input {given} is named like {t.path}"
                      if matched else f"no file matches {pattern}")
             missing.append(f"table {t.name!r}: {where}")
         found[t.name] = paths

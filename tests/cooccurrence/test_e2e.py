@@ -123,6 +123,13 @@ def test_evaluation_is_its_own_artifact_and_leaves_the_vectors_committed(lee_out
     assert result["analogy_questions"] == 19544
     table = (out / "evaluation.md").read_text().splitlines()
     assert len(table) == 2 + 4 and table[0].startswith("| model | vocab |")
+    # the pipeline's key figure: the best WordSim353 rho of ours vs of word2vec
+    from pipelines.figures import key_figures, summary
+    rho = {name: r["wordsim353"]["spearman"] for name, r in result["models"].items()}
+    assert key_figures(str(out))["wordsim353"] == rho
+    ours = max(v for k, v in rho.items() if k.startswith("ours"))
+    w2v = max(v for k, v in rho.items() if k.startswith("gensim"))
+    assert summary(key_figures(str(out))) == f"WS353 rho: ours {ours:.4f}, word2vec {w2v:.4f}"
 
 
 def test_evaluation_refuses_an_output_inside_the_vectors(lee_output, capsys):

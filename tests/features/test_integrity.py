@@ -114,6 +114,19 @@ def test_input_may_be_a_directory_a_glob_or_a_file(flights_slice):
         io.check_inputs(str(flights_slice / "nothing*.csv"), TABLES)
 
 
+def test_a_relative_input_names_its_files_by_absolute_path(flights_slice, monkeypatch):
+    """example_id is `<file>:<line>`: a job given `slice/` (relative) must name the rows
+    as the monitor does when it reads the same files by their recorded absolute URIs."""
+    by_abs = io.check_inputs(str(flights_slice), TABLES)
+    monkeypatch.chdir(flights_slice.parent)
+    for given in (flights_slice.name, f"./{flights_slice.name}/", f"{flights_slice.name}/*.csv"):
+        assert io.check_inputs(given, TABLES) == by_abs, given
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "no file of --input ./flights.csv is named like weather*.csv")):
+        monkeypatch.chdir(flights_slice)
+        io.check_inputs("./flights.csv", TABLES)
+
+
 def test_headers_lacking_declared_columns_are_named(flights_slice, tmp_path):
     csv_path = tmp_path / "flights_1.csv"
     lines = (flights_slice / "flights.csv").read_bytes().splitlines(keepends=True)

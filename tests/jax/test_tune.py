@@ -64,15 +64,23 @@ def test_asha_search_reports_every_epoch_and_exports_the_best(ray_connected, tin
     assert model.predict(np.zeros((5, 4), np.float32), np.zeros((5, 3), np.int32)).shape == (5,)
 
 
-def _crash_after_first_report(trainable):
+def _crash_after_first_report(trainable, log: Path):
+    """The trial, failing right after its first report on the first attempt; each attempt
+    appends the epochs it reports to ``log`` (one line per report: attempt, epoch)."""
     def trial(config):
+        import json
+
         from ray import tune
         real = tune.report
-        if tune.get_checkpoint() is None:  # first attempt: fail right after epoch 0
-            def report_then_crash(*a, **k):
-                real(*a, **k)
+        resumed = tune.get_checkpoint() is not None
+
+        def report(metrics, *a, **k):
+            real(metrics, *a, **k)
+            with open(log, "a") as f:
+                f.write(json.dumps({"resumed": resumed, "epoch": metrics["epoch"]}) + "\n")
+            if not resumed:  # first attempt: fail right after epoch 0
                 raise RuntimeError("injected failure after epoch 0")
-            tune.report = report_then_crash
+        tune.report = report
         try:
             trainable(config)
         finally:
@@ -81,14 +89,21 @@ def _crash_after_first_report(trainable):
 
 
 def test_retried_trial_resumes_from_its_checkpoint(ray_connected, tiny_features, tmp_path):
+    import json
+
     from ray_jobs.jax import tuning
     sampled = {"learning_rate": 0.01, "l2_wide": 1e-4, "l2_deep": 1e-4}
-    trainable = _crash_after_first_report(tuning.make_trainable(str(tiny_features), BASE))
+    log = tmp_path / "reports.jsonl"
+    trainable = _crash_after_first_report(tuning.make_trainable(str(tiny_features), BASE), log)
     results = run_tuner(trainable, BASE, sampled, tmp_path, "retry", num_samples=1)
     (r,) = list(results)
     assert r.error is None
     assert "injected failure" in (Path(r.path) / "error.txt").read_text()  # it did crash
-    assert list(r.metrics_dataframe["epoch"]) == [0, 1]  # epoch 0 not repeated
+    reports = [json.loads(line) for line in log.read_text().splitlines()]
+    # the retry started from epoch 0's checkpoint: it trained and reported epoch 1 only
+    assert reports == [{"resumed": False, "epoch": 0}, {"resumed": True, "epoch": 1}]
+    # (Tune's own table can miss the failed attempt's last row on a loaded machine)
+    assert list(r.metrics_dataframe["epoch"])[-1] == 1
     with r.checkpoint.as_directory() as d:
         tuned = load_npz(f"{d}/{tuning.CHECKPOINT_FILE}")
     # the same trial, uninterrupted, in this process

@@ -26,13 +26,14 @@ steps:
 def test_flights_pipeline_order_and_dag():
     p = load_pipeline(REPO / "pipelines" / "flights.yaml")
     assert p.name == "flights"
-    assert p.order() == ["features", "cooccurrence", "xgboost", "jax", "tune_xgboost",
-                         "tune_jax", "score", "monitor", "report"]
+    assert p.order() == ["features", "cooccurrence", "evaluate_vectors", "xgboost", "jax",
+                         "tune_xgboost", "tune_jax", "score", "monitor", "report"]
     assert p.steps["score"].upstream == ["features", "tune_xgboost"]
     assert p.steps["cooccurrence"].upstream == []
     assert p.downstream("features") == {"xgboost", "jax", "tune_xgboost", "tune_jax",
                                         "score", "monitor", "report"}
-    assert p.downstream("cooccurrence") == {"report"}
+    assert p.downstream("cooccurrence") == {"evaluate_vectors", "report"}
+    assert p.steps["evaluate_vectors"].upstream == ["cooccurrence"]
     assert p.digest.startswith("sha256:") and len(p.digest) == 71
     assert all(s.job in JOBS for s in p.steps.values())
 
@@ -47,6 +48,9 @@ def test_argv_flags_lists_bools_and_references():
         "--max-concurrent", "1", "--set", "epochs=1", "--output", "R/tune_jax"]
     assert p.steps["score"].argv("R")[:4] == ["--features", "R/features",
                                               "--model", "R/tune_xgboost/best"]
+    assert p.steps["evaluate_vectors"].argv("R") == [
+        "--vectors", "R/cooccurrence", "--corpus", "data/sotu/*.txt",
+        "--output", "R/evaluate_vectors"]
     assert p.steps["report"].argv("R") == ["R", "--output", "R/report"]
 
 
