@@ -66,6 +66,35 @@ def _stop_cluster(temp_dir: Path) -> None:
     end_processes(temp_dir, term_wait_s=15.0)
 
 
+def built_once(tmp_path_factory, name: str, build):
+    """A session fixture's value, ``build(empty dir)``, built once per test run.
+
+    Under pytest-xdist every worker is a session of its own and would build each session
+    fixture again: the first worker to need this one builds it in the run's shared temp
+    dir while holding a lock on it; the others wait for it and reuse what it built (the
+    value pickled beside it). Only for fixtures whose value is files (the flights slice,
+    its features, models and runs): processes (a Ray head node, the storage emulator)
+    stay one per worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build(tmp_path_factory.mktemp(name))
+    import fcntl
+    import pickle
+
+    shared = tmp_path_factory.getbasetemp().parent / "built_once"  # the run's, not the worker's
+    shared.mkdir(exist_ok=True)
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when the worker dies
+        value = shared / f"{name}.pickle"
+        if not value.exists():  # first here, or the first builder failed
+            out = shared / name
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            tmp = value.with_suffix(".partial")
+            tmp.write_bytes(pickle.dumps(build(out)))
+            tmp.rename(value)
+        return pickle.loads(value.read_bytes())
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> RayTestCluster:
     """A real Ray head node on 127.0.0.1 with token auth, shared by every test."""
@@ -191,19 +220,22 @@ def feature_job_in_process(input_dir, output_dir, *extra: str,
 def flights_slice(tmp_path_factory) -> Path:
     """The first FLIGHTS_SLICE_ROWS flights with the full weather and planes tables."""
     from scripts.export_flights import export
-    out = tmp_path_factory.mktemp("flights_raw")
-    export(out, rows=FLIGHTS_SLICE_ROWS)
-    return out
+
+    def build(out: Path) -> Path:
+        export(out, rows=FLIGHTS_SLICE_ROWS)
+        return out
+    return built_once(tmp_path_factory, "flights_raw", build)
 
 
 @pytest.fixture(scope="session")
 def flights_features(flights_slice, tmp_path_factory) -> Path:
     """Real feature-job output (train/ eval/ transform_fn/ manifest) on the flights slice."""
-    out = tmp_path_factory.mktemp("flights_features")
-    proc = run_feature_job(flights_slice, out, "--overwrite")
-    if proc.returncode != 0:
-        pytest.fail(f"feature job failed:\n{proc.stderr[-5000:]}")
-    return out
+    def build(out: Path) -> Path:
+        proc = run_feature_job(flights_slice, out, "--overwrite")
+        if proc.returncode != 0:
+            pytest.fail(f"feature job failed:\n{proc.stderr[-5000:]}")
+        return out
+    return built_once(tmp_path_factory, "flights_features", build)
 
 
 # --- Cloud Storage, offline -------------------------------------------------------------------
@@ -283,12 +315,14 @@ def flights_xgboost(flights_features, ray_cluster, tmp_path_factory) -> Path:
     from ray_jobs.xgboost import driver
     from ray_jobs.xgboost.config import XGBoostConfig
     from tests.xgboost.helpers import connect_test_process
-    connect_test_process(ray_cluster)
-    out = tmp_path_factory.mktemp("flights_xgboost")
-    driver.run(XGBoostConfig(features=str(flights_features), output=str(out), num_actors=1,
-                             cpus_per_actor=1, num_boost_round=15, early_stopping_rounds=5,
-                             max_actor_restarts=0, placement_timeout_s=30.0))
-    return out
+    connect_test_process(ray_cluster)  # also where another worker built it: tests expect it
+
+    def build(out: Path) -> Path:
+        driver.run(XGBoostConfig(features=str(flights_features), output=str(out), num_actors=1,
+                                 cpus_per_actor=1, num_boost_round=15, early_stopping_rounds=5,
+                                 max_actor_restarts=0, placement_timeout_s=30.0))
+        return out
+    return built_once(tmp_path_factory, "flights_xgboost", build)
 
 
 @pytest.fixture(scope="session")
@@ -296,9 +330,11 @@ def flights_jax(flights_features, tmp_path_factory) -> Path:
     """A committed JAX model artifact trained on ``flights_features`` (in process, 2 epochs)."""
     from ray_jobs.jax import driver
     from tests.jax.conftest import tiny_config
-    out = tmp_path_factory.mktemp("flights_jax")
-    driver.run(tiny_config(epochs=2, batch_size=128), str(flights_features), str(out))
-    return out
+
+    def build(out: Path) -> Path:
+        driver.run(tiny_config(epochs=2, batch_size=128), str(flights_features), str(out))
+        return out
+    return built_once(tmp_path_factory, "flights_jax", build)
 
 
 # --- scoring and monitoring runs on the flights slice (shared by score, monitor, report) -----
@@ -306,10 +342,12 @@ def flights_jax(flights_features, tmp_path_factory) -> Path:
 def flights_scored(flights_slice, flights_features, flights_xgboost, tmp_path_factory):
     """(output dir, summary) of the scoring job: flights_xgboost on the slice's raw rows."""
     from beam_jobs.score.__main__ import run
-    out = tmp_path_factory.mktemp("scored_xgboost")
-    summary = run(["--features", str(flights_features), "--model", str(flights_xgboost),
-                   "--input", str(flights_slice), "--output", str(out)], save_main_session=False)
-    return out, summary
+
+    def build(out: Path):
+        return out, run(["--features", str(flights_features), "--model", str(flights_xgboost),
+                         "--input", str(flights_slice), "--output", str(out)],
+                        save_main_session=False)
+    return built_once(tmp_path_factory, "scored_xgboost", build)
 
 
 def perturb_flights(src: Path, dst: Path) -> int:
@@ -334,10 +372,11 @@ def flights_monitor_skew(flights_features, flights_slice, flights_xgboost, tmp_p
     """(exit code, output dir): the monitor on the training data's own raw rows, with the
     model (skew mode; nothing should breach)."""
     from beam_jobs.monitor.__main__ import main
-    out = tmp_path_factory.mktemp("monitor_skew")
-    code = main(["--baseline", str(flights_features), "--input", str(flights_slice),
-                 "--output", str(out), "--model", str(flights_xgboost), "--overwrite"])
-    return code, out
+
+    def build(out: Path):
+        return main(["--baseline", str(flights_features), "--input", str(flights_slice),
+                     "--output", str(out), "--model", str(flights_xgboost), "--overwrite"]), out
+    return built_once(tmp_path_factory, "monitor_skew", build)
 
 
 @pytest.fixture(scope="session")
@@ -346,12 +385,13 @@ def flights_monitor_drift(flights_monitor_skew, flights_features, flights_slice,
     """(exit code, output dir): the monitor on a perturbed copy (perturb_flights) in drift
     mode against flights_monitor_skew's output (distance and carrier should breach)."""
     from beam_jobs.monitor.__main__ import main
-    raw = tmp_path_factory.mktemp("perturbed") / "raw"
-    perturb_flights(flights_slice, raw)
-    out = tmp_path_factory.mktemp("monitor_drift")
-    code = main(["--baseline", str(flights_features), "--input", str(raw), "--output", str(out),
-                 "--against", str(flights_monitor_skew[1])])
-    return code, out
+
+    def build(root: Path):
+        raw, out = root / "raw", root / "out"
+        perturb_flights(flights_slice, raw)
+        return main(["--baseline", str(flights_features), "--input", str(raw), "--output",
+                     str(out), "--against", str(flights_monitor_skew[1])]), out
+    return built_once(tmp_path_factory, "monitor_drift", build)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_feature_job
+from tests.conftest import built_once, run_feature_job
 from tests.features.test_bad_input import BAD_LINES, GOOD, TRUNCATED
 
 
@@ -17,7 +17,10 @@ from tests.features.test_bad_input import BAD_LINES, GOOD, TRUNCATED
 def broken_input(flights_slice, tmp_path_factory) -> Path:
     """300 good flights, and a second file of BAD_LINES, a good line and a truncated last
     line (8 dead letters of 309 records: 2.6 %), an empty and a header-only file."""
-    d = tmp_path_factory.mktemp("broken")
+    return built_once(tmp_path_factory, "broken", lambda d: _write_broken(flights_slice, d))
+
+
+def _write_broken(flights_slice: Path, d: Path) -> Path:
     lines = (flights_slice / "flights.csv").read_bytes().splitlines(keepends=True)
     header, good = lines[0], lines[1:301]
     (d / "flights.csv").write_bytes(header + b"".join(good))
@@ -43,7 +46,11 @@ def dead_letter_runs(broken_input, tmp_path_factory) -> DeadLetterRuns:
     """The feature job twice into one output on ``broken_input``, as a user would run it:
     first over the dead-letter limit, then with the limit raised. One pair of runs serves
     the limit tests (test_integrity) and the dead-letter accounting tests (test_bad_input)."""
-    root = tmp_path_factory.mktemp("dead_letter_runs")
+    return built_once(tmp_path_factory, "dead_letter_runs",
+                      lambda root: _dead_letter_runs(broken_input, root))
+
+
+def _dead_letter_runs(broken_input: Path, root: Path) -> DeadLetterRuns:
     out = root / "out"
     with pytest.MonkeyPatch.context() as mp:
         # As a user's shell would be: tf.Transform imported in the test process sets
