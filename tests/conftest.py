@@ -63,7 +63,7 @@ def _stop_cluster(temp_dir: Path) -> None:
     """Stops this fixture's head node only (`ray stop` would stop every Ray on the host):
     its processes are the ones started with its private temp dir; workers exit with them."""
     from pipelines.ray_cluster import end_processes
-    end_processes(temp_dir, term_wait_s=15.0)
+    end_processes(temp_dir)
 
 
 def built_once(tmp_path_factory, name: str, build):
