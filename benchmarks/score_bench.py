@@ -109,7 +109,7 @@ def child_floor(raw: Path, features: str, model_uri: str, out: Path) -> dict:
     tfo = tft.TFTransformOutput(fs.root)
     tables = {}
     for name, spec in schema.tables.items():
-        path = raw / spec.path.replace("*", "")
+        path = raw.resolve() / spec.path.replace("*", "")  # ids name files as the job does
         t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
             column_types=records.typed_schema(spec), include_columns=spec.column_names,
             null_values=list(spec.null_tokens), strings_can_be_null=True))
