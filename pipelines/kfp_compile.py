@@ -216,9 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, remote.RemoteConfigError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    for t in task_list(out):
+    tasks = task_list(out)
+    wt = max(len(t["task"]) for t in tasks)
+    wj = max(len(pipeline.steps[t["display"]].job) for t in tasks)
+    for t in tasks:
         step = pipeline.steps[t["display"]]
-        sys.stdout.write(f"{t['task']:<14} {step.job:<24} {_RUNS[JOBS[step.job].kind]:<18} "
+        sys.stdout.write(f"{t['task']:<{wt}}  {step.job:<{wj}}  {_RUNS[JOBS[step.job].kind]:<16}  "
                          f"after {', '.join(t['after']) or '-'}\n")
     sys.stdout.write(f"wrote {out}\n")
     return 0

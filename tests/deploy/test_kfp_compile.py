@@ -85,6 +85,10 @@ def test_beam_steps_launch_dataflow_jobs(compiled):
     score = args_of(doc, "score")
     assert score[score.index("--model") + 1] == concat(p("upstream_1"), "/best")
     assert run in args_of(doc, "report")  # the report reads the run directory
+    evaluate = args_of(doc, "evaluate_vectors")  # runs in its task: no Dataflow flags
+    assert evaluate[evaluate.index("--corpus") + 1] == concat(p("data_root"), "/data/sotu/*.txt")
+    assert evaluate[evaluate.index("--vectors") + 1] == p("upstream_0")
+    assert "DataflowRunner" not in evaluate
     for step in ("cooccurrence", "score", "monitor"):
         assert "DataflowRunner" in args_of(doc, step), step
     monitor = doc["deploymentSpec"]["executors"]["exec-monitor"]["container"]

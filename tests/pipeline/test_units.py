@@ -73,3 +73,20 @@ def test_code_version_covers_the_job_and_shared_folders():
     files = {f for folder in ("ray_jobs/xgboost", "ray_jobs/common", "mlbatch")
              for f, _ in cache._folder_files(folder)}
     assert "ray_jobs/xgboost/driver.py" in files and "mlbatch/storage.py" in files
+
+
+def test_progress_lines_keep_their_columns_for_any_step_name():
+    import io
+
+    from pipelines.progress import Progress
+    from pipelines.runner import StepState
+    states = [StepState(n, "j", "local", [], status=s, elapsed_s=e, key_figures=k)
+              for n, s, e, k in (("features", "done", 17.0, {"rows": 327346}),
+                                 ("evaluate_vectors", "running", 178.0, {}))]
+    out = io.StringIO()
+    Progress(states, out, live=False).start("run")
+    lines = out.getvalue().splitlines()[1:]
+    assert lines[0].startswith("features         done ")  # padded to the longest name
+    assert lines[1].startswith("evaluate_vectors running ")
+    assert lines[0].index("done") == lines[1].index("running")
+    assert "2:58" in lines[1] and "327,346 rows" in lines[0]
