@@ -36,15 +36,26 @@ def datasets(run: Run) -> list[str]:
     return names
 
 
+def _rendering_now(run: Run) -> list[str]:
+    """The report steps still running: this report, rendered as the run's last step."""
+    return [s.name for s in run.steps
+            if s.status == "running" and s.info.get("job") == "mlbatch.report"]
+
+
 def header_section(run: Run, problems: list[str]) -> Section:
     doc = run.doc
     blocks = [Text(p, "alert") for p in problems]
+    itself = _rendering_now(run)
     if not problems:
-        blocks.append(Text(f"All {len(run.steps)} steps succeeded; no drift threshold was "
-                           "breached.", "ok"))
+        others = len(run.steps) - len(itself)
+        blocks.append(Text(f"All {others} steps{' before this report' if itself else ''} "
+                           "succeeded; no drift threshold was breached.", "ok"))
+    status = doc.get("status")
+    if status == "running" and itself:
+        status = f"running (this report is its step {', '.join(itself)})"
     facts = [["pipeline", doc.get("pipeline", "– (no run.json)")], ["spec", doc.get("spec")],
              ["spec digest", short_digest(doc.get("spec_digest"))],
-             ["dataset", ", ".join(datasets(run)) or None], ["status", doc.get("status")],
+             ["dataset", ", ".join(datasets(run)) or None], ["status", status],
              ["started", doc.get("started")], ["ended", doc.get("ended")],
              ["run directory", run.root]]
     blocks.append(table(["run", ""], facts))

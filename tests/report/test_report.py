@@ -158,3 +158,22 @@ def test_dead_letter_reasons_carry_an_example_raw_record():
 def test_usage_errors_exit_2(tmp_path):
     assert main([str(tmp_path / "missing")]) == 2
     assert main([str(tmp_path)]) == 2  # empty: no run.json and no artifact directories
+
+
+def test_a_report_rendered_as_the_runs_last_step_does_not_count_itself(tmp_path):
+    """run.json as the pipeline leaves it while its report step renders: the run and the
+    report step still `running`; the header says what ran, not that the run is unfinished."""
+    from mlbatch.report.blocks import Table, Text
+    from mlbatch.report.header import header_section
+    from tests.report.conftest import step, write_run_json
+    write_run_json(tmp_path, [step("cooccurrence", "beam_jobs.cooccurrence", "local", []),
+                              step("evaluate_vectors", "beam_jobs.cooccurrence.evaluate",
+                                   "local", ["cooccurrence"]),
+                              step("report", "mlbatch.report", "local", ["evaluate_vectors"],
+                                   status="running")], status="running")
+    section = header_section(load_run(str(tmp_path)), [])
+    texts = [b.text for b in section.blocks if isinstance(b, Text)]
+    assert texts[-1] == ("All 2 steps before this report succeeded; no drift threshold was "
+                         "breached.")
+    facts = dict(next(b for b in section.blocks if isinstance(b, Table)).rows)
+    assert facts["status"] == "running (this report is its step report)"
