@@ -184,7 +184,7 @@ def median(xs):
 def resolve_features(args) -> str:
     if args.features:
         return args.features
-    if (REPO / "out/features/feature_manifest.json").is_file():
+    if (REPO / "out/features/artifact.json").is_file():  # make demo-features output
         print("features: out/features (flights, feature job output)")
         return str(REPO / "out/features")
     from ray_jobs.common.synthetic import write_synthetic_features

@@ -14,7 +14,7 @@ also starting the actors; Ray itself is started before the clock, as a cluster w
 up already). The job's pre-training data scan is timed separately (scan_s). Eval AUC is
 computed exactly from each model's predictions on the whole eval split. Peak memory: the
 process's max RSS, plus for xgboost-ray the sampled peak of the training actors' summed RSS.
-Ray runs locally on 127.0.0.1. Datasets: out/features (the feature job's flights output)
+Ray runs locally on 127.0.0.1. Datasets: out/run/features (the demo feature job's flights output)
 when present, and a synthetic table of --rows x 30 features (cached under bench_out/).
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ BENCH_PARAMS = {"eta": 0.1, "max_depth": 6, "max_bin": 256}
 # the default spin makes 2-thread XGBoost several times slower than 1 thread. Applies to
 # every mode alike (Ray's actors inherit it from the local Ray started by the run).
 BENCH_ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+TARGET_WALL_RATIO = 1.10  # issue 14: the default layout within 1.1x of plain xgboost.train
 
 
 def _rss_mb(pid: int) -> float:
@@ -174,7 +175,8 @@ def measure(features: Path, rounds: int, repeats: int) -> dict:
         result[f"{m}_vs_plain_train"] = round(med[m]["train_s"] / plain["train_s"], 3)
         result[f"{m}_eval_{key}_diff"] = round(med[m]["eval"][key] - plain["eval"][key], 5)
         result[f"{m}_meets_target"] = bool(
-            result[f"{m}_vs_plain_wall"] <= 1.25 and abs(result[f"{m}_eval_{key}_diff"]) <= 0.002)
+            result[f"{m}_vs_plain_wall"] <= TARGET_WALL_RATIO
+            and abs(result[f"{m}_eval_{key}_diff"]) <= 0.002)
     return result
 
 
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--flights", default=str(REPO / "out" / "features"))
+    ap.add_argument("--flights", default=str(REPO / "out" / "run" / "features"))
     ap.add_argument("--cache", default=str(REPO / "bench_out" / "xgb_synthetic"))
     ap.add_argument("--output", default=str(REPO / "bench_out" / "xgboost_bench.json"))
     ap.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
                              "ray": ray.__version__},
                  "rounds": a.rounds, "params": BENCH_PARAMS, "datasets": {}}
     flights = Path(a.flights)
-    if (flights / "feature_manifest.json").is_file():
+    if (flights / "artifact.json").is_file():  # a committed feature artifact
         doc["datasets"]["flights"] = measure(flights, a.rounds, a.repeats)
     else:
         doc["datasets"]["flights"] = {"skipped": f"no feature job output at {flights} "

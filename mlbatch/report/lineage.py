@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 
 from mlbatch.report import figures
 from mlbatch.report.blocks import Figure, Section, Text, short_digest, table
@@ -43,8 +44,9 @@ class Graph:
         for e in entries:
             by_role[e.get("role", "file")].append(e)
         for role, group in by_role.items():
-            if len(group) > MAX_FILES_SHOWN:
-                key = f"{consumer.key}/{role}"
+            if len(group) > MAX_FILES_SHOWN:  # one node per set of files, whoever reads it
+                ids = sorted(e.get("sha256") or e["uri"] for e in group)
+                key = "files:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
                 self.nodes.setdefault(key, Node(key, f"{len(group)} {role} files", "file",
                                                 size=sum(e.get("size") or 0 for e in group)))
                 self._edge(key, consumer)

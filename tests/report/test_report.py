@@ -127,7 +127,23 @@ def test_lineage_graph_links_raw_files_to_the_drift_report(demo_run):
         assert inputs[model] == ["features"]
     assert inputs["score"] == ["features", "flights.csv", "planes.csv", "weather.csv", "xgboost"]
     assert inputs["monitor"] == ["features", "flights.csv", "planes.csv", "weather.csv", "xgboost"]
-    assert inputs["cooccurrence"] == sorted(p.name for p in (demo_run / "sotu").glob("*.txt"))
+    corpus = sorted(p.name for p in (demo_run / "sotu").glob("*.txt"))
+    assert inputs["cooccurrence"] == corpus
+    assert inputs["evaluate_vectors"] == sorted([*corpus, "cooccurrence"])
+    assert sorted(label.values()).count(corpus[0]) == 1  # one node per file, both readers
+
+
+def test_a_set_of_files_read_by_two_steps_is_one_lineage_node(demo_run):
+    from mlbatch.report.lineage import MAX_FILES_SHOWN, Graph, Node
+    g = Graph(load_run(str(demo_run)))
+    many = [{"role": "corpus", "kind": "file", "uri": f"/c/{i}.txt", "sha256": f"{i:064x}",
+             "size": 10} for i in range(MAX_FILES_SHOWN + 1)]
+    a, b = Node("a", "a", "x"), Node("b", "b", "x")
+    g.files(a, many)
+    g.files(b, list(reversed(many)))
+    g.files(b, many[:-1] + [dict(many[-1], sha256="f" * 64)])  # one file differs: another set
+    assert len(a.inputs) == 1 and b.inputs[0] == a.inputs[0] and len(b.inputs) == 2
+    assert g.nodes[a.inputs[0]].label == f"{MAX_FILES_SHOWN + 1} corpus files"
 
 
 def test_failed_step_and_breach_are_at_the_top(broken_run):
