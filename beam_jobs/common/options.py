@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,6 +56,31 @@ def quiet_logging(verbose: bool, extra: Sequence[str] = ()) -> None:
                       "apache_beam.utils.retry": logging.ERROR})
     for name, level in quiet.items():
         logging.getLogger(name).setLevel(level)
+
+
+def parse_job_args(parser, argv, *, at_least_one: Sequence[str] = (),
+                   at_least_zero: Sequence[str] = ()):
+    """``parser.parse_known_args(argv)`` for a Beam job: (the job's flags, Beam's).
+
+    Each flag named in ``at_least_one`` / ``at_least_zero`` (dest names) is checked
+    (``parser.error`` naming it), and ``job_flags`` (every option string of the job's
+    parser) is set on the result for the unknown-flag check of ``pipeline_options``."""
+    known, beam_args = parser.parse_known_args(argv)
+    for dests, low in ((at_least_one, 1), (at_least_zero, 0)):
+        for dest in dests:
+            if getattr(known, dest) < low:
+                parser.error(f"--{dest.replace('_', '-')} must be >= {low}")
+    known.job_flags = [o for a in parser._actions for o in a.option_strings]
+    return known, beam_args
+
+
+def exit_now(code: int) -> None:
+    """A job's ``__main__`` exit: flush logs and streams, then leave without the
+    interpreter's teardown (TensorFlow's and Beam's threads can hang it)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _is_dataflow(runner: str | None) -> bool:

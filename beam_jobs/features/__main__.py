@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions, TestOptions)
 
+from beam_jobs.common.options import exit_now, parse_job_args
 from beam_jobs.common.options import OptionsError, pipeline_options, quiet_logging, run_pipeline
 from beam_jobs.features import io
 from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
@@ -74,14 +75,8 @@ def parse_args(argv):
     parser.add_argument("--verbose", action="store_true",
                         help="also Beam's INFO chatter and TensorFlow's native log lines")
     parser.add_argument("--log-level", default="INFO")
-    known, beam_args = parser.parse_known_args(argv)
-    for flag in ("chunk_rows", "row_group_rows"):
-        if getattr(known, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
-    if known.num_shards < 0:
-        parser.error("--num-shards must be >= 0")
-    known.job_flags = [o for a in parser._actions for o in a.option_strings]
-    return known, beam_args
+    return parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
+                          at_least_zero=("num_shards",))
 
 
 
@@ -208,10 +203,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # Leave without the interpreter's teardown once everything is flushed: tearing down
-    # TensorFlow and the pipeline's objects costs seconds after the work is done.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(main())

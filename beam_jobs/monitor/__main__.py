@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import pickle
 import sys
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
+from beam_jobs.common.options import exit_now, parse_job_args
 from beam_jobs.common import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
@@ -68,11 +68,7 @@ def parse_args(argv):
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--log-level", default="INFO")
-    known, beam_args = parser.parse_known_args(argv)
-    if known.skew_sample < 1 or known.chunk_rows < 1:
-        parser.error("--skew-sample and --chunk-rows must be >= 1")
-    known.job_flags = [o for a in parser._actions for o in a.option_strings]
-    return known, beam_args
+    return parse_job_args(parser, argv, at_least_one=("skew_sample", "chunk_rows"))
 
 
 
@@ -252,8 +248,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(main())

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
+from beam_jobs.common.options import exit_now, parse_job_args
 from beam_jobs.common import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
@@ -60,14 +60,8 @@ def parse_args(argv):
     parser.add_argument("--verbose", action="store_true",
                         help="also Beam's INFO chatter and TensorFlow's native log lines")
     parser.add_argument("--log-level", default="INFO")
-    known, beam_args = parser.parse_known_args(argv)
-    for flag in ("chunk_rows", "row_group_rows"):
-        if getattr(known, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
-    if known.num_shards < 0:
-        parser.error("--num-shards must be >= 0")
-    known.job_flags = [o for a in parser._actions for o in a.option_strings]
-    return known, beam_args
+    return parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
+                          at_least_zero=("num_shards",))
 
 
 
@@ -183,9 +177,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # As the feature job: leave without the interpreter's teardown once flushed.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(main())
