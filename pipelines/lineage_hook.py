@@ -1,4 +1,4 @@
-"""The one place the runner writes to the lineage store (``mlbatch.lineage``, RUN/lineage.sqlite).
+"""The one place the runner writes to the lineage store (``pipelines.lineage``, RUN/lineage.sqlite).
 
 Each run is one ``pipeline_run`` context (``<pipeline>@<started>``); each step that is
 done, cached or failed is one execution of it.
@@ -21,7 +21,7 @@ LOGGER = logging.getLogger(__name__)
 def record(run_dir: str, run_id: str, pipeline: Pipeline, step: Step, state) -> int | None:
     """Records one finished step (done, cached or failed); returns its execution id (None:
     not recorded)."""
-    from mlbatch.lineage import STORE_NAME, LineageStore
+    from pipelines.lineage import STORE_NAME, LineageStore
 
     ended = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     output = os.path.join(run_dir, step.name)

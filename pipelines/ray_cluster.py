@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlbatch.lineage import STORE_NAME, LineageStore
+from pipelines.lineage import STORE_NAME, LineageStore
 from pipelines import remote
 from pipelines.spec import Pipeline, Step, resolve
 

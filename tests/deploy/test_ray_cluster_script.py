@@ -12,7 +12,7 @@ import xgboost
 
 from mlbatch import storage
 from mlbatch.artifacts.base import read_manifest
-from mlbatch.lineage import LineageStore
+from pipelines.lineage import LineageStore
 from pipelines.ray_cluster import alive_nodes, load_cluster
 from pipelines.remote import pinned_requirements, runtime_env
 from scripts.ray_cluster import main

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlbatch.artifacts.base import ArtifactWriter
-from mlbatch.lineage import LineageStore
+from pipelines.lineage import LineageStore
 
 RUN = "flights-run-1"
 TIMES = {"features": ("2026-12-02T01:00:00+00:00", "2026-12-02T01:01:30+00:00"),

@@ -7,7 +7,7 @@ import pytest
 
 from mlbatch import storage
 from mlbatch.artifacts.base import ArtifactWriter, read_manifest
-from mlbatch.lineage import ArtifactState, EventType, ExecutionState, LineageError, LineageStore
+from pipelines.lineage import ArtifactState, EventType, ExecutionState, LineageError, LineageStore
 from tests.lineage.conftest import RUN, record, write_artifact
 
 RAW_ROLES = ["raw:flights", "raw:planes", "raw:weather", "schema"]

@@ -106,7 +106,7 @@ def test_run_json_records_the_run(scenario):
 
 
 def test_every_step_is_in_the_lineage_store(scenario):
-    from mlbatch.lineage import LineageStore
+    from pipelines.lineage import LineageStore
     run_dir = scenario["run_dir"]
     with LineageStore(run_dir / "lineage.sqlite") as store:
         tree = store.lineage(str(run_dir / "xgboost"))

@@ -12,9 +12,9 @@ from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.jax_model import load_jax_model, read_training_history
 from mlbatch.artifacts.xgboost_model import load_xgboost_model, read_training_record
-from mlbatch.report import figures
-from mlbatch.report.blocks import Figure, Section, Text, absent, short_digest, table
-from mlbatch.report.run import Run, Step
+from pipelines.report import figures
+from pipelines.report.blocks import Figure, Section, Text, absent, short_digest, table
+from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
 MODEL_TYPES = ("xgboost_model", "jax_model")

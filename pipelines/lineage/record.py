@@ -27,8 +27,8 @@ from typing import Any
 
 from mlbatch import storage
 from mlbatch.artifacts.base import ArtifactError, Manifest, digest_of, read_manifest
-from mlbatch.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
-from mlbatch.lineage.store import LineageError, LineageStore
+from pipelines.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
+from pipelines.lineage.store import LineageError, LineageStore
 
 LOGGER = logging.getLogger(__name__)
 
