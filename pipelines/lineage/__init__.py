@@ -6,7 +6,8 @@ from its artifacts' ``artifact.json``; ``lineage(uri, direction)`` walks the gra
 ``python -m pipelines.lineage show URI [--store S] [--downstream] [--json]`` prints it.
 See docs/lineage.md.
 """
-from pipelines.lineage.graph import find_artifact
+from pipelines.lineage.graph import find_artifact, lineage
+from pipelines.lineage.record import record_step
 from pipelines.lineage.render import render
 from pipelines.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
 from pipelines.lineage.store import LineageError, LineageStore
@@ -14,4 +15,4 @@ from pipelines.lineage.store import LineageError, LineageStore
 STORE_NAME = "lineage.sqlite"
 
 __all__ = ["STORE_NAME", "ArtifactState", "EventType", "ExecutionState", "LineageError",
-           "LineageStore", "PropertyType", "find_artifact", "render"]
+           "LineageStore", "PropertyType", "find_artifact", "lineage", "record_step", "render"]

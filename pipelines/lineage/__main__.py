@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mlbatch import storage
-from pipelines.lineage import STORE_NAME, LineageError, LineageStore, render
+from pipelines.lineage import STORE_NAME, LineageError, LineageStore, lineage, render
 
 
 def find_store(uri: str) -> Path:
@@ -50,7 +50,7 @@ def run(argv: list[str] | None = None) -> str:
         raise LineageError(f"lineage store {store_path} does not exist")
     direction = "downstream" if args.downstream else "upstream"
     with LineageStore(store_path) as store:
-        tree = store.lineage(args.uri, direction)
+        tree = lineage(store, args.uri, direction)
     if args.json:
         return json.dumps(tree, indent=1, sort_keys=True) + "\n"
     return render(tree, direction)

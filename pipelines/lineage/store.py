@@ -325,23 +325,6 @@ class LineageStore:
             raise LineageError(f"no table {table!r}")
         return self._q(f"SELECT COUNT(*) AS n FROM `{table}`")[0]["n"]
 
-    # --- the pipeline-level API (pipelines.lineage.record / .graph) --------------------------
-    def record_step(self, pipeline_run: str, step_name: str, job: str, runs_on: str,
-                    params: Mapping[str, Any], cache_key: str | None, inputs: list[str],
-                    output: str | None, started: Any, ended: Any, state: str, *,
-                    pipeline: str | None = None, error: str | None = None) -> int:
-        """Records one pipeline step's execution; see ``pipelines.lineage.record``."""
-        from pipelines.lineage.record import record_step
-        return record_step(self, pipeline_run=pipeline_run, step_name=step_name, job=job,
-                           runs_on=runs_on, params=params, cache_key=cache_key, inputs=inputs,
-                           output=output, started=started, ended=ended, state=state,
-                           pipeline=pipeline, error=error)
-
-    def lineage(self, uri: str, direction: str = "upstream") -> dict:
-        """The lineage tree of the artifact at ``uri``; see ``pipelines.lineage.graph``."""
-        from pipelines.lineage.graph import lineage
-        return lineage(self, uri, direction)
-
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); re-entrant within one store."""
