@@ -66,6 +66,6 @@ JOBS: dict[str, JobInfo] = {
     "ray_jobs.tune": _job("ray_jobs.tune", "ray", "tune_run", _TUNE_FLAGS,
                           ("ray_jobs/tune", "ray_jobs/xgboost", "ray_jobs/jax", *RAY_COMMON)),
     "pipelines.report": _job("pipelines.report", "local", "run_report", "run",
-                             ("pipelines/report", "mlbatch"),
+                             ("pipelines", "mlbatch"),
                              positional=("run",)),
 }
