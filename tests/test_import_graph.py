@@ -137,3 +137,15 @@ def test_no_function_over_60_lines_in_the_shared_ground():
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
             and n.end_lineno - n.lineno + 1 > 60]
     assert long == []
+
+
+def test_models_are_read_only_through_the_model_contract():
+    """Outside ``mlbatch.artifacts`` no module calls a model type's own reader: scoring,
+    monitoring, the report and the pipeline's figures go through ``load_model``."""
+    readers = {"load_xgboost_model", "load_jax_model"}
+    users = sorted(f"{module_name(p)}: {n.id if isinstance(n, ast.Name) else n.attr}"
+                   for m, p in project_modules().items() if not m.startswith("mlbatch.artifacts")
+                   for n in ast.walk(ast.parse(p.read_text()))
+                   if (isinstance(n, ast.Name) and n.id in readers)
+                   or (isinstance(n, ast.Attribute) and n.attr in readers))
+    assert users == []
