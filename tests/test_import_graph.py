@@ -106,7 +106,9 @@ def _imports_from(graph: dict[str, set[str]], importer: str, imported_pkg: str) 
 @pytest.mark.parametrize("importer, forbidden", [
     ("mlbatch", "pipelines"), ("mlbatch", "beam_jobs"), ("mlbatch", "ray_jobs"),
     ("mlbatch", "scripts"), ("beam_jobs", "ray_jobs"), ("beam_jobs", "pipelines"),
-    ("ray_jobs", "beam_jobs"), ("ray_jobs", "pipelines"),
+    ("ray_jobs", "beam_jobs"), ("ray_jobs", "pipelines"), ("beam_jobs", "scripts"),
+    ("ray_jobs", "scripts"), ("pipelines", "beam_jobs"), ("pipelines", "ray_jobs"),
+    ("pipelines", "scripts"),
 ])
 def test_layers(graph, importer, forbidden):
     assert _imports_from(graph, importer, forbidden) == []
