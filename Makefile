@@ -94,4 +94,4 @@ clean:
 
 # The run report of a pipeline run directory (RUN=out/run): RUN/report/index.html.
 report: $(STAMP)
-	$(PY) -m mlbatch.report $(or $(RUN),$(OUT)/run) --overwrite
+	$(PY) -m pipelines.report $(or $(RUN),$(OUT)/run) --overwrite

@@ -1,10 +1,13 @@
-"""Key figures of a step's committed output, read from its ``artifact.json``, and the
-library versions a run records."""
+"""Key figures of a step's committed output, read from its ``artifact.json`` (a model's
+through the model contract, ``mlbatch.artifacts.models``), and the library versions a
+run records."""
 from __future__ import annotations
 
 import platform
 from importlib import metadata
 
+from mlbatch.artifacts import ArtifactError, Manifest
+from mlbatch.artifacts.models import MODEL_TYPES, model_of
 from pipelines.cache import output_digest
 
 _EVAL_KEYS = ("auc", "rmse", "eval_auc", "eval_rmse", "logloss", "mae")
@@ -32,6 +35,15 @@ def _rows(manifest) -> int | None:
     return None
 
 
+def _model_figures(m: Manifest) -> dict:
+    """A model's eval metrics, read through the model contract; a committed model the
+    contract refuses (so no consumer can score with it) says why instead."""
+    try:
+        return _eval_metrics(model_of(m).metrics)
+    except ArtifactError as e:
+        return {"unreadable": str(e)}
+
+
 def key_figures(root: str) -> dict:
     """{"rows", "digest", and per type: eval metrics, best trial, verdict ...} ({} when
     ``root`` holds no committed artifact)."""
@@ -44,7 +56,7 @@ def key_figures(root: str) -> dict:
     rows = _rows(m)
     if rows is not None:
         figures["rows"] = rows
-    figures.update(_eval_metrics(m.metrics))
+    figures.update(_model_figures(m) if m.type in MODEL_TYPES else _eval_metrics(m.metrics))
     if m.type == "tune_run":
         best = m.body.get("best") or {}
         figures.update(best_trial=best.get("trial_id"), metric=m.body.get("metric"),
@@ -73,6 +85,8 @@ def summary(figures: dict) -> str:
     if not figures:
         return ""
     kind = figures.get("type")
+    if "unreadable" in figures:
+        return f"unreadable model: {figures['unreadable']}"
     if kind == "tune_run":
         return (f"best trial {figures.get('best_trial')}: {figures.get('metric')}="
                 f"{_fmt(figures.get('best_metric'))} ({figures.get('trials')} trials)")

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlbatch.lineage import STORE_NAME, LineageStore
+from pipelines.lineage import STORE_NAME, LineageStore, record_step
 from pipelines import remote
 from pipelines.spec import Pipeline, Step, resolve
 
@@ -260,7 +260,7 @@ def submit_steps(pipeline: Pipeline, steps: list[Step], run_dir: str, address: s
     runtime = remote.runtime_env(runtime_env_mode)
     run_name = run_name or f"{pipeline.name}:{run_dir}"
     results: dict[str, int] = {}
-    with LineageStore(store or Path(run_dir) / STORE_NAME) as lineage:
+    with LineageStore(store or Path(run_dir) / STORE_NAME) as store:
         for step in steps:
             argv = remote.ray_submit_argv(RAY_BIN, address, step, run_dir, runtime)
             LOGGER.info("submitting %s: %s", step.name, " ".join(argv))
@@ -268,11 +268,10 @@ def submit_steps(pipeline: Pipeline, steps: list[Step], run_dir: str, address: s
             proc = subprocess.run(argv, env=env, check=False)
             results[step.name] = proc.returncode
             ok = proc.returncode == 0
-            lineage.record_step(run_name, step.name, step.job, f"ray:{address}", step.args,
-                                None, _inputs(step, run_dir),
-                                os.path.join(run_dir, step.name), started, _now(),
-                                "done" if ok else "failed", pipeline=pipeline.name,
-                                error=None if ok else f"ray job exit {proc.returncode}")
+            record_step(store, run_name, step.name, step.job, f"ray:{address}", step.args,
+                        None, _inputs(step, run_dir), os.path.join(run_dir, step.name),
+                        started, _now(), "done" if ok else "failed", pipeline=pipeline.name,
+                        error=None if ok else f"ray job exit {proc.returncode}")
             if not ok:
                 break
     return results

@@ -65,6 +65,7 @@ JOBS: dict[str, JobInfo] = {
     # a Tune search runs the trainers' plug-ins (ray_jobs.<job>.tuning)
     "ray_jobs.tune": _job("ray_jobs.tune", "ray", "tune_run", _TUNE_FLAGS,
                           ("ray_jobs/tune", "ray_jobs/xgboost", "ray_jobs/jax", *RAY_COMMON)),
-    "mlbatch.report": _job("mlbatch.report", "local", "run_report", "run", ("mlbatch",),
-                           positional=("run",)),
+    "pipelines.report": _job("pipelines.report", "local", "run_report", "run",
+                             ("pipelines", "mlbatch"),
+                             positional=("run",)),
 }

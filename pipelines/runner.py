@@ -21,14 +21,13 @@ import subprocess
 import sys
 import time
 
-from pipelines import cache, figures, lineage_hook, placement
+from pipelines import cache, figures, lineage_hook, placement, run_file
 from pipelines.progress import Progress
 from pipelines.registry import JOBS
 from pipelines.spec import Pipeline, Step
 
 LOGGER = logging.getLogger(__name__)
 LOG_DIR = "_logs"
-RUN_FILE = "run.json"
 
 
 @dataclasses.dataclass
@@ -232,10 +231,7 @@ class Runner:
                             step, state)
 
     def write_run_json(self, *, ended: str | None = None, status: str = "running") -> None:
-        from mlbatch.artifacts import write_json
-
-        write_json(os.path.join(self.run_dir, RUN_FILE), {
-            "pipeline": self.pipeline.name, "spec": os.path.abspath(self.pipeline.path),
-            "spec_digest": self.pipeline.digest, "started": self.started, "ended": ended,
-            "status": status, "steps": [s.record() for s in self.states],
-            "versions": figures.versions()})
+        run_file.write_run(
+            self.run_dir, pipeline=self.pipeline.name, spec=os.path.abspath(self.pipeline.path),
+            spec_digest=self.pipeline.digest, started=self.started, ended=ended, status=status,
+            steps=[s.record() for s in self.states], versions=figures.versions())

@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mlbatch import storage
-from mlbatch.lineage import LineageError
+from pipelines.lineage import LineageError
 from pipelines import remote
 from pipelines.ray_cluster import (ClusterError, auth_env, load_cluster, start_cluster,
                                    stop_cluster, submit_steps)

@@ -23,7 +23,8 @@ from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_option
                                       run_pipeline)
 from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import pipeline, report, stats
-from mlbatch import drift, storage
+from beam_jobs.monitor import drift
+from mlbatch import storage
 from mlbatch.artifacts import MANIFEST, PENDING, ArtifactWriter, OutputExistsError
 from mlbatch.artifacts.base import ArtifactError, read_manifest, write_json
 from mlbatch.artifacts.features import FeatureSet, load_feature_set

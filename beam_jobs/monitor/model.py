@@ -1,57 +1,36 @@
-"""Prediction drift: a committed model artifact (XGBoost or JAX) applied to transformed
-feature tables, through the artifacts' own readers."""
+"""Prediction drift: a committed model artifact (any type) applied to transformed
+feature tables, through the one model contract (``mlbatch.artifacts.models``)."""
 from __future__ import annotations
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from beam_jobs.monitor.stats import numbers
-from mlbatch.artifacts.base import read_manifest
+from mlbatch.artifacts.models import Model, load_model
 
-MODEL_TYPES = ("xgboost_model", "jax_model")
 PREDICTION = "prediction"
 
 
 def model_type(root: str) -> str:
     """The model artifact's type; raises ArtifactError for anything else."""
-    from mlbatch.artifacts.base import ArtifactError
-
-    kind = read_manifest(root).type
-    if kind not in MODEL_TYPES:
-        raise ArtifactError(f"--model {root} is a {kind!r} artifact, not one of {MODEL_TYPES}")
-    return kind
-
-
-def _matrix(t: pa.Table, names, dtype) -> np.ndarray:
-    if not names:
-        return np.zeros((t.num_rows, 0), dtype)
-    return np.column_stack([numbers(t.column(n)) for n in names]).astype(dtype)
+    return load_model(root).type
 
 
 class PredictFn(beam.DoFn):
-    """Transformed feature tables -> tables of one float64 column ``prediction``
-    (probabilities for classification, values for regression)."""
+    """Transformed feature tables -> tables of one float64 column ``prediction``: the
+    model's own output (probabilities for classification, values in the stored label's
+    units for regression), as the baseline's histograms were counted."""
 
     def __init__(self, model_root: str):
         self._root = model_root
-        self._model = None
+        self._model: Model | None = None
 
     def setup(self):
-        if model_type(self._root) == "xgboost_model":
-            from mlbatch.artifacts.xgboost_model import load_xgboost_model
-            self._model = load_xgboost_model(self._root)
-        else:
-            from mlbatch.artifacts.jax_model import load_jax_model
-            self._model = load_jax_model(self._root)
+        self._model = load_model(self._root)
+        _ = self._model.trained  # the weights, read once per worker
 
     def process(self, t: pa.Table):
         if not t.num_rows:
             return
-        m = self._model
-        if hasattr(m, "feature_names"):
-            pred = m.predict(_matrix(t, m.feature_names, np.float32))
-        else:
-            pred = m.predict(_matrix(t, m.numeric, np.float32),
-                             _matrix(t, m.categorical, np.int32))
-        yield pa.table({PREDICTION: pa.array(np.asarray(pred, np.float64).reshape(-1))})
+        pred = self._model.predict_stored(t)
+        yield pa.table({PREDICTION: pa.array(np.asarray(pred, np.float64))})

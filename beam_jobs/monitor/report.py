@@ -1,4 +1,4 @@
-"""After the pipeline: the comparison (mlbatch.drift on the pipeline's statistics) and the
+"""After the pipeline: the comparison (beam_jobs.monitor.drift on the pipeline's statistics) and the
 monitor's files: drift.json, histograms.json and anomalies.pbtxt (tensorflow_metadata
 ``Anomalies`` with ``drift_skew_info``, as TensorFlow Data Validation writes them)."""
 from __future__ import annotations
@@ -7,8 +7,9 @@ import numpy as np
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, path_pb2
 
+from beam_jobs.monitor import drift
 from beam_jobs.monitor.stats import Column, compare
-from mlbatch import drift, storage
+from mlbatch import storage
 
 _MEASURE = {"linf": anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY,
             "js": anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE}

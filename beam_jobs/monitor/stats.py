@@ -10,7 +10,7 @@ of the features reading it.
 
 Statistics are mergeable partial sums so that Beam can combine them across workers:
 categorical columns a {value: count} map (values as strings, missing values left out),
-numeric columns the counts of both histograms over the baseline's edges (mlbatch.drift).
+numeric columns the counts of both histograms over the baseline's edges (beam_jobs.monitor.drift).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlbatch import drift
+from beam_jobs.monitor import drift
 from mlbatch.schema import CrossFeature, DatasetSchema
 
 

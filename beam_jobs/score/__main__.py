@@ -23,7 +23,7 @@ from beam_jobs.common.options import exit_now, parse_job_args
 from beam_jobs.common import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
-from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError, read_manifest
+from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError
 from mlbatch.schema import SchemaError
 from mlbatch.storage import StorageError
 
@@ -80,14 +80,13 @@ USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, reading.InputError
 
 def _inputs(args):
     """(features, schema, model, transform digest) checked to belong together."""
-    from beam_jobs.score.handlers import scoring_model
     from mlbatch.artifacts.features import load_feature_set
+    from mlbatch.artifacts.models import load_model
 
     features = load_feature_set(args.features, check_columns=False)
-    manifest = read_manifest(args.model)
-    model = scoring_model(manifest)
+    model = load_model(args.model)
     try:
-        trained_on = manifest.input("features")["digest"]
+        trained_on = model.features["digest"]
     except ArtifactError as e:
         raise ScoreConfigError(f"--model {args.model}: no features input recorded ({e})") from e
     if trained_on != features.digest:

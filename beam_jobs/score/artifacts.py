@@ -13,11 +13,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from beam_jobs.common import deadletter
-from beam_jobs.score.handlers import ScoringModel
 from beam_jobs.score.pipeline import SUMMARY
 from mlbatch import metrics, storage
 from mlbatch.artifacts import ArtifactWriter, read_json, write_json
 from mlbatch.artifacts import predictions as contract
+from mlbatch.artifacts.models import Model
 from mlbatch.schema import DatasetSchema
 
 LOGGER = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _written(root: str, main: str) -> tuple[int, int, dict, list]:
     return n_pred, main_dead, labelled, reasons
 
 
-def finalize(writer: ArtifactWriter, schema: DatasetSchema, model: ScoringModel,
+def finalize(writer: ArtifactWriter, schema: DatasetSchema, model: Model,
              transform_digest: str, timings: dict) -> dict:
     """Completes summary.json; commits the artifact when every count reconciles (with
     what was written, too). Returns the summary; its "failure" is None when committed,

@@ -1,8 +1,8 @@
 """Wires the scoring job: raw rows -> saved transform -> RunInference -> predictions.
 
 read (beam_jobs.common.serving) -> TransformFeatures (the saved transform_fn) ->
-KeyByExamples ((example_id, label) key, the model's input arrays) -> RunInference
-(KeyedModelHandler over handlers.ScoringModel.handler()) -> predictions Parquet, Vertex
+KeyByExamples ((example_id, label) key, the model's input columns) -> RunInference
+(KeyedModelHandler over handlers.ModelArtifactHandler) -> predictions Parquet, Vertex
 JSON lines; dead letters and per-stage counts (summary.json) beside them.
 """
 from __future__ import annotations
@@ -18,17 +18,18 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam_jobs.common import deadletter, prepare, serving, sinks
-from beam_jobs.score.handlers import ScoringModel
+from beam_jobs.score.handlers import ModelArtifactHandler
 from mlbatch.artifacts import predictions as contract
+from mlbatch.artifacts.models import Model
 from mlbatch.schema import DatasetSchema
 
 JOB_NAMESPACE = "score"
 SUMMARY = "summary.json"
 
 
-def key_by_examples(t: pa.Table, model: ScoringModel) -> tuple[pa.Table, object]:
-    """(the batch's example_id and label, the model's input for the batch)."""
-    return t.select([prepare.EXAMPLE_ID, serving.LABEL]), model.to_example(t)
+def key_by_examples(t: pa.Table, model: Model) -> tuple[pa.Table, pa.Table]:
+    """(the batch's example_id and label, the model's input columns of the batch)."""
+    return t.select([prepare.EXAMPLE_ID, serving.LABEL]), t.select(list(model.feature_names))
 
 
 def prediction_table(keyed, model_digest: str, transform_digest: str) -> pa.Table:
@@ -64,7 +65,7 @@ def vertex_lines(t: pa.Table) -> str:
 
 
 def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
-          inputs: dict[str, list[str]], features_root: str, model: ScoringModel,
+          inputs: dict[str, list[str]], features_root: str, model: Model,
           transform_digest: str) -> None:
     """`inputs`: each table's files (reading.check_inputs)."""
     out = args.output
@@ -75,7 +76,7 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
                                     job=JOB_NAMESPACE))
     scored = (transformed
               | "KeyByExamples" >> beam.Map(key_by_examples, model)
-              | "Predict" >> RunInference(KeyedModelHandler(model.handler()))
+              | "Predict" >> RunInference(KeyedModelHandler(ModelArtifactHandler(model)))
               | "ToPredictions" >> beam.Map(prediction_table, model.digest, transform_digest))
     _ = scored | "WritePredictions" >> sinks.WriteParquet(
         FileSystems.join(out, contract.DIR, "part"), contract.SCHEMA, codec=args.compression,

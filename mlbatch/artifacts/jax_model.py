@@ -12,7 +12,10 @@ Written by ``python -m ray_jobs.jax`` (and as ``best/`` of a JAX Tune run)::
                                [{"name", "cardinality", "rows"}], "epochs_completed", "step",
                                "best_epoch"?, ...}
 
-``load_jax_model`` is the one reader; it needs ``jax`` and ``numpy`` only, never the
+``model_section`` writes the section from the exported model's description (the job
+calls it at its commit), ``input_columns`` declares the model's input for
+``mlbatch.artifacts.models.load_model`` (the one model contract), and ``load_jax_model``
+is the one reader of the files; it needs ``jax`` and ``numpy`` only, never the
 training code: ``JaxModel.predict(numeric f32[b, n_numeric], ids i32[b, n_categorical])
 -> f32[b]`` (probability for binary classification, else the value in the label
 transform's units), columns in the order of ``numeric`` and ``categorical``.
@@ -23,6 +26,7 @@ import dataclasses
 import io
 import json
 import os
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +34,29 @@ from mlbatch import storage
 from mlbatch.artifacts.manifest import ArtifactError, Manifest, read_manifest
 
 TYPE = "jax_model"
+MODEL_DIR = "model"
+PREDICT_FILE = "predict.jaxexport"
+PARAMS_FILE = "params.npz"
+DESCRIPTION_FILE = "model.json"
+
+
+def model_section(description: dict, label_transform: dict | None, **facts: Any
+                  ) -> dict[str, Any]:
+    """The ``jax_model`` section of artifact.json for the model exported under ``model/``
+    (``description``: its model.json); ``facts``: e.g. best_epoch."""
+    return {"model": MODEL_DIR, "predict": f"{MODEL_DIR}/{PREDICT_FILE}",
+            "params": f"{MODEL_DIR}/{PARAMS_FILE}",
+            "description": f"{MODEL_DIR}/{DESCRIPTION_FILE}",
+            "task": description["task"], "label": description["label"],
+            "label_transform": label_transform, "numeric": description["numeric"],
+            "categorical": description["categorical"],
+            "epochs_completed": description["epoch"], "step": description["step"], **facts}
+
+
+def input_columns(body: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(float32 columns, int32 columns) of the model's input, in order: the numeric
+    features, then the categorical ones' vocabulary ids."""
+    return tuple(body["numeric"]), tuple(c["name"] for c in body["categorical"])
 
 
 @dataclasses.dataclass(frozen=True)

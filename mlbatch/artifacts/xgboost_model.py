@@ -11,20 +11,40 @@ Written by ``python -m ray_jobs.xgboost`` (and as ``best/`` of an XGBoost Tune r
                       "label_transform", "feature_names": [...in column order...],
                       "features": [...], "best_round", "rounds_trained"}
 
-``load_xgboost_model`` is the one reader: it needs ``xgboost`` and nothing of the job.
+``model_section`` writes the section (the job calls it at its commit),
+``input_columns`` declares the model's input for ``mlbatch.artifacts.models.load_model``
+(the one model contract), and ``load_xgboost_model`` is the one reader of the files: it
+needs ``xgboost`` and nothing of the job.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+from typing import Any
 
 import numpy as np
 
 from mlbatch import storage
+from mlbatch.artifacts.features import FeatureSet
 from mlbatch.artifacts.manifest import ArtifactError, Manifest, read_manifest
 
 TYPE = "xgboost_model"
+MODEL_FILE = "model.json"
+
+
+def model_section(fs: FeatureSet, *, best_round: int, rounds_trained: int) -> dict[str, Any]:
+    """The ``xgboost_model`` section of artifact.json for a booster trained on ``fs``."""
+    return {"model": MODEL_FILE, "format": "xgboost-json", "task": fs.task, "label": fs.label,
+            "label_transform": fs.label_transform, "feature_names": fs.names,
+            "features": [f.to_dict() for f in fs.features], "best_round": int(best_round),
+            "rounds_trained": int(rounds_trained)}
+
+
+def input_columns(body: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(float32 columns, int32 columns) of the model's input, in order: every feature, ids
+    included, is one float32 column of the booster's matrix."""
+    return tuple(body["feature_names"]), ()
 
 
 @dataclasses.dataclass(frozen=True)

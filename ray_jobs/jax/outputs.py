@@ -23,15 +23,15 @@ import tempfile
 from typing import Any
 
 from mlbatch import storage
-from mlbatch.artifacts import ArtifactWriter, Manifest, write_json
+from mlbatch.artifacts import ArtifactWriter, Manifest, jax_model, write_json
 from mlbatch.artifacts.features import FeatureSet
 from ray_jobs.jax import checkpoint, exporting
 from ray_jobs.jax.config import JaxConfig
 
 log = logging.getLogger(__name__)
 
-TYPE = "jax_model"
-MODEL_DIR = "model"
+TYPE = jax_model.TYPE
+MODEL_DIR = jax_model.MODEL_DIR
 DIGEST_EXCLUDES = ("checkpoints/*", "tensorboard/*", "metrics.json")
 
 
@@ -63,13 +63,8 @@ def commit_model(writer: ArtifactWriter, fs: FeatureSet, **facts: Any) -> Manife
         raise checkpoint.CheckpointError(f"{writer.root}: no epoch produced a model "
                                          f"(no finite eval loss); nothing to commit")
     desc = json.loads(storage.read_text(desc_uri))
-    body = {"model": MODEL_DIR, "predict": f"{MODEL_DIR}/{exporting.PREDICT_FILE}",
-            "params": f"{MODEL_DIR}/{exporting.PARAMS_FILE}",
-            "description": f"{MODEL_DIR}/{exporting.DESCRIPTION_FILE}",
-            "task": desc["task"], "label": desc["label"], "label_transform": fs.label_transform,
-            "numeric": desc["numeric"], "categorical": desc["categorical"],
-            "epochs_completed": desc["epoch"], "step": desc["step"], **facts}
-    return writer.commit(body=body, digest_excludes=DIGEST_EXCLUDES)
+    return writer.commit(body=jax_model.model_section(desc, fs.label_transform, **facts),
+                         digest_excludes=DIGEST_EXCLUDES)
 
 
 class RunOutputs:

@@ -19,10 +19,11 @@ import io
 from typing import Any
 
 from mlbatch import storage
+from mlbatch.artifacts import xgboost_model
 from mlbatch.artifacts.features import FeatureSet
 
-TYPE = "xgboost_model"
-MODEL_FILE = "model.json"
+TYPE = xgboost_model.TYPE
+MODEL_FILE = xgboost_model.MODEL_FILE
 METRICS_FILE = "metrics.json"
 IMPORTANCE_FILE = "feature_importance.json"
 CURVE_FILE = "learning_curve.png"
@@ -35,11 +36,8 @@ def save_model(booster, uri: str) -> None:
 
 
 def model_section(fs: FeatureSet, *, best_round: int, rounds_trained: int) -> dict[str, Any]:
-    """The ``xgboost_model`` section of artifact.json (read by the type's reader)."""
-    return {"model": MODEL_FILE, "format": "xgboost-json", "task": fs.task, "label": fs.label,
-            "label_transform": fs.label_transform, "feature_names": fs.names,
-            "features": [f.to_dict() for f in fs.features], "best_round": int(best_round),
-            "rounds_trained": int(rounds_trained)}
+    """The ``xgboost_model`` section of artifact.json, written by the type's own module."""
+    return xgboost_model.model_section(fs, best_round=best_round, rounds_trained=rounds_trained)
 
 
 def feature_importance(booster, fs: FeatureSet) -> list[dict[str, Any]]:

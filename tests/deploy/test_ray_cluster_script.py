@@ -12,7 +12,7 @@ import xgboost
 
 from mlbatch import storage
 from mlbatch.artifacts.base import read_manifest
-from mlbatch.lineage import LineageStore
+from pipelines.lineage import LineageStore, lineage, record_step
 from pipelines.ray_cluster import alive_nodes, load_cluster
 from pipelines.remote import pinned_requirements, runtime_env
 from scripts.ray_cluster import main
@@ -53,9 +53,9 @@ def trained(two_nodes, flights_features, tmp_path_factory):
     spec.write_text(PIPELINE)
     shutil.copytree(flights_features, run / "features")
     with LineageStore(run / "lineage.sqlite") as store:
-        store.record_step(f"flights:{run}", "features", "beam_jobs.features", "local", {},
-                          None, [], str(run / "features"), None, None, "done",
-                          pipeline="flights")
+        record_step(store, f"flights:{run}", "features", "beam_jobs.features", "local", {},
+                    None, [], str(run / "features"), None, None, "done",
+                    pipeline="flights")
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN")}
     proc = subprocess.run([sys.executable, "-m", "scripts.ray_cluster", "submit", str(spec),
@@ -87,7 +87,7 @@ def test_training_runs_as_a_ray_job_and_commits_the_model(trained):
 def test_the_lineage_goes_from_the_model_to_the_raw_files(trained, flights_slice):
     cluster, run, _ = trained
     with LineageStore(run / "lineage.sqlite") as store:
-        tree = store.lineage(str(run / "xgboost"))
+        tree = lineage(store, str(run / "xgboost"))
     step = tree["produced_by"]["execution"]
     assert (step["step"], step["state"], step["runs_on"]) == (
         "xgboost", "COMPLETE", f"ray:{cluster.dashboard_url}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlbatch.artifacts.base import ArtifactWriter
-from mlbatch.lineage import LineageStore
+from pipelines.lineage import LineageStore, record_step
 
 RUN = "flights-run-1"
 TIMES = {"features": ("2026-12-02T01:00:00+00:00", "2026-12-02T01:01:30+00:00"),
@@ -19,9 +19,9 @@ TIMES = {"features": ("2026-12-02T01:00:00+00:00", "2026-12-02T01:01:30+00:00"),
 def record(store: LineageStore, step: str, job: str, inputs: list[Path], output: Path,
            state: str = "done", run: str = RUN, **params) -> int:
     started, ended = TIMES.get(step, (None, None))
-    return store.record_step(run, step, job, "local", params, f"sha256:key-{step}",
-                             [str(p) for p in inputs], str(output), started, ended, state,
-                             pipeline="flights")
+    return record_step(store, run, step, job, "local", params, f"sha256:key-{step}",
+                       [str(p) for p in inputs], str(output), started, ended, state,
+                       pipeline="flights")
 
 
 @pytest.fixture(scope="session")

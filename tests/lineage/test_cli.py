@@ -1,4 +1,4 @@
-"""``python -m mlbatch.lineage show``: the printout a user reads, and its errors."""
+"""``python -m pipelines.lineage show``: the printout a user reads, and its errors."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import sys
 
 from mlbatch import storage
 from mlbatch.artifacts.base import read_manifest
-from mlbatch.lineage import LineageStore
-from mlbatch.lineage.__main__ import main
+from pipelines.lineage import LineageStore
+from pipelines.lineage.__main__ import main
 from tests.conftest import REPO_ROOT
 from tests.lineage.conftest import record, write_artifact
 
@@ -16,7 +16,7 @@ from tests.lineage.conftest import record, write_artifact
 def test_show_prints_a_model_back_to_its_raw_files(recorded, flights_xgboost, flights_features,
                                                    flights_slice):
     store, _ = recorded
-    proc = subprocess.run([sys.executable, "-m", "mlbatch.lineage", "show",
+    proc = subprocess.run([sys.executable, "-m", "pipelines.lineage", "show",
                            str(flights_xgboost), "--store", str(store.path)],
                           capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr

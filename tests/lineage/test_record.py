@@ -7,7 +7,8 @@ import pytest
 
 from mlbatch import storage
 from mlbatch.artifacts.base import ArtifactWriter, read_manifest
-from mlbatch.lineage import ArtifactState, EventType, ExecutionState, LineageError, LineageStore
+from pipelines.lineage import (ArtifactState, EventType, ExecutionState, LineageError, LineageStore,
+                               lineage, record_step)
 from tests.lineage.conftest import RUN, record, write_artifact
 
 RAW_ROLES = ["raw:flights", "raw:planes", "raw:weather", "schema"]
@@ -38,7 +39,7 @@ def test_steps_are_executions_of_their_jobs_in_the_run_context(recorded):
 def test_model_lineage_reaches_the_raw_files(recorded, flights_features, flights_xgboost,
                                              flights_slice):
     store, _ = recorded
-    tree = store.lineage(str(flights_xgboost), "upstream")
+    tree = lineage(store, str(flights_xgboost), "upstream")
     model = read_manifest(flights_xgboost)
     assert tree["artifact"]["digest"] == model.digest
     assert tree["artifact"]["custom_properties"]["metrics.auc"] == model.metrics["auc"]
@@ -66,7 +67,7 @@ def test_model_lineage_reaches_the_raw_files(recorded, flights_features, flights
 def test_raw_file_downstream_reaches_both_models(recorded, flights_slice, flights_xgboost,
                                                  flights_jax):
     store, _ = recorded
-    tree = store.lineage(str(flights_slice / "weather.csv"), "downstream")
+    tree = lineage(store, str(flights_slice / "weather.csv"), "downstream")
     use, = tree["consumed_by"]
     assert (use["execution"]["step"], use["role"]) == ("features", "raw:weather")
     outputs = {o["role"]: o for o in use["outputs"]}
@@ -98,7 +99,7 @@ def test_new_bytes_at_a_uri_are_a_new_artifact(tmp_path):
     states = {a.properties["digest"]: a.state for a in store.get_artifacts_by_uri(str(out))}
     assert states == {old_digest: ArtifactState.DELETED,
                       read_manifest(out).digest: ArtifactState.LIVE}
-    assert store.lineage(str(out))["produced_by"]["execution"]["pipeline_run"] == "run-2"
+    assert lineage(store, str(out))["produced_by"]["execution"]["pipeline_run"] == "run-2"
 
 
 def test_a_cache_hit_is_recorded_as_reuse_not_as_the_producer(tmp_path):
@@ -108,7 +109,7 @@ def test_a_cache_hit_is_recorded_as_reuse_not_as_the_producer(tmp_path):
     record(store, "up", "tests.lineage", [], up)
     record(store, "down", "tests.lineage", [up], out)
     record(store, "down", "tests.lineage", [up], out, state="cached", run="run-2")
-    producer = store.lineage(str(out))["produced_by"]
+    producer = lineage(store, str(out))["produced_by"]
     assert (producer["execution"]["pipeline_run"], producer["execution"]["state"]) == (
         RUN, "COMPLETE")
     assert [(e["pipeline_run"], e["state"]) for e in producer["reused_by"]] == [
@@ -123,8 +124,8 @@ def test_a_failed_step_has_no_output_and_keeps_its_error(tmp_path):
     w = ArtifactWriter(out, "run_report", job="tests.lineage")
     w.claim()
     w.fail("boom")
-    eid = store.record_step(RUN, "down", "tests.lineage", "local", {}, None, [str(up)],
-                            str(out), None, None, "failed", error="ValueError: boom")
+    eid = record_step(store, RUN, "down", "tests.lineage", "local", {}, None, [str(up)],
+                      str(out), None, None, "failed", error="ValueError: boom")
     e, = store.get_executions_by_id([eid])
     assert (e.last_known_state, e.properties["error"]) == (ExecutionState.FAILED,
                                                            "ValueError: boom")
@@ -132,13 +133,13 @@ def test_a_failed_step_has_no_output_and_keeps_its_error(tmp_path):
         (EventType.INPUT, ("inputs", 0))]
     with pytest.raises(LineageError, match="step 'down' is COMPLETE but its output cannot be "
                                            "read: .*failed: boom"):
-        store.record_step(RUN, "down", "tests.lineage", "local", {}, None, [str(up)],
-                          str(out), None, None, "done")
+        record_step(store, RUN, "down", "tests.lineage", "local", {}, None, [str(up)],
+                    str(out), None, None, "done")
     with pytest.raises(LineageError, match="unknown step state 'finished'"):
-        store.record_step(RUN, "down", "tests.lineage", "local", {}, None, [], None, None,
-                          None, "finished")
+        record_step(store, RUN, "down", "tests.lineage", "local", {}, None, [], None, None,
+                    None, "finished")
     with pytest.raises(LineageError, match="no artifact recorded at"):
-        store.lineage(str(out))
+        lineage(store, str(out))
 
 
 def test_a_tune_runs_best_model_is_an_output_of_the_tune_step(tmp_path, flights_xgboost):
@@ -155,5 +156,5 @@ def test_a_tune_runs_best_model_is_an_output_of_the_tune_step(tmp_path, flights_
     assert paths[("output",)].type == "tune_run"
     assert paths[("output", "best")].uri == str(tune / "best")
     assert paths[("output", "best")].properties["digest"] == read_manifest(flights_xgboost).digest
-    tree = store.lineage(str(tune / "best"))
+    tree = lineage(store, str(tune / "best"))
     assert tree["produced_by"]["execution"]["step"] == "tune"

@@ -5,9 +5,9 @@ import sqlite3
 
 import pytest
 
-from mlbatch.lineage import (ArtifactState, EventType, ExecutionState, LineageError,
+from pipelines.lineage import (ArtifactState, EventType, ExecutionState, LineageError,
                              LineageStore, PropertyType)
-from mlbatch.lineage.schema import SCHEMA_VERSION, TABLES, TypeKind
+from pipelines.lineage.schema import SCHEMA_VERSION, TABLES, TypeKind
 
 
 def test_tables_and_enums_are_mlmds(tmp_path):

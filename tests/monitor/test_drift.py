@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlbatch import drift
+from beam_jobs.monitor import drift
 
 
 @pytest.mark.parametrize("p, q, expected", [

@@ -85,13 +85,18 @@ def test_perturbed_window_breaches_naming_the_features(drift_run, skew_run):
     assert read_manifest(out, "monitor").metrics["verdict"] == "breach"
 
 
-def test_usage_errors_exit_2(skew_run, flights_slice, tmp_path, capsys):
+def test_usage_errors_exit_2(skew_run, flights_features, flights_slice, tmp_path, capsys):
     assert main(["--baseline", str(tmp_path / "nothing"), "--input", str(flights_slice),
                  "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["--baseline", str(skew_run[1]), "--input", str(flights_slice),
                  "--output", str(tmp_path / "o2")]) == 2
     assert "'monitor' artifact, not 'features'" in capsys.readouterr().err
+    assert main(["--baseline", str(flights_features), "--input", str(flights_slice),
+                 "--output", str(tmp_path / "o3"), "--model", str(skew_run[1])]) == 2
+    assert (f"{skew_run[1]} is a 'monitor' artifact; a model is one of ('xgboost_model', "
+            "'jax_model')") in capsys.readouterr().err
+    assert not (tmp_path / "o3").exists()
 
 
 def test_dataflow_needs_gs_paths(flights_features, flights_slice, tmp_path, capsys):

@@ -106,10 +106,10 @@ def test_run_json_records_the_run(scenario):
 
 
 def test_every_step_is_in_the_lineage_store(scenario):
-    from mlbatch.lineage import LineageStore
+    from pipelines.lineage import LineageStore, lineage
     run_dir = scenario["run_dir"]
     with LineageStore(run_dir / "lineage.sqlite") as store:
-        tree = store.lineage(str(run_dir / "xgboost"))
+        tree = lineage(store, str(run_dir / "xgboost"))
     text = repr(tree)
     assert str(run_dir / "features") in text  # the model's features, upstream
     assert "flights.csv" in text  # ... and the raw files they came from

@@ -1,4 +1,4 @@
-"""`python -m mlbatch.report RUN` on a run of every step, rendered in headless Chromium;
+"""`python -m pipelines.report RUN` on a run of every step, rendered in headless Chromium;
 a run with a failed step and a drift breach; the CLI's usage errors."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 
 from mlbatch.artifacts.monitor import load_monitor
 from mlbatch.artifacts import read_manifest
-from mlbatch.report.__main__ import main
-from mlbatch.report.data import reason_rows
-from mlbatch.report.lineage import build_graph
-from mlbatch.report.run import load_run
+from pipelines.report.__main__ import main
+from pipelines.report.data import reason_rows
+from pipelines.report.lineage import build_graph
+from pipelines.report.run import load_run
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -134,7 +134,7 @@ def test_lineage_graph_links_raw_files_to_the_drift_report(demo_run):
 
 
 def test_a_set_of_files_read_by_two_steps_is_one_lineage_node(demo_run):
-    from mlbatch.report.lineage import MAX_FILES_SHOWN, Graph, Node
+    from pipelines.report.lineage import MAX_FILES_SHOWN, Graph, Node
     g = Graph(load_run(str(demo_run)))
     many = [{"role": "corpus", "kind": "file", "uri": f"/c/{i}.txt", "sha256": f"{i:064x}",
              "size": 10} for i in range(MAX_FILES_SHOWN + 1)]
@@ -179,13 +179,13 @@ def test_usage_errors_exit_2(tmp_path):
 def test_a_report_rendered_as_the_runs_last_step_does_not_count_itself(tmp_path):
     """run.json as the pipeline leaves it while its report step renders: the run and the
     report step still `running`; the header says what ran, not that the run is unfinished."""
-    from mlbatch.report.blocks import Table, Text
-    from mlbatch.report.header import header_section
+    from pipelines.report.blocks import Table, Text
+    from pipelines.report.header import header_section
     from tests.report.conftest import step, write_run_json
     write_run_json(tmp_path, [step("cooccurrence", "beam_jobs.cooccurrence", "local", []),
                               step("evaluate_vectors", "beam_jobs.cooccurrence.evaluate",
                                    "local", ["cooccurrence"]),
-                              step("report", "mlbatch.report", "local", ["evaluate_vectors"],
+                              step("report", "pipelines.report", "local", ["evaluate_vectors"],
                                    status="running")], status="running")
     section = header_section(load_run(str(tmp_path)), [])
     texts = [b.text for b in section.blocks if isinstance(b, Text)]

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from beam_jobs.score.handlers import label_units
+from mlbatch.artifacts.models import label_units
 from mlbatch import metrics
 from mlbatch.artifacts.features import load_feature_set
 from mlbatch.artifacts.jax_model import load_jax_model

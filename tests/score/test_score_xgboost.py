@@ -78,7 +78,7 @@ def test_outputs_reconcile_and_agree(scored, flights_features, flights_xgboost):
 
 @pytest.mark.parametrize("case, message", [
     ("committed output", "--overwrite"),
-    ("model is a feature dir", "--model takes one of"),
+    ("model is a feature dir", "a model is one of"),
     ("other features", "was trained on features"),
     ("no input files", "input files not found"),
     ("unknown flag", "--num_shardz"),

@@ -10,14 +10,14 @@ import numpy as np
 from mlbatch import metrics
 from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
-from mlbatch.artifacts.jax_model import load_jax_model, read_training_history
-from mlbatch.artifacts.xgboost_model import load_xgboost_model, read_training_record
-from mlbatch.report import figures
-from mlbatch.report.blocks import Figure, Section, Text, absent, short_digest, table
-from mlbatch.report.run import Run, Step
+from mlbatch.artifacts.jax_model import read_training_history
+from mlbatch.artifacts.models import MODEL_TYPES, Model, load_model
+from mlbatch.artifacts.xgboost_model import read_training_record
+from pipelines.report import figures
+from pipelines.report.blocks import Figure, Section, Text, absent, short_digest, table
+from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
-MODEL_TYPES = ("xgboost_model", "jax_model")
 MAX_EVAL_ROWS = 200_000
 TOP_FEATURES = 15
 
@@ -25,7 +25,7 @@ TOP_FEATURES = 15
 @dataclasses.dataclass(frozen=True)
 class Scored:
     step: Step
-    model: object  # XGBoostModel | JaxModel
+    model: Model
     features: FeatureSet
     labels: np.ndarray  # stored label of the eval rows
     scores: np.ndarray  # the model's predictions for them
@@ -54,26 +54,19 @@ def features_of(run: Run, manifest) -> FeatureSet:
     return load_feature_set(step.uri if step else entry["uri"], check_columns=False)
 
 
-def predict(model, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, predictions) on the eval split (its first MAX_EVAL_ROWS rows)."""
+def predict(model: Model, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) on the eval split (its first MAX_EVAL_ROWS rows), both in the
+    stored label's units."""
     t = fs.read_table("eval").slice(0, MAX_EVAL_ROWS)
     labels = t[fs.label].to_numpy(zero_copy_only=False).astype(float)
-    if hasattr(model, "booster"):
-        x = np.column_stack([t[n].to_numpy(zero_copy_only=False) for n in model.feature_names])
-        return labels, np.asarray(model.predict(x.astype(np.float32)), float)
-    num = np.column_stack([t[n].to_numpy(zero_copy_only=False) for n in model.numeric]
-                          or [np.zeros((t.num_rows, 0))]).astype(np.float32)
-    ids = np.column_stack([t[n].to_numpy(zero_copy_only=False) for n in model.categorical]
-                          or [np.zeros((t.num_rows, 0))]).astype(np.int32)
-    return labels, np.asarray(model.predict(num, ids), float)
+    return labels, model.predict_stored(t)
 
 
 def load_models(run: Run) -> tuple[list[Scored], list[str]]:
     scored, problems = [], []
     for step in [s for s in run.steps if s.type in MODEL_TYPES]:
         try:
-            loader = load_xgboost_model if step.type == "xgboost_model" else load_jax_model
-            model = loader(step.uri)
+            model = load_model(step.uri)
             fs = features_of(run, model.manifest)
             labels, scores = predict(model, fs)
             scored.append(Scored(step, model, fs, labels, scores))
@@ -89,7 +82,7 @@ def comparison(scored: list[Scored]) -> list:
     rows = []
     for s in scored:
         m = s.model.metrics
-        best = (s.model.best_round if s.step.type == "xgboost_model"
+        best = (s.model.trained.best_round if s.step.type == "xgboost_model"
                 else s.model.manifest.body.get("best_epoch"))
         rows.append([s.step.name, s.step.type, short_digest(s.features.digest),
                      s.features.num_rows("eval"), *[metric(m, n) for n in names], best,
@@ -121,13 +114,13 @@ def quality_figure(scored: list[Scored]) -> Figure:
 
 def curve_blocks(s: Scored) -> list:
     if s.step.type == "xgboost_model":
-        record = read_training_record(s.model)
+        record = read_training_record(s.model.trained)
         blocks = []
         if record["learning_curve_png"]:
             blocks.append(Figure(f"{s.step.name}-curve", record["learning_curve_png"],
                                  f"{s.step.name} learning curve",
                                  f"{s.step.name}: per-round train/eval metrics (the training "
-                                 f"run's own figure; best round {s.model.best_round})"))
+                                 f"run's own figure; best round {s.model.trained.best_round})"))
         imp = record["feature_importance"][:TOP_FEATURES]
         if imp:
             blocks.append(Figure(f"{s.step.name}-importance", figures.barh(
@@ -139,7 +132,7 @@ def curve_blocks(s: Scored) -> list:
                                 [[r["feature"], r["kind"], r["gain"], r["total_gain"],
                                   r["splits"]] for r in imp], f"{s.step.name}: importance"))
         return blocks
-    history = read_training_history(s.model).get("history", [])
+    history = read_training_history(s.model.trained).get("history", [])
     if not history:
         return [Text(f"{s.step.name}: no per-epoch history recorded.", "note")]
     keys = [k for k in ("eval_loss", "eval_auc", "eval_rmse", "eval_mae") if k in history[0]]

@@ -9,9 +9,9 @@ import pyarrow.compute as pc
 
 from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.features import FeatureSet, load_feature_set, read_rejected, read_summary
-from mlbatch.report import figures
-from mlbatch.report.blocks import Figure, Section, Text, absent, table
-from mlbatch.report.run import Run, Step
+from pipelines.report import figures
+from pipelines.report.blocks import Figure, Section, Text, absent, table
+from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
 HIST_BINS = 20

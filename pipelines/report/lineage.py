@@ -7,9 +7,9 @@ import collections
 import dataclasses
 import hashlib
 
-from mlbatch.report import figures
-from mlbatch.report.blocks import Figure, Section, Text, short_digest, table
-from mlbatch.report.run import Run, Step
+from pipelines.report import figures
+from pipelines.report.blocks import Figure, Section, Text, short_digest, table
+from pipelines.report.run import Run, Step
 
 MAX_FILES_SHOWN = 3  # more raw files of one role in one consumer become one node
 

@@ -13,9 +13,9 @@ import logging
 import numpy as np
 
 from mlbatch.artifacts import ArtifactError
-from mlbatch.report import figures
-from mlbatch.report.blocks import Figure, Section, Text, short_digest, table
-from mlbatch.report.run import Run, Step
+from pipelines.report import figures
+from pipelines.report.blocks import Figure, Section, Text, short_digest, table
+from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
 COUNTS = ("rows_read", "rows_scored", "rows_dead_letter")

@@ -1,4 +1,4 @@
-"""Lineage trees (``mlbatch.lineage.graph``) as indented text, for people."""
+"""Lineage trees (``pipelines.lineage.graph``) as indented text, for people."""
 from __future__ import annotations
 
 import json

@@ -27,8 +27,8 @@ from typing import Any
 
 from mlbatch import storage
 from mlbatch.artifacts.base import ArtifactError, Manifest, digest_of, read_manifest
-from mlbatch.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
-from mlbatch.lineage.store import LineageError, LineageStore
+from pipelines.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
+from pipelines.lineage.store import LineageError, LineageStore
 
 LOGGER = logging.getLogger(__name__)
 
@@ -226,10 +226,10 @@ def _read_output(output: str | None, state: ExecutionState, step_name: str) -> M
         return None
 
 
-def record_step(store: LineageStore, *, pipeline_run: str, step_name: str, job: str,
+def record_step(store: LineageStore, pipeline_run: str, step_name: str, job: str,
                 runs_on: str, params: Mapping[str, Any], cache_key: str | None,
                 inputs: list[str], output: str | None, started: Any, ended: Any,
-                state: str, pipeline: str | None = None, error: str | None = None) -> int:
+                state: str, *, pipeline: str | None = None, error: str | None = None) -> int:
     """Records one step (see the module docstring); returns its execution id."""
     exec_state = execution_state(state)
     manifest = _read_output(output, exec_state, step_name)

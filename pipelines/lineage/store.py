@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mlbatch import storage
-from mlbatch.lineage.nodes import (Artifact, Context, Event, Execution, LineageError,
+from pipelines.lineage.nodes import (Artifact, Context, Event, Execution, LineageError,
                                    PathStep, property_columns, property_value, now_ms)
-from mlbatch.lineage.schema import (DDL, SCHEMA_VERSION, TABLES, ArtifactState, EventType,
+from pipelines.lineage.schema import (DDL, SCHEMA_VERSION, TABLES, ArtifactState, EventType,
                                     ExecutionState, PropertyType, TypeKind)
 
 __all__ = ["Artifact", "Context", "Event", "Execution", "LineageError", "LineageStore"]
@@ -324,23 +324,6 @@ class LineageStore:
         if table not in TABLES:
             raise LineageError(f"no table {table!r}")
         return self._q(f"SELECT COUNT(*) AS n FROM `{table}`")[0]["n"]
-
-    # --- the pipeline-level API (mlbatch.lineage.record / .graph) --------------------------
-    def record_step(self, pipeline_run: str, step_name: str, job: str, runs_on: str,
-                    params: Mapping[str, Any], cache_key: str | None, inputs: list[str],
-                    output: str | None, started: Any, ended: Any, state: str, *,
-                    pipeline: str | None = None, error: str | None = None) -> int:
-        """Records one pipeline step's execution; see ``mlbatch.lineage.record``."""
-        from mlbatch.lineage.record import record_step
-        return record_step(self, pipeline_run=pipeline_run, step_name=step_name, job=job,
-                           runs_on=runs_on, params=params, cache_key=cache_key, inputs=inputs,
-                           output=output, started=started, ended=ended, state=state,
-                           pipeline=pipeline, error=error)
-
-    def lineage(self, uri: str, direction: str = "upstream") -> dict:
-        """The lineage tree of the artifact at ``uri``; see ``mlbatch.lineage.graph``."""
-        from mlbatch.lineage.graph import lineage
-        return lineage(self, uri, direction)
 
 
 class _Transaction:

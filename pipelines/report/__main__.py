@@ -1,4 +1,4 @@
-"""python -m mlbatch.report RUN [--output RUN/report] [--overwrite]
+"""python -m pipelines.report RUN [--output RUN/report] [--overwrite]
 
 Renders the run report of a pipeline run directory: RUN/report/index.html (one offline
 page), report.md (the same numbers) and artifact.json (type run_report).
@@ -11,13 +11,13 @@ import sys
 
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, Manifest
-from mlbatch.report.build import HTML, build_report
+from pipelines.report.build import HTML, build_report
 
 LOGGER = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m mlbatch.report", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="pipeline run directory (holds run.json and one directory "
                                "per step)")

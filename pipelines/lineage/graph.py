@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlbatch import storage
-from mlbatch.lineage.schema import ArtifactState, EventType, ExecutionState
-from mlbatch.lineage.store import Artifact, Event, Execution, LineageError, LineageStore
+from pipelines.lineage.schema import ArtifactState, EventType, ExecutionState
+from pipelines.lineage.store import Artifact, Event, Execution, LineageError, LineageStore
 
 DIRECTIONS = ("upstream", "downstream")
 _OUT = (EventType.OUTPUT, EventType.DECLARED_OUTPUT)

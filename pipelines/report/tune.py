@@ -5,9 +5,9 @@ import logging
 
 from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.tune_run import TuneRun, load_tune_run
-from mlbatch.report import figures
-from mlbatch.report.blocks import Figure, Section, Text, absent, short_digest, table
-from mlbatch.report.run import Run, Step
+from pipelines.report import figures
+from pipelines.report.blocks import Figure, Section, Text, absent, short_digest, table
+from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
 MAX_TRIALS_SHOWN = 50

@@ -8,9 +8,9 @@ import numpy as np
 from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.cooccurrence import CooccurrenceArtifact, load_cooccurrence
 from mlbatch.artifacts.cooccurrence_evaluation import load_evaluation
-from mlbatch.report import figures
-from mlbatch.report.blocks import Figure, Section, Text, absent, table
-from mlbatch.report.run import Run, Step
+from pipelines.report import figures
+from pipelines.report.blocks import Figure, Section, Text, absent, table
+from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
 TOP_TOKENS = 20

@@ -1,4 +1,4 @@
-"""``python -m mlbatch.lineage show URI [--store S] [--downstream] [--json]``.
+"""``python -m pipelines.lineage show URI [--store S] [--downstream] [--json]``.
 
 Prints what the artifact (or raw file) at URI was built from, back to the raw files, or
 with ``--downstream`` everything built from it. Without ``--store`` the store is the
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mlbatch import storage
-from mlbatch.lineage import STORE_NAME, LineageError, LineageStore, render
+from pipelines.lineage import STORE_NAME, LineageError, LineageStore, lineage, render
 
 
 def find_store(uri: str) -> Path:
@@ -30,7 +30,7 @@ def find_store(uri: str) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mlbatch.lineage", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pipelines.lineage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="print an artifact's lineage")
@@ -50,7 +50,7 @@ def run(argv: list[str] | None = None) -> str:
         raise LineageError(f"lineage store {store_path} does not exist")
     direction = "downstream" if args.downstream else "upstream"
     with LineageStore(store_path) as store:
-        tree = store.lineage(args.uri, direction)
+        tree = lineage(store, args.uri, direction)
     if args.json:
         return json.dumps(tree, indent=1, sort_keys=True) + "\n"
     return render(tree, direction)

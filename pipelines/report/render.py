@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 
-from mlbatch.report.blocks import Figure, Section, Table
+from pipelines.report.blocks import Figure, Section, Table
 
 LONG = 40  # characters: a longer cell may wrap anywhere (URIs, raw records)
 CSS = """

@@ -1,6 +1,6 @@
 """A pipeline run directory as the report sees it: ``run.json`` and each step's artifact.
 
-``RUN/run.json`` (written by the pipeline runner, format in docs/report.md) lists the
+``RUN/run.json`` (``pipelines.run_file``: written by the runner, read here) lists the
 steps; each step's ``output`` (relative to RUN) is an artifact directory, read here only
 through ``mlbatch.artifacts.read_manifest`` (its type's own reader is used per section).
 Without ``run.json`` every sub-directory holding an artifact is taken as a step, so a
@@ -12,10 +12,10 @@ import dataclasses
 import logging
 
 from mlbatch import storage
-from mlbatch.artifacts import ArtifactError, Manifest, read_json, read_manifest
+from mlbatch.artifacts import ArtifactError, Manifest, read_manifest
+from pipelines.run_file import RUN_FILE, RunFileError, read_run
 
 LOGGER = logging.getLogger(__name__)
-RUN_FILE = "run.json"
 REPORT_TYPE = "run_report"
 
 
@@ -85,14 +85,11 @@ def load_run(root: str) -> Run:
     root = storage.locate(root).uri
     if not storage.is_dir(root):
         raise RunError(f"run directory {root} does not exist")
-    run_file = storage.join(root, RUN_FILE)
-    if storage.exists(run_file):
-        try:
-            doc = read_json(run_file)
-        except ValueError as e:
-            raise RunError(f"{run_file}: not valid JSON ({e})") from e
-        if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
-            raise RunError(f"{run_file}: expected an object with a list 'steps'")
+    try:
+        doc = read_run(root)
+    except RunFileError as e:
+        raise RunError(str(e)) from e
+    if doc is not None:
         infos = doc["steps"]
     else:
         LOGGER.warning("%s has no %s: taking its artifact sub-directories as steps",

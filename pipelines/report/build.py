@@ -12,13 +12,13 @@ import os
 
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, Manifest
-from mlbatch.report import data, header, lineage, models, serving, text, tune
-from mlbatch.report.blocks import Figure, Section
-from mlbatch.report.render import to_html, to_markdown
-from mlbatch.report.run import REPORT_TYPE, Run, load_run
+from pipelines.report import data, header, lineage, models, serving, text, tune
+from pipelines.report.blocks import Figure, Section
+from pipelines.report.render import to_html, to_markdown
+from pipelines.report.run import REPORT_TYPE, Run, load_run
 
 LOGGER = logging.getLogger(__name__)
-JOB = "mlbatch.report"
+JOB = "pipelines.report"
 HTML, MARKDOWN, FIGURES = "index.html", "report.md", "figures"
 SECTIONS = (("data", data.data_section), ("crosses", data.crosses_section),
             ("models", models.models_section), ("tune", tune.tune_section),

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from typing import Any
 
-from mlbatch.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
+from pipelines.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
 
 PathStep = str | int  # an EventPath step: a key or an index
 

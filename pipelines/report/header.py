@@ -1,8 +1,8 @@
 """The top of the report: what went wrong (first), then the run and its steps."""
 from __future__ import annotations
 
-from mlbatch.report.blocks import Section, Text, short_digest, table
-from mlbatch.report.run import Run
+from pipelines.report.blocks import Section, Text, short_digest, table
+from pipelines.report.run import Run
 
 
 def alerts(run: Run, breaches: list[str]) -> list[str]:
@@ -39,7 +39,7 @@ def datasets(run: Run) -> list[str]:
 def _rendering_now(run: Run) -> list[str]:
     """The report steps still running: this report, rendered as the run's last step."""
     return [s.name for s in run.steps
-            if s.status == "running" and s.info.get("job") == "mlbatch.report"]
+            if s.status == "running" and s.info.get("job") == "pipelines.report"]
 
 
 def header_section(run: Run, problems: list[str]) -> Section:
