@@ -82,7 +82,7 @@ def test_jobs_refuse_local_paths_on_dataflow_but_not_on_a_dry_run():
 
 def test_feature_job_refuses_a_local_input_on_dataflow(tmp_path, capsys):
     from beam_jobs.features.__main__ import main
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit) as e:  # a usage error, before anything runs
         main(["--schema", "schemas/flights.yaml", "--input", str(tmp_path / "raw"),
               "--output", "gs://b/features", *DATAFLOW])
     assert e.value.code == 2
