@@ -42,6 +42,9 @@ ENV VIRTUAL_ENV=/opt/mlbatch-venv \
     PATH=/opt/mlbatch-venv/bin:${PATH} \
     RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1 \
     PYTHONUNBUFFERED=1
+# Login shells (KubeRay starts Ray with `bash -lc`) reset PATH in /etc/profile: keep the
+# environment first there too.
+RUN echo 'export PATH=/opt/mlbatch-venv/bin:$PATH' > /etc/profile.d/mlbatch-venv.sh
 # The repository root: schemas/, pipelines/ and scripts/ are read from here; KFP tasks
 # and Ray jobs (runtime_env working_dir ".") run in it.
 WORKDIR /opt/mlbatch

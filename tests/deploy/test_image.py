@@ -103,6 +103,9 @@ def test_entrypoint_workdir_and_environment_match_the_launchers(dockerfile):
     env = dict(kv.split("=", 1) for w, r in runtime if w == "ENV" for kv in shlex.split(r))
     assert env["RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT"] == "1"  # boot keeps this venv
     assert env["PATH"].startswith("/opt/mlbatch-venv/bin:")
+    # KubeRay's login shells (bash -l) rebuild PATH from /etc/profile: the venv stays first
+    assert ("RUN", "echo 'export PATH=/opt/mlbatch-venv/bin:$PATH' > "
+                   "/etc/profile.d/mlbatch-venv.sh") in runtime
     assert ("COPY", f". {remote.IMAGE_WORKDIR}") in runtime  # the repository root
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "data", "out", "tests"} <= set(ignored)
