@@ -108,7 +108,7 @@ def ray_token(env: dict[str, str], secret: str,
     if not secret:
         return None
     if not _SECRET.match(secret):
-        raise TaskError(f"--ray-token-secret {secret!r} is no Secret Manager version "
+        raise TaskError(f"the Ray token secret {secret!r} is no Secret Manager version "
                         "(projects/PROJECT/secrets/NAME/versions/VERSION|latest)")
     return (fetch or _access_secret)(secret)
 
