@@ -67,18 +67,12 @@ def parse_job_args(parser, argv, *, at_least_one: Sequence[str] = (),
 
     Each flag named in ``at_least_one`` / ``at_least_zero`` (dest names) is checked
     (``parser.error`` naming it), and ``job_flags`` (every option string of the job's
-    parser) is set on the result for the unknown-flag check of ``pipeline_options``.
-    On Dataflow (not a dry run) a local --input or --output is a usage error (exit 2)
-    once the other Dataflow options are complete (``pipeline_options`` names those)."""
+    parser) is set on the result for the unknown-flag check of ``pipeline_options``."""
     known, beam_args = parser.parse_known_args(argv)
     for dests, low in ((at_least_one, 1), (at_least_zero, 0)):
         for dest in dests:
             if getattr(known, dest) < low:
                 parser.error(f"--{dest.replace('_', '-')} must be >= {low}")
-    paths = {d: getattr(known, d) for d in ("input", "output") if hasattr(known, d)}
-    problems = remote_run_problems(beam_args, paths)
-    if problems and not _dataflow_problems(PipelineOptions(_split_dry_run(beam_args)[0])):
-        parser.error("invalid Dataflow options:\n  " + "\n  ".join(problems))
     known.job_flags = [o for a in parser._actions for o in a.option_strings]
     return known, beam_args
 

@@ -81,13 +81,10 @@ def test_jobs_refuse_local_paths_on_dataflow_but_not_on_a_dry_run():
 
 
 def test_feature_job_refuses_a_local_input_on_dataflow(tmp_path, capsys):
-    from beam_jobs.features.__main__ import main
-    with pytest.raises(SystemExit) as e:  # a usage error, before anything runs
-        main(["--schema", "schemas/flights.yaml", "--input", str(tmp_path / "raw"),
-              "--output", "gs://b/features", *DATAFLOW])
-    assert e.value.code == 2
-    assert f"--input '{tmp_path / 'raw'}' is local: Dataflow workers read" in (
-        capsys.readouterr().err)
+    from tests.conftest import feature_job_main
+    code, err = feature_job_main(capsys, tmp_path / "raw", "gs://b/features", *DATAFLOW)
+    assert code == 2  # a usage error, before anything runs
+    assert f"--input '{tmp_path / 'raw'}' is local: Dataflow workers read" in err
 
 
 def test_every_run_gets_its_own_temp_location():
