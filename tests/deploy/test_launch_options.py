@@ -97,3 +97,35 @@ def test_every_run_gets_its_own_temp_location():
     local = pipeline_options(["--temp_location", "/scratch/"], job_name="cooccurrence")
     assert re.fullmatch(r"/scratch/cooccurrence-[0-9a-f]{8}",
                         local.get_all_options()["temp_location"])
+
+
+CANCEL_SCRIPT = r"""
+import sys, time
+from beam_jobs.common.options import _wait_or_cancel
+
+class LaunchedJob:  # what DataflowRunner's result does for a launcher: wait, cancel
+    def wait_until_finish(self):
+        print("waiting", flush=True)
+        time.sleep(600)
+    def cancel(self):
+        print("cancelled the job", flush=True)
+
+try:
+    _wait_or_cancel(LaunchedJob())
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_a_terminated_launcher_cancels_its_job():
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+    proc = subprocess.Popen([sys.executable, "-c", CANCEL_SCRIPT], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "waiting"
+    proc.send_signal(signal.SIGTERM)  # the task running the launcher was cancelled
+    assert proc.wait(timeout=60) == 130
+    assert proc.stdout.read().strip() == "cancelled the job"
