@@ -241,6 +241,22 @@ def component_spec(pipeline: Pipeline, step: Step, image: str, runtime_env: str,
                                          "args": args[3:]}}}
 
 
+PREFLIGHT = "preflight"
+
+
+def preflight_spec(image: str) -> dict:
+    """The run's first task: the Dataflow options and the Ray cluster (address, token)
+    checked before any step (``pipelines.remote_task preflight``)."""
+    names = ("ray_address", "ray_auth_token_secret", "dataflow_options")
+    return {"name": PREFLIGHT, "description": "checks the run's settings before any step",
+            "inputs": [{"name": n, "type": "String"} for n in names],
+            "implementation": {"container": {
+                "image": image, "command": ["python", "-m", "pipelines.remote_task"],
+                "args": [PREFLIGHT, *(_placeholder(f"--{n.replace('_', '-')}={_slot(n)}")
+                                      for n in ("ray_address", "dataflow_options")),
+                         _placeholder(f"--ray-token-secret={_slot('ray_auth_token_secret')}")]}}}
+
+
 def _configure(task: Any, key: str | None, resources: Resources) -> None:
     """Caching (on when the content key is known), retries and resource requests."""
     task.set_caching_options(key is not None)
@@ -266,8 +282,15 @@ def _pipeline_function(pipeline: Pipeline, image: str, runtime_env: str,
                     ray_address=None if has_ray else "")
     names = sorted(defaults, key=lambda n: defaults[n] is not None)  # required ones first
 
+    check = components.load_component_from_text(yaml.safe_dump(preflight_spec(image),
+                                                                sort_keys=False))
+
     def body(*values: Any) -> None:  # KFP passes the parameters in signature order
         params = dict(zip(names, values))
+        first = check(**{k: params[k] for k in ("ray_address", "ray_auth_token_secret",
+                                                "dataflow_options")})
+        first.set_caching_options(False)  # the cluster and the token are checked each run
+        first.set_display_name(PREFLIGHT)
         tasks: dict[str, Any] = {}
         for name in pipeline.order():
             step = pipeline.steps[name]
@@ -279,8 +302,7 @@ def _pipeline_function(pipeline: Pipeline, image: str, runtime_env: str,
             for i, up in enumerate(step.upstream):
                 kwargs[f"upstream_{i}"] = tasks[up].outputs[OUTPUT]
             task = comps[name](**kwargs)
-            if step.reads_run:
-                task.after(*tasks.values())
+            task.after(first, *(tasks.values() if step.reads_run else ()))
             _configure(task, keys[name] if rkey else None,
                        resources.get(name, DEFAULT_RESOURCES[kind]))
             task.set_display_name(name)
@@ -359,13 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, remote.RemoteConfigError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    tasks = task_list(out)
+    tasks = [t for t in task_list(out) if t["display"] in pipeline.steps]
     wt = max(len(t["task"]) for t in tasks)
     wj = max(len(pipeline.steps[t["display"]].job) for t in tasks)
     for t in tasks:
         step = pipeline.steps[t["display"]]
         sys.stdout.write(f"{t['task']:<{wt}}  {step.job:<{wj}}  {_RUNS[JOBS[step.job].kind]:<16}  "
-                         f"after {', '.join(t['after']) or '-'}\n")
+                         f"after {', '.join(a for a in t['after'] if a != PREFLIGHT) or '-'}\n")
     keys = content_keys(pipeline, args.data_dir)
     sys.stdout.write(f"caching: {'on, run directory ' + run_key(keys) if run_key(keys) else 'off'}"
                      f" ({', '.join(n for n, k in keys.items() if k is None) or 'every key known'}"

@@ -24,6 +24,11 @@ waits for it, and is safe to retry and to cancel.
 * **Lineage**: a step that committed writes ``LINEAGE_DIR/<step>.json``, the arguments of
   ``LineageStore.record_step``; ``python -m pipelines import-lineage`` loads them.
 
+``python -m pipelines.remote_task preflight --ray-address A --ray-token-secret S
+--dataflow-options F``: the run's first task. Checks the Dataflow options and that the
+Ray cluster's Jobs API answers with the token, so a wrong address or token fails the run
+before any Dataflow work, not at its first Ray task.
+
 Exit status: 0 when the output is committed (the job's exit among --ok-exits), 2 for bad
 settings, 143 when cancelled, else the job's (1 when it left no committed output).
 """
@@ -149,15 +154,7 @@ def _wait_terminal(client: Any, sid: str, poll_s: float) -> str:
 
 def run_ray(args: argparse.Namespace, env: dict[str, str]) -> int:
     """Submits the step as a Ray job and waits; a SIGTERM stops the job."""
-    if not args.ray_address.startswith(("http://", "https://")):
-        raise TaskError(f"ray_address {args.ray_address!r} must be the cluster's Jobs API "
-                        "(http://HOST:8265)")
-    token = ray_token(env, args.ray_token_secret)
-    if token:  # read by Ray when it is imported, below
-        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(args.ray_address)
+    client = _client(args.ray_address, ray_token(env, args.ray_token_secret))
     sid = next_submission_id(client, args.submission_id)
     client.submit_job(entrypoint=shlex.join(args.command), submission_id=sid,
                       runtime_env=json.loads(args.runtime_env_json))
@@ -192,6 +189,47 @@ def run_here(args: argparse.Namespace) -> int:
         proc.send_signal(signal.SIGTERM)
         proc.wait()
         raise
+
+
+# --- preflight ---------------------------------------------------------------------------
+def preflight(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """The run's settings checked before any step: exit 0, or 2 naming each problem."""
+    p = argparse.ArgumentParser(prog="python -m pipelines.remote_task preflight")
+    p.add_argument("--ray-address", default="")
+    p.add_argument("--ray-token-secret", default="")
+    p.add_argument("--dataflow-options", default="")
+    args = p.parse_args(argv)
+    env = dict(os.environ if env is None else env)
+    problems = [f"dataflow_options: {x}" for x in
+                remote.dataflow_option_problems(shlex.split(args.dataflow_options))]
+    if args.ray_address:
+        try:
+            _check_ray(args.ray_address, ray_token(env, args.ray_token_secret))
+        except (TaskError, RuntimeError, OSError, ValueError) as e:
+            problems.append(str(e).splitlines()[0])
+    for problem in problems:
+        sys.stderr.write(f"error: {problem}\n")
+    return 2 if problems else 0
+
+
+def _check_ray(address: str, token: str | None) -> None:
+    _client(address, token).list_jobs()
+
+
+def _client(address: str, token: str | None) -> Any:
+    """A Jobs API client of the cluster at ``address`` (TaskError: wrong address or token)."""
+    if not address.startswith(("http://", "https://")):
+        raise TaskError(f"ray_address {address!r} is not the cluster's Jobs API "
+                        "(http://HOST:8265)")
+    if token:  # read by Ray when it is imported, below
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except AuthenticationError as e:
+        raise TaskError(f"{address} refuses the token ({str(e).splitlines()[0]})") from None
 
 
 # --- the task ----------------------------------------------------------------------------
@@ -249,6 +287,9 @@ def _cancel_on_sigterm():
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["preflight"]:
+        return preflight(argv[1:])
     args = parse_args(argv)
     try:
         with _cancel_on_sigterm():

@@ -72,11 +72,11 @@ def test_tasks_and_dag_are_the_pipeline_files(compiled):
     out, doc = compiled
     pipeline = load_pipeline(SPEC)
     tasks = doc["root"]["dag"]["tasks"]
-    assert set(tasks) == {kfp_name(n) for n in pipeline.steps}
+    assert set(tasks) == {kfp_name(n) for n in pipeline.steps} | {"preflight"}
     for name, step in pipeline.steps.items():
         task = tasks[kfp_name(name)]
         want = ({kfp_name(n) for n in pipeline.steps if n != name} if step.reads_run
-                else {kfp_name(n) for n in step.upstream})
+                else {kfp_name(n) for n in step.upstream}) | {"preflight"}  # checks first
         assert set(task.get("dependentTasks", [])) == want, name
         assert task["taskInfo"]["name"] == name
         assert task["cachingOptions"] == {}  # no content key here: KFP's cache stays off
@@ -85,8 +85,15 @@ def test_tasks_and_dag_are_the_pipeline_files(compiled):
             edge = task["inputs"]["parameters"][f"upstream_{i}"]["taskOutputParameter"]
             assert edge == {"outputParameterKey": "output_uri", "producerTask": kfp_name(up)}
         assert executor(doc, name)["command"] == ["python", "-m", "pipelines.remote_task"]
-    assert [t["task"] for t in task_list(out)] == sorted(kfp_name(n) for n in pipeline.steps)
+    assert [t["task"] for t in task_list(out)] == sorted(
+        [*(kfp_name(n) for n in pipeline.steps), "preflight"])
     assert doc["pipelineInfo"]["name"] == "flights"
+    assert tasks["preflight"].get("dependentTasks") is None
+    assert tasks["preflight"]["cachingOptions"] == {}  # the cluster is checked every run
+    assert executor(doc, "preflight")["args"] == [
+        "preflight", concat("--ray-address=", p("ray_address")),
+        concat("--dataflow-options=", p("dataflow_options")),
+        concat("--ray-token-secret=", p("ray_auth_token_secret"))]
 
 
 def test_pipeline_parameters_and_no_token_anywhere(compiled):
@@ -179,7 +186,7 @@ def test_resources_per_task_and_overrides(tmp_path):
 def _keys_of(doc):
     tasks = doc["root"]["dag"]["tasks"]
     return {n: t["inputs"]["parameters"]["cache_key"]["runtimeValue"]["constant"]
-            for n, t in tasks.items()}
+            for n, t in tasks.items() if n != "preflight"}
 
 
 def test_caching_is_keyed_by_content(data_dir, tmp_path):
@@ -193,7 +200,7 @@ def test_caching_is_keyed_by_content(data_dir, tmp_path):
     assert all(len(k) == 64 for k in keys.values())
     assert len(set(keys.values())) == len(keys)  # one per step
     assert all(t["cachingOptions"] == {"enableCache": True}
-               for t in doc["root"]["dag"]["tasks"].values())
+               for n, t in doc["root"]["dag"]["tasks"].items() if n != "preflight")
     rkey = run_key(content_keys(pipeline, data_dir))
     assert concat("--output=", p("bucket"), f"/runs/flights/{rkey}/features") in (
         args_of(doc, "features"))  # the run directory is content-addressed too
@@ -219,8 +226,8 @@ def test_the_spec_is_kfps_proto_and_vertex_accepts_it(compiled):
     from kfp.pipeline_spec import pipeline_spec_pb2
     out, doc = compiled
     spec = json_format.ParseDict(doc, pipeline_spec_pb2.PipelineSpec())
-    assert sorted(spec.root.dag.tasks) == sorted(kfp_name(n)
-                                                 for n in load_pipeline(SPEC).steps)
+    assert sorted(spec.root.dag.tasks) == sorted(
+        [*(kfp_name(n) for n in load_pipeline(SPEC).steps), "preflight"])
     values = {"project": "my-project", "bucket": "gs://b", "data_root": "gs://b/src",
               "ray_address": "http://10.0.0.2:8265"}
     job = aiplatform.PipelineJob(display_name="flights", template_path=str(out),

@@ -136,3 +136,26 @@ def test_remote_lineage_records_import_into_the_store(synthetic_features, tmp_pa
     (run / "_lineage" / "a.json").write_text(json.dumps({**record, "digest": "sha256:0"}))
     assert main(["import-lineage", str(run)]) == 2  # rewritten since: refused, named
     assert "a.json: its output" in capsys.readouterr().err
+
+
+@pytest.mark.cluster
+def test_preflight_checks_the_cluster_and_the_token_before_any_step(ray_cluster):
+    env = {k: v for k, v in ray_cluster.env.items() if k != "RAY_ADDRESS"}
+
+    def preflight(address, token, options=""):
+        return subprocess.run([PY, "-m", "pipelines.remote_task", "preflight",
+                               f"--ray-address={address}", f"--dataflow-options={options}"],
+                              env={**env, "RAY_AUTH_TOKEN": token}, cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    ok = preflight(ray_cluster.dashboard_url, ray_cluster.token, "--machine_type n2")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    wrong = preflight(ray_cluster.dashboard_url, "0" * 64)
+    assert wrong.returncode == 2
+    assert f"error: {ray_cluster.dashboard_url} refuses the token (Authentication failed" in (
+        wrong.stderr)
+    bad = preflight("10.0.0.1:6379", ray_cluster.token, "--max_num_workers x")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-2:] == [
+        "error: dataflow_options: argument --max_num_workers: invalid int value: 'x'",
+        "error: ray_address '10.0.0.1:6379' is not the cluster's Jobs API (http://HOST:8265)"]
