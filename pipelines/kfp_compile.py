@@ -14,6 +14,9 @@ launches the step where it runs, waits, and is safe to retry and to cancel:
   with the image's working directory as the job's working_dir;
 * other steps (the run report): in the task's own container.
 
+All of them run after ``preflight``, which checks the Dataflow options and the Ray
+cluster (address, token) before any step.
+
 Pipeline parameters: project, region, bucket (gs://), data_root (where the pipeline
 file's relative raw data paths were uploaded, e.g. ``gsutil -m cp -r data gs://B/src``;
 ``schemas/`` ships in the image), ray_address, ray_auth_token_secret (a Secret Manager
