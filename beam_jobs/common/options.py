@@ -18,8 +18,11 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import apache_beam as beam
@@ -85,6 +88,28 @@ def exit_now(code: int) -> None:
 
 def _is_dataflow(runner: str | None) -> bool:
     return bool(runner) and runner.rsplit(".", 1)[-1].lower() in ("dataflowrunner", "dataflow")
+
+
+def remote_run_problems(beam_args: Sequence[str], paths: Mapping[str, object]) -> list[str]:
+    """For a Dataflow run (not a dry run): every missing or invalid Dataflow option and
+    every local path among ``paths`` (flag dest -> value or list of values); Dataflow's
+    workers read and write gs:// only. Empty for any other runner."""
+    rest, dry_run = _split_dry_run(list(beam_args))
+    options = PipelineOptions(rest)
+    if dry_run or not is_dataflow(options):
+        return []
+    local = [f"--{dest.replace('_', '-')} {value!r} is local: Dataflow workers read and "
+             "write gs:// only" for dest, values in paths.items()
+             for value in (values if isinstance(values, list) else [values])
+             if value and not str(value).startswith("gs://")]
+    return _dataflow_problems(options) + local
+
+
+def refuse_local_paths(beam_args: Sequence[str], **paths: object) -> None:
+    """``remote_run_problems`` as an OptionsError (for jobs that parse their own flags)."""
+    problems = remote_run_problems(beam_args, paths)
+    if problems:
+        raise OptionsError("invalid Dataflow options:\n  " + "\n  ".join(problems))
 
 
 def is_dataflow(options: PipelineOptions) -> bool:
@@ -179,13 +204,22 @@ def pipeline_options(pipeline_args: list[str], *, job_name: str,
     options.view_as(SetupOptions).save_main_session = save_main_session
     if _is_dataflow(standard.runner):
         _check_dataflow(options, job_name)
+    _own_temp_location(options, job_name)
     return options
 
 
-def _check_dataflow(options: PipelineOptions, job_name: str) -> None:
+def _own_temp_location(options: PipelineOptions, job_name: str) -> None:
+    """Gives the run a temp location of its own, ``<temp_location>/<job>-<8 hex>``: jobs
+    keep scratch files there (tf.Transform's ``tft_tmp``) and delete them afterwards, so
+    two runs given the same --temp_location must not share a directory."""
     gcp = options.view_as(GoogleCloudOptions)
-    setup = options.view_as(SetupOptions)
-    worker = options.view_as(WorkerOptions)
+    if gcp.temp_location:
+        name = (gcp.job_name or job_name).replace("_", "-").lower()
+        gcp.temp_location = f"{gcp.temp_location.rstrip('/')}/{name}-{uuid.uuid4().hex[:8]}"
+
+
+def _dataflow_problems(options: PipelineOptions) -> list[str]:
+    gcp = options.view_as(GoogleCloudOptions)
     problems = []
     if not gcp.project:
         problems.append("--project is required for DataflowRunner")
@@ -197,6 +231,14 @@ def _check_dataflow(options: PipelineOptions, job_name: str) -> None:
         problems.append(f"--temp_location must be a gs:// path, got {gcp.temp_location!r}")
     if gcp.staging_location and not gcp.staging_location.startswith("gs://"):
         problems.append(f"--staging_location must be a gs:// path, got {gcp.staging_location!r}")
+    return problems
+
+
+def _check_dataflow(options: PipelineOptions, job_name: str) -> None:
+    gcp = options.view_as(GoogleCloudOptions)
+    setup = options.view_as(SetupOptions)
+    worker = options.view_as(WorkerOptions)
+    problems = _dataflow_problems(options)
     if problems:
         raise OptionsError("invalid Dataflow options:\n  " + "\n  ".join(problems))
     if not gcp.job_name:
@@ -230,7 +272,27 @@ def run_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             LOGGER.info("Dry run: Dataflow job description:\n%s", job_json)
         return
     result = pipeline.run()
-    result.wait_until_finish()
+    _wait_or_cancel(result)
+
+
+def _wait_or_cancel(result) -> None:
+    """Waits for a launched job; SIGTERM or SIGINT of the launcher (a cancelled pipeline
+    task) cancels it (a remote runner's job would run on without its launcher)."""
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        result.wait_until_finish()  # signal handlers belong to the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result.wait_until_finish()
+    except KeyboardInterrupt:
+        LOGGER.warning("interrupted: cancelling the job")
+        result.cancel()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _describe_dry_run_job(job) -> str:
