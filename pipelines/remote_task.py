@@ -22,7 +22,7 @@ waits for it, and is safe to retry and to cancel.
   the Secret Manager secret version ``--ray-token-secret`` names; never a parameter or a
   command-line value.
 * **Lineage**: a step that committed writes ``LINEAGE_DIR/<step>.json``, the arguments of
-  ``LineageStore.record_step``; ``python -m pipelines import-lineage`` loads them.
+  ``pipelines.lineage.record_step``; ``python -m pipelines import-lineage`` loads them.
 
 ``python -m pipelines.remote_task preflight --ray-address A --ray-token-secret S
 --dataflow-options F``: the run's first task. Checks the Dataflow options and that the
@@ -238,7 +238,7 @@ def _now() -> str:
 
 
 def write_lineage(args: argparse.Namespace, started: str, digest: str) -> str | None:
-    """LINEAGE_DIR/<step>.json: the step as ``LineageStore.record_step`` records it."""
+    """LINEAGE_DIR/<step>.json: the step as ``pipelines.lineage.record_step`` records it."""
     if not args.lineage_dir:
         return None
     record = {"pipeline_run": args.run, "step_name": args.step, "job": args.job,
