@@ -138,7 +138,7 @@ def dataflow_option_problems(flags: Sequence[str]) -> list[str]:
     flags no class declares, values a class refuses, and flags the launcher sets itself."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_jobs.common.options import unknown_flags
+    from mlbatch.beam_flags import unknown_beam_flags
 
     flags = list(flags)
     if flags and not flags[0].startswith("-"):
@@ -147,7 +147,7 @@ def dataflow_option_problems(flags: Sequence[str]) -> list[str]:
     try:
         with contextlib.redirect_stderr(err):
             PipelineOptions(flags).get_all_options()
-            unknown = unknown_flags(flags)
+            unknown = unknown_beam_flags(flags)
     except SystemExit:
         lines = [ln for ln in err.getvalue().splitlines() if "error:" in ln]
         return [lines[-1].split("error:", 1)[1].strip() if lines else "refused by Beam"]

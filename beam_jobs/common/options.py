@@ -31,6 +31,8 @@ from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptio
                                                   StandardOptions, TestOptions,
                                                   WorkerOptions)
 
+from mlbatch.beam_flags import unknown_beam_flags
+
 LOGGER = logging.getLogger(__name__)
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
@@ -142,29 +144,6 @@ def _split_dry_run(args: list[str]) -> tuple[list[str], bool]:
     return rest, dry_run
 
 
-def _flag_name(token: str) -> str | None:
-    """The flag a token names ("--num_shards=4" -> "--num_shards"); None for values."""
-    if token.startswith("--") and len(token) > 2:
-        return token.split("=", 1)[0]
-    if token.startswith("-") and len(token) > 1 and not token[1].isdigit():
-        return token.split("=", 1)[0]  # Beam drops single-dash flags
-    return None
-
-
-def unknown_flags(args: Sequence[str]) -> list[str]:
-    """The flags in ``args`` that no Beam PipelineOptions class declares, as written."""
-    known = set(PipelineOptions([]).get_all_options())
-    retained = PipelineOptions(list(args)).get_all_options(retain_unknown_options=True)
-    unknown = {d.split("=", 1)[0].replace("-", "_") for d in set(retained) - known}
-    out = []
-    for token in args:
-        name = _flag_name(token)
-        if name and name not in out and (
-                not name.startswith("--") or name[2:].replace("-", "_") in unknown):
-            out.append(name)
-    return out
-
-
 def _suggest(flag: str, candidates: Sequence[str]) -> str:
     norm = flag.lstrip("-").replace("-", "_")
     same = [c for c in candidates if c.lstrip("-").replace("-", "_") == norm]
@@ -173,7 +152,7 @@ def _suggest(flag: str, candidates: Sequence[str]) -> str:
 
 
 def _check_unknown(args: list[str], job_flags: Sequence[str]) -> None:
-    unknown = unknown_flags(args)
+    unknown = unknown_beam_flags(args)
     if not unknown:
         return
     beam_flags = [f"--{d}" for d in PipelineOptions([]).get_all_options()]
