@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mlbatch.config import shorten
 from mlbatch.expr import Expr, ExprError, compile_expr
 from mlbatch.schema.specs import SchemaError
 
@@ -16,7 +17,7 @@ def check_keys(where: str, raw, allowed: set[str], required: set[str] = frozense
         raise err(where, f"expected a mapping, got {type(raw).__name__}")
     unknown = set(raw) - allowed
     if unknown:
-        raise err(where, f"unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise err(where, f"unknown field(s) {shorten(sorted(unknown))}; allowed: {sorted(allowed)}")
     missing = required - set(raw)
     if missing:
         raise err(where, f"missing required field(s) {sorted(missing)}")
@@ -31,7 +32,7 @@ def names(where: str, v) -> tuple[str, ...]:
     """A column name or a list of them."""
     out = as_tuple(v)
     if not out or not all(isinstance(n, str) and n for n in out):
-        raise err(where, f"expected a column name or a list of them, got {v!r}")
+        raise err(where, f"expected a column name or a list of them, got {shorten(v)}")
     return out
 
 
@@ -39,13 +40,13 @@ def string(where: str, v, allow_int: bool = False) -> str:
     ok = isinstance(v, str) and v != "" or allow_int and isinstance(v, int) and \
         not isinstance(v, bool)
     if not ok:
-        raise err(where, f"expected a non-empty string, got {v!r}")
+        raise err(where, f"expected a non-empty string, got {shorten(v)}")
     return str(v)
 
 
 def integer(where: str, v, lo: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise err(where, f"expected an integer, got {v!r}")
+        raise err(where, f"expected an integer, got {shorten(v)}")
     if lo is not None and v < lo:
         raise err(where, f"must be >= {lo}, got {v}")
     return v
@@ -53,7 +54,7 @@ def integer(where: str, v, lo: int | None = None) -> int:
 
 def number(where: str, v) -> float | int:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise err(where, f"expected a number, got {v!r}")
+        raise err(where, f"expected a number, got {shorten(v)}")
     return v
 
 
@@ -62,13 +63,13 @@ def share(where: str, v, open_interval: bool = False) -> float:
     if open_interval and not 0 < v < 1:
         raise err(where, f"must be in (0, 1), got {v}")
     if not 0 <= v <= 1:
-        raise err(where, f"must be a share in [0, 1], got {v!r}")
+        raise err(where, f"must be a share in [0, 1], got {shorten(v)}")
     return float(v)
 
 
 def boolean(where: str, v) -> bool:
     if not isinstance(v, bool):
-        raise err(where, f"expected true or false, got {v!r}")
+        raise err(where, f"expected true or false, got {shorten(v)}")
     return v
 
 
@@ -76,11 +77,11 @@ def expression(where: str, text, columns: Mapping[str, str], want: tuple[str, ..
                what: str) -> Expr:
     """`text` compiled against `columns`; its type must be one of `want` (`what` says so)."""
     if not isinstance(text, str):
-        raise err(where, f"expected an expression string, got {text!r}")
+        raise err(where, f"expected an expression string, got {shorten(text)}")
     try:
         e = compile_expr(text, columns)
     except ExprError as x:
-        raise err(where, f"{text!r}: {x}") from None
+        raise err(where, f"{shorten(text)}: {x}") from None
     if e.type not in want:
-        raise err(where, f"{text!r} is {e.type}; {what}")
+        raise err(where, f"{shorten(text)} is {e.type}; {what}")
     return e
