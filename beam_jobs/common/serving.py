@@ -93,15 +93,16 @@ def prepare_for_serving(main: pa.Table, lookups: dict[str, pa.Table], schema: Da
                         ) -> tuple[pa.Table, pa.Array]:
     """Joins and derives a batch of valid main rows; adds example_id and LABEL.
 
-    Returns (prepared, reasons): per row None, or why it is outside the schema's filters
-    (prepare.filter_reasons); the caller dead-letters those rows."""
+    Returns (prepared, reasons): per row None, or why a derived value cannot be computed
+    or the row is outside the schema's filters (prepare.filter_reasons); the caller
+    dead-letters those rows."""
     t = main
     for j in schema.joins:
         t = prepare.join_lookup(t, lookups[j.table], j)
-    t = prepare.add_derived(t, schema)
+    t, derive_reasons = prepare.derive_checked(t, schema)
     t = t.append_column(prepare.EXAMPLE_ID, prepare.example_ids(t))
     t = t.append_column(LABEL, label_values(t, schema))
-    return t, prepare.filter_reasons(t, schema)
+    return t, pc.coalesce(derive_reasons, prepare.filter_reasons(t, schema))
 
 
 class PrepareServingFn(beam.DoFn):

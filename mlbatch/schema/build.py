@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlbatch.config import shorten
-from mlbatch.expr import quote_column
+from mlbatch.expr import TYPES, quote_column
 from mlbatch.schema import fields as f
 from mlbatch.schema.features import load_features
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
@@ -38,12 +38,24 @@ def build(raw, source: str) -> DatasetSchema:
         limits=_load_limits(raw.get("limits") or {}), filters=filters,
         **load_features(raw["features"], available))
     names = schema.feature_names
+    for where, feature in _feature_fields(schema):
+        f.feature_name(where, feature.name)
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise f.err("features", f"duplicate feature names {dupes}")
     if label.name in names:
         raise f.err("label.name", f"{shorten(label.name)} collides with a feature name")
     return schema
+
+
+def _feature_fields(schema: DatasetSchema):
+    """(field, feature) of every feature, the field as the schema file spells it."""
+    for kind, items in (("numeric", schema.numeric), ("buckets", schema.buckets),
+                        ("vocabularies", schema.vocabularies), ("hashes", schema.hashes)):
+        for i, feature in enumerate(items):
+            yield f"features.{kind}[{i}].column", feature
+    for i, feature in enumerate(schema.crosses):
+        yield f"features.crosses[{i}].name", feature
 
 
 def _load_tables(raw) -> dict[str, TableSpec]:
@@ -55,7 +67,7 @@ def _load_tables(raw) -> dict[str, TableSpec]:
 def _load_column(where: str, name: str, spec) -> ColumnSpec:
     if isinstance(spec, str):
         spec = {"type": spec}
-    f.check_keys(where, spec, {"type", "required", "min", "max"}, {"type"})
+    f.check_keys(where, spec, {"type", "required", "min", "max", "null_values"}, {"type"})
     if spec["type"] not in COLUMN_TYPES:
         raise f.err(f"{where}.type", f"{shorten(spec['type'])} is not one of {COLUMN_TYPES}")
     if spec["type"] == "string" and ("min" in spec or "max" in spec):
@@ -63,9 +75,17 @@ def _load_column(where: str, name: str, spec) -> ColumnSpec:
     bounds = {k: f.number(f"{where}.{k}", spec[k]) for k in ("min", "max") if k in spec}
     if len(bounds) == 2 and bounds["min"] > bounds["max"]:
         raise f.err(where, f"min {bounds['min']} is greater than max {bounds['max']}")
+    nulls = {} if "null_values" not in spec else \
+        {"null_values": _null_tokens(f"{where}.null_values", spec["null_values"])}
     return ColumnSpec(name=name, type=spec["type"],
                       required=f.boolean(f"{where}.required", spec.get("required", False)),
-                      **bounds)
+                      **bounds, **nulls)
+
+
+def _null_tokens(where: str, tokens) -> tuple[str, ...]:
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise f.err(where, f"expected a list of strings, got {shorten(tokens)}")
+    return tuple(tokens)
 
 
 def _load_table(where: str, name: str, raw) -> TableSpec:
@@ -83,11 +103,9 @@ def _load_table(where: str, name: str, raw) -> TableSpec:
     for k in key:
         if k not in {c.name for c in columns}:
             raise f.err(f"{where}.key", f"key column {shorten(k)} is not a column of table {shorten(name)}")
-    tokens = raw.get("null_tokens", [""])
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        raise f.err(f"{where}.null_tokens", f"expected a list of strings, got {shorten(tokens)}")
     return TableSpec(name=name, path=path, format=fmt, columns=columns,
-                     null_tokens=tuple(tokens), key=key)
+                     null_tokens=_null_tokens(f"{where}.null_tokens",
+                                              raw.get("null_tokens", [""])), key=key)
 
 
 def _load_joins(raw, tables: dict[str, TableSpec], main: str
@@ -159,8 +177,7 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
         else:
             f.check_keys(where, d, {"name", "fn", "args"}, {"name", "fn", "args"})
             text, field = _legacy_derived(where, d), f"{where}.fn"
-        expr = f.expression(field, text, available, ("int64", "float64", "string", "bool",
-                                                     "timestamp"), "")
+        expr = f.expression(field, text, available, TYPES, "")
         available[name] = expr.type
         out.append(DerivedSpec(name=name, expr=expr))
     return tuple(out)

@@ -26,7 +26,7 @@ def _column(where: str, col, available: dict[str, str], numeric_only: bool, kind
 def _fill(where: str, v):
     if v != "mean" and (isinstance(v, bool) or not isinstance(v, (int, float))):
         raise f.err(f"{where}.fill", f"must be 'mean' or a number, got {shorten(v)}")
-    return v
+    return v if v == "mean" else f.number(f"{where}.fill", v)
 
 
 def _drift(where: str, raw: dict) -> dict:
@@ -46,7 +46,8 @@ def _numeric(where: str, raw: dict) -> NumericFeature:
 
 def _bucket(where: str, raw: dict) -> BucketFeature:
     return BucketFeature(column=raw["column"], fill=_fill(where, raw.get("fill", "mean")),
-                         num_buckets=f.integer(f"{where}.num_buckets", raw["num_buckets"], 2),
+                         num_buckets=f.integer(f"{where}.num_buckets", raw["num_buckets"], 2,
+                                                   f.MAX_BUCKETS),
                          **_drift(where, raw))
 
 
@@ -54,12 +55,14 @@ def _vocab(where: str, raw: dict) -> VocabFeature:
     opt = {k: f.integer(f"{where}.{k}", raw[k], 1) for k in ("top_k", "frequency_threshold")
            if raw.get(k) is not None}
     return VocabFeature(column=raw["column"], **opt, num_oov_buckets=f.integer(
-        f"{where}.num_oov_buckets", raw.get("num_oov_buckets", 1), 1), **_drift(where, raw))
+        f"{where}.num_oov_buckets", raw.get("num_oov_buckets", 1), 1, f.MAX_BUCKETS),
+        **_drift(where, raw))
 
 
 def _hash(where: str, raw: dict) -> HashFeature:
     return HashFeature(column=raw["column"],
-                       hash_buckets=f.integer(f"{where}.hash_buckets", raw["hash_buckets"], 1),
+                       hash_buckets=f.integer(f"{where}.hash_buckets", raw["hash_buckets"], 1,
+                                              f.MAX_BUCKETS),
                        **_drift(where, raw))
 
 
@@ -107,7 +110,8 @@ def _cross(where: str, c, available: dict[str, str], bucket_names: set[str]) -> 
         if available[col] not in FEATURE_TYPES:
             raise f.err(f"{where}.columns", f"{shorten(col)} is a {available[col]} column")
     return CrossFeature(cross=name, columns=cols,
-                        hash_buckets=f.integer(f"{where}.hash_buckets", c["hash_buckets"], 2),
+                        hash_buckets=f.integer(f"{where}.hash_buckets", c["hash_buckets"], 2,
+                                              f.MAX_BUCKETS),
                         **_drift(where, c))
 
 

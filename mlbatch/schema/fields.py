@@ -1,6 +1,7 @@
 """Field validators of the schema loader: each raises SchemaError naming the field."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from mlbatch.config import shorten
@@ -44,18 +45,43 @@ def string(where: str, v, allow_int: bool = False) -> str:
     return str(v)
 
 
-def integer(where: str, v, lo: int | None = None) -> int:
+MAX_INT = 2**63 - 1  # what an int64 holds
+# bucket counts: ids past 2**24 are not exact in float32 (XGBoost's feature values)
+MAX_BUCKETS = 2**24
+# XGBoost refuses feature names containing these (inside a Ray actor, far from the schema)
+FEATURE_NAME_FORBIDDEN = "[]<"
+
+
+def integer(where: str, v, lo: int | None = None, hi: int = MAX_INT) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise err(where, f"expected an integer, got {shorten(v)}")
     if lo is not None and v < lo:
-        raise err(where, f"must be >= {lo}, got {v}")
+        raise err(where, f"must be >= {lo}, got {shorten(v)}")
+    if v > hi:
+        raise err(where, f"must be <= {hi:,}, got {shorten(v)}")
     return v
 
 
 def number(where: str, v) -> float | int:
+    """A finite number: NaN (`.nan`) or infinity would switch a check off or fill a
+    feature with it."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise err(where, f"expected a number, got {shorten(v)}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise err(where, f"expected a finite number, got {v}")
+    if isinstance(v, int) and abs(v) > MAX_INT:
+        raise err(where, f"must fit in int64 (|x| <= {MAX_INT:,}), got {shorten(v)}")
     return v
+
+
+def feature_name(where: str, name: str) -> str:
+    """A feature name every trainer accepts (XGBoost refuses `[`, `]`, `<`)."""
+    bad = sorted({c for c in name if c in FEATURE_NAME_FORBIDDEN})
+    if bad:
+        raise err(where, f"feature name {shorten(name)} contains {' '.join(bad)}, which "
+                         f"XGBoost refuses in feature names: rename the column (or derive "
+                         f"one with another name)")
+    return name
 
 
 def share(where: str, v, open_interval: bool = False) -> float:
