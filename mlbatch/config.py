@@ -95,6 +95,7 @@ def load_yaml(text: str, source: str = "<string>") -> Any:
 
     Raises ConfigError starting with `source` and naming the line."""
     loader = _Loader(text)
+    loader.name = Path(source.split()[-1]).name if source else source  # marks name the file
     try:
         node = loader.get_single_node()
         if node is None:
