@@ -334,8 +334,8 @@ def _check_constants(node: Node) -> None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError) as e:
         raise ExprError(f"the constant part at position {node.pos} cannot be computed: "
                         f"{shorten(str(e))}") from None
-    if problems:
-        raise ExprError(problems[0][1][0].as_py())
+    if problems:  # a constant part's problem is a scalar: the same for every row
+        raise ExprError(problems[0][1].as_py())
     if not value.is_valid and not _has_null(node):
         raise ExprError(f"the constant part at position {node.pos} is null for every row "
                         f"(division by zero, or outside a function's domain)")
@@ -349,10 +349,7 @@ class _Run:
         self.table, self.problems = table, []
 
     def value(self, node: Node):
-        out = self._eval(node)
-        if isinstance(out, pa.Scalar) and self.problems:
-            self.problems = [(m, pa.array([r.as_py()], pa.string())) for m, r in self.problems]
-        return out, self.problems
+        return self._eval(node), self.problems
 
     def _eval(self, node: Node):
         if node.kind == "lit":
@@ -381,7 +378,7 @@ def evaluate_checked(expr: Expr, table: pa.Table | pa.RecordBatch) -> tuple[pa.A
     reasons = pa.nulls(n, pa.string())
     for bad, why in problems:
         if isinstance(bad, pa.Scalar):
-            bad, why = pa.repeat(bad, n), pa.repeat(why[0] if len(why) else why, n)
+            bad, why = pa.repeat(bad, n), pa.repeat(why, n)
         reasons = pc.if_else(pc.and_(pc.is_null(reasons), pc.fill_null(bad, False)), why,
                              reasons)
     return pc.cast(out, arrow_type(expr.type)), reasons
