@@ -359,12 +359,17 @@ class _Run:
             return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
         spec = OPERATORS[node.name] if node.kind == "op" else FUNCTIONS[node.name]
         args = [self._eval(a) for a in node.args]
+        constant = all(isinstance(a, pa.Scalar) for a in args)
+        if constant:  # not every kernel takes scalars only: compute one row
+            args = [pa.array([a.as_py()], a.type) for a in args]
         out = spec.evaluate(node, args)
         if spec.problems is not None:
             bad, reasons = spec.problems(node, args, out)
+            if constant:
+                bad, reasons = bad[0], reasons[0]
             if not isinstance(bad, pa.Scalar) or bad.as_py():
                 self.problems.append((bad, reasons))
-        return out
+        return out[0] if constant and isinstance(out, pa.Array) else out
 
 
 def evaluate_checked(expr: Expr, table: pa.Table | pa.RecordBatch) -> tuple[pa.Array, pa.Array]:

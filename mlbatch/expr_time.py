@@ -92,16 +92,14 @@ def _timestamp_type(args) -> str:
 
 def _timestamp(node, args):
     if len(args) == 1:
-        s = args[0]
-        return parse_iso(s) if isinstance(s, pa.Array) else parse_iso(pa.array([s.as_py()],
-                                                                              pa.string()))[0]
-    return pc.strptime(args[0], args[1].as_py(), unit="us", error_is_null=True)
+        return parse_iso(args[0])
+    return pc.strptime(args[0], node.args[1].value, unit="us", error_is_null=True)
 
 
 def _unparsed(node, args, out):
     """Rows whose string did not parse, with the reason (timestamp(s[, format]))."""
     bad = pc.and_(pc.is_valid(args[0]), pc.is_null(out))
-    what = f"not a time in the format {args[1].as_py()!r}" if len(args) == 2 else \
+    what = f"not a time in the format {node.args[1].value!r}" if len(args) == 2 else \
         "not an ISO 8601 time (e.g. 2017-01-01T06:00:42Z)"
     shown = pc.utf8_slice_codeunits(args[0], 0, SHOWN)
     return bad, pc.binary_join_element_wise(f"timestamp() at position {node.pos}: '", shown,
@@ -140,7 +138,7 @@ def to_zone(ts, zone: str):
 
 def _from_zone(node, args):
     """Wall-clock time in zone -> UTC; null where it does not exist or is ambiguous."""
-    ts, zone = args[0], args[1].as_py()
+    ts, zone = args[0], node.args[1].value
     early = pc.assume_timezone(ts, zone, ambiguous="earliest", nonexistent="earliest")
     late = pc.assume_timezone(ts, zone, ambiguous="latest", nonexistent="latest")
     back = pc.equal(to_zone(pc.cast(early, TS), zone), ts)
@@ -153,7 +151,7 @@ def _zone_problems(node, args, out):
     shown = pc.cast(args[0], pa.string())
     return bad, pc.binary_join_element_wise(
         f"from_zone() at position {node.pos}: local time ", shown,
-        f" does not exist or is ambiguous in {args[1].as_py()} (a daylight-saving change)", "")
+        f" does not exist or is ambiguous in {node.args[1].value} (a daylight-saving change)", "")
 
 
 def _part_type(args) -> str:
@@ -169,7 +167,7 @@ def part(name: str) -> FnSpec:
     fn = getattr(pc, name)
 
     def run(node, args):
-        ts = to_zone(args[0], args[1].as_py()) if len(args) == 2 else args[0]
+        ts = to_zone(args[0], node.args[1].value) if len(args) == 2 else args[0]
         return pc.cast(fn(ts), pa.int64())
     return FnSpec(_part_type, run, signature=f"{name}(ts[, zone]) -> int64")
 
@@ -189,7 +187,7 @@ def _floor_type(args) -> str:
 def _floor(node, args):
     if len(args) == 1:
         return args[0] if node.type == "int64" else pc.floor(args[0])
-    return pc.floor_temporal(args[0], unit=UNITS[args[1].as_py()], week_starts_monday=True)
+    return pc.floor_temporal(args[0], unit=UNITS[node.args[1].value], week_starts_monday=True)
 
 
 def _day_of_week_type(args) -> str:
@@ -269,7 +267,7 @@ def temporal_eval(name: str, node, args):
 TIME_FUNCTIONS: dict[str, FnSpec] = {
     "timestamp": FnSpec(_timestamp_type, _timestamp, signature="timestamp(s[, format])",
                         problems=_unparsed),
-    "to_zone": FnSpec(_zoned_type, lambda node, args: to_zone(args[0], args[1].as_py()),
+    "to_zone": FnSpec(_zoned_type, lambda node, args: to_zone(args[0], node.args[1].value),
                       signature="to_zone(ts, zone) -> timestamp"),
     "from_zone": FnSpec(_zoned_type, _from_zone, signature="from_zone(ts, zone) -> timestamp",
                         problems=_zone_problems),

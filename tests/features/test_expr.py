@@ -303,3 +303,17 @@ def test_arrows_iso_cast_and_taking_strings_apart_agree():
                                                          1483250442000000]
     with_comma = pa.array(strings + ["2017-01-01 06:00:42,5-05:30"])  # Arrow refuses ","
     assert parse_iso(with_comma).to_pylist()[-1] == dt.datetime(2017, 1, 1, 11, 30, 42, 500000)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("day_of_week(2017, 1, 1) + a", 7),  # Sunday: Arrow's take kernel refused the scalars
+    ("hour(timestamp('2017-01-01T00:00:00Z'), 'America/Chicago') + a", 19),
+    ("minute(to_zone(timestamp('2017-01-01T00:00:00Z'), 'Asia/Kolkata')) + a", 31),
+    ("(timestamp('2017-01-02') - timestamp('2017-01-01')) / hours(1) + a", 25.0),
+    ("from_zone(timestamp('2017-07-01 00:00'), 'America/Chicago') == timestamp('2017-07-01T05:00Z')",
+     True),
+    ("7 % 3 + a", 2),
+])
+def test_parts_without_columns_are_computed_like_columns(text, value):
+    e = compile_expr(text, {"a": "int64"})
+    assert evaluate(e, pa.table({"a": [1, 1]})).to_pylist() == [value, value]
