@@ -82,16 +82,18 @@ CASES = {  # kind -> (schema text or bytes, the message (or its parts) after "er
                           "label.expr: expected an expression string, got 15"),
     "tab indentation": (edit("  name: delayed\n", "\tname: delayed\n"),
                         "cannot parse (while scanning for the next token\nfound character "
-                        "'\\t' that cannot start any token\n  in \"hostile.yaml\", line 80, "
-                        "column 1"),
+                        "that cannot start any token\n  in \"hostile.yaml\", line 80, column 1)"),
     "not UTF-8": (edit("name: flights", "name: fl\xe9ghts").encode("latin-1"),
                   "not UTF-8 text (byte "),
     "not a mapping": ("- name: flights\n- main: flights\n",
                       "schema: expected a mapping, got list"),
     "empty document": ("# nothing here\n", "schema: expected a mapping, got NoneType"),
-    "nested too deeply": ("name: " + "[" * 2000 + "]" * 2000 + "\n",
-                          "nested too deeply to read"),
-    "huge value in a message": (edit("salt: flights-v1", "salt: [" + "x, " * 50_000 + "x]"),
+    "nested too deeply": ("name: " + "[" * 100_000 + "]" * 100_000 + "\n",
+                          "cannot parse (while increasing flow level\nexceeded maximum nesting "
+                          "depth\n  in \"hostile.yaml\", line 1, column "),
+    "nested deeper than 100": ("name: " + "[" * 150 + "]" * 150 + "\n",
+                               "line 1: nested deeper than 100 levels"),
+    "huge value in a message": (edit("salt: flights-v1", "salt: [" + "x, " * 5_000 + "x]"),
                                 "split.salt: expected a non-empty string, got ['x', 'x', 'x', "
                                 "'x', 'x', 'x', ...]"),
 }
