@@ -26,6 +26,10 @@ class ConfigError(ValueError):
     """A config file, flag or field is invalid (the message names it)."""
 
 
+class YamlRefused(ConfigError):
+    """Valid YAML that is refused: a duplicate key, an alias bomb, too deep a nesting."""
+
+
 MAX_NODES = 100_000  # nodes of a document with every alias expanded
 MAX_DEPTH = 100  # levels of nesting
 MAX_SHOWN = 120  # characters of a value shown in an error message
@@ -63,7 +67,7 @@ class _Loader(_BASE):
             except TypeError:  # an unhashable key: SafeConstructor says so
                 continue
             if first is not None:
-                raise ConfigError(f"line {line}: duplicate key {shorten(key)} (first on "
+                raise YamlRefused(f"line {line}: duplicate key {shorten(key)} (first on "
                                   f"line {first}); a key may appear once in a mapping")
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
@@ -99,7 +103,7 @@ def _expanded_size(root) -> int:
         if id(node) in size:
             continue
         if depth > MAX_DEPTH:
-            raise ConfigError(f"line {node.start_mark.line + 1}: nested deeper than "
+            raise YamlRefused(f"line {node.start_mark.line + 1}: nested deeper than "
                               f"{MAX_DEPTH} levels")
         kids = _children(node)
         if children_done:
@@ -123,23 +127,23 @@ def load_yaml(text: str, source: str = "<string>") -> Any:
             return None
         size = _expanded_size(node)
         if size > MAX_NODES:
-            raise ConfigError(f"{source}: the document expands to {size:,} nodes with its "
+            raise YamlRefused(f"{source}: the document expands to {size:,} nodes with its "
                               f"aliases (*name) resolved, more than {MAX_NODES:,}: refused "
                               f"(an alias bomb?)")
         return loader.construct_document(node)
-    except ConfigError as e:
+    except YamlRefused as e:
         if str(e).startswith(source):
             raise
-        raise ConfigError(f"{source}: {e}") from None
+        raise YamlRefused(f"{source}: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: cannot parse ({shorten_text(str(e))})") from None
+        raise ConfigError(f"{source}: cannot parse ({_shorten_text(str(e))})") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply to read") from None
     finally:
         loader.dispose()
 
 
-def shorten_text(text: str, limit: int = 600) -> str:
+def _shorten_text(text: str, limit: int = 600) -> str:
     """`text` cut to `limit` characters (messages quoting YAML or expressions)."""
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -148,9 +152,9 @@ def parse_value(text: str) -> Any:
     """One value as YAML (numbers, true/false, null, [lists], {maps}); else the string."""
     try:
         return load_yaml(text, "--set")
-    except ConfigError as e:
-        if "duplicate key" in str(e) or "alias" in str(e):
-            raise
+    except YamlRefused:
+        raise
+    except ConfigError:
         return text
 
 

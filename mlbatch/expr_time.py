@@ -45,7 +45,7 @@ def _ints(parts, name: str):
 ZONED = r"[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 
-def parse_iso(s):
+def parse_iso(s: pa.Array) -> pa.Array:
     """Strings -> timestamp[us] (UTC where an offset was given); null where s is null or
     not an ISO 8601 time that exists (month 13, Feb 30, hour 24).
 
@@ -63,7 +63,7 @@ def parse_iso(s):
         return parse_iso_parts(s)
 
 
-def parse_iso_parts(s):
+def parse_iso_parts(s: pa.Array) -> pa.Array:
     """parse_iso by taking each string apart (ISO_8601's groups) and computing its
     microseconds: exact for every string ISO_8601 accepts."""
     parts = pc.extract_regex(s, ISO_8601)
@@ -131,7 +131,7 @@ def _zoned_type(args) -> str:
     return "timestamp"
 
 
-def to_zone(ts, zone: str):
+def to_zone(ts: pa.Array, zone: str) -> pa.Array:
     """UTC -> the wall-clock time in zone."""
     return pc.cast(pc.local_timestamp(pc.cast(ts, pa.timestamp("us", tz=zone))), TS)
 
@@ -215,7 +215,7 @@ def _duration(factor: int) -> FnSpec:
         signature="(n) -> duration")
 
 
-def micros(x):
+def micros(x: pa.Array | pa.Scalar) -> pa.Array | pa.Scalar:
     return pc.cast(x, pa.int64())
 
 
@@ -235,7 +235,7 @@ TEMPORAL = {
 _ARROW = {"timestamp": TS, "duration": DUR}
 
 
-def temporal_type(name: str, args) -> str | None:
+def temporal_type(name: str, args: tuple) -> str | None:
     """The result type of operator `name` on temporal operands; None if none is temporal."""
     types = tuple(a.type for a in args)
     if not {"timestamp", "duration"} & set(types):
@@ -247,7 +247,7 @@ def temporal_type(name: str, args) -> str | None:
     return TEMPORAL[key]
 
 
-def temporal_eval(name: str, node, args):
+def temporal_eval(name: str, node, args: list) -> pa.Array | pa.Scalar:
     """Operator `name` on microsecond counts; the result typed as node.type."""
     a = [micros(x) for x in args]
     if name == "div":

@@ -58,6 +58,7 @@ def test_duplicate_keys_are_refused_with_key_and_lines(tmp_path):
         load_yaml("{a: 1, b: 2, a: 3}")
     with pytest.raises(ConfigError, match="--set: line 1: duplicate key 'a'"):
         parse_value("{a: 1, a: 2}")
+    assert parse_value("*undefined") == "*undefined"  # not YAML: stays the string it was
 
 
 def test_merge_keys_may_be_overridden_once():
