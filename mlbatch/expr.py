@@ -366,7 +366,8 @@ class _Run:
         if spec.problems is not None:
             bad, reasons = spec.problems(node, args, out)
             if constant:
-                bad, reasons = bad[0], reasons[0]
+                bad = bad[0]
+                reasons = reasons[0] if isinstance(reasons, pa.Array) else reasons
             if not isinstance(bad, pa.Scalar) or bad.as_py():
                 self.problems.append((bad, reasons))
         return out[0] if constant and isinstance(out, pa.Array) else out

@@ -106,8 +106,36 @@ def _divide(node, args):
     return pc.divide(a, _null_where(pc.equal(b, 0), b))
 
 
-def _arith(fn: Callable) -> Callable:
-    return lambda node, args: fn(*(_cast(x, node.type) for x in args))
+INT64 = (-2**63, 2**63 - 1)
+
+
+def _exact(fn: Callable, exact: Callable) -> Callable:
+    """An int64 operation whose rows that overflow are null (overflowed() says which),
+    instead of failing the whole batch; `exact` computes one row with Python ints."""
+    def run(node, args):
+        xs = [_cast(x, node.type) for x in args]
+        try:
+            return fn(*xs)
+        except pa.ArrowInvalid:
+            if node.type != "int64":
+                raise
+        n = max((len(x) for x in xs if isinstance(x, pa.Array)), default=1)
+        rows = zip(*(x.to_pylist() if isinstance(x, pa.Array) else [x.as_py()] * n
+                     for x in xs))
+        out = [None if None in r else exact(*r) for r in rows]
+        return pa.array([v if v is not None and INT64[0] <= v <= INT64[1] else None
+                         for v in out], pa.int64())
+    return run
+
+
+def overflowed(node, args, out):
+    """Rows of an int64 operation whose inputs are all present and whose result is null:
+    it overflowed int64."""
+    bad = pc.is_null(out)
+    for a in args:
+        bad = pc.and_(bad, pc.is_valid(a))
+    what = OPERATORS[node.name].display if node.kind == "op" else f"{node.name}()"
+    return bad, pa.scalar(f"{what} at position {node.pos} overflows int64")
 
 
 def _compare_type(args) -> str:
@@ -241,13 +269,17 @@ def _cmp(fn: Callable, display: str, typer: Callable) -> FnSpec:
 
 
 OPERATORS: dict[str, FnSpec] = {
-    "add": FnSpec(_numeric(2), _arith(pc.add_checked), "'+'"),
-    "sub": FnSpec(_numeric(2), _arith(pc.subtract_checked), "'-'"),
-    "mul": FnSpec(_numeric(2), _arith(pc.multiply_checked), "'*'"),
+    "add": FnSpec(_numeric(2), _exact(pc.add_checked, lambda a, b: a + b), "'+'",
+                  problems=overflowed),
+    "sub": FnSpec(_numeric(2), _exact(pc.subtract_checked, lambda a, b: a - b), "'-'",
+                  problems=overflowed),
+    "mul": FnSpec(_numeric(2), _exact(pc.multiply_checked, lambda a, b: a * b), "'*'",
+                  problems=overflowed),
     "div": FnSpec(_numeric(2, "float64"), _divide, "'/'"),
     "floordiv": FnSpec(_numeric(2), _floordiv, "'//'"),
     "mod": FnSpec(_numeric(2), _modulo, "'%'"),
-    "neg": FnSpec(_numeric(1), _arith(pc.negate_checked), "unary '-'"),
+    "neg": FnSpec(_numeric(1), _exact(pc.negate_checked, lambda a: -a), "unary '-'",
+                  problems=overflowed),
     "eq": _cmp(pc.equal, "==", _compare_type),
     "ne": _cmp(pc.not_equal, "!=", _compare_type),
     "lt": _cmp(pc.less, "<", _order_type),
@@ -265,7 +297,8 @@ FUNCTIONS: dict[str, FnSpec] = {
     "coalesce": FnSpec(_coalesce_type, lambda node, args: pc.coalesce(
         *(_cast(a, node.type) for a in args)), signature="coalesce(a, b, ...)"),
     "is_null": FnSpec(_is_null_type, lambda node, args: pc.is_null(args[0]), signature="is_null(x) -> bool"),
-    "abs": FnSpec(_numeric(1), _arith(pc.abs_checked), signature="abs(x)"),
+    "abs": FnSpec(_numeric(1), _exact(pc.abs_checked, abs), signature="abs(x)",
+                  problems=overflowed),
     "exp": FnSpec(_numeric(1, "float64"), lambda node, args: pc.exp(_cast(args[0], "float64")),
                   signature="exp(x) -> float64"),
     "log": FnSpec(_numeric(1, "float64"), _domain(pc.ln, lambda x: pc.greater(x, 0)),

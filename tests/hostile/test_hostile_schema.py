@@ -48,8 +48,8 @@ CASES = {  # kind -> (schema text or bytes, the message (or its parts) after "er
                              "derived[3].expr: 'year * 100000000000000000000': integer "
                              "100000000000000000000 at position 7 does not fit in int64"),
     "constant overflow": (derive("year + 9223372036854775807 * 2"),
-                          "derived[3].expr: 'year + 9223372036854775807 * 2': the constant "
-                          "part at position 27 cannot be computed: 'overflow'"),
+                          "derived[3].expr: 'year + 9223372036854775807 * 2': '*' at "
+                          "position 27 overflows int64"),
     "division by zero in a constant": (derive("distance * (1 / 0)"),
                                        "derived[3].expr: 'distance * (1 / 0)': the constant "
                                        "part at position 14 is null for every row"),
