@@ -64,7 +64,16 @@ def _load_tables(raw) -> dict[str, TableSpec]:
     return {n: _load_table(f"tables.{n}", str(n), t) for n, t in raw.items()}
 
 
+def _column_name(where: str, name: str) -> str:
+    """A column name expressions can write (in backquotes when it is not an identifier)."""
+    if "`" in name:
+        raise f.err(where, f"{shorten(name)} contains a backquote (`), which expressions "
+                           f"use to quote column names")
+    return name
+
+
 def _load_column(where: str, name: str, spec) -> ColumnSpec:
+    _column_name(where, name)
     if isinstance(spec, str):
         spec = {"type": spec}
     f.check_keys(where, spec, {"type", "required", "min", "max", "null_values"}, {"type"})
@@ -133,6 +142,7 @@ def _load_joins(raw, tables: dict[str, TableSpec], main: str
         prefix = j.get("prefix", f"{right.name}_")
         if not isinstance(prefix, str):
             raise f.err(f"{where}.prefix", f"expected a string, got {shorten(prefix)}")
+        _column_name(f"{where}.prefix", prefix)
         for c in right.columns:
             if c.name not in on:
                 if prefix + c.name in available:
@@ -167,7 +177,7 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
     for i, d in enumerate(raw):
         where = f"derived[{i}]"
         f.check_keys(where, d, {"name", "expr", "fn", "args"}, {"name"})
-        name = f.string(f"{where}.name", d["name"])
+        name = _column_name(f"{where}.name", f.string(f"{where}.name", d["name"]))
         if name in available:
             raise f.err(f"{where}.name", f"{shorten(name)} already exists")
         if ("expr" in d) == ("fn" in d or "args" in d):

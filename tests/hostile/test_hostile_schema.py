@@ -65,6 +65,13 @@ CASES = {  # kind -> (schema text or bytes, the message (or its parts) after "er
             "{column: plane_seats, scale: z_score, fill: mean}\n    - {column: \"age[y]\"}"),
         "features.numeric[10].column: feature name 'age[y]_z' contains [ ], which XGBoost "
         "refuses in feature names"),
+    # a legacy derived column over it raised ExprError (a traceback) from quote_column
+    "backquote in a column name": (
+        edit("      carrier:        {type: string, required: true}\n",
+             "      carrier:        {type: string, required: true}\n      \"a`b\": int64\n"
+             ).replace(DERIVED, DERIVED + "  - {name: x, fn: floordiv, args: [\"a`b\", 2]}\n"),
+        "tables.flights.columns.a`b: 'a`b' contains a backquote (`), which expressions use to "
+        "quote column names"),
     "unknown key": (edit("  task: binary_classification\n", "  task: binary_classification\n"
                                                             "  treshold: 15\n"),
                     "label: unknown field(s) ['treshold']; allowed: ["),
