@@ -25,7 +25,7 @@ def build(raw, source: str) -> DatasetSchema:
         raise f.err("version", f"expected an integer or a string, got {shorten(version)}")
     tables = _load_tables(raw["tables"])
     main = raw["main"]
-    if main not in tables:
+    if not isinstance(main, str) or main not in tables:
         raise f.err("main", f"{shorten(main)} is not a declared table ({sorted(tables)})")
     joins, available = _load_joins(raw.get("joins") or [], tables, main)
     derived = _load_derived(raw.get("derived") or [], available)
@@ -127,7 +127,7 @@ def _load_joins(raw, tables: dict[str, TableSpec], main: str
     for i, j in enumerate(raw):
         where = f"joins[{i}]"
         f.check_keys(where, j, {"table", "keys", "prefix"}, {"table", "keys"})
-        if j["table"] not in tables or j["table"] == main:
+        if not isinstance(j["table"], str) or j["table"] not in tables or j["table"] == main:
             raise f.err(f"{where}.table", f"{shorten(j['table'])} is not a declared lookup table")
         on, right = f.names(f"{where}.keys", j["keys"]), tables[j["table"]]
         for k in on:
@@ -154,7 +154,7 @@ def _load_joins(raw, tables: dict[str, TableSpec], main: str
 
 def _legacy_derived(where: str, d: dict) -> str:
     """The expression a legacy {fn, args} entry stands for."""
-    if d["fn"] not in DERIVED_FNS:
+    if not isinstance(d["fn"], str) or d["fn"] not in DERIVED_FNS:
         raise f.err(f"{where}.fn", f"{shorten(d['fn'])} is not one of {sorted(DERIVED_FNS)} "
                                    f"(or write expr: instead)")
     n_args, template = DERIVED_FNS[d["fn"]]

@@ -38,7 +38,7 @@ def _drift(where: str, raw: dict) -> dict:
 
 def _numeric(where: str, raw: dict) -> NumericFeature:
     scale = raw.get("scale", "z_score")
-    if scale not in SCALES:
+    if not isinstance(scale, str) or scale not in SCALES:
         raise f.err(f"{where}.scale", f"{shorten(scale)} not in {sorted(SCALES)}")
     return NumericFeature(column=raw["column"], scale=scale,
                           fill=_fill(where, raw.get("fill", "mean")), **_drift(where, raw))

@@ -72,6 +72,12 @@ CASES = {  # kind -> (schema text or bytes, the message (or its parts) after "er
              ).replace(DERIVED, DERIVED + "  - {name: x, fn: floordiv, args: [\"a`b\", 2]}\n"),
         "tables.flights.columns.a`b: 'a`b' contains a backquote (`), which expressions use to "
         "quote column names"),
+    # `x in mapping` with a list raised TypeError (unhashable type: 'list')
+    "a list where a name belongs": (edit("main: flights", "main: [flights]"),
+                                    "main: ['flights'] is not a declared table"),
+    "a mapping where a scale belongs": (edit("{column: distance, scale: z_score}",
+                                             "{column: distance, scale: {z: 1}}"),
+                                        "features.numeric[0].scale: {'z': 1} not in"),
     "unknown key": (edit("  task: binary_classification\n", "  task: binary_classification\n"
                                                             "  treshold: 15\n"),
                     "label: unknown field(s) ['treshold']; allowed: ["),
