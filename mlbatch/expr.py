@@ -358,7 +358,7 @@ class _Run:
             col = self.table.column(node.name)
             return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
         spec = OPERATORS[node.name] if node.kind == "op" else FUNCTIONS[node.name]
-        args = [self._eval(a) for a in node.args]
+        args = [self._inexact(node, a, self._eval(a)) for a in node.args]
         constant = all(isinstance(a, pa.Scalar) for a in args)
         if constant:  # not every kernel takes scalars only: compute one row
             args = [pa.array([a.as_py()], a.type) for a in args]
@@ -371,6 +371,23 @@ class _Run:
             if not isinstance(bad, pa.Scalar) or bad.as_py():
                 self.problems.append((bad, reasons))
         return out[0] if constant and isinstance(out, pa.Array) else out
+
+
+    def _inexact(self, node: Node, arg: Node, value):
+        """`value` of int64 argument `arg`, null where it is past 2**53 and `node` makes
+        it a float64 (not exact there: Arrow refuses the whole batch), with the reason."""
+        if arg.type != "int64" or isinstance(value, pa.Scalar):
+            return value
+        floats = node.type == "float64" or node.name in _COMPARE.values() and any(
+            a.type == "float64" for a in node.args)
+        if not floats:
+            return value
+        bad = pc.greater(pc.abs_checked(pc.cast(value, pa.float64(), safe=False)), 2.0**53)
+        if not pc.any(bad).as_py():
+            return value
+        self.problems.append((pc.fill_null(bad, False), pa.scalar(
+            f"an int64 value at position {arg.pos} is past 2**53, not exact as float64")))
+        return pc.if_else(bad, pa.scalar(None, pa.int64()), value)
 
 
 def evaluate_checked(expr: Expr, table: pa.Table | pa.RecordBatch) -> tuple[pa.Array, pa.Array]:

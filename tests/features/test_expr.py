@@ -329,3 +329,15 @@ def test_arrows_iso_cast_and_taking_strings_apart_agree():
 def test_parts_without_columns_are_computed_like_columns(text, value):
     e = compile_expr(text, {"a": "int64"})
     assert evaluate(e, pa.table({"a": [1, 1]})).to_pylist() == [value, value]
+
+
+def test_an_int64_past_2_53_made_a_float_is_a_reason_not_a_failed_batch():
+    """Arrow refuses to cast such a value to float64 (it is not exact there) and failed the
+    whole batch; now that row's value is null, with the reason."""
+    table = pa.table({"a": pa.array([1, 2 ** 62, None, 2 ** 53], pa.int64()), "x": [1.5] * 4})
+    cols = {"a": "int64", "x": "float64"}
+    why = "an int64 value at position 0 is past 2**53, not exact as float64"
+    assert checked("a + x", cols, table) == ([2.5, None, None, 2.0 ** 53 + 1.5],
+                                              [None, why, None, None])
+    assert checked("a < x", cols, table) == ([True, None, None, False], [None, why, None, None])
+    assert checked("a + 1", cols, table) == ([2, 2 ** 62 + 1, None, 2 ** 53 + 1], [None] * 4)
