@@ -130,6 +130,3 @@ def test_hostile_schema_exits_2_naming_the_problem(kind, tmp_path, capsys):
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()  # refused before any output is claimed
 
-
-def test_the_corpus_has_at_least_twelve_kinds():
-    assert len(CASES) >= 12
