@@ -49,6 +49,7 @@ from typing import Any
 
 import yaml
 
+from mlbatch.config import load_yaml
 from pipelines import cache, remote
 from pipelines.registry import JOBS
 from pipelines.spec import RUN_REF, Pipeline, SpecError, Step, load_pipeline
@@ -352,7 +353,7 @@ def compile_pipeline(pipeline: Pipeline, output: str | Path, *, image: str = DEF
 
 def task_list(spec_yaml: str | Path) -> list[dict]:
     """(task, component, depends on) of a compiled spec, in the spec's order."""
-    doc = yaml.safe_load(Path(spec_yaml).read_text())
+    doc = load_yaml(Path(spec_yaml).read_text(), str(spec_yaml))
     tasks = doc["root"]["dag"]["tasks"]
     return [{"task": name, "display": t.get("taskInfo", {}).get("name"),
              "component": t["componentRef"]["name"],

@@ -28,8 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mlbatch.config import ConfigError, load_yaml
 from pipelines.registry import JOBS
 
 RUN_REF = "RUN"
@@ -250,9 +249,9 @@ def _check_graph(steps: dict[str, Step]) -> None:
 def parse_pipeline(text: str, path: str = "<string>") -> Pipeline:
     """A pipeline from the YAML text of a pipeline file; raises SpecError."""
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {e}") from None
+        doc = load_yaml(text, path)
+    except ConfigError as e:
+        raise SpecError(f"{e}".replace(": cannot parse", ": not valid YAML:", 1)) from None
     if not isinstance(doc, dict):
         raise SpecError(f"{path}: a pipeline file is a mapping with pipeline, defaults, steps")
     unknown = sorted(set(doc) - _TOP_FIELDS)
