@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from pipelines import cache, figures, lineage_hook, placement, run_file
+from pipelines import alerts, cache, figures, lineage_hook, placement, run_file
 from pipelines.progress import Progress
 from pipelines.registry import JOBS
 from pipelines.spec import Pipeline, Step
@@ -217,6 +217,7 @@ class Runner:
             cache.store(out, key)
             state.status, state.reason = "done", None
             state.key_figures = figures.key_figures(out)
+            self._alert(step, state, out)
             self._record(step, state)
             return
         problem = _failure_line(log_path) or "(no output)"
@@ -225,6 +226,11 @@ class Runner:
         state.status = "failed"
         state.error = f"exit {rc}: {problem}; log: {os.path.relpath(log_path, self.run_dir)}"
         self._record(step, state)
+
+    def _alert(self, step: Step, state: StepState, out: str) -> None:
+        sent = alerts.send(self.pipeline.on_alert, self.pipeline.name, step.name, out)
+        if sent is not None:
+            state.key_figures = {**state.key_figures, "alert": sent}
 
     def _record(self, step: Step, state: StepState) -> None:
         lineage_hook.record(self.run_dir, f"{self.pipeline.name}@{self.started}", self.pipeline,
