@@ -174,10 +174,11 @@ def alert_run(flights_monitor_skew, flights_slice, flights_features, flights_xgb
     (root / "alerts.yaml").write_text(json.dumps(spec))  # JSON is YAML
     argv = ["run", str(root / "alerts.yaml"), "--output", str(root / "run")]
     rc = pipelines_main(argv)
+    first = json.loads((root / "run" / "run.json").read_text())
     received = json.loads((root / "received.json").read_text())
     (root / "received.json").unlink()
     rerun = pipelines_main(argv)
-    return {"root": root, "rc": rc, "rerun": rerun, "received": received,
+    return {"root": root, "rc": rc, "rerun": rerun, "received": received, "first": first,
             "out": root / "run" / "monitor", "skew": flights_monitor_skew[1]}
 
 
@@ -192,7 +193,7 @@ def test_a_breach_is_alerted_to_the_on_alert_command(alert_run):
         ("transformed", "carrier_id")}  # raw carrier (L-inf 0.33) stays under its 0.5
     for b in alert["breached"]:
         assert b["distance"] > b["threshold"] and b["distance"] > b["null_p99"]
-    run = json.loads((alert_run["root"] / "run" / "run.json").read_text())
+    run = alert_run["first"]
     assert run["steps"][0]["status"] == "done" and run["steps"][0]["key_figures"]["alert"] == "sent"
 
 
