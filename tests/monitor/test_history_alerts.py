@@ -232,3 +232,34 @@ def test_the_lineage_store_holds_the_runs_own_rows(alert_run):
     own = [r for r in load_history(alert_run["out"]) if r.period == "2013-10"]
     key = lambda r: (r.stage, r.name)  # noqa: E731
     assert sorted(recorded, key=key) == sorted(own, key=key)
+
+
+def test_exit_3_commits_an_alert_and_exit_0_none(flights_monitor_drift, flights_monitor_skew):
+    code, out = flights_monitor_drift
+    alert = load_alert(out)
+    assert code == alert["exit_status"] == 3 and alert["mode"] == "drift"
+    assert {b["name"] for b in alert["breached"]} >= {"distance", "carrier"}
+    assert flights_monitor_skew[0] == 0 and load_alert(flights_monitor_skew[1]) is None
+    rows = load_history(out)  # no --history: this run's rows only
+    assert {r.mode for r in rows} == {"drift"} and len(rows) == len(load_monitor(out).drift["features"]) + 1
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('"notify --to ml-oncall"', ("notify", "--to", "ml-oncall")),
+    ('["notify", "a b"]', ("notify", "a b")),
+    (None, ()),
+])
+def test_on_alert_in_the_pipeline_file(value, expected):
+    from pipelines.spec import parse_pipeline
+    text = ("pipeline: p\n" + (f"on_alert: {value}\n" if value else "")
+            + "steps:\n  m:\n    job: beam_jobs.monitor\n    args: {baseline: b, input: i}\n")
+    assert parse_pipeline(text).on_alert == expected
+
+
+@pytest.mark.parametrize("value", ["[]", "[1, 2]", "{cmd: x}", '"unclosed \\"quote"'])
+def test_a_bad_on_alert_is_named(value):
+    from pipelines.spec import SpecError, parse_pipeline
+    text = (f"pipeline: p\non_alert: {value}\n"
+            "steps:\n  m:\n    job: beam_jobs.monitor\n    args: {baseline: b, input: i}\n")
+    with pytest.raises(SpecError, match="field 'on_alert'"):
+        parse_pipeline(text)
