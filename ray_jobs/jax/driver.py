@@ -15,6 +15,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlbatch.artifacts import ArtifactWriter
@@ -40,6 +43,7 @@ def validate(config: JaxConfig, features_dir: str | Path) -> FeatureSet:
     for split in SPLITS:
         for path in fs.files(split):
             _check_file(fs, split, path)
+        check_values(fs, split)
     shards = config.num_data_shards
     for split, batch in (("train", config.batch_size), ("eval", None)):
         smallest = min(hi - lo for lo, hi in data.shard_bounds(fs.num_rows(split), shards))
@@ -64,6 +68,48 @@ def _check_file(fs: FeatureSet, split: str, path: str) -> None:
             raise FeatureContractError(
                 f"split {split!r}: feature {f.name!r} has id {hi} >= cardinality "
                 f"{f.cardinality} from the manifest in {path}")
+
+
+def check_values(fs: FeatureSet, split: str) -> None:
+    """A full pass over the split's float columns: no NaN or +-inf in a numeric feature or
+    the label (every offending column named, with counts and files), and a label a model
+    can learn and be scored on: two classes (binary), more than one value (regression
+    train split). The driver reads these columns once; the workers read their shards."""
+    floats = [f.name for f in fs.numeric] + [fs.label]
+    bad: dict[str, list[str]] = {}
+    labels = set()
+    for path in fs.files(split):
+        table = fs.read_table(path, columns=floats)
+        for name in floats:
+            col = table.column(name)
+            if pa.types.is_floating(col.type):
+                n_nan = pc.sum(pc.is_nan(col)).as_py() or 0
+                n_inf = pc.sum(pc.is_inf(col)).as_py() or 0
+                if n_nan or n_inf:
+                    bad.setdefault(name, []).append(f"{n_nan} NaN, {n_inf} +-inf in {path}")
+        labels.update(np.unique(table.column(fs.label).to_numpy(zero_copy_only=False))
+                      .tolist()[:3])
+    if bad:
+        what = "; ".join(f"{'label' if n == fs.label else 'feature'} {n!r}: {', '.join(v)}"
+                         for n, v in bad.items())
+        raise FeatureContractError(f"split {split!r} has non-finite values ({what}); the "
+                                   f"features must be finite to train on")
+    _check_label_variety(fs, split, labels)
+
+
+def _check_label_variety(fs: FeatureSet, split: str, labels: set) -> None:
+    if len(labels) > 1 or (fs.task == "regression" and split != "train"):
+        return
+    value = next(iter(labels))
+    if fs.task == "binary_classification":
+        why = ("nothing to learn" if split == "train" else
+               "AUC and the eval loss would not measure the model")
+        raise FeatureContractError(
+            f"split {split!r}: label {fs.label!r} has one class ({value:g}) in all "
+            f"{fs.num_rows(split)} rows; binary classification needs both 0 and 1 ({why})")
+    raise FeatureContractError(
+        f"split {split!r}: label {fs.label!r} has the single value {value:g} in all "
+        f"{fs.num_rows(split)} rows; nothing to learn")
 
 
 def _column_max(meta: pq.FileMetaData, index: int) -> int | None:
