@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 FLIGHTS_LIKE = dict(n_numeric=10, cardinalities=(10, 24, 8, 17, 4, 105, 35, 13, 8, 1000, 1024,
                                                  512, 1024, 4096))
@@ -131,7 +133,57 @@ def child_process(args) -> dict:
                       coordinator=args.coordinator)
     _time_trainer(trainer, args.warmup)
     out = {"examples_per_s": [_time_trainer(trainer, args.steps) for _ in range(args.rounds)]}
+    if args.breakdown:
+        out["breakdown_ms"] = _step_breakdown(trainer, args.steps)
     trainer.close()
+    return out
+
+
+def _allreduce_seconds(trainer, steps: int) -> float:
+    """Seconds per all-reduce of one vector the size of the step's fused one (gradients +
+    loss terms), alone: a shard_map pmean over the trainer's mesh, synchronous."""
+    import jax
+    from jax.flatten_util import ravel_pytree
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    mesh = trainer.mesh
+    size = ravel_pytree(trainer.state.params)[0].size + 8
+    reduce = jax.jit(jax.shard_map(lambda v: jax.lax.pmean(v, "data"), mesh=mesh,
+                                   in_specs=P("data"), out_specs=P()))
+    vec = jax.make_array_from_callback((size * mesh.size,), NamedSharding(mesh, P("data")),
+                                       lambda idx: np.ones((size,), np.float32))
+    jax.block_until_ready(reduce(vec))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        jax.block_until_ready(reduce(vec))
+    return (time.perf_counter() - t0) / steps
+
+
+def _step_breakdown(trainer, steps: int) -> dict:
+    """Median milliseconds per synchronous step: host input (slice this process's rows and
+    make the global batch, transfer done), dispatch (train_step returns), and the wait
+    for its result (compute + all-reduce); all-reduce alone measured apart."""
+    import jax
+    from ray_jobs.jax import data
+    t = trainer
+    arrays = t.train.epoch(t.epoch)
+    parts = {"host_input": [], "dispatch": [], "wait": []}
+    for i in range(steps):
+        t0 = time.perf_counter()
+        row = i % t.train.steps_per_epoch
+        batch = data.to_global({k: a[row] for k, a in arrays.items()}, t.train_sh,
+                               t.config.batch_size)
+        jax.block_until_ready(batch)
+        t1 = time.perf_counter()
+        t.state, m = t.train_step(t.state, batch)
+        t2 = time.perf_counter()
+        jax.block_until_ready((t.state, m))
+        t3 = time.perf_counter()
+        for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
+            parts[k].append(v * 1e3)
+    out = {k: median(v) for k, v in parts.items()}
+    out["all_reduce"] = _allreduce_seconds(trainer, steps) * 1e3
+    out["compute"] = max(out["wait"] - out["all_reduce"], 0.0)
+    out["sync_step"] = out["host_input"] + out["dispatch"] + out["wait"]
     return out
 
 
@@ -165,6 +217,7 @@ def spawn(args, child: str, *extra: str, env: dict | None = None) -> subprocess.
     if args.platform:
         cmd += ["--platform", args.platform]
     cmd += ["--weak"] * args.weak + ["--no-fuse"] * args.no_fuse
+    cmd += ["--breakdown"] * args.breakdown + ["--xla-threads"] * args.xla_threads
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
@@ -206,16 +259,23 @@ def gpu_count() -> int:
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
 
 
-def run_processes(args, n: int) -> float:
-    """Examples/s of one n-process run (median of its rounds, rank 0's clock)."""
+def run_processes(args, n: int) -> dict:
+    """One n-process run: examples/s (median of its rounds, rank 0's clock) and, with
+    --breakdown, every rank's per-step breakdown."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         coord = f"127.0.0.1:{s.getsockname()[1]}"
     gpu = args.platform == "gpu"
+    env = {}
+    if not args.xla_threads:  # the environment the job's driver gives its Ray workers
+        from ray_jobs.jax.driver import worker_env
+        env = worker_env(bench_config(args, num_workers=n, data_shards=n))
     procs = [spawn(args, "process", "--rank", str(i), "--nproc", str(n), "--coordinator", coord,
-                   env={"CUDA_VISIBLE_DEVICES": str(i)} if gpu else None) for i in range(n)]
+                   env={**env, **({"CUDA_VISIBLE_DEVICES": str(i)} if gpu else {})})
+             for i in range(n)]
     results = [result(x) for x in procs]  # every rank must finish
-    return median(results[0]["examples_per_s"])
+    return {"examples_per_s": median(results[0]["examples_per_s"]),
+            "breakdown_ms": [r.get("breakdown_ms") for r in results]}
 
 
 def section_processes(args) -> dict:
@@ -227,20 +287,39 @@ def section_processes(args) -> dict:
         if skipped:
             print(f"[processes] {gpus} GPU(s): skipping {skipped} processes (one GPU each)")
     runs, load_start = {n: [] for n in counts}, os.getloadavg()
+    breakdowns: dict[int, list] = {n: [] for n in counts}
     for _ in range(args.repeats):
         for n in counts:
-            runs[n].append(run_processes(args, n))
+            r = run_processes(args, n)
+            runs[n].append(r["examples_per_s"])
+            breakdowns[n].append(r["breakdown_ms"])
     med = {n: median(v) for n, v in runs.items()}
     out = {"weak_scaling": args.weak, "fuse_gradients": not args.no_fuse, "counts": counts,
+           "batch_size": args.batch_size, "xla_threads": args.xla_threads,
            "runs": {str(n): v for n, v in runs.items()},
            "examples_per_s": {str(n): v for n, v in med.items()},
            "over_1_process": {str(n): med[n] / med[1] for n in counts},
            "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
+    if args.breakdown:
+        out["breakdown_ms"] = {str(n): rank0_medians(v) for n, v in breakdowns.items()}
+        out["breakdown_ms_all_ranks"] = {str(n): v for n, v in breakdowns.items()}
     for n in counts:
         print(f"[processes] {n} process(es) x 1 device, global batch "
               f"{args.batch_size * (n if args.weak else 1)}: {med[n]:,.0f} ex/s "
               f"(x{med[n] / med[1]:.2f} of 1 process; passes {[round(x) for x in runs[n]]})")
+        if args.breakdown:
+            b = out["breakdown_ms"][str(n)]
+            print("[processes]   per step, ms (rank 0, synchronous, medians): "
+                  + ", ".join(f"{k} {b[k]:.2f}" for k in BREAKDOWN_KEYS))
     return out
+
+
+BREAKDOWN_KEYS = ("host_input", "dispatch", "compute", "all_reduce", "sync_step")
+
+
+def rank0_medians(passes: list[list[dict]]) -> dict:
+    """Per breakdown part, the median over passes of rank 0's value."""
+    return {k: median([p[0][k] for p in passes]) for k in BREAKDOWN_KEYS}
 
 
 def find_xgboost_metrics(args) -> Path | None:
@@ -255,7 +334,8 @@ def main(argv=None) -> None:
     p.add_argument("--features")
     p.add_argument("--platform", choices=("cpu", "gpu", "tpu"))
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch (default: the job's, JaxConfig.batch_size)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per round")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--rounds", type=int, default=None)
@@ -270,6 +350,13 @@ def main(argv=None) -> None:
     p.add_argument("--counts", default="1,2,4", help="processes: process counts (1 first)")
     p.add_argument("--no-fuse", action="store_true",
                    help="fuse_gradients false: XLA's per-leaf gradient all-reduce")
+    p.add_argument("--breakdown", action="store_true",
+                   help="processes: also time synchronous steps part by part (host input, "
+                        "dispatch, compute, all-reduce)")
+    p.add_argument("--xla-threads", action="store_true",
+                   help="processes: XLA's default thread pool in every process instead of "
+                        "the job's worker environment (driver.worker_env: one intra-op "
+                        "thread per reserved CPU)")
     p.add_argument("--json", default=str(REPO / "bench_out" / "jax_bench.json"),
                    help="the results as JSON")
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
@@ -278,6 +365,9 @@ def main(argv=None) -> None:
     p.add_argument("--coordinator", default=None, help=argparse.SUPPRESS)
     p.add_argument("--nproc", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.batch_size is None:
+        from ray_jobs.jax.config import JaxConfig
+        args.batch_size = JaxConfig().batch_size
     args.steps = args.steps or (150 if args.quick else 400)
     args.warmup = args.warmup or (20 if args.quick else 50)
     args.rounds = args.rounds or 3

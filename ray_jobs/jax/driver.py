@@ -142,6 +142,35 @@ def worker_bundle(config: JaxConfig) -> dict[str, float]:
                                           if config.worker_gpus else {})}
 
 
+def cpu_threads(config: JaxConfig) -> int | None:
+    """XLA:CPU intra-op threads for each worker of a multi-process CPU job: its Ray CPU
+    reservation (``worker_cpus``, at least 1). XLA's default is a pool per process as wide
+    as the machine, whose idle workers spin; with a process per core those pools and gloo's
+    threads compete for the cores the other processes' steps wait on (docs/jax.md,
+    "Processes"). None (XLA's default) for one process or an accelerator."""
+    if config.num_workers == 1 or config.platform not in (None, "cpu"):
+        return None
+    return max(1, int(config.worker_cpus))
+
+
+def worker_env(config: JaxConfig, base: str | None = None) -> dict[str, str]:
+    """Environment of a worker process: JAX's platform and the XLA thread flags. A runtime
+    env of their own gives Ray workers fresh processes, so these apply before JAX starts
+    there. ``base``: XLA_FLAGS to keep (default: this process's)."""
+    import os
+    env = {"MLBATCH_JAX_WORKER": "1"}
+    if config.platform in ("cpu", "tpu"):
+        env["JAX_PLATFORMS"] = config.platform
+    threads = cpu_threads(config)
+    if threads is not None:
+        flags = f"intra_op_parallelism_threads={threads}"
+        if threads == 1:
+            flags = f"--xla_cpu_multi_thread_eigen=false {flags}"
+        base = os.environ.get("XLA_FLAGS", "") if base is None else base
+        env["XLA_FLAGS"] = f"{base} {flags}".strip()
+    return env
+
+
 def check_placement(config: JaxConfig) -> None:
     """Compares the workers' needs with the cluster (or the enclosing placement group)."""
     cluster.check_placement(
@@ -211,11 +240,7 @@ class RayGroup:
                 raise PlacementError(f"could not place {config.num_workers} workers of "
                                      f"{bundle} ({config.placement_strategy}) within "
                                      f"{PLACEMENT_TIMEOUT_S:.0f}s")
-        # A runtime env of their own gives the workers fresh processes, so JAX's device
-        # settings apply before its first use there.
-        env = {"MLBATCH_JAX_WORKER": "1"}
-        if config.platform in ("cpu", "tpu"):
-            env["JAX_PLATFORMS"] = config.platform
+        env = worker_env(config)
         actor_cls = _worker_actor_class()
         actors = [actor_cls.options(
             num_cpus=config.worker_cpus, num_gpus=config.worker_gpus,
