@@ -28,7 +28,7 @@ OPERATIONAL_FIELDS = frozenset({
     "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
     "num_workers", "devices_per_worker", "shard_embeddings", "shard_min_rows",
     "worker_cpus", "platform", "placement_strategy", "coordinator_host", "inflight_steps",
-    "coordinator_port", "fuse_gradients"})
+    "coordinator_port", "fuse_gradients", "max_restarts"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +80,16 @@ class JaxConfig:
     checkpoint_every_steps: int = 0  # 0: at the end of each epoch only
     keep_checkpoints: int = 3
     log_every_steps: int = 20
+    # Ray workers: restarts of the whole worker group from the newest checkpoint after a
+    # worker or its node is lost (an application error in a worker is not retried).
+    max_restarts: int = 2
 
     def __post_init__(self):
         _positive(self, "epochs", "batch_size", "eval_batch_size", "embedding_dim",
                   "num_workers", "vocab_pad_multiple", "keep_checkpoints", "log_every_steps",
                   "inflight_steps")
         _non_negative(self, "seed", "warmup_steps", "patience", "checkpoint_every_steps",
-                      "shard_min_rows")
+                      "max_restarts", "shard_min_rows")
         _non_negative_float(self, "l2_wide", "l2_deep", "weight_decay", "min_delta",
                             "grad_clip_norm")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):

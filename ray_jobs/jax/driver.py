@@ -33,8 +33,17 @@ PLACEMENT_TIMEOUT_S = 60.0
 __all__ = ["PlacementError", "WorkerError", "RayGroup", "check_placement", "run", "validate"]
 
 
+LOSS_GRACE_S = 60.0  # after a first failure, how long the other workers may take to report
+
+
 class WorkerError(RuntimeError):
-    """A worker failed; the others were stopped."""
+    """A worker failed; the others were stopped. ``lost``: a worker process or its node
+    died (Ray reports the actor dead), as opposed to an error raised by the training code;
+    only a loss is worth a restart."""
+
+    def __init__(self, message: str, lost: bool = False):
+        super().__init__(message)
+        self.lost = lost
 
 
 # --- validation (driver side, before any worker) ------------------------------------------
@@ -275,10 +284,13 @@ class RayGroup:
             try:
                 ray.get(ready[0])
             except Exception as e:  # noqa: BLE001 - RayTaskError/ActorError wrap anything
+                # A peer that died mid-collective fails the survivors first (gloo): wait
+                # for the others' outcome before stopping them, to tell a loss apart.
+                lost = _is_loss(e) or _any_loss(pending)
                 self.close()
                 cause = getattr(e, "cause", None) or e
                 raise WorkerError(f"worker {rank[ready[0]]} failed in {method}: "
-                                  f"{type(cause).__name__}: {cause}") from e
+                                  f"{type(cause).__name__}: {cause}", lost=lost) from e
         return ray.get(refs)
 
     def close(self) -> None:
@@ -290,6 +302,26 @@ class RayGroup:
         if self.own_pg and self.pg is not None:
             remove_placement_group(self.pg)
             self.pg = None
+
+
+def _is_loss(error: BaseException) -> bool:
+    """Whether a Ray error means a worker process or node is gone."""
+    from ray import exceptions as rx
+    return isinstance(error, (rx.RayActorError, rx.NodeDiedError, rx.WorkerCrashedError,
+                              rx.ObjectLostError))
+
+
+def _any_loss(refs: list) -> bool:
+    """Whether any of ``refs`` ends in a loss within LOSS_GRACE_S."""
+    import ray
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=LOSS_GRACE_S)
+    for ref in ready:
+        try:
+            ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - as in _gather
+            if _is_loss(e):
+                return True
+    return False
 
 
 # --- the job -------------------------------------------------------------------------------
@@ -321,14 +353,43 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
         writer.claim(resume=True)  # the output guard; keeps this run's own checkpoints
         writer.input_artifact("features", fs.root, "features")
         try:
-            summary = loop.fit(group, config, outputs, resume)
+            summary, group = fit_restarting(group, config, fs, outputs, resume)
             writer.metrics.update({k: v for k, v in summary["best"].items()
                                    if k.startswith("eval_")})
             commit_model(writer, fs, best_epoch=summary["best_epoch"],
-                         epochs_run=summary["epochs_run"])
+                         epochs_run=summary["epochs_run"], restarts=summary["restarts"])
         except BaseException as e:
             writer.fail(f"{type(e).__name__}: {e}")
             raise
         return summary
     finally:
         group.close()
+
+
+def fit_restarting(group, config: JaxConfig, fs: FeatureSet, outputs: RunOutputs,
+                   resume: bytes | None) -> tuple[dict[str, Any], Any]:
+    """``loop.fit``; when a Ray worker or its node is lost, a new worker group (placed
+    anew: the lost node's share goes where the cluster has room) continues from the
+    newest checkpoint, up to ``max_restarts`` times. The data order and the state are
+    the checkpoint's, so the result is the uninterrupted run's."""
+    restarts = 0
+    while True:
+        try:
+            summary = loop.fit(group, config, outputs, resume)
+            return {**summary, "restarts": restarts}, group
+        except WorkerError as e:
+            if not e.lost or restarts >= config.max_restarts:
+                if e.lost:
+                    raise WorkerError(f"{e} (lost; max_restarts={config.max_restarts} "
+                                      f"restarts used)", lost=True) from e
+                raise
+            restarts += 1
+            resume = outputs.latest_checkpoint()
+            step = outputs.checkpoints.steps()[-1] if resume is not None else 0
+            log.warning("worker lost (%s); restart %d of %d from step %d", e, restarts,
+                        config.max_restarts, step)
+            group.close()
+            group = start_group(config, fs.root, use_ray=True)
+        except BaseException:
+            group.close()
+            raise
