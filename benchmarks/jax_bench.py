@@ -41,7 +41,7 @@ def bench_config(args, **changes):
     from ray_jobs.jax.config import from_dict
     raw = dict(batch_size=args.batch_size, eval_batch_size=8192, patience=2,
                epochs=args.quality_epochs, platform=args.platform,
-               inflight_steps=args.inflight,
+               inflight_steps=args.inflight, xla_cpu_threads=args.threads,
                fuse_gradients=not args.no_fuse)  # the rest: JaxConfig's defaults
     return from_dict({**raw, **changes})
 
@@ -132,7 +132,12 @@ def child_process(args) -> dict:
     trainer = Trainer(cfg, args.features, process_id=args.rank, num_processes=n,
                       coordinator=args.coordinator)
     _time_trainer(trainer, args.warmup)
+    cpu0 = _cpu_seconds()
     out = {"examples_per_s": [_time_trainer(trainer, args.steps) for _ in range(args.rounds)]}
+    # CPU time (all threads, user + system) per example this process spent: unlike wall
+    # time, barely moved by other jobs on the machine; what spinning threads cost shows
+    examples = args.rounds * args.steps * cfg.batch_size
+    out["cpu_us_per_example"] = (_cpu_seconds() - cpu0) / examples * 1e6
     if args.breakdown:
         out["breakdown_ms"] = _step_breakdown(trainer, args.steps)
     trainer.close()
@@ -187,6 +192,12 @@ def _step_breakdown(trainer, steps: int) -> dict:
     return out
 
 
+def _cpu_seconds() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def child_quality(args) -> dict:
     from ray_jobs.jax import loop
     from ray_jobs.jax.worker import LocalGroup, Trainer
@@ -217,7 +228,7 @@ def spawn(args, child: str, *extra: str, env: dict | None = None) -> subprocess.
     if args.platform:
         cmd += ["--platform", args.platform]
     cmd += ["--weak"] * args.weak + ["--no-fuse"] * args.no_fuse
-    cmd += ["--breakdown"] * args.breakdown + ["--xla-threads"] * args.xla_threads
+    cmd += ["--breakdown"] * args.breakdown
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
@@ -266,15 +277,14 @@ def run_processes(args, n: int) -> dict:
         s.bind(("127.0.0.1", 0))
         coord = f"127.0.0.1:{s.getsockname()[1]}"
     gpu = args.platform == "gpu"
-    env = {}
-    if not args.xla_threads:  # the environment the job's driver gives its Ray workers
-        from ray_jobs.jax.driver import worker_env
-        env = worker_env(bench_config(args, num_workers=n, data_shards=n))
+    from ray_jobs.jax.driver import worker_env  # what the job's driver gives Ray workers
+    env = worker_env(bench_config(args, num_workers=n, data_shards=n)) if n > 1 else {}
     procs = [spawn(args, "process", "--rank", str(i), "--nproc", str(n), "--coordinator", coord,
                    env={**env, **({"CUDA_VISIBLE_DEVICES": str(i)} if gpu else {})})
              for i in range(n)]
     results = [result(x) for x in procs]  # every rank must finish
     return {"examples_per_s": median(results[0]["examples_per_s"]),
+            "cpu_us_per_example": sum(r["cpu_us_per_example"] for r in results),
             "breakdown_ms": [r.get("breakdown_ms") for r in results]}
 
 
@@ -288,15 +298,21 @@ def section_processes(args) -> dict:
             print(f"[processes] {gpus} GPU(s): skipping {skipped} processes (one GPU each)")
     runs, load_start = {n: [] for n in counts}, os.getloadavg()
     breakdowns: dict[int, list] = {n: [] for n in counts}
+    cpu: dict[int, list] = {n: [] for n in counts}
     for _ in range(args.repeats):
         for n in counts:
             r = run_processes(args, n)
             runs[n].append(r["examples_per_s"])
             breakdowns[n].append(r["breakdown_ms"])
+            cpu[n].append(r["cpu_us_per_example"])
     med = {n: median(v) for n, v in runs.items()}
+    cpu_med = {n: median(v) for n, v in cpu.items()}
     out = {"weak_scaling": args.weak, "fuse_gradients": not args.no_fuse, "counts": counts,
-           "batch_size": args.batch_size, "xla_threads": args.xla_threads,
+           "batch_size": args.batch_size, "xla_cpu_threads": args.threads,
            "runs": {str(n): v for n, v in runs.items()},
+           "cpu_us_per_example": {str(n): v for n, v in cpu_med.items()},
+           "cpu_us_per_example_runs": {str(n): v for n, v in cpu.items()},
+           "cpu_over_1_process": {str(n): cpu_med[n] / cpu_med[1] for n in counts},
            "examples_per_s": {str(n): v for n, v in med.items()},
            "over_1_process": {str(n): med[n] / med[1] for n in counts},
            "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
@@ -306,7 +322,8 @@ def section_processes(args) -> dict:
     for n in counts:
         print(f"[processes] {n} process(es) x 1 device, global batch "
               f"{args.batch_size * (n if args.weak else 1)}: {med[n]:,.0f} ex/s "
-              f"(x{med[n] / med[1]:.2f} of 1 process; passes {[round(x) for x in runs[n]]})")
+              f"(x{med[n] / med[1]:.2f} of 1 process; passes {[round(x) for x in runs[n]]}); "
+              f"CPU {cpu_med[n]:.2f} us/example, all processes (x{cpu_med[n] / cpu_med[1]:.2f})")
         if args.breakdown:
             b = out["breakdown_ms"][str(n)]
             print("[processes]   per step, ms (rank 0, synchronous, medians): "
@@ -353,10 +370,9 @@ def main(argv=None) -> None:
     p.add_argument("--breakdown", action="store_true",
                    help="processes: also time synchronous steps part by part (host input, "
                         "dispatch, compute, all-reduce)")
-    p.add_argument("--xla-threads", action="store_true",
-                   help="processes: XLA's default thread pool in every process instead of "
-                        "the job's worker environment (driver.worker_env: one intra-op "
-                        "thread per reserved CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="processes: the job's xla_cpu_threads for runs of several processes "
+                        "(default: XLA's own pool in every process)")
     p.add_argument("--json", default=str(REPO / "bench_out" / "jax_bench.json"),
                    help="the results as JSON")
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)

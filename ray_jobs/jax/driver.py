@@ -152,14 +152,11 @@ def worker_bundle(config: JaxConfig) -> dict[str, float]:
 
 
 def cpu_threads(config: JaxConfig) -> int | None:
-    """XLA:CPU intra-op threads for each worker of a multi-process CPU job: its Ray CPU
-    reservation (``worker_cpus``, at least 1). XLA's default is a pool per process as wide
-    as the machine, whose idle workers spin; with a process per core those pools and gloo's
-    threads compete for the cores the other processes' steps wait on (docs/jax.md,
-    "Processes"). None (XLA's default) for one process or an accelerator."""
-    if config.num_workers == 1 or config.platform not in (None, "cpu"):
+    """XLA:CPU intra-op threads of each worker process: ``xla_cpu_threads`` on CPU, else
+    None (XLA's default pool, as wide as the machine)."""
+    if config.platform not in (None, "cpu"):
         return None
-    return max(1, int(config.worker_cpus))
+    return config.xla_cpu_threads
 
 
 def worker_env(config: JaxConfig, base: str | None = None) -> dict[str, str]:
