@@ -13,7 +13,9 @@ Sections (each in a fresh process, since JAX's device count is fixed per process
             over gloo on CPU; on GPU one GPU per process, counts above the GPUs skipped),
             the same global batch, all counts run one after another in each of --repeats
             passes; medians over passes and their ratios to 1 process (--weak: the batch
-            per process fixed instead, global batch = --batch-size x processes)
+            per process fixed instead, global batch = --batch-size x processes), the CPU
+            time per example of all processes, and with --breakdown each rank's
+            synchronous step in parts: host input, dispatch, compute, all-reduce
   quality   eval AUC / logloss after training with early stopping, beside the XGBoost
             job's metrics.json on the same features when one is found
 Features: --features, else out/features (the feature job's flights output) when present,
