@@ -2,11 +2,13 @@
 
 Everything that can be known before a worker starts is checked here, on the driver:
 the config, the feature directory against its manifest (columns present and typed as
-declared, ids within cardinality, splits non-empty and at least a batch per data
-shard), resumability of an existing checkpoint, and whether the cluster can place
-``num_workers`` workers. Only then do workers start: in this process when there is one
-worker and no cluster address, else one Ray actor per worker (rank 0's node hosts the
-``jax.distributed`` coordinator).
+declared, ids within cardinality, every float value finite, a label with two classes,
+splits non-empty and at least a batch per data shard), resumability of an existing
+checkpoint, and whether the cluster can place ``num_workers`` workers. Only then do
+workers start: in this process when there is one worker and no cluster address, else
+one Ray actor per worker (rank 0's node hosts the ``jax.distributed`` coordinator); a
+lost Ray worker or node restarts the group from the newest checkpoint
+(``fit_restarting``).
 """
 from __future__ import annotations
 
