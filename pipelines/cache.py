@@ -29,6 +29,7 @@ from typing import Any
 
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, read_manifest
+from mlbatch.artifacts.manifest import IntegrityError
 from pipelines.registry import JOBS
 from pipelines.spec import RUN_REF, Pipeline, Step, resolve
 
@@ -171,6 +172,12 @@ def store(output: str, key: StepKey) -> str:
 def why_miss(output: str, key: StepKey) -> str:
     """Why ``key`` misses in ``output``: for --dry-run and the progress line."""
     if output_digest(output) is None:
+        try:
+            read_manifest(output)
+        except IntegrityError as e:
+            return f"output changed since its commit ({str(e).split(': ', 1)[-1]})"
+        except (ArtifactError, storage.StorageError):
+            pass
         return "no committed output"
     record = stored(output)
     if record is None:
