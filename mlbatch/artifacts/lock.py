@@ -110,10 +110,7 @@ def holder(root: str) -> dict | None:
 # --- local: flock ----------------------------------------------------------------------------
 def _acquire_local(root: str, doc: dict) -> _Held:
     path = storage.join(root, LOCK)
-    try:
-        os.makedirs(root, exist_ok=True)
-    except OSError as e:
-        raise storage.StorageError(f"cannot create {root}: {e.strerror}") from e
+    os.makedirs(root, exist_ok=True)  # OSError (read-only, under a file): the caller names it
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -152,13 +149,18 @@ def _loads(data: bytes) -> dict:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
-    return True
 
 
 # --- gs://: a generation-conditioned object with a heartbeat ---------------------------------
