@@ -11,6 +11,10 @@
   committed output;
 * ``raw``: for each raw arg, the relative paths and SHA-256 of every file under it.
 
+An output is read through ``read_manifest``, which verifies its files against their
+recorded SHA-256: an output changed on disk counts as no output (the step reruns, saying
+"output changed since its commit"), and so does an upstream one (it reruns first).
+
 No path, run id, time or mtime enters the key: identical bytes anywhere are a hit, a
 changed file at the same path is a miss. The key and the digest it produced are stored
 in ``RUN/<step>/.pipeline_cache.json`` (a dot file: outside the artifact's digest), so the
