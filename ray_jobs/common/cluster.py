@@ -112,6 +112,8 @@ def check_reachable(address: str) -> None:
     """Refuses, within :func:`connect_timeout_s`, a ``HOST:PORT`` (or ``ray://HOST:PORT``)
     address nothing listens on: ``ray.init`` would retry it for minutes. Addresses of
     another form (empty, ``auto``) are left to Ray."""
+    if "://" in address and not address.startswith("ray://"):
+        return
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit():
         return
