@@ -317,6 +317,14 @@ def test_a_gs_run_directory_is_refused_and_nothing_is_written(tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
 
 
+def test_an_unwritable_run_directory_exits_2_naming_it(tmp_path, capsys):
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC)
+    rc, err = _pipelines(capsys, "run", str(spec), "--output", str(spec / "run"))
+    assert rc == 2
+    assert f"--output {spec / 'run'} cannot be written: Not a directory" in err
+
+
 def test_ray_cluster_submit_refuses_a_gs_run_dir_without_a_local_store(tmp_path):
     from pipelines.ray_cluster import ClusterError, submit_steps
     from pipelines.spec import parse_pipeline
