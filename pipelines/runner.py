@@ -7,6 +7,12 @@ isolates one step's failure, memory and threads from the next. Each step's outpu
 ("cached"); otherwise the directory is cleared and the job runs. A failing step stops
 its downstream steps ("skipped"), never an unrelated branch. ``RUN/run.json`` is
 rewritten after every change, so a killed run leaves an exact account behind.
+
+One runner per run directory (a local path; its lock ``RUN/.mlbatch.lock`` is held for the
+whole run). Each step runs in a session of its own; when the step ends, or the runner is
+stopped (SIGINT, SIGTERM: ``__main__`` turns both into KeyboardInterrupt), whatever is
+left of the step's process group is killed; a reaper process does it when the runner is
+killed with SIGKILL.
 """
 from __future__ import annotations
 
