@@ -183,29 +183,50 @@ def is_stale(doc: dict, age_s: float) -> bool:
     return age_s > float(doc.get("lease_s", lease_s()))
 
 
+def _bounded() -> dict:
+    """Timeout and retry deadline of every lock call: ``MLBATCH_GCS_TIMEOUT_S`` (as the
+    storage module's own calls)."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    seconds = float(os.environ.get(storage.GCS_TIMEOUT_ENV, "30"))
+    return {"timeout": seconds, "retry": DEFAULT_RETRY.with_timeout(seconds)}
+
+
 def _acquire_gcs(root: str, doc: dict) -> _Held:
+    """The gs:// lock; StorageError naming the lock when Cloud Storage does not answer."""
+    import requests
     from google.api_core import exceptions
 
-    blob = _blob(storage.join(root, LOCK))
+    try:
+        return _acquire_gcs_once(root, doc)
+    except (exceptions.GoogleAPIError, requests.exceptions.RequestException) as e:
+        raise storage.StorageError(f"cannot take the lock {storage.join(root, LOCK)}: "
+                                   f"{type(e).__name__}: {e}") from e
+
+
+def _acquire_gcs_once(root: str, doc: dict) -> _Held:
+    from google.api_core import exceptions
+
+    blob, kw = _blob(storage.join(root, LOCK)), _bounded()
     for _ in range(2):
-        if blob.exists():
-            blob.reload()
-            old = _loads(blob.download_as_bytes())
+        if blob.exists(**kw):
+            blob.reload(**kw)
+            old = _loads(blob.download_as_bytes(**kw))
             age = (datetime.datetime.now(datetime.timezone.utc) - blob.updated).total_seconds()
             if not is_stale(old, age):
                 raise _refusal(root, old)
             LOGGER.warning("%s: recovering a stale lock of %s (%.0f s old)", root,
                            describe(old), age)
             try:
-                blob.delete(if_generation_match=blob.generation)
+                blob.delete(if_generation_match=blob.generation, **kw)
             except exceptions.NotFound:
                 pass
         try:
-            blob.upload_from_string(json.dumps(doc), if_generation_match=0)
+            blob.upload_from_string(json.dumps(doc), if_generation_match=0, **kw)
         except exceptions.PreconditionFailed:
             continue  # someone created it between our check and our write
-        blob.reload()
-        mine = _loads(blob.download_as_bytes())
+        blob.reload(**kw)
+        mine = _loads(blob.download_as_bytes(**kw))
         if mine.get("token") != doc["token"]:
             raise _refusal(root, mine)
         held = _Held(root, doc, blob=blob)
@@ -216,15 +237,12 @@ def _acquire_gcs(root: str, doc: dict) -> _Held:
 
 
 def _heartbeat(held: _Held) -> None:
-    from google.api_core import exceptions
-
     every = max(1.0, float(held.doc["lease_s"]) / 3)
     while not held.stop.wait(every):
         try:
             held.blob.upload_from_string(json.dumps(held.doc),
-                                         if_generation_match=held.blob.generation)
-            held.blob.reload()
-        except exceptions.GoogleAPIError as e:
+                                         if_generation_match=held.blob.generation, **_bounded())
+        except Exception as e:  # noqa: BLE001 - the heartbeat says why it missed, and goes on
             LOGGER.warning("%s: lock heartbeat failed: %s", held.uri, e)
 
 
@@ -232,7 +250,7 @@ def _delete_blob(held: _Held) -> None:
     from google.api_core import exceptions
 
     try:
-        held.blob.delete(if_generation_match=held.blob.generation)
+        held.blob.delete(if_generation_match=held.blob.generation, **_bounded())
     except exceptions.GoogleAPIError as e:
         LOGGER.warning("%s: could not remove the lock: %s", held.uri, e)
 

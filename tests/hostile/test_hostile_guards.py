@@ -260,6 +260,19 @@ def test_gs_output_lock_refuses_a_live_holder_and_takes_over_dead_or_expired_one
                 claim_output(uri, job="too-early")
 
 
+def test_an_unreachable_gs_output_is_refused_within_the_timeout_naming_the_lock(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLBATCH_GCS_TIMEOUT_S", "1")
+    with pytest.raises(OutputUnwritableError) as e:
+        claim_output("gs://no-bucket/out", job="j")
+    assert str(e.value).startswith("--output gs://no-bucket/out cannot be written: cannot take "
+                                   "the lock gs://no-bucket/out/.mlbatch.lock: RetryError: "
+                                   "Timeout of 1.0s exceeded")
+
+
 @pytest.mark.parametrize("where", ["under a file", "/sys"])
 def test_an_unwritable_output_exits_2_naming_the_path(tmp_path, capsys, synthetic_features,
                                                       where):
