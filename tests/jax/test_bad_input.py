@@ -9,6 +9,7 @@ import pytest
 from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.jax import driver
 from ray_jobs.jax.checkpoint import CheckpointError
+from tests.artifacts.helpers import recommit
 from tests.jax.conftest import tiny_config
 
 
@@ -23,6 +24,7 @@ def no_workers(monkeypatch):
 def edit_first_file(root, split, edit):
     path = sorted((root / split).glob("*.parquet"))[0]
     pq.write_table(edit(pq.read_table(path)), path)
+    recommit(root)  # committed so by its producer: the trainer's checks are under test
 
 
 def copy_features(src, tmp_path):
@@ -53,6 +55,7 @@ def test_empty_split(tiny_features, tmp_path, no_workers):
     features = copy_features(tiny_features, tmp_path)
     for path in (features / "eval").glob("*.parquet"):
         pq.write_table(pq.read_table(path).slice(0, 0), path)
+    recommit(features)
     with pytest.raises(FeatureContractError, match="split 'eval' is empty"):
         driver.run(tiny_config(), features, tmp_path / "out")
 
