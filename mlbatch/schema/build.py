@@ -54,7 +54,7 @@ def _load_tables(raw) -> dict[str, TableSpec]:
 def _load_column(where: str, name: str, spec) -> ColumnSpec:
     if isinstance(spec, str):
         spec = {"type": spec}
-    f.check_keys(where, spec, {"type", "required", "min", "max"}, {"type"})
+    f.check_keys(where, spec, {"type", "required", "min", "max", "allow_constant"}, {"type"})
     if spec["type"] not in COLUMN_TYPES:
         raise f.err(f"{where}.type", f"{spec['type']!r} is not one of {COLUMN_TYPES}")
     if spec["type"] == "string" and ("min" in spec or "max" in spec):
@@ -64,11 +64,13 @@ def _load_column(where: str, name: str, spec) -> ColumnSpec:
         raise f.err(where, f"min {bounds['min']} is greater than max {bounds['max']}")
     return ColumnSpec(name=name, type=spec["type"],
                       required=f.boolean(f"{where}.required", spec.get("required", False)),
+                      allow_constant=f.boolean(f"{where}.allow_constant",
+                                               spec.get("allow_constant", False)),
                       **bounds)
 
 
 def _load_table(where: str, name: str, raw) -> TableSpec:
-    f.check_keys(where, raw, {"path", "format", "null_tokens", "columns", "key"},
+    f.check_keys(where, raw, {"path", "format", "null_tokens", "columns", "key", "allow_empty"},
                  {"path", "columns"})
     path = f.string(f"{where}.path", raw["path"])
     fmt = raw.get("format") or Path(path).suffix.lstrip(".")
@@ -86,7 +88,8 @@ def _load_table(where: str, name: str, raw) -> TableSpec:
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
         raise f.err(f"{where}.null_tokens", f"expected a list of strings, got {tokens!r}")
     return TableSpec(name=name, path=path, format=fmt, columns=columns,
-                     null_tokens=tuple(tokens), key=key)
+                     null_tokens=tuple(tokens), key=key,
+                     allow_empty=f.boolean(f"{where}.allow_empty", raw.get("allow_empty", False)))
 
 
 def _load_joins(raw, tables: dict[str, TableSpec], main: str
@@ -146,7 +149,7 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
     out = []
     for i, d in enumerate(raw):
         where = f"derived[{i}]"
-        f.check_keys(where, d, {"name", "expr", "fn", "args"}, {"name"})
+        f.check_keys(where, d, {"name", "expr", "fn", "args", "allow_constant"}, {"name"})
         name = f.string(f"{where}.name", d["name"])
         if name in available:
             raise f.err(f"{where}.name", f"{name!r} already exists")
@@ -155,12 +158,14 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
         if "expr" in d:
             text, field = d["expr"], f"{where}.expr"
         else:
-            f.check_keys(where, d, {"name", "fn", "args"}, {"name", "fn", "args"})
+            f.check_keys(where, d, {"name", "fn", "args", "allow_constant"},
+                         {"name", "fn", "args"})
             text, field = _legacy_derived(where, d), f"{where}.fn"
         expr = f.expression(field, text, available, ("int64", "float64", "string", "bool",
                                                      "timestamp"), "")
         available[name] = expr.type
-        out.append(DerivedSpec(name=name, expr=expr))
+        out.append(DerivedSpec(name=name, expr=expr, allow_constant=f.boolean(
+            f"{where}.allow_constant", d.get("allow_constant", False))))
     return tuple(out)
 
 
