@@ -85,6 +85,11 @@ class FeatureJobError(RuntimeError):
     """The run finished but its output cannot be trusted (left uncommitted, reason named)."""
 
 
+class UnusableInputError(FeatureJobError):
+    """The input gives no usable features: no train or eval rows, or a derived column or
+    feature source that is all null or constant (output left uncommitted; exit 2)."""
+
+
 USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, io.InputError, StorageError,
                 OutputExistsError)
 
@@ -181,19 +186,25 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     LOGGER.info("read %d, dead letter %d, excluded %d, train %d, eval %d -> %s", s["read"],
                 s["dead_letter"], s["excluded"], s["train"], s["eval"], args.output)
     if summary["failure"]:
-        raise FeatureJobError(f"output left uncommitted: {summary['failure']}")
+        error = UnusableInputError if summary["failure"] == summary.get("unusable") \
+            else FeatureJobError
+        raise error(f"output left uncommitted: {summary['failure']}")
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 when the output is committed, 2 (naming the problem) for usage,
-    schema, option, input and output errors, 1 when the output is left uncommitted."""
+    schema, option, input and output errors and input without usable features (left
+    uncommitted), 1 when the output is left uncommitted for another reason."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(argv)
     except USAGE_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except UnusableInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FeatureJobError as e:

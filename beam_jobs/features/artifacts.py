@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.common import deadletter
-from beam_jobs.features import limits
+from beam_jobs.features import accounting, limits
 from beam_jobs.features.preprocessing import raw_feature_spec
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactWriter, read_json, write_json
@@ -206,8 +206,10 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
     summary["analyzers"] = analyzers
     unreconciled = reconcile_failure(output, schema, summary)
     summary["reconciled"] = unreconciled is None
-    summary["failure"] = unreconciled or limits.check_limits(summary, schema.limits,
-                                                             max_dead_letter_share)
+    summary["fill"] = accounting.fill_summary(schema, summary)
+    summary["unusable"] = accounting.column_problems(schema, summary)
+    summary["failure"] = unreconciled or limits.check_limits(
+        summary, schema.limits, max_dead_letter_share) or summary["unusable"]
     write_json(summary_path, summary)
     if summary["failure"]:
         writer.fail(summary["failure"])
