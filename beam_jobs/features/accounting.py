@@ -6,11 +6,12 @@ main table's valid rows), lookup rows kept, duplicate keys dropped, lookup rows 
 unused, and what the unmatched rows' features are filled with. Per prepared column
 (train and eval rows, before any fill): rows, nulls, null share, constant or not.
 
-A derived column that is all null, constant, or far more null than its sources, and a
-feature's source column that is all null (e.g. every row missed a join), fail the run
-(``column_problems``), unless the schema declares ``allow_constant: true`` for it: then a
-warning only. A constant feature source column is a warning (a slice of one month of
-flights has a constant month).
+A derived column that is all null or constant although a source of it varies, or far
+more null than its sources, and a feature's source column that is all null (e.g. every
+row missed a join), fail the run (``column_problems``), unless the schema declares
+``allow_constant: true`` for it: then a warning only. A constant feature source column,
+or a derived column of constant sources, is a warning (a slice of one day of flights has
+one weekday).
 """
 from __future__ import annotations
 
@@ -88,10 +89,17 @@ def _allowed(schema: DatasetSchema, col: str) -> bool:
     return False
 
 
+def _sources_vary(d, columns: dict) -> bool:
+    """Whether some source of a derived column is neither all null nor constant (then a
+    constant or all-null result is the expression's doing, not the input's)."""
+    return any(not columns[c]["constant"] for c in d.expr.columns if c in columns)
+
+
 def _verdicts(schema: DatasetSchema, columns: dict) -> list[tuple[str, str, bool]]:
-    """(column, what is wrong, fatal) for each derived column that is all null, constant
-    or far more null than its sources (fatal), each feature source column that is all
-    null (fatal) or constant (a warning: a slice of one month has one month)."""
+    """(column, what is wrong, fatal) for each derived column that is all null or
+    constant (fatal when a source of it varies: the expression lost the information) or
+    far more null than its sources (fatal), each feature source column that is all null
+    (fatal) or constant (a warning: a slice of one day has one weekday)."""
     derived = {d.name: d for d in schema.derived}
     sources = set(schema.transform_inputs())
     out = []
@@ -101,10 +109,12 @@ def _verdicts(schema: DatasetSchema, columns: dict) -> list[tuple[str, str, bool
         what = ("derived column" if col in derived else "feature source column") + f" {col!r}"
         if col in derived:
             what += f" ({derived[col].expr.text!r})"
+        varied = col in derived and _sources_vary(derived[col], columns)
         if s["nulls"] == s["rows"]:
-            out.append((col, f"{what} is null on all {s['rows']} rows", True))
+            out.append((col, f"{what} is null on all {s['rows']} rows",
+                        varied or col in sources))
         elif s["constant"]:
-            out.append((col, f"{what} is constant over all {s['rows']} rows", col in derived))
+            out.append((col, f"{what} is constant over all {s['rows']} rows", varied))
         elif col in derived:
             src = [columns[c]["null_share"] for c in derived[col].expr.columns if c in columns]
             base = max(src, default=0.0)
