@@ -223,7 +223,9 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
     if before_commit is not None:
         before_commit()
     writer.set_schema(schema.name, schema.version, schema.source)
-    writer.metrics.update(stages=summary["stages"])
+    writer.metrics.update(stages=summary["stages"], joins={  # per join, as in summary.json
+        t: {k: v for k, v in j.items() if k != "unmatched_filled_with"}
+        for t, j in summary.get("joins", {}).items()})
     s = summary["stages"]
     writer.commit(rows={"train": s["train"], "eval": s["eval"]}, body=feature_section(
         label=schema.label.name, task=schema.label.task,

@@ -103,7 +103,9 @@ def test_each_join_is_accounted_for_and_reconciles(small_input, tmp_path, capsys
         f"{rows} rows (allow_constant)",
         f"feature source column 'month' is constant over all {rows} rows",
         f"feature source column 'wx_precip' is constant over all {rows} rows"]
-    assert (out / "artifact.json").exists()
+    manifest = json.loads((out / "artifact.json").read_text())
+    assert manifest["metrics"]["joins"]["weather"] == _expected_join(
+        small_input, "weather", ["origin", "time_hour"])
 
 
 def test_useless_columns_fail_the_run_uncommitted(flights_slice, tmp_path, capsys):
