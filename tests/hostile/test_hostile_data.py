@@ -137,8 +137,9 @@ def test_a_public_lookup_table_that_misses_is_accounted_for(hostile_run):
     # the valid rows: the clean slice and the accepted hostile records
     dests = list(slice_dests) + [r.split(",")[COLS.index("dest")] for r, o in HOSTILE_CSV
                                  if o is ACCEPTED]
-    missed = [d for d in dests if d not in set(airports.faa)]
-    used = {d for d in dests if d in set(airports.faa)}
+    faa = set(airports.faa)
+    missed = [d for d in dests if d not in faa]
+    used = {d for d in dests if d in faa}
     assert sorted(set(missed)) == ["BQN", "PSE", "SJU", "STT", "XXX"]
     assert summary["joins"]["airports"] == {
         "keys": ["dest"], "matched": valid - len(missed), "unmatched": len(missed),
