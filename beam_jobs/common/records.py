@@ -170,25 +170,52 @@ def chunk_from_arrow(table: TableSpec, source: str, batch: pa.RecordBatch,
     return RawChunk(table.name, source, lines=lines, raw=raw, values=cols), []
 
 
+def _quick(kind: str):
+    """The common case of a value of type `kind`, typed without values' full checks:
+    returns the typed value, or None to take values.CONVERTERS (which names problems)."""
+    if kind == "int64":
+        def quick(v):
+            if type(v) is str and v.isdigit() and v.isascii() and len(v) < 19:
+                return int(v)  # plain digits, fewer than int64's 19: always in range
+            if type(v) is int and values.INT64_MIN <= v <= values.INT64_MAX:
+                return v
+            return None
+    elif kind == "float64":
+        def quick(v):
+            if type(v) is float and math.isfinite(v):
+                return v
+            if type(v) is str and values.is_plain_decimal(v):
+                x = float(v)
+                return x if math.isfinite(x) else None
+            return None
+    else:
+        def quick(v):
+            return v if type(v) is str else None
+    return quick
+
+
 def _typed_column(col, raw: list, nulls: set, problems: list[list[str]]) -> pa.Array:
     """One column's raw values typed exactly (values.CONVERTERS); each value that cannot
     be, or breaks the column's bounds or `required`, adds a problem to its row."""
-    convert = values.CONVERTERS[col.type]
+    convert, quick = values.CONVERTERS[col.type], _quick(col.type)
+    lo, hi = col.min, col.max
     out: list = [None] * len(raw)
     for i, v in enumerate(raw):
-        if v is None or (isinstance(v, str) and v in nulls):
+        if v is None or (type(v) is str and v in nulls):
             if col.required:
                 problems[i].append(f"{col.name}: missing required value")
             continue
-        try:
-            x = convert(v)
-        except values.ValueProblem as e:
-            problems[i].append(f"{col.name}: {e}")
-            continue
-        if col.min is not None and x < col.min:
-            problems[i].append(f"{col.name}: {values.show(v)} below minimum {col.min}")
-        elif col.max is not None and x > col.max:
-            problems[i].append(f"{col.name}: {values.show(v)} above maximum {col.max}")
+        x = quick(v)
+        if x is None:
+            try:
+                x = convert(v)
+            except values.ValueProblem as e:
+                problems[i].append(f"{col.name}: {e}")
+                continue
+        if lo is not None and x < lo:
+            problems[i].append(f"{col.name}: {values.show(v)} below minimum {lo}")
+        elif hi is not None and x > hi:
+            problems[i].append(f"{col.name}: {values.show(v)} above maximum {hi}")
         else:
             out[i] = x
     return pa.array(out, ARROW_TYPES[col.type])

@@ -25,6 +25,11 @@ class ValueProblem(ValueError):
     column name, goes into the dead letter's reason)."""
 
 
+def is_plain_decimal(text: str) -> bool:
+    """Whether a string is a number in plain decimal form (spaces around allowed)."""
+    return _DECIMAL.fullmatch(text.strip()) is not None
+
+
 def show(value) -> str:
     """A raw value as a reason quotes it: text quoted, a JSON number as written."""
     return str(value) if isinstance(value, Decimal) else repr(value)
