@@ -115,7 +115,7 @@ def test_useless_columns_fail_the_run_uncommitted(flights_slice, tmp_path, capsy
         {"name": "dep_day_part", "expr": "sched_dep_time // 10000"},  # 0 on every row
         {"name": "pm_root", "expr": "sqrt(dep_hour - 12)"}]))  # null before noon
     out = tmp_path / "out"
-    code, stderr = feature_job_main(capsys, raw, out, schema=schema)
+    code, stderr = feature_job_main(capsys, raw, out, "--passes", "1", schema=schema)
     assert code == 2 and "Traceback" not in stderr
     flights = pd.read_csv(raw / "flights.csv")
     usable = flights[flights.arr_delay.notna()]  # excluded: no arrival delay
