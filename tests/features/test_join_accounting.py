@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from beam_jobs.features import pipeline
+from mlbatch.report.data import join_rows
 from tests.conftest import REPO_ROOT, feature_job_main
 
 N_FLIGHTS = 400
@@ -103,6 +104,10 @@ def test_each_join_is_accounted_for_and_reconciles(small_input, tmp_path, capsys
         f"{rows} rows (allow_constant)",
         f"feature source column 'month' is constant over all {rows} rows",
         f"feature source column 'wx_precip' is constant over all {rows} rows"]
+    w = _expected_join(small_input, "weather", ["origin", "time_hour"])
+    rows = {r[0]: r for r in join_rows(summary)}  # the report's join table
+    assert rows["weather"] == ["weather", w["matched"], w["unmatched"], w["lookup_rows"], 2,
+                               w["lookup_rows_used"], w["lookup_rows_unused"]]
     manifest = json.loads((out / "artifact.json").read_text())
     assert manifest["metrics"]["joins"]["weather"] == _expected_join(
         small_input, "weather", ["origin", "time_hour"])
