@@ -10,7 +10,8 @@ process (whole-process time, Python start and imports included), ``--repeats`` t
 alternating; medians are reported. Every contender reads the same file: the speeches
 tokenized by the job's tokenizer, one line per line (GloVe splits on white space only).
 
-  job_in_memory   python -m beam_jobs.cooccurrence (in-process FnApiRunner, 1 worker)
+  job_in_memory   python -m beam_jobs.cooccurrence --processes N (in-process FnApiRunner,
+                  1 worker; N forked tokenizers/counters, --job-processes, default 2)
   glove_c         GloVe's vocab_count + cooccur, built from --glove-src with cc -O3
                   (benchmarks/cooccurrence_glove.py); without --glove-src the anchor is
                   not run and the JSON says so
@@ -143,7 +144,7 @@ def contender_cmd(name: str, corpus: Path, out: Path, args, glove: dict | None) 
                                           args.glove_memory)
     job = [sys.executable, "-m", "beam_jobs.cooccurrence", "--input", str(corpus), "--output",
            str(out), "--window", str(args.window), "--min-count", str(args.min_count),
-           "--overwrite"]
+           "--overwrite", "--processes", str(args.job_processes)]
     if name == "job_in_memory":
         return job
     if name == "job_multi_2":
@@ -213,7 +214,8 @@ def bench(args) -> dict:
     data_dir = Path(args.data_dir)
     results: dict = {"machine": _machine(), "settings": {
         "window": args.window, "min_count": args.min_count, "repeats": args.repeats,
-        "glove_memory_gb": args.glove_memory}, "corpora": {}}
+        "glove_memory_gb": args.glove_memory, "job_processes": args.job_processes},
+        "corpora": {}}
     contenders = args.contenders.split(",")
     glove = None
     if "glove_c" in contenders:
@@ -313,6 +315,9 @@ def main() -> None:
                         "builds and runs its vocab_count + cooccur as the anchor")
     parser.add_argument("--glove-memory", type=float, default=4.0,
                         help="GloVe cooccur -memory, GB (default 4.0, its documented default)")
+    parser.add_argument("--job-processes", type=int, default=2,
+                        help="the job's --processes (default 2: both cores of the "
+                             "reference machine)")
     parser.add_argument("--scratch", default=None,
                         help="directory for the contenders' outputs (default: the system's)")
     parser.add_argument("--repeats", type=int, default=3)

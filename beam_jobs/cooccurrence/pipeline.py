@@ -24,13 +24,14 @@ def build(p: beam.Pipeline, config: CooccurrenceConfig) -> None:
     ranges, file_stats, file_dead = p | "PlanReads" >> PlanReads(config.input,
                                                                  config.split_bytes)
     first = _read(ranges, "ReadText", config)
-    tokenized = first.batches | "TokenizeText" >> TokenizeText(config.tokenizer,
-                                                               spill_dir(config.output))
+    tokenized = first.batches | "TokenizeText" >> TokenizeText(
+        config.tokenizer, spill_dir(config.output), config.processes)
     vocab = tokenized.counts | "CountVocabulary" >> CountVocabulary(config.min_count)
     shards = (tokenized[SPILLS]
               | "CountCooccurrences" >> CountCooccurrences(
                   vocab, config.window, config.weighting, config.direction,
-                  config.rows_per_shard, config.shard_nnz, config.batch_bytes // ID_BYTES))
+                  config.rows_per_shard, config.shard_nnz, config.batch_bytes // ID_BYTES,
+                  config.processes))
     sections = [
         (file_stats, first[STATS]) | "FlattenReadStats" >> beam.Flatten()
         | "SumReadStats" >> beam.CombineGlobally(SumCountersFn()),

@@ -24,16 +24,16 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_jobs.cooccurrence.counting import (OOV_ID, PairCounter, TokenIds, Tokenizer,
-                                             id_lookup, order_vocabulary, remap_ids)
+from beam_jobs.cooccurrence.counting import (TokenIds, Tokenizer, id_lookup, order_vocabulary,
+                                             remap_ids)
 from beam_jobs.cooccurrence.matrix import Marginals, block_marginals, ppmi_block, svd_vectors
 from beam_jobs.cooccurrence.reading import TextBatch
-from beam_jobs.cooccurrence.spill import Spill, SpillWriter, read_chunks
-from beam_jobs.cooccurrence.spill import delete as delete_spill
+from beam_jobs.cooccurrence.spill import Spill, SpillWriter
+from beam_jobs.cooccurrence.workers import (CountWorkers, TokenizeWorkers, count_spill,
+                                            tokenize_batches)
 
 LOGGER = logging.getLogger(__name__)
 SPILLS = "spills"
-_LINE_BREAK = np.array([TokenIds.LINE_BREAK], np.int32)
 
 
 class EmptyVocabularyError(ValueError):
@@ -64,40 +64,59 @@ def _global(value) -> WindowedValue:
 
 
 class TokenizeFn(beam.DoFn):
-    """TextBatch -> (token, count) per bundle, plus one ``Spill`` of the bundle's token ids
-    (tagged ``SPILLS``): the text is tokenized here once, pass 2 reads the ids back."""
+    """TextBatch -> (token, count) per bundle, plus the ``Spill``s of the bundle's token ids
+    (tagged ``SPILLS``): the text is tokenized here once, pass 2 reads the ids back. With
+    ``processes`` > 1 the batches go round robin to forked tokenizers (``workers``), one
+    spill each."""
 
-    def __init__(self, tokenizer: Tokenizer, spill_directory: str) -> None:
+    def __init__(self, tokenizer: Tokenizer, spill_directory: str, processes: int = 1) -> None:
         self._tokenizer, self._directory = tokenizer, spill_directory
+        self._processes = processes
+        self._workers: TokenizeWorkers | None = None
         self._ids: TokenIds | None = None
         self._writer: SpillWriter | None = None
+
+    def setup(self) -> None:
+        if self._processes > 1:
+            self._workers = TokenizeWorkers(self._tokenizer, self._directory, self._processes)
 
     def start_bundle(self) -> None:
         self._ids, self._writer = TokenIds(self._tokenizer), None
 
     def process(self, batch: TextBatch):
+        if self._workers is not None:
+            self._workers.submit(batch.text)
+            return ()
         if self._writer is None:
             self._writer = SpillWriter(self._directory)
-        self._writer.write(self._ids.ids(batch.text))
-        # A batch holds whole lines: its end is a line end (and a context boundary).
-        self._writer.write(_LINE_BREAK)
+        tokenize_batches(self._ids, self._writer, batch.text)
         return ()
 
     def finish_bundle(self):
-        if self._writer is None:
-            return
-        for item in self._ids.token_counts():
-            yield _global(item)
-        yield beam.pvalue.TaggedOutput(SPILLS, _global(self._writer.close(self._ids.tokens)))
+        if self._workers is not None:
+            done = self._workers.finish()
+        else:
+            done = [(self._ids.token_counts(),
+                     None if self._writer is None else self._writer.close(self._ids.tokens))]
         self._ids = self._writer = None
+        for token_counts, spill in done:
+            if spill is None:
+                continue
+            for item in token_counts:
+                yield _global(item)
+            yield beam.pvalue.TaggedOutput(SPILLS, _global(spill))
+
+    def teardown(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
 
 
 class TokenizeText(beam.PTransform):
     """TextBatches -> (token counts, ``Spill``s): ``result.counts``, ``result[SPILLS]``."""
 
-    def __init__(self, tokenizer: Tokenizer, spill_directory: str) -> None:
+    def __init__(self, tokenizer: Tokenizer, spill_directory: str, processes: int = 1) -> None:
         super().__init__()
-        self._fn = TokenizeFn(tokenizer, spill_directory)
+        self._fn = TokenizeFn(tokenizer, spill_directory, processes)
 
     def expand(self, batches):
         return batches | "TokenizeBatches" >> beam.ParDo(self._fn).with_outputs(
@@ -173,52 +192,55 @@ class CountPairsFn(beam.DoFn):
     """Spill (+ Vocabulary) -> ((shard, num_shards), partial CSR row block).
 
     Reads the spill's ids in chunks of about ``chunk_ids`` (whole lines), maps them to
-    vocabulary ids and counts them; the partial matrix is flushed per bundle or when it
-    holds ``shard_nnz`` entries. The spill file is deleted once counted.
+    vocabulary ids and counts them (``workers.count_spill``); a partial matrix is flushed
+    every ``shard_nnz`` entries and at the spill's end. The spill file is deleted once
+    counted. With ``processes`` > 1 the spills of a bundle are counted in a forked pool
+    and their partials yielded at the bundle's end.
     """
 
     def __init__(self, window: int, weighting: str, direction: str, rows_per_shard: int,
-                 shard_nnz: int, chunk_ids: int = 1 << 22) -> None:
-        self._window, self._weighting, self._direction = window, weighting, direction
+                 shard_nnz: int, chunk_ids: int = 1 << 22, processes: int = 1) -> None:
+        self._params = {"window": window, "weighting": weighting, "direction": direction}
         self._rows_per_shard, self._shard_nnz = rows_per_shard, shard_nnz
-        self._chunk_ids = chunk_ids
-        self._vocab = self._lookup = self._counter = None
-        self._counted = False
+        self._chunk_ids, self._processes = chunk_ids, processes
+        self._vocab = self._lookup = None
+        self._workers: CountWorkers | None = None
         self._kept = Metrics.counter("cooccurrence", "kept_tokens_windowed")
         self._pairs = Metrics.counter("cooccurrence", "pair_occurrences")
         self._flushes = Metrics.counter("cooccurrence", "partial_flushes")
 
-    def start_bundle(self) -> None:
-        self._counted = False
+    def setup(self) -> None:
+        if self._processes > 1:
+            self._workers = CountWorkers(self._processes)
 
     def process(self, spill: Spill, vocab: Vocabulary):
-        if self._vocab is not vocab:  # the counter (and its key buffer) outlives bundles
+        if self._vocab is not vocab:
             self._vocab, self._lookup = vocab, id_lookup(vocab.tokens)
-            self._counter = PairCounter(vocab.size, self._window, self._weighting,
-                                        self._direction)
-        self._counted = True
-        table = remap_ids(spill.tokens, self._lookup)
-        for chunk in read_chunks(spill, self._chunk_ids):
-            ids = table[chunk]
-            self._kept.inc(int(np.count_nonzero(ids > OOV_ID)))
-            self._counter.add(ids)
-            if self._counter.nnz >= self._shard_nnz:
-                yield from self._flush()
-                self._counted = True
-        delete_spill(spill)
+        args = (spill, remap_ids(spill.tokens, self._lookup),
+                {**self._params, "vocab_size": vocab.size}, self._chunk_ids, self._shard_nnz)
+        if self._workers is not None:
+            self._workers.submit(*args)
+            return
+        yield from self._partials(count_spill(*args))
 
     def finish_bundle(self):
-        for element in self._flush():
-            yield _global(element)
-
-    def _flush(self):
-        if not self._counted:
+        if self._workers is None:
             return
-        self._counted = False
-        self._pairs.inc(self._counter.pair_occurrences)
-        self._counter.pair_occurrences = 0
-        self._flushes.inc()
-        yield from split_rows(self._counter.flush(), self._rows_per_shard)
+        for result in self._workers.results():
+            for element in self._partials(result):
+                yield _global(element)
+
+    def teardown(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
+
+    def _partials(self, result):
+        partials, kept, pairs = result
+        self._kept.inc(kept)
+        self._pairs.inc(pairs)
+        for matrix in partials:
+            self._flushes.inc()
+            yield from split_rows(matrix, self._rows_per_shard)
 
 
 def split_rows(matrix: sp.csr_matrix, rows_per_shard: int):
@@ -251,11 +273,12 @@ class CountCooccurrences(beam.PTransform):
     """Spills + Vocabulary -> ((shard, num_shards), summed CSR block)."""
 
     def __init__(self, vocab, window: int, weighting: str, direction: str,
-                 rows_per_shard: int, shard_nnz: int, chunk_ids: int = 1 << 22) -> None:
+                 rows_per_shard: int, shard_nnz: int, chunk_ids: int = 1 << 22,
+                 processes: int = 1) -> None:
         super().__init__()
         self._vocab = vocab
         self._fn = CountPairsFn(window, weighting, direction, rows_per_shard, shard_nnz,
-                                chunk_ids)
+                                chunk_ids, processes)
 
     def expand(self, spills):
         return (spills
