@@ -22,8 +22,9 @@ tokenized by the job's tokenizer, one line per line (GloVe splits on white space
                   min-count, 2 worker threads, 1 epoch) on the same tokens and lines
 
 Reported: wall seconds, CPU seconds (user + sys of the process tree), tokens/s (corpus
-tokens / wall seconds), peak resident memory of the whole process tree (sampled every
-50 ms from /proc), ratios to the job, the job's speed over GloVe's
+tokens / wall seconds), peak memory of the whole process tree (sampled every 50 ms from
+/proc: the sum of resident sizes, and the sum of proportional sizes, PSS, which counts a
+page shared by forked processes once), ratios to the job, the job's speed over GloVe's
 (``job_speed_vs_glove``: GloVe's median wall / the job's) with the machine's load
 average, and the check that the job counted exactly what GloVe counted (same vocabulary,
 same cells, largest relative difference of a value). Timing is machine-dependent: quote the JSON's medians
@@ -55,8 +56,13 @@ DEFAULT_CONTENDERS = "job_in_memory,glove_c"
 NO_ANCHOR = "not run: no --glove-src given (the GloVe anchor needs its public source)"
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants (from /proc)."""
+def _tree_memory(root: int) -> tuple[int, int]:
+    """(resident, proportional) bytes of ``root`` and all its descendants, from /proc.
+
+    The resident sum counts a page shared by forked processes once per process; the
+    proportional one (PSS, ``smaps_rollup``) splits it among them, so it is the fair
+    figure for a job that forks helpers.
+    """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -67,16 +73,33 @@ def _tree_rss(root: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root]
+    rss = pss = 0
+    stack = [root]
     while stack:
         pid = stack.pop()
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            pass
+        rss += _statm_rss(pid)
+        pss += _pss(pid)
         stack.extend(children.get(pid, []))
-    return total
+    return rss, pss
+
+
+def _statm_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
 
 
 def measure(cmd: list[str]) -> dict:
@@ -85,11 +108,12 @@ def measure(cmd: list[str]) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    peak, done = [0], threading.Event()
+    peak, done = [0, 0], threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            rss, pss = _tree_memory(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
             done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -102,7 +126,8 @@ def measure(cmd: list[str]) -> dict:
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20, "stdout": out}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20,
+            "peak_pss_mb": peak[1] / 2**20, "stdout": out}
 
 
 def corpus_repeat(name: str) -> int:
@@ -266,7 +291,8 @@ def _run_one(name: str, corpus: Path, tokens: int, out: Path, args, glove) -> di
 
 
 def _line(run: dict) -> str:
-    return (f"{run['wall_s']:.1f}s wall {run['cpu_s']:.1f}s cpu {run['peak_rss_mb']:.0f} MB "
+    return (f"{run['wall_s']:.1f}s wall {run['cpu_s']:.1f}s cpu {run['peak_rss_mb']:.0f} MB RSS "
+            f"{run['peak_pss_mb']:.0f} MB PSS "
             f"(load {run['loadavg_1min_before']:.1f})")
 
 
@@ -284,6 +310,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                        "median_cpu_s": round(statistics.median(r["cpu_s"] for r in reps), 2),
                        "tokens_per_s": round(tokens / wall),
                        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in reps)),
+                       "peak_pss_mb": round(max(r["peak_pss_mb"] for r in reps)),
                        "walls_s": [round(r["wall_s"], 2) for r in reps],
                        "loadavg_1min": [round(r["loadavg_1min_before"], 2) for r in reps],
                        "result": reps[0]["result"]}
@@ -296,6 +323,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         table["job_speed_vs_glove"] = round(glove["median_wall_s"] / job["median_wall_s"], 2)
         table["job_cpu_vs_glove"] = round(glove["median_cpu_s"] / job["median_cpu_s"], 2)
         table["job_rss_vs_glove"] = round(job["peak_rss_mb"] / glove["peak_rss_mb"], 2)
+        table["job_pss_vs_glove"] = round(job["peak_pss_mb"] / glove["peak_pss_mb"], 2)
     if "job_in_memory" in table and "numpy_single" in table:
         job, ref = table["job_in_memory"]["result"], table["numpy_single"]["result"]
         table["check_job_equals_numpy"] = {
@@ -344,10 +372,12 @@ def main() -> None:
         for name, row in table.items():
             if isinstance(row, dict) and "median_wall_s" in row:
                 print(f"{corpus:>10} {name:<15} {row['median_wall_s']:7.2f} s "
-                      f"{row['tokens_per_s'] / 1e6:5.2f} M tokens/s {row['peak_rss_mb']:6d} MB")
+                      f"{row['tokens_per_s'] / 1e6:5.2f} M tokens/s {row['peak_rss_mb']:6d} MB RSS "
+                      f"{row['peak_pss_mb']:6d} MB PSS")
         if "job_speed_vs_glove" in table:
             print(f"{corpus:>10} job vs GloVe: speed {table['job_speed_vs_glove']}x, "
-                  f"peak RSS {table['job_rss_vs_glove']}x GloVe's")
+                  f"peak RSS {table['job_rss_vs_glove']}x, PSS {table['job_pss_vs_glove']}x "
+                  f"GloVe's")
     if results.get("glove") == NO_ANCHOR:
         print(f"GloVe anchor {NO_ANCHOR}")
     print(f"wrote {args.output}")
