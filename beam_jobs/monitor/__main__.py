@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import sys
 
 import apache_beam as beam
@@ -268,7 +267,7 @@ def _write_outcome(writer: ArtifactWriter, doc: dict, args, carried: list) -> di
 
 def _finish(writer: ArtifactWriter, plan: pipeline.Plan, args, carried: list) -> dict:
     path = storage.join(plan.output, pipeline.STATISTICS)
-    result = pickle.loads(storage.read_bytes(path))
+    result = pipeline.decode_result(storage.read_bytes(path))
     storage.delete(path)
     counts = result["counts"]
     main = plan.schema.main
