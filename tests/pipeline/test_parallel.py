@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from pipelines import __main__ as cli
 from pipelines.progress import Progress
-from pipelines.registry import JOBS, JobInfo
 from pipelines.runner import RunOptions, Runner
 from pipelines.spec import parse_pipeline
+from tests.pipeline import toy_job
 
 REPO = Path(__file__).resolve().parents[2]
-TOY = JobInfo("tests.pipeline.toy_job", "local", "run_report",
-              frozenset({"text", "inputs", "fail"}), ("tests/pipeline",))
-TOY_RAY = JobInfo("tests.pipeline.toy_job", "ray", "run_report", TOY.flags, TOY.code)
 
 # src -> left, right (meet each other), bad (fails) -> after_bad; left+right -> join;
 # src -> r1, r2 (Ray jobs, run locally: they take turns on one Ray slot)
@@ -66,9 +62,7 @@ def _run(root: Path, name: str, mp: pytest.MonkeyPatch, **options) -> dict:
 def runs(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("parallel")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(JOBS, "toy", TOY)
-        mp.setitem(JOBS, "toy_ray", TOY_RAY)
-        mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        toy_job.register(mp)
         meet = root / "meet"
         meet.mkdir()
         mp.setenv("TOY_MEET", f"{meet}:left,right")
