@@ -267,7 +267,10 @@ class Runner:
         slots_state = _Slots(pending=list(self.states))
         try:
             while slots_state.pending or slots_state.queued or slots_state.running:
-                self._settle(slots_state)
+                if not self._settle(slots_state) and not (
+                        slots_state.queued or slots_state.running):
+                    raise RuntimeError("no step can start: "  # a cycle; the spec forbids it
+                                       f"{[s.name for s in slots_state.pending]}")
                 self._launch_queued(slots_state)
                 if slots_state.running:
                     self._reap(slots_state)
@@ -284,9 +287,11 @@ class Runner:
             self.write_run_json(ended=_now(), status="succeeded" if ok else "failed")
         return ok
 
-    def _settle(self, slots: _Slots) -> None:
+    def _settle(self, slots: _Slots) -> int:
         """Every pending step whose upstream steps are all settled: decided at once
-        (cached, skipped, would run, failed before starting) or queued to run."""
+        (cached, skipped, would run, failed before starting) or queued to run. Returns
+        how many were."""
+        before = len(slots.pending)
         for state in list(slots.pending):
             if any(self.by_name[n].status not in SETTLED for n in state.inputs):
                 continue
@@ -298,6 +303,7 @@ class Runner:
             self.progress.update(state)
             if not self.options.dry_run:
                 self.write_run_json()
+        return before - len(slots.pending)
 
     def _is_ray(self, state: StepState) -> bool:
         return JOBS[state.job].kind == "ray" or state.runs_on.startswith("ray")
