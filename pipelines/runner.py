@@ -399,7 +399,7 @@ class Runner:
         shutil.rmtree(self._out(step.name), ignore_errors=True)
         os.makedirs(os.path.join(self.run_dir, LOG_DIR), exist_ok=True)
         log_path = os.path.join(self.run_dir, LOG_DIR, f"{step.name}.log")
-        state.status, state.started, state.reason = "running", _now(), None
+        state.status, state.started = "running", _now()  # reason: why it runs
         state.elapsed_s = 0.0
         log = open(log_path, "wb")  # noqa: SIM115 - closed by _finish or on interrupt
         try:

@@ -132,6 +132,8 @@ def test_progress_lines_name_each_step_while_several_run(runs):
     assert lines[0].endswith("(up to 4 steps at a time, 1 on Ray)")
     running = [ln.split()[0] for ln in lines if ln.split()[1:2] == ["running"]]
     assert sorted(running) == sorted(["src", "left", "right", "bad", "join", "r1", "r2"])
+    src = next(ln for ln in lines if ln.startswith("src ") and " running" in ln)
+    assert src.split() == ["src", "running", "0s", "no", "committed", "output"]  # why it runs
     left_done = next(i for i, ln in enumerate(lines) if ln.startswith("left ") and " done " in ln)
     right_running = next(i for i, ln in enumerate(lines)
                          if ln.startswith("right ") and " running" in ln)
