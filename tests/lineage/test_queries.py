@@ -115,3 +115,20 @@ def test_which_cli_prints_the_answer_and_refuses_an_unknown_artifact(chain, caps
     assert cli.main(["which", str(chain["root"] / "nothing"), "--store",
                      str(chain["store"])]) == 2
     assert "no artifact recorded at" in capsys.readouterr().err
+
+
+def test_which_model_on_the_sessions_real_xgboost_model(recorded, flights_xgboost,
+                                                         flights_features, flights_slice):
+    """The real feature job's output on the flights slice and the model trained on it."""
+    store, _ = recorded
+    answer = which_model(store, str(flights_xgboost))
+    [model] = answer["models"]
+    assert model["model"]["type"] == "xgboost_model"
+    assert model["trained_by"]["step"] == "xgboost"
+    assert model["trained_by"]["params"] == {"num_boost_round": 15}
+    [trained_on] = model["trained_on"]
+    assert trained_on["features"]["uri"] == str(flights_features)
+    raw = {Path(f["uri"]).name: f["sha256"] for f in trained_on["raw"]}
+    assert {"flights.csv", "planes.csv", "weather.csv"} <= set(raw)
+    csv = flights_slice / "flights.csv"
+    assert raw["flights.csv"] == hashlib.sha256(csv.read_bytes()).hexdigest()
