@@ -160,21 +160,33 @@ def _make_scheduler(s: TuneSettings, plugin: ModuleType, stops_path: Path):
         hook = getattr(plugin, "max_iterations", None)
         max_t = int(hook(s.base_config)) if hook else 1000
 
+    # The plug-in's clock (e.g. boosting rounds when a trial reports every k rounds).
+    time_attr = getattr(plugin, "TIME_ATTR", "training_iteration")
+
     class RecordingASHA(ASHAScheduler):
         """ASHA that writes down which trials it stopped (for the results table)."""
 
         def on_trial_result(self, tune_controller, trial, result):
             decision = super().on_trial_result(tune_controller, trial, result)
-            if (decision == TrialScheduler.STOP
-                    and result.get("training_iteration", 0) < self._max_t):
+            if decision == TrialScheduler.STOP and result.get(time_attr, 0) < self._max_t:
                 with stops_path.open("a") as f:
                     f.write(json.dumps({"trial_id": trial.trial_id,
-                                        "iteration": result.get("training_iteration")}) + "\n")
+                                        "iteration": result.get(time_attr)}) + "\n")
             return decision
 
-    return RecordingASHA(time_attr="training_iteration", max_t=max_t,
+    return RecordingASHA(time_attr=time_attr, max_t=max_t,
                          grace_period=min(s.grace_period, max_t),
                          reduction_factor=s.reduction_factor)
+
+
+def _max_concurrent_trials(s: TuneSettings, plugin: ModuleType) -> int | None:
+    """--max-concurrent, bounded by the plug-in's ``max_concurrent_trials`` hook (trials
+    whose workers fit the cluster at once) where it has one; needs a connected Ray."""
+    hook = getattr(plugin, "max_concurrent_trials", None)
+    if hook is None:
+        return s.max_concurrent
+    fits = int(hook(dict(s.base_config)))
+    return min(fits, s.max_concurrent) if s.max_concurrent else fits
 
 
 def _make_search(s: TuneSettings):
@@ -296,8 +308,10 @@ def _run(s: TuneSettings, plugin: ModuleType | None, writer: ArtifactWriter) -> 
                 search_alg=_make_search(s),
                 scheduler=_make_scheduler(s, plugin, logs / STOPS_FILE),
                 # A finished trial's process (Ray Tune + the job's imports loaded) runs
-                # the next trial: saves seconds of worker start-up per trial.
-                reuse_actors=True,
+                # the next trial: saves seconds of worker start-up per trial; a plug-in
+                # whose trials own other actors (a Ray Train run) turns it off.
+                reuse_actors=getattr(plugin, "REUSE_ACTORS", True),
+                max_concurrent_trials=_max_concurrent_trials(s, plugin),
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
             run_config=_run_config(s, logs))
     results = tuner.fit()

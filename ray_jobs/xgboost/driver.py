@@ -75,16 +75,19 @@ def train_spec(config: XGBoostConfig, fs: FeatureSet, params: dict, layout: Layo
 
 
 def make_trainer(spec: worker.TrainSpec, layout: Layout, *, name: str, storage_uri: str,
-                 max_failures: int, callbacks: Sequence = ()):
+                 max_failures: int, callbacks: Sequence = (), storage_filesystem=None):
     """Ray Train V2's ``XGBoostTrainer`` running ``worker.train_fn_per_worker``: one worker
-    per layout actor, checkpoints under ``storage_uri``/``name`` (any URI; a rerun with the
-    same name and storage resumes from its latest checkpoint), restarts of the worker
-    group after a worker failure up to ``max_failures`` (-1: no limit)."""
+    per layout actor, checkpoints under ``storage_uri``/``name`` (any URI, or a path in
+    ``storage_filesystem``; a rerun with the same name and storage resumes from its
+    latest checkpoint), restarts of the worker group after a worker failure up to
+    ``max_failures`` (-1: no limit)."""
     os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
     import ray.train
     from ray.train.xgboost import XGBoostTrainer
 
-    loc = storage.locate(storage_uri)
+    if storage_filesystem is None and storage.is_remote(storage_uri):
+        loc = storage.locate(storage_uri)
+        storage_uri, storage_filesystem = loc.path, loc.fs
     resources = {"CPU": layout.cpus_per_actor}
     if layout.gpus_per_actor:
         resources["GPU"] = layout.gpus_per_actor
@@ -94,8 +97,7 @@ def make_trainer(spec: worker.TrainSpec, layout: Layout, *, name: str, storage_u
             num_workers=layout.num_actors, use_gpu=layout.gpus_per_actor > 0,
             resources_per_worker=resources),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=loc.path if storage.is_remote(loc.uri) else loc.uri,
-            storage_filesystem=loc.fs if storage.is_remote(loc.uri) else None,
+            name=name, storage_path=storage_uri, storage_filesystem=storage_filesystem,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=list(callbacks)))
@@ -216,5 +218,6 @@ def _write(out: str, model, fs: FeatureSet, history: list[dict], best: int, doc:
     write_json(at(artifacts.RUN_CONFIG_FILE),
                {"params": params, "layout": dataclasses.asdict(layout),
                 "features": fs.root, "feature_names": fs.names})
+    write_json(at(artifacts.CURVE_DATA_FILE), history)
     artifacts.plot_learning_curve(history, best, at(artifacts.CURVE_FILE))
     logger.info("wrote %s (best round %d, eval %s)", out, best, doc["eval"])
