@@ -106,12 +106,14 @@ def _run_trial(features_dir: str, base_config: dict, sampled: dict) -> None:
 
 
 def trial_resources(base_config: dict) -> dict:
-    """What a trial itself reserves: nothing (module docstring). Checks first that one
-    trial's training workers fit the cluster (PlacementError: asked vs. have)."""
+    """What a trial itself reserves: next to nothing (module docstring; Tune refuses an
+    empty request, so one byte of memory, which holds no CPU back from the workers).
+    Checks first that one trial's training workers fit the cluster (PlacementError:
+    asked vs. have)."""
     _, layout, _ = job_config("-", base_config)
     ray_cluster.check_placement(bundles(layout), what=f"one trial ({layout.describe()})",
                                 hint=LAYOUT_HINT)
-    return {"CPU": 0}
+    return {"CPU": 0, "memory": 1}
 
 
 def max_concurrent_trials(base_config: dict) -> int:
