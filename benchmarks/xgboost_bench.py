@@ -34,9 +34,12 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+
+from xgboost.callback import TrainingCallback
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("plain", "ray_2x1", "ray_1x2")
@@ -145,8 +148,6 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
 
 def train_ray(fs, params: dict, layout, cfg, **spec_kw):
     """The job's training (driver.train_spec/make_trainer/fit), checkpoints in a temp dir."""
-    import tempfile
-
     from ray_jobs.xgboost import driver
     with tempfile.TemporaryDirectory(prefix="xgb_bench_") as d:
         spec = driver.train_spec(cfg, fs, params, layout, **spec_kw)
@@ -154,13 +155,31 @@ def train_ray(fs, params: dict, layout, cfg, **spec_kw):
                                               max_failures=0))
 
 
+class LoopTimer(TrainingCallback):
+    """XGBoost callback (in the training workers): rank 0 writes the seconds from the
+    first round's start to the last round's end (reports included) to ``path``."""
+
+    def __init__(self, path: str):
+        self.path, self.t0 = path, 0.0
+
+    def before_training(self, model):
+        self.t0 = time.perf_counter()
+        return model
+
+    def after_training(self, model):
+        from xgboost import collective
+        if collective.get_rank() == 0:
+            Path(self.path).write_text(str(time.perf_counter() - self.t0))
+        return model
+
+
 def report_cost(features: Path, rounds: int, repeats: int) -> dict:
-    """Seconds of one 2 x 1 training per report setting (medians), in this process."""
-    from ray_jobs.common.cluster import connect, prefer_loopback
+    """Seconds of one 2 x 1 training per report setting (medians), in this process:
+    the whole fit (worker start included) and the boosting loop alone (reports included)."""
+    from ray_jobs.common.cluster import connect
     from ray_jobs.xgboost import data, driver
     from ray_jobs.xgboost.config import Layout, XGBoostConfig
 
-    prefer_loopback()
     connect(None)
     fs = data.load_and_validate(str(features), scan=False)
     cfg = XGBoostConfig(features=str(features), output="-", num_boost_round=rounds,
@@ -169,26 +188,31 @@ def report_cost(features: Path, rounds: int, repeats: int) -> dict:
     cases = {"end_only": (rounds, "0.2"), "every_1_poll_2s": (1, "2.0"),
              "every_1_poll_0.2s": (1, "0.2"), "every_5_poll_0.2s": (5, "0.2")}
     times: dict[str, list[float]] = {c: [] for c in cases}
+    loops: dict[str, list[float]] = {c: [] for c in cases}
+    timer = Path(tempfile.mkdtemp(prefix="xgb_loop_")) / "loop_s"
     for _ in range(repeats):
         for case, (every, poll) in cases.items():
             os.environ[driver.REPORT_POLL_ENV] = poll  # read when the trainer starts
             t = time.perf_counter()
-            train_ray(fs, params, layout, cfg, report_every=every)
+            train_ray(fs, params, layout, cfg, report_every=every,
+                      callbacks=[LoopTimer(str(timer))])
             times[case].append(round(time.perf_counter() - t, 2))
-            print(f"  report cost {case}: {times[case][-1]} s", file=sys.stderr)
+            loops[case].append(round(float(timer.read_text()), 2))
+            print(f"  report cost {case}: fit {times[case][-1]} s, loop {loops[case][-1]} s",
+                  file=sys.stderr)
     med = {c: sorted(v)[len(v) // 2] for c, v in times.items()}
-    per_report = {c: round((med[c] - med["end_only"]) / max(1, rounds // cases[c][0] - 1), 3)
+    loop = {c: sorted(v)[len(v) // 2] for c, v in loops.items()}
+    per_report = {c: round((loop[c] - loop["end_only"]) / max(1, rounds // cases[c][0] - 1), 3)
                   for c in cases if c != "end_only"}
-    return {"rounds": rounds, "layout": "2 workers x 1 CPU", "seconds": times,
-            "median_s": med, "extra_s_per_report": per_report,
-            "tune": tune_cost(features, rounds)}
+    return {"rounds": rounds, "layout": "2 workers x 1 CPU", "cases": {
+                c: {"report_every": e, "poll_s": float(p)} for c, (e, p) in cases.items()},
+            "fit_s": times, "loop_s": loops, "median_fit_s": med, "median_loop_s": loop,
+            "extra_loop_s_per_report": per_report, "tune": tune_cost(features, rounds)}
 
 
 def tune_cost(features: Path, rounds: int) -> dict:
     """Tune with ASHA end to end (4 trials, 1 worker x 1 CPU each): report every round vs
     every 5 rounds."""
-    import tempfile
-
     from ray_jobs.tune import driver as tune_driver
     out = {}
     for every in (1, 5):
@@ -265,9 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--features", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    from ray_jobs.common.cluster import prefer_loopback
+    prefer_loopback()  # before anything imports Ray
     if a.one:
-        from ray_jobs.common.cluster import prefer_loopback
-        prefer_loopback()
         print(json.dumps(run_one(a.one, a.features, a.rounds)))
         return
     import ray
