@@ -246,10 +246,10 @@ def synthetic(root: Path, rows: int) -> Path:
                                     shards=8, seed=0)
 
 
-def measure(features: Path, rounds: int, repeats: int) -> dict:
-    runs: dict[str, list[dict]] = {m: [] for m in MODES}
+def measure(features: Path, rounds: int, repeats: int, modes: tuple[str, ...] = MODES) -> dict:
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
     for _ in range(repeats):
-        for mode in MODES:  # interleaved, so drift hits every mode alike
+        for mode in modes:  # interleaved, so drift hits every mode alike
             load_before = os.getloadavg()[0]
             out = subprocess.run([sys.executable, "-m", "benchmarks.xgboost_bench", "--one", mode,
                                   "--features", str(features), "--rounds", str(rounds)],
@@ -261,11 +261,11 @@ def measure(features: Path, rounds: int, repeats: int) -> dict:
             runs[mode][-1]["loadavg_1m_before"] = round(load_before, 2)
             print(f"  {features.name} {mode}: {runs[mode][-1]}", file=sys.stderr)
     med = {m: min(runs[m], key=lambda r: r["wall_s"]) if repeats == 1 else
-           sorted(runs[m], key=lambda r: r["wall_s"])[len(runs[m]) // 2] for m in MODES}
+           sorted(runs[m], key=lambda r: r["wall_s"])[len(runs[m]) // 2] for m in modes}
     plain = med["plain"]
     key = "auc" if "auc" in plain["eval"] else "rmse"
-    result = {"runs": med, "wall_s_all": {m: [r["wall_s"] for r in runs[m]] for m in MODES}}
-    for m in ("ray_2x1", "ray_1x2"):
+    result = {"runs": med, "wall_s_all": {m: [r["wall_s"] for r in runs[m]] for m in modes}}
+    for m in [m for m in modes if m != "plain"]:
         result[f"{m}_vs_plain_wall"] = round(med[m]["wall_s"] / plain["wall_s"], 3)
         result[f"{m}_vs_plain_train"] = round(med[m]["train_s"] / plain["train_s"], 3)
         result[f"{m}_eval_{key}_diff"] = round(med[m]["eval"][key] - plain["eval"][key], 5)
@@ -284,11 +284,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--flights", default=str(REPO / "out" / "run" / "features"))
     ap.add_argument("--cache", default=str(REPO / "bench_out" / "xgb_synthetic"))
     ap.add_argument("--output", default=str(REPO / "bench_out" / "xgboost_bench.json"))
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma-separated subset of " + ",".join(MODES) + " (plain always runs)")
     ap.add_argument("--report-cost", action="store_true",
                     help="measure what ray.train.report costs (module docstring)")
     ap.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--features", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    modes = tuple(m for m in MODES if m == "plain" or m in a.modes.split(","))
     from ray_jobs.common.cluster import prefer_loopback
     prefer_loopback()  # before anything imports Ray
     if a.one:
@@ -309,12 +312,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     flights = Path(a.flights)
     if (flights / "artifact.json").is_file():  # a committed feature artifact
-        doc["datasets"]["flights"] = measure(flights, a.rounds, a.repeats)
+        doc["datasets"]["flights"] = measure(flights, a.rounds, a.repeats, modes)
     else:
         doc["datasets"]["flights"] = {"skipped": f"no feature job output at {flights} "
                                                  "(run `make demo`)"}
     doc["datasets"][name] = measure(synthetic(Path(a.cache) / str(a.rows), a.rows),
-                                    a.rounds, a.repeats)
+                                    a.rounds, a.repeats, modes)
     doc["machine"]["uptime_after"] = _uptime()
     _write(Path(a.output), doc)
 
