@@ -38,6 +38,12 @@ CHECKPOINT_DIR = "_train_checkpoints"
 # poll interval is 2 s (docs/xgboost.md, "What a report costs"). A value the user set wins.
 REPORT_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 REPORT_POLL_S = "0.2"
+# Ray Train gives a new worker group 60 s to start, then tears it down and starts over,
+# forever; on a loaded machine a worker process alone can take longer to start (seen in
+# the Tune benchmark at load 30 on 2 cores). The job waits for the resources itself
+# (--placement-timeout) before the trainer starts, so this only bounds process start-up.
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+START_TIMEOUT_S = "600"
 
 
 def early_stopping_metric(task: str) -> tuple[str, str]:
@@ -82,6 +88,7 @@ def make_trainer(spec: worker.TrainSpec, layout: Layout, *, name: str, storage_u
     latest checkpoint), restarts of the worker group after a worker failure up to
     ``max_failures`` (-1: no limit)."""
     os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
+    os.environ.setdefault(START_TIMEOUT_ENV, START_TIMEOUT_S)
     import ray.train
     from ray.train.xgboost import XGBoostTrainer
 
