@@ -288,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="comma-separated subset of " + ",".join(MODES) + " (plain always runs)")
     ap.add_argument("--report-cost", action="store_true",
                     help="measure what ray.train.report costs (module docstring)")
+    ap.add_argument("--tune-only", action="store_true",
+                    help="with --report-cost: only its Tune part (xgboost_tune_cost.json)")
     ap.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--features", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -307,6 +309,13 @@ def main(argv: list[str] | None = None) -> None:
     if a.report_cost:
         features, out = (synthetic(Path(a.cache) / str(a.rows), a.rows),
                          Path(a.output).with_name("xgboost_report_cost.json"))
+        if a.tune_only:
+            from ray_jobs.common.cluster import connect
+            connect(None)
+            doc["tune"] = tune_cost(features, a.rounds)
+            doc["machine"]["uptime_after"] = _uptime()
+            _write(out.with_name("xgboost_tune_cost.json"), doc)
+            return
         doc["report_cost"] = report_cost(features, a.rounds, a.repeats)
         doc["machine"]["uptime_after_train"] = _uptime()
         _write(out, doc)  # before the (long) Tune part
