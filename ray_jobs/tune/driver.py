@@ -189,16 +189,17 @@ def _max_concurrent_trials(s: TuneSettings, plugin: ModuleType) -> int | None:
     return min(fits, s.max_concurrent) if s.max_concurrent else fits
 
 
-def _make_search(s: TuneSettings):
+def _make_search(s: TuneSettings, max_concurrent: int | None):
+    """The searcher, limited to ``max_concurrent`` running trials (None: no limit)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     if s.search == "random":
-        return BasicVariantGenerator(random_state=s.seed, max_concurrent=s.max_concurrent or 0)
+        return BasicVariantGenerator(random_state=s.seed, max_concurrent=max_concurrent or 0)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=s.seed))
-    return ConcurrencyLimiter(searcher, s.max_concurrent) if s.max_concurrent else searcher
+    return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
 
 
 def _check_resources(resources) -> None:
@@ -301,17 +302,17 @@ def _run(s: TuneSettings, plugin: ModuleType | None, writer: ArtifactWriter) -> 
         tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True, storage_filesystem=exp_fs)
     else:
+        max_concurrent = _max_concurrent_trials(s, plugin)
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=tune.TuneConfig(
                 metric=plugin.METRIC, mode=plugin.MODE, num_samples=s.num_samples,
-                search_alg=_make_search(s),
+                search_alg=_make_search(s, max_concurrent),
                 scheduler=_make_scheduler(s, plugin, logs / STOPS_FILE),
                 # A finished trial's process (Ray Tune + the job's imports loaded) runs
                 # the next trial: saves seconds of worker start-up per trial; a plug-in
                 # whose trials own other actors (a Ray Train run) turns it off.
                 reuse_actors=getattr(plugin, "REUSE_ACTORS", True),
-                max_concurrent_trials=_max_concurrent_trials(s, plugin),
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
             run_config=_run_config(s, logs))
     results = tuner.fit()
