@@ -1,4 +1,4 @@
-"""Profiles of raw tables (mlbatch.schema.infer) -> the text of a draft schema YAML that
+"""Profiles of raw tables (mlbatch.schema.profile) -> the text of a draft schema YAML that
 loads and runs as is: every column typed exactly, the null tokens seen, a label picked
 (the user should pick their own: the alternatives are listed), the main table's usable
 columns as features, and what was left out or could be joined, as comments."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from mlbatch.expr import quote_column
-from mlbatch.schema.infer import ColumnProfile, InferError, TableProfile
+from mlbatch.schema.profile import ColumnProfile, InferError, TableProfile
 
 VOCAB_MAX = 1000  # more distinct strings than this: hashed instead of a vocabulary
 HASH_BUCKETS = 1000

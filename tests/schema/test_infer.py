@@ -16,7 +16,7 @@ import pytest
 
 from mlbatch.schema import load_schema
 from mlbatch.schema.infer import main as infer_main
-from mlbatch.schema.infer import profile_column
+from mlbatch.schema.profile import profile_column
 from tests.conftest import feature_job_main
 
 SALARIES = "resources/rdata/csv/car/Salaries.csv"
