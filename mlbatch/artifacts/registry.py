@@ -18,8 +18,9 @@ How the registry is laid out in MLMD's tables (its writer keeps to this):
 
 * a ``registered_model`` context per name; its custom properties ``alias.<alias>`` (INT:
   the version the alias points to) and ``latest_version`` (INT);
-* a ``model_version`` artifact per version, named ``NAME/VERSION``, ``uri`` = the model
-  directory, properties ``model_name``, ``version``, ``digest``, ``model_type``, ...
+* a ``model_version`` artifact per version, named ``NAME/VERSION`` (its ``uri`` the
+  reference ``registry:NAME/VERSION``), properties ``model_name``, ``version``,
+  ``model_uri`` (the model directory), ``digest``, ``model_type``, ...
 """
 from __future__ import annotations
 
@@ -112,14 +113,14 @@ def _alias_version(db: sqlite3.Connection, ref: str, name: str, alias: str) -> i
 
 
 def _version_row(db: sqlite3.Connection, ref: str, name: str, version: int) -> dict:
-    art = _one(db, "SELECT a.id, a.uri FROM Artifact a JOIN Type t ON t.id = a.type_id WHERE "
+    art = _one(db, "SELECT a.id FROM Artifact a JOIN Type t ON t.id = a.type_id WHERE "
                "t.name = ? AND t.type_kind = ? AND a.name = ?",
                (VERSION_TYPE, _ARTIFACT_KIND, f"{name}/{version}"))
     if art is None:
         raise RegistryError(f"{ref}: model {name!r} has no version {version}")
     props = dict(db.execute("SELECT name, COALESCE(string_value, int_value) FROM "
                             "ArtifactProperty WHERE artifact_id = ?", (art[0],)).fetchall())
-    return {"uri": art[1], **props}
+    return props
 
 
 def resolve(ref: str, registry: str | None = None) -> RegisteredVersion:
@@ -137,7 +138,7 @@ def resolve(ref: str, registry: str | None = None) -> RegisteredVersion:
             db.close()
     except sqlite3.Error as e:
         raise RegistryError(f"{ref}: cannot read the registry store {path}: {e}") from e
-    found = RegisteredVersion(name, int(version), row["uri"], row["digest"],
+    found = RegisteredVersion(name, int(version), row["model_uri"], row["digest"],
                               row.get("model_type", ""), alias, path)
     try:
         current = read_manifest(found.uri).digest

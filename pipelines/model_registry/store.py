@@ -4,9 +4,10 @@ Laid out as ``mlbatch.artifacts.registry`` (the one resolver) reads it:
 
 * a ``registered_model`` context per name; custom properties ``latest_version`` and
   ``alias.<alias>`` (the version each alias points to now);
-* a ``model_version`` artifact per version (``NAME/VERSION``, uri = the model directory):
-  ``model_name``, ``version``, ``digest``, ``model_type``, ``task``, ``features_digest``,
-  ``metrics`` (the model's own eval metrics), ``registered_at``;
+* a ``model_version`` artifact per version, named ``NAME/VERSION``, its uri the reference
+  ``registry:NAME/VERSION`` (the model directory keeps its own artifact record):
+  ``model_name``, ``version``, ``model_uri``, ``digest``, ``model_type``, ``task``,
+  ``features_digest``, ``metrics`` (the model's own eval metrics), ``registered_at``;
 * a ``mlbatch.registry.register`` execution per registration: INPUT the model artifact
   (as the lineage records it, so its lineage is one walk away), OUTPUT the version;
 * a ``mlbatch.registry.alias`` execution per alias move (``set``, ``bless``, ``rollback``):
@@ -29,7 +30,7 @@ from typing import Any
 from mlbatch.artifacts.manifest import ArtifactError
 from mlbatch.artifacts.models import load_model
 from mlbatch.artifacts.registry import (ALIAS_PREFIX, LATEST, MODEL_CONTEXT, NAME_PATTERN,
-                                        VERSION_TYPE, RegistryError)
+                                        REF_PREFIX, VERSION_TYPE, RegistryError)
 from pipelines.lineage.record import put_manifest_artifact
 from pipelines.lineage.schema import EventType, ExecutionState, PropertyType
 from pipelines.lineage.store import LineageStore
@@ -37,7 +38,8 @@ from pipelines.lineage.store import LineageStore
 LOGGER = logging.getLogger(__name__)
 
 S, I, STRUCT = PropertyType.STRING, PropertyType.INT, PropertyType.STRUCT
-VERSION_PROPERTIES = {"model_name": S, "version": I, "digest": S, "model_type": S, "task": S,
+VERSION_PROPERTIES = {"model_name": S, "version": I, "model_uri": S, "digest": S,
+                      "model_type": S, "task": S,
                       "features_digest": S, "metrics": STRUCT, "registered_at": S}
 REGISTER = "mlbatch.registry.register"
 ALIAS = "mlbatch.registry.alias"
@@ -153,12 +155,13 @@ class ModelRegistry:
             except ArtifactError:  # a model without a recorded features input
                 features = None
             at = _now()
-            props = {"model_name": name, "version": number, "digest": model.digest,
+            props = {"model_name": name, "version": number, "model_uri": model.uri,
+                     "digest": model.digest,
                      "model_type": model.type, "task": model.task,
                      "features_digest": features, "metrics": dict(model.metrics),
                      "registered_at": at}
             version_id = self.store.put_artifact(
-                VERSION_TYPE, f"{name}/{number}", model.uri,
+                VERSION_TYPE, f"{name}/{number}", f"{REF_PREFIX}{name}/{number}",
                 properties={k: v for k, v in props.items() if v is not None})
             model_id = put_manifest_artifact(self.store, model.manifest)
             run = self.store.put_execution(REGISTER, f"{name}/{number}",
@@ -192,8 +195,8 @@ class ModelRegistry:
             run = self.store.put_execution(
                 ALIAS, f"{name}@{alias}#{len(moves) + 1}", state=ExecutionState.COMPLETE,
                 properties={k: v for k, v in props.items() if v is not None})
-            version_id = [a.id for a in self.store.get_artifacts_by_uri(target.uri)
-                          if a.name == f"{name}/{target.version}"][0]
+            version_id = self.store.get_artifacts_by_uri(
+                f"{REF_PREFIX}{name}/{target.version}")[0].id
             self.store.put_event(version_id, run, EventType.INPUT, ("alias", alias))
             self.store.put_association(ctx.id, run)
             self.store.put_context(MODEL_CONTEXT, name,
@@ -224,7 +227,7 @@ def alias_stack(moves: list[dict]) -> list[int]:
 
 def _version(artifact: Any, by_version: dict[int, list[str]]) -> Version:
     p = artifact.properties
-    return Version(p["model_name"], p["version"], artifact.uri, p["digest"],
+    return Version(p["model_name"], p["version"], p["model_uri"], p["digest"],
                    p.get("model_type", ""), p.get("task", ""), p.get("features_digest"),
                    p.get("metrics") or {}, p.get("registered_at", ""),
                    tuple(sorted(by_version.get(p["version"], []))))

@@ -15,6 +15,7 @@ from mlbatch.metrics import TASKS
 
 METRICS = {"binary_classification": ("auc", "logloss", "accuracy", "eval_loss"),
            "regression": ("rmse", "mae", "eval_loss")}
+ROUNDING = 1e-12  # a bound met up to floating-point rounding is met
 _SPEC = re.compile(r"^\s*(?P<metric>[a-z_]+)\s*(?P<op>>=|<=)\s*(?P<bound>[-+]?[0-9.eE+-]+?)"
                    r"\s*(?P<pct>%)?\s*$")
 
@@ -84,7 +85,9 @@ def check(th: Threshold, candidate: float | None, baseline: float | None,
         if measured is None:
             out["reason"] = f"the blessed {th.metric} is 0: no relative change"
             return out
-    out["passed"] = bool(measured >= th.bound if th.op == ">=" else measured <= th.bound)
+    slack = ROUNDING * max(1.0, abs(th.bound))  # 0.51 vs 0.5 is +2%, not +2.0000000000000018%
+    out["passed"] = bool(measured >= th.bound - slack if th.op == ">=" else
+                         measured <= th.bound + slack)
     return out
 
 
