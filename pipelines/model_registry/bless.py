@@ -151,9 +151,6 @@ def run(argv: list[str] | None = None) -> dict:
     except BaseException as e:
         writer.fail(f"{type(e).__name__}: {e}")
         raise
-    for c in results["failed"]:
-        LOGGER.warning("%s %d refused: %s", args.name, results["candidate"]["version"],
-                       describe(c))
     LOGGER.info("%s version %d: %s", args.name, results["candidate"]["version"],
                 results["decision"])
     return results
@@ -194,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     except (BlessConfigError, RegistryError, *USAGE_ERRORS) as e:
         sys.stderr.write(f"{JOB}: error: {e}\n")
         return 2
-    return 0 if results["decision"] == "blessed" else REFUSED_EXIT
+    if results["decision"] == "blessed":
+        return 0
+    for check in results["failed"]:  # the run says which threshold failed, with its numbers
+        sys.stderr.write(f"{JOB}: {results['name']} version {results['candidate']['version']} "
+                         f"refused: {describe(check)}\n")
+    return REFUSED_EXIT
 
 
 if __name__ == "__main__":
