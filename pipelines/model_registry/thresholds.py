@@ -34,7 +34,10 @@ class Threshold:
 
     @property
     def text(self) -> str:
-        bound = f"{self.bound * 100:+g}%" if self.relative else f"{self.bound:g}"
+        if self.kind == "change":
+            bound = f"{self.bound * 100:+g}%" if self.relative else f"{self.bound:+g}"
+        else:
+            bound = f"{self.bound:g}"
         return f"{self.metric}{self.op}{bound}"
 
     def check_task(self, task: str) -> None:

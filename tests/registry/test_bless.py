@@ -98,7 +98,7 @@ def test_fail_on_change_names_both_numbers(blessed_xgboost, flights_jax, flights
     assert [(f["kind"], f["candidate"], f["baseline"], f["change"]) for f in ev.failed] == [
         ("change", jax_auc, xgb_auc, jax_auc - xgb_auc)]
     assert (f"overall: candidate {jax_auc:.6g} vs blessed {xgb_auc:.6g}, change "
-            f"{jax_auc - xgb_auc:.6g} fails change threshold auc>=0.5") in capsys.readouterr().err
+            f"{jax_auc - xgb_auc:.6g} fails change threshold auc>=+0.5") in capsys.readouterr().err
     assert aliases(blessed_xgboost) == {"blessed": 1, "candidate": 2}
 
 

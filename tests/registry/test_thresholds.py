@@ -51,6 +51,8 @@ def test_value_and_change_checks_with_both_numbers():
     rel = check(parse_threshold("logloss<=+2%", "change"), 0.51, 0.5)
     assert rel["passed"] is True and rel["change"] == pytest.approx(0.02, abs=1e-12)
     assert check(parse_threshold("logloss<=+2%", "change"), 0.5101, 0.5)["passed"] is False
+    assert [parse_threshold(t, "change").text for t in ("auc>=0.5", "logloss<=2%")] == [
+        "auc>=+0.5", "logloss<=+2%"]
     assert check(parse_threshold("rmse<=+1%", "change"), 1.0, 0.0)["reason"] == (
         "the blessed rmse is 0: no relative change")
     undefined = check(auc_floor, None, None, 3)
