@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for check in results["failed"]:  # the run says which threshold failed, with its numbers
         sys.stderr.write(f"{JOB}: {results['name']} version {results['candidate']['version']} "
-                         f"refused: {describe(check)}\n")
+                         f"refused: {describe(check, results['slice_column'])}\n")
     return REFUSED_EXIT
 
 

@@ -94,9 +94,10 @@ def check(th: Threshold, candidate: float | None, baseline: float | None,
     return out
 
 
-def describe(result: dict) -> str:
+def describe(result: dict, slice_column: str | None = None) -> str:
     """A failed (or passed) check in one line, with the two numbers."""
-    where = "overall" if result["slice"] is None else f"slice {result['slice']}"
+    where = ("overall" if result["slice"] is None else
+             f"slice {slice_column or ''}{'=' if slice_column else ''}{result['slice']}")
     if result["kind"] == "value":
         got = f"candidate {result['metric']} = {_num(result['candidate'])}"
     else:

@@ -44,6 +44,7 @@ def test_value_and_change_checks_with_both_numbers():
     failed = check(auc_floor, 0.69, 0.8, "UA")
     assert failed["passed"] is False
     assert describe(failed) == ("slice UA: candidate auc = 0.69 fails value threshold auc>=0.7")
+    assert describe(failed, "carrier").startswith("slice carrier=UA: candidate auc = 0.69")
     drop = check(parse_threshold("auc>=-0.01", "change"), 0.70, 0.72)
     assert drop["passed"] is False and drop["change"] == pytest.approx(-0.02, abs=1e-15)
     assert describe(drop) == ("overall: candidate 0.7 vs blessed 0.72, change -0.02 fails "
