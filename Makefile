@@ -10,7 +10,7 @@ OUT := out
 
 # lint: ruff (pyproject.toml); part of test.
 .PHONY: lint venv demo pipeline-data demo-features demo-xgboost tune-xgboost test lock data clean \
-        bench-features bench-xgboost demo-nlp bench-nlp train-jax bench-jax report
+        bench-features bench-xgboost demo-nlp bench-nlp train-jax bench-jax report image image-gpu
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -91,6 +91,19 @@ test: lint
 
 clean:
 	rm -rf $(OUT) $(DATA) .pytest_cache
+
+# The container image (Dockerfile) built by Cloud Build and pushed to Artifact Registry as
+# $(REGION)-docker.pkg.dev/PROJECT/mlbatch/mlbatch:VERSION (gcloud's project); image-gpu:
+# the same from requirements-gpu.lock, tagged VERSION-gpu. docs/deploy.md.
+REGION ?= us-central1
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	gcloud builds submit --config deploy/cloudbuild.yaml \
+	    --substitutions _REGION=$(REGION),_VERSION=$(VERSION) .
+
+image-gpu:
+	gcloud builds submit --config deploy/cloudbuild.yaml --substitutions \
+	    _REGION=$(REGION),_VERSION=$(VERSION),_LOCK=requirements-gpu.lock,_VARIANT=-gpu .
 
 # The run report of a pipeline run directory (RUN=out/run): RUN/report/index.html.
 report: $(STAMP)

@@ -10,9 +10,8 @@ import pyarrow.compute as pc
 
 NUMERIC = ("int64", "float64")
 _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
-          "bool": pa.bool_(), "timestamp": pa.timestamp("s"), "null": pa.null()}
-ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M",
-               "%Y-%m-%d")
+          "bool": pa.bool_(), "timestamp": pa.timestamp("us"), "duration": pa.duration("us"),
+          "null": pa.null()}
 
 
 class ExprError(ValueError):
@@ -29,6 +28,9 @@ class FnSpec:
     evaluate: Callable  # (node, evaluated arguments) -> Array or Scalar
     display: str = ""  # how errors name an operator; functions are named by their name
     signature: str = ""  # for docs and the error listing
+    # (node, evaluated arguments, result) -> (rows that failed, their reasons): a value
+    # that cannot be computed is reported per row, never a silent null
+    problems: Callable | None = None
 
 
 def _arity(args, n: int | tuple[int, int]) -> None:
@@ -76,7 +78,7 @@ def _numeric(n_args: int, result: str | None = None) -> Callable:
     return typer
 
 
-def _floor_int(a, b):
+def floor_int(a, b):
     """Exact integer floor division (b non-zero or null): Arrow's truncates towards 0."""
     q = pc.divide_checked(a, b)
     r = pc.subtract(a, pc.multiply(q, b))
@@ -87,7 +89,16 @@ def _floor_int(a, b):
 def _floordiv(node, args):
     a, b = (_cast(x, node.type) for x in args)
     b = _null_where(pc.equal(b, 0), b)
-    return pc.floor(pc.divide(a, b)) if node.type == "float64" else _floor_int(a, b)
+    return pc.floor(pc.divide(a, b)) if node.type == "float64" else floor_int(a, b)
+
+
+def _modulo(node, args):
+    """a - (a // b) * b: the sign of b, as Python (-7 % 3 == 2); null where b is 0."""
+    a, b = (_cast(x, node.type) for x in args)
+    b = _null_where(pc.equal(b, 0), b)
+    if node.type == "float64":
+        return pc.subtract(a, pc.multiply(pc.floor(pc.divide(a, b)), b))
+    return pc.subtract(a, pc.multiply(floor_int(a, b), b))
 
 
 def _divide(node, args):
@@ -95,8 +106,36 @@ def _divide(node, args):
     return pc.divide(a, _null_where(pc.equal(b, 0), b))
 
 
-def _arith(fn: Callable) -> Callable:
-    return lambda node, args: fn(*(_cast(x, node.type) for x in args))
+INT64 = (-2**63, 2**63 - 1)
+
+
+def _exact(fn: Callable, exact: Callable) -> Callable:
+    """An int64 operation whose rows that overflow are null (overflowed() says which),
+    instead of failing the whole batch; `exact` computes one row with Python ints."""
+    def run(node, args):
+        xs = [_cast(x, node.type) for x in args]
+        try:
+            return fn(*xs)
+        except pa.ArrowInvalid:
+            if node.type != "int64":
+                raise
+        n = max((len(x) for x in xs if isinstance(x, pa.Array)), default=1)
+        rows = zip(*(x.to_pylist() if isinstance(x, pa.Array) else [x.as_py()] * n
+                     for x in xs))
+        out = [None if None in r else exact(*r) for r in rows]
+        return pa.array([v if v is not None and INT64[0] <= v <= INT64[1] else None
+                         for v in out], pa.int64())
+    return run
+
+
+def overflowed(node, args, out):
+    """Rows of an int64 operation whose inputs are all present and whose result is null:
+    it overflowed int64."""
+    bad = pc.is_null(out)
+    for a in args:
+        bad = pc.and_(bad, pc.is_valid(a))
+    what = OPERATORS[node.name].display if node.kind == "op" else f"{node.name}()"
+    return bad, pa.scalar(f"{what} at position {node.pos} overflows int64")
 
 
 def _compare_type(args) -> str:
@@ -155,20 +194,6 @@ def _concat_type(args) -> str:
     return "string"
 
 
-def _timestamp_type(args) -> str:
-    _arity(args, (1, 2))
-    _need(args, ("string",), "a string")
-    if len(args) == 2 and args[1].kind != "lit":
-        raise ExprError("the format (argument 2) must be a string literal, e.g. '%d/%m/%Y'")
-    return "timestamp"
-
-
-def _timestamp(node, args):
-    formats = [args[1].as_py()] if len(args) == 2 else ISO_FORMATS
-    parsed = [pc.strptime(args[0], f, unit="s", error_is_null=True) for f in formats]
-    return pc.coalesce(*parsed) if len(parsed) > 1 else parsed[0]
-
-
 def _mod(a, b: int):
     """a mod b for a >= 0 and a constant b > 0."""
     return pc.subtract(a, pc.multiply(pc.divide(a, b), b))
@@ -214,7 +239,7 @@ def _date_days(args):
 
 def _date(node, args):
     days, ok = _date_days(args)
-    ts = pc.cast(pc.multiply(pc.subtract(days, _EPOCH), 86400), pa.timestamp("s"))
+    ts = pc.cast(pc.multiply(pc.subtract(days, _EPOCH), 86400 * 1_000_000), pa.timestamp("us"))
     return _null_where(pc.invert(ok), ts)  # month 13 or Feb 30 -> null
 
 
@@ -222,33 +247,6 @@ def _date_type(args) -> str:
     _arity(args, 3)
     _need(args, ("int64",), "an integer")
     return "timestamp"
-
-
-def _part_type(args) -> str:
-    _arity(args, 1)
-    _need(args, ("timestamp",), "a timestamp (timestamp(s) or date(y, m, d))")
-    return "int64"
-
-
-def _part(name: str) -> FnSpec:
-    fn = getattr(pc, name)
-    return FnSpec(_part_type, lambda node, args: pc.cast(fn(args[0]), pa.int64()),
-                  signature=f"{name}(ts) -> int64")
-
-
-def _day_of_week_type(args) -> str:
-    if len(args) == 3:
-        _date_type(args)
-        return "int64"
-    return _part_type(args)
-
-
-def _day_of_week(node, args):
-    """ISO order: Monday = 0 .. Sunday = 6 (0000-03-01 was a Wednesday)."""
-    if len(args) == 1:
-        return pc.cast(pc.day_of_week(args[0]), pa.int64())
-    days, ok = _date_days(args)
-    return _null_where(pc.invert(ok), _mod(pc.add(pc.if_else(ok, days, 0), 2), 7))
 
 
 def _is_null_type(args) -> str:
@@ -271,12 +269,17 @@ def _cmp(fn: Callable, display: str, typer: Callable) -> FnSpec:
 
 
 OPERATORS: dict[str, FnSpec] = {
-    "add": FnSpec(_numeric(2), _arith(pc.add_checked), "'+'"),
-    "sub": FnSpec(_numeric(2), _arith(pc.subtract_checked), "'-'"),
-    "mul": FnSpec(_numeric(2), _arith(pc.multiply_checked), "'*'"),
+    "add": FnSpec(_numeric(2), _exact(pc.add_checked, lambda a, b: a + b), "'+'",
+                  problems=overflowed),
+    "sub": FnSpec(_numeric(2), _exact(pc.subtract_checked, lambda a, b: a - b), "'-'",
+                  problems=overflowed),
+    "mul": FnSpec(_numeric(2), _exact(pc.multiply_checked, lambda a, b: a * b), "'*'",
+                  problems=overflowed),
     "div": FnSpec(_numeric(2, "float64"), _divide, "'/'"),
     "floordiv": FnSpec(_numeric(2), _floordiv, "'//'"),
-    "neg": FnSpec(_numeric(1), _arith(pc.negate_checked), "unary '-'"),
+    "mod": FnSpec(_numeric(2), _modulo, "'%'"),
+    "neg": FnSpec(_numeric(1), _exact(pc.negate_checked, lambda a: -a), "unary '-'",
+                  problems=overflowed),
     "eq": _cmp(pc.equal, "==", _compare_type),
     "ne": _cmp(pc.not_equal, "!=", _compare_type),
     "lt": _cmp(pc.less, "<", _order_type),
@@ -294,7 +297,8 @@ FUNCTIONS: dict[str, FnSpec] = {
     "coalesce": FnSpec(_coalesce_type, lambda node, args: pc.coalesce(
         *(_cast(a, node.type) for a in args)), signature="coalesce(a, b, ...)"),
     "is_null": FnSpec(_is_null_type, lambda node, args: pc.is_null(args[0]), signature="is_null(x) -> bool"),
-    "abs": FnSpec(_numeric(1), _arith(pc.abs_checked), signature="abs(x)"),
+    "abs": FnSpec(_numeric(1), _exact(pc.abs_checked, abs), signature="abs(x)",
+                  problems=overflowed),
     "exp": FnSpec(_numeric(1, "float64"), lambda node, args: pc.exp(_cast(args[0], "float64")),
                   signature="exp(x) -> float64"),
     "log": FnSpec(_numeric(1, "float64"), _domain(pc.ln, lambda x: pc.greater(x, 0)),
@@ -308,14 +312,5 @@ FUNCTIONS: dict[str, FnSpec] = {
                     signature="lower(s)"),
     "concat": FnSpec(_concat_type, lambda node, args: pc.binary_join_element_wise(
         *(_cast(a, "string") for a in args), ""), signature="concat(a, b, ...)"),
-    "timestamp": FnSpec(_timestamp_type, _timestamp, signature="timestamp(s[, format])"),
     "date": FnSpec(_date_type, _date, signature="date(year, month, day)"),
-    "year": _part("year"),
-    "month": _part("month"),
-    "day": _part("day"),
-    "hour": _part("hour"),
-    "minute": _part("minute"),
-    "day_of_year": _part("day_of_year"),
-    "day_of_week": FnSpec(_day_of_week_type, _day_of_week,
-                          signature="day_of_week(ts) or day_of_week(year, month, day)"),
 }

@@ -2,6 +2,8 @@
 
     python -m pipelines run pipelines/flights.yaml --output out/run \\
         [--only STEP ...] [--from STEP] [--dry-run] [--no-cache]
+    python -m pipelines import-lineage RUN [--store lineage.sqlite]
+        (a remote run's step records, RUN/_lineage/*.json, into a lineage store)
 
 Exit status: 0 when every selected step is done or cached, 1 when one failed (or was
 skipped because an upstream step failed), 2 for a bad pipeline file or flags.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from pipelines import figures
@@ -34,7 +37,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="print what would run and why; run nothing, write nothing")
     r.add_argument("--no-cache", action="store_true",
                    help="run the selected steps even when their outputs are cached")
+    i = sub.add_parser("import-lineage", help="import a remote run's lineage records")
+    i.add_argument("run", help="run directory (local or gs://) holding _lineage/")
+    i.add_argument("--store", help="lineage store (default RUN/lineage.sqlite)")
     return p.parse_args(argv)
+
+
+def _import_lineage(args: argparse.Namespace) -> int:
+    from pipelines.lineage import LineageError
+    from pipelines.lineage_hook import import_run
+
+    try:
+        store, count = import_run(args.run, args.store)
+    except LineageError as e:
+        print(f"python -m pipelines: error: {e}", file=sys.stderr)
+        return USAGE_EXIT
+    print(f"imported {count} steps into {store}")
+    return 0
 
 
 def _check_names(pipeline, names: list[str]) -> None:
@@ -58,10 +77,16 @@ def _final_table(runner) -> None:
     runner.progress.table(rows, footer)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.runner import RunOptions, Runner
+    from pipelines.runner import RunDirError, RunOptions, Runner
 
     args = parse_args(argv)
+    if args.command == "import-lineage":
+        return _import_lineage(args)
     try:
         pipeline = load_pipeline(args.spec)
         _check_names(pipeline, args.only + ([args.start] if args.start else []))
@@ -71,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and args.start:
         print("python -m pipelines: error: --only and --from exclude each other", file=sys.stderr)
         return USAGE_EXIT
-    runner = Runner(pipeline, args.output, RunOptions(only=tuple(args.only), start=args.start,
-                                                      dry_run=args.dry_run,
-                                                      no_cache=args.no_cache))
     try:
+        runner = Runner(pipeline, args.output, RunOptions(
+            only=tuple(args.only), start=args.start, dry_run=args.dry_run,
+            no_cache=args.no_cache))
+        signal.signal(signal.SIGTERM, _interrupt)  # stop the running step's processes too
         ok = runner.run()
+    except RunDirError as e:
+        print(f"python -m pipelines: error: {e}", file=sys.stderr)
+        return USAGE_EXIT
     except KeyboardInterrupt:
         print("python -m pipelines: interrupted", file=sys.stderr)
         return 130

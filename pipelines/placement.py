@@ -4,7 +4,9 @@
 * ``ray``: ``--address`` from ``RAY_ADDRESS``; ``ray:HOST:PORT``: ``--address HOST:PORT``;
 * ``dataflow``: Beam's DataflowRunner flags from the environment, read and checked by
   ``pipelines.remote.CloudConfig`` (GOOGLE_CLOUD_PROJECT, REGION, BUCKET, optional
-  SERVICE_ACCOUNT ...), the same flags ``scripts/dataflow_submit.py`` passes.
+  SERVICE_ACCOUNT, DATAFLOW_OPTIONS ...), the same flags ``scripts/dataflow_submit.py``
+  passes. A step whose raw inputs are local is refused (Dataflow's workers read gs://
+  only); the job itself refuses a local --input or --output (beam_jobs.common.options).
 """
 from __future__ import annotations
 
@@ -22,6 +24,11 @@ def where(step: Step, env: dict[str, str] | None = None) -> str:
     """run.json's ``runs_on``: local | ray:<address> | dataflow."""
     if step.runs_on == "ray":
         return f"ray:{_ray_address(step, env)}"
+    if step.runs_on == "dataflow":
+        local = remote.local_raw_inputs([step], None)
+        if local:
+            raise PlacementError(f"{local[0]}: runs_on: dataflow needs gs:// inputs "
+                                 "(Dataflow workers cannot read this machine's files)")
     return step.runs_on
 
 

@@ -8,15 +8,21 @@ the same flags whichever way it is launched.
 
 Cloud settings come from the environment (``CloudConfig.from_env``), checked before
 anything runs: GOOGLE_CLOUD_PROJECT, REGION (or GOOGLE_CLOUD_REGION), BUCKET (gs://...),
-optional SERVICE_ACCOUNT, SDK_CONTAINER_IMAGE and DATAFLOW_TEMP (default BUCKET/tmp).
+optional SERVICE_ACCOUNT, SDK_CONTAINER_IMAGE (default: this version's image in the
+project's Artifact Registry, ``IMAGE_REPOSITORY``; ``sdist`` = none, Beam stages this
+package instead), DATAFLOW_TEMP (default BUCKET/tmp) and DATAFLOW_OPTIONS (more Beam /
+Dataflow flags, shell-quoted, checked by Beam's own option classes).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pipelines.registry import JOBS
@@ -35,6 +41,18 @@ _REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 _DATAFLOW_NAME = re.compile(r"[^a-z0-9-]+")
 # Relative paths the repository (and so the task image) ships: they stay relative.
 SHIPPED = ("schemas/",)
+VERSION = "0.1.0"  # pyproject.toml's; the image tag
+# The image `make image` builds and pushes (deploy/cloudbuild.yaml): the same name pattern.
+IMAGE_REPOSITORY = "{region}-docker.pkg.dev/{project}/mlbatch/mlbatch"
+IMAGE_WORKDIR = "/opt/mlbatch"  # the image's WORKDIR: this repository's root
+SDIST = "sdist"  # SDK_CONTAINER_IMAGE=sdist: no image, Beam stages this package
+# Dataflow flags the launchers set themselves (from the settings named here).
+RESERVED_FLAGS = {"runner": "the launcher", "project": "GOOGLE_CLOUD_PROJECT",
+                  "region": "REGION", "temp_location": "DATAFLOW_TEMP",
+                  "staging_location": "BUCKET", "job_name": "the launcher",
+                  "service_account_email": "SERVICE_ACCOUNT",
+                  "sdk_container_image": "SDK_CONTAINER_IMAGE",
+                  "setup_file": "SDK_CONTAINER_IMAGE=sdist", "dry_run": "--dry-run"}
 
 
 class RemoteConfigError(ValueError):
@@ -47,8 +65,16 @@ class CloudConfig:
     region: str
     bucket: str  # gs://bucket[/prefix]
     service_account: str | None = None
-    sdk_container_image: str | None = None
+    sdk_container_image: str | None = None  # None: default_image(); SDIST: none
     temp_location: str | None = None
+    options: tuple[str, ...] = ()  # more Beam / Dataflow flags, passed through
+
+    @property
+    def image(self) -> str | None:
+        """The workers' SDK container: this version's image unless set (None: sdist)."""
+        if self.sdk_container_image == SDIST:
+            return None
+        return self.sdk_container_image or default_image(self.project, self.region)
 
     @property
     def temp(self) -> str:
@@ -67,6 +93,11 @@ class CloudConfig:
                   bucket=get("BUCKET") or "", service_account=get("SERVICE_ACCOUNT"),
                   sdk_container_image=get("SDK_CONTAINER_IMAGE"),
                   temp_location=get("DATAFLOW_TEMP"))
+        try:
+            cfg = dataclasses.replace(cfg, options=tuple(shlex.split(get("DATAFLOW_OPTIONS")
+                                                                     or "")))
+        except ValueError as e:
+            raise RemoteConfigError(f"DATAFLOW_OPTIONS cannot be split: {e}") from None
         problems = cfg.problems()
         if problems:
             raise RemoteConfigError("cannot submit to Dataflow:\n  " + "\n  ".join(problems))
@@ -92,7 +123,40 @@ class CloudConfig:
         if self.service_account and "@" not in self.service_account:
             out.append(f"SERVICE_ACCOUNT={self.service_account!r} is no service account "
                        "e-mail (NAME@PROJECT.iam.gserviceaccount.com)")
-        return out
+        return out + [f"DATAFLOW_OPTIONS: {p}" for p in dataflow_option_problems(self.options)]
+
+
+def default_image(project: str, region: str) -> str:
+    """This version's image in the project's Artifact Registry (what `make image` pushes)."""
+    return f"{IMAGE_REPOSITORY.format(project=project, region=region)}:{VERSION}"
+
+
+def dataflow_option_problems(flags: Sequence[str]) -> list[str]:
+    """What is wrong with Beam / Dataflow flags passed through (``--machine_type``,
+    ``--max_num_workers``, ``--network``, ``--subnetwork``, ``--no_use_public_ips``,
+    ``--dataflow_service_options`` ...), judged by Beam's own PipelineOptions classes:
+    flags no class declares, values a class refuses, and flags the launcher sets itself."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from mlbatch.beam_flags import unknown_beam_flags
+
+    flags = list(flags)
+    if flags and not flags[0].startswith("-"):
+        return [f"{flags[0]!r} is a value, not a flag"]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            PipelineOptions(flags).get_all_options()
+            unknown = unknown_beam_flags(flags)
+    except SystemExit:
+        lines = [ln for ln in err.getvalue().splitlines() if "error:" in ln]
+        return [lines[-1].split("error:", 1)[1].strip() if lines else "refused by Beam"]
+    out = [f"{f} is unknown to Beam's pipeline options" for f in unknown]
+    for flag in flags:
+        name = flag.split("=", 1)[0].lstrip("-").replace("-", "_")
+        if flag.startswith("--") and name in RESERVED_FLAGS:
+            out.append(f"--{name} is set by the launcher (from {RESERVED_FLAGS[name]})")
+    return out
 
 
 def raw_values(step: Step) -> set[str]:
@@ -156,9 +220,9 @@ def dataflow_flags(cfg: CloudConfig, job_name: str) -> list[str]:
              "--job_name", job_name]
     if cfg.service_account:
         flags += ["--service_account_email", cfg.service_account]
-    if cfg.sdk_container_image:
-        flags += ["--sdk_container_image", cfg.sdk_container_image]
-    return flags
+    if cfg.image:
+        flags += ["--sdk_container_image", cfg.image]
+    return [*flags, *cfg.options]
 
 
 def beam_steps(pipeline: Pipeline, only: list[str] | None = None) -> list[Step]:

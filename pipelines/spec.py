@@ -28,8 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mlbatch.config import ConfigError, load_yaml
 from pipelines.registry import JOBS
 
 RUN_REF = "RUN"
@@ -172,7 +171,17 @@ def _check_args(name: str, job: str, args: Any) -> dict[str, Any]:
             if isinstance(item, str) and "${" in item and not _REF.match(item):
                 raise SpecError(f"step {name!r}: field 'args.{key}': bad reference {item!r} "
                                 "(write \"${step}\" or \"${step}/sub/path\", the whole value)")
+            if isinstance(item, str) and _REF.match(item) and _escapes(item):
+                raise SpecError(f"step {name!r}: field 'args.{key}': reference {item!r} "
+                                "leads out of the step's output ('..' or '.' in its path); "
+                                "a step reads only inside the run directory")
     return dict(args)
+
+
+def _escapes(ref: str) -> bool:
+    """Whether the sub-path of a reference climbs (``..``) or names ``.``/empty parts."""
+    sub = (_REF.match(ref).group(2) or "").strip("/")
+    return bool(sub) and any(part in ("", ".", "..") for part in sub.split("/"))
 
 
 def _check_raw(name: str, raw: Any, args: dict[str, Any]) -> list[str]:
@@ -250,9 +259,9 @@ def _check_graph(steps: dict[str, Step]) -> None:
 def parse_pipeline(text: str, path: str = "<string>") -> Pipeline:
     """A pipeline from the YAML text of a pipeline file; raises SpecError."""
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {e}") from None
+        doc = load_yaml(text, path)
+    except ConfigError as e:
+        raise SpecError(f"{e}".replace(": cannot parse", ": not valid YAML:", 1)) from None
     if not isinstance(doc, dict):
         raise SpecError(f"{path}: a pipeline file is a mapping with pipeline, defaults, steps")
     unknown = sorted(set(doc) - _TOP_FIELDS)

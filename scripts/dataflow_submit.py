@@ -2,12 +2,19 @@
 
 python -m scripts.dataflow_submit pipelines/flights.yaml [--steps features cooccurrence]
     [--run-dir gs://B/runs/flights] [--data-root gs://B/src] [--job-suffix -001]
-    [--dry-run DIR]
+    [--dry-run DIR] [any Beam / Dataflow flag: --machine_type n2-standard-8
+    --max_num_workers 20 --network N --subnetwork regions/R/subnetworks/S
+    --no_use_public_ips --dataflow_service_options enable_prime ...]
 
 Settings come from the environment and are checked before anything is submitted:
 GOOGLE_CLOUD_PROJECT, REGION, BUCKET (gs://bucket[/prefix]), optional SERVICE_ACCOUNT
-(the workers' service account e-mail), SDK_CONTAINER_IMAGE (workers' image; without it
-Beam ships this package with --setup_file) and DATAFLOW_TEMP (default BUCKET/tmp).
+(the workers' service account e-mail), SDK_CONTAINER_IMAGE (workers' image; default:
+this version's image, REGION-docker.pkg.dev/PROJECT/mlbatch/mlbatch:VERSION, built by
+`make image`; SDK_CONTAINER_IMAGE=sdist: Beam ships this package with --setup_file and
+each worker pip-installs its dependencies), DATAFLOW_TEMP (default BUCKET/tmp; each job
+keeps its files in a directory of its own under it) and DATAFLOW_OPTIONS (flags for
+every job). Flags this script does not declare are Beam's: checked by Beam's own
+option classes (unknown ones and bad values refused, naming them) and passed to every job.
 Outputs go to RUN_DIR/<step> (default BUCKET/runs/<pipeline>); relative raw paths of
 the pipeline file are read under --data-root (upload data/ there first; schemas/ is read
 here, where each job is launched, so run this from the repository root).
@@ -22,6 +29,7 @@ setting or the pipeline file is wrong (every problem named), else the failing jo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import subprocess
@@ -43,13 +51,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-root", help="prefix of the pipeline file's relative raw paths")
     parser.add_argument("--job-suffix", default="", help="appended to every Dataflow job name")
     parser.add_argument("--dry-run", metavar="DIR", help="write the job descriptions to DIR")
-    return parser.parse_args(argv)
+    args, args.beam_flags = parser.parse_known_args(argv)
+    return args
 
 
 def commands(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """(step, command line) of every job to submit; raises on every bad setting."""
     pipeline = load_pipeline(args.pipeline)
     cfg = remote.CloudConfig.from_env()
+    problems = remote.dataflow_option_problems(args.beam_flags)
+    if problems:
+        raise remote.RemoteConfigError("cannot submit to Dataflow:\n  " + "\n  ".join(problems))
+    cfg = dataclasses.replace(cfg, options=(*cfg.options, *args.beam_flags))
     steps = remote.beam_steps(pipeline, args.steps)
     run_dir = args.run_dir or f"{cfg.bucket.rstrip('/')}/runs/{pipeline.name}"
     problems = [] if run_dir.startswith("gs://") else [f"--run-dir {run_dir!r} is no gs:// URI"]

@@ -5,6 +5,7 @@ python -m scripts.ray_cluster stop  [--state-dir .ray_cluster]
 python -m scripts.ray_cluster submit pipelines/flights.yaml --run-dir RUN
     [--steps xgboost tune_xgboost] [--address http://HOST:8265] [--state-dir .ray_cluster]
     [--runtime-env local|pip] [--store RUN/lineage.sqlite]
+    [--token-secret projects/P/secrets/S/versions/V]
 
 start: head node and a worker node on 127.0.0.1, token authentication on (the token is
 RAY_AUTH_TOKEN if set, else generated; kept in STATE_DIR/auth_token, mode 0600). It
@@ -12,7 +13,8 @@ prints the variables a client needs. stop: stops exactly that cluster.
 
 submit: every Ray step of the pipeline (or --steps), in order, through `ray job submit`
 to the Jobs API at --address (else RAY_API_SERVER_ADDRESS, else the cluster of
---state-dir), with RAY_AUTH_TOKEN (else the state dir's token). The job's runtime_env
+--state-dir), with RAY_AUTH_TOKEN (else the Secret Manager version --token-secret names,
+else the state dir's token; the token is never a flag's value). The job's runtime_env
 uploads this checkout as its working directory; --runtime-env pip also installs every
 pin of requirements.lock on the nodes (default for a remote address), local uses the
 Python the nodes run (default for 127.0.0.1: a cluster started by `start` runs this
@@ -35,6 +37,7 @@ from pipelines.lineage import LineageError
 from pipelines import remote
 from pipelines.ray_cluster import (ClusterError, auth_env, load_cluster, start_cluster,
                                    stop_cluster, submit_steps)
+from pipelines.remote_task import TaskError, ray_token
 from pipelines.spec import SpecError, load_pipeline
 
 LOGGER = logging.getLogger("scripts.ray_cluster")
@@ -59,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     submit.add_argument("--runtime-env", choices=("local", "pip"),
                         help="default: local for a 127.0.0.1 address, else pip")
     submit.add_argument("--store", help="the lineage store (default RUN_DIR/lineage.sqlite)")
+    submit.add_argument("--token-secret", default="",
+                        help="Secret Manager version holding the cluster's token")
     return parser.parse_args(argv)
 
 
@@ -66,7 +71,7 @@ def _submit(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline)
     steps = remote.ray_steps(pipeline, args.steps)
     address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
-    token = os.environ.get("RAY_AUTH_TOKEN")
+    token = ray_token(dict(os.environ), args.token_secret)
     if not address or not token:
         cluster = load_cluster(args.state_dir)
         address, token = address or cluster.dashboard_url, token or cluster.token()
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             LOGGER.info("stopped (%d processes)", stop_cluster(args.state_dir))
             return 0
         return _submit(args)
-    except (ClusterError, SpecError, remote.RemoteConfigError, LineageError) as e:
+    except (ClusterError, SpecError, remote.RemoteConfigError, LineageError, TaskError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
 

@@ -10,6 +10,13 @@ Local default runner: Beam's in-process ``FnApiRunner``. ``DirectRunner`` in Bea
 first tries the Prism runner, a Go binary it downloads at run time (impossible offline,
 and a slower start), and falls back to the FnApiRunner anyway. Naming the FnApiRunner
 skips that detour; ``--direct_num_workers`` / ``--direct_running_mode`` still apply.
+
+``--direct_running_mode multi_processing`` starts worker processes that Beam 2.77 talks
+to over unauthenticated gRPC servers bound to every interface (``[::]:0``, hard-coded in
+``fn_api_runner/worker_handlers.py``; no option binds them to loopback): anyone who can
+reach this machine could feed those workers. A job refuses that mode unless
+``--allow_open_worker_ports`` says the machine is isolated (the flag is the job's, not
+Beam's; ``in_memory`` and ``multi_threading`` open no port).
 """
 from __future__ import annotations
 
@@ -18,8 +25,11 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import apache_beam as beam
@@ -27,6 +37,8 @@ from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptio
                                                   PipelineOptions, SetupOptions,
                                                   StandardOptions, TestOptions,
                                                   WorkerOptions)
+
+from mlbatch.beam_flags import unknown_beam_flags
 
 LOGGER = logging.getLogger(__name__)
 
@@ -87,12 +99,53 @@ def _is_dataflow(runner: str | None) -> bool:
     return bool(runner) and runner.rsplit(".", 1)[-1].lower() in ("dataflowrunner", "dataflow")
 
 
+def remote_run_problems(beam_args: Sequence[str], paths: Mapping[str, object]) -> list[str]:
+    """For a Dataflow run (not a dry run): every missing or invalid Dataflow option and
+    every local path among ``paths`` (flag dest -> value or list of values); Dataflow's
+    workers read and write gs:// only. Empty for any other runner."""
+    rest, dry_run = _split_dry_run(list(beam_args))
+    options = PipelineOptions(rest)
+    if dry_run or not is_dataflow(options):
+        return []
+    local = [f"--{dest.replace('_', '-')} {value!r} is local: Dataflow workers read and "
+             "write gs:// only" for dest, values in paths.items()
+             for value in (values if isinstance(values, list) else [values])
+             if value and not str(value).startswith("gs://")]
+    return _dataflow_problems(options) + local
+
+
+def refuse_local_paths(beam_args: Sequence[str], **paths: object) -> None:
+    """``remote_run_problems`` as an OptionsError (for jobs that parse their own flags)."""
+    problems = remote_run_problems(beam_args, paths)
+    if problems:
+        raise OptionsError("invalid Dataflow options:\n  " + "\n  ".join(problems))
+
+
 def is_dataflow(options: PipelineOptions) -> bool:
     """Whether the options run the pipeline on Dataflow (its workers, not this machine)."""
     return _is_dataflow(options.view_as(StandardOptions).runner)
 
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
+
+
+OPEN_PORTS_FLAG = "--allow_open_worker_ports"
+
+
+def _split_open_ports(args: list[str]) -> tuple[list[str], bool]:
+    rest = [a for a in args if a != OPEN_PORTS_FLAG]
+    return rest, len(rest) != len(args)
+
+
+def _check_running_mode(options: PipelineOptions, allowed: bool) -> None:
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    mode = options.view_as(DirectOptions).direct_running_mode
+    if mode == "multi_processing" and not allowed:
+        raise OptionsError(
+            "--direct_running_mode multi_processing opens unauthenticated gRPC worker ports "
+            "on every network interface (Beam 2.77 cannot bind them to 127.0.0.1); use "
+            f"multi_threading or in_memory, or pass {OPEN_PORTS_FLAG} on an isolated machine")
 
 
 def _split_dry_run(args: list[str]) -> tuple[list[str], bool]:
@@ -117,29 +170,6 @@ def _split_dry_run(args: list[str]) -> tuple[list[str], bool]:
     return rest, dry_run
 
 
-def _flag_name(token: str) -> str | None:
-    """The flag a token names ("--num_shards=4" -> "--num_shards"); None for values."""
-    if token.startswith("--") and len(token) > 2:
-        return token.split("=", 1)[0]
-    if token.startswith("-") and len(token) > 1 and not token[1].isdigit():
-        return token.split("=", 1)[0]  # Beam drops single-dash flags
-    return None
-
-
-def unknown_flags(args: Sequence[str]) -> list[str]:
-    """The flags in ``args`` that no Beam PipelineOptions class declares, as written."""
-    known = set(PipelineOptions([]).get_all_options())
-    retained = PipelineOptions(list(args)).get_all_options(retain_unknown_options=True)
-    unknown = {d.split("=", 1)[0].replace("-", "_") for d in set(retained) - known}
-    out = []
-    for token in args:
-        name = _flag_name(token)
-        if name and name not in out and (
-                not name.startswith("--") or name[2:].replace("-", "_") in unknown):
-            out.append(name)
-    return out
-
-
 def _suggest(flag: str, candidates: Sequence[str]) -> str:
     norm = flag.lstrip("-").replace("-", "_")
     same = [c for c in candidates if c.lstrip("-").replace("-", "_") == norm]
@@ -148,7 +178,7 @@ def _suggest(flag: str, candidates: Sequence[str]) -> str:
 
 
 def _check_unknown(args: list[str], job_flags: Sequence[str]) -> None:
-    unknown = unknown_flags(args)
+    unknown = unknown_beam_flags(args)
     if not unknown:
         return
     beam_flags = [f"--{d}" for d in PipelineOptions([]).get_all_options()]
@@ -167,11 +197,14 @@ def pipeline_options(pipeline_args: list[str], *, job_name: str,
 
     Raises:
       OptionsError: naming every unknown flag (with the close match), a ``--dry_run``
-        that is no boolean, every missing or invalid Dataflow option.
+        that is no boolean, every missing or invalid Dataflow option, the
+        ``multi_processing`` running mode without ``--allow_open_worker_ports``.
     """
     pipeline_args, dry_run = _split_dry_run(list(pipeline_args))
-    _check_unknown(pipeline_args, job_flags)
+    pipeline_args, open_ports = _split_open_ports(pipeline_args)
+    _check_unknown(pipeline_args, [*job_flags, OPEN_PORTS_FLAG])
     options = PipelineOptions(pipeline_args)
+    _check_running_mode(options, open_ports)
     options.view_as(TestOptions).dry_run = dry_run
     standard = options.view_as(StandardOptions)
     if not standard.runner:
@@ -179,13 +212,22 @@ def pipeline_options(pipeline_args: list[str], *, job_name: str,
     options.view_as(SetupOptions).save_main_session = save_main_session
     if _is_dataflow(standard.runner):
         _check_dataflow(options, job_name)
+    _own_temp_location(options, job_name)
     return options
 
 
-def _check_dataflow(options: PipelineOptions, job_name: str) -> None:
+def _own_temp_location(options: PipelineOptions, job_name: str) -> None:
+    """Gives the run a temp location of its own, ``<temp_location>/<job>-<8 hex>``: jobs
+    keep scratch files there (tf.Transform's ``tft_tmp``) and delete them afterwards, so
+    two runs given the same --temp_location must not share a directory."""
     gcp = options.view_as(GoogleCloudOptions)
-    setup = options.view_as(SetupOptions)
-    worker = options.view_as(WorkerOptions)
+    if gcp.temp_location:
+        name = (gcp.job_name or job_name).replace("_", "-").lower()
+        gcp.temp_location = f"{gcp.temp_location.rstrip('/')}/{name}-{uuid.uuid4().hex[:8]}"
+
+
+def _dataflow_problems(options: PipelineOptions) -> list[str]:
+    gcp = options.view_as(GoogleCloudOptions)
     problems = []
     if not gcp.project:
         problems.append("--project is required for DataflowRunner")
@@ -197,6 +239,14 @@ def _check_dataflow(options: PipelineOptions, job_name: str) -> None:
         problems.append(f"--temp_location must be a gs:// path, got {gcp.temp_location!r}")
     if gcp.staging_location and not gcp.staging_location.startswith("gs://"):
         problems.append(f"--staging_location must be a gs:// path, got {gcp.staging_location!r}")
+    return problems
+
+
+def _check_dataflow(options: PipelineOptions, job_name: str) -> None:
+    gcp = options.view_as(GoogleCloudOptions)
+    setup = options.view_as(SetupOptions)
+    worker = options.view_as(WorkerOptions)
+    problems = _dataflow_problems(options)
     if problems:
         raise OptionsError("invalid Dataflow options:\n  " + "\n  ".join(problems))
     if not gcp.job_name:
@@ -230,7 +280,27 @@ def run_pipeline(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
             LOGGER.info("Dry run: Dataflow job description:\n%s", job_json)
         return
     result = pipeline.run()
-    result.wait_until_finish()
+    _wait_or_cancel(result)
+
+
+def _wait_or_cancel(result) -> None:
+    """Waits for a launched job; SIGTERM or SIGINT of the launcher (a cancelled pipeline
+    task) cancels it (a remote runner's job would run on without its launcher)."""
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        result.wait_until_finish()  # signal handlers belong to the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result.wait_until_finish()
+    except KeyboardInterrupt:
+        LOGGER.warning("interrupted: cancelling the job")
+        result.cancel()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _describe_dry_run_job(job) -> str:

@@ -58,10 +58,22 @@ def join_lookup(left: pa.Table, right: pa.Table, join: JoinSpec) -> pa.Table:
 
 
 def add_derived(t: pa.Table, schema: DatasetSchema) -> pa.Table:
-    """The derived columns, in order (each may read the ones before it)."""
+    """The derived columns, in order (rows whose value cannot be computed hold null:
+    prepare() and serving use derive_checked, which says why)."""
+    return derive_checked(t, schema)[0]
+
+
+def derive_checked(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Table, pa.Array]:
+    """The derived columns, in order (each may read the ones before it), and per row null
+    or why a derived value could not be computed (a time that does not parse): such a
+    row must not be used, its value would be a silent null."""
+    reasons = pa.nulls(t.num_rows, pa.string())
     for d in schema.derived:
-        t = t.append_column(d.name, expr.evaluate(d.expr, t))
-    return t
+        values, bad = expr.evaluate_checked(d.expr, t)
+        t = t.append_column(d.name, values)
+        why = pc.binary_join_element_wise(f"derived {d.name!r}: ", bad, "")
+        reasons = pc.coalesce(reasons, why)
+    return t, reasons
 
 
 def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarray]:
@@ -154,11 +166,12 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
     t = main
     for j in schema.joins:
         t = join_lookup(t, lookups[j.table], j)
-    t = add_derived(t, schema)
+    t, derive_reasons = derive_checked(t, schema)
     ids = example_ids(t)
     label, missing = label_array(t, schema)
     label, transform_reasons = transform_label(label, schema)
-    reasons = pc.coalesce(filter_reasons(t, schema), _label_reasons(t, schema, missing),
+    reasons = pc.coalesce(derive_reasons, filter_reasons(t, schema),
+                          _label_reasons(t, schema, missing),
                           pa.array(transform_reasons, pa.string()))
     out = pc.is_valid(reasons)
     excluded = pa.table({EXAMPLE_ID: ids.filter(out), "reason": reasons.filter(out)})

@@ -175,9 +175,9 @@ def validate_chunk(table: TableSpec, chunk: RawChunk) -> tuple[pa.RecordBatch, l
     """
     n = len(chunk)
     problems: list[list[str]] = [[] for _ in range(n)]
-    nulls = set(table.null_tokens)
     arrays = {}
     for col in table.columns:
+        nulls = set(table.null_values(col.name))
         raw = chunk.values[col.name]
         obj = np.empty(n, dtype=object)
         obj[:] = [None if (v is None or (isinstance(v, str) and v in nulls)) else v for v in raw]
@@ -250,7 +250,8 @@ def fast_csv_chunk(table: TableSpec, source: str, header: list[str],
 
     import pyarrow.csv as pacsv
 
-    if not len(records) or _fast_path_declines(header, table, records):
+    if not len(records) or _fast_path_declines(header, table, records) \
+            or table.per_column_nulls:  # Arrow's null_values are one set per read
         return None
     try:
         t = pacsv.read_csv(

@@ -24,7 +24,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 from apache_beam.metrics import Metrics
 
 from beam_jobs.common import deadletter, prepare, reading
@@ -32,6 +31,7 @@ from beam_jobs.common.records import LINE_COL, SOURCE_COL
 from mlbatch import expr, storage
 from mlbatch.artifacts.base import digest_of
 from mlbatch.artifacts.features import FeatureSet
+from mlbatch.config import ConfigError, load_yaml
 from mlbatch.schema import DatasetSchema, SchemaError
 from mlbatch.schema.build import build as build_schema
 
@@ -68,8 +68,8 @@ def schema_of(features: FeatureSet, override: str | None = None) -> DatasetSchem
                            f"features at {features.root} were built with (sha256 "
                            f"{rec['sha256'][:12]}...)")
     try:
-        return build_schema(yaml.safe_load(data.decode("utf-8")), uri)
-    except (yaml.YAMLError, SchemaError) as e:
+        return build_schema(load_yaml(data.decode("utf-8"), uri), uri)
+    except (ConfigError, UnicodeDecodeError, SchemaError) as e:
         raise ServingError(f"{uri}: {e}") from e
 
 
@@ -93,15 +93,16 @@ def prepare_for_serving(main: pa.Table, lookups: dict[str, pa.Table], schema: Da
                         ) -> tuple[pa.Table, pa.Array]:
     """Joins and derives a batch of valid main rows; adds example_id and LABEL.
 
-    Returns (prepared, reasons): per row None, or why it is outside the schema's filters
-    (prepare.filter_reasons); the caller dead-letters those rows."""
+    Returns (prepared, reasons): per row None, or why a derived value cannot be computed
+    or the row is outside the schema's filters (prepare.filter_reasons); the caller
+    dead-letters those rows."""
     t = main
     for j in schema.joins:
         t = prepare.join_lookup(t, lookups[j.table], j)
-    t = prepare.add_derived(t, schema)
+    t, derive_reasons = prepare.derive_checked(t, schema)
     t = t.append_column(prepare.EXAMPLE_ID, prepare.example_ids(t))
     t = t.append_column(LABEL, label_values(t, schema))
-    return t, prepare.filter_reasons(t, schema)
+    return t, pc.coalesce(derive_reasons, prepare.filter_reasons(t, schema))
 
 
 class PrepareServingFn(beam.DoFn):

@@ -18,7 +18,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common.inputs import InputError
-from beam_jobs.common.options import OptionsError, pipeline_options, run_pipeline
+from beam_jobs.common.options import (OptionsError, pipeline_options, refuse_local_paths,
+                                      run_pipeline)
 from beam_jobs.cooccurrence import artifacts, pipeline
 from beam_jobs.cooccurrence.config import ConfigError, add_arguments, from_args
 from beam_jobs.cooccurrence.reading import match_corpus
@@ -53,6 +54,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> Manife
     add_arguments(parser)
     known, pipeline_args = parser.parse_known_args(argv)
     config = from_args(known)
+    refuse_local_paths(pipeline_args, input=config.input, output=config.output)
     options = pipeline_options(pipeline_args, job_name=JOB_NAME,
                                save_main_session=save_main_session)
     dry_run = options.view_as(TestOptions).dry_run

@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions, TestOptions)
 
-from beam_jobs.common.options import exit_now, parse_job_args
+from beam_jobs.common.options import exit_now, parse_job_args, refuse_local_paths
 from beam_jobs.common.options import OptionsError, pipeline_options, quiet_logging, run_pipeline
 from beam_jobs.features import io
 from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
@@ -147,6 +147,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     args, beam_args = parse_args(argv)
     quiet_logging(args.verbose)
     schema = load_schema(args.schema)
+    refuse_local_paths(beam_args, input=args.input, output=args.output)
     options = pipeline_options(beam_args, job_name=f"features-{schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
     dry_run = options.view_as(TestOptions).dry_run

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from mlbatch.config import ConfigError, load_yaml
 from mlbatch.schema.build import build
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
                                   SCALES, SPLIT_BY, TASKS, BucketFeature, ColumnSpec, CrossFeature,
@@ -32,9 +31,11 @@ def load_schema(path: str | Path) -> DatasetSchema:
     if not path.is_file():
         raise SchemaError(f"schema file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SchemaError(f"{path}: not valid YAML ({e})") from e
+        raw = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    except ConfigError as e:
+        raise SchemaError(str(e)) from None
+    except UnicodeDecodeError as e:
+        raise SchemaError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         return build(raw, str(path))
     except SchemaError as e:

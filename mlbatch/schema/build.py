@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlbatch.expr import quote_column
+from mlbatch.config import shorten
+from mlbatch.expr import TYPES, quote_column
 from mlbatch.schema import fields as f
 from mlbatch.schema.features import load_features
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
@@ -21,11 +22,11 @@ def build(raw, source: str) -> DatasetSchema:
                                             "features"})
     version = raw.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, (int, str)):
-        raise f.err("version", f"expected an integer or a string, got {version!r}")
+        raise f.err("version", f"expected an integer or a string, got {shorten(version)}")
     tables = _load_tables(raw["tables"])
     main = raw["main"]
-    if main not in tables:
-        raise f.err("main", f"{main!r} is not a declared table ({sorted(tables)})")
+    if not isinstance(main, str) or main not in tables:
+        raise f.err("main", f"{shorten(main)} is not a declared table ({sorted(tables)})")
     joins, available = _load_joins(raw.get("joins") or [], tables, main)
     derived = _load_derived(raw.get("derived") or [], available)
     label = _load_label(raw["label"], available)
@@ -37,12 +38,24 @@ def build(raw, source: str) -> DatasetSchema:
         limits=_load_limits(raw.get("limits") or {}), filters=filters,
         **load_features(raw["features"], available))
     names = schema.feature_names
+    for where, feature in _feature_fields(schema):
+        f.feature_name(where, feature.name)
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise f.err("features", f"duplicate feature names {dupes}")
     if label.name in names:
-        raise f.err("label.name", f"{label.name!r} collides with a feature name")
+        raise f.err("label.name", f"{shorten(label.name)} collides with a feature name")
     return schema
+
+
+def _feature_fields(schema: DatasetSchema):
+    """(field, feature) of every feature, the field as the schema file spells it."""
+    for kind, items in (("numeric", schema.numeric), ("buckets", schema.buckets),
+                        ("vocabularies", schema.vocabularies), ("hashes", schema.hashes)):
+        for i, feature in enumerate(items):
+            yield f"features.{kind}[{i}].column", feature
+    for i, feature in enumerate(schema.crosses):
+        yield f"features.crosses[{i}].name", feature
 
 
 def _load_tables(raw) -> dict[str, TableSpec]:
@@ -51,20 +64,37 @@ def _load_tables(raw) -> dict[str, TableSpec]:
     return {n: _load_table(f"tables.{n}", str(n), t) for n, t in raw.items()}
 
 
+def _column_name(where: str, name: str) -> str:
+    """A column name expressions can write (in backquotes when it is not an identifier)."""
+    if "`" in name:
+        raise f.err(where, f"{shorten(name)} contains a backquote (`), which expressions "
+                           f"use to quote column names")
+    return name
+
+
 def _load_column(where: str, name: str, spec) -> ColumnSpec:
+    _column_name(where, name)
     if isinstance(spec, str):
         spec = {"type": spec}
-    f.check_keys(where, spec, {"type", "required", "min", "max"}, {"type"})
+    f.check_keys(where, spec, {"type", "required", "min", "max", "null_values"}, {"type"})
     if spec["type"] not in COLUMN_TYPES:
-        raise f.err(f"{where}.type", f"{spec['type']!r} is not one of {COLUMN_TYPES}")
+        raise f.err(f"{where}.type", f"{shorten(spec['type'])} is not one of {COLUMN_TYPES}")
     if spec["type"] == "string" and ("min" in spec or "max" in spec):
         raise f.err(where, "min/max apply to numeric columns only")
     bounds = {k: f.number(f"{where}.{k}", spec[k]) for k in ("min", "max") if k in spec}
     if len(bounds) == 2 and bounds["min"] > bounds["max"]:
         raise f.err(where, f"min {bounds['min']} is greater than max {bounds['max']}")
+    nulls = {} if "null_values" not in spec else \
+        {"null_values": _null_tokens(f"{where}.null_values", spec["null_values"])}
     return ColumnSpec(name=name, type=spec["type"],
                       required=f.boolean(f"{where}.required", spec.get("required", False)),
-                      **bounds)
+                      **bounds, **nulls)
+
+
+def _null_tokens(where: str, tokens) -> tuple[str, ...]:
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise f.err(where, f"expected a list of strings, got {shorten(tokens)}")
+    return tuple(tokens)
 
 
 def _load_table(where: str, name: str, raw) -> TableSpec:
@@ -73,7 +103,7 @@ def _load_table(where: str, name: str, raw) -> TableSpec:
     path = f.string(f"{where}.path", raw["path"])
     fmt = raw.get("format") or Path(path).suffix.lstrip(".")
     if fmt not in FORMATS:
-        raise f.err(f"{where}.format", f"{fmt!r} is not one of {FORMATS}")
+        raise f.err(f"{where}.format", f"{shorten(fmt)} is not one of {FORMATS}")
     if not isinstance(raw["columns"], dict) or not raw["columns"]:
         raise f.err(f"{where}.columns", "expected a non-empty mapping of column -> spec")
     columns = tuple(_load_column(f"{where}.columns.{c}", str(c), spec)
@@ -81,12 +111,10 @@ def _load_table(where: str, name: str, raw) -> TableSpec:
     key = f.names(f"{where}.key", raw["key"]) if "key" in raw else ()
     for k in key:
         if k not in {c.name for c in columns}:
-            raise f.err(f"{where}.key", f"key column {k!r} is not a column of table {name!r}")
-    tokens = raw.get("null_tokens", [""])
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        raise f.err(f"{where}.null_tokens", f"expected a list of strings, got {tokens!r}")
+            raise f.err(f"{where}.key", f"key column {shorten(k)} is not a column of table {shorten(name)}")
     return TableSpec(name=name, path=path, format=fmt, columns=columns,
-                     null_tokens=tuple(tokens), key=key)
+                     null_tokens=_null_tokens(f"{where}.null_tokens",
+                                              raw.get("null_tokens", [""])), key=key)
 
 
 def _load_joins(raw, tables: dict[str, TableSpec], main: str
@@ -99,20 +127,22 @@ def _load_joins(raw, tables: dict[str, TableSpec], main: str
     for i, j in enumerate(raw):
         where = f"joins[{i}]"
         f.check_keys(where, j, {"table", "keys", "prefix"}, {"table", "keys"})
-        if j["table"] not in tables or j["table"] == main:
-            raise f.err(f"{where}.table", f"{j['table']!r} is not a declared lookup table")
+        if not isinstance(j["table"], str) or j["table"] not in tables or j["table"] == main:
+            raise f.err(f"{where}.table", f"{shorten(j['table'])} is not a declared lookup table")
         on, right = f.names(f"{where}.keys", j["keys"]), tables[j["table"]]
         for k in on:
             if k not in tables[main].column_names:
-                raise f.err(f"{where}.keys", f"{k!r} is not a column of the main table {main!r}")
+                raise f.err(f"{where}.keys",
+                            f"{shorten(k)} is not a column of the main table {shorten(main)}")
             if k not in right.column_names:
-                raise f.err(f"{where}.keys", f"{k!r} is not a column of table {right.name!r}")
+                raise f.err(f"{where}.keys", f"{shorten(k)} is not a column of table {shorten(right.name)}")
         if set(on) != set(right.key):
             raise f.err(f"{where}.keys", f"must equal the declared key {list(right.key)} "
-                                         f"of table {right.name!r}")
+                                         f"of table {shorten(right.name)}")
         prefix = j.get("prefix", f"{right.name}_")
         if not isinstance(prefix, str):
-            raise f.err(f"{where}.prefix", f"expected a string, got {prefix!r}")
+            raise f.err(f"{where}.prefix", f"expected a string, got {shorten(prefix)}")
+        _column_name(f"{where}.prefix", prefix)
         for c in right.columns:
             if c.name not in on:
                 if prefix + c.name in available:
@@ -124,8 +154,8 @@ def _load_joins(raw, tables: dict[str, TableSpec], main: str
 
 def _legacy_derived(where: str, d: dict) -> str:
     """The expression a legacy {fn, args} entry stands for."""
-    if d["fn"] not in DERIVED_FNS:
-        raise f.err(f"{where}.fn", f"{d['fn']!r} is not one of {sorted(DERIVED_FNS)} "
+    if not isinstance(d["fn"], str) or d["fn"] not in DERIVED_FNS:
+        raise f.err(f"{where}.fn", f"{shorten(d['fn'])} is not one of {sorted(DERIVED_FNS)} "
                                    f"(or write expr: instead)")
     n_args, template = DERIVED_FNS[d["fn"]]
     args = f.as_tuple(d["args"])
@@ -135,7 +165,7 @@ def _legacy_derived(where: str, d: dict) -> str:
         raise f.err(f"{where}.args", "the first argument must be a column")
     for a in args:
         if not isinstance(a, str) and (isinstance(a, bool) or not isinstance(a, (int, float))):
-            raise f.err(f"{where}.args", f"{a!r} is neither a column name nor a number")
+            raise f.err(f"{where}.args", f"{shorten(a)} is neither a column name nor a number")
     return template.format(*(quote_column(a) if isinstance(a, str) else repr(a) for a in args))
 
 
@@ -147,9 +177,9 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
     for i, d in enumerate(raw):
         where = f"derived[{i}]"
         f.check_keys(where, d, {"name", "expr", "fn", "args"}, {"name"})
-        name = f.string(f"{where}.name", d["name"])
+        name = _column_name(f"{where}.name", f.string(f"{where}.name", d["name"]))
         if name in available:
-            raise f.err(f"{where}.name", f"{name!r} already exists")
+            raise f.err(f"{where}.name", f"{shorten(name)} already exists")
         if ("expr" in d) == ("fn" in d or "args" in d):
             raise f.err(where, "give either expr: or the legacy fn: and args:")
         if "expr" in d:
@@ -157,8 +187,7 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
         else:
             f.check_keys(where, d, {"name", "fn", "args"}, {"name", "fn", "args"})
             text, field = _legacy_derived(where, d), f"{where}.fn"
-        expr = f.expression(field, text, available, ("int64", "float64", "string", "bool",
-                                                     "timestamp"), "")
+        expr = f.expression(field, text, available, TYPES, "")
         available[name] = expr.type
         out.append(DerivedSpec(name=name, expr=expr))
     return tuple(out)
@@ -167,7 +196,7 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
 def _legacy_label(lab: dict, available: dict[str, str]) -> str:
     col = lab["column"]
     if not isinstance(col, str) or available.get(col) not in NUMERIC:
-        raise f.err("label.column", f"{col!r} is not a numeric column")
+        raise f.err("label.column", f"{shorten(col)} is not a numeric column")
     if lab["task"] == "regression":
         if "op" in lab or "value" in lab:
             raise f.err("label", "op and value apply to binary labels only (regression "
@@ -175,11 +204,11 @@ def _legacy_label(lab: dict, available: dict[str, str]) -> str:
         return quote_column(col)
     if lab.get("op") not in LABEL_OPS:
         raise f.err("label.op", f"a binary label needs op in {LABEL_OPS} and a value, "
-                                f"got {lab.get('op')!r}")
+                                f"got {shorten(lab.get('op'))}")
     if "value" not in lab:
         raise f.err("label.value", f"missing: a binary label is `{col} {lab['op']} value`")
     value = f.number("label.value", lab["value"])
-    return f"{quote_column(col)} {lab['op']} {value!r}"
+    return f"{quote_column(col)} {lab['op']} {shorten(value)}"
 
 
 def _load_label(lab, available: dict[str, str]) -> LabelSpec:
@@ -187,9 +216,9 @@ def _load_label(lab, available: dict[str, str]) -> LabelSpec:
                  {"name", "task"})
     name = f.string("label.name", lab["name"])
     if name in available:
-        raise f.err("label.name", f"{name!r} is already a column; name the label otherwise")
+        raise f.err("label.name", f"{shorten(name)} is already a column; name the label otherwise")
     if lab["task"] not in TASKS:
-        raise f.err("label.task", f"{lab['task']!r} is not one of {TASKS}")
+        raise f.err("label.task", f"{shorten(lab['task'])} is not one of {TASKS}")
     if ("expr" in lab) == ("column" in lab):
         raise f.err("label", "give either expr: or column: (with op: and value: for a "
                              "binary label)")
@@ -203,7 +232,7 @@ def _load_label(lab, available: dict[str, str]) -> LabelSpec:
                         else "a regression label must be a number")
     transform = lab.get("transform")
     if transform not in LABEL_TRANSFORMS:
-        raise f.err("label.transform", f"{transform!r} is not one of {LABEL_TRANSFORMS}")
+        raise f.err("label.transform", f"{shorten(transform)} is not one of {LABEL_TRANSFORMS}")
     if transform and binary:
         raise f.err("label.transform", "a label transform applies to regression labels only")
     column = lab.get("column") or (expr.columns[0] if len(expr.columns) == 1 else None)
@@ -213,7 +242,7 @@ def _load_label(lab, available: dict[str, str]) -> LabelSpec:
 
 def _load_filters(raw, available: dict[str, str]) -> tuple:
     if not isinstance(raw, list):
-        raise f.err("filters", f"expected a list of boolean expressions, got {raw!r}")
+        raise f.err("filters", f"expected a list of boolean expressions, got {shorten(raw)}")
     return tuple(f.expression(f"filters[{i}]", text, available, ("bool",),
                               "a filter must be true/false (e.g. a comparison)")
                  for i, text in enumerate(raw))
@@ -223,7 +252,7 @@ def _load_split(sp, available: dict[str, str], main: TableSpec) -> SplitSpec:
     f.check_keys("split", sp, {"by", "key", "eval_fraction", "salt"}, {"eval_fraction"})
     by = sp.get("by", "key")
     if by not in SPLIT_BY:
-        raise f.err("split.by", f"{by!r} is not one of {SPLIT_BY}")
+        raise f.err("split.by", f"{shorten(by)} is not one of {SPLIT_BY}")
     if by == "key" and "key" not in sp:
         raise f.err("split", "give key: [columns], or by: row | content for a table "
                              "without a natural key")
@@ -232,7 +261,7 @@ def _load_split(sp, available: dict[str, str], main: TableSpec) -> SplitSpec:
     key = f.names("split.key", sp["key"]) if by == "key" else ()
     for k in key:
         if k not in available:
-            raise f.err("split.key", f"unknown column {k!r}")
+            raise f.err("split.key", f"unknown column {shorten(k)}")
     if by == "content":
         key = tuple(main.column_names)
     return SplitSpec(key=key, by=by,

@@ -2,6 +2,7 @@
 features over the prepared columns."""
 from __future__ import annotations
 
+from mlbatch.config import shorten
 from mlbatch.schema import fields as f
 from mlbatch.schema.specs import (FEATURE_TYPES, SCALES, BucketFeature, CrossFeature, HashFeature,
                                   NumericFeature, VocabFeature)
@@ -12,20 +13,20 @@ SECTION = {"numeric", "buckets", "vocabularies", "hashes", "crosses", "cross_rar
 
 def _column(where: str, col, available: dict[str, str], numeric_only: bool, kind: str) -> str:
     if not isinstance(col, str) or col not in available:
-        raise f.err(f"{where}.column", f"unknown column {col!r} (not raw, joined or derived)")
+        raise f.err(f"{where}.column", f"unknown column {shorten(col)} (not raw, joined or derived)")
     t = available[col]
     if t not in FEATURE_TYPES:
-        raise f.err(f"{where}.column", f"{col!r} is a {t} column: derive a number from it "
+        raise f.err(f"{where}.column", f"{shorten(col)} is a {t} column: derive a number from it "
                                        f"(e.g. hour({col}), day_of_week({col}))")
     if numeric_only and t == "string":
-        raise f.err(f"{where}.column", f"{col!r} is a string column; {kind} needs numbers")
+        raise f.err(f"{where}.column", f"{shorten(col)} is a string column; {kind} needs numbers")
     return col
 
 
 def _fill(where: str, v):
     if v != "mean" and (isinstance(v, bool) or not isinstance(v, (int, float))):
-        raise f.err(f"{where}.fill", f"must be 'mean' or a number, got {v!r}")
-    return v
+        raise f.err(f"{where}.fill", f"must be 'mean' or a number, got {shorten(v)}")
+    return v if v == "mean" else f.number(f"{where}.fill", v)
 
 
 def _drift(where: str, raw: dict) -> dict:
@@ -37,15 +38,16 @@ def _drift(where: str, raw: dict) -> dict:
 
 def _numeric(where: str, raw: dict) -> NumericFeature:
     scale = raw.get("scale", "z_score")
-    if scale not in SCALES:
-        raise f.err(f"{where}.scale", f"{scale!r} not in {sorted(SCALES)}")
+    if not isinstance(scale, str) or scale not in SCALES:
+        raise f.err(f"{where}.scale", f"{shorten(scale)} not in {sorted(SCALES)}")
     return NumericFeature(column=raw["column"], scale=scale,
                           fill=_fill(where, raw.get("fill", "mean")), **_drift(where, raw))
 
 
 def _bucket(where: str, raw: dict) -> BucketFeature:
     return BucketFeature(column=raw["column"], fill=_fill(where, raw.get("fill", "mean")),
-                         num_buckets=f.integer(f"{where}.num_buckets", raw["num_buckets"], 2),
+                         num_buckets=f.integer(f"{where}.num_buckets", raw["num_buckets"], 2,
+                                                   f.MAX_BUCKETS),
                          **_drift(where, raw))
 
 
@@ -53,12 +55,14 @@ def _vocab(where: str, raw: dict) -> VocabFeature:
     opt = {k: f.integer(f"{where}.{k}", raw[k], 1) for k in ("top_k", "frequency_threshold")
            if raw.get(k) is not None}
     return VocabFeature(column=raw["column"], **opt, num_oov_buckets=f.integer(
-        f"{where}.num_oov_buckets", raw.get("num_oov_buckets", 1), 1), **_drift(where, raw))
+        f"{where}.num_oov_buckets", raw.get("num_oov_buckets", 1), 1, f.MAX_BUCKETS),
+        **_drift(where, raw))
 
 
 def _hash(where: str, raw: dict) -> HashFeature:
     return HashFeature(column=raw["column"],
-                       hash_buckets=f.integer(f"{where}.hash_buckets", raw["hash_buckets"], 1),
+                       hash_buckets=f.integer(f"{where}.hash_buckets", raw["hash_buckets"], 1,
+                                              f.MAX_BUCKETS),
                        **_drift(where, raw))
 
 
@@ -98,15 +102,16 @@ def _cross(where: str, c, available: dict[str, str], bucket_names: set[str]) -> 
         if col in bucket_names:
             continue
         if col not in available:
-            raise f.err(f"{where}.columns", f"cross {name!r} uses missing column {col!r} "
+            raise f.err(f"{where}.columns", f"cross {shorten(name)} uses missing column {shorten(col)} "
                                             f"(not raw, joined, derived or a bucket feature)")
         if available[col] == "float64":
-            raise f.err(f"{where}.columns", f"{col!r} is a float column: cross its bucket "
+            raise f.err(f"{where}.columns", f"{shorten(col)} is a float column: cross its bucket "
                                             f"feature ({col}_bucket) instead")
         if available[col] not in FEATURE_TYPES:
-            raise f.err(f"{where}.columns", f"{col!r} is a {available[col]} column")
+            raise f.err(f"{where}.columns", f"{shorten(col)} is a {available[col]} column")
     return CrossFeature(cross=name, columns=cols,
-                        hash_buckets=f.integer(f"{where}.hash_buckets", c["hash_buckets"], 2),
+                        hash_buckets=f.integer(f"{where}.hash_buckets", c["hash_buckets"], 2,
+                                              f.MAX_BUCKETS),
                         **_drift(where, c))
 
 

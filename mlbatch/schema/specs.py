@@ -33,6 +33,7 @@ class ColumnSpec:
     required: bool = False
     min: float | None = None
     max: float | None = None
+    null_values: tuple[str, ...] | None = None  # None: the table's null_tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,18 @@ class TableSpec:
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
+
+    def null_values(self, name: str) -> tuple[str, ...]:
+        """The strings read as null in column `name`: its own null_values, else the
+        table's null_tokens ("NA" can be a code in one column and missing in others)."""
+        own = self.column(name).null_values
+        return self.null_tokens if own is None else own
+
+    @property
+    def per_column_nulls(self) -> bool:
+        """True when some column's null strings differ from the table's."""
+        return any(c.null_values is not None and c.null_values != self.null_tokens
+                   for c in self.columns)
 
 
 @dataclasses.dataclass(frozen=True)

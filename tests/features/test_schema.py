@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,141 @@ def test_tfx_taxi_label_and_a_log_price_label_are_writable(tmp_path):
     s = load_schema(write_schema(tmp_path, lambda r: r["label"].update(
         task="regression", expr="log1p(where(arr_delay > 0, arr_delay, 0))")))
     assert s.label.expr.type == "float64" and s.label.column == "arr_delay"
+
+
+# --- #20: values that would switch a check off, bounds, names -------------------------
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["features"]["numeric"][0].update(fill=float("nan")),
+     "features.numeric[0].fill: expected a finite number, got nan"),
+    (lambda r: r["features"]["buckets"][0].update(fill=float("inf")),
+     "features.buckets[0].fill: expected a finite number, got inf"),
+    (lambda r: r["tables"]["flights"]["columns"]["month"].update(min=float("nan")),
+     "tables.flights.columns.month.min: expected a finite number, got nan"),
+    (lambda r: r["tables"]["flights"]["columns"]["month"].update(max=float("nan")),
+     "tables.flights.columns.month.max: expected a finite number, got nan"),
+    (lambda r: r["features"]["hashes"][0].update(hash_buckets=10**30),
+     "features.hashes[0].hash_buckets: must be <= 16,777,216, got 1000000000000000000000000000000"),
+    (lambda r: r["features"]["crosses"][0].update(hash_buckets=2**24 + 1),
+     "features.crosses[0].hash_buckets: must be <= 16,777,216, got 16777217"),
+    (lambda r: r["features"]["buckets"][0].update(num_buckets=-3),
+     "features.buckets[0].num_buckets: must be >= 2, got -3"),
+    (lambda r: r["derived"].append({"name": "delay[min]", "expr": "dep_delay"}) or
+     r["features"]["numeric"].append({"column": "delay[min]"}),
+     "features.numeric[10].column: feature name 'delay[min]_z' contains [ ], which XGBoost "
+     "refuses in feature names"),
+    (lambda r: r["features"]["crosses"][0].update(name="a<b"),
+     "features.crosses[0].name: feature name 'cross_a<b' contains <"),
+])
+def test_values_that_disable_checks_are_refused(tmp_path, mutate, message):
+    with pytest.raises(SchemaError) as e:
+        load_schema(write_schema(tmp_path, mutate))
+    assert message in str(e.value)
+
+
+def test_nan_written_in_yaml_is_refused_naming_the_field(tmp_path):
+    text = FLIGHTS.read_text().replace("{type: int64, required: true, min: 1, max: 12}",
+                                       "{type: int64, required: true, min: .nan, max: 12}")
+    assert text.count(".nan") == 1
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(SchemaError, match=r"s.yaml: tables.flights.columns.month.min: "
+                                          r"expected a finite number, got nan"):
+        load_schema(tmp_path / "s.yaml")
+
+
+def test_duplicate_key_in_a_schema_is_refused_with_its_line(tmp_path):
+    text = FLIGHTS.read_text().replace('  expr: "arr_delay > 15"',
+                                       '  expr: "arr_delay > 15"\n  expr: "arr_delay > 60"')
+    (tmp_path / "s.yaml").write_text(text)
+    line = text.splitlines().index('  expr: "arr_delay > 60"') + 1
+    with pytest.raises(SchemaError) as e:
+        load_schema(tmp_path / "s.yaml")
+    assert str(e.value) == (f"{tmp_path / 's.yaml'}: line {line}: duplicate key 'expr' (first "
+                            f"on line {line - 1}); a key may appear once in a mapping")
+
+
+# --- #23: null tokens per column; ISO times through preparation ----------------------
+
+LEAGUES = """
+name: leagues
+main: games
+tables:
+  games:
+    path: games.csv
+    null_tokens: ["NA", ""]
+    columns:
+      game: {type: int64, required: true}
+      league: {type: string, null_values: [""]}   # "NA": North America, a real code
+      played_at: string
+      score: float64
+derived:
+  - {name: hour_utc, expr: "hour(timestamp(played_at))"}
+label: {name: high, task: binary_classification, expr: "score > 1"}
+split: {key: game, eval_fraction: 0.5}
+features:
+  numeric: [{column: hour_utc}]
+  vocabularies: [{column: league}]
+"""
+
+
+@pytest.fixture
+def leagues(tmp_path):
+    (tmp_path / "leagues.yaml").write_text(LEAGUES)
+    return load_schema(tmp_path / "leagues.yaml")
+
+
+def test_null_values_per_column_override_the_table(leagues):
+    games = leagues.tables["games"]
+    assert games.null_values("league") == ("",)
+    assert games.null_values("score") == ("NA", "")
+    assert games.per_column_nulls
+
+
+def _league_rows(leagues, fmt):
+    from beam_jobs.common import records
+    games = leagues.tables["games"]
+    if fmt == "csv":
+        from beam_jobs.common.csvsplit import CsvSplitter
+        header = ["game", "league", "played_at", "score"]
+        lines = [b"1,NA,2017-01-01T06:00:42Z,NA\n", b"2,,2017-01-01T06:00:42.5+02:00,2\n",
+                 b"3,EU,NA,3\n"]
+        chunk, dead = records.parse_csv_lines(games, "games.csv", header, lines)
+        # Arrow's CSV reader takes one null set per read: it leaves such a table to the
+        # exact path (with the table's set alone it would read the league "NA" as null)
+        assert records.fast_csv_chunk(games, "games.csv", header,
+                                      CsvSplitter(next_line=2).feed(lines)) is None
+    else:
+        rows = [{"game": 1, "league": "NA", "played_at": "2017-01-01T06:00:42Z", "score": "NA"},
+                {"game": 2, "league": "", "played_at": "2017-01-01T06:00:42.5+02:00", "score": 2},
+                {"game": 3, "league": "EU", "played_at": "NA", "score": 3}]
+        chunk, dead = records.parse_jsonl_chunk(games, "games.jsonl",
+                                                [json.dumps(r).encode() for r in rows], 1)
+    batch, dead2 = records.validate_chunk(games, chunk)
+    assert dead + dead2 == []
+    return batch
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_na_is_a_league_code_in_one_column_and_missing_in_the_others(leagues, fmt):
+    batch = _league_rows(leagues, fmt)
+    assert batch.column("league").to_pylist() == ["NA", None, "EU"]
+    assert batch.column("score").to_pylist() == [None, 2.0, 3.0]
+    assert batch.column("played_at").to_pylist() == ["2017-01-01T06:00:42Z",
+                                                     "2017-01-01T06:00:42.5+02:00", None]
+
+
+def test_an_unreadable_time_excludes_its_row_with_the_reason(leagues):
+    import pyarrow as pa
+
+    from beam_jobs.common import prepare
+    batch = _league_rows(leagues, "csv")
+    t = pa.Table.from_batches([batch]).set_column(
+        2, "played_at", pa.array(["2017-01-01T06:00:42Z", "2017-01-01T06:00:42.5+02:00",
+                                  "Jan 1st"]))
+    t = t.set_column(3, "score", pa.array([2.0, 2.0, 3.0]))
+    prepared, excluded = prepare.prepare(t, {}, leagues)
+    assert prepared.column("hour_utc").to_pylist() == [6, 4]
+    assert excluded.column("reason").to_pylist() == [
+        "derived 'hour_utc': timestamp() at position 5: 'Jan 1st' is not an ISO 8601 time "
+        "(e.g. 2017-01-01T06:00:42Z)"]
+    assert excluded.column("example_id").to_pylist() == ["games.csv:4"]

@@ -35,7 +35,8 @@ steps:
     assert placement.placement_argv(p.steps["f"], env, pipeline="t") == [
         "--runner", "DataflowRunner", "--project", "my-proj", "--region", "europe-west1",
         "--temp_location", "gs://bkt/tmp", "--staging_location", "gs://bkt/staging",
-        "--job_name", "t-f"]
+        "--job_name", "t-f", "--sdk_container_image",
+        "europe-west1-docker.pkg.dev/my-proj/mlbatch/mlbatch:0.1.0"]  # the image by default
     assert placement.placement_argv(p.steps["x"], env) == ["--address", "127.0.0.1:6380"]
     assert placement.where(p.steps["x"], env) == "ray:127.0.0.1:6380"
     assert placement.placement_argv(p.steps["y"], {}) == ["--address", "10.0.0.1:6379"]
