@@ -126,13 +126,16 @@ def test_resolver_follows_the_alias_and_refuses_replaced_bytes(tmp_path, flights
                               "digest": read_manifest(flights_xgboost).digest,
                               "store": str(store)}
     assert resolve("registry:delay/2").uri == str(flights_jax)
-    (model / "model.json").write_text("{}")  # new bytes, same path: never read as version 1
-    doc = json.loads((model / "artifact.json").read_text())
-    doc["digest"] = "sha256:" + "0" * 64
-    (model / "artifact.json").write_text(json.dumps(doc))
+    shutil.rmtree(model)  # another committed model at the same path: never read as version 1
+    shutil.copytree(flights_jax, model)
+    jax = read_manifest(flights_jax).digest
     with pytest.raises(RegistryError, match="registry:delay@blessed is delay version 1 at "
                        f"{model} with digest sha256:[0-9a-f]{{64}}, but that directory now "
-                       "holds sha256:0{64}: it was replaced after registration"):
+                       f"holds {jax}: it was replaced after registration"):
+        resolve("registry:delay@blessed")
+    (model / "model" / "params.npz").write_bytes(b"tampered")
+    with pytest.raises(RegistryError, match="registry:delay@blessed is delay version 1 at "
+                       f"{model}, which cannot be read: "):
         resolve("registry:delay@blessed")
     with pytest.raises(RegistryError, match="has no alias 'serving'"):
         resolve("registry:delay@serving", str(store))
