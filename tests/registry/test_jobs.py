@@ -36,6 +36,21 @@ def test_scoring_with_the_blessed_alias_records_the_version(tmp_path, flights_sl
     assert load_predictions(out).model_digest == xgb.digest
 
 
+def test_monitoring_with_a_version_records_it(tmp_path, flights_slice, flights_features,
+                                              flights_xgboost):
+    store = tmp_path / "registry.sqlite"
+    with LineageStore(store) as s:
+        ModelRegistry(s).register("delay", str(flights_xgboost))
+    out = tmp_path / "monitor"
+    assert monitor_main(["--baseline", str(flights_features), "--input", str(flights_slice),
+                         "--model", "registry:delay/1", "--registry", str(store),
+                         "--output", str(out)]) == 0
+    xgb = read_manifest(flights_xgboost)
+    assert read_manifest(out).input("model")["registered"] == {
+        "name": "delay", "version": 1, "alias": None, "digest": xgb.digest, "store": str(store)}
+    assert read_manifest(out).input("model")["digest"] == xgb.digest
+
+
 def test_an_unresolvable_reference_stops_before_the_pipeline(tmp_path, flights_slice,
                                                              flights_features, capsys,
                                                              monkeypatch):
