@@ -89,7 +89,7 @@ def store_path(registry: str | None) -> str:
         raise RegistryError(f"the registry store must be a local file, got {value}")
     if os.path.isdir(value):
         m = read_manifest(value, "model_evaluation")
-        return m.body["registry"]
+        value = m.body["registry"]
     if not os.path.isfile(value):
         raise RegistryError(f"registry store {value} does not exist")
     return os.path.abspath(value)
