@@ -63,6 +63,14 @@ def reason_rows(summary: dict, dead: pa.Table | None) -> list[list]:
     return rows
 
 
+def join_rows(summary: dict) -> list[list]:
+    """Per join of the feature job (summary["joins"]): main rows matched and unmatched,
+    lookup rows kept, duplicate keys dropped, lookup rows used and unused."""
+    return [[t, j["matched"], j["unmatched"], j["lookup_rows"], j["duplicate_keys_dropped"],
+             j["lookup_rows_used"], j["lookup_rows_unused"]]
+            for t, j in summary.get("joins", {}).items()]
+
+
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.histogram(values[np.isfinite(values)], bins=edges)[0]
 
@@ -111,6 +119,11 @@ def _features_blocks(step: Step, fs: FeatureSet) -> list:
                     "excluded for the main table)"),
               Figure(f"{step.name}-counts", counts_figure(rows), "records per table",
                      "Every record read, by outcome")]
+    if summary.get("joins"):
+        blocks.append(table(["join", "matched", "unmatched", "lookup rows", "duplicate keys",
+                             "lookup rows used", "unused"], join_rows(summary),
+                            "Per join: main rows that found a lookup row or not (unmatched "
+                            "rows get their features' fill), lookup rows kept and used"))
     reasons = reason_rows(summary, read_rejected(fs, "dead_letter"))
     blocks.append(table(["table", "reason", "records", "first", "raw record"], reasons,
                         "Most common dead-letter reasons, with the first record's raw text")
