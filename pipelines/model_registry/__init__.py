@@ -6,7 +6,10 @@ the evaluation step that blesses or refuses a candidate (``thresholds``, ``evalu
 Jobs resolve ``registry:NAME@ALIAS`` through ``mlbatch.artifacts.registry``. See
 docs/registry.md.
 """
+from pipelines.lineage.queries import register_blessing_lookup
 from pipelines.model_registry.store import (ModelRegistry, Version, alias_stack,
-                                            blessed_against)
+                                            blessed_against, blessing_of)
 
-__all__ = ["ModelRegistry", "Version", "alias_stack", "blessed_against"]
+register_blessing_lookup(blessing_of)  # "which model ... blessed against which version"
+
+__all__ = ["ModelRegistry", "Version", "alias_stack", "blessed_against", "blessing_of"]

@@ -240,3 +240,22 @@ def blessed_against(store: LineageStore, name: str, version: int) -> int | None:
         if move["version"] == version and move["action"] == "bless":
             return move.get("baseline")
     raise RegistryError(f"{name} version {version} was never blessed by an evaluation")
+
+
+def blessing_of(store: LineageStore, model: dict) -> dict | None:
+    """The lineage query's blessing answer (``pipelines.lineage.queries``) for a model
+    artifact node: the registered version with its digest, its aliases, and whether and
+    against which version it was blessed (None: not registered in this store)."""
+    versions = [a for a in store.get_artifacts(VERSION_TYPE)
+                if a.properties.get("digest") == model.get("digest")]
+    if not versions:
+        return None
+    p = versions[-1].properties
+    registry = ModelRegistry(store)
+    blessings = [m for m in registry.history(p["model_name"], "blessed")
+                 if m["version"] == p["version"] and m["action"] == "bless"]
+    aliases = [a for a, v in registry.aliases(p["model_name"]).items() if v == p["version"]]
+    return {"name": p["model_name"], "version": p["version"],
+            "alias": ", ".join(aliases) or None,
+            "decision": "blessed" if blessings else "not blessed",
+            "blessed_against": blessings[-1].get("baseline") if blessings else None}

@@ -10,6 +10,7 @@ from mlbatch.artifacts.model_evaluation import load_model_evaluation
 from pipelines import cache
 from pipelines.__main__ import main as pipeline_main
 from pipelines.lineage import LineageStore
+from pipelines.lineage.queries import which_model
 from pipelines.model_registry import ModelRegistry
 from pipelines.run_file import read_run
 from pipelines.spec import parse_pipeline
@@ -38,7 +39,14 @@ steps:
         reg = ModelRegistry(store)
         assert reg.aliases("delay") == {"blessed": 1, "candidate": 2}
         steps = {e.properties.get("step") for e in store.get_executions()}
+        blessings = [m["blessing"] for uri in (flights_xgboost, flights_jax)
+                     for m in which_model(store, str(uri))["models"]]
     assert {"first", "worse"} <= steps  # the runner's lineage beside the registry
+    assert blessings == [  # python -m pipelines.lineage which: the registry's answer
+        {"name": "delay", "version": 1, "alias": "blessed", "decision": "blessed",
+         "blessed_against": None},
+        {"name": "delay", "version": 2, "alias": "candidate", "decision": "not blessed",
+         "blessed_against": None}]
 
 
 def test_cache_key_follows_the_alias(tmp_path, flights_xgboost, flights_jax):
