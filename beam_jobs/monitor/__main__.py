@@ -30,6 +30,7 @@ from mlbatch.artifacts.base import ArtifactError, read_manifest, write_json
 from mlbatch.artifacts.drift_history import HISTORY, history_document, load_history
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.monitor import ANOMALIES, DRIFT, HISTOGRAMS, load_monitor
+from mlbatch.artifacts.registry import resolve_model_arg
 from mlbatch.schema import SchemaError
 
 JOB = pipeline.JOB
@@ -61,7 +62,10 @@ def parse_args(argv):
     parser.add_argument("--against", default=None, help="drift: raw data of a previous "
                         "window, or a previous monitor output (same baseline)")
     parser.add_argument("--model", default=None, help="a committed xgboost_model or "
-                        "jax_model trained on --baseline: adds prediction drift")
+                        "jax_model trained on --baseline (or registry:NAME@ALIAS): adds "
+                        "prediction drift")
+    parser.add_argument("--registry", default=None, help="the model registry store for a "
+                        "registry: --model (default $MLBATCH_REGISTRY; docs/registry.md)")
     parser.add_argument("--schema", default=None, help="a copy of the schema file the "
                         "features were built with (default: the path they record)")
     parser.add_argument("--skew-sample", type=int, default=1000,
@@ -164,7 +168,8 @@ def make_plan(args, features: FeatureSet) -> pipeline.Plan:
                          attributions=args.attributions, attribution_thresholds=attr_thresholds)
 
 
-def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan) -> None:
+def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan,
+                   registered: dict | None = None) -> None:
     writer.input_artifact("baseline", args.baseline, "features")
     for table, files in plan.current.items():
         for f in files:
@@ -175,7 +180,7 @@ def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan) -> None:
         for f in files:
             writer.input_file(f"against:{table}", f)
     if args.model:
-        writer.input_artifact("model", args.model)
+        writer.input_artifact("model", args.model, registered=registered)
     if args.history:
         writer.input_artifact("history", args.history, "monitor")
 
@@ -202,6 +207,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
     quiet_logging(args.verbose)
+    registered = None
+    if args.model:
+        args.model, registered = resolve_model_arg(args.model, args.registry)
     features = load_feature_set(args.baseline)
     plan = make_plan(args, features)
     carried = _carried_history(args, features)
@@ -216,7 +224,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
     try:
-        _record_inputs(writer, args, plan)
+        _record_inputs(writer, args, plan, registered.record() if registered else None)
         p = beam.Pipeline(options=options)
         pipeline.build(p, plan)
         run_pipeline(p, options)
