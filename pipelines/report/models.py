@@ -13,6 +13,7 @@ from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.jax_model import read_training_history
 from mlbatch.artifacts.models import MODEL_TYPES, Model, load_model
 from mlbatch.artifacts.xgboost_model import read_training_record
+from mlbatch.labels import inverse_label
 from pipelines.report import figures
 from pipelines.report.blocks import Figure, Section, Text, absent, short_digest, table
 from pipelines.report.run import Run, Step
@@ -76,6 +77,40 @@ def load_models(run: Run) -> tuple[list[Scored], list[str]]:
     return scored, problems
 
 
+def _labels(fs: FeatureSet, split: str) -> np.ndarray:
+    """A split's labels in the label's own units (what the trainers' metrics are in)."""
+    t = fs.read_table(split, [fs.label])
+    y = t[fs.label].to_numpy(zero_copy_only=False).astype(float)
+    return y if fs.task == "binary_classification" else inverse_label(y, fs.label_transform)
+
+
+def baseline(fs: FeatureSet) -> tuple[str, dict[str, float | None]]:
+    """What a model that ignores every feature scores on the eval split: the train base
+    rate as every row's probability (its logloss; AUC 0.5; accuracy of the majority train
+    class), or the train mean as every row's value (its RMSE and MAE)."""
+    train, eval_ = _labels(fs, "train"), _labels(fs, "eval")
+    const = np.full(eval_.shape, float(np.mean(train)))
+    if fs.task == "binary_classification":
+        name = f"baseline: train base rate {fs.label} = {np.mean(train):.4g}"
+        return name, {"auc": 0.5, "logloss": metrics.logloss(eval_, const),
+                      "accuracy": metrics.accuracy(eval_, np.round(const))}
+    name = f"baseline: train mean {fs.label} = {np.mean(train):.4g}"
+    return name, {"rmse": metrics.rmse(eval_, const), "mae": metrics.mae(eval_, const)}
+
+
+def baseline_rows(scored: list[Scored], names: tuple[str, ...]) -> list[list]:
+    """One baseline row per distinct feature artifact the models were trained on."""
+    rows, seen = [], set()
+    for s in scored:
+        if s.features.digest in seen:
+            continue
+        seen.add(s.features.digest)
+        label, values = baseline(s.features)
+        rows.append([label, "no features", short_digest(s.features.digest),
+                     s.features.num_rows("eval"), *[values.get(n) for n in names], None, None])
+    return rows
+
+
 def comparison(scored: list[Scored]) -> list:
     task = scored[0].model.task
     names = ("auc", "logloss", "accuracy") if task == "binary_classification" else ("rmse", "mae")
@@ -92,8 +127,10 @@ def comparison(scored: list[Scored]) -> list:
             if len(digests) == 1 else "The models were trained on different feature artifacts: "
             "their eval splits differ, so the rows are not comparable.")
     return [table(["step", "type", "features", "eval rows", *names, "best round/epoch",
-                   "wall s"], rows, "Eval metrics recorded by each training run "
-                  f"(task: {task})"), Text(same, "p" if len(digests) == 1 else "alert")]
+                   "wall s"], rows + baseline_rows(scored, names), "Eval metrics recorded by "
+                  f"each training run (task: {task}), and the baseline each must beat: a "
+                  "constant prediction from the train labels alone"),
+            Text(same, "p" if len(digests) == 1 else "alert")]
 
 
 def quality_figure(scored: list[Scored]) -> Figure:

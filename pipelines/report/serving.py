@@ -21,6 +21,7 @@ LOGGER = logging.getLogger(__name__)
 COUNTS = ("rows_read", "rows_scored", "rows_dead_letter")
 QUALITY = ("auc", "logloss", "rmse", "mae")
 MAX_DRIFT_PANELS = 16
+TOP_VALUES = 12
 
 
 def _reader(module: str, name: str):
@@ -80,14 +81,29 @@ def _prediction_blocks(run: Run, step: Step, pred) -> list:
     return blocks
 
 
-def drift_rows(drift: dict) -> list[list]:
+def _by_severity(entry: dict) -> tuple:
+    """Sort key: breaches first, then the largest distance (as a share of its threshold
+    where there is one), then name."""
+    d, t = entry.get("distance"), entry.get("threshold")
+    d = d if isinstance(d, (int, float)) else -1.0
+    ratio = d / t if isinstance(t, (int, float)) and t > 0 else d
+    return (not entry.get("breach"), -ratio, -d, str(entry.get("name")))
+
+
+def drift_entries(drift: dict) -> list[dict]:
+    """Every compared feature (and prediction and label drift), breaches first, then by
+    distance."""
     entries = list(drift.get("features", []))
     for extra in ("prediction_drift", "label_drift"):
         if drift.get(extra):
             entries.append({**drift[extra], "name": drift[extra].get("name", extra)})
+    return sorted(entries, key=_by_severity)
+
+
+def drift_rows(drift: dict) -> list[list]:
     return [[f["name"], f.get("stage"), f.get("kind"), f.get("metric"), f.get("distance"),
              f.get("threshold"), f.get("null_p99"), f.get("n_reference"), f.get("n_current"),
-             "BREACH" if f.get("breach") else "ok"] for f in entries]
+             "BREACH" if f.get("breach") else "ok"] for f in drift_entries(drift)]
 
 
 def _panel_edges(h: dict) -> list[float] | None:
@@ -103,13 +119,47 @@ def _panel_edges(h: dict) -> list[float] | None:
     return edges
 
 
-def _drift_panels(histograms: dict) -> list[dict]:
+def _hist_key(entry: dict) -> str:
+    return f"{entry.get('stage')}/{entry.get('name')}"
+
+
+def panel_order(drift: dict, histograms: dict) -> list[str]:
+    """histograms.json keys in the drift table's order (breaches first, then distance),
+    then any others; every breached feature is kept, the rest up to MAX_DRIFT_PANELS."""
+    entries = drift_entries(drift)
+    ranked = [_hist_key(e) for e in entries if _hist_key(e) in histograms]
+    ranked += [k for k in histograms if k not in ranked]
+    breached = {_hist_key(e) for e in entries if e.get("breach")}
+    keep = max(MAX_DRIFT_PANELS, len(breached & set(ranked)))
+    return ranked[:keep]
+
+
+def top_values(h: dict, n: int = TOP_VALUES) -> tuple[list[str], list, list]:
+    """A categorical histogram's ``n`` most common values over both sides (labels,
+    reference counts, current counts), most common first; the rest as one "other"."""
+    ref, cur = np.asarray(h["reference"], float), np.asarray(h["current"], float)
+    share = (ref / ref.sum() if ref.sum() else ref) + (cur / cur.sum() if cur.sum() else cur)
+    order = np.argsort(-share, kind="stable")
+    top, rest = order[:n], order[n:]
+    labels, r, c = [str(h["values"][i]) for i in top], ref[top].tolist(), cur[top].tolist()
+    if rest.size:
+        labels.append(f"other ({rest.size})")
+        r.append(float(ref[rest].sum()))
+        c.append(float(cur[rest].sum()))
+    return labels, r, c
+
+
+def _drift_panels(drift: dict, histograms: dict) -> list[dict]:
+    breached = {_hist_key(e) for e in drift_entries(drift) if e.get("breach")}
     panels = []
-    for key, h in list(histograms.items())[:MAX_DRIFT_PANELS]:
-        edges = _panel_edges(h)
-        outer = edges is not None and len(edges) == len(h["edges"]) + 2
-        panels.append({"title": f"{key} (outer bins: outside training range)" if outer else key,
-                       "edges": edges, "reference": h["reference"], "current": h["current"]})
+    for key in panel_order(drift, histograms):
+        h = histograms[key]
+        panel = {"title": ("BREACH " if key in breached else "") + key,
+                 "alert": key in breached, "edges": _panel_edges(h), "labels": None,
+                 "reference": h["reference"], "current": h["current"]}
+        if "values" in h:
+            panel["labels"], panel["reference"], panel["current"] = top_values(h)
+        panels.append(panel)
     return panels
 
 
@@ -130,11 +180,13 @@ def _monitor_blocks(step: Step, mon) -> list:
                            + (f" (features: {', '.join(map(str, skew['features']))})"
                               if skew.get("features") else "") + ".",
                            "alert" if skew.get("mismatches") else "ok"))
-    panels = _drift_panels(mon.histograms or {})
+    panels = _drift_panels(drift, mon.histograms or {})
     if panels:
         blocks.append(Figure(f"{step.name}-histograms", figures.hist_grid(
             panels, ("reference", "current")), "reference vs current histograms",
-            f"{step.name}: reference vs current, share per bin or value"))
+            f"{step.name}: reference vs current, share per bin or value, in the drift "
+            "table's order (breaches first, titled in red); numeric panels' outer bins "
+            "count the values below and above the training range"))
     return blocks
 
 
