@@ -62,7 +62,7 @@ def reason_rows(summary: dict, dead: pa.Table | None) -> list[list]:
             raw = raw_at.get(r["first"]) or ""
             if len(raw) > MAX_RAW_CHARS:
                 raw = raw[:MAX_RAW_CHARS] + "…"
-            rows.append([name, r["reason"], r["count"], r["first"], raw])
+            rows.append([name, r["reason"], r["count"], r["first"], raw or None])
     return rows
 
 
@@ -73,7 +73,7 @@ def excluded_rows(excluded: pa.Table | None, table_name: str | None) -> list[lis
         return []
     counts = excluded.group_by("reason").aggregate([("reason", "count"),
                                                     ("example_id", "min")])
-    rows = [[table_name or "?", r["reason"], r["reason_count"], r["example_id_min"], ""]
+    rows = [[table_name or "?", r["reason"], r["reason_count"], r["example_id_min"], None]
             for r in counts.to_pylist()]
     return sorted(rows, key=lambda r: (-r[2], r[1]))
 
@@ -99,6 +99,8 @@ def _categorical_panel(fs: FeatureSet, f: Feature, a: np.ndarray, b: np.ndarray,
     other value, including ones train never saw)."""
     order = ids[np.argsort(-counts, kind="stable")]
     top, rest = order[:TOP_CATEGORIES], order[TOP_CATEGORIES:]
+    if f.transform == "bucketize":  # ordered buckets: keep their order
+        top = np.sort(top)
     panel = {"title": f.name, "edges": None, "labels": category_labels(fs, f, top),
              "reference": [int((a == i).sum()) for i in top],
              "current": [int((b == i).sum()) for i in top]}

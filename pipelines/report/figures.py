@@ -57,10 +57,19 @@ def stacked_bars(rows: Sequence[str], parts: dict[str, Sequence[float]], title: 
         left += values
     ax.invert_yaxis()
     ax.set_xlabel("records")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small", ncols=len(parts))
+    ax.xaxis.set_major_formatter(thousands())
+    ax.set_title(title, pad=24)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize="small",
+              ncols=len(parts), frameon=False)
     fig.tight_layout()
     return to_png(fig)
+
+
+def thousands():
+    """A tick formatter with thousands separators (12,000, not 12000)."""
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 or v == int(v)
+                         else f"{v:g}")
 
 
 def compare_hist(ax, edges: Sequence[float] | None, reference: Sequence[float],
@@ -129,6 +138,7 @@ def barh(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: 
     fig = figure(7.0, 0.6 + 0.28 * len(labels))
     ax = fig.add_subplot()
     ax.barh(list(labels), list(values), color=REFERENCE)
+    ax.xaxis.set_major_formatter(thousands())
     ax.invert_yaxis()
     ax.set(title=title, xlabel=xlabel)
     ax.tick_params(axis="y", labelsize="small")

@@ -8,10 +8,13 @@ from pipelines.report.run import Run, Step
 SHOWN_ELSEWHERE = ("type", "digest")
 
 
-def not_selected(step: Step) -> bool:
-    """Skipped because ``--only``/``--from`` left it out (the runner records no error),
-    not because an upstream step failed."""
-    return step.status == "skipped" and not step.info.get("error")
+def not_selected(step: Step, run: Run) -> bool:
+    """Skipped because ``--only``/``--from`` left it out (the runner records no error and
+    none of its inputs failed), not because an upstream step failed."""
+    if step.status != "skipped" or step.info.get("error"):
+        return False
+    failed = {s.name for s in run.failed}
+    return not failed & set(step.info.get("inputs") or [])
 
 
 def alerts(run: Run, breaches: list[str]) -> list[str]:
@@ -24,8 +27,9 @@ def alerts(run: Run, breaches: list[str]) -> list[str]:
         why = s.info.get("error") or s.problem or "no error recorded"
         out.append(f"Step {s.name} ({s.info.get('job', '?')}) failed: {why}")
     for s in run.steps:
-        if s.status == "skipped" and not not_selected(s):
-            out.append(f"Step {s.name} was skipped: {s.info['error']}.")
+        if s.status == "skipped" and not not_selected(s, run):
+            why = s.info.get("error") or "an upstream step failed"
+            out.append(f"Step {s.name} was skipped: {why}.")
         elif s.status in ("done", "cached") and s.manifest is None:
             out.append(f"Step {s.name} is marked {s.status} but its output is not a committed "
                        f"artifact: {s.problem}")
@@ -39,8 +43,8 @@ def key_figures(figures: dict | None) -> str:
         if figures else "–"
 
 
-def step_status(step: Step) -> str:
-    if not_selected(step):
+def step_status(step: Step, run: Run) -> str:
+    if not_selected(step, run):
         return ("not run (not selected; output of an earlier run shown)" if step.manifest
                 else "not run (not selected)")
     return step.status
@@ -63,9 +67,11 @@ def _rendering_now(run: Run) -> list[str]:
 
 def summary_line(run: Run, itself: list[str]) -> str:
     """The green line of a run without alerts: how many steps ran and succeeded."""
-    ran = [s for s in run.steps if s.name not in itself and not not_selected(s)]
+    ran = [s for s in run.steps if s.name not in itself and not not_selected(s, run)]
     skipped = len(run.steps) - len(itself) - len(ran)
     line = f"All {len(ran)} steps{' before this report' if itself else ''} succeeded"
+    if not ran:
+        line = f"No step ran{' before this report' if itself else ''}"
     if skipped:
         line += f" ({skipped} not selected in this run)"
     return line + "; no drift threshold was breached."
@@ -77,9 +83,9 @@ def run_status(run: Run, itself: list[str], problems: list[str]) -> tuple[str, s
     status, ended = run.doc.get("status"), run.doc.get("ended")
     if status == "running" and itself and not problems:
         others = [s for s in run.steps if s.name not in itself]
-        if all(s.status in ("done", "cached") or not_selected(s) for s in others):
-            return ("succeeded (every step before this report; the report is its last step "
-                    f"{', '.join(itself)})", ended or "with this report")
+        if all(s.status in ("done", "cached") or not_selected(s, run) for s in others):
+            return (f"succeeded (every step finished; this report is its last step, "
+                    f"{', '.join(itself)})", ended or "– (this report is the last step)")
     return status, ended
 
 
@@ -104,7 +110,7 @@ def header_section(run: Run, problems: list[str]) -> Section:
             wall = s.manifest.doc.get("timings", {}).get("wall_s")
         rows.append([s.name, i.get("job") or (s.manifest.doc.get("producer", {}).get("job")
                                               if s.manifest else None),
-                     i.get("runs_on"), step_status(s), wall,
+                     i.get("runs_on"), step_status(s, run), wall,
                      short_digest(i.get("cache_key"), 10), s.type,
                      short_digest(s.manifest.digest) if s.manifest else None,
                      key_figures(i.get("key_figures")), i.get("error")])

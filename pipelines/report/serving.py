@@ -13,8 +13,9 @@ import logging
 import numpy as np
 
 from mlbatch.artifacts import ArtifactError
+from mlbatch.artifacts.features import load_feature_set, read_vocabulary
 from pipelines.report import figures
-from pipelines.report.blocks import Figure, Section, Text, short_digest, table
+from pipelines.report.blocks import Figure, Section, Text, fmt, short_digest, table
 from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def _prediction_blocks(run: Run, step: Step, pred) -> list:
     if values.size:
         blocks.append(Figure(f"{step.name}-distribution", figures.histogram(
             values, title=f"{step.name}: predictions", xlabel="prediction"),
-            "prediction distribution", f"{step.name}: distribution of {values.size} "
+            "prediction distribution", f"{step.name}: distribution of {values.size:,} "
             f"predictions (mean {np.mean(values):.4g})"))
     return blocks
 
@@ -134,6 +135,10 @@ def panel_order(drift: dict, histograms: dict) -> list[str]:
     return ranked[:keep]
 
 
+def short_label(label: str, n: int = 12) -> str:
+    return label if len(label) <= n else label[:n - 1] + "…"
+
+
 def top_values(h: dict, n: int = TOP_VALUES) -> tuple[list[str], list, list]:
     """A categorical histogram's ``n`` most common values over both sides (labels,
     reference counts, current counts), most common first; the rest as one "other"."""
@@ -141,7 +146,8 @@ def top_values(h: dict, n: int = TOP_VALUES) -> tuple[list[str], list, list]:
     share = (ref / ref.sum() if ref.sum() else ref) + (cur / cur.sum() if cur.sum() else cur)
     order = np.argsort(-share, kind="stable")
     top, rest = order[:n], order[n:]
-    labels, r, c = [str(h["values"][i]) for i in top], ref[top].tolist(), cur[top].tolist()
+    labels = [short_label(str(h["values"][i])) for i in top]
+    r, c = ref[top].tolist(), cur[top].tolist()
     if rest.size:
         labels.append(f"other ({rest.size})")
         r.append(float(ref[rest].sum()))
@@ -149,7 +155,36 @@ def top_values(h: dict, n: int = TOP_VALUES) -> tuple[list[str], list, list]:
     return labels, r, c
 
 
-def _drift_panels(drift: dict, histograms: dict) -> list[dict]:
+def vocabularies(run: Run, drift: dict) -> dict[str, list[str]]:
+    """"transformed/<feature>" -> its vocabulary, from the baseline feature artifact (the
+    run's step with its digest, else its URI); {} when it cannot be read."""
+    step = run.by_digest().get(drift.get("baseline_digest"))
+    uri = step.uri if step else drift.get("baseline")
+    if not uri:
+        return {}
+    try:
+        fs = load_feature_set(uri, check_columns=False)
+    except ArtifactError as e:
+        LOGGER.warning("baseline features %s: %s (categorical ids unlabelled)", uri, e)
+        return {}
+    out = {}
+    for f in fs.categorical:
+        vocab = read_vocabulary(fs, f)
+        if vocab:
+            out[f"transformed/{f.name}"] = vocab
+    return out
+
+
+def _vocab_label(value: str, vocab: list[str]) -> str:
+    try:
+        i = int(float(value))
+    except ValueError:
+        return value
+    return vocab[i] if 0 <= i < len(vocab) else f"OOV {i - len(vocab)}"
+
+
+def _drift_panels(drift: dict, histograms: dict,
+                  vocabs: dict[str, list[str]] | None = None) -> list[dict]:
     breached = {_hist_key(e) for e in drift_entries(drift) if e.get("breach")}
     panels = []
     for key in panel_order(drift, histograms):
@@ -158,29 +193,44 @@ def _drift_panels(drift: dict, histograms: dict) -> list[dict]:
                  "alert": key in breached, "edges": _panel_edges(h), "labels": None,
                  "reference": h["reference"], "current": h["current"]}
         if "values" in h:
+            if key in (vocabs or {}):
+                h = {**h, "values": [_vocab_label(v, vocabs[key]) for v in h["values"]]}
             panel["labels"], panel["reference"], panel["current"] = top_values(h)
         panels.append(panel)
     return panels
 
 
-def _monitor_blocks(step: Step, mon) -> list:
+def skew_blocks(skew: dict | None) -> list:
+    """The transform-skew result in a sentence; the features that differ in a table."""
+    if not skew:
+        return []
+    per = [f for f in skew.get("features") or [] if isinstance(f, dict)]
+    bad = [f for f in per if f.get("mismatches")]
+    bad_rows = skew.get("mismatches") or 0
+    text = (f"Transform skew: {fmt(bad_rows)} of {fmt(skew.get('sampled'))} sampled rows "
+            f"differ from what the feature job wrote, {fmt(skew.get('missing') or 0)} missing"
+            + (f"; {len(per)} features compared, {len(bad)} differ." if per else "."))
+    blocks = [Text(text, "alert" if bad_rows or skew.get("missing") else "ok")]
+    if bad:
+        blocks.append(table(["feature", "mismatching rows", "largest absolute difference"],
+                            [[f.get("name"), f.get("mismatches"), f.get("max_abs_diff")]
+                             for f in sorted(bad, key=lambda f: -f["mismatches"])],
+                            "Features whose transformed values differ"))
+    return blocks
+
+
+def _monitor_blocks(run: Run, step: Step, mon) -> list:
     drift = mon.drift
     verdict = drift.get("verdict", "?")
     blocks = [Text(f"{step.name}: {drift.get('mode')} check against "
                    f"{drift.get('against') or drift.get('baseline')}: verdict {verdict} "
-                   f"({drift.get('n_reference')} reference rows, {drift.get('n_current')} "
+                   f"({fmt(drift.get('n_reference'))} reference rows, {fmt(drift.get('n_current'))} "
                    "current rows).", "alert" if verdict == "breach" else "ok"),
               table(["feature", "stage", "kind", "metric", "distance", "threshold",
                      "null p99", "n reference", "n current", "verdict"], drift_rows(drift),
                     f"Drift and skew per feature ({step.name})")]
-    skew = drift.get("transform_skew")
-    if skew:
-        blocks.append(Text(f"Transform skew: {skew.get('mismatches')} mismatches in "
-                           f"{skew.get('sampled')} sampled rows"
-                           + (f" (features: {', '.join(map(str, skew['features']))})"
-                              if skew.get("features") else "") + ".",
-                           "alert" if skew.get("mismatches") else "ok"))
-    panels = _drift_panels(drift, mon.histograms or {})
+    blocks += skew_blocks(drift.get("transform_skew"))
+    panels = _drift_panels(drift, mon.histograms or {}, vocabularies(run, drift))
     if panels:
         blocks.append(Figure(f"{step.name}-histograms", figures.hist_grid(
             panels, ("reference", "current")), "reference vs current histograms",
@@ -207,7 +257,7 @@ def serving_section(run: Run) -> Section:
         if mon is None:
             blocks.append(Text(f"{step.name}: {problem}", "alert"))
             continue
-        blocks += _monitor_blocks(step, mon)
+        blocks += _monitor_blocks(run, step, mon)
         shown.append(step.name)
     if not blocks:
         blocks = [Text("Not in this run: no scoring or monitoring step.", "note")]
