@@ -93,6 +93,7 @@ def compare_hist(ax, edges: Sequence[float] | None, reference: Sequence[float],
                       rotation_mode="anchor")
     else:
         ax.locator_params(axis="x", nbins=4)
+        ax.xaxis.set_major_formatter(thousands())
     ax.tick_params(labelsize="x-small")
 
 
