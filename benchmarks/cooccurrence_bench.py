@@ -117,7 +117,8 @@ def contender_cmd(name: str, corpus: Path, out: Path, window: int, min_count: in
     if name == "job_in_memory":
         return job
     if name == "job_multi_2":
-        return job + ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+        return job + ["--direct_num_workers=2", "--direct_running_mode=multi_processing",
+                      "--allow_open_worker_ports"]
     return [sys.executable, "-m", "benchmarks.cooccurrence_bench", "--child", name,
             "--child-input", glob, "--child-output", str(out), "--window", str(window),
             "--min-count", str(min_count)]

@@ -69,7 +69,8 @@ LARGE_CONTENDERS = ("job", "floor")  # at scales > 1 (canonical: x1 only)
 JOB_FLAGS = {  # the feature job's contenders: its flags
     "job": [],  # default: two passes on the local runner
     "job_1pass": ["--passes", "1"],  # one pipeline: examples held until the analyzers finish
-    "job_mp": ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"],
+    "job_mp": ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
+               "--allow_open_worker_ports"],
 }
 RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 TARGET_JOB_VS_CANONICAL = 3.0

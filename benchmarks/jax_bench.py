@@ -13,7 +13,9 @@ Sections (each in a fresh process, since JAX's device count is fixed per process
             over gloo on CPU; on GPU one GPU per process, counts above the GPUs skipped),
             the same global batch, all counts run one after another in each of --repeats
             passes; medians over passes and their ratios to 1 process (--weak: the batch
-            per process fixed instead, global batch = --batch-size x processes)
+            per process fixed instead, global batch = --batch-size x processes), the CPU
+            time per example of all processes, and with --breakdown each rank's
+            synchronous step in parts: host input, dispatch, compute, all-reduce
   quality   eval AUC / logloss after training with early stopping, beside the XGBoost
             job's metrics.json on the same features when one is found
 Features: --features, else out/features (the feature job's flights output) when present,
@@ -30,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 FLIGHTS_LIKE = dict(n_numeric=10, cardinalities=(10, 24, 8, 17, 4, 105, 35, 13, 8, 1000, 1024,
                                                  512, 1024, 4096))
@@ -39,7 +43,7 @@ def bench_config(args, **changes):
     from ray_jobs.jax.config import from_dict
     raw = dict(batch_size=args.batch_size, eval_batch_size=8192, patience=2,
                epochs=args.quality_epochs, platform=args.platform,
-               inflight_steps=args.inflight,
+               inflight_steps=args.inflight, xla_cpu_threads=args.threads,
                fuse_gradients=not args.no_fuse)  # the rest: JaxConfig's defaults
     return from_dict({**raw, **changes})
 
@@ -130,9 +134,70 @@ def child_process(args) -> dict:
     trainer = Trainer(cfg, args.features, process_id=args.rank, num_processes=n,
                       coordinator=args.coordinator)
     _time_trainer(trainer, args.warmup)
+    cpu0 = _cpu_seconds()
     out = {"examples_per_s": [_time_trainer(trainer, args.steps) for _ in range(args.rounds)]}
+    # CPU time (all threads, user + system) per example this process spent: unlike wall
+    # time, barely moved by other jobs on the machine; what spinning threads cost shows
+    examples = args.rounds * args.steps * cfg.batch_size
+    out["cpu_us_per_example"] = (_cpu_seconds() - cpu0) / examples * 1e6
+    if args.breakdown:
+        out["breakdown_ms"] = _step_breakdown(trainer, args.steps)
     trainer.close()
     return out
+
+
+def _allreduce_seconds(trainer, steps: int) -> float:
+    """Seconds per all-reduce of one vector the size of the step's fused one (gradients +
+    loss terms), alone: a shard_map pmean over the trainer's mesh, synchronous."""
+    import jax
+    from jax.flatten_util import ravel_pytree
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    mesh = trainer.mesh
+    size = ravel_pytree(trainer.state.params)[0].size + 8
+    reduce = jax.jit(jax.shard_map(lambda v: jax.lax.pmean(v, "data"), mesh=mesh,
+                                   in_specs=P("data"), out_specs=P()))
+    vec = jax.make_array_from_callback((size * mesh.size,), NamedSharding(mesh, P("data")),
+                                       lambda idx: np.ones((size,), np.float32))
+    jax.block_until_ready(reduce(vec))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        jax.block_until_ready(reduce(vec))
+    return (time.perf_counter() - t0) / steps
+
+
+def _step_breakdown(trainer, steps: int) -> dict:
+    """Median milliseconds per synchronous step: host input (slice this process's rows and
+    make the global batch, transfer done), dispatch (train_step returns), and the wait
+    for its result (compute + all-reduce); all-reduce alone measured apart."""
+    import jax
+    from ray_jobs.jax import data
+    t = trainer
+    arrays = t.train.epoch(t.epoch)
+    parts = {"host_input": [], "dispatch": [], "wait": []}
+    for i in range(steps):
+        t0 = time.perf_counter()
+        row = i % t.train.steps_per_epoch
+        batch = data.to_global({k: a[row] for k, a in arrays.items()}, t.train_sh,
+                               t.config.batch_size)
+        jax.block_until_ready(batch)
+        t1 = time.perf_counter()
+        t.state, m = t.train_step(t.state, batch)
+        t2 = time.perf_counter()
+        jax.block_until_ready((t.state, m))
+        t3 = time.perf_counter()
+        for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
+            parts[k].append(v * 1e3)
+    out = {k: median(v) for k, v in parts.items()}
+    out["all_reduce"] = _allreduce_seconds(trainer, steps) * 1e3
+    out["compute"] = max(out["wait"] - out["all_reduce"], 0.0)
+    out["sync_step"] = out["host_input"] + out["dispatch"] + out["wait"]
+    return out
+
+
+def _cpu_seconds() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def child_quality(args) -> dict:
@@ -165,6 +230,7 @@ def spawn(args, child: str, *extra: str, env: dict | None = None) -> subprocess.
     if args.platform:
         cmd += ["--platform", args.platform]
     cmd += ["--weak"] * args.weak + ["--no-fuse"] * args.no_fuse
+    cmd += ["--breakdown"] * args.breakdown
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
@@ -206,16 +272,22 @@ def gpu_count() -> int:
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
 
 
-def run_processes(args, n: int) -> float:
-    """Examples/s of one n-process run (median of its rounds, rank 0's clock)."""
+def run_processes(args, n: int) -> dict:
+    """One n-process run: examples/s (median of its rounds, rank 0's clock) and, with
+    --breakdown, every rank's per-step breakdown."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         coord = f"127.0.0.1:{s.getsockname()[1]}"
     gpu = args.platform == "gpu"
+    from ray_jobs.jax.driver import worker_env  # what the job's driver gives Ray workers
+    env = worker_env(bench_config(args, num_workers=n, data_shards=n)) if n > 1 else {}
     procs = [spawn(args, "process", "--rank", str(i), "--nproc", str(n), "--coordinator", coord,
-                   env={"CUDA_VISIBLE_DEVICES": str(i)} if gpu else None) for i in range(n)]
+                   env={**env, **({"CUDA_VISIBLE_DEVICES": str(i)} if gpu else {})})
+             for i in range(n)]
     results = [result(x) for x in procs]  # every rank must finish
-    return median(results[0]["examples_per_s"])
+    return {"examples_per_s": median(results[0]["examples_per_s"]),
+            "cpu_us_per_example": sum(r["cpu_us_per_example"] for r in results),
+            "breakdown_ms": [r.get("breakdown_ms") for r in results]}
 
 
 def section_processes(args) -> dict:
@@ -227,20 +299,46 @@ def section_processes(args) -> dict:
         if skipped:
             print(f"[processes] {gpus} GPU(s): skipping {skipped} processes (one GPU each)")
     runs, load_start = {n: [] for n in counts}, os.getloadavg()
+    breakdowns: dict[int, list] = {n: [] for n in counts}
+    cpu: dict[int, list] = {n: [] for n in counts}
     for _ in range(args.repeats):
         for n in counts:
-            runs[n].append(run_processes(args, n))
+            r = run_processes(args, n)
+            runs[n].append(r["examples_per_s"])
+            breakdowns[n].append(r["breakdown_ms"])
+            cpu[n].append(r["cpu_us_per_example"])
     med = {n: median(v) for n, v in runs.items()}
+    cpu_med = {n: median(v) for n, v in cpu.items()}
     out = {"weak_scaling": args.weak, "fuse_gradients": not args.no_fuse, "counts": counts,
+           "batch_size": args.batch_size, "xla_cpu_threads": args.threads,
            "runs": {str(n): v for n, v in runs.items()},
+           "cpu_us_per_example": {str(n): v for n, v in cpu_med.items()},
+           "cpu_us_per_example_runs": {str(n): v for n, v in cpu.items()},
+           "cpu_over_1_process": {str(n): cpu_med[n] / cpu_med[1] for n in counts},
            "examples_per_s": {str(n): v for n, v in med.items()},
            "over_1_process": {str(n): med[n] / med[1] for n in counts},
            "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
+    if args.breakdown:
+        out["breakdown_ms"] = {str(n): rank0_medians(v) for n, v in breakdowns.items()}
+        out["breakdown_ms_all_ranks"] = {str(n): v for n, v in breakdowns.items()}
     for n in counts:
         print(f"[processes] {n} process(es) x 1 device, global batch "
               f"{args.batch_size * (n if args.weak else 1)}: {med[n]:,.0f} ex/s "
-              f"(x{med[n] / med[1]:.2f} of 1 process; passes {[round(x) for x in runs[n]]})")
+              f"(x{med[n] / med[1]:.2f} of 1 process; passes {[round(x) for x in runs[n]]}); "
+              f"CPU {cpu_med[n]:.2f} us/example, all processes (x{cpu_med[n] / cpu_med[1]:.2f})")
+        if args.breakdown:
+            b = out["breakdown_ms"][str(n)]
+            print("[processes]   per step, ms (rank 0, synchronous, medians): "
+                  + ", ".join(f"{k} {b[k]:.2f}" for k in BREAKDOWN_KEYS))
     return out
+
+
+BREAKDOWN_KEYS = ("host_input", "dispatch", "compute", "all_reduce", "sync_step")
+
+
+def rank0_medians(passes: list[list[dict]]) -> dict:
+    """Per breakdown part, the median over passes of rank 0's value."""
+    return {k: median([p[0][k] for p in passes]) for k in BREAKDOWN_KEYS}
 
 
 def find_xgboost_metrics(args) -> Path | None:
@@ -255,7 +353,8 @@ def main(argv=None) -> None:
     p.add_argument("--features")
     p.add_argument("--platform", choices=("cpu", "gpu", "tpu"))
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="global batch (default: the job's, JaxConfig.batch_size)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per round")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--rounds", type=int, default=None)
@@ -270,6 +369,12 @@ def main(argv=None) -> None:
     p.add_argument("--counts", default="1,2,4", help="processes: process counts (1 first)")
     p.add_argument("--no-fuse", action="store_true",
                    help="fuse_gradients false: XLA's per-leaf gradient all-reduce")
+    p.add_argument("--breakdown", action="store_true",
+                   help="processes: also time synchronous steps part by part (host input, "
+                        "dispatch, compute, all-reduce)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="processes: the job's xla_cpu_threads for runs of several processes "
+                        "(default: XLA's own pool in every process)")
     p.add_argument("--json", default=str(REPO / "bench_out" / "jax_bench.json"),
                    help="the results as JSON")
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
@@ -278,6 +383,9 @@ def main(argv=None) -> None:
     p.add_argument("--coordinator", default=None, help=argparse.SUPPRESS)
     p.add_argument("--nproc", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.batch_size is None:
+        from ray_jobs.jax.config import JaxConfig
+        args.batch_size = JaxConfig().batch_size
     args.steps = args.steps or (150 if args.quick else 400)
     args.warmup = args.warmup or (20 if args.quick else 50)
     args.rounds = args.rounds or 3

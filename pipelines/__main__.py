@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from pipelines import figures
@@ -76,8 +77,12 @@ def _final_table(runner) -> None:
     runner.progress.table(rows, footer)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.runner import RunOptions, Runner
+    from pipelines.runner import RunDirError, RunOptions, Runner
 
     args = parse_args(argv)
     if args.command == "import-lineage":
@@ -91,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and args.start:
         print("python -m pipelines: error: --only and --from exclude each other", file=sys.stderr)
         return USAGE_EXIT
-    runner = Runner(pipeline, args.output, RunOptions(only=tuple(args.only), start=args.start,
-                                                      dry_run=args.dry_run,
-                                                      no_cache=args.no_cache))
     try:
+        runner = Runner(pipeline, args.output, RunOptions(
+            only=tuple(args.only), start=args.start, dry_run=args.dry_run,
+            no_cache=args.no_cache))
+        signal.signal(signal.SIGTERM, _interrupt)  # stop the running step's processes too
         ok = runner.run()
+    except RunDirError as e:
+        print(f"python -m pipelines: error: {e}", file=sys.stderr)
+        return USAGE_EXIT
     except KeyboardInterrupt:
         print("python -m pipelines: interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,10 @@
   committed output;
 * ``raw``: for each raw arg, the relative paths and SHA-256 of every file under it.
 
+An output is read through ``read_manifest``, which verifies its files against their
+recorded SHA-256: an output changed on disk counts as no output (the step reruns, saying
+"output changed since its commit"), and so does an upstream one (it reruns first).
+
 No path, run id, time or mtime enters the key: identical bytes anywhere are a hit, a
 changed file at the same path is a miss. The key and the digest it produced are stored
 in ``RUN/<step>/.pipeline_cache.json`` (a dot file: outside the artifact's digest), so the
@@ -29,6 +33,7 @@ from typing import Any
 
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, read_manifest
+from mlbatch.artifacts.manifest import IntegrityError
 from pipelines.registry import JOBS
 from pipelines.spec import RUN_REF, Pipeline, Step, resolve
 
@@ -171,6 +176,12 @@ def store(output: str, key: StepKey) -> str:
 def why_miss(output: str, key: StepKey) -> str:
     """Why ``key`` misses in ``output``: for --dry-run and the progress line."""
     if output_digest(output) is None:
+        try:
+            read_manifest(output)
+        except IntegrityError as e:
+            return f"output changed since its commit ({str(e).split(': ', 1)[-1]})"
+        except (ArtifactError, storage.StorageError):
+            pass
         return "no committed output"
     record = stored(output)
     if record is None:

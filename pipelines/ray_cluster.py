@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from mlbatch import storage
 from pipelines.lineage import STORE_NAME, LineageStore, record_step
 from pipelines import remote
 from pipelines.spec import Pipeline, Step, resolve
@@ -256,7 +257,11 @@ def submit_steps(pipeline: Pipeline, steps: list[Step], run_dir: str, address: s
                  run_name: str | None = None, store: str | None = None) -> dict[str, int]:
     """Submits each step with ``ray job submit`` (in order, waiting for each) and records
     it in the lineage store (default RUN_DIR/lineage.sqlite); returns step -> exit status.
-    Stops at the first failing step."""
+    Stops at the first failing step. A ``gs://`` run directory needs ``store`` (a local
+    path): the SQLite store cannot live in Cloud Storage."""
+    if store is None and storage.is_remote(run_dir):
+        raise ClusterError(f"run directory {run_dir} is not local: the lineage store "
+                           f"{STORE_NAME} cannot be written there; pass a local --store")
     runtime = remote.runtime_env(runtime_env_mode)
     run_name = run_name or f"{pipeline.name}:{run_dir}"
     results: dict[str, int] = {}

@@ -7,6 +7,12 @@ isolates one step's failure, memory and threads from the next. Each step's outpu
 ("cached"); otherwise the directory is cleared and the job runs. A failing step stops
 its downstream steps ("skipped"), never an unrelated branch. ``RUN/run.json`` is
 rewritten after every change, so a killed run leaves an exact account behind.
+
+One runner per run directory (a local path; its lock ``RUN/.mlbatch.lock`` is held for the
+whole run). Each step runs in a session of its own; when the step ends, or the runner is
+stopped (SIGINT, SIGTERM: ``__main__`` turns both into KeyboardInterrupt), whatever is
+left of the step's process group is killed; a reaper process does it when the runner is
+killed with SIGKILL.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import subprocess
 import sys
 import time
 
+from mlbatch.artifacts import lock
 from pipelines import cache, figures, lineage_hook, placement, run_file
 from pipelines.progress import Progress
 from pipelines.registry import JOBS
@@ -72,12 +79,65 @@ def selected_steps(pipeline: Pipeline, options: RunOptions) -> set[str]:
     return set(pipeline.steps)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:  # in the child, before exec: SIGKILL it when the runner dies
     try:
         import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+# A step's process group outlives its leader (a job's forked driver, a local Ray): the
+# runner kills the group when the step ends or the runner is stopped. For a runner killed
+# with SIGKILL, this reaper (a process of its own, told by the kernel when the runner
+# dies: PR_SET_PDEATHSIG) kills the group; it exits by itself once the group is empty.
+_REAPER = """
+import ctypes, os, signal, sys, time
+pgid, runner = int(sys.argv[1]), int(sys.argv[2])
+def reap(*_):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
+    os._exit(0)
+signal.signal(signal.SIGTERM, reap)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != runner:
+    reap()
+while True:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        os._exit(0)
+    time.sleep(1.0)
+"""
+
+
+def _start_step(argv: list[str], log) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """The step's process (leader of its own session and process group) and its reaper."""
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_die_with_parent)
+    reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(proc.pid), str(os.getpid())],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              start_new_session=True)  # not killed with the runner's group
+    return proc, reaper
+
+
+def _end_step(proc: subprocess.Popen, reaper: subprocess.Popen) -> None:
+    """Kills whatever is left of the step's process group, then its reaper."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if proc.poll() is None:
+        proc.wait()
+    reaper.kill()
+    reaper.wait()
 
 
 _PROBLEM = re.compile(r"^([\w.]*(Error|Exception)|[\w. -]+: error): ")
@@ -95,11 +155,25 @@ def _failure_line(log_path: str) -> str:
     return (problems or lines or [""])[-1][:300]
 
 
+class RunDirError(ValueError):
+    """The run directory cannot be used: not local, or another runner holds it."""
+
+
+def local_run_dir(run_dir: str) -> str:
+    """The run directory as an absolute local path; refuses a URI (``gs://...``): the
+    runner, its logs, cache records and lineage store work on local files only."""
+    text = os.fspath(run_dir)
+    if "://" in text or text.startswith("gs:"):
+        raise RunDirError(f"--output {text}: the run directory must be a local path (a "
+                          "gs:// run directory is not supported; copy the finished run there)")
+    return os.path.abspath(text)
+
+
 class Runner:
     def __init__(self, pipeline: Pipeline, run_dir: str, options: RunOptions,
                  progress: Progress | None = None):
         self.pipeline = pipeline
-        self.run_dir = os.path.abspath(run_dir)
+        self.run_dir = local_run_dir(run_dir)
         self.options = options
         self.selected = selected_steps(pipeline, options)
         self.states = [StepState(name=n, job=pipeline.steps[n].job,
@@ -115,9 +189,23 @@ class Runner:
         return [n for n in self.pipeline.order() if n != name] if step.reads_run else step.upstream
 
     def run(self) -> bool:
-        """Runs every selected step; True when all of them are done or cached."""
-        if not self.options.dry_run:
-            os.makedirs(self.run_dir, exist_ok=True)
+        """Runs every selected step; True when all of them are done or cached. Holds the
+        run directory's lock throughout (RunDirError: another runner holds it)."""
+        if self.options.dry_run:
+            return self._run()
+        try:
+            lock.acquire(self.run_dir, f"pipelines run {self.pipeline.name}")
+        except lock.LockedError as e:
+            raise RunDirError(str(e)) from None
+        except OSError as e:
+            raise RunDirError(f"--output {self.run_dir} cannot be written: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
+        try:
+            return self._run()
+        finally:
+            lock.release(self.run_dir)
+
+    def _run(self) -> bool:
         verb = "dry run of" if self.options.dry_run else "running"
         self.progress.start(f"{verb} pipeline {self.pipeline.name} -> {self.run_dir}")
         for state in self.states:
@@ -197,8 +285,7 @@ class Runner:
         self.progress.update(state)
         self.write_run_json()
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(self.command(step), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            proc, reaper = _start_step(self.command(step), log)
             try:
                 while True:
                     try:
@@ -207,10 +294,8 @@ class Runner:
                     except subprocess.TimeoutExpired:
                         state.elapsed_s = round(time.monotonic() - t0, 1)
                         self.progress.update()
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
+            finally:
+                _end_step(proc, reaper)
         state.elapsed_s = round(time.monotonic() - t0, 1)
         committed = cache.output_digest(out) is not None
         if rc in JOBS[step.job].ok_exits and committed:

@@ -171,7 +171,17 @@ def _check_args(name: str, job: str, args: Any) -> dict[str, Any]:
             if isinstance(item, str) and "${" in item and not _REF.match(item):
                 raise SpecError(f"step {name!r}: field 'args.{key}': bad reference {item!r} "
                                 "(write \"${step}\" or \"${step}/sub/path\", the whole value)")
+            if isinstance(item, str) and _REF.match(item) and _escapes(item):
+                raise SpecError(f"step {name!r}: field 'args.{key}': reference {item!r} "
+                                "leads out of the step's output ('..' or '.' in its path); "
+                                "a step reads only inside the run directory")
     return dict(args)
+
+
+def _escapes(ref: str) -> bool:
+    """Whether the sub-path of a reference climbs (``..``) or names ``.``/empty parts."""
+    sub = (_REF.match(ref).group(2) or "").strip("/")
+    return bool(sub) and any(part in ("", ".", "..") for part in sub.split("/"))
 
 
 def _check_raw(name: str, raw: Any, args: dict[str, Any]) -> list[str]:

@@ -10,6 +10,13 @@ Local default runner: Beam's in-process ``FnApiRunner``. ``DirectRunner`` in Bea
 first tries the Prism runner, a Go binary it downloads at run time (impossible offline,
 and a slower start), and falls back to the FnApiRunner anyway. Naming the FnApiRunner
 skips that detour; ``--direct_num_workers`` / ``--direct_running_mode`` still apply.
+
+``--direct_running_mode multi_processing`` starts worker processes that Beam 2.77 talks
+to over unauthenticated gRPC servers bound to every interface (``[::]:0``, hard-coded in
+``fn_api_runner/worker_handlers.py``; no option binds them to loopback): anyone who can
+reach this machine could feed those workers. A job refuses that mode unless
+``--allow_open_worker_ports`` says the machine is isolated (the flag is the job's, not
+Beam's; ``in_memory`` and ``multi_threading`` open no port).
 """
 from __future__ import annotations
 
@@ -122,6 +129,25 @@ def is_dataflow(options: PipelineOptions) -> bool:
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 
 
+OPEN_PORTS_FLAG = "--allow_open_worker_ports"
+
+
+def _split_open_ports(args: list[str]) -> tuple[list[str], bool]:
+    rest = [a for a in args if a != OPEN_PORTS_FLAG]
+    return rest, len(rest) != len(args)
+
+
+def _check_running_mode(options: PipelineOptions, allowed: bool) -> None:
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    mode = options.view_as(DirectOptions).direct_running_mode
+    if mode == "multi_processing" and not allowed:
+        raise OptionsError(
+            "--direct_running_mode multi_processing opens unauthenticated gRPC worker ports "
+            "on every network interface (Beam 2.77 cannot bind them to 127.0.0.1); use "
+            f"multi_threading or in_memory, or pass {OPEN_PORTS_FLAG} on an isolated machine")
+
+
 def _split_dry_run(args: list[str]) -> tuple[list[str], bool]:
     """``args`` without its ``--dry_run`` flags, and their boolean value (the last wins):
     ``--dry_run``, ``--dry_run=V`` or ``--dry_run V`` with V one of true/false/1/0."""
@@ -171,11 +197,14 @@ def pipeline_options(pipeline_args: list[str], *, job_name: str,
 
     Raises:
       OptionsError: naming every unknown flag (with the close match), a ``--dry_run``
-        that is no boolean, every missing or invalid Dataflow option.
+        that is no boolean, every missing or invalid Dataflow option, the
+        ``multi_processing`` running mode without ``--allow_open_worker_ports``.
     """
     pipeline_args, dry_run = _split_dry_run(list(pipeline_args))
-    _check_unknown(pipeline_args, job_flags)
+    pipeline_args, open_ports = _split_open_ports(pipeline_args)
+    _check_unknown(pipeline_args, [*job_flags, OPEN_PORTS_FLAG])
     options = PipelineOptions(pipeline_args)
+    _check_running_mode(options, open_ports)
     options.view_as(TestOptions).dry_run = dry_run
     standard = options.view_as(StandardOptions)
     if not standard.runner:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import sys
 
 import apache_beam as beam
@@ -206,7 +205,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
 
 def _finish(writer: ArtifactWriter, plan: pipeline.Plan, args) -> dict:
     path = storage.join(plan.output, pipeline.STATISTICS)
-    result = pickle.loads(storage.read_bytes(path))
+    result = pipeline.decode_result(storage.read_bytes(path))
     storage.delete(path)
     counts = result["counts"]
     main = plan.schema.main

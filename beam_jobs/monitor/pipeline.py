@@ -1,13 +1,16 @@
 """Wires the monitor: raw rows of the training data, of the new window and (drift) of a
 previous window -> statistics of the raw, transformed, label and prediction values on
-both sides, the transform-skew comparison and the counts -> one pickled dict that the
-driver turns into drift.json (beam_jobs.monitor.report)."""
+both sides, the transform-skew comparison and the counts -> one JSON document
+(``encode_result``) that the driver turns into drift.json (beam_jobs.monitor.report).
+No pickle: the file lies in the output location, where whoever can write there could
+otherwise run code in the driver."""
 from __future__ import annotations
 
 import dataclasses
-import pickle
+import json
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquetBatched
 
@@ -19,7 +22,7 @@ from mlbatch.artifacts.features import FeatureSet
 from mlbatch.schema import DatasetSchema
 
 JOB = "beam_jobs.monitor"
-STATISTICS = "_statistics.pkl"  # the pipeline's result for the driver; deleted after
+STATISTICS = "_statistics.json"  # the pipeline's result for the driver; deleted after
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +100,7 @@ def build(p: beam.Pipeline, plan: Plan) -> None:
     _ = current[serving.DEAD_LETTER] | "WriteDeadLetters" >> deadletter.WriteDeadLetters(
         FileSystems.join(plan.output, deadletter.DEAD_LETTER, "part"))
     _ = (results | "FlattenResults" >> beam.Flatten() | "ResultsToDict" >> beam.combiners.ToDict()
-         | "WriteStatistics" >> beam.Map(_write_pickle, FileSystems.join(plan.output, STATISTICS)))
+         | "WriteStatistics" >> beam.Map(_write_result, FileSystems.join(plan.output, STATISTICS)))
 
 
 def _transform_skew(train, written, plan: Plan):
@@ -127,6 +130,56 @@ def _counts(current):
             | "KeyCounts" >> beam.Map(lambda c: ("counts", c)))
 
 
-def _write_pickle(doc: dict, path: str) -> None:
+def _write_result(doc: dict, path: str) -> None:
     with FileSystems.create(path) as f:
-        f.write(pickle.dumps(doc))
+        f.write(encode_result(doc))
+
+
+_ARRAY, _TUPLE, _PAIRS = "__ndarray__", "__tuple__", "__pairs__"
+
+
+def _tagged(value):
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"cannot encode a {value.dtype} array")
+        return {_ARRAY: value.tolist(), "dtype": value.dtype.str, "shape": list(value.shape)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {_TUPLE: [_tagged(v) for v in value]}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _tagged(v) for k, v in value.items()}
+        return {_PAIRS: [[_tagged(k), _tagged(v)] for k, v in value.items()]}
+    if isinstance(value, list):
+        return [_tagged(v) for v in value]
+    return value
+
+
+def _untagged(value):
+    if isinstance(value, list):
+        return [_untagged(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if _ARRAY in value:
+        return np.asarray(value[_ARRAY], dtype=np.dtype(value["dtype"])).reshape(value["shape"])
+    if _TUPLE in value:
+        return tuple(_untagged(v) for v in value[_TUPLE])
+    if _PAIRS in value:
+        return {_hashable(_untagged(k)): _untagged(v) for k, v in value[_PAIRS]}
+    return {k: _untagged(v) for k, v in value.items()}
+
+
+def _hashable(key):
+    return tuple(key) if isinstance(key, list) else key
+
+
+def encode_result(doc: dict) -> bytes:
+    """The pipeline's result as JSON: numpy arrays (numeric dtypes, exact values), tuples and
+    non-string dict keys tagged, so ``decode_result`` gives back an equal structure."""
+    return json.dumps(_tagged(doc), allow_nan=True).encode("utf-8")
+
+
+def decode_result(data: bytes) -> dict:
+    """The inverse of ``encode_result`` (plain JSON: nothing in it is executed)."""
+    return _untagged(json.loads(data))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbatch import storage
+from mlbatch.artifacts import lock
 from mlbatch.artifacts.manifest import (FORMAT_VERSIONS, MANIFEST, PENDING, ArtifactError,
                                         Manifest, digest_of, pending_state, read_manifest,
                                         scan_outputs)
@@ -26,6 +27,14 @@ _REPO = Path(__file__).resolve().parents[2]
 
 class OutputExistsError(ArtifactError):
     """The output directory holds something a job must not silently replace."""
+
+
+class OutputLockedError(OutputExistsError):
+    """Another live run writes the output directory (the message names it)."""
+
+
+class OutputUnwritableError(OutputExistsError):
+    """The output directory cannot be created or written (the message names the path)."""
 
 
 # --- producing an artifact -----------------------------------------------------------------
@@ -56,6 +65,9 @@ def package_version() -> str:
 def claim_output(root: str, *, job: str, overwrite: bool = False, resume: bool = False) -> None:
     """The one output guard: makes ``root`` this run's (uncommitted) output directory.
 
+    First the directory's exclusive lock (``lock``): a directory another live run writes
+    is refused, naming that run; a lock left by a dead one is taken over. Then:
+
     * absent or empty: claimed;
     * uncommitted output of an earlier run (it has ``_PENDING.json``: failed or killed):
       cleared and claimed, no flag needed (``resume``: kept as it is, for jobs that
@@ -64,9 +76,27 @@ def claim_output(root: str, *, job: str, overwrite: bool = False, resume: bool =
       reader sees a mix) or ``resume`` (un-committed, files kept);
     * anything else (a non-empty directory that is no artifact): refused unless
       ``overwrite``.
+
+    A directory that cannot be created or written (a read-only file system, a path under
+    a file) is refused as OutputUnwritableError naming it.
     """
     root = storage.locate(root).uri
-    files = [f.relpath for f in storage.list_files(root)]
+    try:
+        lock.acquire(root, job)
+        _claim_locked(root, job, overwrite=overwrite, resume=resume)
+    except lock.LockedError as e:
+        raise OutputLockedError(str(e)) from None
+    except OSError as e:  # StorageError included
+        lock.release(root)
+        raise OutputUnwritableError(f"--output {root} cannot be written: "
+                                    f"{getattr(e, 'strerror', None) or e}") from e
+    except BaseException:
+        lock.release(root)
+        raise
+
+
+def _claim_locked(root: str, job: str, *, overwrite: bool, resume: bool) -> None:
+    files = [f.relpath for f in storage.list_files(root) if f.relpath != lock.LOCK]
     committed = MANIFEST in files
     ours = committed or PENDING in files
     if files and not ours and not overwrite:
@@ -94,7 +124,10 @@ def mark_failed(root: str, job: str, reason: str) -> None:
     """Records in the uncommitted directory why its run failed (readers quote it)."""
     state = pending_state(root) or {"job": job}
     state.update(job=job, failure=reason, failed=_now())
-    storage.write_text(storage.join(root, PENDING), json.dumps(state, indent=2))
+    try:
+        storage.write_text(storage.join(root, PENDING), json.dumps(state, indent=2))
+    finally:
+        lock.release(root)
 
 
 class ArtifactWriter:
@@ -186,6 +219,7 @@ class ArtifactWriter:
         pending = storage.join(self.root, PENDING)
         if storage.exists(pending):
             storage.delete(pending)
+        lock.release(self.root)
         return Manifest(root=self.root, doc=doc)
 
 

@@ -33,6 +33,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+from typing import NamedTuple
 
 from mlbatch import storage
 
@@ -66,6 +68,11 @@ class UncommittedError(ArtifactError):
 
 class FormatVersionError(ArtifactError):
     """The artifact was written in a major format version this code cannot read."""
+
+
+class IntegrityError(ArtifactError):
+    """A committed artifact's files are not the ones its ``artifact.json`` records: changed,
+    missing, added, or reached through a link out of the directory (the message names it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +150,9 @@ def pending_state(root: str) -> dict | None:
 
 def read_manifest(root: str | os.PathLike, expected_type: str | None = None) -> Manifest:
     """Reads a committed artifact; refuses, naming the cause, a directory that does not
-    exist, is uncommitted, is of another type or of an unknown major format version."""
+    exist, is uncommitted, is of another type or of an unknown major format version, or
+    whose files are not the ones it recorded (``check_integrity``: every reader's one
+    verification)."""
     root = storage.locate(root).uri
     uri = storage.join(root, MANIFEST)
     what = f"{expected_type} artifact" if expected_type else "artifact"
@@ -178,7 +187,9 @@ def read_manifest(root: str | os.PathLike, expected_type: str | None = None) -> 
             f"{uri}: {doc['type']} format_version {doc['format_version']} is not readable by "
             f"this version of mlbatch (it reads {_major(known)}.x); rebuild the artifact or "
             f"use a matching mlbatch")
-    return Manifest(root=root, doc=doc)
+    manifest = Manifest(root=root, doc=doc)
+    check_integrity(manifest)
+    return manifest
 
 
 # --- digests -------------------------------------------------------------------------------
@@ -218,6 +229,92 @@ def scan_outputs(root: str, excludes: tuple[str, ...] = ()) -> list[dict]:
             entry["rows"] = _parquet_rows(uri)
         entries.append(entry)
     return entries
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_VERIFIED: dict[tuple, bool] = {}  # local files already hashed by this process, by stat
+
+
+class _Recorded(NamedTuple):
+    path: str
+    size: int
+    sha256: str
+
+
+def _recorded_files(manifest: Manifest) -> list[_Recorded]:
+    """The manifest's file list, checked for shape: relative paths inside the directory,
+    integer sizes, 64-hex SHA-256s, and a digest field that is theirs."""
+    uri = storage.join(manifest.root, MANIFEST)
+    files = manifest.doc["outputs"].get("files") if isinstance(manifest.doc["outputs"],
+                                                               dict) else None
+    if not isinstance(files, list):
+        raise IntegrityError(f"{uri}: field 'outputs.files' is missing or not a list")
+    out = []
+    for i, e in enumerate(files):
+        where = f"{uri}: field 'outputs.files[{i}]'"
+        if not isinstance(e, dict) or not isinstance(e.get("path"), str):
+            raise IntegrityError(f"{where} has no path")
+        path = e["path"]
+        if path.startswith("/") or ".." in path.split("/") or "\\" in path or not path:
+            raise IntegrityError(f"{where}: path {path!r} is not inside the artifact")
+        if not isinstance(e.get("sha256"), str) or not _HEX64.match(e["sha256"]):
+            raise IntegrityError(f"{where} ({path}): sha256 {e.get('sha256')!r} is not 64 "
+                                 "hex digits")
+        if not isinstance(e.get("size"), int):
+            raise IntegrityError(f"{where} ({path}): size {e.get('size')!r} is not an integer")
+        out.append(_Recorded(path, e["size"], e["sha256"]))
+    digest = manifest.doc["digest"]
+    if not isinstance(digest, str) or not re.match(r"^sha256:[0-9a-f]{64}$", digest):
+        raise IntegrityError(f"{uri}: field 'digest' {digest!r} is not 'sha256:' and 64 hex "
+                             "digits")
+    if digest_of(files) != digest:
+        raise IntegrityError(f"{uri}: field 'digest' does not match the recorded files")
+    return out
+
+
+def check_integrity(manifest: Manifest) -> None:
+    """Refuses (IntegrityError, naming the file) a committed artifact whose files differ
+    from what it recorded: a file changed (SHA-256), missing, of another size, added where
+    a reader would pick it up (a digested name not in the list), or a link leading out of
+    the directory. Local files already verified by this process are not hashed again
+    while their size, mtime, ctime and inode stay the same."""
+    recorded = _recorded_files(manifest)
+    root = manifest.root
+    excludes = tuple(manifest.doc["outputs"].get("digest_excludes") or ())
+    present = {f.relpath: f.size for f in storage.list_files(root)}
+    names = {r.path for r in recorded}
+    extra = sorted(p for p in present if p not in names and _digested(p, excludes))
+    if extra:
+        raise IntegrityError(f"{root}: file {extra[0]} is not part of the committed artifact "
+                             f"({len(extra)} unrecorded file(s)); it was added after the "
+                             "commit: rebuild the artifact or remove it")
+    real_root = None if storage.is_remote(root) else os.path.realpath(root)
+    for r in recorded:
+        if r.path not in present:
+            raise IntegrityError(f"{root}: file {r.path} recorded in {MANIFEST} is missing")
+        if present[r.path] != r.size:
+            raise IntegrityError(f"{root}: file {r.path} is {present[r.path]} bytes, "
+                                 f"{MANIFEST} records {r.size}: it changed after the commit")
+        _check_file(root, real_root, r)
+
+
+def _check_file(root: str, real_root: str | None, r: _Recorded) -> None:
+    uri = storage.join(root, r.path)
+    key = None
+    if real_root is not None:
+        real = os.path.realpath(uri)
+        if os.path.commonpath([real, real_root]) != real_root:
+            raise IntegrityError(f"{root}: file {r.path} is a link to {real}, outside the "
+                                 "artifact")
+        st = os.stat(real)
+        key = (real, r.sha256, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        if key in _VERIFIED:
+            return
+    if storage.sha256(uri) != r.sha256:
+        raise IntegrityError(f"{root}: file {r.path} does not match the sha256 recorded in "
+                             f"{MANIFEST}: it changed after the commit; rebuild the artifact")
+    if key is not None:
+        _VERIFIED[key] = True
 
 
 def verify(manifest: Manifest) -> list[str]:

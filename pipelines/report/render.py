@@ -83,31 +83,58 @@ def to_html(title: str, sections: list[Section]) -> str:
             + "\n</main></body></html>\n")
 
 
+# Markdown passes raw HTML through, and data values (categories, file names, errors) reach
+# the report: every text is escaped, so none of it becomes a tag, an entity, a link or a
+# code span. "<" "&" ">" become entities (no tag, no autolink); "[" "]" (links, images),
+# "`", "|" (table cells) and "\\" are backslash-escaped. Emphasis marks are left alone.
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_MD_SPECIAL = set("\\`[]|")
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal Markdown text on one line (no HTML, links or code spans)."""
+    out = []
+    for ch in str(text).replace("\r", " ").replace("\n", " "):
+        out.append(_MD_ENTITIES.get(ch) or ("\\" + ch if ch in _MD_SPECIAL else ch))
+    return "".join(out)
+
+
 def _md_cell(v: str) -> str:
-    return v.replace("|", "\\|").replace("\n", " ")
+    return md_escape(v)
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any backtick run in ``text`` (it cannot close early)."""
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
 
 
 def _block_md(b, figure_dir: str) -> str:
     if isinstance(b, Table):
-        lines = [f"*{b.caption}*", ""] if b.caption else []
+        lines = [f"*{md_escape(b.caption)}*", ""] if b.caption else []
         lines.append("| " + " | ".join(_md_cell(c) or " " for c in b.columns) + " |")
         lines.append("|" + "|".join("---:" if b.numeric and b.numeric[i] else "---"
                                     for i in range(len(b.columns))) + "|")
         lines += ["| " + " | ".join(_md_cell(v) for v in r) + " |" for r in b.rows]
         return "\n".join(lines)
     if isinstance(b, Figure):
-        return f"![{b.alt}]({figure_dir}/{b.name}.png)\n*{b.caption}*"
+        return (f"![{md_escape(b.alt)}]({figure_dir}/{b.name}.png)\n"
+                f"*{md_escape(b.caption)}*")
     if b.kind == "alert":
-        return f"> **{b.text}**"
+        return f"> **{md_escape(b.text)}**"
     if b.kind == "code":
-        return f"```\n{b.text}\n```"
-    return f"*{b.text}*" if b.kind == "note" else b.text
+        fence = _fence(b.text)
+        return f"{fence}\n{b.text}\n{fence}"
+    return f"*{md_escape(b.text)}*" if b.kind == "note" else md_escape(b.text)
 
 
 def to_markdown(title: str, sections: list[Section], figure_dir: str = "figures") -> str:
-    out = [f"# {title}", ""]
+    out = [f"# {md_escape(title)}", ""]
     for s in sections:
-        out += [f"## {s.title}", ""]
+        out += [f"## {md_escape(s.title)}", ""]
         for b in s.blocks:
             out += [_block_md(b, figure_dir), ""]
     return "\n".join(out)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from mlbatch import storage
@@ -35,6 +37,7 @@ from mlbatch import storage
 logger = logging.getLogger(__name__)
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's own switch, read at import
+CONNECT_TIMEOUT_ENV = "MLBATCH_RAY_CONNECT_TIMEOUT_S"
 Bundle = Mapping[str, float]
 
 
@@ -80,6 +83,7 @@ def connect(address: str | None) -> None:
     if runtime_env:
         logger.info("passing %s to the Ray workers", sorted(runtime_env["env_vars"]))
     if address is not None:
+        check_reachable(os.environ.get("RAY_ADDRESS", "") if address == "auto" else address)
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
         return
     host = ray.util.get_node_ip_address()  # what a new local Ray would advertise
@@ -90,6 +94,42 @@ def connect(address: str | None) -> None:
     ctx = ray.init(dashboard_host="127.0.0.1", log_to_driver=False, runtime_env=runtime_env)
     logger.info("local Ray on loopback: node %s, GCS %s, dashboard %s", host,
                 ctx.address_info.get("gcs_address"), ctx.dashboard_url or "off")
+
+
+def connect_timeout_s() -> float:
+    """How long a job waits for its Ray address to answer (``MLBATCH_RAY_CONNECT_TIMEOUT_S``)."""
+    raw = os.environ.get(CONNECT_TIMEOUT_ENV, "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ClusterError(f"{CONNECT_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ClusterError(f"{CONNECT_TIMEOUT_ENV}={raw!r} must be > 0 seconds")
+    return value
+
+
+def check_reachable(address: str) -> None:
+    """Refuses, within :func:`connect_timeout_s`, a ``HOST:PORT`` (or ``ray://HOST:PORT``)
+    address nothing listens on: ``ray.init`` would retry it for minutes. Addresses of
+    another form (empty, ``auto``) are left to Ray."""
+    if "://" in address and not address.startswith("ray://"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    timeout = connect_timeout_s()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except OSError as e:
+            if time.monotonic() + 1.0 >= deadline:
+                raise ClusterError(
+                    f"--address {address}: no Ray answers there ({e.strerror or e}; tried "
+                    f"for {timeout:g} s, {CONNECT_TIMEOUT_ENV} sets how long); is the "
+                    "cluster up and the address right?") from None
+            time.sleep(1.0)
 
 
 def check_worker_env(uris: Iterable[str]) -> None:

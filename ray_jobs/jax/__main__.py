@@ -63,16 +63,21 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: 0 on success, 2 (naming the problem) for usage, config, feature,
-    checkpoint and placement errors."""
+    """The command line: 0 on success, 2 (naming the problem) for usage, config, feature
+    (NaN/inf values, a one-class label), checkpoint and placement errors, 1 (naming the
+    epoch) when the loss diverges."""
     cli.prefer_loopback()
     from mlbatch.artifacts import ArtifactError
     from ray_jobs.common.cluster import ClusterError
     from ray_jobs.jax.checkpoint import CheckpointError
+    from ray_jobs.jax.loop import DivergedError
     try:
         summary = run(argv)
     except (config_mod.ConfigError, ArtifactError, CheckpointError, ClusterError) as e:
         return cli.fail(PROG, e)
+    except DivergedError as e:
+        cli.fail(PROG, e)
+        return 1
     best = {k: v for k, v in summary["best"].items() if k.startswith("eval_")}
     print(json.dumps({"output": summary["output"], "best_epoch": summary["best_epoch"], **best}))
     return 0

@@ -28,7 +28,7 @@ OPERATIONAL_FIELDS = frozenset({
     "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
     "num_workers", "devices_per_worker", "shard_embeddings", "shard_min_rows",
     "worker_cpus", "platform", "placement_strategy", "coordinator_host", "inflight_steps",
-    "coordinator_port", "fuse_gradients"})
+    "coordinator_port", "fuse_gradients", "max_restarts", "xla_cpu_threads"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,17 +76,23 @@ class JaxConfig:
     # with several CPU devices on few cores, can starve XLA's collective rendezvous.
     inflight_steps: int = 2
     coordinator_port: int | None = None  # None: rank 0 picks a free port
+    # Ray workers on CPU: XLA intra-op threads per process (1: no Eigen pool at all);
+    # None: XLA's default, a pool as wide as the machine in every process.
+    xla_cpu_threads: int | None = None
     # --- checkpoints and logs ------------------------------------------------------------
     checkpoint_every_steps: int = 0  # 0: at the end of each epoch only
     keep_checkpoints: int = 3
     log_every_steps: int = 20
+    # Ray workers: restarts of the whole worker group from the newest checkpoint after a
+    # worker or its node is lost (an application error in a worker is not retried).
+    max_restarts: int = 2
 
     def __post_init__(self):
         _positive(self, "epochs", "batch_size", "eval_batch_size", "embedding_dim",
                   "num_workers", "vocab_pad_multiple", "keep_checkpoints", "log_every_steps",
                   "inflight_steps")
         _non_negative(self, "seed", "warmup_steps", "patience", "checkpoint_every_steps",
-                      "shard_min_rows")
+                      "max_restarts", "shard_min_rows")
         _non_negative_float(self, "l2_wide", "l2_deep", "weight_decay", "min_delta",
                             "grad_clip_norm")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
@@ -105,7 +111,7 @@ class JaxConfig:
         _one_of(self, "placement_strategy", ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"))
         if self.platform is not None:
             _one_of(self, "platform", PLATFORMS)
-        for name in ("devices_per_worker", "data_shards"):
+        for name in ("devices_per_worker", "data_shards", "xla_cpu_threads"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name}: must be >= 1 or null, got {v!r}")

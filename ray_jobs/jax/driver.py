@@ -2,11 +2,13 @@
 
 Everything that can be known before a worker starts is checked here, on the driver:
 the config, the feature directory against its manifest (columns present and typed as
-declared, ids within cardinality, splits non-empty and at least a batch per data
-shard), resumability of an existing checkpoint, and whether the cluster can place
-``num_workers`` workers. Only then do workers start: in this process when there is one
-worker and no cluster address, else one Ray actor per worker (rank 0's node hosts the
-``jax.distributed`` coordinator).
+declared, ids within cardinality, every float value finite, a label with two classes,
+splits non-empty and at least a batch per data shard), resumability of an existing
+checkpoint, and whether the cluster can place ``num_workers`` workers. Only then do
+workers start: in this process when there is one worker and no cluster address, else
+one Ray actor per worker (rank 0's node hosts the ``jax.distributed`` coordinator); a
+lost Ray worker or node restarts the group from the newest checkpoint
+(``fit_restarting``).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlbatch.artifacts import ArtifactWriter
@@ -30,8 +35,17 @@ PLACEMENT_TIMEOUT_S = 60.0
 __all__ = ["PlacementError", "WorkerError", "RayGroup", "check_placement", "run", "validate"]
 
 
+LOSS_GRACE_S = 60.0  # after a first failure, how long the other workers may take to report
+
+
 class WorkerError(RuntimeError):
-    """A worker failed; the others were stopped."""
+    """A worker failed; the others were stopped. ``lost``: a worker process or its node
+    died (Ray reports the actor dead), as opposed to an error raised by the training code;
+    only a loss is worth a restart."""
+
+    def __init__(self, message: str, lost: bool = False):
+        super().__init__(message)
+        self.lost = lost
 
 
 # --- validation (driver side, before any worker) ------------------------------------------
@@ -40,6 +54,7 @@ def validate(config: JaxConfig, features_dir: str | Path) -> FeatureSet:
     for split in SPLITS:
         for path in fs.files(split):
             _check_file(fs, split, path)
+        check_values(fs, split)
     shards = config.num_data_shards
     for split, batch in (("train", config.batch_size), ("eval", None)):
         smallest = min(hi - lo for lo, hi in data.shard_bounds(fs.num_rows(split), shards))
@@ -64,6 +79,48 @@ def _check_file(fs: FeatureSet, split: str, path: str) -> None:
             raise FeatureContractError(
                 f"split {split!r}: feature {f.name!r} has id {hi} >= cardinality "
                 f"{f.cardinality} from the manifest in {path}")
+
+
+def check_values(fs: FeatureSet, split: str) -> None:
+    """A full pass over the split's float columns: no NaN or +-inf in a numeric feature or
+    the label (every offending column named, with counts and files), and a label a model
+    can learn and be scored on: two classes (binary), more than one value (regression
+    train split). The driver reads these columns once; the workers read their shards."""
+    floats = [f.name for f in fs.numeric] + [fs.label]
+    bad: dict[str, list[str]] = {}
+    labels = set()
+    for path in fs.files(split):
+        table = fs.read_table(path, columns=floats)
+        for name in floats:
+            col = table.column(name)
+            if pa.types.is_floating(col.type):
+                n_nan = pc.sum(pc.is_nan(col)).as_py() or 0
+                n_inf = pc.sum(pc.is_inf(col)).as_py() or 0
+                if n_nan or n_inf:
+                    bad.setdefault(name, []).append(f"{n_nan} NaN, {n_inf} +-inf in {path}")
+        labels.update(np.unique(table.column(fs.label).to_numpy(zero_copy_only=False))
+                      .tolist()[:3])
+    if bad:
+        what = "; ".join(f"{'label' if n == fs.label else 'feature'} {n!r}: {', '.join(v)}"
+                         for n, v in bad.items())
+        raise FeatureContractError(f"split {split!r} has non-finite values ({what}); the "
+                                   f"features must be finite to train on")
+    _check_label_variety(fs, split, labels)
+
+
+def _check_label_variety(fs: FeatureSet, split: str, labels: set) -> None:
+    if len(labels) > 1 or (fs.task == "regression" and split != "train"):
+        return
+    value = next(iter(labels))
+    if fs.task == "binary_classification":
+        why = ("nothing to learn" if split == "train" else
+               "AUC and the eval loss would not measure the model")
+        raise FeatureContractError(
+            f"split {split!r}: label {fs.label!r} has one class ({value:g}) in all "
+            f"{fs.num_rows(split)} rows; binary classification needs both 0 and 1 ({why})")
+    raise FeatureContractError(
+        f"split {split!r}: label {fs.label!r} has the single value {value:g} in all "
+        f"{fs.num_rows(split)} rows; nothing to learn")
 
 
 def _column_max(meta: pq.FileMetaData, index: int) -> int | None:
@@ -94,6 +151,32 @@ def check_resumable(blob: bytes, config: JaxConfig, fs: FeatureSet) -> None:
 def worker_bundle(config: JaxConfig) -> dict[str, float]:
     return {"CPU": config.worker_cpus, **({"GPU": config.worker_gpus}
                                           if config.worker_gpus else {})}
+
+
+def cpu_threads(config: JaxConfig) -> int | None:
+    """XLA:CPU intra-op threads of each worker process: ``xla_cpu_threads`` on CPU, else
+    None (XLA's default pool, as wide as the machine)."""
+    if config.platform not in (None, "cpu"):
+        return None
+    return config.xla_cpu_threads
+
+
+def worker_env(config: JaxConfig, base: str | None = None) -> dict[str, str]:
+    """Environment of a worker process: JAX's platform and the XLA thread flags. A runtime
+    env of their own gives Ray workers fresh processes, so these apply before JAX starts
+    there. ``base``: XLA_FLAGS to keep (default: this process's)."""
+    import os
+    env = {"MLBATCH_JAX_WORKER": "1"}
+    if config.platform in ("cpu", "tpu"):
+        env["JAX_PLATFORMS"] = config.platform
+    threads = cpu_threads(config)
+    if threads is not None:
+        flags = f"intra_op_parallelism_threads={threads}"
+        if threads == 1:
+            flags = f"--xla_cpu_multi_thread_eigen=false {flags}"
+        base = os.environ.get("XLA_FLAGS", "") if base is None else base
+        env["XLA_FLAGS"] = f"{base} {flags}".strip()
+    return env
 
 
 def check_placement(config: JaxConfig) -> None:
@@ -165,11 +248,7 @@ class RayGroup:
                 raise PlacementError(f"could not place {config.num_workers} workers of "
                                      f"{bundle} ({config.placement_strategy}) within "
                                      f"{PLACEMENT_TIMEOUT_S:.0f}s")
-        # A runtime env of their own gives the workers fresh processes, so JAX's device
-        # settings apply before its first use there.
-        env = {"MLBATCH_JAX_WORKER": "1"}
-        if config.platform in ("cpu", "tpu"):
-            env["JAX_PLATFORMS"] = config.platform
+        env = worker_env(config)
         actor_cls = _worker_actor_class()
         actors = [actor_cls.options(
             num_cpus=config.worker_cpus, num_gpus=config.worker_gpus,
@@ -204,10 +283,13 @@ class RayGroup:
             try:
                 ray.get(ready[0])
             except Exception as e:  # noqa: BLE001 - RayTaskError/ActorError wrap anything
+                # A peer that died mid-collective fails the survivors first (gloo): wait
+                # for the others' outcome before stopping them, to tell a loss apart.
+                lost = _is_loss(e) or _any_loss(pending)
                 self.close()
                 cause = getattr(e, "cause", None) or e
                 raise WorkerError(f"worker {rank[ready[0]]} failed in {method}: "
-                                  f"{type(cause).__name__}: {cause}") from e
+                                  f"{type(cause).__name__}: {cause}", lost=lost) from e
         return ray.get(refs)
 
     def close(self) -> None:
@@ -219,6 +301,26 @@ class RayGroup:
         if self.own_pg and self.pg is not None:
             remove_placement_group(self.pg)
             self.pg = None
+
+
+def _is_loss(error: BaseException) -> bool:
+    """Whether a Ray error means a worker process or node is gone."""
+    from ray import exceptions as rx
+    return isinstance(error, (rx.RayActorError, rx.NodeDiedError, rx.WorkerCrashedError,
+                              rx.ObjectLostError))
+
+
+def _any_loss(refs: list) -> bool:
+    """Whether any of ``refs`` ends in a loss within LOSS_GRACE_S."""
+    import ray
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=LOSS_GRACE_S)
+    for ref in ready:
+        try:
+            ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - as in _gather
+            if _is_loss(e):
+                return True
+    return False
 
 
 # --- the job -------------------------------------------------------------------------------
@@ -250,14 +352,43 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
         writer.claim(resume=True)  # the output guard; keeps this run's own checkpoints
         writer.input_artifact("features", fs.root, "features")
         try:
-            summary = loop.fit(group, config, outputs, resume)
+            summary, group = fit_restarting(group, config, fs, outputs, resume)
             writer.metrics.update({k: v for k, v in summary["best"].items()
                                    if k.startswith("eval_")})
             commit_model(writer, fs, best_epoch=summary["best_epoch"],
-                         epochs_run=summary["epochs_run"])
+                         epochs_run=summary["epochs_run"], restarts=summary["restarts"])
         except BaseException as e:
             writer.fail(f"{type(e).__name__}: {e}")
             raise
         return summary
     finally:
         group.close()
+
+
+def fit_restarting(group, config: JaxConfig, fs: FeatureSet, outputs: RunOutputs,
+                   resume: bytes | None) -> tuple[dict[str, Any], Any]:
+    """``loop.fit``; when a Ray worker or its node is lost, a new worker group (placed
+    anew: the lost node's share goes where the cluster has room) continues from the
+    newest checkpoint, up to ``max_restarts`` times. The data order and the state are
+    the checkpoint's, so the result is the uninterrupted run's."""
+    restarts = 0
+    while True:
+        try:
+            summary = loop.fit(group, config, outputs, resume)
+            return {**summary, "restarts": restarts}, group
+        except WorkerError as e:
+            if not e.lost or restarts >= config.max_restarts:
+                if e.lost:
+                    raise WorkerError(f"{e} (lost; max_restarts={config.max_restarts} "
+                                      f"restarts used)", lost=True) from e
+                raise
+            restarts += 1
+            resume = outputs.latest_checkpoint()
+            step = outputs.checkpoints.steps()[-1] if resume is not None else 0
+            log.warning("worker lost (%s); restart %d of %d from step %d", e, restarts,
+                        config.max_restarts, step)
+            group.close()
+            group = start_group(config, fs.root, use_ray=True)
+        except BaseException:
+            group.close()
+            raise

@@ -17,6 +17,26 @@ from ray_jobs.jax.config import JaxConfig
 log = logging.getLogger(__name__)
 
 
+class DivergedError(RuntimeError):
+    """The loss stopped being a finite number (exit 1, naming the epoch and step)."""
+
+
+def check_finite(epoch: int, result: dict[str, Any]) -> None:
+    """Raises DivergedError at the first non-finite train loss of a ``train_steps`` result."""
+    for i, v in enumerate(result["metrics"].get("loss", [])):
+        if not math.isfinite(v):
+            raise DivergedError(
+                f"epoch {epoch}: the train loss is {v} at step {result['first_step'] + i + 1}: "
+                f"training diverged (lower learning_rate, or set grad_clip_norm)")
+
+
+def check_eval(epoch: int, ev: dict[str, Any]) -> None:
+    loss = ev.get("eval_loss")
+    if loss is None or not math.isfinite(loss):
+        raise DivergedError(f"epoch {epoch}: the eval loss is {loss}: the model's predictions "
+                            f"are not finite (training diverged)")
+
+
 class Group(Protocol):
     def call(self, method: str, *args) -> list[Any]: ...
 
@@ -93,6 +113,7 @@ def fit(group: Group, config: JaxConfig, sink: Sink, resume: bytes | None = None
 
     while epoch < config.epochs and not stopper.stopped:
         r = group.call("train_steps", chunk)[0]
+        check_finite(epoch, r)
         window[0] += r["seconds"]
         window[1] += r["examples"]
         sink.on_train(r, history.add(r["first_step"], r["metrics"].get("loss", []),
@@ -101,6 +122,7 @@ def fit(group: Group, config: JaxConfig, sink: Sink, resume: bytes | None = None
             sink.on_checkpoint(r["step"], group.call("snapshot", loop_meta())[0])
             continue
         ev = group.call("evaluate")[0]
+        check_eval(epoch, ev)
         improved = stopper.update(epoch, ev["eval_loss"])
         record = {"epoch": epoch, "step": r["step"], **ev,
                   "examples_per_s": window[1] / window[0] if window[0] else None}

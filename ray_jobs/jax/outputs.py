@@ -87,9 +87,12 @@ class RunOutputs:
     def on_start(self, step: int) -> None:
         from tensorboardX import SummaryWriter
         write_json(self.at("config.json"), self.config.to_dict())
+        if self._tb is not None:  # a restarted worker group: the same run goes on
+            self._tb.close()
         tb_dir = self.at("tensorboard")
         if storage.is_remote(self.root):  # event files are appended to: write them locally
-            self._tb_local = tempfile.TemporaryDirectory(prefix="mlbatch_tb_")
+            if self._tb_local is None:
+                self._tb_local = tempfile.TemporaryDirectory(prefix="mlbatch_tb_")
             tb_dir = self._tb_local.name
         # purge_step drops events a killed run wrote after the checkpoint we resume from
         self._tb = SummaryWriter(tb_dir, purge_step=step or None)

@@ -62,9 +62,11 @@ def test_read_rows_reads_only_the_row_groups_it_needs(tiny_features, tmp_path):
 
     import pyarrow.parquet as pq
     from mlbatch.artifacts.features import load_feature_set as load
+    from tests.artifacts.helpers import recommit
     root = shutil.copytree(tiny_features, tmp_path / "f")
     for path in (root / "train").glob("*.parquet"):
         pq.write_table(pq.read_table(path), path, row_group_size=37)
+    recommit(root)
     fs = load(root)
     whole = data.read_rows(fs, "train", 0, 640)
     labels = np.concatenate([pq.read_table(f, columns=["label"])["label"].to_numpy()

@@ -64,6 +64,8 @@ def test_regression_metrics_are_in_the_labels_own_units():
     ({"num_workers": 2, "data_shards": 3, "batch_size": 96}, "data_shards"),
     ({"shard_embeddings": True, "devices_per_worker": 3, "batch_size": 96,
       "eval_batch_size": 96, "vocab_pad_multiple": 64}, "vocab_pad_multiple"),
+    ({"max_restarts": -1}, "max_restarts"),
+    ({"xla_cpu_threads": 0}, "xla_cpu_threads"),
     ({"bogus": 1}, "bogus"),
 ])
 def test_config_errors_name_the_field(raw, field):
@@ -90,3 +92,19 @@ def test_config_round_trips_through_a_dict():
     assert cfg.replace(num_workers=2, shard_embeddings=False).result_fields() == \
         cfg.result_fields()
     assert cfg.replace(l2_deep=0.5).result_fields() != cfg.result_fields()
+
+
+def test_worker_env_carries_the_xla_thread_flags():
+    from ray_jobs.jax.driver import worker_env
+    assert worker_env(tiny_config(num_workers=2), base="") == {"MLBATCH_JAX_WORKER": "1"}
+    assert worker_env(tiny_config(num_workers=2, xla_cpu_threads=1, platform="cpu"),
+                      base="--xla_dump_to=/tmp/x") == {
+        "MLBATCH_JAX_WORKER": "1", "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=false "
+                     "intra_op_parallelism_threads=1"}
+    assert worker_env(tiny_config(num_workers=2, xla_cpu_threads=2), base="")["XLA_FLAGS"] \
+        == "intra_op_parallelism_threads=2"
+    assert "XLA_FLAGS" not in worker_env(tiny_config(xla_cpu_threads=1, platform="gpu"))
+    # operational: a checkpoint written with other values resumes
+    assert tiny_config(max_restarts=0, xla_cpu_threads=1).result_fields() == \
+        tiny_config().result_fields()

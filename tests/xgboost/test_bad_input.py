@@ -12,6 +12,7 @@ import pytest
 from mlbatch.artifacts import OutputExistsError
 from mlbatch.artifacts.features import FeatureContractError
 from ray_jobs.common.synthetic import write_synthetic_features
+from tests.artifacts.helpers import recommit
 from ray_jobs.common import cluster
 from ray_jobs.xgboost import driver
 from ray_jobs.xgboost.config import ConfigError, XGBoostConfig
@@ -31,7 +32,9 @@ def no_ray(monkeypatch):
 
 
 def rewrite(path: Path, fn) -> None:
+    """A bad file, committed as such by its producer (see tests.artifacts.helpers)."""
     pq.write_table(fn(pq.read_table(path)), path)
+    recommit(path.parents[1])
 
 
 def set_column(table: pa.Table, name: str, values) -> pa.Table:
@@ -48,6 +51,7 @@ def run(features: Path, tmp_path: Path, **kw):
 
 def test_missing_split(features, tmp_path):
     shutil.rmtree(features / "eval")
+    recommit(features)
     with pytest.raises(FeatureContractError, match="split 'eval' has no Parquet files"):
         run(features, tmp_path)
 
