@@ -139,13 +139,17 @@ def short_label(label: str, n: int = 12) -> str:
     return label if len(label) <= n else label[:n - 1] + "…"
 
 
-def top_values(h: dict, n: int = TOP_VALUES) -> tuple[list[str], list, list]:
+def top_values(h: dict, n: int = TOP_VALUES,
+               ordered: bool = False) -> tuple[list[str], list, list]:
     """A categorical histogram's ``n`` most common values over both sides (labels,
-    reference counts, current counts), most common first; the rest as one "other"."""
+    reference counts, current counts), most common first (``ordered``: in the values'
+    numeric order); the rest as one "other"."""
     ref, cur = np.asarray(h["reference"], float), np.asarray(h["current"], float)
     share = (ref / ref.sum() if ref.sum() else ref) + (cur / cur.sum() if cur.sum() else cur)
     order = np.argsort(-share, kind="stable")
     top, rest = order[:n], order[n:]
+    if ordered:
+        top = sorted(top, key=lambda i: float(h["values"][i]))
     labels = [short_label(str(h["values"][i])) for i in top]
     r, c = ref[top].tolist(), cur[top].tolist()
     if rest.size:
@@ -155,24 +159,34 @@ def top_values(h: dict, n: int = TOP_VALUES) -> tuple[list[str], list, list]:
     return labels, r, c
 
 
-def vocabularies(run: Run, drift: dict) -> dict[str, list[str]]:
-    """"transformed/<feature>" -> its vocabulary, from the baseline feature artifact (the
-    run's step with its digest, else its URI); {} when it cannot be read."""
+def baseline_features(run: Run, drift: dict):
+    """The monitor's baseline feature artifact (the run's step with its digest, else its
+    URI); None when it cannot be read (categorical ids then stay ids)."""
     step = run.by_digest().get(drift.get("baseline_digest"))
     uri = step.uri if step else drift.get("baseline")
     if not uri:
-        return {}
+        return None
     try:
-        fs = load_feature_set(uri, check_columns=False)
+        return load_feature_set(uri, check_columns=False)
     except ArtifactError as e:
         LOGGER.warning("baseline features %s: %s (categorical ids unlabelled)", uri, e)
-        return {}
+        return None
+
+
+def vocabularies(fs) -> dict[str, list[str]]:
+    """"transformed/<feature>" -> its vocabulary, for every vocabulary feature of ``fs``."""
     out = {}
-    for f in fs.categorical:
+    for f in fs.categorical if fs is not None else []:
         vocab = read_vocabulary(fs, f)
         if vocab:
             out[f"transformed/{f.name}"] = vocab
     return out
+
+
+def ordered_keys(fs) -> set[str]:
+    """histograms.json keys whose categories are ordered (bucket ids): drawn in id order."""
+    return {f"transformed/{f.name}" for f in (fs.categorical if fs is not None else [])
+            if f.transform == "bucketize"}
 
 
 def _vocab_label(value: str, vocab: list[str]) -> str:
@@ -183,9 +197,9 @@ def _vocab_label(value: str, vocab: list[str]) -> str:
     return vocab[i] if 0 <= i < len(vocab) else f"OOV {i - len(vocab)}"
 
 
-def _drift_panels(drift: dict, histograms: dict,
-                  vocabs: dict[str, list[str]] | None = None) -> list[dict]:
+def _drift_panels(drift: dict, histograms: dict, fs=None) -> list[dict]:
     breached = {_hist_key(e) for e in drift_entries(drift) if e.get("breach")}
+    vocabs, ordered = vocabularies(fs), ordered_keys(fs)
     panels = []
     for key in panel_order(drift, histograms):
         h = histograms[key]
@@ -193,9 +207,9 @@ def _drift_panels(drift: dict, histograms: dict,
                  "alert": key in breached, "edges": _panel_edges(h), "labels": None,
                  "reference": h["reference"], "current": h["current"]}
         if "values" in h:
-            if key in (vocabs or {}):
-                h = {**h, "values": [_vocab_label(v, vocabs[key]) for v in h["values"]]}
-            panel["labels"], panel["reference"], panel["current"] = top_values(h)
+            labels, panel["reference"], panel["current"] = top_values(h, ordered=key in ordered)
+            vocab = vocabs.get(key)
+            panel["labels"] = [_vocab_label(v, vocab) for v in labels] if vocab else labels
         panels.append(panel)
     return panels
 
@@ -230,7 +244,7 @@ def _monitor_blocks(run: Run, step: Step, mon) -> list:
                      "null p99", "n reference", "n current", "verdict"], drift_rows(drift),
                     f"Drift and skew per feature ({step.name})")]
     blocks += skew_blocks(drift.get("transform_skew"))
-    panels = _drift_panels(drift, mon.histograms or {}, vocabularies(run, drift))
+    panels = _drift_panels(drift, mon.histograms or {}, baseline_features(run, drift))
     if panels:
         blocks.append(Figure(f"{step.name}-histograms", figures.hist_grid(
             panels, ("reference", "current")), "reference vs current histograms",

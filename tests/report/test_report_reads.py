@@ -68,6 +68,8 @@ def test_category_panels_name_values_and_keep_the_rest_as_other():
     labels, ref, cur = top_values(h, n=2)
     assert labels == ["B6", "a very long…", "other (2)"]
     assert ref == [30, 5, 11] and cur == [20, 20, 0]
+    buckets = {"values": ["3", "0", "1", "2"], "reference": [1, 9, 5, 0], "current": [1, 1, 1, 1]}
+    assert top_values(buckets, n=3, ordered=True)[0] == ["0", "1", "3", "other (1)"]
 
 
 def _drift(n_breached: int, n_ok: int) -> tuple[dict, dict]:
