@@ -77,7 +77,7 @@ def load_models(run: Run) -> tuple[list[Scored], list[str]]:
     return scored, problems
 
 
-def _labels(fs: FeatureSet, split: str) -> np.ndarray:
+def split_labels(fs: FeatureSet, split: str) -> np.ndarray:
     """A split's labels in the label's own units (what the trainers' metrics are in)."""
     t = fs.read_table(split, [fs.label])
     y = t[fs.label].to_numpy(zero_copy_only=False).astype(float)
@@ -88,7 +88,7 @@ def baseline(fs: FeatureSet) -> tuple[str, dict[str, float | None]]:
     """What a model that ignores every feature scores on the eval split: the train base
     rate as every row's probability (its logloss; AUC 0.5; accuracy of the majority train
     class), or the train mean as every row's value (its RMSE and MAE)."""
-    train, eval_ = _labels(fs, "train"), _labels(fs, "eval")
+    train, eval_ = split_labels(fs, "train"), split_labels(fs, "eval")
     const = np.full(eval_.shape, float(np.mean(train)))
     if fs.task == "binary_classification":
         name = f"baseline: train base rate {fs.label} = {np.mean(train):.4g}"

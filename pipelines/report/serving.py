@@ -14,7 +14,9 @@ import numpy as np
 
 from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.features import load_feature_set, read_vocabulary
+from mlbatch import metrics
 from pipelines.report import figures
+from pipelines.report.models import split_labels
 from pipelines.report.blocks import Figure, Section, Text, fmt, short_digest, table
 from pipelines.report.run import Run, Step
 
@@ -63,6 +65,31 @@ def breaches(run: Run) -> list[str]:
     return lines
 
 
+def scoring_baseline(run: Run, pred) -> list | None:
+    """The constant prediction's row on the scored rows that carry a label: the train base
+    rate (AUC 0.5, its logloss) or the train mean (its RMSE, MAE) of the model's features;
+    None without labelled rows or readable features."""
+    labels = pred.read_table(["label"])["label"].drop_null()
+    labels = labels.to_numpy(zero_copy_only=False).astype(float)
+    step = run.by_digest().get(pred.features_digest)
+    try:
+        fs = load_feature_set(step.uri if step else pred.features_uri, check_columns=False)
+        mean = float(np.mean(split_labels(fs, "train"))) if labels.size else None
+    except ArtifactError as e:
+        LOGGER.warning("scoring baseline: %s", e)
+        return None
+    if mean is None:
+        return None
+    const = np.full(labels.shape, mean)
+    if pred.task == "binary_classification":
+        quality = {"auc": 0.5, "logloss": metrics.logloss(labels, const)}
+        name = f"constant: train base rate {mean:.4g}"
+    else:
+        quality = {"rmse": metrics.rmse(labels, const), "mae": metrics.mae(labels, const)}
+        name = f"constant: train mean {mean:.4g}"
+    return ["baseline", name, None, None, None, None, *[quality.get(k) for k in QUALITY]]
+
+
 def _prediction_blocks(run: Run, step: Step, pred) -> list:
     m = pred.manifest
     model = next((e for e in m.inputs if e.get("role") == "model"), {})
@@ -70,9 +97,11 @@ def _prediction_blocks(run: Run, step: Step, pred) -> list:
     rows = [[step.name, model_step.name if model_step else model.get("uri"),
              short_digest(model.get("digest")), *[m.metrics.get(k) for k in COUNTS],
              *[m.metrics.get(k) for k in QUALITY]]]
+    base = scoring_baseline(run, pred)
     blocks = [table(["step", "model", "model digest", "rows read", "rows scored",
-                     "dead letters", *QUALITY], rows, "Batch scoring (read = scored + dead "
-                    "letters; quality where the raw rows carry labels)")]
+                     "dead letters", *QUALITY], rows + ([base] if base else []),
+                    "Batch scoring (read = scored + dead letters; quality where the raw rows "
+                    "carry labels, beside a constant prediction's on the same rows)")]
     values = pred.read_table()["prediction"].to_numpy(zero_copy_only=False).astype(float)
     if values.size:
         blocks.append(Figure(f"{step.name}-distribution", figures.histogram(

@@ -107,8 +107,8 @@ def test_report_shows_the_runs_numbers_and_is_a_committed_artifact(report, demo_
             "Stopped early by the scheduler: 0 trial(s); ended in an error: 0.",
             "| ours: SVD of PPMI (16d, p=0.5) |", "| carrier_id | transformed | categorical "
             "| linf |", "| excluded | flights | label source 'arr_delay' is missing | 40 |",
-            f"| {baseline_row(demo_run)}", "| features | beam_jobs.features | local | done | "
-            "1.5 | features01 | features | "
+            f"| {baseline_row(demo_run)}", scoring_baseline_row(demo_run),
+            "| features | beam_jobs.features | local | done | 1.5 | features01 | features | "
             f"{read_manifest(demo_run / 'features').digest[7:19]} | train 2,352, eval 608 |"]
     for row in rows:
         assert row in md, row
@@ -138,6 +138,21 @@ def baseline_row(run: Path) -> str:
     digest = read_manifest(run / "features").digest[7:19]
     return (f"baseline: train base rate delayed = {p:.4g} | no features | {digest} | 608 | "
             f"0.5 | {logloss:.4g} | {accuracy:.4g} | – | – |")
+
+
+def scoring_baseline_row(run: Path) -> str:
+    """The scoring table's constant row: the train base rate on the scored rows with a
+    label (the raw rows without arr_delay have none)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    train = np.concatenate([pq.read_table(f, columns=["delayed"])["delayed"].to_numpy()
+                            for f in sorted((run / "features" / "train").glob("*.parquet"))])
+    y = np.concatenate([pq.read_table(f, columns=["label"])["label"].drop_null().to_numpy()
+                        for f in sorted((run / "score" / "predictions").glob("*.parquet"))])
+    p = float(train.mean())
+    logloss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return (f"| baseline | constant: train base rate {p:.4g} | – | – | – | – | 0.5 | "
+            f"{logloss:.4g} | – | – |")
 
 
 def test_lineage_graph_links_raw_files_to_the_drift_report(demo_run):
