@@ -28,7 +28,7 @@ class Scored:
     step: Step
     model: Model
     features: FeatureSet
-    labels: np.ndarray  # stored label of the eval rows
+    labels: np.ndarray  # label of the eval rows, in the label's own units
     scores: np.ndarray  # the model's predictions for them
 
 
@@ -57,10 +57,13 @@ def features_of(run: Run, manifest) -> FeatureSet:
 
 def predict(model: Model, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
     """(labels, predictions) on the eval split (its first MAX_EVAL_ROWS rows), both in the
-    stored label's units."""
+    label's own units (probabilities and 0/1 labels for classification; regression through
+    the inverse of the label transform, the units the trainers' metrics are in)."""
     t = fs.read_table("eval").slice(0, MAX_EVAL_ROWS)
     labels = t[fs.label].to_numpy(zero_copy_only=False).astype(float)
-    return labels, model.predict_stored(t)
+    if fs.task != "binary_classification":
+        labels = inverse_label(labels, fs.label_transform)
+    return labels, model.predict(t)
 
 
 def load_models(run: Run) -> tuple[list[Scored], list[str]]:
@@ -146,7 +149,7 @@ def quality_figure(scored: list[Scored]) -> Figure:
     png = figures.residuals({s.step.name: (s.labels, s.scores) for s in scored},
                             title="residuals")
     return Figure("models-residuals", png, "residual plots",
-                  "Residuals on the eval split, in the stored label's units")
+                  "Residuals on the eval split, in the label's own units")
 
 
 def curve_blocks(s: Scored) -> list:
