@@ -95,3 +95,49 @@ def names_files(input_root: str) -> bool:
     if input_root.endswith("/"):
         return False
     return [path for path, _ in match_files(input_root)] == [input_root]
+
+
+class InputChangedError(InputError):
+    """An input file changed (or went away) while a job was reading it: its outputs
+    would mix two versions of the file (the message names it and what changed)."""
+
+
+def _stat(path: str) -> tuple[int, float] | None:
+    """(size, last modified) of one file, None when it is gone."""
+    try:
+        found = FileSystems.match([path])[0].metadata_list
+    except OSError:  # BeamIOError: no such file
+        return None
+    meta = [m for m in found if m.path == path]
+    if not meta:
+        return None
+    return int(meta[0].size_in_bytes), float(meta[0].last_updated_in_seconds)
+
+
+def pin_files(paths: list[str]) -> dict[str, tuple[int, float]]:
+    """Each file's (size, last modified) now: the state a job must find them in until it
+    commits (check_pins)."""
+    pins = {}
+    for path in paths:
+        st = bounded("pinning input files", path, lambda p=path: _stat(p))
+        if st is None:
+            raise InputChangedError(f"input file {path} went away before the job started")
+        pins[path] = st
+    return pins
+
+
+def check_pins(pins: dict[str, tuple[int, float]], when: str) -> None:
+    """Raises InputChangedError naming every pinned file that changed size or
+    modification time, or went away, since pin_files (`when`: e.g. "before pass 2")."""
+    changed = []
+    for path, (size, mtime) in pins.items():
+        now = bounded("checking input files", path, lambda p=path: _stat(p))
+        if now is None:
+            changed.append(f"{path}: deleted")
+        elif now != (size, mtime):
+            changed.append(f"{path}: size {size} -> {now[0]} bytes, modified "
+                           f"{mtime:.6f} -> {now[1]:.6f}")
+    if changed:
+        raise InputChangedError(
+            f"input files changed while the job read them ({when}); nothing is committed, "
+            f"rerun on a stable copy:\n  " + "\n  ".join(changed))

@@ -44,17 +44,32 @@ def dedupe_lookup(table: TableSpec, batches: list[pa.RecordBatch]) -> tuple[pa.T
     return t.filter(pa.array(keep)), int((~keep).sum())
 
 
+LOOKUP_ROW = "__lookup_row"
+
+
 def join_lookup(left: pa.Table, right: pa.Table, join: JoinSpec) -> pa.Table:
     """Left join of the main rows with a deduplicated lookup table (row count unchanged)."""
+    return join_counted(left, right, join)[0]
+
+
+def join_counted(left: pa.Table, right: pa.Table, join: JoinSpec
+                 ) -> tuple[pa.Table, int, np.ndarray]:
+    """join_lookup, and how it went: (joined, rows that found a lookup row, the indices of
+    the lookup rows some main row found)."""
     right = right.drop_columns([c for c in (SOURCE_COL, LINE_COL) if c in right.column_names])
     right = right.rename_columns([c if c in join.on else join.prefix + c
                                   for c in right.column_names])
+    right = right.append_column(LOOKUP_ROW, pa.array(np.arange(right.num_rows, dtype=np.int64)))
     n = left.num_rows
     left = left.append_column("__row", pa.array(np.arange(n, dtype=np.int64)))
     out = left.join(right, keys=list(join.on), join_type="left outer", use_threads=False)
     if out.num_rows != n:
         raise AssertionError(f"join with {join.table} changed the row count ({n} -> {out.num_rows})")
-    return out.sort_by("__row").drop_columns(["__row"])
+    out = out.sort_by("__row")
+    found = out.column(LOOKUP_ROW)
+    used = np.unique(found.drop_null().to_numpy()) if found.null_count < n else \
+        np.zeros(0, np.int64)
+    return out.drop_columns(["__row", LOOKUP_ROW]), n - found.null_count, used
 
 
 def add_derived(t: pa.Table, schema: DatasetSchema) -> pa.Table:
@@ -163,9 +178,17 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
     the label and the boolean IS_EVAL; excluded lists valid-but-unusable rows (a filter
     failed, or the label cannot be computed) with the reason.
     """
-    t = main
+    return prepare_counted(main, lookups, schema)[:2]
+
+
+def prepare_counted(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
+                    ) -> tuple[pa.Table, pa.Table, dict[str, tuple[int, int, np.ndarray]]]:
+    """prepare, and per join (lookup table name): (rows matched, rows unmatched, indices
+    of the lookup rows used), see join_counted."""
+    t, joins = main, {}
     for j in schema.joins:
-        t = join_lookup(t, lookups[j.table], j)
+        t, matched, used = join_counted(t, lookups[j.table], j)
+        joins[j.table] = (matched, t.num_rows - matched, used)
     t, derive_reasons = derive_checked(t, schema)
     ids = example_ids(t)
     label, missing = label_array(t, schema)
@@ -178,7 +201,18 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
     t = t.append_column(EXAMPLE_ID, ids).append_column(schema.label.name, label)
     t = t.filter(pc.invert(out))
     t = t.append_column(IS_EVAL, pa.array(split_is_eval(t, schema)))
-    return t, excluded
+    return t, excluded, joins
+
+
+def profile(t: pa.Table, columns: list[str]) -> dict[str, list]:
+    """Per column: [rows, nulls, min, max] of a batch (min/max None when all null), the
+    pieces of the all-null / constant checks (ProfileFn merges them)."""
+    out = {}
+    for c in columns:
+        col = t.column(c)
+        mm = pc.min_max(col).as_py() if col.null_count < len(col) else {"min": None, "max": None}
+        out[c] = [len(col), col.null_count, mm["min"], mm["max"]]
+    return out
 
 
 def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:

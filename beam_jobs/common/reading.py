@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
@@ -50,7 +51,9 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
 
     Raises:
       FileNotFoundError: naming each table without files and the pattern tried.
-      InputError: naming each file whose header lacks declared columns, and them.
+      InputError: naming each file whose header lacks declared columns or names one
+        twice, each Parquet column stored as another type than declared, and each
+        table without a data row in any of its files (unless it sets allow_empty).
       mlbatch.storage.StorageError: a remote check got no answer in time, naming the URI.
 
     Local paths are made absolute first: a row's example_id names the file it came from,
@@ -75,42 +78,125 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
         found[t.name] = paths
     if missing:
         raise FileNotFoundError("input files not found:\n  " + "\n  ".join(missing))
-    problems = [p for t in tables for path in found[t.name] if (p := check_header(t, path))]
+    facts = {(t.name, path): _facts(t, path) for t in tables for path in found[t.name]}
+    problems = [p for t in tables for path in found[t.name]
+                if (p := header_problem(t, path, facts[t.name, path]))]
     if problems:
-        raise InputError("input files lack declared columns:\n  " + "\n  ".join(problems))
+        raise InputError("input files do not match the schema:\n  " + "\n  ".join(problems))
+    empty = [empty_problem(t, found[t.name]) for t in tables
+             if not t.allow_empty and not any(facts[t.name, p].has_data for p in found[t.name])]
+    if empty:
+        raise InputError("input tables without data:\n  " + "\n  ".join(empty))
     return found
 
 
-def _header_columns(table: TableSpec, path: str) -> list[str] | None:
-    """The column names a file declares (CSV: its first line; Parquet: its schema);
-    None when it declares none (an empty CSV file, JSON lines)."""
+@dataclass
+class FileFacts:
+    """What a file declares, read on the driver: its column names (CSV header, Parquet
+    schema; None for JSON lines or an empty CSV file), its Parquet schema, and whether
+    it holds any data record (a non-blank line after the header, a Parquet row)."""
+    names: list[str] | None = None
+    arrow: pa.Schema | None = None
+    has_data: bool = True
+    problem: str | None = None
+
+
+SCAN_LINES = 1000  # lines read on the driver looking for a first data record
+
+
+def _has_data_line(f, lines: int = SCAN_LINES) -> bool:
+    """Whether a non-blank line follows (past `lines` blank ones: assumed so, the
+    pipeline then dead-letters the blank ones and the job still finds no rows)."""
+    for _ in range(lines):
+        line = f.readline()
+        if not line:
+            return False
+        if line.strip():
+            return True
+    return True
+
+
+def _read_facts(table: TableSpec, path: str) -> FileFacts:
     with FileSystems.open(path) as f:
         if table.format == "parquet":
-            return pq.read_schema(f).names
+            meta = pq.ParquetFile(f).metadata
+            arrow = meta.schema.to_arrow_schema()
+            return FileFacts(arrow.names, arrow, meta.num_rows > 0)
         if table.format != "csv":
-            return None
+            return FileFacts(None, None, _has_data_line(f))
         first = f.readline()
-    return records.parse_csv_header(first) if first else None
+        if not first:
+            return FileFacts(None, None, False)
+        return FileFacts(records.parse_csv_header(first), None, _has_data_line(f))
 
 
-def check_header(table: TableSpec, path: str) -> str | None:
-    """What is wrong with a file's header for its table (None: nothing)."""
+def _facts(table: TableSpec, path: str) -> FileFacts:
     try:
-        names = inputs.bounded("reading the header", path,
-                               lambda: _header_columns(table, path))
+        return inputs.bounded("reading the header", path, lambda: _read_facts(table, path))
     except UnicodeDecodeError:
-        return f"{path}: the header line is not valid UTF-8"
+        return FileFacts(problem=f"{path}: the header line is not valid UTF-8")
     except storage.StorageError:
         raise
     except (OSError, pa.ArrowInvalid) as e:
-        return f"{path}: cannot read its header ({e})"
-    if names is None:
-        return None
+        return FileFacts(problem=f"{path}: cannot read its header ({e})")
+
+
+def empty_problem(table: TableSpec, paths: list[str]) -> str:
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (f"table {table.name!r}: no data rows in its file(s) {shown} (empty or only a "
+            f"header; set allow_empty: true on the table if that is expected)")
+
+
+def _duplicates(names: list[str], table: TableSpec) -> dict[str, list[int]]:
+    """Declared columns the header names more than once -> their 1-based positions."""
+    return {c: [i + 1 for i, n in enumerate(names) if n == c]
+            for c in table.column_names if names.count(c) > 1}
+
+
+def header_problem(table: TableSpec, path: str, facts: FileFacts | None = None) -> str | None:
+    """What is wrong with a file's header for its table (None: nothing): a declared
+    column absent or named twice, or (Parquet) stored as another type."""
+    facts = facts or _facts(table, path)
+    if facts.problem or facts.names is None:
+        return facts.problem
+    names = facts.names
     absent = [c for c in table.column_names if c not in names]
     if absent:
         return (f"{path}: table {table.name!r} declares column(s) {absent} that its header "
                 f"lacks (header: {names[:30]})")
-    return None
+    twice = _duplicates(names, table)
+    if twice:
+        return f"{path}: duplicate column name(s) in the header: " + ", ".join(
+            f"{c!r} (columns {', '.join(map(str, at))})" for c, at in twice.items())
+    return parquet_type_problem(table, path, facts.arrow) if facts.arrow is not None else None
+
+
+check_header = header_problem  # the name the feature job's io re-exports
+
+
+def _type_fits(declared: str, actual: pa.DataType) -> bool:
+    """Whether Parquet values of `actual` type read exactly as the declared type (a
+    column of nulls only fits any)."""
+    if pa.types.is_null(actual):
+        return True
+    if pa.types.is_dictionary(actual):
+        actual = actual.value_type
+    if declared == "int64":
+        return pa.types.is_integer(actual)  # uint64 past int64: a dead letter per value
+    if declared == "float64":
+        return pa.types.is_floating(actual) or pa.types.is_integer(actual)
+    return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+
+
+def parquet_type_problem(table: TableSpec, path: str, arrow: pa.Schema) -> str | None:
+    """Declared columns whose Parquet type does not read as the declared type (a
+    boolean as int64 would become 0/1, a timestamp as string its text)."""
+    wrong = [f"{c.name!r} declared {c.type}, stored as {arrow.field(c.name).type}"
+             for c in table.columns if not _type_fits(c.type, arrow.field(c.name).type)]
+    if not wrong:
+        return None
+    return f"{path}: table {table.name!r}: column type(s) differ from the schema: " + \
+        "; ".join(wrong)
 
 
 class ReadChunksFn(beam.DoFn):

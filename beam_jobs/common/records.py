@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from beam_jobs.common import deadletter
+from beam_jobs.common import deadletter, values
 from beam_jobs.common.csvsplit import CsvChunk, CsvSplitter
 from mlbatch.schema import TableSpec
 
@@ -136,7 +137,7 @@ def parse_jsonl_chunk(table: TableSpec, source: str, lines: list[bytes],
     linenos = range(first_lineno, first_lineno + len(lines))
     for n, text in _text_lines(table.name, source, lines, linenos, dead):
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_float=Decimal)  # exact until typed
         except json.JSONDecodeError as e:
             dead.append(dead_letter(table.name, source, n, text, f"invalid JSON: {e.msg}"))
             continue
@@ -162,9 +163,62 @@ def chunk_from_arrow(table: TableSpec, source: str, batch: pa.RecordBatch,
         return RawChunk(table.name, source), [
             dead_letter(table.name, source, ln, json.dumps(r, default=str),
                         f"file lacks declared column(s) {missing}") for ln, r in zip(lines, rows)]
-    values = {c: batch.column(c).to_pylist() for c in table.column_names}
+    cols = {c: batch.column(c).to_pylist() for c in table.column_names}
+    for c in cols.values():  # a Parquet NaN is a missing value (as pandas writes one)
+        c[:] = [None if isinstance(v, float) and math.isnan(v) else v for v in c]
     raw = [json.dumps(r, default=str) for r in batch.select(table.column_names).to_pylist()]
-    return RawChunk(table.name, source, lines=lines, raw=raw, values=values), []
+    return RawChunk(table.name, source, lines=lines, raw=raw, values=cols), []
+
+
+def _quick(kind: str):
+    """The common case of a value of type `kind`, typed without values' full checks:
+    returns the typed value, or None to take values.CONVERTERS (which names problems)."""
+    if kind == "int64":
+        def quick(v):
+            if type(v) is str and v.isdigit() and v.isascii() and len(v) < 19:
+                return int(v)  # plain digits, fewer than int64's 19: always in range
+            if type(v) is int and values.INT64_MIN <= v <= values.INT64_MAX:
+                return v
+            return None
+    elif kind == "float64":
+        def quick(v):
+            if type(v) is float and math.isfinite(v):
+                return v
+            if type(v) is str and values.is_plain_decimal(v):
+                x = float(v)
+                return x if math.isfinite(x) else None
+            return None
+    else:
+        def quick(v):
+            return v if type(v) is str else None
+    return quick
+
+
+def _typed_column(col, raw: list, nulls: set, problems: list[list[str]]) -> pa.Array:
+    """One column's raw values typed exactly (values.CONVERTERS); each value that cannot
+    be, or breaks the column's bounds or `required`, adds a problem to its row."""
+    convert, quick = values.CONVERTERS[col.type], _quick(col.type)
+    lo, hi = col.min, col.max
+    out: list = [None] * len(raw)
+    for i, v in enumerate(raw):
+        if v is None or (type(v) is str and v in nulls):
+            if col.required:
+                problems[i].append(f"{col.name}: missing required value")
+            continue
+        x = quick(v)
+        if x is None:
+            try:
+                x = convert(v)
+            except values.ValueProblem as e:
+                problems[i].append(f"{col.name}: {e}")
+                continue
+        if lo is not None and x < lo:
+            problems[i].append(f"{col.name}: {values.show(v)} below minimum {lo}")
+        elif hi is not None and x > hi:
+            problems[i].append(f"{col.name}: {values.show(v)} above maximum {hi}")
+        else:
+            out[i] = x
+    return pa.array(out, ARROW_TYPES[col.type])
 
 
 def validate_chunk(table: TableSpec, chunk: RawChunk) -> tuple[pa.RecordBatch, list[dict]]:
@@ -175,42 +229,9 @@ def validate_chunk(table: TableSpec, chunk: RawChunk) -> tuple[pa.RecordBatch, l
     """
     n = len(chunk)
     problems: list[list[str]] = [[] for _ in range(n)]
-    arrays = {}
-    for col in table.columns:
-        nulls = set(table.null_values(col.name))
-        raw = chunk.values[col.name]
-        obj = np.empty(n, dtype=object)
-        obj[:] = [None if (v is None or (isinstance(v, str) and v in nulls)) else v for v in raw]
-        is_null = pd.isna(pd.Series(obj, dtype=object)).to_numpy()
-        if col.required:
-            for i in np.flatnonzero(is_null):
-                problems[i].append(f"{col.name}: missing required value")
-        if col.type == "string":
-            arrays[col.name] = pa.array([None if m else str(v) for v, m in zip(obj, is_null)],
-                                        pa.string())
-            continue
-        num = pd.to_numeric(pd.Series(obj, dtype=object), errors="coerce").to_numpy(np.float64)
-        bad = ~is_null & ~np.isfinite(num)
-        for i in np.flatnonzero(bad):
-            problems[i].append(f"{col.name}: not a finite number: {obj[i]!r}")
-        ok = ~is_null & ~bad
-        if col.type == "int64":
-            frac = ok & (num != np.floor(np.where(ok, num, 0)))
-            for i in np.flatnonzero(frac):
-                problems[i].append(f"{col.name}: not an integer: {obj[i]!r}")
-            ok &= ~frac
-        for bound, cmp, word in ((col.min, np.less, "below minimum"),
-                                 (col.max, np.greater, "above maximum")):
-            if bound is None:
-                continue
-            out = ok & cmp(np.where(ok, num, bound), bound)
-            for i in np.flatnonzero(out):
-                problems[i].append(f"{col.name}: {obj[i]!r} {word} {bound}")
-        mask = ~ok
-        if col.type == "int64":
-            arrays[col.name] = pa.array(np.where(ok, num, 0).astype(np.int64), mask=mask)
-        else:
-            arrays[col.name] = pa.array(num, mask=mask)
+    arrays = {col.name: _typed_column(col, chunk.values[col.name],
+                                      set(table.null_values(col.name)), problems)
+              for col in table.columns}
     bad_rows = np.array([bool(p) for p in problems], dtype=bool) if n else np.zeros(0, bool)
     dead = [dead_letter(table.name, chunk.source, chunk.lines[i], chunk.raw[i], "; ".join(problems[i]))
             for i in np.flatnonzero(bad_rows)]
@@ -233,6 +254,22 @@ def _fast_path_declines(header: list[str], table: TableSpec, records: CsvChunk) 
     (blank lines show as a short row count: Arrow skips them)."""
     return (any(c not in header for c in table.column_names) or b"\x00" in records.joined()
             or max(map(len, records.raw)) > csv.field_size_limit())
+
+
+def _fast_number(a: pa.Array, kind: str, n: int) -> pa.Array | None:
+    """A string column as int64 (plain integers only, cast exactly: never through
+    float64) or finite float64; None for anything else (the exact path names it)."""
+    import pyarrow.compute as pc
+
+    if kind == "int64" and pc.all(pc.match_substring_regex(a, r"^-?[0-9]+$")).as_py() is False:
+        return None  # e.g. "3.0", "+5", "0x10" (Arrow reads hexadecimal): the exact path
+    try:
+        num = pc.cast(a, pa.int64() if kind == "int64" else pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. past int64
+        return None
+    if kind == "float64" and num.null_count < n and not pc.all(pc.is_finite(num)).as_py():
+        return None
+    return num
 
 
 def fast_csv_chunk(table: TableSpec, source: str, header: list[str],
@@ -278,16 +315,9 @@ def fast_csv_chunk(table: TableSpec, source: str, header: list[str],
         if col.type == "string":
             arrays[col.name] = a
             continue
-        try:
-            num = pc.cast(a, pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        num = _fast_number(a, col.type, n)
+        if num is None:
             return None
-        if num.null_count < n and not pc.all(pc.is_finite(num)).as_py():
-            return None
-        if col.type == "int64":
-            if pc.all(pc.equal(num, pc.floor(num))).as_py() not in (True, None):
-                return None
-            num = pc.cast(num, pa.int64())
         if num.null_count < n:
             mm = pc.min_max(num).as_py()
             if (col.min is not None and mm["min"] < col.min) or (

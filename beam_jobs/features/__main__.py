@@ -17,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions, TestOptions)
 
+from beam_jobs.common.inputs import check_pins, pin_files
 from beam_jobs.common.options import exit_now, parse_job_args, refuse_local_paths
 from beam_jobs.common.options import OptionsError, pipeline_options, quiet_logging, run_pipeline
 from beam_jobs.features import io
@@ -85,6 +86,11 @@ class FeatureJobError(RuntimeError):
     """The run finished but its output cannot be trusted (left uncommitted, reason named)."""
 
 
+class UnusableInputError(FeatureJobError):
+    """The input gives no usable features: no train or eval rows, or a derived column or
+    feature source that is all null or constant (output left uncommitted; exit 2)."""
+
+
 USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, io.InputError, StorageError,
                 OutputExistsError)
 
@@ -118,22 +124,34 @@ def _tft_dirs(args: argparse.Namespace, options: PipelineOptions,
     return os.path.join(scratch, "tft_tmp"), transform_dir, scratch
 
 
-def _run_pipelines(args, options, schema, files, tft_temp, transform_dir) -> None:
+def _run_checked(p: beam.Pipeline, options, pins: dict, what: str) -> None:
+    """run_pipeline; when it fails, an input that changed meanwhile is named first (a
+    file deleted under a running pass fails it with the runner's own error)."""
+    try:
+        run_pipeline(p, options)
+    except Exception:
+        check_pins(pins, f"during {what}")
+        raise
+
+
+def _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins) -> None:
     from beam_jobs.features import pipeline
 
+    check_pins(pins, "before reading")
     if not _two_passes(args, options):
         p = beam.Pipeline(options=options)
         pipeline.build(p, args, schema, tft_temp, files, transform_dir)
-        run_pipeline(p, options)
+        _run_checked(p, options, pins, "the pipeline")
         return
     p = beam.Pipeline(options=options)
     pipeline.build_analyze(p, args, schema, tft_temp, files, transform_dir)
-    run_pipeline(p, options)
+    _run_checked(p, options, pins, "pass 1")
     LOGGER.info("pass 1 of 2 (analyze) done; pass 2: transform")
     first = read_json(FileSystems.join(args.output, "summary.json"))
+    check_pins(pins, "between pass 1 and pass 2")
     p = beam.Pipeline(options=options)
     pipeline.build_transform(p, args, schema, tft_temp, files, first, transform_dir)
-    run_pipeline(p, options)
+    _run_checked(p, options, pins, "pass 2")
 
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
@@ -154,6 +172,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     if dry_run:
         args.passes = "1"  # a dry run builds (describes) the one graph, runs nothing
     files = io.check_inputs(args.input, list(schema.tables.values()))
+    # pinned until the commit: a file rewritten between passes would mix two versions
+    pins = {} if dry_run else pin_files([p for paths in files.values() for p in paths])
     writer = ArtifactWriter(args.output, "features", job=JOB, config={
         **{k: v for k, v in vars(args).items()
            if k not in ("overwrite", "log_level", "verbose", "job_flags")},
@@ -164,13 +184,14 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     from beam_jobs.features import artifacts
 
     try:
-        _run_pipelines(args, options, schema, files, tft_temp, transform_dir)
+        _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins)
         if dry_run:
             return None
         if FileSystems.exists(tft_temp):
             FileSystems.delete([tft_temp])
         summary = artifacts.finalize(writer, schema, args.analyzers, args.max_dead_letter_share,
-                                     transform_dir=transform_dir)
+                                     transform_dir=transform_dir,
+                                     before_commit=lambda: check_pins(pins, "before the commit"))
     except BaseException as e:
         if not dry_run:
             writer.fail(f"{type(e).__name__}: {e}")
@@ -182,19 +203,25 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     LOGGER.info("read %d, dead letter %d, excluded %d, train %d, eval %d -> %s", s["read"],
                 s["dead_letter"], s["excluded"], s["train"], s["eval"], args.output)
     if summary["failure"]:
-        raise FeatureJobError(f"output left uncommitted: {summary['failure']}")
+        error = UnusableInputError if summary["failure"] == summary.get("unusable") \
+            else FeatureJobError
+        raise error(f"output left uncommitted: {summary['failure']}")
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 when the output is committed, 2 (naming the problem) for usage,
-    schema, option, input and output errors, 1 when the output is left uncommitted."""
+    schema, option, input and output errors and input without usable features (left
+    uncommitted), 1 when the output is left uncommitted for another reason."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(argv)
     except USAGE_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except UnusableInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except FeatureJobError as e:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import collections
 import logging
 import math
+from collections.abc import Callable
 from importlib import metadata
 
 import tensorflow_transform as tft
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.common import deadletter
-from beam_jobs.features import limits
+from beam_jobs.features import accounting, limits
 from beam_jobs.features.preprocessing import raw_feature_spec
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactWriter, read_json, write_json
@@ -184,8 +185,8 @@ def write_raw_metadata(output: str, schema: DatasetSchema) -> None:
 
 
 def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
-             max_dead_letter_share: float | None = None, transform_dir: str | None = None
-             ) -> dict:
+             max_dead_letter_share: float | None = None, transform_dir: str | None = None,
+             before_commit: Callable[[], None] | None = None) -> dict:
     """Completes summary.json and, when every count reconciles and the dead letters are
     within the limits, commits the artifact (artifact.json with the features section);
     otherwise records why in the summary (`failure`) and the pending marker, leaving the
@@ -193,7 +194,9 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
 
     `transform_dir`: a local directory holding what tf.Transform wrote (transform_fn/,
     transformed_metadata/) when the output is one TensorFlow cannot write (a gs:// bucket
-    of a storage emulator); it gets metadata/ too and is copied into the output first."""
+    of a storage emulator); it gets metadata/ too and is copied into the output first.
+    `before_commit`: called last before the commit (the input pins: it raises when an
+    input changed, leaving the output uncommitted)."""
     output = writer.root
     write_raw_metadata(transform_dir or output, schema)
     tf_output = tft.TFTransformOutput(transform_dir or output)
@@ -206,8 +209,10 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
     summary["analyzers"] = analyzers
     unreconciled = reconcile_failure(output, schema, summary)
     summary["reconciled"] = unreconciled is None
-    summary["failure"] = unreconciled or limits.check_limits(summary, schema.limits,
-                                                             max_dead_letter_share)
+    summary["fill"] = accounting.fill_summary(schema, summary)
+    summary["unusable"] = accounting.column_problems(schema, summary)
+    summary["failure"] = unreconciled or limits.check_limits(
+        summary, schema.limits, max_dead_letter_share) or summary["unusable"]
     write_json(summary_path, summary)
     if summary["failure"]:
         writer.fail(summary["failure"])
@@ -215,8 +220,12 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
     for table, t in summary["tables"].items():
         for path, _records in t["files"]:
             writer.input_file(f"raw:{table}", path)
+    if before_commit is not None:
+        before_commit()
     writer.set_schema(schema.name, schema.version, schema.source)
-    writer.metrics.update(stages=summary["stages"])
+    writer.metrics.update(stages=summary["stages"], joins={  # per join, as in summary.json
+        t: {k: v for k, v in j.items() if k != "unmatched_filled_with"}
+        for t, j in summary.get("joins", {}).items()})
     s = summary["stages"]
     writer.commit(rows={"train": s["train"], "eval": s["eval"]}, body=feature_section(
         label=schema.label.name, task=schema.label.task,

@@ -25,7 +25,7 @@ import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.common import deadletter, prepare, sinks
-from beam_jobs.features import io, limits, transforms
+from beam_jobs.features import accounting, io, limits, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
                                               make_reference_preprocessing_fn,
                                               tensor_adapter_config)
@@ -60,6 +60,8 @@ class Prepared:
     dead: list
     files: list
     counts: list
+    used: beam.PCollection | None = None  # (lookup table, row indices a batch used)
+    profile: beam.PCollection | None = None  # prepare.profile of each batch
 
 
 def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, list[str]],
@@ -85,10 +87,12 @@ def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, 
     prepared = (valid[schema.main]
                 | "PrepareExamples" >> beam.ParDo(
         transforms.PrepareExamplesFn(schema, together), **lookups).with_outputs(
-            transforms.EVAL, transforms.EXCLUDED, transforms.COUNTS, main="train"))
+            transforms.EVAL, transforms.EXCLUDED, transforms.COUNTS, transforms.LOOKUP_USED,
+            transforms.PROFILE, main="train"))
     counts.append(prepared[transforms.COUNTS])
     return Prepared(prepared.train, prepared[transforms.EVAL], prepared[transforms.EXCLUDED],
-                    dead, files, counts)
+                    dead, files, counts, prepared[transforms.LOOKUP_USED],
+                    prepared[transforms.PROFILE])
 
 
 def _context(schema: DatasetSchema, tft_temp_dir: str) -> tft_beam.Context:
@@ -158,8 +162,11 @@ def _write_outcomes(p: beam.Pipeline, prep: Prepared, args: argparse.Namespace):
     count_dict = (counts | "FlattenCounts" >> beam.Flatten()
                   | "SumCounts" >> beam.CombinePerKey(sum)
                   | "CountsToDict" >> beam.combiners.ToDict())
+    used = prep.used | "CountLookupRowsUsed" >> beam.CombineGlobally(transforms.UsedRowsFn())
+    profile = prep.profile | "ProfileColumns" >> beam.CombineGlobally(transforms.ProfileFn())
     return {"counts": beam.pvalue.AsSingleton(count_dict), "files": beam.pvalue.AsList(all_files),
-            "reasons": beam.pvalue.AsSingleton(reasons)}
+            "reasons": beam.pvalue.AsSingleton(reasons), "used": beam.pvalue.AsSingleton(used),
+            "profile": beam.pvalue.AsSingleton(profile)}
 
 
 def _write_summary(p: beam.Pipeline, out: str, assemble, **kwargs) -> None:
@@ -219,7 +226,8 @@ def build_transform(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetS
 
 
 def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict | None,
-                     crosses: dict | None, files: list, reasons: list = ()) -> dict:
+                     crosses: dict | None, files: list, reasons: list = (),
+                     used: dict | None = None, profile: dict | None = None) -> dict:
     """Counts per stage, per table, the train feature statistics and the most common
     dead-letter reasons (limits.CountReasons); checks the counts add up.
 
@@ -246,7 +254,12 @@ def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict | None,
     }
     for name, t in tables.items():
         checks[f"{name}: read == valid + dead_letter"] = t["read"] == t["valid"] + t["dead_letter"]
+    joins = accounting.join_summary(schema, counts, used or {})
+    for name, j in joins.items():
+        checks[f"join {name}: matched + unmatched == {main} valid"] = \
+            j["matched"] + j["unmatched"] == stages["valid"]
     return {"dataset": schema.name, "stages": stages, "tables": tables,
             "reconciled": all(checks.values()), "checks": checks, "train_feature_stats": stats,
-            "crosses": crosses,
+            "crosses": crosses, "joins": joins,
+            "columns": accounting.column_summary(profile or {}),
             "dead_letter_reasons": limits.top_reasons(list(reasons), schema.tables)}

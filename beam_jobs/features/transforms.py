@@ -14,6 +14,18 @@ DEAD = "dead"
 EXCLUDED = "excluded"
 EVAL = "eval"
 COUNTS = "counts"
+LOOKUP_USED = "lookup_used"
+PROFILE = "profile"
+
+
+def profiled_columns(schema: DatasetSchema) -> list[str]:
+    """The prepared columns checked for all-null / constant values: every derived
+    column, its sources, and every feature's source column."""
+    cols: list[str] = []
+    for d in schema.derived:
+        cols += [*d.expr.columns, d.name]
+    cols += schema.transform_inputs()
+    return list(dict.fromkeys(cols))
 
 
 class PrepareExamplesFn(beam.DoFn):
@@ -29,10 +41,14 @@ class PrepareExamplesFn(beam.DoFn):
     def __init__(self, schema: DatasetSchema, together: bool = False):
         self._schema = schema
         self._together = together
+        self._profiled = profiled_columns(schema)
         self._excluded = Metrics.counter("features", "excluded")
 
     def process(self, batch: pa.RecordBatch, **lookups):
-        prepared, excluded = prepare.prepare(pa.Table.from_batches([batch]), lookups, self._schema)
+        prepared, excluded, joins = prepare.prepare_counted(pa.Table.from_batches([batch]),
+                                                            lookups, self._schema)
+        if not self._together:  # pass 2 (together) counts nothing: pass 1 did
+            yield from self._accounting(prepared, joins)
         self._excluded.inc(excluded.num_rows)
         if excluded.num_rows:
             yield beam.pvalue.TaggedOutput(EXCLUDED, excluded)
@@ -46,6 +62,64 @@ class PrepareExamplesFn(beam.DoFn):
                 tfxio = prepare.to_tfxio_batch(part, self._schema)
                 yield tfxio if split == "train" else beam.pvalue.TaggedOutput(EVAL, tfxio)
         yield beam.pvalue.TaggedOutput(COUNTS, ("excluded", excluded.num_rows))
+
+    def _accounting(self, prepared: pa.Table, joins: dict):
+        """Per join: matched / unmatched rows (COUNTS) and the lookup rows used
+        (LOOKUP_USED); the PROFILE of the prepared (train and eval) rows."""
+        for table, (matched, unmatched, used) in joins.items():
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"join_{table}_matched", matched))
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"join_{table}_unmatched", unmatched))
+            yield beam.pvalue.TaggedOutput(LOOKUP_USED, (table, used))
+        yield beam.pvalue.TaggedOutput(PROFILE, prepare.profile(prepared, self._profiled))
+
+
+class UsedRowsFn(beam.CombineFn):
+    """(lookup table, indices of its rows a batch used) -> {table: rows used at all}."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, element):
+        table, used = element
+        acc.setdefault(table, set()).update(used.tolist())
+        return acc
+
+    def merge_accumulators(self, accs):
+        out: dict = {}
+        for a in accs:
+            for table, rows in a.items():
+                out.setdefault(table, set()).update(rows)
+        return out
+
+    def extract_output(self, acc):
+        return {table: len(rows) for table, rows in acc.items()}
+
+
+def _merge_profile(a: list, b: list) -> list:
+    lo = [v for v in (a[2], b[2]) if v is not None]
+    hi = [v for v in (a[3], b[3]) if v is not None]
+    return [a[0] + b[0], a[1] + b[1], min(lo) if lo else None, max(hi) if hi else None]
+
+
+class ProfileFn(beam.CombineFn):
+    """prepare.profile dicts of every batch -> one: per column [rows, nulls, min, max]."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, profile):
+        for col, p in profile.items():
+            acc[col] = _merge_profile(acc[col], p) if col in acc else list(p)
+        return acc
+
+    def merge_accumulators(self, accs):
+        out: dict = {}
+        for a in accs:
+            out = self.add_input(out, a)
+        return out
+
+    def extract_output(self, acc):
+        return acc
 
 
 class SplitTransformedFn(beam.DoFn):
@@ -98,7 +172,7 @@ class FeatureStatsFn(beam.CombineFn):
 
     def create_accumulator(self):
         return {"n": 0,
-                "num": {c: np.array([0.0, 0.0, np.inf, -np.inf]) for c in self._numeric},
+                "num": {c: np.array([0.0, 0.0, np.inf, -np.inf, 0.0]) for c in self._numeric},
                 "cat": {c: {} for c in self._categorical}}
 
     def add_input(self, acc, table: pa.Table):
@@ -106,6 +180,7 @@ class FeatureStatsFn(beam.CombineFn):
         for c in self._numeric:
             x = table.column(c).to_numpy().astype(np.float64)
             s = acc["num"][c]
+            s[4] += np.isnan(x).sum()  # a value the fill left missing (never, by design)
             s[0] += x.sum()
             s[1] += (x * x).sum()
             s[2] = min(s[2], x.min())
@@ -127,6 +202,7 @@ class FeatureStatsFn(beam.CombineFn):
                 s[0] += t[0]
                 s[1] += t[1]
                 s[2], s[3] = min(s[2], t[2]), max(s[3], t[3])
+                s[4] += t[4]
             for c in self._categorical:
                 d = out["cat"][c]
                 for k, v in a["cat"][c].items():
@@ -141,7 +217,8 @@ class FeatureStatsFn(beam.CombineFn):
             mean = s[0] / n if n else float("nan")
             var = max(s[1] / n - mean * mean, 0.0) if n else float("nan")
             stats[c] = {"count": n, "mean": mean, "stddev": var ** 0.5,
-                        "min": float(s[2]) if n else None, "max": float(s[3]) if n else None}
+                        "min": float(s[2]) if n else None, "max": float(s[3]) if n else None,
+                        "missing_after_fill": int(s[4])}
         for c in self._categorical:
             d = acc["cat"][c]
             top = sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))[:10]

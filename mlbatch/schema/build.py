@@ -76,7 +76,8 @@ def _load_column(where: str, name: str, spec) -> ColumnSpec:
     _column_name(where, name)
     if isinstance(spec, str):
         spec = {"type": spec}
-    f.check_keys(where, spec, {"type", "required", "min", "max", "null_values"}, {"type"})
+    f.check_keys(where, spec, {"type", "required", "min", "max", "null_values", "allow_constant"},
+                 {"type"})
     if spec["type"] not in COLUMN_TYPES:
         raise f.err(f"{where}.type", f"{shorten(spec['type'])} is not one of {COLUMN_TYPES}")
     if spec["type"] == "string" and ("min" in spec or "max" in spec):
@@ -88,6 +89,8 @@ def _load_column(where: str, name: str, spec) -> ColumnSpec:
         {"null_values": _null_tokens(f"{where}.null_values", spec["null_values"])}
     return ColumnSpec(name=name, type=spec["type"],
                       required=f.boolean(f"{where}.required", spec.get("required", False)),
+                      allow_constant=f.boolean(f"{where}.allow_constant",
+                                               spec.get("allow_constant", False)),
                       **bounds, **nulls)
 
 
@@ -98,7 +101,7 @@ def _null_tokens(where: str, tokens) -> tuple[str, ...]:
 
 
 def _load_table(where: str, name: str, raw) -> TableSpec:
-    f.check_keys(where, raw, {"path", "format", "null_tokens", "columns", "key"},
+    f.check_keys(where, raw, {"path", "format", "null_tokens", "columns", "key", "allow_empty"},
                  {"path", "columns"})
     path = f.string(f"{where}.path", raw["path"])
     fmt = raw.get("format") or Path(path).suffix.lstrip(".")
@@ -114,7 +117,8 @@ def _load_table(where: str, name: str, raw) -> TableSpec:
             raise f.err(f"{where}.key", f"key column {shorten(k)} is not a column of table {shorten(name)}")
     return TableSpec(name=name, path=path, format=fmt, columns=columns,
                      null_tokens=_null_tokens(f"{where}.null_tokens",
-                                              raw.get("null_tokens", [""])), key=key)
+                                              raw.get("null_tokens", [""])), key=key,
+                     allow_empty=f.boolean(f"{where}.allow_empty", raw.get("allow_empty", False)))
 
 
 def _load_joins(raw, tables: dict[str, TableSpec], main: str
@@ -176,7 +180,7 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
     out = []
     for i, d in enumerate(raw):
         where = f"derived[{i}]"
-        f.check_keys(where, d, {"name", "expr", "fn", "args"}, {"name"})
+        f.check_keys(where, d, {"name", "expr", "fn", "args", "allow_constant"}, {"name"})
         name = _column_name(f"{where}.name", f.string(f"{where}.name", d["name"]))
         if name in available:
             raise f.err(f"{where}.name", f"{shorten(name)} already exists")
@@ -185,11 +189,13 @@ def _load_derived(raw, available: dict[str, str]) -> tuple[DerivedSpec, ...]:
         if "expr" in d:
             text, field = d["expr"], f"{where}.expr"
         else:
-            f.check_keys(where, d, {"name", "fn", "args"}, {"name", "fn", "args"})
+            f.check_keys(where, d, {"name", "fn", "args", "allow_constant"},
+                         {"name", "fn", "args"})
             text, field = _legacy_derived(where, d), f"{where}.fn"
         expr = f.expression(field, text, available, TYPES, "")
         available[name] = expr.type
-        out.append(DerivedSpec(name=name, expr=expr))
+        out.append(DerivedSpec(name=name, expr=expr, allow_constant=f.boolean(
+            f"{where}.allow_constant", d.get("allow_constant", False))))
     return tuple(out)
 
 

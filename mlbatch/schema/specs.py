@@ -34,6 +34,7 @@ class ColumnSpec:
     min: float | None = None
     max: float | None = None
     null_values: tuple[str, ...] | None = None  # None: the table's null_tokens
+    allow_constant: bool = False  # all-null/constant as a feature source: a warning only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,7 @@ class TableSpec:
     columns: tuple[ColumnSpec, ...]
     null_tokens: tuple[str, ...] = ("",)
     key: tuple[str, ...] = ()
+    allow_empty: bool = False  # no data rows is an error unless set
 
     @property
     def column_names(self) -> list[str]:
@@ -78,6 +80,7 @@ class DerivedSpec:
     {fn, args} form is loaded as the expression it stands for."""
     name: str
     expr: Expr
+    allow_constant: bool = False  # all-null or constant over the input: a warning only
 
     @property
     def type(self) -> str:

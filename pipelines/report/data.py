@@ -89,6 +89,14 @@ def category_labels(fs: FeatureSet, f: Feature, ids: np.ndarray) -> list[str]:
     return out
 
 
+def join_rows(summary: dict) -> list[list]:
+    """Per join of the feature job (summary["joins"]): main rows matched and unmatched,
+    lookup rows kept, duplicate keys dropped, lookup rows used and unused."""
+    return [[t, j["matched"], j["unmatched"], j["lookup_rows"], j["duplicate_keys_dropped"],
+             j["lookup_rows_used"], j["lookup_rows_unused"]]
+            for t, j in summary.get("joins", {}).items()]
+
+
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.histogram(values[np.isfinite(values)], bins=edges)[0]
 
@@ -167,6 +175,11 @@ def _features_blocks(step: Step, fs: FeatureSet) -> list:
                     "excluded for the main table)"),
               Figure(f"{step.name}-counts", counts_figure(rows), "records per table",
                      "Every record read, by outcome")]
+    if summary.get("joins"):
+        blocks.append(table(["join", "matched", "unmatched", "lookup rows", "duplicate keys",
+                             "lookup rows used", "unused"], join_rows(summary),
+                            "Per join: main rows that found a lookup row or not (unmatched "
+                            "rows get their features' fill), lookup rows kept and used"))
     blocks.append(_reasons_block(fs, summary))
     train, eval_ = fs.read_table("train", fs.names), fs.read_table("eval", fs.names)
     blocks.append(table(["feature", "kind", "transform", "train mean", "eval mean", "train std",
