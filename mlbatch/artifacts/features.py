@@ -242,3 +242,18 @@ def read_rejected(fs: FeatureSet, part: str = "dead_letter",
             if f.relpath.endswith(".parquet") and "/" not in f.relpath]
     tables = [fs.read_table(u, columns) for u in uris]
     return pa.concat_tables(tables) if tables else None
+
+
+VOCAB_ASSET = "transform_fn/assets/vocab_{source}"  # beam_jobs.features.preprocessing
+
+
+def read_vocabulary(fs: FeatureSet, feature: Feature) -> list[str] | None:
+    """The values of a ``vocabulary`` feature in id order (id i is line i of the
+    tf.Transform vocabulary asset; ids past the end are out-of-vocabulary buckets); None
+    for another transform or a directory without the asset."""
+    if feature.transform != "vocabulary" or len(feature.sources) != 1 or not fs.transform_fn_dir:
+        return None
+    uri = storage.join(fs.root, VOCAB_ASSET.format(source=feature.sources[0]))
+    if not storage.exists(uri):
+        return None
+    return storage.read_bytes(uri).decode("utf-8").splitlines()
