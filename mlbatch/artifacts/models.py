@@ -171,8 +171,8 @@ def model_of(m: Manifest) -> Model:
     if model.task not in TASKS:
         raise ArtifactError(f"{m.root}: task {model.task!r} is not one of {TASKS}")
     if (model.task == "multiclass_classification") != (len(model.classes) >= 2):
-        raise ArtifactError(f"{m.root}: classes {list(model.classes)}: a multiclass model "
-                            "(only) names >= 2 classes")
+        raise ArtifactError(f"{m.root}: a multiclass model (only) names >= 2 classes; this "
+                            f"{model.task} model names {len(model.classes)}")
     try:
         check_label_transform(model.label_transform)
     except LabelTransformError as e:

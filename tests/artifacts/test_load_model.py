@@ -108,7 +108,8 @@ def test_regression_predicts_in_the_labels_units(regression):
     ({"task": "ranking"}, "task 'ranking' is not one of ('binary_classification', "
                           "'regression', 'multiclass_classification')"),
     ({"classes": [], "task": "multiclass_classification"},
-     "classes []: a multiclass model (only) names >= 2"),
+     "a multiclass model (only) names >= 2 classes; this multiclass_classification model "
+     "names 0"),
     ({"label_transform": {"kind": "log"}}, "label transform {'kind': 'log'}: kind must be "
                                            "one of ('log1p',)"),
 ])
