@@ -6,6 +6,7 @@ majority-class baseline (the train split's class shares as every row's probabili
 """
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -79,6 +80,19 @@ def test_xgboost_softprob_beats_the_majority_class_baseline(xgb_run, fishing_fea
     assert doc["eval"]["accuracy"] > baseline["accuracy"]
     assert doc["eval"]["logloss"] < baseline["logloss"]
     assert baseline["auc_ovr_macro"] == pytest.approx(0.5)
+
+
+def test_scoring_and_monitoring_refuse_a_multiclass_model_before_any_pipeline(
+        xgb_run, fishing_features):
+    from beam_jobs.monitor.__main__ import MonitorUsageError, _check_model
+    from beam_jobs.score.__main__ import ScoreConfigError, _inputs
+    args = argparse.Namespace(features=str(fishing_features), model=str(xgb_run[0]),
+                              schema=None)
+    with pytest.raises(ScoreConfigError, match="scoring a multiclass_classification model "
+                                               r"\(classes \+ scores columns\) is not supported"):
+        _inputs(args)
+    with pytest.raises(MonitorUsageError, match="multiclass_classification model is not"):
+        _check_model(str(xgb_run[0]), load_feature_set(fishing_features))
 
 
 def test_a_multiclass_model_refuses_a_table_without_its_inputs(xgb_run):
