@@ -95,6 +95,14 @@ def test_scoring_and_monitoring_refuse_a_multiclass_model_before_any_pipeline(
         _check_model(str(xgb_run[0]), load_feature_set(fishing_features))
 
 
+def test_the_jax_job_refuses_a_multiclass_label_before_any_worker(fishing_features):
+    from mlbatch.artifacts.features import FeatureContractError
+    from ray_jobs.jax.config import from_dict
+    from ray_jobs.jax.driver import validate
+    with pytest.raises(FeatureContractError, match="no softmax head for a multiclass"):
+        validate(from_dict({}), fishing_features)
+
+
 def test_a_multiclass_model_refuses_a_table_without_its_inputs(xgb_run):
     model = load_model(xgb_run[0])
     with pytest.raises(Exception, match="lacks the model's input columns"):
