@@ -123,6 +123,9 @@ def _previous(uri: str, features: FeatureSet, keys: set[str]) -> dict:
 def _check_model(uri: str, features: FeatureSet) -> None:
     model_mod.model_type(uri)
     m = read_manifest(uri)
+    if m.body.get("task") == "multiclass_classification":  # issue #23.1: not yet
+        raise MonitorUsageError(f"--model {uri}: monitoring the predictions of a "
+                                "multiclass_classification model is not supported yet")
     trained_on = next((e.get("digest") for e in m.inputs if e["role"] == "features"), None)
     if trained_on != features.digest:
         raise MonitorUsageError(f"--model {uri} was trained on features {trained_on}, not on "
