@@ -194,18 +194,18 @@ class ReadServingExamples(beam.PTransform):
     ``columns`` (check_serving_inputs): per table, the declared columns its files hold;
     only those are read and validated, the others (the label's sources, columns no
     feature reads) are null, so label-free rows are served with a null LABEL. None:
-    every declared column (reading.check_inputs required them all)."""
+    read from the files' headers here, on the driver."""
 
     def __init__(self, schema: DatasetSchema, inputs: dict[str, list[str]], *,
                  chunk_rows: int = 50_000, job: str = "serving",
                  columns: dict[str, list[str]] | None = None):
         super().__init__()
-        self._schema, self._inputs, self._columns = schema, inputs, columns or {}
+        self._schema, self._inputs, self._columns = schema, inputs, columns
         self._chunk_rows, self._job = chunk_rows, job
 
     def _read_valid(self, pbegin, name: str, table: TableSpec):
         """(ReadTable's outputs, the valid batches with every declared column)."""
-        held = self._columns.get(name, table.column_names)
+        held = self._columns[name]
         read_as = dataclasses.replace(table, columns=tuple(
             c for c in table.columns if c.name in held))
         read = pbegin | f"Read{_camel(name)}" >> reading.ReadTable(
@@ -219,6 +219,9 @@ class ReadServingExamples(beam.PTransform):
 
     def expand(self, pbegin):
         schema, job = self._schema, self._job
+        if self._columns is None:
+            self._columns = {name: reading.present_columns(schema.tables[name], paths)
+                             for name, paths in self._inputs.items()}
         valid, dead, files, counts = {}, [], [], []
         for name, table in schema.tables.items():
             read, checked, valid[name] = self._read_valid(pbegin, name, table)

@@ -102,3 +102,24 @@ def test_a_needed_column_missing_is_a_usage_error(flights_slice, flights_feature
     assert "table 'flights' needs (to serve the model) column(s) ['distance']" in err
     assert str(raw / "flights.csv") in err
     assert not (tmp_path / "out").exists()
+
+
+def test_label_free_rows_are_monitored_like_labelled_ones(label_free, flights_monitor_skew,
+                                                          flights_features, flights_xgboost,
+                                                          tmp_path):
+    """The monitor (skew mode, with the model) on the label-free copy: every feature's and
+    the prediction's distance as on the labelled raw files; no label drift without labels."""
+    from beam_jobs.monitor.__main__ import main as monitor
+    from mlbatch.artifacts.monitor import load_monitor
+
+    raw, _ = label_free
+    code = monitor(["--baseline", str(flights_features), "--input", str(raw), "--output",
+                    str(tmp_path / "mon"), "--model", str(flights_xgboost)])
+    assert (code, flights_monitor_skew[0]) == (0, 0)
+    got, want = load_monitor(tmp_path / "mon").drift, load_monitor(flights_monitor_skew[1]).drift
+    assert got["verdict"] == "ok" and got["counts"]["prepared"] == FLIGHTS_SLICE_ROWS
+    key = lambda d: {(f["stage"], f["name"]): (f["distance"], f["n_current"])  # noqa: E731
+                     for f in d["features"]}
+    assert len(key(got)) == 43 and key(got) == key(want)
+    assert got["prediction_drift"]["distance"] == want["prediction_drift"]["distance"]
+    assert got["label_drift"] is None and want["label_drift"]["n_current"] > 0
