@@ -74,8 +74,10 @@ demo-nlp: $(STAMP)
 	$(PY) -m beam_jobs.cooccurrence.evaluate --vectors $(OUT)/cooccurrence \
 	    --corpus '$(DATA)/sotu/*.txt' --output $(OUT)/cooccurrence_evaluation --overwrite
 
+# GLOVE_SRC=path/to/stanfordnlp/GloVe checkout: also builds and runs GloVe's C tools as the anchor.
 bench-nlp: $(STAMP)
-	$(PY) -m benchmarks.cooccurrence_bench --output bench_out/cooccurrence_bench.json
+	$(PY) -m benchmarks.cooccurrence_bench --output bench_out/cooccurrence_bench.json \
+	    $(if $(GLOVE_SRC),--glove-src $(GLOVE_SRC))
 
 # The linter first (configured in pyproject.toml), then every test, in TEST_WORKERS
 # pytest-xdist processes: each test file runs whole on one of them (its module fixtures are

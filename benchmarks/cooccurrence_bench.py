@@ -1,14 +1,20 @@
-"""Co-occurrence benchmark: this Beam job vs a single-process numpy counter vs gensim.
+"""Co-occurrence benchmark: this Beam job vs GloVe's C tools (and numpy, gensim).
 
-python -m benchmarks.cooccurrence_bench [--corpora sotu,sotu_x10,sotu_x100] [--repeats 3] \
-    [--window 10] [--output bench_out/cooccurrence_bench.json]
+python -m benchmarks.cooccurrence_bench [--glove-src PATH] [--corpora sotu,sotu_x10] \
+    [--contenders job_in_memory,glove_c] [--repeats 3] [--window 10] \
+    [--output bench_out/cooccurrence_bench.json]
 
 Side by side in one run, on the sotu speeches (about 2M tokens) and on sotu repeated 10
 times (about 20M tokens; any ``sotu_x<N>`` is N copies), each contender in its own fresh
-process (whole-process time, Python start and imports included), ``--repeats`` times;
-medians are reported:
+process (whole-process time, Python start and imports included), ``--repeats`` times,
+alternating; medians are reported. Every contender reads the same file: the speeches
+tokenized by the job's tokenizer, one line per line (GloVe splits on white space only).
 
-  job_in_memory   python -m beam_jobs.cooccurrence (in-process FnApiRunner, 1 worker)
+  job_in_memory   python -m beam_jobs.cooccurrence --processes N (in-process FnApiRunner,
+                  1 worker; N forked tokenizers/counters, --job-processes, default 2)
+  glove_c         GloVe's vocab_count + cooccur, built from --glove-src with cc -O3
+                  (benchmarks/cooccurrence_glove.py); without --glove-src the anchor is
+                  not run and the JSON says so
   job_multi_2     the same with --direct_num_workers=2 --direct_running_mode=multi_processing
   numpy_single    one process, no Beam: read, tokenize, count the vocabulary, count pairs
                   with the job's vectorized PairCounter, write the triplets to Parquet
@@ -16,9 +22,12 @@ medians are reported:
                   min-count, 2 worker threads, 1 epoch) on the same tokens and lines
 
 Reported: wall seconds, CPU seconds (user + sys of the process tree), tokens/s (corpus
-tokens / wall seconds), peak resident memory of the whole process tree (sampled every
-50 ms from /proc), ratios to the job, and a check that the job and the numpy counter
-found the same nnz and total mass. Timing is machine-dependent: quote the JSON's medians
+tokens / wall seconds), peak memory of the whole process tree (sampled every 50 ms from
+/proc: the sum of resident sizes, and the sum of proportional sizes, PSS, which counts a
+page shared by forked processes once), ratios to the job, the job's speed over GloVe's
+(``job_speed_vs_glove``: GloVe's median wall / the job's) with the machine's load
+average, and the check that the job counted exactly what GloVe counted (same vocabulary,
+same cells, largest relative difference of a value). Timing is machine-dependent: quote the JSON's medians
 with its `machine` block.
 """
 from __future__ import annotations
@@ -38,13 +47,22 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks import cooccurrence_glove
+
 REPO = Path(__file__).resolve().parents[1]
 PAGE = os.sysconf("SC_PAGE_SIZE")
-CONTENDERS = ("job_in_memory", "job_multi_2", "numpy_single", "gensim_w2v_1ep")
+CONTENDERS = ("job_in_memory", "job_multi_2", "numpy_single", "gensim_w2v_1ep", "glove_c")
+DEFAULT_CONTENDERS = "job_in_memory,glove_c"
+NO_ANCHOR = "not run: no --glove-src given (the GloVe anchor needs its public source)"
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants (from /proc)."""
+def _tree_memory(root: int) -> tuple[int, int]:
+    """(resident, proportional) bytes of ``root`` and all its descendants, from /proc.
+
+    The resident sum counts a page shared by forked processes once per process; the
+    proportional one (PSS, ``smaps_rollup``) splits it among them, so it is the fair
+    figure for a job that forks helpers.
+    """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -55,16 +73,33 @@ def _tree_rss(root: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root]
+    rss = pss = 0
+    stack = [root]
     while stack:
         pid = stack.pop()
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            pass
+        rss += _statm_rss(pid)
+        pss += _pss(pid)
         stack.extend(children.get(pid, []))
-    return total
+    return rss, pss
+
+
+def _statm_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
 
 
 def measure(cmd: list[str]) -> dict:
@@ -73,11 +108,12 @@ def measure(cmd: list[str]) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    peak, done = [0], threading.Event()
+    peak, done = [0, 0], threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            rss, pss = _tree_memory(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
             done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -90,7 +126,8 @@ def measure(cmd: list[str]) -> dict:
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20, "stdout": out}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak[0] / 2**20,
+            "peak_pss_mb": peak[1] / 2**20, "stdout": out}
 
 
 def corpus_repeat(name: str) -> int:
@@ -101,27 +138,46 @@ def corpus_repeat(name: str) -> int:
     return int(match.group(1) or 1)
 
 
-def ensure_corpus(data_dir: Path, name: str) -> Path:
+def ensure_corpus(data_dir: Path, name: str) -> tuple[Path, int]:
+    """(the tokenized corpus file, its token count), written once under ``data_dir``."""
     repeat = corpus_repeat(name)
-    target = data_dir / name
-    if not target.exists():
-        subprocess.run([sys.executable, "-m", "scripts.export_sotu", "--output", str(target),
+    raw = data_dir / name
+    if not raw.exists():
+        subprocess.run([sys.executable, "-m", "scripts.export_sotu", "--output", str(raw),
                         "--repeat", str(repeat)], cwd=REPO, check=True)
-    return target
+    target, count_file = data_dir / f"{name}.tokens.txt", data_dir / f"{name}.tokens.json"
+    if not count_file.exists():
+        count_file.write_text(json.dumps({"tokens": _tokenize_corpus(raw, target)}))
+    return target, json.loads(count_file.read_text())["tokens"]
 
 
-def contender_cmd(name: str, corpus: Path, out: Path, window: int, min_count: int) -> list[str]:
-    glob = str(corpus / "*.txt")
-    job = [sys.executable, "-m", "beam_jobs.cooccurrence", "--input", glob, "--output",
-           str(out), "--window", str(window), "--min-count", str(min_count), "--overwrite"]
+def _tokenize_corpus(raw: Path, target: Path) -> int:
+    from beam_jobs.cooccurrence.counting import Tokenizer
+
+    tokenizer, tokens = Tokenizer(), 0
+    with open(target, "w", encoding="utf-8") as out:
+        for text in _corpus_lines(str(raw / "*.txt")):
+            for line in tokenizer.token_lines(text):
+                tokens += len(line)
+                out.write(" ".join(line) + "\n")
+    return tokens
+
+
+def contender_cmd(name: str, corpus: Path, out: Path, args, glove: dict | None) -> list[str]:
+    if name == "glove_c":
+        return cooccurrence_glove.command(glove, corpus, out, args.window, args.min_count,
+                                          args.glove_memory)
+    job = [sys.executable, "-m", "beam_jobs.cooccurrence", "--input", str(corpus), "--output",
+           str(out), "--window", str(args.window), "--min-count", str(args.min_count),
+           "--overwrite", "--processes", str(args.job_processes)]
     if name == "job_in_memory":
         return job
     if name == "job_multi_2":
         return job + ["--direct_num_workers=2", "--direct_running_mode=multi_processing",
                       "--allow_open_worker_ports"]
     return [sys.executable, "-m", "benchmarks.cooccurrence_bench", "--child", name,
-            "--child-input", glob, "--child-output", str(out), "--window", str(window),
-            "--min-count", str(min_count)]
+            "--child-input", str(corpus), "--child-output", str(out), "--window",
+            str(args.window), "--min-count", str(args.min_count)]
 
 
 def _corpus_lines(pattern: str):
@@ -182,30 +238,63 @@ def child_gensim(pattern: str, window: int, min_count: int) -> dict:
 
 def bench(args) -> dict:
     data_dir = Path(args.data_dir)
-    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                 "python": platform.python_version(),
-                                 "loadavg_start": os.getloadavg()},
-                     "settings": {"window": args.window, "min_count": args.min_count,
-                                  "repeats": args.repeats}, "corpora": {}}
+    results: dict = {"machine": _machine(), "settings": {
+        "window": args.window, "min_count": args.min_count, "repeats": args.repeats,
+        "glove_memory_gb": args.glove_memory, "job_processes": args.job_processes},
+        "corpora": {}}
+    contenders = args.contenders.split(",")
+    glove = None
+    if "glove_c" in contenders:
+        if args.glove_src is None:
+            contenders.remove("glove_c")
+            results["glove"] = NO_ANCHOR
+        else:
+            glove = cooccurrence_glove.build(Path(args.glove_src), data_dir / "glove_build")
+            results["glove"] = glove
     for corpus_name in args.corpora.split(","):
-        corpus = ensure_corpus(data_dir, corpus_name)
-        runs: dict[str, list[dict]] = {c: [] for c in args.contenders.split(",")}
-        with tempfile.TemporaryDirectory(prefix="cooc_bench_") as tmp:
+        corpus, tokens = ensure_corpus(data_dir, corpus_name)
+        runs: dict[str, list[dict]] = {c: [] for c in contenders}
+        with tempfile.TemporaryDirectory(prefix="cooc_bench_", dir=args.scratch) as tmp:
             for rep in range(args.repeats):
+                outs = {name: Path(tmp) / name for name in runs}
                 for name in runs:  # interleaved, so that load drifts hit all alike
-                    out = Path(tmp) / name
-                    run = measure(contender_cmd(name, corpus, out, args.window,
-                                                args.min_count))
-                    run["result"] = (_job_result(out) if name.startswith("job")
-                                     else json.loads(run["stdout"].strip().splitlines()[-1]))
-                    del run["stdout"]
-                    runs[name].append(run)
-                    print(f"{corpus_name} rep {rep} {name}: {run['wall_s']:.1f}s wall "
-                          f"{run['cpu_s']:.1f}s cpu {run['peak_rss_mb']:.0f} MB", flush=True)
+                    runs[name].append(_run_one(name, corpus, tokens, outs[name], args, glove))
+                    print(f"{corpus_name} rep {rep} {name}: {_line(runs[name][-1])}",
+                          flush=True)
+                if rep == 0 and {"job_in_memory", "glove_c"} <= set(runs):
+                    check = cooccurrence_glove.compare(outs["glove_c"], outs["job_in_memory"])
+                    results.setdefault("check_job_equals_glove", {})[corpus_name] = check
+                    print(f"{corpus_name} job vs GloVe counts: {check}", flush=True)
+                for out in outs.values():
                     shutil.rmtree(out, ignore_errors=True)
         results["corpora"][corpus_name] = summarize(runs)
     results["machine"]["loadavg_end"] = os.getloadavg()
     return results
+
+
+def _machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "loadavg_start": os.getloadavg()}
+
+
+def _run_one(name: str, corpus: Path, tokens: int, out: Path, args, glove) -> dict:
+    load = os.getloadavg()[0]
+    run = measure(contender_cmd(name, corpus, out, args, glove))
+    run["loadavg_1min_before"] = load
+    if name.startswith("job"):
+        run["result"] = _job_result(out)
+    elif name == "glove_c":
+        run["result"] = {"tokens": tokens}
+    else:
+        run["result"] = json.loads(run["stdout"].strip().splitlines()[-1])
+    del run["stdout"]
+    return run
+
+
+def _line(run: dict) -> str:
+    return (f"{run['wall_s']:.1f}s wall {run['cpu_s']:.1f}s cpu {run['peak_rss_mb']:.0f} MB RSS "
+            f"{run['peak_pss_mb']:.0f} MB PSS "
+            f"(load {run['loadavg_1min_before']:.1f})")
 
 
 def _job_result(out: Path) -> dict:
@@ -222,12 +311,20 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
                        "median_cpu_s": round(statistics.median(r["cpu_s"] for r in reps), 2),
                        "tokens_per_s": round(tokens / wall),
                        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in reps)),
+                       "peak_pss_mb": round(max(r["peak_pss_mb"] for r in reps)),
                        "walls_s": [round(r["wall_s"], 2) for r in reps],
+                       "loadavg_1min": [round(r["loadavg_1min_before"], 2) for r in reps],
                        "result": reps[0]["result"]}
     base = table.get("job_in_memory")
     for row in table.values():
         if base:
             row["speed_vs_job_in_memory"] = round(row["tokens_per_s"] / base["tokens_per_s"], 2)
+    if "job_in_memory" in table and "glove_c" in table:
+        job, glove = table["job_in_memory"], table["glove_c"]
+        table["job_speed_vs_glove"] = round(glove["median_wall_s"] / job["median_wall_s"], 2)
+        table["job_cpu_vs_glove"] = round(glove["median_cpu_s"] / job["median_cpu_s"], 2)
+        table["job_rss_vs_glove"] = round(job["peak_rss_mb"] / glove["peak_rss_mb"], 2)
+        table["job_pss_vs_glove"] = round(job["peak_pss_mb"] / glove["peak_pss_mb"], 2)
     if "job_in_memory" in table and "numpy_single" in table:
         job, ref = table["job_in_memory"]["result"], table["numpy_single"]["result"]
         table["check_job_equals_numpy"] = {
@@ -241,7 +338,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", default="sotu,sotu_x10")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--contenders", default=DEFAULT_CONTENDERS,
+                        help=f"comma-separated, of {', '.join(CONTENDERS)}")
+    parser.add_argument("--glove-src", help="a checkout of github.com/stanfordnlp/GloVe: "
+                        "builds and runs its vocab_count + cooccur as the anchor")
+    parser.add_argument("--glove-memory", type=float, default=4.0,
+                        help="GloVe cooccur -memory, GB (default 4.0, its documented default)")
+    parser.add_argument("--job-processes", type=int, default=2,
+                        help="the job's --processes (default 2: both cores of the "
+                             "reference machine)")
+    parser.add_argument("--scratch", default=None,
+                        help="directory for the contenders' outputs (default: the system's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--min-count", type=int, default=5)
@@ -262,10 +369,18 @@ def main() -> None:
     results = bench(args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=1))
-    print(json.dumps({c: {k: {m: v[m] for m in ("median_wall_s", "tokens_per_s",
-                                                  "peak_rss_mb") if m in v}
-                          for k, v in t.items() if "median_wall_s" in v}
-                      for c, t in results["corpora"].items()}, indent=1))
+    for corpus, table in results["corpora"].items():
+        for name, row in table.items():
+            if isinstance(row, dict) and "median_wall_s" in row:
+                print(f"{corpus:>10} {name:<15} {row['median_wall_s']:7.2f} s "
+                      f"{row['tokens_per_s'] / 1e6:5.2f} M tokens/s {row['peak_rss_mb']:6d} MB RSS "
+                      f"{row['peak_pss_mb']:6d} MB PSS")
+        if "job_speed_vs_glove" in table:
+            print(f"{corpus:>10} job vs GloVe: speed {table['job_speed_vs_glove']}x, "
+                  f"peak RSS {table['job_rss_vs_glove']}x, PSS {table['job_pss_vs_glove']}x "
+                  f"GloVe's")
+    if results.get("glove") == NO_ANCHOR:
+        print(f"GloVe anchor {NO_ANCHOR}")
     print(f"wrote {args.output}")
 
 

@@ -23,6 +23,7 @@ from beam_jobs.common.options import (OptionsError, pipeline_options, refuse_loc
 from beam_jobs.cooccurrence import artifacts, pipeline
 from beam_jobs.cooccurrence.config import ConfigError, add_arguments, from_args
 from beam_jobs.cooccurrence.reading import match_corpus
+from beam_jobs.cooccurrence.spill import spill_dir
 from beam_jobs.cooccurrence.transforms import EmptyVocabularyError
 from mlbatch import storage
 from mlbatch.artifacts import Manifest, OutputExistsError
@@ -67,9 +68,12 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> Manife
         p = beam.Pipeline(options=options)
         pipeline.build(p, config)
         run_pipeline(p, options)
+        if writer is not None:
+            storage.delete(spill_dir(config.output))  # left by a retried bundle, if any
         return None if writer is None else artifacts.finalize(writer, config)
     except BaseException as err:
         if writer is not None:
+            storage.delete(spill_dir(config.output))
             writer.fail(_failure(err))
         raise
 

@@ -36,12 +36,13 @@ class CooccurrenceConfig:
     batch_bytes: int = 4 * MIB
     split_bytes: int = 64 * MIB
     max_line_bytes: int = MIB
+    processes: int = 1
     overwrite: bool = False
 
     def __post_init__(self) -> None:
         problems = []
         for name in ("window", "min_count", "rows_per_shard", "shard_nnz", "batch_bytes",
-                     "split_bytes", "max_line_bytes"):
+                     "split_bytes", "max_line_bytes", "processes"):
             if getattr(self, name) < 1:
                 problems.append(f"--{_flag(name)} must be >= 1, got {getattr(self, name)}")
         if self.weighting not in WEIGHTINGS:
@@ -121,6 +122,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Byte range of a file read by one worker task (default 64 MiB)")
     add("--max-line-bytes", type=int, default=MIB,
         help="Longer lines are skipped and reported (default 1 MiB)")
+    add("--processes", type=int, default=1,
+        help="Local processes per tokenizing and counting step (forked; default 1: "
+             "none). Each process tokenizes into, and counts, its own spill file")
     add("--overwrite", action="store_true",
         help="Replace the outputs of an earlier run in --output")
 

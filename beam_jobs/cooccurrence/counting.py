@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from itertools import repeat
 
@@ -83,6 +84,60 @@ class Tokenizer:
         found = self._regex_with_newlines.findall(text.lower() if self.lowercase else text)
         return np.fromiter(map(lookup.get, found, repeat(OOV_ID)), dtype=np.int32,
                            count=len(found))
+
+
+class TokenIds:
+    """Tokenizes text once into first-seen ids, before the vocabulary is known.
+
+    Id 0 is the line break (``LINE_BREAK``); each new token gets the next id, so
+    ``tokens[i]`` is the token of id ``i`` (``tokens[0]`` is ``"\\n"``) and ``counts``
+    how often each id was seen. The lookup is a ``defaultdict`` whose factory is its own
+    ``__len__``: mapping a batch of matches to ids runs in C, with no Python per token.
+    ``remap`` turns these ids into vocabulary ids once the vocabulary is known.
+    """
+
+    LINE_BREAK = 0
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._lookup: defaultdict[str, int] = defaultdict()
+        self._lookup.default_factory = self._lookup.__len__
+        self._lookup["\n"] = self.LINE_BREAK
+        self._counts = np.zeros(1, np.int64)
+
+    def ids(self, text: str) -> np.ndarray:
+        """First-seen ids (int32) of the tokens of ``text``, 0 at each line break."""
+        tokenizer = self._tokenizer
+        found = tokenizer._regex_with_newlines.findall(
+            text.lower() if tokenizer.lowercase else text)
+        ids = np.fromiter(map(self._lookup.__getitem__, found), dtype=np.int32,
+                          count=len(found))
+        seen = np.bincount(ids, minlength=len(self._lookup))
+        seen[: self._counts.size] += self._counts
+        self._counts = seen
+        return ids
+
+    @property
+    def tokens(self) -> list[str]:
+        return list(self._lookup)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Occurrences per id (the line-break entry too), int64."""
+        return self._counts
+
+    def token_counts(self) -> list[tuple[str, int]]:
+        """(token, count) of every token seen (line breaks left out)."""
+        return list(zip(self.tokens[1:], self._counts[1:].tolist()))
+
+
+def remap_ids(tokens: list[str], lookup: Mapping[str, int]) -> np.ndarray:
+    """First-seen id -> vocabulary id: ``NEWLINE_ID`` for the line break (id 0),
+    ``OOV_ID`` for tokens outside ``lookup``."""
+    table = np.fromiter((lookup.get(t, OOV_ID) for t in tokens), dtype=np.int32,
+                        count=len(tokens))
+    table[TokenIds.LINE_BREAK] = NEWLINE_ID
+    return table
 
 
 _PATTERNS: dict[str, re.Pattern] = {}

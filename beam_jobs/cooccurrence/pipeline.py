@@ -1,4 +1,5 @@
-"""Wires the co-occurrence job: read twice (vocabulary, then pairs), combine, write."""
+"""Wires the co-occurrence job: read and tokenize once (token counts and id spills), build
+the vocabulary, count pairs from the spilled ids, combine, write."""
 from __future__ import annotations
 
 import apache_beam as beam
@@ -7,9 +8,10 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.common.deadletter import DEAD_LETTER, WriteDeadLetters
 from beam_jobs.cooccurrence.config import CooccurrenceConfig
 from beam_jobs.cooccurrence.reading import STATS, PlanReads, ReadTextBatchesFn
-from beam_jobs.cooccurrence.transforms import (ComputePPMI, CountCooccurrences,
+from beam_jobs.cooccurrence.spill import ID_BYTES, spill_dir
+from beam_jobs.cooccurrence.transforms import (SPILLS, ComputePPMI, CountCooccurrences,
                                                CountVocabulary, FactorizePPMI, MergeDictsFn,
-                                               SumCountersFn)
+                                               SumCountersFn, TokenizeText)
 from beam_jobs.cooccurrence.writing import (WriteTripletShardFn, write_embedding,
                                             write_summary, write_vocabulary)
 from mlbatch.artifacts.cooccurrence import Layout
@@ -21,13 +23,15 @@ def build(p: beam.Pipeline, config: CooccurrenceConfig) -> None:
 
     ranges, file_stats, file_dead = p | "PlanReads" >> PlanReads(config.input,
                                                                  config.split_bytes)
-    first = _read(ranges, "ReadTextForVocabulary", config)
-    vocab = first.batches | "CountVocabulary" >> CountVocabulary(config.tokenizer,
-                                                                 config.min_count)
-    shards = (_read(ranges, "ReadTextForPairs", config).batches
+    first = _read(ranges, "ReadText", config)
+    tokenized = first.batches | "TokenizeText" >> TokenizeText(
+        config.tokenizer, spill_dir(config.output), config.processes)
+    vocab = tokenized.counts | "CountVocabulary" >> CountVocabulary(config.min_count)
+    shards = (tokenized[SPILLS]
               | "CountCooccurrences" >> CountCooccurrences(
-                  vocab, config.tokenizer, config.window, config.weighting, config.direction,
-                  config.rows_per_shard, config.shard_nnz, config.batch_bytes))
+                  vocab, config.window, config.weighting, config.direction,
+                  config.rows_per_shard, config.shard_nnz, config.batch_bytes // ID_BYTES,
+                  config.processes))
     sections = [
         (file_stats, first[STATS]) | "FlattenReadStats" >> beam.Flatten()
         | "SumReadStats" >> beam.CombineGlobally(SumCountersFn()),

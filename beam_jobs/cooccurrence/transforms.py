@@ -1,11 +1,13 @@
 """DoFns, CombineFns and composite PTransforms of the co-occurrence job (no IO, no flags).
 
-Pass 1 (``CountVocabulary``): TextBatch -> per-bundle token Counter -> CombinePerKey(sum)
--> one ``Vocabulary`` (ids by descending count, ties by token).
-Pass 2 (``CountCooccurrences``): TextBatch + Vocabulary side input -> ``CountPairsFn``
-(vectorized ``PairCounter``; partial CSR matrices flushed per bundle or every
-``shard_nnz`` entries, cut into row shards) -> CombinePerKey(sum of sparse blocks) keyed
-by row shard -> one summed CSR block per shard.
+Pass 1 (``TokenizeText``): TextBatch -> first-seen token ids (``counting.TokenIds``)
+written to a ``spill`` file per bundle, plus the bundle's (token, count) pairs;
+``CountVocabulary``: CombinePerKey(sum) -> one ``Vocabulary`` (ids by descending count,
+ties by token). The text is tokenized once.
+Pass 2 (``CountCooccurrences``): Spill + Vocabulary side input -> ``CountPairsFn`` (ids
+remapped to the vocabulary, vectorized ``PairCounter``; partial CSR matrices flushed per
+bundle or every ``shard_nnz`` entries, cut into row shards) -> CombinePerKey(sum of
+sparse blocks) keyed by row shard -> one summed CSR block per shard.
 """
 from __future__ import annotations
 
@@ -22,12 +24,16 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from beam_jobs.cooccurrence.counting import (OOV_ID, PairCounter, Tokenizer, id_lookup,
-                                             order_vocabulary)
+from beam_jobs.cooccurrence.counting import (TokenIds, Tokenizer, id_lookup, order_vocabulary,
+                                             remap_ids)
 from beam_jobs.cooccurrence.matrix import Marginals, block_marginals, ppmi_block, svd_vectors
 from beam_jobs.cooccurrence.reading import TextBatch
+from beam_jobs.cooccurrence.spill import Spill, SpillWriter
+from beam_jobs.cooccurrence.workers import (CountWorkers, TokenizeWorkers, count_spill,
+                                            tokenize_batches)
 
 LOGGER = logging.getLogger(__name__)
+SPILLS = "spills"
 
 
 class EmptyVocabularyError(ValueError):
@@ -57,24 +63,64 @@ def _global(value) -> WindowedValue:
     return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
 
 
-class CountTokensFn(beam.DoFn):
-    """TextBatch -> (token, count) per bundle (a Counter per bundle, not per token)."""
+class TokenizeFn(beam.DoFn):
+    """TextBatch -> (token, count) per bundle, plus the ``Spill``s of the bundle's token ids
+    (tagged ``SPILLS``): the text is tokenized here once, pass 2 reads the ids back. With
+    ``processes`` > 1 the batches go round robin to forked tokenizers (``workers``), one
+    spill each."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self._tokenizer = tokenizer
-        self._counts: Counter | None = None
+    def __init__(self, tokenizer: Tokenizer, spill_directory: str, processes: int = 1) -> None:
+        self._tokenizer, self._directory = tokenizer, spill_directory
+        self._processes = processes
+        self._workers: TokenizeWorkers | None = None
+        self._ids: TokenIds | None = None
+        self._writer: SpillWriter | None = None
+
+    def setup(self) -> None:
+        if self._processes > 1:
+            self._workers = TokenizeWorkers(self._tokenizer, self._directory, self._processes)
 
     def start_bundle(self) -> None:
-        self._counts = Counter()
+        self._ids, self._writer = TokenIds(self._tokenizer), None
 
     def process(self, batch: TextBatch):
-        self._counts.update(self._tokenizer.tokens(batch.text))
+        if self._workers is not None:
+            self._workers.submit(batch.text)
+            return ()
+        if self._writer is None:
+            self._writer = SpillWriter(self._directory)
+        tokenize_batches(self._ids, self._writer, batch.text)
         return ()
 
     def finish_bundle(self):
-        for item in self._counts.items():
-            yield _global(item)
-        self._counts = None
+        if self._workers is not None:
+            done = self._workers.finish()
+        else:
+            done = [(self._ids.token_counts(),
+                     None if self._writer is None else self._writer.close(self._ids.tokens))]
+        self._ids = self._writer = None
+        for token_counts, spill in done:
+            if spill is None:
+                continue
+            for item in token_counts:
+                yield _global(item)
+            yield beam.pvalue.TaggedOutput(SPILLS, _global(spill))
+
+    def teardown(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
+
+
+class TokenizeText(beam.PTransform):
+    """TextBatches -> (token counts, ``Spill``s): ``result.counts``, ``result[SPILLS]``."""
+
+    def __init__(self, tokenizer: Tokenizer, spill_directory: str, processes: int = 1) -> None:
+        super().__init__()
+        self._fn = TokenizeFn(tokenizer, spill_directory, processes)
+
+    def expand(self, batches):
+        return batches | "TokenizeBatches" >> beam.ParDo(self._fn).with_outputs(
+            SPILLS, main="counts")
 
 
 class BuildVocabularyFn(beam.CombineFn):
@@ -128,77 +174,73 @@ def check_vocabulary(vocab: Vocabulary, min_count: int) -> Vocabulary:
 
 
 class CountVocabulary(beam.PTransform):
-    """TextBatches -> a single Vocabulary (raises EmptyVocabularyError when empty)."""
+    """(token, count) per bundle -> a single Vocabulary (raises EmptyVocabularyError
+    when empty)."""
 
-    def __init__(self, tokenizer: Tokenizer, min_count: int) -> None:
+    def __init__(self, min_count: int) -> None:
         super().__init__()
-        self._tokenizer, self._min_count = tokenizer, min_count
+        self._min_count = min_count
 
-    def expand(self, batches):
-        return (batches
-                | "CountTokens" >> beam.ParDo(CountTokensFn(self._tokenizer))
+    def expand(self, token_counts):
+        return (token_counts
                 | "SumTokenCounts" >> beam.CombinePerKey(sum)
                 | "OrderVocabulary" >> beam.CombineGlobally(BuildVocabularyFn(self._min_count))
                 | "CheckVocabulary" >> beam.Map(check_vocabulary, self._min_count))
 
 
 class CountPairsFn(beam.DoFn):
-    """TextBatch (+ Vocabulary) -> ((shard, num_shards), partial CSR row block).
+    """Spill (+ Vocabulary) -> ((shard, num_shards), partial CSR row block).
 
-    Small batches (one short file each) are joined up to ``batch_bytes`` first, so the
-    per-call numpy overhead is paid per megabyte rather than per file.
+    Reads the spill's ids in chunks of about ``chunk_ids`` (whole lines), maps them to
+    vocabulary ids and counts them (``workers.count_spill``); a partial matrix is flushed
+    every ``shard_nnz`` entries and at the spill's end. The spill file is deleted once
+    counted. With ``processes`` > 1 the spills of a bundle are counted in a forked pool
+    and their partials yielded at the bundle's end.
     """
 
-    def __init__(self, tokenizer: Tokenizer, window: int, weighting: str, direction: str,
-                 rows_per_shard: int, shard_nnz: int, batch_bytes: int = 1 << 22) -> None:
-        self._tokenizer, self._window = tokenizer, window
-        self._weighting, self._direction = weighting, direction
+    def __init__(self, window: int, weighting: str, direction: str, rows_per_shard: int,
+                 shard_nnz: int, chunk_ids: int = 1 << 22, processes: int = 1) -> None:
+        self._params = {"window": window, "weighting": weighting, "direction": direction}
         self._rows_per_shard, self._shard_nnz = rows_per_shard, shard_nnz
-        self._batch_bytes = batch_bytes
-        self._vocab = self._lookup = self._counter = None
-        self._texts: list[str] = []
-        self._text_size = 0
+        self._chunk_ids, self._processes = chunk_ids, processes
+        self._vocab = self._lookup = None
+        self._workers: CountWorkers | None = None
         self._kept = Metrics.counter("cooccurrence", "kept_tokens_windowed")
         self._pairs = Metrics.counter("cooccurrence", "pair_occurrences")
         self._flushes = Metrics.counter("cooccurrence", "partial_flushes")
 
-    def start_bundle(self) -> None:
-        self._texts, self._text_size, self._counted = [], 0, False
+    def setup(self) -> None:
+        if self._processes > 1:
+            self._workers = CountWorkers(self._processes)
 
-    def process(self, batch: TextBatch, vocab: Vocabulary):
-        if self._vocab is not vocab:  # the counter (and its key buffer) outlives bundles
+    def process(self, spill: Spill, vocab: Vocabulary):
+        if self._vocab is not vocab:
             self._vocab, self._lookup = vocab, id_lookup(vocab.tokens)
-            self._counter = PairCounter(vocab.size, self._window, self._weighting,
-                                        self._direction)
-        self._counted = True
-        self._texts.append(batch.text)
-        self._text_size += len(batch.text)
-        if self._text_size >= self._batch_bytes:
-            self._count_texts()
-            if self._counter.nnz >= self._shard_nnz:
-                yield from self._flush()
+        args = (spill, remap_ids(spill.tokens, self._lookup),
+                {**self._params, "vocab_size": vocab.size}, self._chunk_ids, self._shard_nnz)
+        if self._workers is not None:
+            self._workers.submit(*args)
+            return
+        yield from self._partials(count_spill(*args))
 
     def finish_bundle(self):
-        for element in self._flush():
-            yield _global(element)
-
-    def _count_texts(self) -> None:
-        # Batches hold whole lines: joining them with "\n" keeps every line boundary.
-        ids = self._tokenizer.ids("\n".join(self._texts), self._lookup)
-        self._texts, self._text_size = [], 0
-        self._kept.inc(int(np.count_nonzero(ids > OOV_ID)))
-        self._counter.add(ids)
-
-    def _flush(self):
-        if not self._counted:
+        if self._workers is None:
             return
-        self._counted = False
-        if self._texts:
-            self._count_texts()
-        self._pairs.inc(self._counter.pair_occurrences)
-        self._counter.pair_occurrences = 0
-        self._flushes.inc()
-        yield from split_rows(self._counter.flush(), self._rows_per_shard)
+        for result in self._workers.results():
+            for element in self._partials(result):
+                yield _global(element)
+
+    def teardown(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
+
+    def _partials(self, result):
+        partials, kept, pairs = result
+        self._kept.inc(kept)
+        self._pairs.inc(pairs)
+        for matrix in partials:
+            self._flushes.inc()
+            yield from split_rows(matrix, self._rows_per_shard)
 
 
 def split_rows(matrix: sp.csr_matrix, rows_per_shard: int):
@@ -228,18 +270,18 @@ class SumSparseFn(beam.CombineFn):
 
 
 class CountCooccurrences(beam.PTransform):
-    """TextBatches + Vocabulary -> ((shard, num_shards), summed CSR block)."""
+    """Spills + Vocabulary -> ((shard, num_shards), summed CSR block)."""
 
-    def __init__(self, vocab, tokenizer: Tokenizer, window: int, weighting: str,
-                 direction: str, rows_per_shard: int, shard_nnz: int,
-                 batch_bytes: int = 1 << 22) -> None:
+    def __init__(self, vocab, window: int, weighting: str, direction: str,
+                 rows_per_shard: int, shard_nnz: int, chunk_ids: int = 1 << 22,
+                 processes: int = 1) -> None:
         super().__init__()
         self._vocab = vocab
-        self._fn = CountPairsFn(tokenizer, window, weighting, direction, rows_per_shard,
-                                shard_nnz, batch_bytes)
+        self._fn = CountPairsFn(window, weighting, direction, rows_per_shard, shard_nnz,
+                                chunk_ids, processes)
 
-    def expand(self, batches):
-        return (batches
+    def expand(self, spills):
+        return (spills
                 | "CountPairs" >> beam.ParDo(self._fn, beam.pvalue.AsSingleton(self._vocab))
                 | "SumPartials" >> beam.CombinePerKey(SumSparseFn()))
 

@@ -152,6 +152,7 @@ def test_only_empty_files_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("flags,message", [
     (["--window", "0"], "--window must be >= 1, got 0"),
     (["--min-count", "0"], "--min-count must be >= 1"),
+    (["--processes", "0"], "--processes must be >= 1, got 0"),
     (["--ppmi-alpha", "0"], "--ppmi-alpha must be in"),
     (["--svd-power", "2"], "--svd-power must be in"),
     (["--token-pattern", "([a-z]+)"], "capturing groups"),

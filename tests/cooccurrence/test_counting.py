@@ -6,8 +6,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from beam_jobs.cooccurrence.counting import (NEWLINE_ID, OOV_ID, PairCounter, TokenPatternError,
-                                             Tokenizer, id_lookup, order_vocabulary)
+from beam_jobs.cooccurrence.counting import (NEWLINE_ID, OOV_ID, PairCounter, TokenIds,
+                                             TokenPatternError, Tokenizer, id_lookup,
+                                             order_vocabulary, remap_ids)
 from tests.cooccurrence import reference
 
 TEXTS = {
@@ -136,3 +137,22 @@ def test_wide_vocabulary_uses_64_bit_keys():
     matrix = counter.flush()
     assert matrix[69_999, 5] == 2 and matrix[5, 69_999] == 2
     assert matrix[69_999, 69_999] == 2 * 0.5 and matrix.nnz == 3
+
+
+@pytest.mark.parametrize("text_name", sorted(TEXTS))
+def test_token_ids_remapped_equal_vocabulary_ids(text_name):
+    """Tokenizing once (first-seen ids, remapped after the vocabulary) gives the very ids
+    of tokenizing with the vocabulary known, and the same token counts."""
+    text, tokenizer = TEXTS[text_name], Tokenizer()
+    vocab = [t for t, _ in order_vocabulary(Counter(tokenizer.tokens(text)).items(), 2)]
+    lookup = id_lookup(vocab)
+    first_seen = TokenIds(tokenizer)
+    halves = text[:len(text) // 2], text[len(text) // 2:]
+    first_ids = [first_seen.ids(half) for half in halves]
+    table = remap_ids(first_seen.tokens, lookup)  # once the whole text is tokenized
+    got = [table[ids] for ids in first_ids]
+    expected = [tokenizer.ids(half, lookup) for half in halves]
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)
+    assert dict(first_seen.token_counts()) == Counter(tokenizer.tokens(text[:len(text) // 2])
+                                                      + tokenizer.tokens(text[len(text) // 2:]))

@@ -72,12 +72,13 @@ def test_dataflow_dry_run_describes_the_job(tmp_path):
     summary = dry_run_summary(job_file)
     assert summary["name"] == "cooccurrence"
     transforms = set(summary["transforms"])
-    for step in ("PlanReads/MatchFiles", "ReadTextForVocabulary", "ReadTextForPairs",
-                 "CountVocabulary/CountTokens", "CountCooccurrences/CountPairs",
+    for step in ("PlanReads/MatchFiles", "ReadText", "TokenizeText/TokenizeBatches",
+                 "CountVocabulary/SumTokenCounts", "CountCooccurrences/CountPairs",
                  "CountCooccurrences/SumPartials", "WriteCooccurrence", "ComputePPMI",
                  "WritePPMI", "FactorizePPMI/RunTruncatedSVD", "WriteVectors",
                  "WriteDeadLetters", "WriteSummary"):
         assert any(t == step or t.startswith(step + "/") for t in transforms), step
+    assert not any(t.startswith("ReadTextForPairs") for t in transforms)  # read once
     options = summary["options"]
     assert options["project"] == "my-project" and options["region"] == "us-central1"
     assert options["temp_location"].startswith("gs://my-bucket/tmp")

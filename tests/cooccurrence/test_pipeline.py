@@ -45,13 +45,17 @@ def reference_for(files: dict, min_count: int, window: int, weighting: str, dire
     return vocab, reference.cooccurrences(lines, vocab, window, weighting, direction), lines
 
 
-@pytest.mark.parametrize("weighting,direction", [("harmonic", "symmetric"),
-                                                 ("uniform", "left")])
-def test_matrix_vocab_and_summary_match_reference(tmp_path, weighting, direction):
-    # Tiny shards, byte ranges and batches so that every split path is exercised.
+@pytest.mark.parametrize("weighting,direction,processes", [("harmonic", "symmetric", "1"),
+                                                           ("uniform", "left", "1"),
+                                                           ("harmonic", "symmetric", "2")])
+def test_matrix_vocab_and_summary_match_reference(tmp_path, weighting, direction, processes):
+    # Tiny shards, byte ranges and batches so that every split path is exercised; with
+    # --processes 2, forked tokenizers and counters too.
     out = run_job(tmp_path, FILES, "--window", "3", "--min-count", "2", "--weighting",
                   weighting, "--direction", direction, "--rows-per-shard", "3",
-                  "--split-bytes", "17", "--batch-bytes", "8", "--shard-nnz", "4")
+                  "--split-bytes", "17", "--batch-bytes", "8", "--shard-nnz", "4",
+                  "--processes", processes)
+    assert not (out / "_spill").exists()  # the token-id spills are gone once counted
     vocab, expected, lines = reference_for(FILES, 2, 3, weighting, direction)
     art = load_cooccurrence(out)
     tokens, counts = art.vocabulary().tokens, art.vocabulary().counts

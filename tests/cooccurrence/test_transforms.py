@@ -7,31 +7,35 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.cooccurrence.counting import Tokenizer
 from beam_jobs.cooccurrence.reading import TextBatch
-from beam_jobs.cooccurrence.transforms import CountCooccurrences, CountVocabulary
+from beam_jobs.cooccurrence.transforms import (SPILLS, CountCooccurrences, CountVocabulary,
+                                               TokenizeText)
 from tests.cooccurrence import reference
 
 BATCHES = [TextBatch("a", 0, "b a c\nb a\n", 2), TextBatch("b", 0, "c b\n\nd b a", 3)]
 TEXT = "b a c\nb a\nc b\n\nd b a"
 
 
-def test_count_vocabulary():
+def test_count_vocabulary(tmp_path):
     with test_pipeline.TestPipeline() as p:
-        vocab = (p | beam.Create(BATCHES) | CountVocabulary(Tokenizer(), min_count=2)
+        vocab = (p | beam.Create(BATCHES) | TokenizeText(Tokenizer(), str(tmp_path))).counts
+        vocab = (vocab | CountVocabulary(min_count=2)
                  | beam.Map(lambda v: (v.tokens, v.counts.tolist(), v.stats())))
         assert_that(vocab, equal_to([(["b", "a", "c"], [4, 3, 2], {
             "tokens": 10, "distinct_tokens": 4, "kept_tokens": 9, "dropped_tokens": 1,
             "vocab_size": 3})]))
 
 
-def test_count_cooccurrences_sums_partials_per_row_shard():
+def test_count_cooccurrences_sums_partials_per_row_shard(tmp_path):
     vocab, expected = reference.count_text(TEXT, 2, 2, "uniform", "symmetric")
     triplets = sorted((r, c, v) for (r, c), v in expected.items())
     with test_pipeline.TestPipeline() as p:
-        batches = p | "Batches" >> beam.Create(BATCHES)
-        vocabulary = batches | CountVocabulary(Tokenizer(), min_count=2)
-        shards = (p | "MoreBatches" >> beam.Create(BATCHES)
-                  | CountCooccurrences(vocabulary, Tokenizer(), 2, "uniform", "symmetric",
-                                       rows_per_shard=2, shard_nnz=1))
+        tokenized = p | "Batches" >> beam.Create(BATCHES) | TokenizeText(Tokenizer(),
+                                                                        str(tmp_path))
+        vocabulary = tokenized.counts | CountVocabulary(min_count=2)
+        # chunk_ids=3: the spill is read back a line or two at a time.
+        shards = (tokenized[SPILLS]
+                  | CountCooccurrences(vocabulary, 2, "uniform", "symmetric",
+                                       rows_per_shard=2, shard_nnz=1, chunk_ids=3))
         cells = shards | beam.FlatMap(lambda kv: [
             (kv[0][0] * 2 + int(r), int(c), float(v))
             for r, c, v in zip(*kv[1].tocoo().coords, kv[1].tocoo().data)])
@@ -39,3 +43,4 @@ def test_count_cooccurrences_sums_partials_per_row_shard():
         assert_that(cells, equal_to(triplets))
         assert_that(keys, equal_to([(0, 2), (1, 2)]), label="OneBlockPerShard")
     assert vocab == ["b", "a", "c"]
+    assert list(tmp_path.iterdir()) == []  # every spill file deleted once counted
