@@ -175,7 +175,7 @@ def header_problem(table: TableSpec, path: str, facts: FileFacts | None = None,
     names = facts.names
     absent = [c for c in (table.column_names if needed is None else needed) if c not in names]
     if absent:
-        what = "declares" if needed is None else "needs (to serve the model)"
+        what = "declares" if needed is None else "needs"
         return (f"{path}: table {table.name!r} {what} column(s) {absent} that its header "
                 f"lacks (header: {names[:30]})")
     twice = _duplicates(names, table)

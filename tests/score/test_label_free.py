@@ -99,7 +99,7 @@ def test_a_needed_column_missing_is_a_usage_error(flights_slice, flights_feature
                  "--input", str(raw), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "table 'flights' needs (to serve the model) column(s) ['distance']" in err
+    assert "table 'flights' needs column(s) ['distance']" in err
     assert str(raw / "flights.csv") in err
     assert not (tmp_path / "out").exists()
 
