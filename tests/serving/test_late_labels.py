@@ -91,3 +91,26 @@ def test_labels_without_the_label_column_are_refused_first(flights_scored, fligh
     assert code == 2
     assert "table 'flights' needs column(s) ['arr_delay']" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_pipeline_step_runs_the_evaluate_job_with_its_flags():
+    """The registry's flags for beam_jobs.evaluate are the job's own (its parser takes
+    the argv a pipeline step builds)."""
+    from beam_jobs.evaluate.__main__ import parse_args
+    from pipelines.spec import parse_pipeline
+
+    p = parse_pipeline("""
+pipeline: t
+steps:
+  late_labels:
+    job: beam_jobs.evaluate
+    args: {predictions: out/p, labels: data/labelled/2013-10, period: "2013-10",
+           chunk_rows: 1000}
+    raw: [labels]
+""")
+    argv = p.steps["late_labels"].argv("R")
+    assert argv == ["--predictions", "out/p", "--labels", "data/labelled/2013-10",
+                    "--period", "2013-10", "--chunk-rows", "1000", "--output", "R/late_labels"]
+    args, beam_args = parse_args(argv)
+    assert (args.period, args.chunk_rows, args.output, beam_args) == (
+        "2013-10", 1000, "R/late_labels", [])
