@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOp
 from beam_jobs.common.inputs import check_pins, pin_files
 from beam_jobs.common.options import exit_now, parse_job_args, refuse_local_paths
 from beam_jobs.common.options import OptionsError, pipeline_options, quiet_logging, run_pipeline
+from beam_jobs.common.prepare import JoinError
 from beam_jobs.features import io
 from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
 from mlbatch.schema import SchemaError, load_schema
@@ -92,7 +93,7 @@ class UnusableInputError(FeatureJobError):
 
 
 USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, io.InputError, StorageError,
-                OutputExistsError)
+                OutputExistsError, JoinError)  # JoinError: a declared join property fails
 
 
 def runs_locally(options: PipelineOptions) -> bool:
