@@ -138,24 +138,36 @@ class PrepareServingFn(beam.DoFn):
                 json.dumps(v, default=str), table=self._schema.main, line=line))
 
 
+def _main_seeds(schema: DatasetSchema) -> list[str]:
+    """Columns of a prepared main row serving reads: the transform's inputs, the filters'
+    columns, each join's main-side key expressions and as-of time."""
+    seeds = [*schema.transform_inputs(), *(c for f in schema.filters for c in f.columns)]
+    for j in schema.joins:
+        seeds += [c for e in j.left for c in e.columns] if j.left else list(j.on)
+        seeds += list(j.as_of.time.columns) if j.as_of else []
+    return seeds
+
+
 def needed_columns(schema: DatasetSchema) -> dict[str, list[str]]:
     """Per table, the raw columns serving cannot do without: the transform's inputs
     traced back through derived columns and joins, the schema's filters, the join keys
-    and each lookup table's key. The label's sources and columns no feature reads are
-    not among them: rows without them are scored (label null, no metrics)."""
+    (and as-of times) and each lookup table's key. The label's sources and columns no
+    feature reads are not among them: rows without them are scored (label null, no
+    metrics)."""
     derived = {d.name: d for d in schema.derived}
     wanted: set[str] = set()
-    todo = [*schema.transform_inputs(), *(c for f in schema.filters for c in f.columns)]
+    todo = _main_seeds(schema)
     while todo:
         c = todo.pop()
         if c not in wanted:
             wanted.add(c)
             todo.extend(derived[c].expr.columns if c in derived else ())
-    main = schema.main_table
-    need = {main.name: wanted | {k for j in schema.joins for k in j.on}}
+    need = {schema.main: wanted}
     for j in schema.joins:
         t = schema.tables[j.table]
-        need[t.name] = {*j.on, *t.key, *(c for c in t.column_names if j.prefix + c in wanted)}
+        times = j.as_of.lookup_time.columns if j.as_of else ()
+        need[t.name] = {*j.on, *t.key, *times,
+                        *(c for c in t.column_names if j.prefix + c in wanted)}
     return {name: [c for c in t.column_names if c in need.get(name, t.key)]
             for name, t in schema.tables.items()}
 

@@ -123,3 +123,23 @@ def test_label_free_rows_are_monitored_like_labelled_ones(label_free, flights_mo
     assert len(key(got)) == 43 and key(got) == key(want)
     assert got["prediction_drift"]["distance"] == want["prediction_drift"]["distance"]
     assert got["label_drift"] is None and want["label_drift"]["n_current"] > 0
+
+
+def test_needed_columns_follow_as_of_times_and_key_expressions(tmp_path):
+    """An as-of weather join needs the main row's time (here also `minute`) and the
+    lookup's time; a key expression (`from:`) needs the columns it reads."""
+    import yaml
+
+    from mlbatch.schema import load_schema
+    doc = yaml.safe_load((Path(__file__).parents[2] / "schemas" / "flights.yaml").read_text())
+    doc["joins"] = [
+        {"table": "weather", "keys": ["origin"], "prefix": "wx_",
+         "as_of": {"time": "timestamp(time_hour) + minutes(minute)",
+                   "lookup_time": "timestamp(time_hour)", "tolerance": "3h"}},
+        {"table": "planes", "keys": ["tailnum"], "from": ["lower(tailnum)"], "prefix": "plane_"}]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    need = serving.needed_columns(load_schema(tmp_path / "s.yaml"))
+    assert need["flights"] == ["year", "month", "day", "sched_dep_time", "carrier", "tailnum",
+                               "origin", "dest", "distance", "minute", "time_hour"]
+    assert need["weather"] == NEEDED["weather"]
+    assert need["planes"] == NEEDED["planes"]
