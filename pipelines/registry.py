@@ -47,15 +47,15 @@ JOBS: dict[str, JobInfo] = {
     "beam_jobs.cooccurrence": _job("beam_jobs.cooccurrence", "beam", "cooccurrence",
                                    _COOC_FLAGS, ("beam_jobs/cooccurrence", *BEAM_COMMON)),
     "beam_jobs.score": _job("beam_jobs.score", "beam", "predictions",
-                            "features model input schema chunk_rows compression row_group_rows "
-                            "num_shards", ("beam_jobs/score", *BEAM_COMMON)),
+                            "features model registry input schema chunk_rows compression "
+                            "row_group_rows num_shards", ("beam_jobs/score", *BEAM_COMMON)),
     # late labels joined to stored predictions: out-of-time metrics (docs/serving.md)
     "beam_jobs.evaluate": _job("beam_jobs.evaluate", "beam", "evaluation",
                                "predictions labels period schema chunk_rows",
                                ("beam_jobs/evaluate", "beam_jobs/score", *BEAM_COMMON)),
     # exit 3: the check ran and committed its verdict "breach"
     "beam_jobs.monitor": _job("beam_jobs.monitor", "beam", "monitor",
-                              "baseline input against model schema skew_sample chunk_rows",
+                              "baseline input against model registry schema skew_sample chunk_rows",
                               ("beam_jobs/monitor", *BEAM_COMMON),
                               ok_exits=frozenset({0, 3})),
     # the co-occurrence vectors vs gensim Word2Vec (its own cooccurrence_evaluation artifact)
@@ -69,6 +69,12 @@ JOBS: dict[str, JobInfo] = {
     # a Tune search runs the trainers' plug-ins (ray_jobs.<job>.tuning)
     "ray_jobs.tune": _job("ray_jobs.tune", "ray", "tune_run", _TUNE_FLAGS,
                           ("ray_jobs/tune", "ray_jobs/xgboost", "ray_jobs/jax", *RAY_COMMON)),
+    # blessing: exit 3 = the evaluation ran and committed its decision "refused"
+    "pipelines.model_registry.bless": _job(
+        "pipelines.model_registry.bless", "local", "model_evaluation",
+        "model name features registry value change slice min_slice_rows after",
+        ("pipelines/model_registry", "pipelines/lineage", "mlbatch"),
+        ok_exits=frozenset({0, 3})),
     "pipelines.report": _job("pipelines.report", "local", "run_report", "run",
                              ("pipelines", "mlbatch"),
                              positional=("run",)),

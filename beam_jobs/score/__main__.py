@@ -24,6 +24,7 @@ from beam_jobs.common import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError
+from mlbatch.artifacts.registry import resolve_model_arg
 from mlbatch.schema import SchemaError
 from mlbatch.storage import StorageError
 
@@ -39,7 +40,11 @@ def parse_args(argv):
                         help="the feature artifact the model was trained on (its schema and "
                              "saved transform_fn are applied)")
     parser.add_argument("--model", required=True,
-                        help="an xgboost_model or jax_model artifact directory")
+                        help="an xgboost_model or jax_model artifact directory, or a registered "
+                             "version: registry:NAME@ALIAS or registry:NAME/VERSION")
+    parser.add_argument("--registry", default=None,
+                        help="the model registry store for a registry: --model (default "
+                             "$MLBATCH_REGISTRY; docs/registry.md)")
     parser.add_argument("--input", required=True,
                         help="raw tables: a directory or gs:// prefix holding each table's "
                              "schema `path`, a glob or a single file")
@@ -118,6 +123,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
     quiet_logging(args.verbose, extra=("jax",))
+    args.model, registered = resolve_model_arg(args.model, args.registry)
     features, schema, model, transform_digest = _inputs(args)
     options = pipeline_options(beam_args, job_name=f"score-{schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
@@ -131,7 +137,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
         writer.input_artifact("features", features.root, "features")
-        writer.input_artifact("model", model.uri, model.type)
+        writer.input_artifact("model", model.uri, model.type,
+                              registered=registered.record() if registered else None)
     from beam_jobs.score import artifacts, pipeline
 
     t0 = time.perf_counter()
