@@ -49,6 +49,10 @@ JOBS: dict[str, JobInfo] = {
     "beam_jobs.score": _job("beam_jobs.score", "beam", "predictions",
                             "features model registry input schema chunk_rows compression "
                             "row_group_rows num_shards", ("beam_jobs/score", *BEAM_COMMON)),
+    # late labels joined to stored predictions: out-of-time metrics (docs/serving.md)
+    "beam_jobs.evaluate": _job("beam_jobs.evaluate", "beam", "evaluation",
+                               "predictions labels period schema chunk_rows",
+                               ("beam_jobs/evaluate", "beam_jobs/score", *BEAM_COMMON)),
     # exit 3: the check ran and committed its verdict "breach"
     "beam_jobs.monitor": _job("beam_jobs.monitor", "beam", "monitor",
                               ("baseline input against model registry schema skew_sample "

@@ -132,7 +132,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
                                save_main_session=save_main_session, job_flags=args.job_flags)
     _check_remote(args, options)
     dry_run = options.view_as(TestOptions).dry_run
-    files = reading.check_inputs(args.input, list(schema.tables.values()))
+    files, columns = serving.check_serving_inputs(args.input, schema)
     writer = ArtifactWriter(args.output, "predictions", job=JOB, config={
         **{k: v for k, v in vars(args).items()
            if k not in ("overwrite", "log_level", "verbose", "job_flags")},
@@ -150,7 +150,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
             p = beam.Pipeline(options=options)
         except ValueError as e:  # Beam's own option validation (e.g. a malformed project id)
             raise OptionsError(str(e)) from e
-        pipeline.build(p, args, schema, files, features.root, model, transform_digest)
+        pipeline.build(p, args, schema, files, features.root, model, transform_digest,
+                       columns=columns)
         run_pipeline(p, options)
         if dry_run:
             return None
