@@ -55,7 +55,8 @@ JOBS: dict[str, JobInfo] = {
                                ("beam_jobs/evaluate", "beam_jobs/score", *BEAM_COMMON)),
     # exit 3: the check ran and committed its verdict "breach"
     "beam_jobs.monitor": _job("beam_jobs.monitor", "beam", "monitor",
-                              "baseline input against model registry schema skew_sample chunk_rows",
+                              ("baseline input against model registry schema skew_sample "
+                               "chunk_rows period history threshold attributions"),
                               ("beam_jobs/monitor", *BEAM_COMMON),
                               ok_exits=frozenset({0, 3})),
     # the co-occurrence vectors vs gensim Word2Vec (its own cooccurrence_evaluation artifact)

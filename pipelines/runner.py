@@ -38,7 +38,7 @@ import time
 from typing import Any
 
 from mlbatch.artifacts import lock
-from pipelines import cache, figures, lineage_hook, placement, run_file
+from pipelines import alerts, cache, figures, lineage_hook, placement, run_file
 from pipelines.progress import Progress
 from pipelines.registry import JOBS
 from pipelines.spec import Pipeline, Step
@@ -426,6 +426,7 @@ class Runner:
             cache.store(out, running.key)
             state.status, state.reason = "done", None
             state.key_figures = figures.key_figures(out)
+            self._alert(step, state, out)
         else:
             problem = _failure_line(running.log_path) or "(no output)"
             if not committed:
@@ -436,6 +437,11 @@ class Runner:
         self._record(step, state)
         self.progress.update(state)
         self.write_run_json()
+
+    def _alert(self, step: Step, state: StepState, out: str) -> None:
+        sent = alerts.send(self.pipeline.on_alert, self.pipeline.name, step.name, out)
+        if sent is not None:
+            state.key_figures = {**state.key_figures, "alert": sent}
 
     def _record(self, step: Step, state: StepState) -> None:
         lineage_hook.record(self.run_dir, f"{self.pipeline.name}@{self.started}", self.pipeline,

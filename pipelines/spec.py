@@ -25,6 +25,7 @@ import graphlib
 import hashlib
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ RUN_REF = "RUN"
 _REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_-]*)\}(/[^${}]+)?$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _STEP_FIELDS = {"job", "args", "raw", "runs_on"}
-_TOP_FIELDS = {"pipeline", "defaults", "steps"}
+_TOP_FIELDS = {"pipeline", "defaults", "steps", "on_alert"}
 _DEFAULT_FIELDS = {"runs_on"}
 _RUNS_ON = re.compile(r"^(local|dataflow|ray|ray:[^:\s]+:\d+)$")
 _SCALARS = (str, int, float, bool)
@@ -80,6 +81,7 @@ class Pipeline:
     path: str
     steps: dict[str, Step]
     digest: str  # sha256 of the file's bytes
+    on_alert: tuple[str, ...] = ()  # argv run with a step's alert JSON on stdin
 
     def order(self) -> list[str]:
         """Topological order; among steps ready at once, the file's order."""
@@ -266,7 +268,8 @@ def parse_pipeline(text: str, path: str = "<string>") -> Pipeline:
         raise SpecError(f"{path}: a pipeline file is a mapping with pipeline, defaults, steps")
     unknown = sorted(set(doc) - _TOP_FIELDS)
     if unknown:
-        raise SpecError(f"{path}: unknown field {unknown[0]!r} (known: pipeline, defaults, steps)")
+        raise SpecError(f"{path}: unknown field {unknown[0]!r} "
+                        "(known: pipeline, defaults, steps, on_alert)")
     name = doc.get("pipeline")
     if not isinstance(name, str) or not _NAME.match(name):
         raise SpecError(f"{path}: field 'pipeline' must be a name (letters, digits, _ and -)")
@@ -281,7 +284,23 @@ def parse_pipeline(text: str, path: str = "<string>") -> Pipeline:
     steps = {str(n): _step(str(n), d, defaults) for n, d in steps_doc.items()}
     _check_graph(steps)
     digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-    return Pipeline(name=name, path=path, steps=steps, digest=digest)
+    return Pipeline(name=name, path=path, steps=steps, digest=digest,
+                    on_alert=_on_alert(path, doc.get("on_alert")))
+
+
+def _on_alert(path: str, value: Any) -> tuple[str, ...]:
+    """``on_alert``: a command line (split like a shell, never run by one) or a list of
+    arguments; run by the runner with a step's alert JSON on stdin."""
+    if value is None:
+        return ()
+    try:
+        argv = shlex.split(value) if isinstance(value, str) else value
+    except ValueError as e:
+        raise SpecError(f"{path}: field 'on_alert': {e}") from None
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise SpecError(f"{path}: field 'on_alert' must be a command (a string or a "
+                        "non-empty list of strings)")
+    return tuple(argv)
 
 
 def load_pipeline(path: str | os.PathLike) -> Pipeline:

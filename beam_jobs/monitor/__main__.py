@@ -20,12 +20,14 @@ from beam_jobs.common.options import exit_now, parse_job_args
 from beam_jobs.common import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
+from beam_jobs.monitor import alerts, thresholds
 from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import pipeline, report, stats
 from beam_jobs.monitor import drift
 from mlbatch import storage
 from mlbatch.artifacts import MANIFEST, PENDING, ArtifactWriter, OutputExistsError
 from mlbatch.artifacts.base import ArtifactError, read_manifest, write_json
+from mlbatch.artifacts.drift_history import HISTORY, history_document, load_history
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.monitor import ANOMALIES, DRIFT, HISTOGRAMS, load_monitor
 from mlbatch.artifacts.registry import resolve_model_arg
@@ -44,9 +46,9 @@ class MonitorJobError(RuntimeError):
     """The run finished but its output cannot be trusted (left uncommitted)."""
 
 
-USAGE_ERRORS = (MonitorUsageError, ArtifactError, SchemaError, OptionsError, FileNotFoundError,
-                reading.InputError, serving.ServingError, storage.StorageError,
-                OutputExistsError)
+USAGE_ERRORS = (MonitorUsageError, thresholds.ThresholdError, ArtifactError, SchemaError,
+                OptionsError, FileNotFoundError, reading.InputError, serving.ServingError,
+                storage.StorageError, OutputExistsError)
 
 
 def parse_args(argv):
@@ -69,6 +71,15 @@ def parse_args(argv):
     parser.add_argument("--skew-sample", type=int, default=1000,
                         help="training rows re-transformed for the transform-skew check")
     parser.add_argument("--chunk-rows", type=int, default=50_000)
+    parser.add_argument("--period", default=None, help="the new window's period in the "
+                        "drift history (default: the last part of --input)")
+    parser.add_argument("--history", default=None, help="a previous monitor output of the "
+                        "same baseline: its drift history is carried and extended")
+    parser.add_argument("--threshold", action="append", metavar="NAME=VALUE", help="a "
+                        "threshold for a raw column or feature, label, prediction, "
+                        "attribution or attribution/<feature> (repeatable)")
+    parser.add_argument("--attributions", action="store_true", help="with --model: "
+                        "feature attribution drift (XGBoost pred_contribs; JAX gradient x input)")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--log-level", default="INFO")
@@ -141,13 +152,25 @@ def make_plan(args, features: FeatureSet) -> pipeline.Plan:
         previous = _previous(args.against, features, keys)
     elif args.against:
         against = reading.check_inputs(args.against, tables, needed)
+    if args.attributions and not args.model:
+        raise MonitorUsageError("--attributions needs --model (the attributions are the model's)")
+    inputs = model_mod.load_model(args.model).feature_names if args.attributions else ()
+    given = thresholds.parse(args.threshold)
+    cols, attr_thresholds = thresholds.apply(
+        given, [*raw, *transformed, *([prediction] if prediction else [])], inputs)
+    raw, transformed = cols[:len(raw)], cols[len(raw):len(raw) + len(transformed)]
+    prediction = cols[-1] if prediction else None
+    if previous is not None and args.attributions and not previous["attribution"]:
+        raise MonitorUsageError(f"--against {args.against} holds no attributions (it was run "
+                                "without --attributions)")
     rate = min(1.0, args.skew_sample / max(1, features.num_rows("train")))
     return pipeline.Plan(schema=schema, features=features, output=storage.locate(args.output).uri,
                          baseline=baseline_files(features),
                          current=reading.check_inputs(args.input, tables, needed),
                          against=against,
                          previous=previous, model=args.model, raw=raw, transformed=transformed,
-                         prediction=prediction, skew_rate=rate, chunk_rows=args.chunk_rows)
+                         prediction=prediction, skew_rate=rate, chunk_rows=args.chunk_rows,
+                         attributions=args.attributions, attribution_thresholds=attr_thresholds)
 
 
 def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan,
@@ -163,6 +186,8 @@ def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan,
             writer.input_file(f"against:{table}", f)
     if args.model:
         writer.input_artifact("model", args.model, registered=registered)
+    if args.history:
+        writer.input_artifact("history", args.history, "monitor")
 
 
 def _check_remote(args, plan: pipeline.Plan, options) -> None:
@@ -192,6 +217,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
         args.model, registered = resolve_model_arg(args.model, args.registry)
     features = load_feature_set(args.baseline)
     plan = make_plan(args, features)
+    carried = _carried_history(args, features)
     options = pipeline_options(beam_args, job_name=f"monitor-{plan.schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
     _check_remote(args, plan, options)
@@ -209,14 +235,50 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
         run_pipeline(p, options)
         if dry_run:
             return None
-        return _finish(writer, plan, args)
+        return _finish(writer, plan, args, carried)
     except BaseException as e:
         if not dry_run:
             writer.fail(f"{type(e).__name__}: {e}")
         raise
 
 
-def _finish(writer: ArtifactWriter, plan: pipeline.Plan, args) -> dict:
+def period_of(args) -> str:
+    """--period, or the last part of --input (a file's name without its extension)."""
+    if args.period:
+        return args.period
+    last = str(args.input).rstrip("/").rsplit("/", 1)[-1]
+    return last.split(".", 1)[0] or last
+
+
+def _carried_history(args, features: FeatureSet) -> list:
+    """The rows of --history (same baseline), checked not to hold this run's period."""
+    if not args.history:
+        return []
+    prev = load_monitor(args.history)
+    if prev.baseline_digest != features.digest:
+        raise MonitorUsageError(f"--history {args.history} was measured against another "
+                                f"baseline ({prev.baseline_digest}, not {features.digest})")
+    rows = load_history(args.history)
+    alerts.check_new_period(rows, period_of(args), "drift" if args.against else "skew")
+    return rows
+
+
+def _write_outcome(writer: ArtifactWriter, doc: dict, args, carried: list) -> dict:
+    """history.json, and alert.json on a breach; the manifest body's entries for them."""
+    period, run_uri = period_of(args), writer.root
+    rows = alerts.history(doc, carried, period=period, run=run_uri)
+    write_json(storage.join(writer.root, HISTORY), history_document(rows))
+    body = {"history": HISTORY, "period": period}
+    if doc["verdict"] == "breach":
+        alert = alerts.alert_document(doc, period=period, run=run_uri, exit_status=EXIT_BREACH)
+        write_json(storage.join(writer.root, alerts.ALERT), alert)
+        body["alert"] = alerts.ALERT
+        LOGGER.warning("alert: %d comparison(s) breached in period %s: %s", len(alert["breached"]),
+                       period, ", ".join(f"{b['stage']}/{b['name']}" for b in alert["breached"]))
+    return body
+
+
+def _finish(writer: ArtifactWriter, plan: pipeline.Plan, args, carried: list) -> dict:
     path = storage.join(plan.output, pipeline.STATISTICS)
     result = pipeline.decode_result(storage.read_bytes(path))
     storage.delete(path)
@@ -229,14 +291,16 @@ def _finish(writer: ArtifactWriter, plan: pipeline.Plan, args) -> dict:
                               f"{prepared} + dead letters {dead}")
     doc = report.drift_document(result, plan, baseline=plan.features, against=args.against)
     write_json(storage.join(plan.output, DRIFT), doc)
-    write_json(storage.join(plan.output, HISTOGRAMS), report.histograms(
-        result, report.stage_columns(plan), plan.previous))
+    write_json(storage.join(plan.output, HISTOGRAMS), {**report.histograms(
+        result, report.stage_columns(plan), plan.previous),
+        **report.attribution_histograms(report.attribution_sides(result, plan.previous))})
     report.write_text(plan.output, ANOMALIES, report.anomalies(report.all_entries(doc), doc["mode"]))
     writer.metrics.update(features_checked=len(doc["features"]),
                           features_breached=sum(f["breach"] for f in doc["features"]),
                           verdict=doc["verdict"], rows_read=read, rows_current=prepared,
                           rows_dead_letter=dead, rows_reference=doc["n_reference"])
-    writer.commit(body={"mode": doc["mode"], "verdict": doc["verdict"], "drift": DRIFT,
+    outcome = _write_outcome(writer, doc, args, carried)
+    writer.commit(body={**outcome, "mode": doc["mode"], "verdict": doc["verdict"], "drift": DRIFT,
                         "histograms": HISTOGRAMS, "anomalies": ANOMALIES,
                         "threshold_default": drift.DEFAULT_THRESHOLD})
     LOGGER.info("%s: %s (%d of %d features breached) -> %s", doc["mode"], doc["verdict"],

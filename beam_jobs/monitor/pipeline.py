@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquetBatched
 
 from beam_jobs.common import deadletter, serving
+from beam_jobs.monitor import attribution
 from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import transforms as t
 from beam_jobs.monitor.stats import Column
@@ -40,6 +41,8 @@ class Plan:
     prediction: Column | None
     skew_rate: float  # share of the training rows re-transformed for the skew check
     chunk_rows: int = 50_000
+    attributions: bool = False  # attribution drift (needs model)
+    attribution_thresholds: dict = dataclasses.field(default_factory=dict)
 
 
 def _read(p, name: str, plan: Plan, files: dict[str, list[str]]):
@@ -94,6 +97,8 @@ def build(p: beam.Pipeline, plan: Plan) -> None:
             _statistics(results, predict(transformed, side), f"{side}Prediction",
                         [plan.prediction], p_edges)
         results.append(p_edges | "KeyPredictionEdges" >> beam.Map(lambda e: ("edges/prediction", e)))
+    if plan.attributions:
+        results += _attributions(written, sides, plan)
     results += [raw_edges | "KeyRawEdges" >> beam.Map(lambda e: ("edges/raw", e)),
                 t_edges | "KeyTransformedEdges" >> beam.Map(lambda e: ("edges/transformed", e)),
                 _transform_skew(train, written, plan), _counts(current)]
@@ -101,6 +106,18 @@ def build(p: beam.Pipeline, plan: Plan) -> None:
         FileSystems.join(plan.output, deadletter.DEAD_LETTER, "part"))
     _ = (results | "FlattenResults" >> beam.Flatten() | "ResultsToDict" >> beam.combiners.ToDict()
          | "WriteStatistics" >> beam.Map(_write_result, FileSystems.join(plan.output, STATISTICS)))
+
+
+def _attributions(written, sides: dict, plan: Plan) -> list:
+    """Summed per-feature attributions of each side (and of the training features when
+    the reference is the training data): keyed "attribution/<side>"."""
+    tables = {side: transformed for side, (_, transformed) in sides.items()}
+    out = []
+    for side, t_tables in tables.items():
+        out.append(t_tables | f"Attribute{side}" >> beam.CombineGlobally(
+            attribution.SumAttributionsFn(plan.model))
+            | f"KeyAttribution{side}" >> beam.Map(lambda s, k=side: (f"attribution/{k}", s)))
+    return out
 
 
 def _transform_skew(train, written, plan: Plan):

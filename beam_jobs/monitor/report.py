@@ -7,7 +7,7 @@ import numpy as np
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, path_pb2
 
-from beam_jobs.monitor import drift
+from beam_jobs.monitor import attribution, drift
 from beam_jobs.monitor.stats import Column, compare
 from mlbatch import storage
 
@@ -67,7 +67,10 @@ def histograms(result: dict, columns: dict[str, list[Column]], previous: dict | 
 def previous_statistics(hist: dict, keys: set[str]) -> dict:
     """A previous monitor output's current window, as reference statistics and edges."""
     stats_, edges = {}, {"raw": {}, "transformed": {}, "prediction": {}}
+    attributions = {}
     for key, h in hist.items():
+        if h["kind"] == attribution.STAGE:
+            attributions[key.split("/", 1)[1]] = h["current"]
         if key not in keys:
             continue
         if h["kind"] == "numeric":
@@ -78,7 +81,26 @@ def previous_statistics(hist: dict, keys: set[str]) -> dict:
                                  "quantile": np.asarray(h["quantile_edges"], np.float64)}
         else:
             stats_[key] = {v: int(n) for v, n in zip(h["values"], h["current"]) if n}
-    return {"statistics": stats_, "edges": edges}
+    return {"statistics": stats_, "edges": edges, "attribution": attributions}
+
+
+def attribution_sides(result: dict, previous: dict | None) -> tuple[dict, dict] | None:
+    """(reference, current) summed attributions, or None when they were not computed."""
+    current = result.get("attribution/Current")
+    if current is None:
+        return None
+    if previous is not None:
+        return previous["attribution"], current
+    return result["attribution/Reference"], current
+
+
+def attribution_histograms(sides: tuple[dict, dict] | None) -> dict:
+    """histograms.json's "attribution/<feature>": [rows, sum |a|, sum a^2] per side."""
+    if sides is None:
+        return {}
+    ref, cur = sides
+    return {f"{attribution.STAGE}/{n}": {"kind": attribution.STAGE, "reference": ref[n],
+                                          "current": cur.get(n, [0, 0.0, 0.0])} for n in ref}
 
 
 def anomalies(entries: list[drift.FeatureDrift], mode: str) -> str:
@@ -131,13 +153,17 @@ def drift_document(result: dict, plan, *, baseline, against: str | None) -> dict
     features = raw + found["Transformed"]
     skew = result["transform_skew"]
     label_drift = label.to_dict() if label.n_current else None
+    sides = attribution_sides(result, plan.previous)
+    attributions = ([] if sides is None else
+                    attribution.compare(*sides, plan.attribution_thresholds))
     breach = (any(e.breach for e in features) or bool(prediction and prediction.breach)
               or bool(label_drift and label.breach) or skew["mismatches"] > 0
-              or skew["missing"] > 0)
+              or skew["missing"] > 0 or any(e.breach for e in attributions))
     return {"mode": "drift" if against else "skew", "verdict": "breach" if breach else "ok",
             "baseline": baseline.root, "baseline_digest": baseline.digest, "against": against,
             "n_reference": max((e.n_reference for e in raw), default=0),
             "n_current": max((e.n_current for e in raw), default=0),
             "features": [e.to_dict() for e in features], "transform_skew": skew,
             "prediction_drift": prediction.to_dict() if prediction else None,
-            "label_drift": label_drift, "counts": result["counts"]}
+            "label_drift": label_drift,
+            "attribution_drift": [e.to_dict() for e in attributions], "counts": result["counts"]}

@@ -9,6 +9,9 @@ A monitor directory holds::
                       transform_skew, prediction_drift, label_drift (docs/monitoring.md)
     histograms.json   "<stage>/<name>" -> counts on both sides (for the report)
     anomalies.pbtxt   the same results as tensorflow_metadata Anomalies (drift_skew_info)
+    history.json      the drift history (mlbatch.artifacts.drift_history)
+    alert.json        only on a breach: what breached (load_alert; the pipeline runner
+                      hands it to the pipeline's on_alert command)
     dead_letter/      rows of the new data that could not be read, with their reasons
     artifact.json     the commit marker; metrics: features_checked, features_breached,
                       verdict
@@ -27,6 +30,7 @@ TYPE = "monitor"
 DRIFT = "drift.json"
 HISTOGRAMS = "histograms.json"
 ANOMALIES = "anomalies.pbtxt"
+ALERT = "alert.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,3 +70,15 @@ def load_monitor(root: str | os.PathLike) -> MonitorResult:
     except (OSError, ValueError, KeyError, storage.StorageError) as e:
         raise ArtifactError(f"{m.root}: unreadable monitor output ({e!r})") from e
     return MonitorResult(root=m.root, manifest=m, drift=doc, histograms=hist)
+
+
+def load_alert(root: str | os.PathLike) -> dict | None:
+    """The alert record of a committed monitor artifact, or None when nothing breached."""
+    m = read_manifest(root, TYPE)
+    name = m.body.get("alert")
+    if name is None:
+        return None
+    try:
+        return read_json(m.path(name))
+    except (OSError, ValueError, storage.StorageError) as e:
+        raise ArtifactError(f"{m.root}: unreadable alert record ({e!r})") from e

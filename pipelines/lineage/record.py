@@ -29,6 +29,7 @@ from mlbatch import storage
 from mlbatch.artifacts.base import ArtifactError, Manifest, digest_of, read_manifest
 from pipelines.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
 from pipelines.lineage.store import LineageError, LineageStore
+from pipelines.lineage import drift_history
 
 LOGGER = logging.getLogger(__name__)
 
@@ -256,6 +257,8 @@ def record_step(store: LineageStore, pipeline_run: str, step_name: str, job: str
                 store.put_attribution(context_id, artifact_id)
         for context_id in contexts:
             store.put_association(context_id, execution_id)
+        if manifest is not None and manifest.type == "monitor":
+            drift_history.put_history(store, execution_id, manifest)
     LOGGER.info("lineage: %s/%s %s (%d events)", pipeline_run, step_name, exec_state.name,
                 len(linked))
     return execution_id
