@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOp
 from beam_jobs.common.inputs import check_pins, pin_files
 from beam_jobs.common.options import exit_now, parse_job_args, refuse_local_paths
 from beam_jobs.common.options import OptionsError, pipeline_options, quiet_logging, run_pipeline
-from beam_jobs.features import io
+from beam_jobs.tabular import reading
 from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
 from mlbatch.schema import SchemaError, load_schema
 from mlbatch.storage import StorageError, is_remote
@@ -91,7 +91,7 @@ class UnusableInputError(FeatureJobError):
     feature source that is all null or constant (output left uncommitted; exit 2)."""
 
 
-USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, io.InputError, StorageError,
+USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, reading.InputError, StorageError,
                 OutputExistsError)
 
 
@@ -171,7 +171,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     dry_run = options.view_as(TestOptions).dry_run
     if dry_run:
         args.passes = "1"  # a dry run builds (describes) the one graph, runs nothing
-    files = io.check_inputs(args.input, list(schema.tables.values()))
+    files = reading.check_inputs(args.input, list(schema.tables.values()))
     # pinned until the commit: a file rewritten between passes would mix two versions
     pins = {} if dry_run else pin_files([p for paths in files.values() for p in paths])
     writer = ArtifactWriter(args.output, "features", job=JOB, config={

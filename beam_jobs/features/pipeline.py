@@ -24,7 +24,8 @@ import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.common import deadletter, prepare, sinks
+from beam_jobs.common import deadletter, sinks
+from beam_jobs.tabular import prepare
 from beam_jobs.features import accounting, io, limits, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
                                               make_reference_preprocessing_fn,

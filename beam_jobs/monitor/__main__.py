@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common.options import exit_now, parse_job_args
-from beam_jobs.common import reading, serving
+from beam_jobs.tabular import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
 from beam_jobs.monitor import model as model_mod

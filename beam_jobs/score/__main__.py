@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common.options import exit_now, parse_job_args
-from beam_jobs.common import reading, serving
+from beam_jobs.tabular import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError

@@ -1,6 +1,6 @@
 """Wires the scoring job: raw rows -> saved transform -> RunInference -> predictions.
 
-read (beam_jobs.common.serving) -> TransformFeatures (the saved transform_fn) ->
+read (beam_jobs.tabular.serving) -> TransformFeatures (the saved transform_fn) ->
 KeyByExamples ((example_id, label) key, the model's input columns) -> RunInference
 (KeyedModelHandler over handlers.ModelArtifactHandler) -> predictions Parquet, Vertex
 JSON lines; dead letters and per-stage counts (summary.json) beside them.
@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam_jobs.common import deadletter, prepare, serving, sinks
+from beam_jobs.common import deadletter, sinks
+from beam_jobs.tabular import prepare, serving
 from beam_jobs.score.handlers import ModelArtifactHandler
 from mlbatch.artifacts import predictions as contract
 from mlbatch.artifacts.models import Model

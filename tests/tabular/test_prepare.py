@@ -3,10 +3,10 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from beam_jobs.common import prepare, records
-from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from beam_jobs.tabular import prepare, records
+from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch.schema import JoinSpec, load_schema
-from tests.features.test_schema import FLIGHTS, write_schema
+from tests.mlbatch.test_schema import FLIGHTS, write_schema
 
 
 @pytest.fixture(scope="module")

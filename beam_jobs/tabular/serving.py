@@ -4,7 +4,7 @@ Shared by the jobs that apply a trained model's inputs to new raw data (scoring,
 monitoring). Two pieces:
 
 - ``ReadServingExamples``: raw tables read, validated, joined and derived exactly as the
-  feature job does (beam_jobs.common.reading / prepare, the dataset schema the feature
+  feature job does (beam_jobs.tabular.reading / prepare, the dataset schema the feature
   artifact records), with the same dead letters. A row is named by the same
   ``example_id`` (``<source path>:<line>``), so rows scored from the raw files the
   feature job read carry the ids of its train/eval Parquet. Unlike training, a row
@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import deadletter, prepare, reading
-from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from beam_jobs.common import deadletter
+from beam_jobs.tabular import prepare, reading
+from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch import expr, storage
 from mlbatch.artifacts.base import digest_of
 from mlbatch.artifacts.features import FeatureSet

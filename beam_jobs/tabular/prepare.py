@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch import expr
 from mlbatch.labels import forward_label
 from mlbatch.schema import DatasetSchema, JoinSpec, SplitSpec, TableSpec
@@ -29,7 +29,7 @@ def dedupe_lookup(table: TableSpec, batches: list[pa.RecordBatch]) -> tuple[pa.T
     Returns the table (sorted by source and line, so "first" is deterministic) and the
     number of duplicate rows dropped (reported in the summary, never silent).
     """
-    from beam_jobs.common.records import typed_schema
+    from beam_jobs.tabular.records import typed_schema
 
     if not batches:
         return typed_schema(table).empty_table(), 0

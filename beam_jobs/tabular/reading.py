@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import csvsplit, inputs, prepare, records
+from beam_jobs.common import inputs
+from beam_jobs.tabular import csvsplit, prepare, records
 from beam_jobs.common.inputs import InputError
 from mlbatch import storage
 from mlbatch.schema import TableSpec
