@@ -91,12 +91,22 @@ def derive_checked(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Table, pa.Arr
     return t, reasons
 
 
-def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarray]:
-    """(label as float32, mask of rows whose label cannot be computed: null or not finite;
-    a binary label is 1.0 where its expression is true)."""
+def label_values(t: pa.Table, schema: DatasetSchema) -> pa.Array:
+    """The label in its own units (float64; a binary label 1.0 where its expression is
+    true), null where it cannot be computed (a source is missing, or the value is not
+    finite): the one label function, which the feature job (``label_array``) and serving
+    (``serving.prepare_for_serving``) share."""
     values = pc.cast(expr.evaluate(schema.label.expr, t), pa.float64())
-    missing = pc.invert(pc.fill_null(pc.is_finite(values), False))
-    label = pc.cast(pc.if_else(missing, 0.0, values), pa.float32())
+    ok = pc.fill_null(pc.is_finite(values), False)
+    return pc.if_else(ok, values, pa.scalar(None, pa.float64()))
+
+
+def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarray]:
+    """(label_values as float32 with 0.0 where it cannot be computed, mask of those rows):
+    tf.Transform takes no nulls, so the feature job excludes the masked rows."""
+    values = label_values(t, schema)
+    missing = pc.is_null(values)
+    label = pc.cast(pc.fill_null(values, 0.0), pa.float32())
     return label, np.asarray(missing.to_numpy(zero_copy_only=False))
 
 

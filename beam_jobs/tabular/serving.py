@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 from beam_jobs.common import deadletter
 from beam_jobs.tabular import prepare, reading
 from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
-from mlbatch import expr, storage
+from mlbatch import storage
 from mlbatch.artifacts.base import digest_of
 from mlbatch.artifacts.features import FeatureSet
 from mlbatch.config import ConfigError, load_yaml
@@ -82,14 +82,6 @@ def transform_digest(features: FeatureSet) -> str:
     return digest_of(files)
 
 
-def label_values(t: pa.Table, schema: DatasetSchema) -> pa.Array:
-    """The label in its own units (float64; a binary label 1.0/0.0), null where it
-    cannot be computed (a source is missing, or the expression is not finite)."""
-    values = pc.cast(expr.evaluate(schema.label.expr, t), pa.float64())
-    ok = pc.fill_null(pc.is_finite(values), False)
-    return pc.if_else(ok, values, pa.scalar(None, pa.float64()))
-
-
 def prepare_for_serving(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
                         ) -> tuple[pa.Table, pa.Array]:
     """Joins and derives a batch of valid main rows; adds example_id and LABEL.
@@ -102,7 +94,7 @@ def prepare_for_serving(main: pa.Table, lookups: dict[str, pa.Table], schema: Da
         t = prepare.join_lookup(t, lookups[j.table], j)
     t, derive_reasons = prepare.derive_checked(t, schema)
     t = t.append_column(prepare.EXAMPLE_ID, prepare.example_ids(t))
-    t = t.append_column(LABEL, label_values(t, schema))
+    t = t.append_column(LABEL, prepare.label_values(t, schema))
     return t, pc.coalesce(derive_reasons, prepare.filter_reasons(t, schema))
 
 
