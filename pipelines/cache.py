@@ -36,6 +36,7 @@ from mlbatch.artifacts import ArtifactError, read_manifest
 from mlbatch.artifacts.manifest import IntegrityError
 from pipelines.registry import JOBS
 from pipelines.spec import RUN_REF, Pipeline, Step, resolve
+from mlbatch.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_FILE = ".pipeline_cache.json"
@@ -43,7 +44,7 @@ _SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".txt")
 _MAGIC = set("*?[")
 
 
-class CacheError(ValueError):
+class CacheError(ValueError, UsageError):
     """A step's key cannot be computed (a raw input or an upstream output is missing)."""
 
 

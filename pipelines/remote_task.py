@@ -52,6 +52,7 @@ from typing import Any
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, read_manifest
 from pipelines import remote
+from mlbatch.errors import JobError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ _ATTEMPT = "-attempt-"
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
-class TaskError(RuntimeError):
+class TaskError(RuntimeError, JobError):
     """The task's settings are wrong (exit 2)."""
 
 

@@ -177,11 +177,8 @@ def run(argv: list[str] | None = None) -> Manifest:
     art = writer.input_artifact("vectors", args.vectors, "cooccurrence")
     result = evaluate(args)
     writer.claim(overwrite=args.overwrite)
-    try:
+    with writer:  # an exception marks the output failed
         return _commit(writer, art, result)
-    except BaseException as err:
-        writer.fail(f"{type(err).__name__}: {err}")
-        raise
 
 
 def _commit(writer: ArtifactWriter, art: Manifest, result: dict) -> Manifest:

@@ -24,6 +24,7 @@ from beam_jobs.tabular import reading
 from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
 from mlbatch.schema import SchemaError, load_schema
 from mlbatch.storage import StorageError, is_remote
+from mlbatch.errors import JobError, UsageError
 
 # pipeline and artifacts import TensorFlow: only once the flags and schema are known good,
 # so that configuration errors come back in a second.
@@ -82,11 +83,11 @@ def parse_args(argv):
 
 
 
-class FeatureJobError(RuntimeError):
+class FeatureJobError(RuntimeError, JobError):
     """The run finished but its output cannot be trusted (left uncommitted, reason named)."""
 
 
-class UnusableInputError(FeatureJobError):
+class UnusableInputError(FeatureJobError, UsageError):
     """The input gives no usable features: no train or eval rows, or a derived column or
     feature source that is all null or constant (output left uncommitted; exit 2)."""
 
@@ -184,18 +185,16 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     from beam_jobs.features import artifacts
 
     try:
-        _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins)
-        if dry_run:
-            return None
-        if FileSystems.exists(tft_temp):
-            FileSystems.delete([tft_temp])
-        summary = artifacts.finalize(writer, schema, args.analyzers, args.max_dead_letter_share,
-                                     transform_dir=transform_dir,
-                                     before_commit=lambda: check_pins(pins, "before the commit"))
-    except BaseException as e:
-        if not dry_run:
-            writer.fail(f"{type(e).__name__}: {e}")
-        raise
+        with writer:  # an exception marks a claimed output failed
+            _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins)
+            if dry_run:
+                return None
+            if FileSystems.exists(tft_temp):
+                FileSystems.delete([tft_temp])
+            summary = artifacts.finalize(
+                writer, schema, args.analyzers, args.max_dead_letter_share,
+                transform_dir=transform_dir,
+                before_commit=lambda: check_pins(pins, "before the commit"))
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)

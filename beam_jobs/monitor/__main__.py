@@ -29,17 +29,18 @@ from mlbatch.artifacts.base import ArtifactError, read_manifest, write_json
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.monitor import ANOMALIES, DRIFT, HISTOGRAMS, load_monitor
 from mlbatch.schema import SchemaError
+from mlbatch.errors import JobError, UsageError
 
 JOB = pipeline.JOB
 LOGGER = logging.getLogger("beam_jobs.monitor")
 EXIT_BREACH = 3
 
 
-class MonitorUsageError(ValueError):
+class MonitorUsageError(ValueError, UsageError):
     """Inputs that cannot be monitored as given (named in the message)."""
 
 
-class MonitorJobError(RuntimeError):
+class MonitorJobError(RuntimeError, JobError):
     """The run finished but its output cannot be trusted (left uncommitted)."""
 
 
@@ -189,7 +190,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
         "pipeline_args": beam_args})
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
-    try:
+    with writer:  # an exception marks a claimed output failed
         _record_inputs(writer, args, plan)
         p = beam.Pipeline(options=options)
         pipeline.build(p, plan)
@@ -197,10 +198,6 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
         if dry_run:
             return None
         return _finish(writer, plan, args)
-    except BaseException as e:
-        if not dry_run:
-            writer.fail(f"{type(e).__name__}: {e}")
-        raise
 
 
 def _finish(writer: ArtifactWriter, plan: pipeline.Plan, args) -> dict:

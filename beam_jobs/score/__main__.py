@@ -26,6 +26,7 @@ from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_option
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError
 from mlbatch.schema import SchemaError
 from mlbatch.storage import StorageError
+from mlbatch.errors import JobError, UsageError
 
 JOB = "beam_jobs.score"
 LOGGER = logging.getLogger("beam_jobs.score")
@@ -66,11 +67,11 @@ def parse_args(argv):
 
 
 
-class ScoreJobError(RuntimeError):
+class ScoreJobError(RuntimeError, JobError):
     """The run finished but its output cannot be trusted (left uncommitted, reason named)."""
 
 
-class ScoreConfigError(ValueError):
+class ScoreConfigError(ValueError, UsageError):
     """The features, the model and the input do not go together (named in the message)."""
 
 
@@ -135,7 +136,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     from beam_jobs.score import artifacts, pipeline
 
     t0 = time.perf_counter()
-    try:
+    with writer:  # an exception marks a claimed output failed
         try:
             p = beam.Pipeline(options=options)
         except ValueError as e:  # Beam's own option validation (e.g. a malformed project id)
@@ -146,10 +147,6 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
             return None
         timings = {"pipeline_s": round(time.perf_counter() - t0, 3)}
         summary = artifacts.finalize(writer, schema, model, transform_digest, timings)
-    except BaseException as e:
-        if not dry_run:
-            writer.fail(f"{type(e).__name__}: {e}")
-        raise
     m = summary["metrics"]
     LOGGER.info("read %d, scored %d, dead letter %d -> %s", m["rows_read"], m["rows_scored"],
                 m["rows_dead_letter"], args.output)

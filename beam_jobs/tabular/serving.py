@@ -35,6 +35,7 @@ from mlbatch.artifacts.features import FeatureSet
 from mlbatch.config import ConfigError, load_yaml
 from mlbatch.schema import DatasetSchema, SchemaError
 from mlbatch.schema.build import build as build_schema
+from mlbatch.errors import UsageError
 
 LOGGER = logging.getLogger(__name__)
 EXAMPLES = "examples"
@@ -45,7 +46,7 @@ LABEL = "label"  # the served label column: float64 in the label's own units, nu
 TRANSFORM_DIR = "transform_fn"
 
 
-class ServingError(ValueError):
+class ServingError(ValueError, UsageError):
     """The feature artifact cannot be served (named in the message)."""
 
 

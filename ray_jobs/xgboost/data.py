@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from mlbatch import storage
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
+from mlbatch.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ SCAN_BATCH_ROWS = 1 << 20
 MAX_PROBLEMS_SHOWN = 10
 
 
-class FeatureDataError(ValueError):
+class FeatureDataError(ValueError, UsageError):
     """The feature Parquet holds values training cannot use (file, column, count named)."""
 
 
