@@ -29,7 +29,7 @@ from gensim.models import KeyedVectors, Word2Vec
 from gensim.test.utils import datapath
 
 from beam_jobs.cooccurrence.counting import Tokenizer
-from mlbatch import storage
+from mlbatch import logs, storage
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, Manifest, write_json
 from mlbatch.artifacts.cooccurrence import CooccurrenceArtifact, load_cooccurrence
 from mlbatch.artifacts.cooccurrence_evaluation import RESULTS, TABLE, TYPE
@@ -207,6 +207,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.setup()
     logging.getLogger("gensim").setLevel(logging.WARNING)
     sys.exit(main())

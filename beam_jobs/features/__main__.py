@@ -19,11 +19,12 @@ from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOp
 
 from beam_jobs.common.inputs import check_pins, pin_files
 from beam_jobs.common.options import exit_now, parse_job_args, refuse_local_paths
-from beam_jobs.common.options import OptionsError, pipeline_options, quiet_logging, run_pipeline
+from beam_jobs.common.options import pipeline_options, quiet_logging, run_pipeline
 from beam_jobs.tabular import reading
-from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
-from mlbatch.schema import SchemaError, load_schema
-from mlbatch.storage import StorageError, is_remote
+from mlbatch.artifacts import ArtifactWriter, read_json
+from mlbatch.schema import load_schema
+from mlbatch.storage import is_remote
+from mlbatch import errors, logs
 from mlbatch.errors import JobError, UsageError
 
 # pipeline and artifacts import TensorFlow: only once the flags and schema are known good,
@@ -92,10 +93,6 @@ class UnusableInputError(FeatureJobError, UsageError):
     feature source that is all null or constant (output left uncommitted; exit 2)."""
 
 
-USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, reading.InputError, StorageError,
-                OutputExistsError)
-
-
 def runs_locally(options: PipelineOptions) -> bool:
     """Whether the runner is one of Beam's in-process local runners."""
     runner = options.view_as(StandardOptions).runner or ""
@@ -158,7 +155,7 @@ def _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins) 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns the summary of the committed output (None on a dry run).
 
-    Raises one of USAGE_ERRORS for what the user must fix before anything runs, and
+    Raises a UsageError (mlbatch.errors) for what the user must fix before anything runs, and
     FeatureJobError when the output is left uncommitted (counts that do not reconcile,
     too many dead letters); the reason is recorded in the output's _PENDING.json too.
     """
@@ -213,19 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     schema, option, input and output errors and input without usable features (left
     uncommitted), 1 when the output is left uncommitted for another reason."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(parse_args(argv)[0].log_level)
     try:
         run(argv)
-    except USAGE_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except UnusableInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except FeatureJobError as e:
-        LOGGER.error("%s", e)
-        return 1
+    except errors.CAUGHT as e:  # UnusableInputError is a UsageError too: exit 2
+        return errors.exit_code(None, e)
     return 0
 
 

@@ -24,11 +24,11 @@ from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import pipeline, report, stats
 from beam_jobs.monitor import drift
 from mlbatch import storage
-from mlbatch.artifacts import MANIFEST, PENDING, ArtifactWriter, OutputExistsError
-from mlbatch.artifacts.base import ArtifactError, read_manifest, write_json
+from mlbatch.artifacts import MANIFEST, PENDING, ArtifactWriter
+from mlbatch.artifacts.base import read_manifest, write_json
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.monitor import ANOMALIES, DRIFT, HISTOGRAMS, load_monitor
-from mlbatch.schema import SchemaError
+from mlbatch import errors, logs
 from mlbatch.errors import JobError, UsageError
 
 JOB = pipeline.JOB
@@ -42,11 +42,6 @@ class MonitorUsageError(ValueError, UsageError):
 
 class MonitorJobError(RuntimeError, JobError):
     """The run finished but its output cannot be trusted (left uncommitted)."""
-
-
-USAGE_ERRORS = (MonitorUsageError, ArtifactError, SchemaError, OptionsError, FileNotFoundError,
-                reading.InputError, serving.ServingError, storage.StorageError,
-                OutputExistsError)
 
 
 def parse_args(argv):
@@ -173,7 +168,7 @@ def _check_remote(args, plan: pipeline.Plan, options) -> None:
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns drift.json's document (None on a dry run). Raises one of
-    USAGE_ERRORS for what the user must fix, MonitorJobError when the output is left
+    a UsageError (mlbatch.errors) for what the user must fix, MonitorJobError when the output is left
     uncommitted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
@@ -231,16 +226,11 @@ def _finish(writer: ArtifactWriter, plan: pipeline.Plan, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 ok, 3 a breach, 2 usage/input errors, 1 uncommitted output."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(parse_args(argv)[0].log_level)
     try:
         doc = run(argv)
-    except USAGE_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except MonitorJobError as e:
-        LOGGER.error("%s", e)
-        return 1
+    except errors.CAUGHT as e:
+        return errors.exit_code(None, e)
     return EXIT_BREACH if doc is not None and doc["verdict"] == "breach" else 0
 
 

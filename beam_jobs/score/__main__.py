@@ -23,9 +23,8 @@ from beam_jobs.common.options import exit_now, parse_job_args
 from beam_jobs.tabular import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
-from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError
-from mlbatch.schema import SchemaError
-from mlbatch.storage import StorageError
+from mlbatch.artifacts import ArtifactError, ArtifactWriter
+from mlbatch import errors, logs
 from mlbatch.errors import JobError, UsageError
 
 JOB = "beam_jobs.score"
@@ -75,10 +74,6 @@ class ScoreConfigError(ValueError, UsageError):
     """The features, the model and the input do not go together (named in the message)."""
 
 
-USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, reading.InputError, StorageError,
-                OutputExistsError, ArtifactError, ScoreConfigError, serving.ServingError)
-
-
 def _inputs(args):
     """(features, schema, model, transform digest) checked to belong together."""
     from mlbatch.artifacts.features import load_feature_set
@@ -113,7 +108,7 @@ def _check_remote(args, options) -> None:
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns the summary of the committed output (None on a dry run).
 
-    Raises one of USAGE_ERRORS for what the user must fix before anything runs, and
+    Raises a UsageError (mlbatch.errors) for what the user must fix before anything runs, and
     ScoreJobError when the output is left uncommitted (counts that do not reconcile).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -159,16 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: 0 when the output is committed, 2 (naming the problem) for usage,
     artifact, option, input and output errors, 1 when the output is left uncommitted."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(parse_args(argv)[0].log_level)
     try:
         run(argv)
-    except ScoreJobError as e:
-        LOGGER.error("%s", e)
-        return 1
-    except USAGE_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except errors.CAUGHT as e:
+        return errors.exit_code(None, e)
     return 0
 
 

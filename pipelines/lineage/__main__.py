@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
-from mlbatch import storage
+from mlbatch import logs, storage
 from pipelines.lineage import STORE_NAME, LineageError, LineageStore, lineage, render
 
 
@@ -66,5 +65,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
+    logs.setup("WARNING")
     sys.exit(main())
