@@ -6,6 +6,7 @@ python -m beam_jobs.features --schema schemas/flights.yaml --input data/flights 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -17,9 +18,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions, TestOptions)
 
+from beam_jobs.common.config import frozen, recorded
 from beam_jobs.common.inputs import check_pins, pin_files
 from beam_jobs.common.options import exit_now, parse_job_args, refuse_local_paths
 from beam_jobs.common.options import pipeline_options, quiet_logging, run_pipeline
+from beam_jobs.features.config import FeatureConfig
 from beam_jobs.tabular import reading
 from mlbatch.artifacts import ArtifactWriter, read_json
 from mlbatch.schema import load_schema
@@ -44,7 +47,7 @@ def _share(text: str) -> float:
     return value
 
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> tuple[FeatureConfig, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schema", required=True, help="dataset schema file (YAML)")
@@ -78,8 +81,9 @@ def parse_args(argv):
     parser.add_argument("--verbose", action="store_true",
                         help="also Beam's INFO chatter and TensorFlow's native log lines")
     parser.add_argument("--log-level", default="INFO")
-    return parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
-                          at_least_zero=("num_shards",))
+    known, beam_args = parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
+                                      at_least_zero=("num_shards",))
+    return frozen(FeatureConfig, known), beam_args
 
 
 
@@ -99,11 +103,11 @@ def runs_locally(options: PipelineOptions) -> bool:
     return runner.rsplit(".", 1)[-1].lower() in LOCAL_RUNNERS
 
 
-def _two_passes(args: argparse.Namespace, options: PipelineOptions) -> bool:
+def _two_passes(args: FeatureConfig, options: PipelineOptions) -> bool:
     return args.passes == "2" or (args.passes == "auto" and runs_locally(options))
 
 
-def _tft_dirs(args: argparse.Namespace, options: PipelineOptions,
+def _tft_dirs(args: FeatureConfig, options: PipelineOptions,
               dry_run: bool) -> tuple[str, str | None, str | None]:
     """(tf.Transform temp dir, transform_dir, local scratch dir to remove afterwards).
 
@@ -168,14 +172,12 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
                                save_main_session=save_main_session, job_flags=args.job_flags)
     dry_run = options.view_as(TestOptions).dry_run
     if dry_run:
-        args.passes = "1"  # a dry run builds (describes) the one graph, runs nothing
+        args = dataclasses.replace(args, passes="1")  # a dry run describes the one graph
     files = reading.check_inputs(args.input, list(schema.tables.values()))
     # pinned until the commit: a file rewritten between passes would mix two versions
     pins = {} if dry_run else pin_files([p for paths in files.values() for p in paths])
     writer = ArtifactWriter(args.output, "features", job=JOB, config={
-        **{k: v for k, v in vars(args).items()
-           if k not in ("overwrite", "log_level", "verbose", "job_flags")},
-        "pipeline_args": beam_args})
+        **recorded(args), "pipeline_args": beam_args})
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
     tft_temp, transform_dir, scratch = _tft_dirs(args, options, dry_run)

@@ -19,7 +19,9 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
+from beam_jobs.common.config import frozen, recorded
 from beam_jobs.common.options import exit_now, parse_job_args
+from beam_jobs.score.config import ScoreConfig
 from beam_jobs.tabular import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
@@ -32,7 +34,7 @@ LOGGER = logging.getLogger("beam_jobs.score")
 CODECS = ("snappy", "gzip", "zstd", "brotli", "lz4", "none")
 
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> tuple[ScoreConfig, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", required=True,
@@ -60,8 +62,9 @@ def parse_args(argv):
     parser.add_argument("--verbose", action="store_true",
                         help="also Beam's INFO chatter and TensorFlow's native log lines")
     parser.add_argument("--log-level", default="INFO")
-    return parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
-                          at_least_zero=("num_shards",))
+    known, beam_args = parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
+                                      at_least_zero=("num_shards",))
+    return frozen(ScoreConfig, known), beam_args
 
 
 
@@ -121,8 +124,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     dry_run = options.view_as(TestOptions).dry_run
     files = reading.check_inputs(args.input, list(schema.tables.values()))
     writer = ArtifactWriter(args.output, "predictions", job=JOB, config={
-        **{k: v for k, v in vars(args).items()
-           if k not in ("overwrite", "log_level", "verbose", "job_flags")},
+        **recorded(args),
         "pipeline_args": beam_args})
     if not dry_run:
         writer.claim(overwrite=args.overwrite)

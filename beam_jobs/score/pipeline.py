@@ -7,7 +7,6 @@ JSON lines; dead letters and per-stage counts (summary.json) beside them.
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 import apache_beam as beam
@@ -18,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam_jobs.common import deadletter, sinks
+from beam_jobs.score.config import ScoreConfig
 from beam_jobs.tabular import prepare, serving
 from beam_jobs.score.handlers import ModelArtifactHandler
 from mlbatch.artifacts import predictions as contract
@@ -65,7 +65,7 @@ def vertex_lines(t: pa.Table) -> str:
     return "\n".join(lines.to_pylist())
 
 
-def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
+def build(p: beam.Pipeline, args: ScoreConfig, schema: DatasetSchema,
           inputs: dict[str, list[str]], features_root: str, model: Model,
           transform_digest: str) -> None:
     """`inputs`: each table's files (reading.check_inputs)."""
