@@ -1,21 +1,29 @@
-"""xgboost-ray vs plain XGBoost on the same features, params and rounds (prints ratios;
-no asserts; timing belongs here, not in tests).
+"""The job's Ray Train XGBoost vs plain XGBoost on the same features, params and rounds
+(prints ratios; no asserts; timing belongs here, not in tests).
 
     python -m benchmarks.xgboost_bench                         # flights + 2M x 30 synthetic
     python -m benchmarks.xgboost_bench --rows 200000 --rounds 30   # quick look
+    python -m benchmarks.xgboost_bench --report-cost --rows 200000 # what reports cost
 
 Per dataset, each run in a fresh process (so peak memory is its own), one after another:
   plain      xgboost.train(nthread=2) on a DMatrix built from the Parquet in-process
-  ray_2x1    this job's xgboost-ray training, 2 actors x 1 CPU (the default layout on 2 CPUs)
-  ray_1x2    this job's xgboost-ray training, 1 actor x 2 CPUs
+  ray_2x1    this job's training (Ray Train V2 XGBoostTrainer), 2 workers x 1 CPU (the
+             default layout on 2 CPUs)
+  ray_1x2    the same, 1 worker x 2 CPUs
 All runs use OMP_WAIT_POLICY=PASSIVE (see BENCH_ENV).
-Wall time counts reading the Parquet, building the matrices and training (for xgboost-ray
-also starting the actors; Ray itself is started before the clock, as a cluster would be
-up already). The job's pre-training data scan is timed separately (scan_s). Eval AUC is
-computed exactly from each model's predictions on the whole eval split. Peak memory: the
-process's max RSS, plus for xgboost-ray the sampled peak of the training actors' summed RSS.
+Wall time counts reading the Parquet, building the matrices and training (for Ray Train
+also starting the controller and workers and the job's reports and checkpoints every 5
+rounds; Ray itself is started before the clock, as a cluster would be up already). The
+job's pre-training data scan is timed separately (scan_s). Eval AUC is computed exactly
+from each model's predictions on the whole eval split. Peak memory: the process's max RSS,
+plus for Ray Train the sampled peak of the training workers' summed RSS.
 Ray runs locally on 127.0.0.1. Datasets: out/run/features (the demo feature job's flights output)
 when present, and a synthetic table of --rows x 30 features (cached under bench_out/).
+
+--report-cost: 2 workers x 1 CPU, --rounds rounds on the synthetic table, in one process
+and one Ray: reports only at the end vs every round (at Ray Train's default 2 s
+controller poll and at the job's 0.2 s) vs every 5 rounds; then Tune with ASHA end to end
+(4 trials, checkpoint_every 1 vs 5). Written to bench_out/xgboost_report_cost.json.
 """
 from __future__ import annotations
 
@@ -26,9 +34,12 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+
+from xgboost.callback import TrainingCallback
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("plain", "ray_2x1", "ray_1x2")
@@ -52,7 +63,7 @@ def _rss_mb(pid: int) -> float:
 
 
 class ActorMemorySampler(threading.Thread):
-    """Peak of the summed RSS of xgboost-ray training actor processes (sampled)."""
+    """Peak of the summed RSS of the Ray Train worker processes (sampled)."""
 
     def __init__(self, period_s: float = 0.2):
         super().__init__(daemon=True)
@@ -67,7 +78,7 @@ class ActorMemorySampler(threading.Thread):
                         cmd = (d / "cmdline").read_bytes()
                     except OSError:
                         continue
-                    if b"RayXGBoostActor" in cmd:
+                    if b"RayTrainWorker" in cmd:
                         total += _rss_mb(int(d.name))
             self.peak_mb = max(self.peak_mb, total)
             self._halt.wait(self.period_s)
@@ -114,17 +125,15 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
     else:
         from ray_jobs.common.cluster import connect
         from ray_jobs.xgboost import cluster
-        from ray_jobs.xgboost.driver import train_booster
         connect(None)  # local Ray on 127.0.0.1, before the clock
         layout = Layout(*LAYOUTS[mode])
         cluster.check_layout(layout)
         sampler = ActorMemorySampler()
         sampler.start()
         t = time.perf_counter()
-        booster, extra = train_booster(fs, params, layout, cfg)
+        booster, _ = train_ray(fs, params, layout, cfg)
         wall = time.perf_counter() - t
-        record.update(train_s=round(float(extra["training_time_s"]), 2),
-                      actor_peak_rss_mb=round(sampler.stop(), 1))
+        record.update(train_s=round(wall, 2), actor_peak_rss_mb=round(sampler.stop(), 1))
     p, y = [], []
     for path in fs.files("eval"):
         x_e, y_e = data.read_split(fs, path)
@@ -135,6 +144,92 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
                   process_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                             / 1024, 1))
     return record
+
+
+def train_ray(fs, params: dict, layout, cfg, **spec_kw):
+    """The job's training (driver.train_spec/make_trainer/fit), checkpoints in a temp dir."""
+    from ray_jobs.xgboost import driver
+    with tempfile.TemporaryDirectory(prefix="xgb_bench_") as d:
+        spec = driver.train_spec(cfg, fs, params, layout, **spec_kw)
+        return driver.fit(driver.make_trainer(spec, layout, name="bench", storage_uri=d,
+                                              max_failures=0))
+
+
+class LoopTimer(TrainingCallback):
+    """XGBoost callback (in the training workers): rank 0 writes the seconds from the
+    first round's start to the last round's end (reports included) to ``path``."""
+
+    def __init__(self, path: str):
+        self.path, self.t0 = path, 0.0
+
+    def before_training(self, model):
+        self.t0 = time.perf_counter()
+        return model
+
+    def after_training(self, model):
+        from xgboost import collective
+        if collective.get_rank() == 0:
+            Path(self.path).write_text(str(time.perf_counter() - self.t0))
+        return model
+
+
+def report_cost(features: Path, rounds: int, repeats: int) -> dict:
+    """Seconds of one 2 x 1 training per report setting (medians), in this process:
+    the whole fit (worker start included) and the boosting loop alone (reports included)."""
+    from ray_jobs.common.cluster import connect
+    from ray_jobs.xgboost import data, driver
+    from ray_jobs.xgboost.config import Layout, XGBoostConfig
+
+    connect(None)
+    fs = data.load_and_validate(str(features), scan=False)
+    cfg = XGBoostConfig(features=str(features), output="-", num_boost_round=rounds,
+                        early_stopping_rounds=None, params=BENCH_PARAMS)
+    params, layout = cfg.booster_params(fs.task), Layout(2, 1)
+    cases = {"end_only": (rounds, "0.2"), "every_1_poll_2s": (1, "2.0"),
+             "every_1_poll_0.2s": (1, "0.2"), "every_5_poll_0.2s": (5, "0.2")}
+    times: dict[str, list[float]] = {c: [] for c in cases}
+    loops: dict[str, list[float]] = {c: [] for c in cases}
+    timer = Path(tempfile.mkdtemp(prefix="xgb_loop_")) / "loop_s"
+    for _ in range(repeats):
+        for case, (every, poll) in cases.items():
+            os.environ[driver.REPORT_POLL_ENV] = poll  # read when the trainer starts
+            t = time.perf_counter()
+            train_ray(fs, params, layout, cfg, report_every=every,
+                      callbacks=[LoopTimer(str(timer))])
+            times[case].append(round(time.perf_counter() - t, 2))
+            loops[case].append(round(float(timer.read_text()), 2))
+            print(f"  report cost {case}: fit {times[case][-1]} s, loop {loops[case][-1]} s",
+                  file=sys.stderr)
+    med = {c: sorted(v)[len(v) // 2] for c, v in times.items()}
+    loop = {c: sorted(v)[len(v) // 2] for c, v in loops.items()}
+    per_report = {c: round((loop[c] - loop["end_only"]) / max(1, rounds // cases[c][0] - 1), 3)
+                  for c in cases if c != "end_only"}
+    return {"rounds": rounds, "layout": "2 workers x 1 CPU", "cases": {
+                c: {"report_every": e, "poll_s": float(p)} for c, (e, p) in cases.items()},
+            "fit_s": times, "loop_s": loops, "median_fit_s": med, "median_loop_s": loop,
+            "extra_loop_s_per_report": per_report}
+
+
+def tune_cost(features: Path, rounds: int) -> dict:
+    """Tune with ASHA end to end (4 trials, 1 worker x 1 CPU each): report every round vs
+    every 5 rounds."""
+    from ray_jobs.tune import driver as tune_driver
+    out = {}
+    for every in (1, 5):
+        with tempfile.TemporaryDirectory(prefix="xgb_tune_bench_") as d:
+            settings = tune_driver.TuneSettings(
+                job="xgboost", features=str(features), output=d, num_samples=4, seed=0,
+                scheduler="asha", grace_period=5, reduction_factor=3,
+                base_config={"num_boost_round": rounds, "early_stopping_rounds": 0,
+                             "checkpoint_every": every})
+            t = time.perf_counter()
+            summary = tune_driver.run(settings)
+            out[f"checkpoint_every_{every}"] = {
+                "wall_s": round(time.perf_counter() - t, 2),
+                "scheduler_stopped": summary["scheduler_stopped"],
+                "best_eval_loss": summary["best"]["eval_loss"]}
+            print(f"  tune every {every}: {out[f'checkpoint_every_{every}']}", file=sys.stderr)
+    return out
 
 
 def synthetic(root: Path, rows: int) -> Path:
@@ -151,10 +246,10 @@ def synthetic(root: Path, rows: int) -> Path:
                                     shards=8, seed=0)
 
 
-def measure(features: Path, rounds: int, repeats: int) -> dict:
-    runs: dict[str, list[dict]] = {m: [] for m in MODES}
+def measure(features: Path, rounds: int, repeats: int, modes: tuple[str, ...] = MODES) -> dict:
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
     for _ in range(repeats):
-        for mode in MODES:  # interleaved, so drift hits every mode alike
+        for mode in modes:  # interleaved, so drift hits every mode alike
             load_before = os.getloadavg()[0]
             out = subprocess.run([sys.executable, "-m", "benchmarks.xgboost_bench", "--one", mode,
                                   "--features", str(features), "--rounds", str(rounds)],
@@ -166,11 +261,11 @@ def measure(features: Path, rounds: int, repeats: int) -> dict:
             runs[mode][-1]["loadavg_1m_before"] = round(load_before, 2)
             print(f"  {features.name} {mode}: {runs[mode][-1]}", file=sys.stderr)
     med = {m: min(runs[m], key=lambda r: r["wall_s"]) if repeats == 1 else
-           sorted(runs[m], key=lambda r: r["wall_s"])[len(runs[m]) // 2] for m in MODES}
+           sorted(runs[m], key=lambda r: r["wall_s"])[len(runs[m]) // 2] for m in modes}
     plain = med["plain"]
     key = "auc" if "auc" in plain["eval"] else "rmse"
-    result = {"runs": med, "wall_s_all": {m: [r["wall_s"] for r in runs[m]] for m in MODES}}
-    for m in ("ray_2x1", "ray_1x2"):
+    result = {"runs": med, "wall_s_all": {m: [r["wall_s"] for r in runs[m]] for m in modes}}
+    for m in [m for m in modes if m != "plain"]:
         result[f"{m}_vs_plain_wall"] = round(med[m]["wall_s"] / plain["wall_s"], 3)
         result[f"{m}_vs_plain_train"] = round(med[m]["train_s"] / plain["train_s"], 3)
         result[f"{m}_eval_{key}_diff"] = round(med[m]["eval"][key] - plain["eval"][key], 5)
@@ -189,32 +284,64 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--flights", default=str(REPO / "out" / "run" / "features"))
     ap.add_argument("--cache", default=str(REPO / "bench_out" / "xgb_synthetic"))
     ap.add_argument("--output", default=str(REPO / "bench_out" / "xgboost_bench.json"))
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma-separated subset of " + ",".join(MODES) + " (plain always runs)")
+    ap.add_argument("--report-cost", action="store_true",
+                    help="measure what ray.train.report costs (module docstring)")
+    ap.add_argument("--tune-only", action="store_true",
+                    help="with --report-cost: only its Tune part (xgboost_tune_cost.json)")
     ap.add_argument("--one", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--features", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    modes = tuple(m for m in MODES if m == "plain" or m in a.modes.split(","))
+    from ray_jobs.common.cluster import prefer_loopback
+    prefer_loopback()  # before anything imports Ray
     if a.one:
-        from ray_jobs.common.cluster import prefer_loopback
-        prefer_loopback()
         print(json.dumps(run_one(a.one, a.features, a.rounds)))
         return
     import ray
     import xgboost
-    import xgboost_ray
     doc: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                             "xgboost": xgboost.__version__, "xgboost_ray": xgboost_ray.__version__,
-                             "ray": ray.__version__},
+                             "xgboost": xgboost.__version__, "ray": ray.__version__,
+                             "uptime_before": _uptime()},
                  "rounds": a.rounds, "params": BENCH_PARAMS, "datasets": {}}
+    name = f"synthetic_{a.rows}x30"
+    if a.report_cost:
+        features, out = (synthetic(Path(a.cache) / str(a.rows), a.rows),
+                         Path(a.output).with_name("xgboost_report_cost.json"))
+        if a.tune_only:
+            from ray_jobs.common.cluster import connect
+            connect(None)
+            doc["tune"] = tune_cost(features, a.rounds)
+            doc["machine"]["uptime_after"] = _uptime()
+            _write(out.with_name("xgboost_tune_cost.json"), doc)
+            return
+        doc["report_cost"] = report_cost(features, a.rounds, a.repeats)
+        doc["machine"]["uptime_after_train"] = _uptime()
+        _write(out, doc)  # before the (long) Tune part
+        doc["report_cost"]["tune"] = tune_cost(features, a.rounds)
+        doc["machine"]["uptime_after"] = _uptime()
+        _write(out, doc)
+        return
     flights = Path(a.flights)
     if (flights / "artifact.json").is_file():  # a committed feature artifact
-        doc["datasets"]["flights"] = measure(flights, a.rounds, a.repeats)
+        doc["datasets"]["flights"] = measure(flights, a.rounds, a.repeats, modes)
     else:
         doc["datasets"]["flights"] = {"skipped": f"no feature job output at {flights} "
                                                  "(run `make demo`)"}
-    name = f"synthetic_{a.rows}x30"
     doc["datasets"][name] = measure(synthetic(Path(a.cache) / str(a.rows), a.rows),
-                                    a.rounds, a.repeats)
-    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.output).write_text(json.dumps(doc, indent=2))
+                                    a.rounds, a.repeats, modes)
+    doc["machine"]["uptime_after"] = _uptime()
+    _write(Path(a.output), doc)
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2))
     print(json.dumps(doc, indent=2))
 
 

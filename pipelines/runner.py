@@ -1,4 +1,5 @@
-"""Runs a pipeline: steps in topological order, each as a subprocess of its job's CLI.
+"""Runs a pipeline: each step as a subprocess of its job's CLI, independent branches side
+by side.
 
 A subprocess per step (``python -m <job> ...``), as an orchestrator runs a container per
 step: Beam, TensorFlow and Ray keep process-wide state, so a fresh process for each step
@@ -7,6 +8,14 @@ isolates one step's failure, memory and threads from the next. Each step's outpu
 ("cached"); otherwise the directory is cleared and the job runs. A failing step stops
 its downstream steps ("skipped"), never an unrelated branch. ``RUN/run.json`` is
 rewritten after every change, so a killed run leaves an exact account behind.
+
+Scheduling: a step is decided once every step it reads is settled (cached, done, failed,
+skipped); one that must run waits for a free slot. At most ``max_parallel`` jobs run at
+once (``--max-parallel``, default the core count) and of those at most ``ray_slots`` Ray
+jobs (``--ray-slots``, default 1: Ray steps share one cluster, and each trainer sizes
+itself to the cluster's cores, so two at once would oversubscribe them). Ready steps start
+in the pipeline file's order. A step's output depends only on its inputs' bytes, never on
+what ran beside it: a parallel run commits the same artifacts as ``--max-parallel 1``.
 
 One runner per run directory (a local path; its lock ``RUN/.mlbatch.lock`` is held for the
 whole run). Each step runs in a session of its own; when the step ends, or the runner is
@@ -26,6 +35,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 from mlbatch.artifacts import lock
 from pipelines import cache, figures, lineage_hook, placement, run_file
@@ -59,12 +69,55 @@ class StepState:
         return doc
 
 
+def default_max_parallel() -> int:
+    """--max-parallel's default: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     only: tuple[str, ...] = ()
     start: str | None = None  # --from
     dry_run: bool = False
     no_cache: bool = False
+    max_parallel: int = 1  # steps running at once (the CLI's default: the core count)
+    ray_slots: int = 1  # of those, Ray jobs at once (they share one cluster's cores)
+
+    def __post_init__(self):
+        for name in ("max_parallel", "ray_slots"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be a whole number >= 1, got {value!r}")
+
+
+# A step's upstream steps are settled when each is in one of these states.
+SETTLED = frozenset({"cached", "done", "failed", "skipped", "would run"})
+_TICK_S = 0.2
+
+
+@dataclasses.dataclass
+class _Running:
+    """A step whose job is running."""
+    state: StepState
+    key: cache.StepKey
+    proc: subprocess.Popen
+    reaper: subprocess.Popen
+    log: Any
+    log_path: str
+    t0: float
+    ray: bool
+
+
+@dataclasses.dataclass
+class _Slots:
+    """The scheduler's books: steps not yet decided, queued to run, running."""
+    pending: list[StepState]
+    queued: list[tuple[StepState, cache.StepKey]] = dataclasses.field(default_factory=list)
+    running: dict[str, _Running] = dataclasses.field(default_factory=dict)
 
 
 def _now() -> str:
@@ -208,22 +261,84 @@ class Runner:
 
     def _run(self) -> bool:
         verb = "dry run of" if self.options.dry_run else "running"
-        self.progress.start(f"{verb} pipeline {self.pipeline.name} -> {self.run_dir}")
-        for state in self.states:
-            try:
-                self._step(self.pipeline.steps[state.name], state)
-            except KeyboardInterrupt:  # the job is killed already; say so in run.json
-                state.status, state.error = "failed", "interrupted"
-                if not self.options.dry_run:
-                    self.write_run_json(ended=_now(), status="failed")
-                raise
-            self.progress.update(state)
+        slots = "" if self.options.dry_run else (
+            f" (up to {self.options.max_parallel} steps at a time, "
+            f"{self.options.ray_slots} on Ray)")
+        self.progress.start(f"{verb} pipeline {self.pipeline.name} -> {self.run_dir}{slots}")
+        slots_state = _Slots(pending=list(self.states))
+        try:
+            while slots_state.pending or slots_state.queued or slots_state.running:
+                if not self._settle(slots_state) and not (
+                        slots_state.queued or slots_state.running):
+                    raise RuntimeError("no step can start: "  # a cycle; the spec forbids it
+                                       f"{[s.name for s in slots_state.pending]}")
+                self._launch_queued(slots_state)
+                if slots_state.running:
+                    self._reap(slots_state)
+        except KeyboardInterrupt:  # kill every running job; say so in run.json
+            for running in slots_state.running.values():
+                _end_step(running.proc, running.reaper)
+                running.log.close()
+                running.state.status, running.state.error = "failed", "interrupted"
             if not self.options.dry_run:
-                self.write_run_json()
+                self.write_run_json(ended=_now(), status="failed")
+            raise
         ok = all(s.status in ("done", "cached") for s in self.states if s.name in self.selected)
         if not self.options.dry_run:
             self.write_run_json(ended=_now(), status="succeeded" if ok else "failed")
         return ok
+
+    def _settle(self, slots: _Slots) -> int:
+        """Every pending step whose upstream steps are all settled: decided at once
+        (cached, skipped, would run, failed before starting) or queued to run. Returns
+        how many were."""
+        before = len(slots.pending)
+        for state in list(slots.pending):
+            if any(self.by_name[n].status not in SETTLED for n in state.inputs):
+                continue
+            slots.pending.remove(state)
+            key = self._step(self.pipeline.steps[state.name], state)
+            if key is not None:
+                slots.queued.append((state, key))
+                continue
+            self.progress.update(state)
+            if not self.options.dry_run:
+                self.write_run_json()
+        return before - len(slots.pending)
+
+    def _is_ray(self, state: StepState) -> bool:
+        return JOBS[state.job].kind == "ray" or state.runs_on.startswith("ray")
+
+    def _launch_queued(self, slots: _Slots) -> None:
+        """Starts queued steps, in the pipeline's order, while slots are free: at most
+        ``max_parallel`` steps at a time, of which at most ``ray_slots`` Ray jobs."""
+        for state, key in list(slots.queued):
+            if len(slots.running) >= self.options.max_parallel:
+                return
+            ray = self._is_ray(state)
+            if ray and sum(r.ray for r in slots.running.values()) >= self.options.ray_slots:
+                continue
+            slots.queued.remove((state, key))
+            slots.running[state.name] = self._launch(self.pipeline.steps[state.name], state,
+                                                     key, ray)
+
+    def _reap(self, slots: _Slots) -> None:
+        """Waits until a running step ends (ticking elapsed times); finishes it."""
+        shown = int(time.monotonic())
+        while True:
+            for name, running in list(slots.running.items()):
+                rc = running.proc.poll()
+                if rc is not None:
+                    del slots.running[name]
+                    self._finish(running, rc)
+                    return
+            now = time.monotonic()
+            if int(now) != shown:  # redraw (on a terminal) once a second
+                shown = int(now)
+                for running in slots.running.values():
+                    running.state.elapsed_s = round(now - running.t0, 1)
+                self.progress.update()
+            time.sleep(_TICK_S)
 
     def _blocked_by(self, state: StepState) -> str | None:
         for name in state.inputs:
@@ -238,12 +353,14 @@ class Runner:
     def _out(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
 
-    def _step(self, step: Step, state: StepState) -> None:
+    def _step(self, step: Step, state: StepState) -> cache.StepKey | None:
+        """Decides a step whose upstream steps are settled; returns its cache key when it
+        must run (None: decided here, ``state`` says how)."""
         state.output = step.name
         if step.name not in self.selected:
             state.status, state.reason = "skipped", "not selected"
             state.key_figures = figures.key_figures(self._out(step.name))
-            return
+            return None
         blocker = self._blocked_by(state)
         if blocker is not None:
             up = self.by_name[blocker]
@@ -253,64 +370,73 @@ class Runner:
                 state.status, state.error = "skipped", f"upstream {blocker} failed"
             else:
                 state.status, state.error = "skipped", f"upstream {blocker} has no output"
-            return
+            return None
         try:
             state.runs_on = placement.where(step)
             key = cache.step_key(self.pipeline, step, self.run_dir)
         except (cache.CacheError, placement.PlacementError) as e:
             state.status, state.error = "failed", str(e)
-            return
+            return None
         state.cache_key = key.key
         if not self.options.no_cache and cache.is_hit(self._out(step.name), key):
             state.status, state.reason = "cached", "same cache key"
             state.key_figures = figures.key_figures(self._out(step.name))
             self._record(step, state)
-            return
+            return None
         state.reason = "--no-cache" if self.options.no_cache else cache.why_miss(
             self._out(step.name), key)
         if self.options.dry_run:
             state.status = "would run"
-            return
-        self._execute(step, state, key)
+            return None
+        return key
 
     def command(self, step: Step) -> list[str]:
         return [sys.executable, "-m", JOBS[step.job].module, *step.argv(self.run_dir),
                 *placement.placement_argv(step, pipeline=self.pipeline.name)]
 
-    def _execute(self, step: Step, state: StepState, key: cache.StepKey) -> None:
-        out = self._out(step.name)
-        shutil.rmtree(out, ignore_errors=True)
+    def _launch(self, step: Step, state: StepState, key: cache.StepKey,
+                ray: bool) -> _Running:
+        """Clears the step's output and starts its job (its log: RUN/_logs/<step>.log)."""
+        shutil.rmtree(self._out(step.name), ignore_errors=True)
         os.makedirs(os.path.join(self.run_dir, LOG_DIR), exist_ok=True)
         log_path = os.path.join(self.run_dir, LOG_DIR, f"{step.name}.log")
-        state.status, state.started, t0 = "running", _now(), time.monotonic()
+        state.status, state.started = "running", _now()  # reason: why it runs
+        state.elapsed_s = 0.0
+        log = open(log_path, "wb")  # noqa: SIM115 - closed by _finish or on interrupt
+        try:
+            proc, reaper = _start_step(self.command(step), log)
+        except OSError:
+            log.close()
+            raise
         self.progress.update(state)
         self.write_run_json()
-        with open(log_path, "wb") as log:
-            proc, reaper = _start_step(self.command(step), log)
-            try:
-                while True:
-                    try:
-                        rc = proc.wait(timeout=1.0)
-                        break
-                    except subprocess.TimeoutExpired:
-                        state.elapsed_s = round(time.monotonic() - t0, 1)
-                        self.progress.update()
-            finally:
-                _end_step(proc, reaper)
-        state.elapsed_s = round(time.monotonic() - t0, 1)
+        return _Running(state, key, proc, reaper, log, log_path, time.monotonic(), ray)
+
+    def _finish(self, running: _Running, rc: int) -> None:
+        """A step's job ended: kills what is left of its processes; done (output committed
+        and the exit status one of the job's ok exits: cache record stored) or failed."""
+        state, step = running.state, self.pipeline.steps[running.state.name]
+        try:
+            _end_step(running.proc, running.reaper)
+        finally:
+            running.log.close()
+        state.elapsed_s = round(time.monotonic() - running.t0, 1)
+        out = self._out(step.name)
         committed = cache.output_digest(out) is not None
         if rc in JOBS[step.job].ok_exits and committed:
-            cache.store(out, key)
+            cache.store(out, running.key)
             state.status, state.reason = "done", None
             state.key_figures = figures.key_figures(out)
-            self._record(step, state)
-            return
-        problem = _failure_line(log_path) or "(no output)"
-        if not committed:
-            problem = f"{problem} (no committed output)"
-        state.status = "failed"
-        state.error = f"exit {rc}: {problem}; log: {os.path.relpath(log_path, self.run_dir)}"
+        else:
+            problem = _failure_line(running.log_path) or "(no output)"
+            if not committed:
+                problem = f"{problem} (no committed output)"
+            state.status = "failed"
+            state.error = (f"exit {rc}: {problem}; "
+                           f"log: {os.path.relpath(running.log_path, self.run_dir)}")
         self._record(step, state)
+        self.progress.update(state)
+        self.write_run_json()
 
     def _record(self, step: Step, state: StepState) -> None:
         lineage_hook.record(self.run_dir, f"{self.pipeline.name}@{self.started}", self.pipeline,

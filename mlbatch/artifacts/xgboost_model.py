@@ -3,7 +3,7 @@
 Written by ``python -m ray_jobs.xgboost`` (and as ``best/`` of an XGBoost Tune run)::
 
     model.json                XGBoost's JSON model (trees up to the best round)
-    metrics.json feature_importance.json learning_curve.png run_config.json
+    metrics.json feature_importance.json learning_curve.png learning_curve.json run_config.json
     artifact.json             inputs: the features artifact (URI + digest); metrics: eval
                               metrics of model.json on the whole eval split; and
 

@@ -1,9 +1,12 @@
-"""``python -m pipelines.lineage show URI [--store S] [--downstream] [--json]``.
+"""``python -m pipelines.lineage show URI [--store S] [--downstream] [--json]``
+``python -m pipelines.lineage which URI [--store S] [--json]``.
 
 Prints what the artifact (or raw file) at URI was built from, back to the raw files, or
 with ``--downstream`` everything built from it. Without ``--store`` the store is the
 nearest ``lineage.sqlite`` in URI's directory or above it (a pipeline run directory
-holds one). Exit status 2 when the store or the artifact cannot be found.
+holds one). ``which`` answers "which model made this output (a scoring or monitoring
+step's), trained on which data, blessed against which version"
+(``pipelines.lineage.queries``). Exit status 2 when the store or the artifact cannot be found.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from mlbatch import logs, storage
 from pipelines.lineage import STORE_NAME, LineageError, LineageStore, lineage, render
+from pipelines.lineage.queries import render_which, which_model
 
 
 def find_store(uri: str) -> Path:
@@ -38,6 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     show.add_argument("--downstream", action="store_true",
                       help="what was built from URI (default: what URI was built from)")
     show.add_argument("--json", action="store_true", help="the tree as JSON")
+    which = sub.add_parser("which", help="which model made URI, trained on which data")
+    which.add_argument("uri", help="artifact directory (local path or gs://)")
+    which.add_argument("--store", help=f"the lineage store (default: nearest {STORE_NAME})")
+    which.add_argument("--json", action="store_true", help="the answer as JSON")
     return parser.parse_args(argv)
 
 
@@ -47,6 +55,12 @@ def run(argv: list[str] | None = None) -> str:
     store_path = Path(args.store) if args.store else find_store(args.uri)
     if not store_path.is_file():
         raise LineageError(f"lineage store {store_path} does not exist")
+    if args.command == "which":
+        with LineageStore(store_path) as store:
+            answer = which_model(store, args.uri)
+        if args.json:
+            return json.dumps(answer, indent=1, sort_keys=True) + "\n"
+        return render_which(answer)
     direction = "downstream" if args.downstream else "upstream"
     with LineageStore(store_path) as store:
         tree = lineage(store, args.uri, direction)

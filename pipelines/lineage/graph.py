@@ -120,3 +120,9 @@ def lineage(store: LineageStore, uri: str, direction: str = "upstream") -> dict:
     walker = _Walker(store)
     artifact = find_artifact(store, uri)
     return walker.upstream(artifact) if direction == "upstream" else walker.downstream(artifact)
+
+
+def upstream_tree(store: LineageStore, artifact_id: int) -> dict:
+    """The upstream lineage tree of the artifact with this id (a walk of its own, so no
+    node is cut short as already seen by another walk)."""
+    return _Walker(store).upstream(store.get_artifacts_by_id([artifact_id])[0])

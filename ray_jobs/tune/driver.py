@@ -161,33 +161,46 @@ def _make_scheduler(s: TuneSettings, plugin: ModuleType, stops_path: Path):
         hook = getattr(plugin, "max_iterations", None)
         max_t = int(hook(s.base_config)) if hook else 1000
 
+    # The plug-in's clock (e.g. boosting rounds when a trial reports every k rounds).
+    time_attr = getattr(plugin, "TIME_ATTR", "training_iteration")
+
     class RecordingASHA(ASHAScheduler):
         """ASHA that writes down which trials it stopped (for the results table)."""
 
         def on_trial_result(self, tune_controller, trial, result):
             decision = super().on_trial_result(tune_controller, trial, result)
-            if (decision == TrialScheduler.STOP
-                    and result.get("training_iteration", 0) < self._max_t):
+            if decision == TrialScheduler.STOP and result.get(time_attr, 0) < self._max_t:
                 with stops_path.open("a") as f:
                     f.write(json.dumps({"trial_id": trial.trial_id,
-                                        "iteration": result.get("training_iteration")}) + "\n")
+                                        "iteration": result.get(time_attr)}) + "\n")
             return decision
 
-    return RecordingASHA(time_attr="training_iteration", max_t=max_t,
+    return RecordingASHA(time_attr=time_attr, max_t=max_t,
                          grace_period=min(s.grace_period, max_t),
                          reduction_factor=s.reduction_factor)
 
 
-def _make_search(s: TuneSettings):
+def _max_concurrent_trials(s: TuneSettings, plugin: ModuleType) -> int | None:
+    """--max-concurrent, bounded by the plug-in's ``max_concurrent_trials`` hook (trials
+    whose workers fit the cluster at once) where it has one; needs a connected Ray."""
+    hook = getattr(plugin, "max_concurrent_trials", None)
+    if hook is None:
+        return s.max_concurrent
+    fits = int(hook(dict(s.base_config)))
+    return min(fits, s.max_concurrent) if s.max_concurrent else fits
+
+
+def _make_search(s: TuneSettings, max_concurrent: int | None):
+    """The searcher, limited to ``max_concurrent`` running trials (None: no limit)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     if s.search == "random":
-        return BasicVariantGenerator(random_state=s.seed, max_concurrent=s.max_concurrent or 0)
+        return BasicVariantGenerator(random_state=s.seed, max_concurrent=max_concurrent or 0)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=s.seed))
-    return ConcurrencyLimiter(searcher, s.max_concurrent) if s.max_concurrent else searcher
+    return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
 
 
 def _check_resources(resources) -> None:
@@ -286,15 +299,17 @@ def _run(s: TuneSettings, plugin: ModuleType | None, writer: ArtifactWriter) -> 
         tuner = tune.Tuner.restore(exp_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True, storage_filesystem=exp_fs)
     else:
+        max_concurrent = _max_concurrent_trials(s, plugin)
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=tune.TuneConfig(
                 metric=plugin.METRIC, mode=plugin.MODE, num_samples=s.num_samples,
-                search_alg=_make_search(s),
+                search_alg=_make_search(s, max_concurrent),
                 scheduler=_make_scheduler(s, plugin, logs / STOPS_FILE),
                 # A finished trial's process (Ray Tune + the job's imports loaded) runs
-                # the next trial: saves seconds of worker start-up per trial.
-                reuse_actors=True,
+                # the next trial: saves seconds of worker start-up per trial; a plug-in
+                # whose trials own other actors (a Ray Train run) turns it off.
+                reuse_actors=getattr(plugin, "REUSE_ACTORS", True),
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
             run_config=_run_config(s, logs))
     results = tuner.fit()

@@ -21,9 +21,11 @@ FAILURES_FILE = "trial_failures.jsonl"  # in the experiment dir, one line per fa
 STOPS_FILE = "scheduler_stops.jsonl"  # in the experiment dir, trials ASHA stopped
 BEST_PARAMS = "best_params.json"
 BEST_DIR = "best"
+TRAIN_CHECKPOINT_KEY = "checkpoint_path"  # ray.tune.integration.ray_train.CHECKPOINT_PATH_KEY
 _TUNE_INTERNAL = {"timestamp", "checkpoint_dir_name", "done", "training_iteration",
                   "trial_id", "date", "time_this_iter_s", "time_total_s", "pid", "hostname",
-                  "node_ip", "time_since_restore", "iterations_since_restore", "config"}
+                  "node_ip", "time_since_restore", "iterations_since_restore", "config",
+                  TRAIN_CHECKPOINT_KEY}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -97,14 +99,27 @@ def write(results, plugin: ModuleType, output: str, exp: str, logs: Path, *, fea
                        metric: None if math.isnan(value) else float(value),
                        "iterations": best.metrics.get("training_iteration")}
     write_json(storage.join(output, BEST_PARAMS), summary["best"])
-    if best.checkpoint is not None:
+    checkpoint = best.checkpoint or _reported_checkpoint(best, exp)
+    if checkpoint is not None:
         best_dir = storage.join(output, BEST_DIR)
-        digest = plugin.export_best(best.checkpoint, best_dir, features=features)
+        digest = plugin.export_best(checkpoint, best_dir, features=features)
         summary["best"]["exported_to"] = best_dir
         summary["best"]["model_digest"] = digest
     logger.info("best trial %s: %s=%s config=%s", summary["best"]["trial_id"], metric,
                 summary["best"][metric], best.config)
     return summary
+
+
+def _reported_checkpoint(result, exp: str):
+    """The checkpoint of a trial that trains with Ray Train V2: Tune gets its path only,
+    as ``checkpoint_path`` in the metrics (``ray.tune.integration.ray_train``), in the
+    experiment's file system."""
+    from ray import tune
+
+    path = (result.metrics or {}).get(TRAIN_CHECKPOINT_KEY)
+    if not path:
+        return None
+    return tune.Checkpoint(path, filesystem=storage.locate(exp).fs)
 
 
 def commit(writer, summary: dict[str, Any], plugin: ModuleType, job: str, run_name: str) -> None:

@@ -1,4 +1,4 @@
-"""Distributed XGBoost (xgboost-ray) on the feature job's Parquet output.
+"""Distributed XGBoost (Ray Train V2 XGBoostTrainer) on the feature job's Parquet output.
 
     python -m ray_jobs.xgboost --features out/features --output out/xgboost
     mlbatch-xgboost --features out/features --output out/xgboost   # the same, installed
@@ -27,12 +27,12 @@ def parse_args(argv: list[str] | None) -> tuple[XGBoostConfig, bool]:
                    help="Ray address ('auto' or host:port); default: 'auto' when RAY_ADDRESS "
                         "is set (e.g. under `ray job submit`), else a new local Ray")
     p.add_argument("--num-actors", type=int, default=None,
-                   help="xgboost-ray actors (None: on each node one per CPU, at most 8)")
+                   help="training workers (None: on each node one per CPU, at most 8)")
     p.add_argument("--cpus-per-actor", type=int, default=None,
-                   help="CPUs (= XGBoost threads) per actor (None: the node's CPUs shared out "
-                        "over its actors)")
+                   help="CPUs (= XGBoost threads) per worker (None: the node's CPUs shared out "
+                        "over its workers)")
     p.add_argument("--gpus-per-actor", type=int, default=0,
-                   help="GPUs per actor; > 0 trains with XGBoost's GPU hist method")
+                   help="GPUs per worker; > 0 trains with XGBoost's GPU hist method (device=cuda)")
     p.add_argument("--num-boost-round", type=int, default=500, help="boosting rounds at most")
     p.add_argument("--early-stopping-rounds", type=int, default=20,
                    help="stop when the eval metric has not improved for this many rounds "
@@ -42,9 +42,10 @@ def parse_args(argv: list[str] | None) -> tuple[XGBoostConfig, bool]:
     p.add_argument("--set", action="append", default=[], metavar="params.KEY=VALUE",
                    help="one booster param, over the --params file (e.g. params.eta=1e-2)")
     p.add_argument("--max-actor-restarts", type=int, default=2,
-                   help="restarts of failed training actors (from the last checkpoint)")
+                   help="restarts of the worker group after a worker failure (from the last "
+                        "checkpoint)")
     p.add_argument("--checkpoint-frequency", type=int, default=5,
-                   help="rounds between the in-memory checkpoints used after an actor failure")
+                   help="rounds between reports, each with a checkpoint (used after a failure)")
     p.add_argument("--placement-timeout", type=float, default=60.0,
                    help="seconds to wait for free resources on a busy cluster")
     p.add_argument("--no-data-check", action="store_true",

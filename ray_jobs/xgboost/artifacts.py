@@ -6,7 +6,8 @@
 * ``metrics.json``          eval metrics of that model on the whole eval split + run facts.
 * ``feature_importance.json`` gain / total gain / split count per feature, by name.
 * ``learning_curve.png``    per-round train/eval metrics, best round marked.
-* ``run_config.json``       the effective booster params and actor layout.
+* ``learning_curve.json``   the same per round: ``[{"round": 1, "metrics": {...}}, ...]``.
+* ``run_config.json``       the effective booster params and worker layout.
 * ``artifact.json``         the commit marker (written last): lineage to the features
                             artifact, config, eval metrics, timings, and the
                             ``xgboost_model`` section (``model_section``).
@@ -27,6 +28,7 @@ MODEL_FILE = xgboost_model.MODEL_FILE
 METRICS_FILE = "metrics.json"
 IMPORTANCE_FILE = "feature_importance.json"
 CURVE_FILE = "learning_curve.png"
+CURVE_DATA_FILE = "learning_curve.json"
 RUN_CONFIG_FILE = "run_config.json"
 
 

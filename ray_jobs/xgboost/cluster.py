@@ -1,14 +1,12 @@
-"""The XGBoost job's actor layout: the default one, its check, its bounded wait.
+"""The XGBoost job's worker layout: the default one, its check, its bounded wait.
 
 Connecting and the placement check itself are shared by every Ray job
-(``ray_jobs.common.cluster``); here are what xgboost-ray adds: how many actors of how
-many CPUs by default, and the bound on its wait for a placement group on a busy cluster.
+(``ray_jobs.common.cluster``); here is what the XGBoost job adds: how many training
+workers of how many CPUs by default, and the bound on the wait for them on a busy cluster.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 
 from ray_jobs.common import cluster
 from ray_jobs.xgboost.config import Layout
@@ -26,7 +24,7 @@ def default_layout(gpus_per_actor: int = 0, cpus_per_actor: int | None = None) -
     most MAX_ACTORS_PER_NODE; with GPUs one per ``gpus_per_actor`` GPUs. Without
     ``cpus_per_actor`` each actor gets an equal share of the smallest node's CPUs.
 
-    Rationale (docs/xgboost.md): per actor xgboost-ray reads and converts its own shard of
+    Rationale (docs/xgboost.md): each training worker reads and converts its own shard of
     the Parquet, so several single-threaded actors load in parallel where one actor with
     several threads loads serially; the histogram allreduce per tree level is cheap next
     to that on one machine. The cap bounds the per-actor memory (a Ray worker process,
@@ -61,16 +59,16 @@ def check_layout(layout: Layout) -> None:
     cluster.check_placement(bundles(layout), what=layout.describe(), hint=LAYOUT_HINT)
 
 
-@contextlib.contextmanager
-def placement_timeout(seconds: float) -> Iterator[None]:
-    """Bounds xgboost-ray's wait for its placement group to ``seconds`` while the block
-    runs, through its config object (``xgboost_ray.main.ENV``; the user's
-    RXGB_PLACEMENT_GROUP_TIMEOUT_S, when set, still wins there), then restores it."""
-    from xgboost_ray.main import ENV
+def wait_for_resources(layout: Layout, seconds: float) -> None:
+    """Waits at most ``seconds`` until the layout's bundles can be reserved together,
+    then frees them again for Ray Train's own worker group (which would otherwise wait on
+    a busy cluster for RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S and retry). Raises
+    TimeoutError when they cannot be reserved in time."""
+    from ray.util.placement_group import placement_group, remove_placement_group
 
-    before = ENV.PLACEMENT_GROUP_TIMEOUT_S
-    ENV.PLACEMENT_GROUP_TIMEOUT_S = max(1, int(seconds))
+    pg = placement_group(bundles(layout), strategy="PACK")
     try:
-        yield
+        if not pg.wait(timeout_seconds=max(1, int(seconds))):
+            raise TimeoutError(f"placement group not ready within {seconds:g}s")
     finally:
-        ENV.PLACEMENT_GROUP_TIMEOUT_S = before
+        remove_placement_group(pg)

@@ -1,6 +1,6 @@
-"""Feature Parquet -> validated FeatureSet -> xgboost-ray ``RayDMatrix`` shards.
+"""Feature Parquet -> validated FeatureSet -> each training worker's ``DMatrix`` shard.
 
-Everything here runs on the driver before any actor starts, so bad input fails in
+The validation runs on the driver before any worker starts, so bad input fails in
 seconds with a message naming the file and column instead of inside a training actor.
 Column names, kinds, the label and its task come from the features artifact
 (``mlbatch.artifacts.features``); every file is read through its file system, so the
@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlbatch import storage
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.errors import UsageError
 
@@ -109,30 +108,34 @@ def _check_label_variety(fs: FeatureSet) -> None:
                                "split: nothing to learn")
 
 
-def ray_dmatrix(fs: FeatureSet, split: str, num_actors: int):
-    """A lazily loaded ``RayDMatrix`` over the split's Parquet files.
-
-    With at least as many files as actors, each actor reads its own files (distributed
-    loading, the driver touches no rows); otherwise the driver reads the split and
-    xgboost-ray shards it by row (central loading). Either way the files are read through
-    ``mlbatch.storage``'s pyarrow file system (local, ``gs://``, or the emulator that
-    STORAGE_EMULATOR_HOST names): the actors get it with the paths, pickled with its
-    endpoint. xgboost-ray 0.1.19 counts a Parquet file list's rows as its number of files
-    there, so central loading gets a DataFrame.
-    """
-    from xgboost_ray import RayDMatrix, RayFileType
-
+def worker_shard(fs: FeatureSet, split: str, rank: int, world: int
+                 ) -> tuple[list[str], slice | None]:
+    """(files, row slice) of worker ``rank`` of ``world``: with at least as many files as
+    workers, every ``world``-th file from ``rank`` on (distributed loading: each worker
+    reads only its own files); otherwise every file, of which the worker keeps its
+    contiguous share of the rows (each worker reads the split, none gets another's rows)."""
     files = fs.files(split)
-    columns = fs.names + [fs.label]
-    if len(files) >= num_actors:
-        located = [storage.locate(uri) for uri in files]
-        return RayDMatrix([loc.path for loc in located], label=fs.label, columns=columns,
-                          feature_names=fs.names, filetype=RayFileType.PARQUET,
-                          distributed=True, filesystem=located[0].fs)
-    logger.info("split %s: %d file(s), %d actors, loading centrally and sharding by row",
-                split, len(files), num_actors)
-    frame = fs.read_table(split, columns=columns).to_pandas()
-    return RayDMatrix(frame, label=fs.label, feature_names=fs.names, distributed=False)
+    if len(files) >= world:
+        return files[rank::world], None
+    n = fs.num_rows(split)
+    return files, slice(rank * n // world, (rank + 1) * n // world)
+
+
+def worker_dmatrix(fs: FeatureSet, split: str, rank: int, world: int, nthread: int = -1):
+    """The ``xgboost.DMatrix`` of this worker's shard (:func:`worker_shard`), read through
+    ``mlbatch.storage``'s file system (local, ``gs://``, or the emulator that
+    STORAGE_EMULATOR_HOST names, which the workers get in their runtime_env)."""
+    import xgboost as xgb
+
+    files, rows = worker_shard(fs, split, rank, world)
+    parts = [read_split(fs, path) for path in files]
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    if rows is not None:
+        x, y = x[rows], y[rows]
+    logger.info("worker %d/%d: split %s, %d file(s), %d rows", rank, world, split,
+                len(files), len(y))
+    return xgb.DMatrix(x, label=y, feature_names=fs.names, nthread=nthread)
 
 
 def read_split(fs: FeatureSet, path: str) -> tuple[np.ndarray, np.ndarray]:

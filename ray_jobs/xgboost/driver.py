@@ -1,8 +1,9 @@
 """Builds and runs the distributed XGBoost job (the driver layer).
 
 Order matters: validate the config and the feature directory, connect to Ray, resolve
-and check the actor layout -- all before the first actor starts -- then train with
-xgboost-ray, pick the best round, score the saved model on the whole eval split and
+and check the worker layout -- all before the first worker starts -- then train with
+Ray Train V2's ``XGBoostTrainer`` (the per-worker function is ``worker.py``), pick the
+best round from the history the last checkpoint carries, score the saved model on the whole eval split and
 write the files (see ``artifacts.py``); ``artifact.json`` comes last, as the commit.
 The output is claimed (``ArtifactWriter.claim``, the one output guard) once the input
 is known to be good, before Ray is contacted; a failed run leaves its reason in the
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,11 +26,24 @@ from mlbatch.artifacts.features import FeatureSet
 from mlbatch.labels import inverse_label
 from mlbatch.metrics import task_metrics
 from ray_jobs.common import cluster as ray_cluster
-from ray_jobs.xgboost import artifacts, cluster, data
-from ray_jobs.xgboost.callbacks import HistoryCallback, best_round, collect_history
+from ray_jobs.xgboost import artifacts, cluster, data, worker
 from ray_jobs.xgboost.config import TASK_PARAMS, Layout, XGBoostConfig
 
 logger = logging.getLogger(__name__)
+
+# The run's Ray Train checkpoints, under the output until the model is written.
+CHECKPOINT_DIR = "_train_checkpoints"
+# Ray Train V2's controller collects the workers' reports once per poll, and a worker's
+# next report waits until its previous one was collected (a queue of one); the default
+# poll interval is 2 s (docs/xgboost.md, "What a report costs"). A value the user set wins.
+REPORT_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+REPORT_POLL_S = "0.2"
+# Ray Train gives a new worker group 60 s to start, then tears it down and starts over,
+# forever; on a loaded machine a worker process alone can take longer to start (seen in
+# the Tune benchmark at load 30 on 2 cores). The job waits for the resources itself
+# (--placement-timeout) before the trainer starts, so this only bounds process start-up.
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+START_TIMEOUT_S = "600"
 
 
 def early_stopping_metric(task: str) -> tuple[str, str]:
@@ -52,40 +66,57 @@ def resolve_layout(config: XGBoostConfig) -> Layout:
     return Layout(config.num_actors, cpus, config.gpus_per_actor)
 
 
-def train_booster(fs: FeatureSet, params: dict, layout: Layout, config: XGBoostConfig, *,
-                  callbacks: Sequence = (), num_boost_round: int | None = None,
-                  xgb_model=None) -> tuple[Any, dict]:
-    """xgboost-ray training over the feature Parquet; returns (booster, additional results).
+def train_spec(config: XGBoostConfig, fs: FeatureSet, params: dict, layout: Layout, *,
+               callbacks: Sequence = (), alias: str | None = None,
+               report_every: int | None = None) -> worker.TrainSpec:
+    """The workers' part of the job: booster params with one XGBoost thread per CPU of a
+    worker, the metric of the best round, how often to report (and checkpoint)."""
+    metric, mode = early_stopping_metric(fs.task)
+    return worker.TrainSpec(
+        features=fs.root, params={**params, "nthread": layout.cpus_per_actor},
+        num_boost_round=config.num_boost_round,
+        early_stopping_rounds=config.early_stopping_rounds,
+        report_every=report_every or config.checkpoint_frequency, metric=metric, mode=mode,
+        alias=alias, callbacks=tuple(callbacks))
 
-    Must run where Ray is initialised. Inside a Tune trial the actors go into the trial's
-    placement group; outside, xgboost-ray creates one (bounded by the placement timeout).
-    """
-    import xgboost_ray
 
-    dtrain = data.ray_dmatrix(fs, "train", layout.num_actors)
-    deval = data.ray_dmatrix(fs, "eval", layout.num_actors)
-    ray_params = xgboost_ray.RayParams(
-        num_actors=layout.num_actors, cpus_per_actor=layout.cpus_per_actor,
-        gpus_per_actor=layout.gpus_per_actor, max_actor_restarts=config.max_actor_restarts,
-        checkpoint_frequency=config.checkpoint_frequency)
-    kwargs: dict[str, Any] = {}
-    if config.early_stopping_rounds:
-        kwargs["early_stopping_rounds"] = config.early_stopping_rounds
-    if xgb_model is not None:
-        kwargs["xgb_model"] = xgb_model
-    additional: dict = {}
-    with warnings.catch_warnings():
-        # device="cuda" with tree_method="hist" is XGBoost 2's GPU method; xgboost-ray
-        # 0.1.19 only knows the deprecated "gpu_hist" spelling and warns otherwise.
-        warnings.filterwarnings("ignore", message="GPUs have been assigned")
-        # One actor with several threads is a deliberate layout (docs/xgboost.md).
-        warnings.filterwarnings("ignore", message=".*XGBoost will NOT be distributed")
-        booster = xgboost_ray.train(
-            params, dtrain, num_boost_round or config.num_boost_round,
-            evals=[(dtrain, "train"), (deval, "eval")], ray_params=ray_params,
-            additional_results=additional, callbacks=list(callbacks), verbose_eval=False,
-            **kwargs)
-    return booster, additional
+def make_trainer(spec: worker.TrainSpec, layout: Layout, *, name: str, storage_uri: str,
+                 max_failures: int, callbacks: Sequence = (), storage_filesystem=None):
+    """Ray Train V2's ``XGBoostTrainer`` running ``worker.train_fn_per_worker``: one worker
+    per layout actor, checkpoints under ``storage_uri``/``name`` (any URI, or a path in
+    ``storage_filesystem``; a rerun with the same name and storage resumes from its
+    latest checkpoint), restarts of the worker group after a worker failure up to
+    ``max_failures`` (-1: no limit)."""
+    os.environ.setdefault(REPORT_POLL_ENV, REPORT_POLL_S)
+    os.environ.setdefault(START_TIMEOUT_ENV, START_TIMEOUT_S)
+    import ray.train
+    from ray.train.xgboost import XGBoostTrainer
+
+    if storage_filesystem is None and storage.is_remote(storage_uri):
+        loc = storage.locate(storage_uri)
+        storage_uri, storage_filesystem = loc.path, loc.fs
+    resources = {"CPU": layout.cpus_per_actor}
+    if layout.gpus_per_actor:
+        resources["GPU"] = layout.gpus_per_actor
+    return XGBoostTrainer(
+        worker.train_fn_per_worker, train_loop_config=spec.to_dict(),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=layout.num_actors, use_gpu=layout.gpus_per_actor > 0,
+            resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_uri, storage_filesystem=storage_filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=list(callbacks)))
+
+
+def fit(trainer) -> tuple[Any, worker.RunState]:
+    """Runs the trainer; (booster, RunState) of its last checkpoint."""
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("training ended without a checkpoint")
+    with result.checkpoint.as_directory() as d:
+        return worker.read_checkpoint(d)
 
 
 def predict_split(booster, fs: FeatureSet, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -126,25 +157,28 @@ def _train_and_write(config: XGBoostConfig, fs: FeatureSet, params: dict,
     ray_cluster.check_worker_env([config.features, config.output])
     layout = resolve_layout(config)
     cluster.check_layout(layout)
-    logger.info("training %s on %d train / %d eval rows, %d features, task %s; collective "
-                "tracker on %s", layout.describe(), fs.num_rows("train"), fs.num_rows("eval"),
-                len(fs.names), fs.task, ray_cluster.driver_host())
+    logger.info("training %s on %d train / %d eval rows, %d features, task %s", layout.describe(),
+                fs.num_rows("train"), fs.num_rows("eval"), len(fs.names), fs.task)
     try:
-        with cluster.placement_timeout(config.placement_timeout_s):
-            booster, additional = train_booster(
-                fs, params, layout, config, callbacks=[HistoryCallback(), *callbacks])
+        cluster.wait_for_resources(layout, config.placement_timeout_s)
     except TimeoutError as e:
         raise ray_cluster.PlacementError(ray_cluster.placement_timeout_message(
             layout.describe(), config.placement_timeout_s)) from e
-    history = collect_history(additional)
+    spec = train_spec(config, fs, params, layout, callbacks=callbacks)
+    checkpoints = storage.join(writer.root, CHECKPOINT_DIR)
+    t0 = time.time()
+    booster, state = fit(make_trainer(spec, layout, name="train", storage_uri=checkpoints,
+                                      max_failures=config.max_actor_restarts))
+    training_s = time.time() - t0
+    storage.delete(checkpoints)  # only a restart needs them; a failed run keeps them
     metric, mode = early_stopping_metric(fs.task)
-    best = (best_round(history, metric, mode) if config.early_stopping_rounds
+    best = (worker.best_round(state.history, metric, mode) if config.early_stopping_rounds
             else booster.num_boosted_rounds())
     model = booster[:best]
     preds, labels = predict_split(model, fs, "eval")
-    doc = _metrics_doc(config, fs, layout, history, best, booster.num_boosted_rounds(),
-                       task_metrics(fs.task, labels, preds), additional, started)
-    _write(writer.root, model, fs, history, best, doc, params, layout)
+    doc = _metrics_doc(config, fs, layout, state.history, best, booster.num_boosted_rounds(),
+                       task_metrics(fs.task, labels, preds), training_s, started)
+    _write(writer.root, model, fs, state.history, best, doc, params, layout)
     writer.config["layout"] = dataclasses.asdict(layout)
     writer.metrics.update(doc["eval"])
     writer.timings.update(training_s=doc["training_time_s"], total_s=doc["total_time_s"])
@@ -154,7 +188,7 @@ def _train_and_write(config: XGBoostConfig, fs: FeatureSet, params: dict,
 
 
 def _metrics_doc(config: XGBoostConfig, fs: FeatureSet, layout: Layout, history: list[dict],
-                 best: int, rounds: int, eval_metrics: dict, additional: dict,
+                 best: int, rounds: int, eval_metrics: dict, training_s: float,
                  started: float) -> dict[str, Any]:
     at_best = next(r for r in history if r["round"] == best)["metrics"]
     train_at_best = {k.split("-", 1)[1]: v for k, v in at_best.items() if k.startswith("train-")}
@@ -173,7 +207,7 @@ def _metrics_doc(config: XGBoostConfig, fs: FeatureSet, layout: Layout, history:
         "rows": {"train": fs.num_rows("train"), "eval": fs.num_rows("eval")},
         "num_features": len(fs.names),
         "layout": dataclasses.asdict(layout),
-        "training_time_s": round(float(additional.get("training_time_s", 0.0)), 3),
+        "training_time_s": round(training_s, 3),
         "total_time_s": round(time.time() - started, 3),
     }
 
@@ -188,5 +222,6 @@ def _write(out: str, model, fs: FeatureSet, history: list[dict], best: int, doc:
     write_json(at(artifacts.RUN_CONFIG_FILE),
                {"params": params, "layout": dataclasses.asdict(layout),
                 "features": fs.root, "feature_names": fs.names})
+    write_json(at(artifacts.CURVE_DATA_FILE), history)
     artifacts.plot_learning_curve(history, best, at(artifacts.CURVE_FILE))
     logger.info("wrote %s (best round %d, eval %s)", out, best, doc["eval"])

@@ -1,9 +1,19 @@
 """Ray Tune plug-in of the XGBoost job (interface: docs/DEVELOPING.md, "Tune").
 
-Each trial is one xgboost-ray training run inside the trial's placement group; every
-boosting round is one ``tune.report`` (metrics + checkpoint together), sent from training
-actor rank 0 through xgboost-ray's queue (``callbacks.TuneReportCallback``), so ASHA can
-stop a trial after any round and a resumed trial continues from its last round.
+Each trial runs the job's own Ray Train V2 ``XGBoostTrainer`` (``driver.make_trainer``)
+with its checkpoints in the trial's directory; the workers report every
+``checkpoint_every`` rounds (metrics and a checkpoint together) and Ray's
+``ray.tune.integration.ray_train.TuneReportCallback`` hands each report to the trial, with
+the checkpoint's path as ``checkpoint_path``. ASHA counts boosting rounds (``TIME_ATTR``),
+so its rungs fall on reports when ``checkpoint_every`` divides them. A trial that is
+restarted (driver killed and ``--resume``, or a retried failure) finds its Train run by
+name and continues from the run's latest checkpoint.
+
+The training workers are placed by Ray Train in their own placement group, not in the
+trial's: a trial itself reserves nothing (its function only waits on the trainer), the
+driver checks once that one trial's workers fit the cluster, and
+:func:`max_concurrent_trials` keeps Tune from starting more trials than their workers
+fit (Tune would otherwise start them all and their worker groups would wait).
 
 ``base_config`` keys (all optional): num_actors, cpus_per_actor, gpus_per_actor,
 num_boost_round, early_stopping_rounds, max_actor_restarts, checkpoint_every, params
@@ -20,19 +30,25 @@ from ray import tune
 
 from mlbatch import storage
 from mlbatch.artifacts.features import load_feature_set
+from ray_jobs.common import cluster as ray_cluster
 from ray_jobs.xgboost import data
-from ray_jobs.xgboost.callbacks import MODEL_FILE, STATE_FILE, TuneReportCallback
+from ray_jobs.xgboost.cluster import LAYOUT_HINT, bundles
 from ray_jobs.xgboost.config import ConfigError, Layout, XGBoostConfig
+from ray_jobs.xgboost.worker import MODEL_FILE, STATE_FILE
 
 SEARCH_SPACE_FILE = Path(__file__).with_name("search_space.yaml")
 # Task-independent alias of the early-stopping eval metric: logloss for binary
 # classification, RMSE for regression (both per round, lower is better).
 METRIC = "eval_loss"
 MODE = "min"
+TIME_ATTR = "round"  # ASHA's clock: boosting rounds, whatever the report interval
+# A stopped trial's process must end (it owns the Train controller and its workers).
+REUSE_ACTORS = False
+TRAIN_RUN = "train"  # the trial's Ray Train run, under the trial's directory
 
 BASE_DEFAULTS: dict[str, Any] = {
     "num_actors": 1, "cpus_per_actor": 1, "gpus_per_actor": 0, "num_boost_round": 200,
-    "early_stopping_rounds": 20, "max_actor_restarts": 0, "checkpoint_every": 1, "params": {},
+    "early_stopping_rounds": 20, "max_actor_restarts": 0, "checkpoint_every": 5, "params": {},
 }
 
 
@@ -60,56 +76,60 @@ def job_config(features_dir: str, base_config: dict, sampled: dict | None = None
 def make_trainable(features_dir: str, base_config: dict) -> Callable[[dict], None]:
     """Validates the config and the feature directory here, on the Tune driver (a bad
     input fails before any trial starts), and returns the function trainable."""
-    from ray_jobs.xgboost.driver import early_stopping_metric
-
     features_dir = storage.locate(features_dir).uri
     cfg, _, _ = job_config(features_dir, base_config)
     fs = data.load_and_validate(features_dir)
     cfg.booster_params(fs.task)
-    metric, mode = early_stopping_metric(fs.task)
     base_config = dict(base_config)
 
     def xgboost_trial(config: dict) -> None:
-        _run_trial(features_dir, base_config, config, metric, mode)
+        _run_trial(features_dir, base_config, config)
 
     return xgboost_trial
 
 
-def _run_trial(features_dir: str, base_config: dict, sampled: dict, metric: str,
-               mode: str) -> None:
-    import xgboost as xgb
+def _run_trial(features_dir: str, base_config: dict, sampled: dict) -> None:
+    from ray.tune.integration.ray_train import TuneReportCallback
 
-    from ray_jobs.xgboost.driver import train_booster
+    from ray_jobs.xgboost import driver
 
     cfg, layout, every = job_config(features_dir, base_config, sampled)
     fs = load_feature_set(features_dir, check_columns=False)
-    booster, best, done = None, None, 0
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # resumed (driver restart or trial retry): continue
-        with checkpoint.as_directory() as d:
-            booster = xgb.Booster(model_file=str(Path(d, MODEL_FILE)))
-            state = json.loads(Path(d, STATE_FILE).read_text())
-        done, best = state["round"], (state["best_round"], state["best_value"])
-    if done >= cfg.num_boost_round:
-        return
-    report = TuneReportCallback(metric, mode, METRIC, cfg.num_boost_round, every, best)
-    train_booster(fs, cfg.booster_params(fs.task), layout, cfg, callbacks=[report],
-                  num_boost_round=cfg.num_boost_round - done, xgb_model=booster)
+    spec = driver.train_spec(cfg, fs, cfg.booster_params(fs.task), layout, alias=METRIC,
+                             report_every=every)
+    trial_storage = tune.get_context().get_storage()
+    trainer = driver.make_trainer(
+        spec, layout, name=TRAIN_RUN, storage_uri=trial_storage.trial_fs_path,
+        storage_filesystem=trial_storage.storage_filesystem,
+        max_failures=cfg.max_actor_restarts, callbacks=[TuneReportCallback()])
+    trainer.fit()
 
 
-def trial_resources(base_config: dict) -> tune.PlacementGroupFactory:
-    """An empty head bundle for the trial function (it only relays reports) plus one
-    bundle per training actor; PACK keeps a trial's actors together when possible."""
-    base = {**BASE_DEFAULTS, **base_config}
-    actor = {"CPU": base["cpus_per_actor"]}
-    if base["gpus_per_actor"]:
-        actor["GPU"] = base["gpus_per_actor"]
-    return tune.PlacementGroupFactory([{}] + [dict(actor)] * base["num_actors"],
-                                      strategy="PACK")
+def trial_resources(base_config: dict) -> dict:
+    """What a trial itself reserves: next to nothing (module docstring; Tune refuses an
+    empty request, so one byte of memory, which holds no CPU back from the workers).
+    Checks first that one trial's training workers fit the cluster (PlacementError:
+    asked vs. have)."""
+    _, layout, _ = job_config("-", base_config)
+    ray_cluster.check_placement(bundles(layout), what=f"one trial ({layout.describe()})",
+                                hint=LAYOUT_HINT)
+    return {"CPU": 0, "memory": 1}
+
+
+def max_concurrent_trials(base_config: dict) -> int:
+    """Trials whose training workers fit the cluster's CPUs (and GPUs) at once."""
+    import ray
+
+    _, layout, _ = job_config("-", base_config)
+    total = ray.cluster_resources()
+    fits = int(total.get("CPU", 0)) // layout.total_cpus
+    if layout.total_gpus:
+        fits = min(fits, int(total.get("GPU", 0)) // layout.total_gpus)
+    return max(1, fits)
 
 
 def max_iterations(base_config: dict) -> int:
-    """Optional plug-in hook: the most reports a trial makes (ASHA's max_t)."""
+    """Optional plug-in hook: ASHA's max_t, in ``TIME_ATTR`` units (boosting rounds)."""
     return int({**BASE_DEFAULTS, **base_config}["num_boost_round"])
 
 
@@ -128,7 +148,7 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
                           check_columns=False)
     with checkpoint.as_directory() as d:
         booster = xgb.Booster(model_file=str(Path(d, MODEL_FILE)))
-        state = json.loads(Path(d, STATE_FILE).read_text())
+        state = json.loads(Path(d, STATE_FILE).read_text())  # worker.RunState
     artifacts.save_model(booster[: state["best_round"]],
                          storage.join(writer.root, artifacts.MODEL_FILE))
     info = {"best_round": state["best_round"], f"best_{METRIC}": state["best_value"],

@@ -105,16 +105,18 @@ def test_gcs_features_train_both_models_committed_on_gcs(gcs_models):
 
 
 def test_gcs_rows_are_read_by_the_training_actors(gcs_models):
-    """XGBoost's actors load their own Parquet files from the bucket (distributed
-    loading; the driver reads no rows), through the pyarrow file system of the emulator."""
-    import pyarrow.fs as pafs
-
+    """XGBoost's training workers load their own Parquet files from the bucket
+    (distributed loading; the driver reads no rows), through the emulator's file system."""
     from ray_jobs.xgboost import data
     fs = load_feature_set(gcs_models[0])
-    matrix = data.ray_dmatrix(fs, "train", num_actors=1)
-    assert matrix.distributed
-    assert matrix.loader.data == [storage.locate(u).path for u in fs.files("train")]
-    assert isinstance(matrix.loader.kwargs["filesystem"], pafs.GcsFileSystem)
+    files, n = fs.files("train"), fs.num_rows("train")
+    assert all(u.startswith("gs://") for u in files)
+    assert data.worker_shard(fs, "train", 0, len(files)) == (files[:1], None)
+    # Fewer files than workers: each reads the split and keeps its share of the rows.
+    assert data.worker_shard(fs, "train", 1, len(files) + 1)[1] == slice(
+        n // (len(files) + 1), 2 * n // (len(files) + 1))
+    matrix = data.worker_dmatrix(fs, "train", 0, 1)
+    assert matrix.num_row() == n and matrix.feature_names == fs.names
 
 
 def test_gcs_run_is_refused_when_the_workers_would_not_see_the_emulator(gcs_models,

@@ -25,7 +25,7 @@ def test_two_trial_search_commits_its_tune_run_in_the_bucket(gcs_emulator, fligh
         "--job", "xgboost", "--features", features, "--output", out, "--num-samples", "2",
         "--search", "random", "--scheduler", "fifo", "--seed", "1", "--set",
         "num_boost_round=4", "--set", "num_actors=1", "--set", "cpus_per_actor=1",
-        "--set", "early_stopping_rounds=0"])
+        "--set", "early_stopping_rounds=0", "--set", "checkpoint_every=1"])
     summary = driver.run(settings)
 
     run = load_tune_run(out)
@@ -39,9 +39,9 @@ def test_two_trial_search_commits_its_tune_run_in_the_bucket(gcs_emulator, fligh
             "best_params.json", "best/artifact.json", "best/model.json"} <= set(names)
     experiment = [n for n in names if n.startswith("xgboost_tune/")]
     assert any(n.startswith("xgboost_tune/experiment_state-") for n in experiment)
-    for t in trials:  # each trial's results and checkpoints, stored by Tune in the bucket
+    for t in trials:  # each trial's results (Tune) and checkpoints (its Ray Train run)
         assert f"xgboost_tune/trial_{t['trial_id']}/result.json" in experiment
-        assert any(n.startswith(f"xgboost_tune/trial_{t['trial_id']}/checkpoint_")
+        assert any(n.startswith(f"xgboost_tune/trial_{t['trial_id']}/train/checkpoint_")
                    for n in experiment)
     assert not any(n.startswith("xgboost_tune/") for n in
                    (f["path"] for f in run.manifest.files))  # the experiment is not digested

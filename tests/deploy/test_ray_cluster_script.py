@@ -117,7 +117,7 @@ def test_the_pip_runtime_env_pins_the_lock_file():
     env = runtime_env("pip")
     pins = env["pip"]["packages"]
     assert pins == pinned_requirements()
-    assert "xgboost==2.0.3" in pins and "xgboost-ray==0.1.19" in pins
+    assert "xgboost==3.2.0" in pins and not [p for p in pins if p.startswith("xgboost-ray")]
     assert not [p for p in pins if p.split("=")[0].split("[")[0] in ("ray", "mlbatch")]
     assert env["working_dir"] == str(REPO_ROOT) and ".venv" in env["excludes"]
     assert "pip" not in runtime_env("local")

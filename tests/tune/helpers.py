@@ -22,8 +22,8 @@ class SleepCallback(TrainingCallback):
 
 def plugin(make_trainable) -> types.SimpleNamespace:
     """The xgboost plug-in with another make_trainable."""
-    names = ("SEARCH_SPACE_FILE", "METRIC", "MODE", "trial_resources", "export_best",
-             "max_iterations")
+    names = ("SEARCH_SPACE_FILE", "METRIC", "MODE", "TIME_ATTR", "REUSE_ACTORS",
+             "trial_resources", "max_concurrent_trials", "export_best", "max_iterations")
     return types.SimpleNamespace(make_trainable=make_trainable,
                                  **{n: getattr(tuning, n) for n in names})
 
@@ -45,20 +45,19 @@ def failing_once_plugin(marker: str) -> types.SimpleNamespace:
 
 
 def slow_plugin(delay_s: float) -> types.SimpleNamespace:
-    """Every boosting round sleeps ``delay_s`` in the training actors."""
+    """Every boosting round sleeps ``delay_s`` in the training workers."""
     def make_trainable(features_dir, base_config):
         inner = tuning.make_trainable(features_dir, base_config)
 
         def slow_trial(config):
             from ray_jobs.xgboost import driver
             from tests.tune.helpers import SleepCallback
-            original = getattr(driver, "_unpatched_train_booster", driver.train_booster)
+            original = driver.train_spec
 
-            def train_booster(*args, callbacks=(), **kwargs):
+            def train_spec(*args, callbacks=(), **kwargs):
                 return original(*args, callbacks=[*callbacks, SleepCallback(delay_s)], **kwargs)
-            # In this trial's process only (Tune may reuse it for the next trial).
-            driver._unpatched_train_booster = original
-            driver.train_booster = train_booster
+            # In this trial's process only (the plug-in does not reuse trial processes).
+            driver.train_spec = train_spec
             return inner(config)
         slow_trial.__name__ = inner.__name__  # Tuner.restore matches trainables by name
         return slow_trial

@@ -45,25 +45,29 @@ def test_asha_stops_weak_trials_and_a_failing_trial_is_retried(connected, synthe
         "--num-samples", "4", "--search", "random", "--scheduler", "asha", "--seed", "3",
         "--max-concurrent", "2", "--grace-period", "3", "--reduction-factor", "2",
         "--max-failures", "1", "--search-space", str(space), "--set", "num_boost_round=24",
-        *BASE])
+        "--set", "checkpoint_every=3", *BASE])
     summary = driver.run(settings, plugin=failing_once_plugin(str(tmp_path / "failed")))
 
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 4 and set(table["status"]) == {"TERMINATED"}
+    # ASHA counts rounds (rungs 3, 6, 12 of 24); a report every 3 rounds lands on each.
     stopped = table[table["end_reason"] == "scheduler_stopped"]
-    assert len(stopped) >= 1 and (stopped["iterations"] < 24).all()
-    assert (table[table["end_reason"] == "completed"]["iterations"] == 24).all()
+    assert len(stopped) >= 1 and (stopped["round"] < 24).all()
+    completed = table[table["end_reason"] == "completed"]
+    assert len(completed) >= 1 and (completed["round"] == 24).all()
+    assert (completed["iterations"] == 8).all()
     assert summary["scheduler_stopped"] == len(stopped)
     # The injected failure was retried (FailureConfig) and is reported.
     assert table["num_failures"].tolist().count(1) == 1 and table["num_failures"].sum() == 1
     failures = [json.loads(x) for x in (settings.experiment_dir / driver.FAILURES_FILE)
                 .read_text().splitlines()]
     assert len(failures) == 1 and failures[0]["retried"] and "injected" in failures[0]["error"]
-    # One report per boosting round, rounds numbered like Tune's iterations.
+    # One report every 3 boosting rounds, each with the path of its checkpoint.
     for tid, reports in trial_history(settings.experiment_dir).items():
         iters = [r["training_iteration"] for r in reports]
         assert iters == list(range(1, len(iters) + 1)), tid
-        assert [r["round"] for r in reports] == iters, tid
+        assert [r["round"] for r in reports] == [3 * i for i in iters], tid
+        assert all(r["checkpoint_path"].startswith(str(out)) for r in reports), tid
         assert list((settings.experiment_dir / f"trial_{tid}").glob("events.out.tfevents.*"))
     # Best trial: params file and the exported model agree with the table.
     best = json.loads((out / "best_params.json").read_text())
@@ -92,7 +96,8 @@ def test_resume_after_the_driver_is_killed_loses_and_repeats_no_trial(
         connected, synthetic_features, tmp_path):
     args = ["--job", "xgboost", "--features", str(synthetic_features), "--output", str(tmp_path),
             "--num-samples", "2", "--search", "optuna", "--scheduler", "fifo",
-            "--max-concurrent", "1", "--set", "num_boost_round=20", *BASE]
+            "--max-concurrent", "1", "--set", "num_boost_round=20", "--set",
+            "checkpoint_every=1", *BASE]
     exp = tmp_path / "xgboost_tune"
     # The driver process runs the real CLI; its trials sleep 0.15 s per round so that the
     # kill lands in the middle of a trial.
@@ -119,15 +124,16 @@ def test_resume_after_the_driver_is_killed_loses_and_repeats_no_trial(
 
     table = pd.read_parquet(tmp_path / "results.parquet")
     assert summary["trials"] == 2 and len(table) == 2
-    assert set(table["status"]) == {"TERMINATED"} and (table["iterations"] == 20).all()
+    assert set(table["status"]) == {"TERMINATED"} and (table["round"] == 20).all()
     assert table[[c for c in table if c.startswith("config/")]].drop_duplicates().shape[0] == 2
     after = trial_history(exp)
     assert set(after) == set(table["trial_id"])  # no orphan trial directories
     for tid, reports in after.items():
-        iters = [r["training_iteration"] for r in reports]
-        assert iters.count(1) == 1, f"trial {tid} started over"
-        assert sorted(set(iters)) == list(range(1, 21)), f"trial {tid} lost rounds"
-        assert all(r["round"] == r["training_iteration"] for r in reports), tid
+        # A restarted trial's Train run resumes from its checkpoint: round 1 is reported
+        # once, and every round up to 20 is reported.
+        rounds = [r["round"] for r in reports]
+        assert rounds.count(1) == 1, f"trial {tid} started over"
+        assert sorted(set(rounds)) == list(range(1, 21)), f"trial {tid} lost rounds"
     resumed = [t for t, r in before.items() if r]
     assert resumed and all(after[t][: len(before[t])] == before[t] for t in resumed)
     assert json.loads((tmp_path / "best_params.json").read_text())["trial_id"] in set(table["trial_id"])

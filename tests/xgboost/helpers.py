@@ -1,4 +1,4 @@
-"""Test-only XGBoost callbacks (they run inside the training actors)."""
+"""Test-only XGBoost callbacks (they run inside the Ray Train training workers)."""
 from __future__ import annotations
 
 import os
@@ -29,9 +29,9 @@ class SlowRoundsAndReportPid(TrainingCallback):
         return model
 
     def after_iteration(self, model, epoch, evals_log):
-        from xgboost_ray.session import get_rabit_rank
+        from xgboost import collective
         time.sleep(self.delay_s)
-        if (get_rabit_rank() == self.rank and model.num_boosted_rounds() >= self.at_round
+        if (collective.get_rank() == self.rank and model.num_boosted_rounds() >= self.at_round
                 and not os.path.exists(self.target)):
             tmp = self.target + ".tmp"
             Path(tmp).write_text(str(os.getpid()))

@@ -1,0 +1,165 @@
+"""The per-worker training function of the XGBoost job (Ray Train V2 ``XGBoostTrainer``).
+
+Every worker runs :func:`train_fn_per_worker` inside XGBoost's collective (Ray Train's
+XGBoost backend starts the tracker and sets it up around the function): it reads its own
+shard of the feature Parquet (``data.worker_dmatrix``), resumes from the run's latest
+checkpoint when there is one, and trains with plain ``xgboost.train``.
+
+:class:`RoundsCallback` does the bookkeeping every rank does alike (every rank sees the
+same allreduced metrics, so their decisions agree): the per-round history, the best round,
+early stopping, and one ``ray.train.report`` every ``report_every`` rounds and at the
+last round -- metrics and a checkpoint together, the checkpoint (model + :class:`RunState`)
+from rank 0 only. The history travels in the checkpoint, so it survives a worker-group
+restart. A report is a collective (all ranks call it) and costs a barrier plus the
+checkpoint upload, and blocks while the previous one is still waiting for the controller
+(docs/xgboost.md, "What a report costs"); hence every k rounds, not every round.
+
+Rounds are numbered by ``model.num_boosted_rounds()``, which stays right when training
+continues from a checkpoint (XGBoost restarts ``epoch`` at 0 there).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from xgboost.callback import TrainingCallback
+
+MODEL_FILE = "model.json"
+STATE_FILE = "state.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """What a worker needs; travels as a dict (``train_loop_config``), rebuilt first thing."""
+    features: str
+    params: dict
+    num_boost_round: int
+    early_stopping_rounds: int | None
+    report_every: int
+    metric: str  # eval metric for the best round / early stopping, e.g. "eval-logloss"
+    mode: str
+    alias: str | None = None  # the metric is also reported under this name (Tune)
+    callbacks: Sequence = ()  # extra XGBoost callbacks (tests inject faults with these)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass
+class RunState:
+    """Progress of one training run: what a checkpoint holds beside the model."""
+    round: int = 0
+    best_round: int = 0
+    best_value: float | None = None
+    history: list = dataclasses.field(default_factory=list)  # {"round", "metrics"} per round
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunState:
+        return cls(**json.loads(text))
+
+
+def latest_metrics(evals_log: dict) -> dict[str, float]:
+    """``{"train-auc": 0.8, "eval-logloss": 0.4, ...}`` for the round just finished."""
+    return {f"{data}-{name}": float(values[-1])
+            for data, metrics in evals_log.items() for name, values in metrics.items()}
+
+
+def read_checkpoint(path: str | Path):
+    """(booster, RunState) of a checkpoint directory (local)."""
+    import xgboost as xgb
+    booster = xgb.Booster(model_file=str(Path(path, MODEL_FILE)))
+    return booster, RunState.from_json(Path(path, STATE_FILE).read_text())
+
+
+class RoundsCallback(TrainingCallback):
+    """History, best round, early stopping and the reports (module docstring)."""
+
+    def __init__(self, spec: TrainSpec, state: RunState, rank: int):
+        self._spec, self._state, self._rank = spec, state, rank
+        self._sign = 1.0 if spec.mode == "min" else -1.0
+
+    def after_iteration(self, model, epoch: int, evals_log: dict) -> bool:
+        st, spec = self._state, self._spec
+        metrics = latest_metrics(evals_log)
+        st.round = model.num_boosted_rounds()
+        st.history.append({"round": st.round, "metrics": metrics})
+        value = metrics[spec.metric]
+        if st.best_value is None or self._sign * value < self._sign * st.best_value:
+            st.best_round, st.best_value = st.round, value
+        stop = bool(spec.early_stopping_rounds
+                    and st.round - st.best_round >= spec.early_stopping_rounds)
+        if stop or st.round % spec.report_every == 0 or st.round >= spec.num_boost_round:
+            self._report(model, metrics, value)
+        return stop
+
+    def _report(self, model, metrics: dict, value: float) -> None:
+        import ray.train
+
+        st = self._state
+        metrics = {**metrics, "round": st.round, "best_round": st.best_round,
+                   "best_value": st.best_value}
+        if self._spec.alias:
+            metrics[self._spec.alias] = value
+        if self._rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            model.save_model(str(Path(d, MODEL_FILE)))
+            Path(d, STATE_FILE).write_text(st.to_json())
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def train_fn_per_worker(config: dict) -> None:
+    """Ray Train's per-worker function: shard -> resume -> ``xgboost.train`` -> reports."""
+    import ray.train
+    import xgboost as xgb
+
+    from mlbatch.artifacts.features import load_feature_set
+    from ray_jobs.xgboost import data
+
+    spec = TrainSpec(**config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    fs = load_feature_set(spec.features, check_columns=False)
+    nthread = int(spec.params.get("nthread", -1))
+    dtrain = data.worker_dmatrix(fs, "train", rank, world, nthread)
+    deval = data.worker_dmatrix(fs, "eval", rank, world, nthread)
+    booster, state = None, RunState()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # a restarted worker group (or a resumed Tune trial)
+        with checkpoint.as_directory() as d:
+            booster, state = read_checkpoint(d)
+    if _finished(spec, state):
+        return
+    xgb.train(spec.params, dtrain, spec.num_boost_round - state.round,
+              evals=[(dtrain, "train"), (deval, "eval")], xgb_model=booster,
+              callbacks=[RoundsCallback(spec, state, rank), *spec.callbacks],
+              verbose_eval=False)
+
+
+def _finished(spec: TrainSpec, state: RunState) -> bool:
+    if state.round >= spec.num_boost_round:
+        return True
+    return bool(spec.early_stopping_rounds and state.round
+                and state.round - state.best_round >= spec.early_stopping_rounds)
+
+
+def best_round(history: list[dict], metric: str, mode: str) -> int:
+    """1-based round with the best value of ``metric`` (first one on ties)."""
+    sign = 1.0 if mode == "min" else -1.0
+    best, best_value = 0, math.inf
+    for rec in history:
+        value = sign * rec["metrics"][metric]
+        if value < best_value:
+            best, best_value = rec["round"], value
+    if best == 0:
+        raise ValueError(f"no round recorded metric {metric!r}")
+    return best

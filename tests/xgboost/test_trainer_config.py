@@ -1,0 +1,41 @@
+"""How the driver builds Ray Train's XGBoostTrainer (no Ray needed: nothing is started)."""
+from __future__ import annotations
+
+import pytest
+
+from ray_jobs.common.synthetic import write_synthetic_features
+from ray_jobs.xgboost import data, driver, worker
+from ray_jobs.xgboost.config import Layout, XGBoostConfig
+
+
+@pytest.fixture(scope="module")
+def fs(tmp_path_factory):
+    root = write_synthetic_features(tmp_path_factory.mktemp("tc"), n_train=200, n_eval=50,
+                                    seed=4)
+    return data.load_and_validate(root)
+
+
+def test_gpu_workers_train_with_cuda_and_reserve_their_gpus(fs, tmp_path):
+    config = XGBoostConfig(features=fs.root, output=str(tmp_path), num_actors=2,
+                           cpus_per_actor=3, gpus_per_actor=1, checkpoint_frequency=7)
+    layout = driver.resolve_layout(config)
+    spec = driver.train_spec(config, fs, config.booster_params(fs.task), layout)
+    assert spec.params["device"] == "cuda" and spec.params["tree_method"] == "hist"
+    assert spec.params["nthread"] == 3 and spec.report_every == 7
+    assert (spec.metric, spec.mode) == ("eval-logloss", "min")
+    trainer = driver.make_trainer(spec, layout, name="t", storage_uri=str(tmp_path),
+                                  max_failures=2)
+    scaling = trainer.scaling_config
+    assert scaling.num_workers == 2 and scaling.use_gpu
+    assert scaling.resources_per_worker == {"CPU": 3, "GPU": 1}
+    assert trainer.run_config.failure_config.max_failures == 2
+    assert worker.TrainSpec(**trainer.train_loop_config) == spec
+
+
+def test_cpu_workers_train_on_cpu(fs, tmp_path):
+    config = XGBoostConfig(features=fs.root, output=str(tmp_path))
+    spec = driver.train_spec(config, fs, config.booster_params(fs.task), Layout(2, 1))
+    trainer = driver.make_trainer(spec, Layout(2, 1), name="t", storage_uri=str(tmp_path),
+                                  max_failures=0)
+    assert spec.params["device"] == "cpu" and not trainer.scaling_config.use_gpu
+    assert trainer.scaling_config.resources_per_worker == {"CPU": 1}
