@@ -26,10 +26,10 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.common import deadletter, sinks
 from beam_jobs.features.config import FeatureConfig
 from beam_jobs.tabular import prepare, reading
+from beam_jobs.tabular.tensors import tensor_adapter_config
 from beam_jobs.features import accounting, limits, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
-                                              make_reference_preprocessing_fn,
-                                              tensor_adapter_config)
+                                              make_reference_preprocessing_fn)
 from mlbatch.artifacts import write_json
 from mlbatch.schema import DatasetSchema
 

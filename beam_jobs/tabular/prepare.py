@@ -225,10 +225,10 @@ def profile(t: pa.Table, columns: list[str]) -> dict[str, list]:
     return out
 
 
-def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
-    """The prepared rows in TFXIO's Arrow layout: one large_list column per transform
-    input (empty list = missing), and the passthrough columns (example id, label, and
-    the split flag, so that train and eval can go through one transform)."""
+def tfxio_inputs(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
+    """The transform inputs of prepared rows in TFXIO's Arrow layout: one large_list
+    column per input (empty list = missing). The feature job feeds these to tf.Transform
+    and serving to the saved transform, both through ``tensors.tensor_adapter_config``."""
     cols, fields = [], []
     types = schema.prepared_columns()
     for name in schema.transform_inputs():
@@ -238,6 +238,15 @@ def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
         values = pc.cast(col.filter(pa.array(valid)), TFXIO_TYPES[types[name]])
         cols.append(pa.LargeListArray.from_arrays(pa.array(offsets), values))
         fields.append(pa.field(name, cols[-1].type))
+    return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
+
+
+def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
+    """The prepared rows in TFXIO's Arrow layout: ``tfxio_inputs``, and the passthrough
+    columns (example id, label, and the split flag, so that train and eval can go through
+    one transform)."""
+    inputs = tfxio_inputs(t, schema)
+    cols, fields = list(inputs.columns), list(inputs.schema)
     for name, arr in ((EXAMPLE_ID, pc.cast(t.column(EXAMPLE_ID).combine_chunks(), pa.large_binary())),
                       (schema.label.name, t.column(schema.label.name).combine_chunks()),
                       (IS_EVAL, t.column(IS_EVAL).combine_chunks())):

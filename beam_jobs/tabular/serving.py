@@ -21,7 +21,6 @@ import json
 import logging
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
@@ -178,32 +177,12 @@ class ReadServingExamples(beam.PTransform):
                 COUNTS: counts | "FlattenCounts" >> beam.Flatten()}
 
 
-# prepared column type -> the transform's input dtype (prepare.TFXIO_TYPES)
-_INPUT_DTYPES = {"int64": np.int64, "float64": np.float32}
-
-
-def _sparse_input(col: pa.ChunkedArray | pa.Array, kind: str):
-    """A nullable column as the varlen sparse tensor [n, 1] the transform expects
-    (a null is no value, as in the feature job's TFXIO batches)."""
-    import tensorflow as tf
-
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    rows = np.flatnonzero(valid).astype(np.int64)
-    present = col.filter(pa.array(valid))
-    if kind == "string":
-        values = tf.constant(pc.cast(present, pa.binary()).to_pylist(), tf.string)
-    else:
-        values = tf.constant(present.to_numpy(zero_copy_only=False).astype(_INPUT_DTYPES[kind]))
-    indices = np.stack([rows, np.zeros_like(rows)], axis=1)
-    return tf.sparse.SparseTensor(indices, values, [len(col), 1])
-
-
 def transform_inputs(t: pa.Table, schema: DatasetSchema) -> dict:
-    """The transform's raw inputs for prepared rows: one sparse tensor per input."""
-    types = schema.prepared_columns()
-    return {name: _sparse_input(t.column(name), types[name])
-            for name in schema.transform_inputs()}
+    """The transform's raw inputs for prepared rows: one sparse tensor per input, through
+    the feature job's own TFXIO adapter config (``tensors.serving_tensors``)."""
+    from beam_jobs.tabular import tensors  # TensorFlow: only in the workers that transform
+
+    return tensors.serving_tensors(t, schema)
 
 
 def transformed_table(outputs: dict, passthrough: pa.Table) -> pa.Table:
