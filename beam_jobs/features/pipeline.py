@@ -82,7 +82,7 @@ def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, 
     lookups = {}
     for join in schema.joins:
         table, dupes = valid[join.table] | f"Build{_camel(join.table)}Lookup" >> \
-            transforms.BuildLookup(schema.tables[join.table])
+            transforms.BuildLookup(schema.tables[join.table], join.many_to_one)
         lookups[join.table] = beam.pvalue.AsSingleton(table)
         counts.append(dupes)
     prepared = (valid[schema.main]

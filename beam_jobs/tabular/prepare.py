@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch import expr
+from mlbatch.errors import UsageError
 from mlbatch.labels import forward_label
 from mlbatch.schema import DatasetSchema, JoinSpec, SplitSpec, TableSpec
 
@@ -23,11 +24,17 @@ SPLIT_BUCKETS = 10_000
 TFXIO_TYPES = {"string": pa.large_binary(), "float64": pa.float32(), "int64": pa.int64()}
 
 
-def dedupe_lookup(table: TableSpec, batches: list[pa.RecordBatch]) -> tuple[pa.Table, int]:
+class JoinError(ValueError, UsageError):
+    """A declared join property does not hold on the data (named in the message)."""
+
+
+def dedupe_lookup(table: TableSpec, batches: list[pa.RecordBatch], many_to_one: bool = False
+                  ) -> tuple[pa.Table, int]:
     """Concatenates a lookup table's batches and keeps the first row of each declared key.
 
     Returns the table (sorted by source and line, so "first" is deterministic) and the
-    number of duplicate rows dropped (reported in the summary, never silent).
+    number of duplicate rows dropped (reported in the summary, never silent). With
+    `many_to_one` (the join declares it) a duplicate key raises JoinError naming both rows.
     """
     from beam_jobs.tabular.records import typed_schema
 
@@ -36,12 +43,21 @@ def dedupe_lookup(table: TableSpec, batches: list[pa.RecordBatch]) -> tuple[pa.T
     t = pa.Table.from_batches(batches).sort_by([(SOURCE_COL, "ascending"),
                                                 (LINE_COL, "ascending")])
     keys = [t.column(k).to_pylist() for k in table.key]
-    seen, keep = set(), np.zeros(t.num_rows, dtype=bool)
+    seen, keep = {}, np.zeros(t.num_rows, dtype=bool)
     for i, k in enumerate(zip(*keys)):
+        if k in seen and many_to_one:
+            raise JoinError(_duplicate_message(t, table, k, seen[k], i))
         if k not in seen:
-            seen.add(k)
+            seen[k] = i
             keep[i] = True
     return t.filter(pa.array(keep)), int((~keep).sum())
+
+
+def _duplicate_message(t: pa.Table, table: TableSpec, key: tuple, first: int, second: int) -> str:
+    where = [f"{t.column(SOURCE_COL)[i].as_py()}:{t.column(LINE_COL)[i].as_py()}"
+             for i in (first, second)]
+    return (f"table {table.name!r}: key {dict(zip(table.key, key))} appears twice ({where[0]} "
+            f"and {where[1]}); the join declares many_to_one: true, so each key must be unique")
 
 
 LOOKUP_ROW = "__lookup_row"
@@ -52,24 +68,106 @@ def join_lookup(left: pa.Table, right: pa.Table, join: JoinSpec) -> pa.Table:
     return join_counted(left, right, join)[0]
 
 
+def _key_name(i: int) -> str:
+    return f"__key{i}"
+
+
+def _join_keys(left: pa.Table, right: pa.Table, join: JoinSpec) -> tuple[pa.Table, pa.Table]:
+    """Both sides with the key values as __key<i> columns: the main row's key expressions
+    (join.left, default its columns of the keys' names) and the lookup's key columns."""
+    exprs = join.left or [expr.compile_expr(expr.quote_column(k), {k: _expr_type(left, k)})
+                          for k in join.on]
+    for i, e in enumerate(exprs):
+        left = left.append_column(_key_name(i), expr.evaluate(e, left))
+        right = right.append_column(_key_name(i), right.column(join.on[i]))
+    return left, right
+
+
+def _expr_type(t: pa.Table, name: str) -> str:
+    typ = t.schema.field(name).type
+    return "string" if pa.types.is_string(typ) or pa.types.is_large_string(typ) else \
+        "float64" if pa.types.is_floating(typ) else "int64"
+
+
 def join_counted(left: pa.Table, right: pa.Table, join: JoinSpec
                  ) -> tuple[pa.Table, int, np.ndarray]:
     """join_lookup, and how it went: (joined, rows that found a lookup row, the indices of
-    the lookup rows some main row found)."""
-    right = right.drop_columns([c for c in (SOURCE_COL, LINE_COL) if c in right.column_names])
-    right = right.rename_columns([c if c in join.on else join.prefix + c
-                                  for c in right.column_names])
-    right = right.append_column(LOOKUP_ROW, pa.array(np.arange(right.num_rows, dtype=np.int64)))
+    the lookup rows some main row found). An as-of join (join.as_of) takes, per key, the
+    latest lookup row at or before the main row's time within the tolerance."""
+    n, keys = left.num_rows, [_key_name(i) for i in range(len(join.on))]
+    left, right = _join_keys(left, right, join)
+    lookup_time = expr.evaluate(join.as_of.lookup_time, right) if join.as_of else None
+    right = right.drop_columns([c for c in (SOURCE_COL, LINE_COL, *join.on)
+                                if c in right.column_names])
+    right = right.rename_columns([c if c in keys else join.prefix + c for c in right.column_names])
+    if join.as_of:
+        rows = asof_rows(left.select(keys), right.select(keys), expr.evaluate(join.as_of.time, left),
+                         lookup_time, join.as_of.tolerance_us)
+    else:
+        rows = _equal_rows(left.select(keys), right.select(keys))
+    out = left.drop_columns(keys)
+    picked = right.drop_columns(keys).take(rows)
+    for name, col in zip(picked.column_names, picked.columns):
+        out = out.append_column(name, col)
+    used = np.unique(rows.drop_null().to_numpy()) if rows.null_count < n else np.zeros(0, np.int64)
+    return out, n - rows.null_count, used
+
+
+def _equal_rows(left: pa.Table, right: pa.Table) -> pa.Array:
+    """Per main row the index of the lookup row with equal keys (null: none; a null key
+    matches nothing). The lookup is deduplicated: at most one row per key."""
     n = left.num_rows
     left = left.append_column("__row", pa.array(np.arange(n, dtype=np.int64)))
-    out = left.join(right, keys=list(join.on), join_type="left outer", use_threads=False)
+    right = right.append_column(LOOKUP_ROW, pa.array(np.arange(right.num_rows, dtype=np.int64)))
+    out = left.join(right, keys=right.column_names[:-1], join_type="left outer", use_threads=False)
     if out.num_rows != n:
-        raise AssertionError(f"join with {join.table} changed the row count ({n} -> {out.num_rows})")
-    out = out.sort_by("__row")
-    found = out.column(LOOKUP_ROW)
-    used = np.unique(found.drop_null().to_numpy()) if found.null_count < n else \
-        np.zeros(0, np.int64)
-    return out.drop_columns(["__row", LOOKUP_ROW]), n - found.null_count, used
+        raise AssertionError(f"a lookup join changed the row count ({n} -> {out.num_rows})")
+    return out.sort_by("__row").column(LOOKUP_ROW).combine_chunks()
+
+
+def _group_ids(left: pa.Table, right: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The key tuples of both sides as integers (equal keys, equal ids; -1: a null key)."""
+    def joined(t: pa.Table) -> pa.Array:
+        parts = [pc.cast(c, pa.string()) for c in t.columns]
+        return pc.binary_join_element_wise(*parts, "\x1f").combine_chunks() \
+            if len(parts) > 1 else parts[0].combine_chunks()
+    both = pa.concat_arrays([joined(left), joined(right)]).dictionary_encode()
+    ids = pc.fill_null(both.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return ids[:left.num_rows], ids[left.num_rows:]
+
+
+def _micros(ts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps as int64 microseconds (0 where null) and the mask of non-null ones."""
+    ts = pc.cast(ts, pa.int64())
+    valid = np.asarray(ts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return pc.fill_null(ts, 0).to_numpy(zero_copy_only=False).astype(np.int64), valid
+
+
+def asof_rows(left_keys: pa.Table, right_keys: pa.Table, time: pa.Array, lookup_time: pa.Array,
+              tolerance_us: int) -> pa.Array:
+    """Per main row the index of the lookup row with equal keys and the latest time <= the
+    row's time, at most tolerance_us before it (null: none). Equal times: the later row.
+
+    Sorted per key: the lookup by (key, time, row), then one binary search per main row
+    on (key, time) encoded as one integer (times replaced by their rank among both sides).
+    """
+    lg, rg = _group_ids(left_keys, right_keys)
+    lt, lok = _micros(time)
+    rt, rok = _micros(lookup_time)
+    lok &= lg >= 0
+    idx = np.flatnonzero(rok & (rg >= 0))
+    if not len(idx):
+        return pa.nulls(len(lt), pa.int64())
+    ranks = np.unique(np.concatenate([lt, rt[idx]]), return_inverse=True)[1].ravel()
+    span = len(ranks) + 1
+    lcode = lg * span + ranks[:len(lt)]
+    rcode = rg[idx] * span + ranks[len(lt):]
+    order = np.lexsort((idx, rcode))
+    rcode, idx = rcode[order], idx[order]
+    pos = np.searchsorted(rcode, lcode, side="right") - 1
+    cand = idx[np.clip(pos, 0, None)]
+    ok = lok & (pos >= 0) & (rg[cand] == lg) & (lt - rt[cand] <= tolerance_us)
+    return pa.array(cand, mask=~ok)
 
 
 def add_derived(t: pa.Table, schema: DatasetSchema) -> pa.Table:

@@ -359,15 +359,15 @@ class BuildLookup(beam.PTransform):
     """Valid batches of a lookup table -> one deduplicated Arrow table (a singleton) and
     the number of duplicate-key rows dropped."""
 
-    def __init__(self, table: TableSpec):
+    def __init__(self, table: TableSpec, many_to_one: bool = False):
         super().__init__()
-        self._table = table
+        self._table, self._many_to_one = table, many_to_one
 
     def expand(self, batches):
-        table = self._table
+        table, strict = self._table, self._many_to_one
         deduped = (batches
                    | "Collect" >> beam.combiners.ToList()
-                   | "Dedupe" >> beam.Map(lambda bs: prepare.dedupe_lookup(table, bs)))
+                   | "Dedupe" >> beam.Map(lambda bs: prepare.dedupe_lookup(table, bs, strict)))
         return (deduped | "Table" >> beam.Map(lambda td: td[0]),
                 deduped | "Duplicates" >> beam.Map(
                     lambda td: (f"{table.name}_duplicate_keys_dropped", td[1])))

@@ -163,7 +163,7 @@ class ReadServingExamples(beam.PTransform):
         lookups = {}
         for join in schema.joins:
             table, dupes = valid[join.table] | f"Build{_camel(join.table)}Lookup" >> \
-                reading.BuildLookup(schema.tables[join.table])
+                reading.BuildLookup(schema.tables[join.table], join.many_to_one)
             lookups[join.table] = beam.pvalue.AsSingleton(table)
             counts.append(dupes)
         prepared = valid[schema.main] | "PrepareExamples" >> beam.ParDo(

@@ -13,12 +13,12 @@ from pathlib import Path
 from mlbatch.config import ConfigError, load_yaml
 from mlbatch.schema.build import build
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
-                                  SCALES, SPLIT_BY, TASKS, BucketFeature, ColumnSpec, CrossFeature,
+                                  SCALES, SPLIT_BY, TASKS, AsOfSpec, BucketFeature, ColumnSpec, CrossFeature,
                                   DatasetSchema, DerivedSpec, HashFeature, JoinSpec, LabelSpec,
                                   LimitsSpec, NumericFeature, SchemaError, SplitSpec, TableSpec,
                                   VocabFeature)
 
-__all__ = ["COLUMN_TYPES", "DERIVED_FNS", "FORMATS", "LABEL_OPS", "LABEL_TRANSFORMS", "SCALES",
+__all__ = ["AsOfSpec", "COLUMN_TYPES", "DERIVED_FNS", "FORMATS", "LABEL_OPS", "LABEL_TRANSFORMS", "SCALES",
            "SPLIT_BY", "TASKS", "BucketFeature", "ColumnSpec", "CrossFeature", "DatasetSchema",
            "DerivedSpec", "HashFeature", "JoinSpec", "LabelSpec", "LimitsSpec",
            "NumericFeature", "SchemaError", "SplitSpec", "TableSpec", "VocabFeature",

@@ -8,8 +8,9 @@ from mlbatch.config import shorten
 from mlbatch.expr import TYPES, quote_column
 from mlbatch.schema import fields as f
 from mlbatch.schema.features import load_features
+from mlbatch.schema.joins import load_joins
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
-                                  SPLIT_BY, TASKS, ColumnSpec, DatasetSchema, DerivedSpec, JoinSpec,
+                                  SPLIT_BY, TASKS, ColumnSpec, DatasetSchema, DerivedSpec,
                                   LabelSpec, LimitsSpec, SplitSpec, TableSpec)
 
 TOP_LEVEL = {"name", "version", "tables", "main", "joins", "derived", "label", "filters",
@@ -27,7 +28,7 @@ def build(raw, source: str) -> DatasetSchema:
     main = raw["main"]
     if not isinstance(main, str) or main not in tables:
         raise f.err("main", f"{shorten(main)} is not a declared table ({sorted(tables)})")
-    joins, available = _load_joins(raw.get("joins") or [], tables, main)
+    joins, available = load_joins(raw.get("joins") or [], tables, main)
     derived = _load_derived(raw.get("derived") or [], available)
     label = _load_label(raw["label"], available)
     filters = _load_filters(raw.get("filters") or [], available)
@@ -119,41 +120,6 @@ def _load_table(where: str, name: str, raw) -> TableSpec:
                      null_tokens=_null_tokens(f"{where}.null_tokens",
                                               raw.get("null_tokens", [""])), key=key,
                      allow_empty=f.boolean(f"{where}.allow_empty", raw.get("allow_empty", False)))
-
-
-def _load_joins(raw, tables: dict[str, TableSpec], main: str
-                ) -> tuple[tuple[JoinSpec, ...], dict[str, str]]:
-    """The joins and the columns available after them (name -> type)."""
-    if not isinstance(raw, list):
-        raise f.err("joins", f"expected a list, got {type(raw).__name__}")
-    available = {c.name: c.type for c in tables[main].columns}
-    joins = []
-    for i, j in enumerate(raw):
-        where = f"joins[{i}]"
-        f.check_keys(where, j, {"table", "keys", "prefix"}, {"table", "keys"})
-        if not isinstance(j["table"], str) or j["table"] not in tables or j["table"] == main:
-            raise f.err(f"{where}.table", f"{shorten(j['table'])} is not a declared lookup table")
-        on, right = f.names(f"{where}.keys", j["keys"]), tables[j["table"]]
-        for k in on:
-            if k not in tables[main].column_names:
-                raise f.err(f"{where}.keys",
-                            f"{shorten(k)} is not a column of the main table {shorten(main)}")
-            if k not in right.column_names:
-                raise f.err(f"{where}.keys", f"{shorten(k)} is not a column of table {shorten(right.name)}")
-        if set(on) != set(right.key):
-            raise f.err(f"{where}.keys", f"must equal the declared key {list(right.key)} "
-                                         f"of table {shorten(right.name)}")
-        prefix = j.get("prefix", f"{right.name}_")
-        if not isinstance(prefix, str):
-            raise f.err(f"{where}.prefix", f"expected a string, got {shorten(prefix)}")
-        _column_name(f"{where}.prefix", prefix)
-        for c in right.columns:
-            if c.name not in on:
-                if prefix + c.name in available:
-                    raise f.err(where, f"joined column {prefix + c.name!r} collides")
-                available[prefix + c.name] = c.type
-        joins.append(JoinSpec(table=right.name, on=on, prefix=prefix))
-    return tuple(joins), available
 
 
 def _legacy_derived(where: str, d: dict) -> str:

@@ -69,10 +69,30 @@ class TableSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class AsOfSpec:
+    """An as-of join's time: per key, the lookup row with the latest `lookup_time` at or
+    before the main row's `time`, and at most `tolerance_us` microseconds before it."""
+    time: Expr  # of the main row (timestamp)
+    lookup_time: Expr  # of the lookup row (timestamp)
+    tolerance: str  # as written ("3h")
+    tolerance_us: int
+
+
+@dataclasses.dataclass(frozen=True)
 class JoinSpec:
+    """A left join: the main row's `left` values (one expression per key, default the
+    column of the same name) equal the lookup's `on` columns; `as_of` adds a time."""
     table: str
     on: tuple[str, ...]
     prefix: str
+    left: tuple[Expr, ...] = ()
+    many_to_one: bool = False  # a duplicate lookup key stops the job instead of being dropped
+    as_of: AsOfSpec | None = None
+
+    @property
+    def key_exprs(self) -> list[str]:
+        """The main-row side of each key, as written."""
+        return [e.text for e in self.left] or list(self.on)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -111,6 +111,9 @@ class JaxConfig:
         _one_of(self, "placement_strategy", ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"))
         if self.platform is not None:
             _one_of(self, "platform", PLATFORMS)
+        if self.platform == "tpu" and self.devices_per_worker is None:
+            raise ConfigError("devices_per_worker: required with platform 'tpu' (the TPU chips "
+                              "each worker holds, asked of Ray as its 'TPU' resource)")
         for name in ("devices_per_worker", "data_shards", "xla_cpu_threads"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -156,6 +159,17 @@ class JaxConfig:
     @property
     def worker_gpus(self) -> int:
         return (self.devices_per_worker or 1) if self.platform == "gpu" else 0
+
+    @property
+    def worker_resources(self) -> dict[str, float]:
+        """One worker's Ray bundle: its CPUs, and its GPUs or TPU chips (Ray's "GPU" and
+        "TPU" resources; Ray detects the chips of a TPU VM host as "TPU")."""
+        out: dict[str, float] = {"CPU": self.worker_cpus}
+        if self.worker_gpus:
+            out["GPU"] = self.worker_gpus
+        if self.platform == "tpu":
+            out["TPU"] = self.devices_per_worker
+        return out
 
     # --- (de)serialization ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -150,8 +150,7 @@ def check_resumable(blob: bytes, config: JaxConfig, fs: FeatureSet) -> None:
 
 
 def worker_bundle(config: JaxConfig) -> dict[str, float]:
-    return {"CPU": config.worker_cpus, **({"GPU": config.worker_gpus}
-                                          if config.worker_gpus else {})}
+    return config.worker_resources
 
 
 def cpu_threads(config: JaxConfig) -> int | None:
@@ -253,6 +252,7 @@ class RayGroup:
         actor_cls = _worker_actor_class()
         actors = [actor_cls.options(
             num_cpus=config.worker_cpus, num_gpus=config.worker_gpus,
+            resources={"TPU": config.devices_per_worker} if config.platform == "tpu" else None,
             runtime_env={"env_vars": env},
             scheduling_strategy=PlacementGroupSchedulingStrategy(pg, first + i)).remote()
             for i in range(config.num_workers)]

@@ -99,7 +99,7 @@ def trial_resources(base_config: dict) -> tune.PlacementGroupFactory:
     """One worker: the trial process trains (its bundle is the worker's). Several: an
     empty head bundle for the trial (it only drives) plus one bundle per worker."""
     cfg = trial_config(base_config)
-    worker = {"CPU": cfg.worker_cpus, **({"GPU": cfg.worker_gpus} if cfg.worker_gpus else {})}
+    worker = cfg.worker_resources
     if cfg.num_workers == 1:
         return tune.PlacementGroupFactory([worker])
     return tune.PlacementGroupFactory([{}] + [dict(worker)] * cfg.num_workers,

