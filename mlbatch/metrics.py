@@ -2,9 +2,11 @@
 
 One name, one meaning across jobs: every function takes ``(labels, scores)`` in that
 order, and ``eval_loss`` is the task's loss on the eval split -- logloss for binary
-classification, RMSE for regression -- in the XGBoost job, the JAX job and so in Tune's
-results tables. Metrics are computed from the predictions on every eval row (a
-distributed trainer's own aggregated metrics are not exactly those of the whole split).
+classification, multi-class logloss for multiclass classification (scores are then
+``[n, K]`` class probabilities, labels class indices), RMSE for regression -- in the
+XGBoost job, the JAX job and so in Tune's results tables. Metrics are computed from the
+predictions on every eval row (a distributed trainer's own aggregated metrics are not
+exactly those of the whole split).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import math
 
 import numpy as np
 
-TASKS = ("binary_classification", "regression")
+TASKS = ("binary_classification", "regression", "multiclass_classification")
 LOGLOSS_EPS = 1e-15
 
 
@@ -53,10 +55,58 @@ def mae(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(np.abs(d)))
 
 
+def _class_probs(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).reshape(-1)
+    if p.ndim != 2 or p.shape[0] != y.shape[0]:
+        raise ValueError(f"multiclass scores must be [n, K] for {y.shape[0]} labels, got "
+                         f"shape {p.shape}")
+    k = np.rint(y).astype(np.int64)
+    if np.any(k != y) or np.any(k < 0) or np.any(k >= p.shape[1]):
+        raise ValueError(f"multiclass labels must be class indices in [0, {p.shape[1]})")
+    return k, p
+
+
+def multi_logloss(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean of -log(probability of the true class), clipped to [eps, 1 - eps]."""
+    k, p = _class_probs(labels, scores)
+    true = np.clip(p[np.arange(k.shape[0]), k], LOGLOSS_EPS, 1 - LOGLOSS_EPS)
+    return float(-np.mean(np.log(true)))
+
+
+def multi_accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Share of rows whose arg-max class (the first on ties) is the label; XGBoost's
+    ``merror`` is 1 - this."""
+    k, p = _class_probs(labels, scores)
+    return float(np.mean(np.argmax(p, axis=1) == k))
+
+
+def auc_ovr(labels: np.ndarray, scores: np.ndarray, average: str) -> float:
+    """One-vs-rest ROC AUC per class (:func:`auc` of "this class" against the rest),
+    averaged ``macro`` (equal weights) or ``weighted`` (by the class's rows). A class with
+    no rows in ``labels`` (its AUC undefined) is left out of both; NaN if none remains."""
+    k, p = _class_probs(labels, scores)
+    if average not in ("macro", "weighted"):
+        raise ValueError(f"average {average!r}: expected 'macro' or 'weighted'")
+    aucs, support = [], []
+    for c in range(p.shape[1]):
+        value = auc(k == c, p[:, c])
+        if not math.isnan(value):
+            aucs.append(value)
+            support.append(int(np.sum(k == c)))
+    if not aucs:
+        return math.nan
+    weights = np.ones(len(aucs)) if average == "macro" else np.asarray(support, np.float64)
+    return float(np.dot(aucs, weights) / weights.sum())
+
+
 def eval_loss(task: str, labels: np.ndarray, scores: np.ndarray) -> float:
-    """The task's loss: logloss (binary classification) or RMSE (regression)."""
+    """The task's loss: logloss (binary classification), multi-class logloss (multiclass)
+    or RMSE (regression)."""
     if task == "binary_classification":
         return logloss(labels, scores)
+    if task == "multiclass_classification":
+        return multi_logloss(labels, scores)
     if task == "regression":
         return rmse(labels, scores)
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
@@ -64,11 +114,17 @@ def eval_loss(task: str, labels: np.ndarray, scores: np.ndarray) -> float:
 
 def task_metrics(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
     """``eval_loss`` plus the metrics a user of this task reads: classification AUC,
-    logloss, accuracy; regression RMSE, MAE. NaN (undefined, e.g. AUC of one class)
+    logloss, accuracy; multiclass logloss, accuracy, one-vs-rest AUC (macro and
+    weighted); regression RMSE, MAE. NaN (undefined, e.g. AUC of one class)
     becomes None so the result is valid JSON."""
     if task == "binary_classification":
         out = {"auc": auc(labels, scores), "logloss": logloss(labels, scores),
                "accuracy": accuracy(labels, scores)}
+    elif task == "multiclass_classification":
+        out = {"logloss": multi_logloss(labels, scores),
+               "accuracy": multi_accuracy(labels, scores),
+               "auc_ovr_macro": auc_ovr(labels, scores, "macro"),
+               "auc_ovr_weighted": auc_ovr(labels, scores, "weighted")}
     elif task == "regression":
         out = {"rmse": rmse(labels, scores), "mae": mae(labels, scores)}
     else:

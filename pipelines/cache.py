@@ -8,7 +8,8 @@
 * ``params``: the step's args as written (references stay ``"${step}"``, never a path),
   with the raw args taken out;
 * ``inputs``: the content digest (``artifact.json`` ``digest``) of each referenced step's
-  committed output;
+  committed output, and of the model a ``registry:NAME@ALIAS`` arg resolves to now (so a
+  moved alias reruns the step: ``registered``);
 * ``raw``: for each raw arg, the relative paths and SHA-256 of every file under it.
 
 An output is read through ``read_manifest``, which verifies its files against their
@@ -34,6 +35,8 @@ from typing import Any
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, read_manifest
 from mlbatch.artifacts.manifest import IntegrityError
+from mlbatch.artifacts.registry import is_ref
+from mlbatch.artifacts.registry import resolve as resolve_registered
 from pipelines.registry import JOBS
 from pipelines.spec import RUN_REF, Pipeline, Step, resolve
 from mlbatch.errors import UsageError
@@ -118,6 +121,21 @@ def output_digest(root: str) -> str | None:
         return None
 
 
+def registered(step: Step, run_dir: str) -> dict[str, str]:
+    """``{reference: "NAME/VERSION@digest"}`` of each registry reference among the step's
+    args, resolved through its ``registry`` arg (else $MLBATCH_REGISTRY) as the job will."""
+    registry = step.args.get("registry")
+    store = resolve(registry, run_dir) if registry else None
+    out = {}
+    for ref in sorted({v for v in step.args.values() if is_ref(v)}):
+        try:
+            found = resolve_registered(ref, store)
+        except ArtifactError as e:
+            raise CacheError(str(e)) from None
+        out[ref] = f"{found.name}/{found.version}@{found.digest}"
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class StepKey:
     key: str
@@ -133,6 +151,7 @@ def step_key(pipeline: Pipeline, step: Step, run_dir: str) -> StepKey:
         if digest is None:
             raise CacheError(f"upstream step {name!r} has no committed output in {run_dir}")
         inputs[name] = digest
+    inputs.update(registered(step, run_dir))
     raw = {}
     for key in step.raw:
         try:

@@ -79,6 +79,12 @@ JOBS: dict[str, JobInfo] = {
     # a Tune search runs the trainers' plug-ins (ray_jobs.<job>.tuning)
     "ray_jobs.tune": _job("ray_jobs.tune", "ray", "tune_run", ("ray_jobs/tune/__main__.py",),
                           ("ray_jobs/tune", "ray_jobs/xgboost", "ray_jobs/jax", *RAY_COMMON)),
+    # blessing: exit 3 = the evaluation ran and committed its decision "refused"
+    "pipelines.model_registry.bless": _job(
+        "pipelines.model_registry.bless", "local", "model_evaluation",
+        ("pipelines/model_registry/bless.py",),
+        ("pipelines/model_registry", "pipelines/lineage", "mlbatch"),
+        ok_exits=frozenset({0, 3})),
     "pipelines.report": _job("pipelines.report", "local", "run_report",
                              ("pipelines/report/__main__.py",), ("pipelines", "mlbatch"),
                              positional=("run",)),

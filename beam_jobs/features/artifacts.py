@@ -229,7 +229,7 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, analyzers: str,
     s = summary["stages"]
     writer.commit(rows={"train": s["train"], "eval": s["eval"]}, body=feature_section(
         label=schema.label.name, task=schema.label.task,
-        label_transform=transform_record(schema.label.transform),
+        label_transform=transform_record(schema.label.transform), classes=schema.label.classes,
         features=manifest_features(schema, tf_output),
         splits={"train": s["train"], "eval": s["eval"]}, checks=summary["checks"]))
     return summary

@@ -28,6 +28,7 @@ from mlbatch.artifacts import MANIFEST, PENDING, ArtifactWriter
 from mlbatch.artifacts.base import read_manifest, write_json
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.monitor import ANOMALIES, DRIFT, HISTOGRAMS, load_monitor
+from mlbatch.artifacts.registry import resolve_model_arg
 from mlbatch import errors, logs
 from mlbatch.errors import JobError, UsageError
 
@@ -55,7 +56,10 @@ def parse_args(argv):
     parser.add_argument("--against", default=None, help="drift: raw data of a previous "
                         "window, or a previous monitor output (same baseline)")
     parser.add_argument("--model", default=None, help="a committed xgboost_model or "
-                        "jax_model trained on --baseline: adds prediction drift")
+                        "jax_model trained on --baseline (or registry:NAME@ALIAS): adds "
+                        "prediction drift")
+    parser.add_argument("--registry", default=None, help="the model registry store for a "
+                        "registry: --model (default $MLBATCH_REGISTRY; docs/registry.md)")
     parser.add_argument("--schema", default=None, help="a copy of the schema file the "
                         "features were built with (default: the path they record)")
     parser.add_argument("--skew-sample", type=int, default=1000,
@@ -104,6 +108,9 @@ def _previous(uri: str, features: FeatureSet, keys: set[str]) -> dict:
 def _check_model(uri: str, features: FeatureSet) -> None:
     model_mod.model_type(uri)
     m = read_manifest(uri)
+    if m.body.get("task") == "multiclass_classification":  # issue #23.1: not yet
+        raise MonitorUsageError(f"--model {uri}: monitoring the predictions of a "
+                                "multiclass_classification model is not supported yet")
     trained_on = next((e.get("digest") for e in m.inputs if e["role"] == "features"), None)
     if trained_on != features.digest:
         raise MonitorUsageError(f"--model {uri} was trained on features {trained_on}, not on "
@@ -137,7 +144,8 @@ def make_plan(args, features: FeatureSet) -> pipeline.Plan:
                          prediction=prediction, skew_rate=rate, chunk_rows=args.chunk_rows)
 
 
-def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan) -> None:
+def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan,
+                   registered: dict | None = None) -> None:
     writer.input_artifact("baseline", args.baseline, "features")
     for table, files in plan.current.items():
         for f in files:
@@ -148,7 +156,7 @@ def _record_inputs(writer: ArtifactWriter, args, plan: pipeline.Plan) -> None:
         for f in files:
             writer.input_file(f"against:{table}", f)
     if args.model:
-        writer.input_artifact("model", args.model)
+        writer.input_artifact("model", args.model, registered=registered)
 
 
 def _check_remote(args, plan: pipeline.Plan, options) -> None:
@@ -173,6 +181,9 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
     quiet_logging(args.verbose)
+    registered = None
+    if args.model:
+        args.model, registered = resolve_model_arg(args.model, args.registry)
     features = load_feature_set(args.baseline)
     plan = make_plan(args, features)
     options = pipeline_options(beam_args, job_name=f"monitor-{plan.schema.name}",
@@ -186,7 +197,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
     with writer:  # an exception marks a claimed output failed
-        _record_inputs(writer, args, plan)
+        _record_inputs(writer, args, plan, registered.record() if registered else None)
         p = beam.Pipeline(options=options)
         pipeline.build(p, plan)
         run_pipeline(p, options)

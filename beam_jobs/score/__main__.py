@@ -12,6 +12,7 @@ artifact trained on those features) with Beam's RunInference. docs/scoring.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -26,6 +27,7 @@ from beam_jobs.tabular import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
 from mlbatch.artifacts import ArtifactError, ArtifactWriter
+from mlbatch.artifacts.registry import resolve_model_arg
 from mlbatch import errors, logs
 from mlbatch.errors import JobError, UsageError
 
@@ -41,7 +43,11 @@ def parse_args(argv: list[str]) -> tuple[ScoreConfig, list[str]]:
                         help="the feature artifact the model was trained on (its schema and "
                              "saved transform_fn are applied)")
     parser.add_argument("--model", required=True,
-                        help="an xgboost_model or jax_model artifact directory")
+                        help="an xgboost_model or jax_model artifact directory, or a registered "
+                             "version: registry:NAME@ALIAS or registry:NAME/VERSION")
+    parser.add_argument("--registry", default=None,
+                        help="the model registry store for a registry: --model (default "
+                             "$MLBATCH_REGISTRY; docs/registry.md)")
     parser.add_argument("--input", required=True,
                         help="raw tables: a directory or gs:// prefix holding each table's "
                              "schema `path`, a glob or a single file")
@@ -84,6 +90,9 @@ def _inputs(args):
 
     features = load_feature_set(args.features, check_columns=False)
     model = load_model(args.model)
+    if model.classes:  # issue #23.1: the classes + scores layout is not written yet
+        raise ScoreConfigError(f"--model {model.uri}: scoring a multiclass_classification "
+                               "model (classes + scores columns) is not supported yet")
     try:
         trained_on = model.features["digest"]
     except ArtifactError as e:
@@ -117,6 +126,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
     quiet_logging(args.verbose, extra=("jax",))
+    resolved, registered = resolve_model_arg(args.model, args.registry)
+    args = dataclasses.replace(args, model=resolved)
     features, schema, model, transform_digest = _inputs(args)
     options = pipeline_options(beam_args, job_name=f"score-{schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
@@ -129,7 +140,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
         writer.input_artifact("features", features.root, "features")
-        writer.input_artifact("model", model.uri, model.type)
+        writer.input_artifact("model", model.uri, model.type,
+                              registered=registered.record() if registered else None)
     from beam_jobs.score import artifacts, pipeline
 
     t0 = time.perf_counter()

@@ -8,7 +8,8 @@ import dataclasses
 class ScoreConfig:
     """Field order is the parser's flag order (the order recorded in artifact.json)."""
     features: str
-    model: str
+    model: str  # a model directory, or registry:NAME[@VERSION] (resolved in run)
+    registry: str | None  # the registry store for a registry: --model (None: default)
     input: str
     output: str
     schema: str | None = None  # a readable copy of the features' schema file

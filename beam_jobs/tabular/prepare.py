@@ -200,12 +200,27 @@ def label_values(t: pa.Table, schema: DatasetSchema) -> pa.Array:
 
 
 def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarray]:
-    """(label_values as float32 with 0.0 where it cannot be computed, mask of those rows):
-    tf.Transform takes no nulls, so the feature job excludes the masked rows."""
+    """(label_values as float32 with 0.0 where it cannot be computed, mask of those rows;
+    a multiclass label is its class's index in ``label.classes``): tf.Transform takes no
+    nulls, so the feature job excludes the masked rows."""
+    if schema.label.task == "multiclass_classification":
+        return class_index(expr.evaluate(schema.label.expr, t), schema)
     values = label_values(t, schema)
     missing = pc.is_null(values)
     label = pc.cast(pc.fill_null(values, 0.0), pa.float32())
     return label, np.asarray(missing.to_numpy(zero_copy_only=False))
+
+
+def class_index(values: pa.Array, schema: DatasetSchema) -> tuple[pa.Array, np.ndarray]:
+    """A multiclass label's class index (float32) per row, and the mask of rows it is not
+    defined for: null, or (without an ``other`` class) a value not among the classes."""
+    lab = schema.label
+    declared = lab.classes[:-1] if lab.other is not None else lab.classes
+    idx = pc.index_in(values, value_set=pa.array(declared, pa.string()))
+    if lab.other is not None:
+        idx = pc.if_else(pc.is_valid(values), pc.fill_null(idx, len(declared)), idx)
+    missing = np.asarray(pc.is_null(idx).to_numpy(zero_copy_only=False))
+    return pc.cast(pc.fill_null(idx, 0), pa.float32()), missing
 
 
 def transform_label(values: pa.Array, schema: DatasetSchema) -> tuple[pa.Array, list[str | None]]:
@@ -232,6 +247,9 @@ def _label_reasons(t: pa.Table, schema: DatasetSchema, missing: np.ndarray) -> p
                              f"label source {col!r} is missing", reasons)
     undefined = f"label {lab.text!r} is undefined here (division by zero, log/sqrt out " \
                 f"of domain, or not finite)"
+    if schema.label.task == "multiclass_classification":
+        undefined = f"label {lab.text!r} is not one of the declared classes " \
+                    f"{list(schema.label.classes)} (declare it, or an other: class)"
     return pc.if_else(pc.and_(pc.is_null(reasons), pa.array(missing)), undefined,
                       pc.if_else(pa.array(missing), reasons, pa.scalar(None, pa.string())))
 

@@ -193,11 +193,16 @@ class ArtifactWriter:
         self._ended = True
         mark_failed(self.root, self.job, reason)
 
-    def input_artifact(self, role: str, uri: str, expected_type: str | None = None) -> Manifest:
-        """Records a committed upstream artifact (by URI and content digest)."""
+    def input_artifact(self, role: str, uri: str, expected_type: str | None = None, *,
+                       registered: dict | None = None) -> Manifest:
+        """Records a committed upstream artifact (by URI and content digest); a model read
+        through the registry also records the version it resolved to (``registered``:
+        ``mlbatch.artifacts.registry.RegisteredVersion.record()``)."""
         m = read_manifest(uri, expected_type)
         entry = {"role": role, "kind": "artifact", "type": m.type, "uri": m.root,
                  "digest": m.digest}
+        if registered:
+            entry["registered"] = dict(registered)
         self.inputs.append(entry)
         self.lineage.append({**entry, "lineage": m.doc.get("lineage", [])})
         return m

@@ -23,7 +23,8 @@ A feature directory (``python -m beam_jobs.features``) holds::
 Column types: ``numeric`` features are float32 (already scaled); ``categorical``
 features (vocabulary ids, quantile buckets, hashed values, crosses) are int64 in
 ``[0, cardinality)``; the label is float32 (0/1 for binary classification; for
-regression in the label transform's units: ``mlbatch.labels.inverse_label`` maps it back).
+regression in the label transform's units: ``mlbatch.labels.inverse_label`` maps it back;
+for multiclass classification the class's index in ``label.classes``).
 
 Training code never names a feature: it reads them from here, and only through
 ``load_feature_set`` (the one reader of this type).
@@ -44,7 +45,7 @@ from mlbatch.labels import LabelTransformError, check_label_transform
 
 TYPE = "features"
 SPLITS = ("train", "eval")
-TASKS = ("binary_classification", "regression")
+TASKS = ("binary_classification", "regression", "multiclass_classification")
 KINDS = ("numeric", "categorical")
 
 
@@ -84,11 +85,17 @@ class FeatureSet:
     features: tuple[Feature, ...]
     manifest: Manifest | None = None
     label_transform: dict | None = None  # regression: how the stored label was transformed
+    classes: tuple[str, ...] = ()  # multiclass: class names; the label is the index
     _rows: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise FeatureContractError(f"label task {self.task!r} not in {TASKS}")
+        if (self.task == "multiclass_classification") != bool(self.classes):
+            raise FeatureContractError(f"label classes {list(self.classes)}: a "
+                                       "multiclass_classification label (only) has >= 2")
+        if self.task == "multiclass_classification" and len(self.classes) < 2:
+            raise FeatureContractError(f"label classes {list(self.classes)}: need >= 2")
 
     @property
     def names(self) -> list[str]:
@@ -149,10 +156,15 @@ class FeatureSet:
 def feature_section(*, label: str, task: str, features: list[Feature], splits: dict[str, int],
                     label_transform: dict | None = None, example_id: str | None = "example_id",
                     transform_fn: str | None = "transform_fn",
-                    checks: dict[str, bool] | None = None, **extra: Any) -> dict:
+                    checks: dict[str, bool] | None = None, classes: tuple[str, ...] = (),
+                    **extra: Any) -> dict:
     """The ``features`` section of artifact.json (written by the feature job and by the
-    synthetic writer; read by ``load_feature_set``)."""
-    return {"label": {"name": label, "task": task, "transform": label_transform},
+    synthetic writer; read by ``load_feature_set``); ``label.classes`` only for a
+    multiclass label."""
+    lab = {"name": label, "task": task, "transform": label_transform}
+    if classes:
+        lab["classes"] = list(classes)
+    return {"label": lab,
             "features": [f.to_dict() for f in features],
             "splits": {s: {"rows": int(n), "dir": s} for s, n in splits.items()},
             "example_id": example_id, "transform_fn": transform_fn,
@@ -178,7 +190,8 @@ def load_feature_set(root: str | os.PathLike, *, check_columns: bool = True) -> 
                                  transform=f.get("transform", ""),
                                  sources=tuple(f.get("sources", ()))) for f in body["features"])
         fs = FeatureSet(root=m.root, label=lab["name"], task=lab["task"], features=features,
-                        manifest=m, label_transform=lab.get("transform"))
+                        manifest=m, label_transform=lab.get("transform"),
+                        classes=tuple(lab.get("classes", ())))
         check_label_transform(fs.label_transform)
     except (KeyError, TypeError) as e:
         raise FeatureContractError(f"{m.root}: malformed features section ({e!r})") from e
@@ -242,3 +255,18 @@ def read_rejected(fs: FeatureSet, part: str = "dead_letter",
             if f.relpath.endswith(".parquet") and "/" not in f.relpath]
     tables = [fs.read_table(u, columns) for u in uris]
     return pa.concat_tables(tables) if tables else None
+
+
+VOCAB_ASSET = "transform_fn/assets/vocab_{source}"  # beam_jobs.features.preprocessing
+
+
+def read_vocabulary(fs: FeatureSet, feature: Feature) -> list[str] | None:
+    """The values of a ``vocabulary`` feature in id order (id i is line i of the
+    tf.Transform vocabulary asset; ids past the end are out-of-vocabulary buckets); None
+    for another transform or a directory without the asset."""
+    if feature.transform != "vocabulary" or len(feature.sources) != 1 or not fs.transform_fn_dir:
+        return None
+    uri = storage.join(fs.root, VOCAB_ASSET.format(source=feature.sources[0]))
+    if not storage.exists(uri):
+        return None
+    return storage.read_bytes(uri).decode("utf-8").splitlines()

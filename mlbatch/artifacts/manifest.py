@@ -56,6 +56,7 @@ FORMAT_VERSIONS: dict[str, str] = {
     "predictions": "1.0",
     "monitor": "1.0",
     "run_report": "1.0",
+    "model_evaluation": "1.0",
 }
 
 

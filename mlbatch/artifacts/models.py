@@ -12,6 +12,9 @@ a known major version), dispatches on the artifact's declared type and returns a
                                  # through the label transform (expm1 for log1p)
     model.predict_stored(table)  # the model's own output: probabilities, or values in
                                  # the stored (transformed) label's units
+    # multiclass_classification: model.classes names the classes; predict and
+    # predict_stored return float64[rows, len(classes)] class probabilities, and
+    model.predict_classes(table) # the arg-max class name per row (the first on ties)
 
 ``table`` is a transformed feature table (a features artifact's split, or the saved
 transform's output): the model takes its ``feature_names`` columns, in that order.
@@ -61,7 +64,9 @@ def label_units(values: np.ndarray, task: str, label_transform: dict | None) -> 
     """A model's own output as the prediction a user reads (float64): probabilities as
     they are, regression values through the inverse of the label transform."""
     values = np.asarray(values, dtype=np.float64)
-    return values if task == "binary_classification" else inverse_label(values, label_transform)
+    if task in ("binary_classification", "multiclass_classification"):
+        return values
+    return inverse_label(values, label_transform)
 
 
 def _matrix(t: pa.Table, names: tuple[str, ...], dtype: type) -> np.ndarray:
@@ -79,6 +84,7 @@ class Model:
     label_transform: dict | None
     float_columns: tuple[str, ...]  # the model's float32 inputs, in order
     int_columns: tuple[str, ...]  # its int32 inputs (vocabulary ids), in order
+    classes: tuple[str, ...] = ()  # multiclass: the class of each probability column
     _trained: Any = dataclasses.field(default=None, init=False, repr=False)
 
     @property
@@ -117,15 +123,27 @@ class Model:
         return self._trained
 
     def predict_stored(self, table: pa.Table) -> np.ndarray:
-        """float64[rows]: probabilities, or values in the stored label's units."""
+        """float64[rows]: probabilities, or values in the stored label's units;
+        float64[rows, len(classes)] class probabilities for a multiclass model."""
         missing = [n for n in self.feature_names if n not in table.column_names]
         if missing:
             raise ArtifactError(f"{self.uri}: the table lacks the model's input columns "
                                 f"{missing}")
         floats = _matrix(table, self.float_columns, np.float32)
         ids = _matrix(table, self.int_columns, np.int32)
-        out = _TYPES[self.type].predict(self.trained, floats, ids)
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        out = np.asarray(_TYPES[self.type].predict(self.trained, floats, ids), np.float64)
+        if not self.classes:
+            return out.reshape(-1)
+        if out.size != table.num_rows * len(self.classes):
+            raise ArtifactError(f"{self.uri}: the model gave {out.shape} outputs for "
+                                f"{table.num_rows} rows x {len(self.classes)} classes")
+        return out.reshape(table.num_rows, len(self.classes))
+
+    def predict_classes(self, table: pa.Table) -> list[str]:
+        """A multiclass model's arg-max class per row (the first class on ties)."""
+        if not self.classes:
+            raise ArtifactError(f"{self.uri}: a {self.task} model has no classes")
+        return [self.classes[i] for i in np.argmax(self.predict_stored(table), axis=1)]
 
     def predict(self, table: pa.Table) -> np.ndarray:
         """float64[rows] in the label's own units (see ``label_units``)."""
@@ -146,11 +164,15 @@ def model_of(m: Manifest) -> Model:
         floats, ids = _TYPES[m.type].input_columns(body)
         model = Model(manifest=m, task=body["task"], label=body["label"],
                       label_transform=body.get("label_transform"),
-                      float_columns=floats, int_columns=ids)
+                      float_columns=floats, int_columns=ids,
+                      classes=tuple(body.get("classes", ())))
     except (KeyError, TypeError) as e:
         raise ArtifactError(f"{m.root}: the {m.type} section lacks {e}") from e
     if model.task not in TASKS:
         raise ArtifactError(f"{m.root}: task {model.task!r} is not one of {TASKS}")
+    if (model.task == "multiclass_classification") != (len(model.classes) >= 2):
+        raise ArtifactError(f"{m.root}: a multiclass model (only) names >= 2 classes; this "
+                            f"{model.task} model names {len(model.classes)}")
     try:
         check_label_transform(model.label_transform)
     except LabelTransformError as e:

@@ -34,11 +34,15 @@ MODEL_FILE = "model.json"
 
 
 def model_section(fs: FeatureSet, *, best_round: int, rounds_trained: int) -> dict[str, Any]:
-    """The ``xgboost_model`` section of artifact.json for a booster trained on ``fs``."""
-    return {"model": MODEL_FILE, "format": "xgboost-json", "task": fs.task, "label": fs.label,
-            "label_transform": fs.label_transform, "feature_names": fs.names,
-            "features": [f.to_dict() for f in fs.features], "best_round": int(best_round),
-            "rounds_trained": int(rounds_trained)}
+    """The ``xgboost_model`` section of artifact.json for a booster trained on ``fs``
+    (``classes`` only for a multiclass label: the order of the probability columns)."""
+    section = {"model": MODEL_FILE, "format": "xgboost-json", "task": fs.task,
+               "label": fs.label, "label_transform": fs.label_transform,
+               "feature_names": fs.names, "features": [f.to_dict() for f in fs.features],
+               "best_round": int(best_round), "rounds_trained": int(rounds_trained)}
+    if fs.classes:
+        section["classes"] = list(fs.classes)
+    return section
 
 
 def input_columns(body: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -72,7 +76,8 @@ class XGBoostModel:
             return None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities (binary classification) or values for f32[n, len(feature_names)]."""
+        """Probabilities (binary classification; [n, classes] for multiclass) or values
+        for f32[n, len(feature_names)]."""
         x = np.asarray(x, np.float32)
         if x.ndim != 2 or x.shape[1] != len(self.feature_names):
             raise ArtifactError(f"expected an array [n, {len(self.feature_names)}] in the order "

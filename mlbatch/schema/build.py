@@ -10,7 +10,8 @@ from mlbatch.schema import fields as f
 from mlbatch.schema.features import load_features
 from mlbatch.schema.joins import load_joins
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
-                                  SPLIT_BY, TASKS, ColumnSpec, DatasetSchema, DerivedSpec,
+                                  MAX_CLASSES, SPLIT_BY, TASKS, ColumnSpec, DatasetSchema,
+                                  DerivedSpec,
                                   LabelSpec, LimitsSpec, SplitSpec, TableSpec)
 
 TOP_LEVEL = {"name", "version", "tables", "main", "joins", "derived", "label", "filters",
@@ -184,8 +185,8 @@ def _legacy_label(lab: dict, available: dict[str, str]) -> str:
 
 
 def _load_label(lab, available: dict[str, str]) -> LabelSpec:
-    f.check_keys("label", lab, {"name", "task", "column", "op", "value", "transform", "expr"},
-                 {"name", "task"})
+    f.check_keys("label", lab, {"name", "task", "column", "op", "value", "transform", "expr",
+                                "classes", "other"}, {"name", "task"})
     name = f.string("label.name", lab["name"])
     if name in available:
         raise f.err("label.name", f"{shorten(name)} is already a column; name the label otherwise")
@@ -196,6 +197,11 @@ def _load_label(lab, available: dict[str, str]) -> LabelSpec:
                              "binary label)")
     if "expr" in lab and ("op" in lab or "value" in lab):
         raise f.err("label", "op and value belong to the column: form; write them into expr:")
+    multi = lab["task"] == "multiclass_classification"
+    if multi:
+        return _load_multiclass_label(lab, name, available)
+    if "classes" in lab or "other" in lab:
+        raise f.err("label.classes", "classes and other belong to multiclass_classification")
     binary = lab["task"] == "binary_classification"
     text = lab["expr"] if "expr" in lab else _legacy_label(lab, available)
     expr = f.expression("label.expr" if "expr" in lab else "label", text, available,
@@ -210,6 +216,36 @@ def _load_label(lab, available: dict[str, str]) -> LabelSpec:
     column = lab.get("column") or (expr.columns[0] if len(expr.columns) == 1 else None)
     return LabelSpec(name=name, task=lab["task"], column=column, op=lab.get("op"),
                      value=lab.get("value"), transform=transform, expr=expr)
+
+
+def _load_multiclass_label(lab: dict, name: str, available: dict[str, str]) -> LabelSpec:
+    """`expr:` (a string: a column name is one) with declared `classes:` and an optional
+    `other:` class for every undeclared value (the last class)."""
+    for key in ("column", "op", "value", "transform"):
+        if key in lab:
+            raise f.err(f"label.{key}", "a multiclass label is `expr:` (a string) with "
+                                        "`classes:`; drop " + key)
+    if "classes" not in lab:
+        raise f.err("label.classes", "missing: a multiclass label declares its classes "
+                                     "(a list of at least 2 strings)")
+    raw = lab["classes"]
+    if not isinstance(raw, list) or not all(isinstance(c, str) and c for c in raw):
+        raise f.err("label.classes", f"expected a list of class names, got {shorten(raw)}")
+    classes = tuple(raw)
+    other = f.string("label.other", lab["other"]) if "other" in lab else None
+    classes = classes + ((other,) if other is not None else ())
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise f.err("label.classes", f"class {shorten(dup[0])} appears twice (other "
+                                     "included)")
+    if not 2 <= len(classes) <= MAX_CLASSES:
+        raise f.err("label.classes", f"{len(classes)} classes (other included); a multiclass "
+                                     f"label needs 2 to {MAX_CLASSES}")
+    expr = f.expression("label.expr", lab["expr"], available, ("string",),
+                        "a multiclass label must be a string (a column, or e.g. a cast)")
+    column = expr.columns[0] if len(expr.columns) == 1 else None
+    return LabelSpec(name=name, task=lab["task"], column=column, expr=expr,
+                     classes=classes, other=other)
 
 
 def _load_filters(raw, available: dict[str, str]) -> tuple:

@@ -12,7 +12,8 @@ COLUMN_TYPES = ("int64", "float64", "string")
 FORMATS = ("csv", "jsonl", "parquet")
 SCALES = {"z_score": "z", "scale_0_1": "01"}
 LABEL_OPS = (">", ">=", "<", "<=", "==")
-TASKS = ("binary_classification", "regression")
+TASKS = ("binary_classification", "regression", "multiclass_classification")
+MAX_CLASSES = 1000
 LABEL_TRANSFORMS = (None, "log1p")
 SPLIT_BY = ("key", "row", "content")
 # legacy derived form {fn, args}: fn -> (number of args, the expression it stands for)
@@ -110,7 +111,9 @@ class DerivedSpec:
 
 @dataclasses.dataclass(frozen=True)
 class LabelSpec:
-    """The label: `expr` (boolean for binary_classification, numeric for regression).
+    """The label: `expr` (boolean for binary_classification, numeric for regression, a
+    string for multiclass_classification: its value is one of `classes`, else `other` when
+    declared (the last class), else the row is excluded with its reason).
 
     `column`, `op`, `value` are the legacy `column op value` form's fields; for a label
     written as `expr:` they are None except `column`, which is the expression's source
@@ -123,6 +126,8 @@ class LabelSpec:
     value: float | None = None
     transform: str | None = None  # regression: None | "log1p"; trainers apply the inverse
     expr: Expr | None = None  # always set by load_schema
+    classes: tuple[str, ...] = ()  # multiclass: the declared classes, `other` last if set
+    other: str | None = None  # multiclass: the class of every undeclared value
 
 
 @dataclasses.dataclass(frozen=True)

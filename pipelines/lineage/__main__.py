@@ -18,6 +18,7 @@ from pathlib import Path
 from mlbatch import logs, storage
 from pipelines.lineage import STORE_NAME, LineageError, LineageStore, lineage, render
 from pipelines.lineage.queries import render_which, which_model
+from pipelines.model_registry import blessing_of  # noqa: F401 - registers the registry's answer
 
 
 def find_store(uri: str) -> Path:

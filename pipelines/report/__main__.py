@@ -1,4 +1,4 @@
-"""python -m pipelines.report RUN [--output RUN/report] [--overwrite]
+"""python -m pipelines.report RUN [--output RUN/report] [--overwrite] [--previous RUN0]
 
 Renders the run report of a pipeline run directory: RUN/report/index.html (one offline
 page), report.md (the same numbers) and artifact.json (type run_report).
@@ -24,13 +24,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="report directory (default RUN/report)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a report already committed there")
+    p.add_argument("--previous", default=None, metavar="RUN0",
+                   help="a previous run directory: adds a Comparison section (steps, "
+                        "artifact digests, every key figure side by side)")
     return p.parse_args(argv)
 
 
 def run(argv: list[str] | None = None) -> Manifest:
     """Builds the report; raises ArtifactError (e.g. ReportError, RunError) naming why not."""
     args = parse_args(argv)
-    return build_report(args.run, args.output, overwrite=args.overwrite)
+    return build_report(args.run, args.output, overwrite=args.overwrite,
+                        previous=args.previous)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,10 +49,23 @@ def absent(id: str, title: str, what: str) -> Section:
     return Section(id, title, (Text(f"Not in this run: {what}.", "note"),), present=False)
 
 
+class Digest(str):
+    """A short digest cell; ``full`` is the whole digest (the HTML shows it on hover)."""
+    full: str = ""
+
+
 def fmt(value: Any) -> str:
-    """The one number formatter of the report (HTML and Markdown alike)."""
+    """The one value formatter of the report (HTML and Markdown alike): numbers with
+    thousands separators, mappings as ``key value`` pairs, sequences comma-separated,
+    never a Python repr."""
     if value is None:
         return "–"
+    if isinstance(value, str):
+        return value  # a Digest keeps its full digest
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {fmt(v)}" for k, v in value.items()) or "–"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value) or "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -80,6 +93,10 @@ def table(columns: list[str], rows: list[list[Any]], caption: str = "") -> Table
 
 
 def short_digest(digest: str | None, n: int = 12) -> str:
+    """The first ``n`` hex digits of a digest ("sha256:..." or bare); the full one rides
+    along as ``Digest.full`` (a hover title in HTML)."""
     if not digest:
         return "–"
-    return digest.split(":", 1)[-1][:n]
+    short = Digest(digest.split(":", 1)[-1][:n])
+    short.full = digest
+    return short

@@ -12,7 +12,8 @@ import os
 
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, Manifest
-from pipelines.report import data, header, lineage, models, serving, text, tune
+from pipelines.report import (compare, data, header, lineage, models, registry, serving,
+                              text, tune)
 from pipelines.report.blocks import Figure, Section
 from pipelines.report.render import to_html, to_markdown
 from pipelines.report.run import REPORT_TYPE, Run, load_run
@@ -20,8 +21,10 @@ from pipelines.report.run import REPORT_TYPE, Run, load_run
 LOGGER = logging.getLogger(__name__)
 JOB = "pipelines.report"
 HTML, MARKDOWN, FIGURES = "index.html", "report.md", "figures"
+# registry: only when the run has a blessing step (None otherwise: no section at all)
 SECTIONS = (("data", data.data_section), ("crosses", data.crosses_section),
-            ("models", models.models_section), ("tune", tune.tune_section),
+            ("models", models.models_section), ("registry", registry.registry_section),
+            ("tune", tune.tune_section),
             ("text", text.text_section), ("serving", serving.serving_section),
             ("lineage", lineage.lineage_section))
 
@@ -30,9 +33,13 @@ class ReportError(ArtifactError):
     """The report cannot be built (the message says why)."""
 
 
-def build_sections(run: Run) -> list[Section]:
-    """The run header (alerts first) and every section, in page order."""
-    body = [build(run) for _, build in SECTIONS]
+def build_sections(run: Run, previous: Run | None = None) -> list[Section]:
+    """The run header (alerts first) and every section, in page order; the comparison
+    with ``previous`` before the lineage when there is one."""
+    body = [s for s in (build(run) for _, build in SECTIONS) if s is not None]
+    cmp = compare.compare_section(previous, run)
+    if cmp is not None:
+        body.insert(len(body) - 1, cmp)
     top = header.header_section(run, header.alerts(run, serving.breaches(run)))
     return [top, *body]
 
@@ -53,14 +60,17 @@ def _write(out: str, run: Run, sections: list[Section]) -> None:
 
 
 def build_report(run_dir: str | os.PathLike, output: str | None = None, *,
-                 overwrite: bool = False) -> Manifest:
-    """Renders RUN's report into ``output`` (default RUN/report) and commits it."""
+                 overwrite: bool = False, previous: str | None = None) -> Manifest:
+    """Renders RUN's report into ``output`` (default RUN/report) and commits it;
+    ``previous``: a run directory to compare with (read before anything is claimed)."""
     run = load_run(str(run_dir))
+    before = load_run(previous) if previous else None
     out = storage.locate(output).uri if output else storage.join(run.root, "report")
-    writer = ArtifactWriter(out, REPORT_TYPE, job=JOB, config={"run": run.root})
+    writer = ArtifactWriter(out, REPORT_TYPE, job=JOB,
+                            config={"run": run.root, "previous": before and before.root})
     writer.claim(overwrite=overwrite)
     with writer:  # an exception marks the output failed
-        sections = build_sections(run)
+        sections = build_sections(run, before)
         shown = {name for s in sections for name in s.shown}
         for step in run.steps:
             if step.manifest is not None and step.name in shown:

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlbatch.artifacts import ArtifactError
-from mlbatch.artifacts.features import FeatureSet, load_feature_set, read_rejected, read_summary
+from mlbatch.artifacts.features import (Feature, FeatureSet, load_feature_set, read_rejected,
+                                        read_summary, read_vocabulary)
 from pipelines.report import figures
 from pipelines.report.blocks import Figure, Section, Text, absent, table
 from pipelines.report.run import Run, Step
@@ -17,6 +18,8 @@ LOGGER = logging.getLogger(__name__)
 HIST_BINS = 20
 MAX_HIST_PANELS = 24
 MAX_RAW_CHARS = 160
+TOP_CATEGORIES = 12
+MAX_LABEL_CHARS = 12
 
 
 def main_table(summary: dict) -> str | None:
@@ -59,8 +62,31 @@ def reason_rows(summary: dict, dead: pa.Table | None) -> list[list]:
             raw = raw_at.get(r["first"]) or ""
             if len(raw) > MAX_RAW_CHARS:
                 raw = raw[:MAX_RAW_CHARS] + "…"
-            rows.append([name, r["reason"], r["count"], r["first"], raw])
+            rows.append([name, r["reason"], r["count"], r["first"], raw or None])
     return rows
+
+
+def excluded_rows(excluded: pa.Table | None, table_name: str | None) -> list[list]:
+    """Excluded rows (valid, but unusable: e.g. no label) per reason, most common first,
+    with the first such row's example id, in the dead-letter table's columns."""
+    if excluded is None or not excluded.num_rows:
+        return []
+    counts = excluded.group_by("reason").aggregate([("reason", "count"),
+                                                    ("example_id", "min")])
+    rows = [[table_name or "?", r["reason"], r["reason_count"], r["example_id_min"], None]
+            for r in counts.to_pylist()]
+    return sorted(rows, key=lambda r: (-r[2], r[1]))
+
+
+def category_labels(fs: FeatureSet, f: Feature, ids: np.ndarray) -> list[str]:
+    """What each id of a categorical feature stands for: the vocabulary's value (ids past
+    it: "OOV"), else the id itself (buckets, hashes, crosses)."""
+    vocab = read_vocabulary(fs, f)
+    out = []
+    for i in ids.astype(int):
+        label = (vocab[i] if i < len(vocab) else f"OOV {i - len(vocab)}") if vocab else str(i)
+        out.append(label if len(label) <= MAX_LABEL_CHARS else label[:MAX_LABEL_CHARS - 1] + "…")
+    return out
 
 
 def join_rows(summary: dict) -> list[list]:
@@ -75,8 +101,27 @@ def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.histogram(values[np.isfinite(values)], bins=edges)[0]
 
 
+def _categorical_panel(fs: FeatureSet, f: Feature, a: np.ndarray, b: np.ndarray,
+                       ids: np.ndarray, counts: np.ndarray) -> dict:
+    """The most common train values and, when there are more, one "other" bar (eval: every
+    other value, including ones train never saw)."""
+    order = ids[np.argsort(-counts, kind="stable")]
+    top, rest = order[:TOP_CATEGORIES], order[TOP_CATEGORIES:]
+    if f.transform == "bucketize":  # ordered buckets: keep their order
+        top = np.sort(top)
+    panel = {"title": f.name, "edges": None, "labels": category_labels(fs, f, top),
+             "reference": [int((a == i).sum()) for i in top],
+             "current": [int((b == i).sum()) for i in top]}
+    if rest.size:
+        panel["labels"].append(f"other ({rest.size})")
+        panel["reference"].append(int(np.isin(a, rest).sum()))
+        panel["current"].append(int(np.isfinite(b).sum()) - sum(panel["current"]))
+    return panel
+
+
 def feature_panels(fs: FeatureSet, train: pa.Table, eval_: pa.Table) -> list[dict]:
-    """Train vs eval histograms: numeric in 20 shared bins, categorical by id (top 20)."""
+    """Train vs eval histograms: numeric in 20 shared bins, categorical by value (the 12
+    most common in train, labelled with the vocabulary's values)."""
     panels = []
     for f in fs.features[:MAX_HIST_PANELS]:
         a = train[f.name].to_numpy(zero_copy_only=False).astype(float)
@@ -90,10 +135,7 @@ def feature_panels(fs: FeatureSet, train: pa.Table, eval_: pa.Table) -> list[dic
                            "current": _shares(b, edges)})
         else:
             ids, counts = np.unique(a[np.isfinite(a)], return_counts=True)
-            top = ids[np.argsort(-counts, kind="stable")][:20]
-            panels.append({"title": f"{f.name} (top ids)", "edges": None,
-                           "reference": [(a == i).sum() for i in top],
-                           "current": [(b == i).sum() for i in top]})
+            panels.append(_categorical_panel(fs, f, a, b, ids, counts))
     return panels
 
 
@@ -107,6 +149,20 @@ def stat_rows(fs: FeatureSet, summary: dict, train: pa.Table, eval_: pa.Table) -
         rows.append([f.name, f.kind, f.transform, s.get("mean"), eval_mean, s.get("stddev"),
                      s.get("min"), s.get("max"), s.get("distinct", f.cardinality), *nulls])
     return rows
+
+
+def _reasons_block(fs: FeatureSet, summary: dict):
+    """Dead-letter reasons (invalid records) and exclusion reasons (valid rows left out of
+    train and eval) in one table."""
+    dead = [["dead letter", *r] for r in reason_rows(summary, read_rejected(fs, "dead_letter"))]
+    excluded = [["excluded", *r] for r in excluded_rows(
+        read_rejected(fs, "excluded", ["example_id", "reason"]), main_table(summary))]
+    if not dead and not excluded:
+        return Text("No dead letters and no excluded rows: every record read was used.", "ok")
+    return table(["outcome", "table", "reason", "records", "first", "raw record"],
+                 dead + excluded, "Why records were not used: dead letters (invalid, with the "
+                 "first record's raw text) and excluded rows (valid, left out of train and "
+                 "eval)" + ("" if dead else "; no dead letters"))
 
 
 def _features_blocks(step: Step, fs: FeatureSet) -> list:
@@ -124,10 +180,7 @@ def _features_blocks(step: Step, fs: FeatureSet) -> list:
                              "lookup rows used", "unused"], join_rows(summary),
                             "Per join: main rows that found a lookup row or not (unmatched "
                             "rows get their features' fill), lookup rows kept and used"))
-    reasons = reason_rows(summary, read_rejected(fs, "dead_letter"))
-    blocks.append(table(["table", "reason", "records", "first", "raw record"], reasons,
-                        "Most common dead-letter reasons, with the first record's raw text")
-                  if reasons else Text("No dead letters: every record read was valid.", "ok"))
+    blocks.append(_reasons_block(fs, summary))
     train, eval_ = fs.read_table("train", fs.names), fs.read_table("eval", fs.names)
     blocks.append(table(["feature", "kind", "transform", "train mean", "eval mean", "train std",
                          "train min", "train max", "distinct", "train null share",
@@ -137,8 +190,9 @@ def _features_blocks(step: Step, fs: FeatureSet) -> list:
     panels = feature_panels(fs, train, eval_)
     blocks.append(Figure(f"{step.name}-histograms", figures.hist_grid(panels, ("train", "eval")),
                          "train vs eval histograms per feature",
-                         "Train vs eval, share of rows per bin (categorical: the 20 most "
-                         "common train ids)"))
+                         "Train vs eval, share of rows per bin (categorical: the "
+                         f"{TOP_CATEGORIES} most common train values, by the vocabulary's "
+                         "value; buckets, hashes and crosses by id)"))
     return blocks
 
 

@@ -57,16 +57,27 @@ def stacked_bars(rows: Sequence[str], parts: dict[str, Sequence[float]], title: 
         left += values
     ax.invert_yaxis()
     ax.set_xlabel("records")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small", ncols=len(parts))
+    ax.xaxis.set_major_formatter(thousands())
+    ax.set_title(title, pad=24)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize="small",
+              ncols=len(parts), frameon=False)
     fig.tight_layout()
     return to_png(fig)
 
 
+def thousands():
+    """A tick formatter with thousands separators (12,000, not 12000)."""
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 or v == int(v)
+                         else f"{v:g}")
+
+
 def compare_hist(ax, edges: Sequence[float] | None, reference: Sequence[float],
-                 current: Sequence[float], labels: tuple[str, str], title: str) -> None:
+                 current: Sequence[float], labels: tuple[str, str], title: str,
+                 categories: Sequence[str] | None = None, color: str = "black") -> None:
     """Reference vs current counts as shares, as two step outlines over bins (``edges``)
-    or over category positions 0..k-1 (few artists: cheap to draw for many panels)."""
+    or over category positions 0..k-1 labelled ``categories`` (few artists: cheap to draw
+    for many panels). ``color``: the title's (breaches in red)."""
     ref = np.asarray(reference, float)
     cur = np.asarray(current, float)
     ref_s = ref / ref.sum() if ref.sum() else ref
@@ -75,22 +86,36 @@ def compare_hist(ax, edges: Sequence[float] | None, reference: Sequence[float],
              else np.arange(len(ref_s) + 1, dtype=float) - 0.5)
     ax.stairs(ref_s, edges, label=labels[0], color=REFERENCE, fill=True, alpha=0.45)
     ax.stairs(cur_s, edges, label=labels[1], color=CURRENT, linewidth=1.5)
-    ax.set_title(title, fontsize="small")
-    ax.locator_params(nbins=4)
+    ax.set_title(title, fontsize="small", color=color)
+    ax.locator_params(axis="y", nbins=4)
+    if categories is not None:
+        ax.set_xticks(range(len(categories)), list(categories), rotation=60, ha="right",
+                      rotation_mode="anchor")
+    else:
+        ax.locator_params(axis="x", nbins=4)
+        ax.xaxis.set_major_formatter(thousands())
     ax.tick_params(labelsize="x-small")
+
+
+def fit_title(title: str, cols: int) -> str:
+    """A panel title short enough for its column (~100 px per 16 characters at 'small')."""
+    room = int(MAX_WIDTH_IN * DPI / cols / 7.5)
+    return title if len(title) <= room else title[:room - 1] + "…"
 
 
 def hist_grid(panels: list[dict], labels: tuple[str, str], cols: int = 4) -> bytes:
     """Small multiples of ``compare_hist``: each panel {"title", "edges", "reference",
-    "current"}; one legend."""
-    fig, axes = grid(len(panels), cols)
+    "current", "labels"? (category names), "alert"? (a red title)}; one legend. Rows with
+    category labels get the room their rotated labels need (constrained layout)."""
+    has_labels = any(p.get("labels") for p in panels)
+    fig, axes = grid(len(panels), cols, cell_h=2.9 if has_labels else 2.2)
+    fig.set_layout_engine("constrained", h_pad=0.06, w_pad=0.04)
     for ax, p in zip(axes, panels):
-        compare_hist(ax, p.get("edges"), p["reference"], p["current"], labels, p["title"])
+        compare_hist(ax, p.get("edges"), p["reference"], p["current"], labels,
+                     fit_title(p["title"], cols), p.get("labels"),
+                     "#c0392b" if p.get("alert") else "black")
     if axes:
         axes[0].legend(fontsize="x-small")
-    h = fig.get_figheight()
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.3 / h, top=1 - 0.3 / h, wspace=0.25,
-                        hspace=0.6)
     return to_png(fig)
 
 
@@ -114,6 +139,7 @@ def barh(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: 
     fig = figure(7.0, 0.6 + 0.28 * len(labels))
     ax = fig.add_subplot()
     ax.barh(list(labels), list(values), color=REFERENCE)
+    ax.xaxis.set_major_formatter(thousands())
     ax.invert_yaxis()
     ax.set(title=title, xlabel=xlabel)
     ax.tick_params(axis="y", labelsize="small")

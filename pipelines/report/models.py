@@ -13,6 +13,7 @@ from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.jax_model import read_training_history
 from mlbatch.artifacts.models import MODEL_TYPES, Model, load_model
 from mlbatch.artifacts.xgboost_model import read_training_record
+from mlbatch.labels import inverse_label
 from pipelines.report import figures
 from pipelines.report.blocks import Figure, Section, Text, absent, short_digest, table
 from pipelines.report.run import Run, Step
@@ -27,7 +28,7 @@ class Scored:
     step: Step
     model: Model
     features: FeatureSet
-    labels: np.ndarray  # stored label of the eval rows
+    labels: np.ndarray  # label of the eval rows, in the label's own units
     scores: np.ndarray  # the model's predictions for them
 
 
@@ -56,10 +57,13 @@ def features_of(run: Run, manifest) -> FeatureSet:
 
 def predict(model: Model, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
     """(labels, predictions) on the eval split (its first MAX_EVAL_ROWS rows), both in the
-    stored label's units."""
+    label's own units (probabilities and 0/1 labels for classification; regression through
+    the inverse of the label transform, the units the trainers' metrics are in)."""
     t = fs.read_table("eval").slice(0, MAX_EVAL_ROWS)
     labels = t[fs.label].to_numpy(zero_copy_only=False).astype(float)
-    return labels, model.predict_stored(t)
+    if fs.task != "binary_classification":
+        labels = inverse_label(labels, fs.label_transform)
+    return labels, model.predict(t)
 
 
 def load_models(run: Run) -> tuple[list[Scored], list[str]]:
@@ -74,6 +78,40 @@ def load_models(run: Run) -> tuple[list[Scored], list[str]]:
             LOGGER.warning("model step %s: %s", step.name, e)
             problems.append(f"{step.name}: {e}")
     return scored, problems
+
+
+def split_labels(fs: FeatureSet, split: str) -> np.ndarray:
+    """A split's labels in the label's own units (what the trainers' metrics are in)."""
+    t = fs.read_table(split, [fs.label])
+    y = t[fs.label].to_numpy(zero_copy_only=False).astype(float)
+    return y if fs.task == "binary_classification" else inverse_label(y, fs.label_transform)
+
+
+def baseline(fs: FeatureSet) -> tuple[str, dict[str, float | None]]:
+    """What a model that ignores every feature scores on the eval split: the train base
+    rate as every row's probability (its logloss; AUC 0.5; accuracy of the majority train
+    class), or the train mean as every row's value (its RMSE and MAE)."""
+    train, eval_ = split_labels(fs, "train"), split_labels(fs, "eval")
+    const = np.full(eval_.shape, float(np.mean(train)))
+    if fs.task == "binary_classification":
+        name = f"baseline: train base rate {fs.label} = {np.mean(train):.4g}"
+        return name, {"auc": 0.5, "logloss": metrics.logloss(eval_, const),
+                      "accuracy": metrics.accuracy(eval_, np.round(const))}
+    name = f"baseline: train mean {fs.label} = {np.mean(train):.4g}"
+    return name, {"rmse": metrics.rmse(eval_, const), "mae": metrics.mae(eval_, const)}
+
+
+def baseline_rows(scored: list[Scored], names: tuple[str, ...]) -> list[list]:
+    """One baseline row per distinct feature artifact the models were trained on."""
+    rows, seen = [], set()
+    for s in scored:
+        if s.features.digest in seen:
+            continue
+        seen.add(s.features.digest)
+        label, values = baseline(s.features)
+        rows.append([label, "no features", short_digest(s.features.digest),
+                     s.features.num_rows("eval"), *[values.get(n) for n in names], None, None])
+    return rows
 
 
 def comparison(scored: list[Scored]) -> list:
@@ -92,8 +130,10 @@ def comparison(scored: list[Scored]) -> list:
             if len(digests) == 1 else "The models were trained on different feature artifacts: "
             "their eval splits differ, so the rows are not comparable.")
     return [table(["step", "type", "features", "eval rows", *names, "best round/epoch",
-                   "wall s"], rows, "Eval metrics recorded by each training run "
-                  f"(task: {task})"), Text(same, "p" if len(digests) == 1 else "alert")]
+                   "wall s"], rows + baseline_rows(scored, names), "Eval metrics recorded by "
+                  f"each training run (task: {task}), and the baseline each must beat: a "
+                  "constant prediction from the train labels alone"),
+            Text(same, "p" if len(digests) == 1 else "alert")]
 
 
 def quality_figure(scored: list[Scored]) -> Figure:
@@ -109,7 +149,7 @@ def quality_figure(scored: list[Scored]) -> Figure:
     png = figures.residuals({s.step.name: (s.labels, s.scores) for s in scored},
                             title="residuals")
     return Figure("models-residuals", png, "residual plots",
-                  "Residuals on the eval split, in the stored label's units")
+                  "Residuals on the eval split, in the label's own units")
 
 
 def curve_blocks(s: Scored) -> list:

@@ -29,8 +29,17 @@ th{background:#eef2f8;text-align:left}td.n{text-align:right;white-space:nowrap}
 tr:nth-child(even) td{background:#f7f7f7}
 figure{margin:10px 0}figure img{max-width:100%;height:auto;border:1px solid #ddd;
  background:#fff}figcaption{font-size:12.5px;color:#555}
+abbr{text-decoration:underline dotted #999;cursor:help}
 code,pre{font:12px ui-monospace,Menlo,Consolas,monospace}
 """
+
+
+def _cell(v: str) -> str:
+    """A cell's text; a short digest carries the full one as its hover title."""
+    full = getattr(v, "full", "")
+    if full and full != v:
+        return f'<abbr title="{html.escape(full)}">{html.escape(v)}</abbr>'
+    return html.escape(v)
 
 
 def _table_html(t: Table) -> str:
@@ -38,9 +47,9 @@ def _table_html(t: Table) -> str:
     body = []
     for row in t.rows:
         cells = "".join(
-            f'<td class="n">{html.escape(v)}</td>' if t.numeric and t.numeric[i]
-            else f'<td class="long">{html.escape(v)}</td>' if len(v) > LONG
-            else f"<td>{html.escape(v)}</td>" for i, v in enumerate(row))
+            f'<td class="n">{_cell(v)}</td>' if t.numeric and t.numeric[i]
+            else f'<td class="long">{_cell(v)}</td>' if len(v) > LONG
+            else f"<td>{_cell(v)}</td>" for i, v in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
     cap = f"<caption>{html.escape(t.caption)}</caption>" if t.caption else ""
     return (f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'

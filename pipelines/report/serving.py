@@ -13,14 +13,18 @@ import logging
 import numpy as np
 
 from mlbatch.artifacts import ArtifactError
+from mlbatch.artifacts.features import load_feature_set, read_vocabulary
+from mlbatch import metrics
 from pipelines.report import figures
-from pipelines.report.blocks import Figure, Section, Text, short_digest, table
+from pipelines.report.models import split_labels
+from pipelines.report.blocks import Figure, Section, Text, fmt, short_digest, table
 from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
 COUNTS = ("rows_read", "rows_scored", "rows_dead_letter")
 QUALITY = ("auc", "logloss", "rmse", "mae")
 MAX_DRIFT_PANELS = 16
+TOP_VALUES = 12
 
 
 def _reader(module: str, name: str):
@@ -61,6 +65,31 @@ def breaches(run: Run) -> list[str]:
     return lines
 
 
+def scoring_baseline(run: Run, pred) -> list | None:
+    """The constant prediction's row on the scored rows that carry a label: the train base
+    rate (AUC 0.5, its logloss) or the train mean (its RMSE, MAE) of the model's features;
+    None without labelled rows or readable features."""
+    labels = pred.read_table(["label"])["label"].drop_null()
+    labels = labels.to_numpy(zero_copy_only=False).astype(float)
+    step = run.by_digest().get(pred.features_digest)
+    try:
+        fs = load_feature_set(step.uri if step else pred.features_uri, check_columns=False)
+        mean = float(np.mean(split_labels(fs, "train"))) if labels.size else None
+    except ArtifactError as e:
+        LOGGER.warning("scoring baseline: %s", e)
+        return None
+    if mean is None:
+        return None
+    const = np.full(labels.shape, mean)
+    if pred.task == "binary_classification":
+        quality = {"auc": 0.5, "logloss": metrics.logloss(labels, const)}
+        name = f"constant: train base rate {mean:.4g}"
+    else:
+        quality = {"rmse": metrics.rmse(labels, const), "mae": metrics.mae(labels, const)}
+        name = f"constant: train mean {mean:.4g}"
+    return ["baseline", name, None, None, None, None, *[quality.get(k) for k in QUALITY]]
+
+
 def _prediction_blocks(run: Run, step: Step, pred) -> list:
     m = pred.manifest
     model = next((e for e in m.inputs if e.get("role") == "model"), {})
@@ -68,26 +97,43 @@ def _prediction_blocks(run: Run, step: Step, pred) -> list:
     rows = [[step.name, model_step.name if model_step else model.get("uri"),
              short_digest(model.get("digest")), *[m.metrics.get(k) for k in COUNTS],
              *[m.metrics.get(k) for k in QUALITY]]]
+    base = scoring_baseline(run, pred)
     blocks = [table(["step", "model", "model digest", "rows read", "rows scored",
-                     "dead letters", *QUALITY], rows, "Batch scoring (read = scored + dead "
-                    "letters; quality where the raw rows carry labels)")]
+                     "dead letters", *QUALITY], rows + ([base] if base else []),
+                    "Batch scoring (read = scored + dead letters; quality where the raw rows "
+                    "carry labels, beside a constant prediction's on the same rows)")]
     values = pred.read_table()["prediction"].to_numpy(zero_copy_only=False).astype(float)
     if values.size:
         blocks.append(Figure(f"{step.name}-distribution", figures.histogram(
             values, title=f"{step.name}: predictions", xlabel="prediction"),
-            "prediction distribution", f"{step.name}: distribution of {values.size} "
+            "prediction distribution", f"{step.name}: distribution of {values.size:,} "
             f"predictions (mean {np.mean(values):.4g})"))
     return blocks
 
 
-def drift_rows(drift: dict) -> list[list]:
+def _by_severity(entry: dict) -> tuple:
+    """Sort key: breaches first, then the largest distance (as a share of its threshold
+    where there is one), then name."""
+    d, t = entry.get("distance"), entry.get("threshold")
+    d = d if isinstance(d, (int, float)) else -1.0
+    ratio = d / t if isinstance(t, (int, float)) and t > 0 else d
+    return (not entry.get("breach"), -ratio, -d, str(entry.get("name")))
+
+
+def drift_entries(drift: dict) -> list[dict]:
+    """Every compared feature (and prediction and label drift), breaches first, then by
+    distance."""
     entries = list(drift.get("features", []))
     for extra in ("prediction_drift", "label_drift"):
         if drift.get(extra):
             entries.append({**drift[extra], "name": drift[extra].get("name", extra)})
+    return sorted(entries, key=_by_severity)
+
+
+def drift_rows(drift: dict) -> list[list]:
     return [[f["name"], f.get("stage"), f.get("kind"), f.get("metric"), f.get("distance"),
              f.get("threshold"), f.get("null_p99"), f.get("n_reference"), f.get("n_current"),
-             "BREACH" if f.get("breach") else "ok"] for f in entries]
+             "BREACH" if f.get("breach") else "ok"] for f in drift_entries(drift)]
 
 
 def _panel_edges(h: dict) -> list[float] | None:
@@ -103,38 +149,137 @@ def _panel_edges(h: dict) -> list[float] | None:
     return edges
 
 
-def _drift_panels(histograms: dict) -> list[dict]:
+def _hist_key(entry: dict) -> str:
+    return f"{entry.get('stage')}/{entry.get('name')}"
+
+
+def panel_order(drift: dict, histograms: dict) -> list[str]:
+    """histograms.json keys in the drift table's order (breaches first, then distance),
+    then any others; every breached feature is kept, the rest up to MAX_DRIFT_PANELS."""
+    entries = drift_entries(drift)
+    ranked = [_hist_key(e) for e in entries if _hist_key(e) in histograms]
+    ranked += [k for k in histograms if k not in ranked]
+    breached = {_hist_key(e) for e in entries if e.get("breach")}
+    keep = max(MAX_DRIFT_PANELS, len(breached & set(ranked)))
+    return ranked[:keep]
+
+
+def short_label(label: str, n: int = 12) -> str:
+    return label if len(label) <= n else label[:n - 1] + "…"
+
+
+def top_values(h: dict, n: int = TOP_VALUES,
+               ordered: bool = False) -> tuple[list[str], list, list]:
+    """A categorical histogram's ``n`` most common values over both sides (labels,
+    reference counts, current counts), most common first (``ordered``: in the values'
+    numeric order); the rest as one "other"."""
+    ref, cur = np.asarray(h["reference"], float), np.asarray(h["current"], float)
+    share = (ref / ref.sum() if ref.sum() else ref) + (cur / cur.sum() if cur.sum() else cur)
+    order = np.argsort(-share, kind="stable")
+    top, rest = order[:n], order[n:]
+    if ordered:
+        top = sorted(top, key=lambda i: float(h["values"][i]))
+    labels = [short_label(str(h["values"][i])) for i in top]
+    r, c = ref[top].tolist(), cur[top].tolist()
+    if rest.size:
+        labels.append(f"other ({rest.size})")
+        r.append(float(ref[rest].sum()))
+        c.append(float(cur[rest].sum()))
+    return labels, r, c
+
+
+def baseline_features(run: Run, drift: dict):
+    """The monitor's baseline feature artifact (the run's step with its digest, else its
+    URI); None when it cannot be read (categorical ids then stay ids)."""
+    step = run.by_digest().get(drift.get("baseline_digest"))
+    uri = step.uri if step else drift.get("baseline")
+    if not uri:
+        return None
+    try:
+        return load_feature_set(uri, check_columns=False)
+    except ArtifactError as e:
+        LOGGER.warning("baseline features %s: %s (categorical ids unlabelled)", uri, e)
+        return None
+
+
+def vocabularies(fs) -> dict[str, list[str]]:
+    """"transformed/<feature>" -> its vocabulary, for every vocabulary feature of ``fs``."""
+    out = {}
+    for f in fs.categorical if fs is not None else []:
+        vocab = read_vocabulary(fs, f)
+        if vocab:
+            out[f"transformed/{f.name}"] = vocab
+    return out
+
+
+def ordered_keys(fs) -> set[str]:
+    """histograms.json keys whose categories are ordered (bucket ids): drawn in id order."""
+    return {f"transformed/{f.name}" for f in (fs.categorical if fs is not None else [])
+            if f.transform == "bucketize"}
+
+
+def _vocab_label(value: str, vocab: list[str]) -> str:
+    try:
+        i = int(float(value))
+    except ValueError:
+        return value
+    return vocab[i] if 0 <= i < len(vocab) else f"OOV {i - len(vocab)}"
+
+
+def _drift_panels(drift: dict, histograms: dict, fs=None) -> list[dict]:
+    breached = {_hist_key(e) for e in drift_entries(drift) if e.get("breach")}
+    vocabs, ordered = vocabularies(fs), ordered_keys(fs)
     panels = []
-    for key, h in list(histograms.items())[:MAX_DRIFT_PANELS]:
-        edges = _panel_edges(h)
-        outer = edges is not None and len(edges) == len(h["edges"]) + 2
-        panels.append({"title": f"{key} (outer bins: outside training range)" if outer else key,
-                       "edges": edges, "reference": h["reference"], "current": h["current"]})
+    for key in panel_order(drift, histograms):
+        h = histograms[key]
+        panel = {"title": ("BREACH " if key in breached else "") + key,
+                 "alert": key in breached, "edges": _panel_edges(h), "labels": None,
+                 "reference": h["reference"], "current": h["current"]}
+        if "values" in h:
+            labels, panel["reference"], panel["current"] = top_values(h, ordered=key in ordered)
+            vocab = vocabs.get(key)
+            panel["labels"] = [_vocab_label(v, vocab) for v in labels] if vocab else labels
+        panels.append(panel)
     return panels
 
 
-def _monitor_blocks(step: Step, mon) -> list:
+def skew_blocks(skew: dict | None) -> list:
+    """The transform-skew result in a sentence; the features that differ in a table."""
+    if not skew:
+        return []
+    per = [f for f in skew.get("features") or [] if isinstance(f, dict)]
+    bad = [f for f in per if f.get("mismatches")]
+    bad_rows = skew.get("mismatches") or 0
+    text = (f"Transform skew: {fmt(bad_rows)} of {fmt(skew.get('sampled'))} sampled rows "
+            f"differ from what the feature job wrote, {fmt(skew.get('missing') or 0)} missing"
+            + (f"; {len(per)} features compared, {len(bad)} differ." if per else "."))
+    blocks = [Text(text, "alert" if bad_rows or skew.get("missing") else "ok")]
+    if bad:
+        blocks.append(table(["feature", "mismatching rows", "largest absolute difference"],
+                            [[f.get("name"), f.get("mismatches"), f.get("max_abs_diff")]
+                             for f in sorted(bad, key=lambda f: -f["mismatches"])],
+                            "Features whose transformed values differ"))
+    return blocks
+
+
+def _monitor_blocks(run: Run, step: Step, mon) -> list:
     drift = mon.drift
     verdict = drift.get("verdict", "?")
     blocks = [Text(f"{step.name}: {drift.get('mode')} check against "
                    f"{drift.get('against') or drift.get('baseline')}: verdict {verdict} "
-                   f"({drift.get('n_reference')} reference rows, {drift.get('n_current')} "
+                   f"({fmt(drift.get('n_reference'))} reference rows, {fmt(drift.get('n_current'))} "
                    "current rows).", "alert" if verdict == "breach" else "ok"),
               table(["feature", "stage", "kind", "metric", "distance", "threshold",
                      "null p99", "n reference", "n current", "verdict"], drift_rows(drift),
                     f"Drift and skew per feature ({step.name})")]
-    skew = drift.get("transform_skew")
-    if skew:
-        blocks.append(Text(f"Transform skew: {skew.get('mismatches')} mismatches in "
-                           f"{skew.get('sampled')} sampled rows"
-                           + (f" (features: {', '.join(map(str, skew['features']))})"
-                              if skew.get("features") else "") + ".",
-                           "alert" if skew.get("mismatches") else "ok"))
-    panels = _drift_panels(mon.histograms or {})
+    blocks += skew_blocks(drift.get("transform_skew"))
+    panels = _drift_panels(drift, mon.histograms or {}, baseline_features(run, drift))
     if panels:
         blocks.append(Figure(f"{step.name}-histograms", figures.hist_grid(
             panels, ("reference", "current")), "reference vs current histograms",
-            f"{step.name}: reference vs current, share per bin or value"))
+            f"{step.name}: reference vs current, share per bin or value, in the drift "
+            "table's order (breaches first, titled in red); numeric panels' outer bins "
+            "count the values below and above the training range"))
     return blocks
 
 
@@ -155,7 +300,7 @@ def serving_section(run: Run) -> Section:
         if mon is None:
             blocks.append(Text(f"{step.name}: {problem}", "alert"))
             continue
-        blocks += _monitor_blocks(step, mon)
+        blocks += _monitor_blocks(run, step, mon)
         shown.append(step.name)
     if not blocks:
         blocks = [Text("Not in this run: no scoring or monitoring step.", "note")]

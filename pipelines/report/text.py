@@ -9,7 +9,7 @@ from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.cooccurrence import CooccurrenceArtifact, load_cooccurrence
 from mlbatch.artifacts.cooccurrence_evaluation import load_evaluation
 from pipelines.report import figures
-from pipelines.report.blocks import Figure, Section, Text, absent, table
+from pipelines.report.blocks import Figure, Section, Text, absent, fmt, table
 from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
@@ -70,8 +70,8 @@ def _text_blocks(step: Step, art: CooccurrenceArtifact, evaluation: dict | None)
                          "SimLex-999 OOV %", "analogy accuracy", "analogies answered",
                          "analogies OOV %"], evaluation_rows(evaluation),
                         f"Embedding evaluation: this project's PPMI/SVD vectors vs gensim "
-                        f"Word2Vec on the same corpus ({evaluation.get('sentences')} "
-                        f"sentences, {evaluation.get('analogy_questions')} analogy questions)"))
+                        f"Word2Vec on the same corpus ({fmt(evaluation.get('sentences'))} "
+                        f"sentences, {fmt(evaluation.get('analogy_questions'))} analogy questions)"))
     return blocks
 
 

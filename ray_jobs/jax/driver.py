@@ -52,6 +52,10 @@ class WorkerError(RuntimeError, JobError):
 # --- validation (driver side, before any worker) ------------------------------------------
 def validate(config: JaxConfig, features_dir: str | Path) -> FeatureSet:
     fs = load_feature_set(features_dir)  # manifest, columns present, label numeric, rows > 0
+    if fs.task == "multiclass_classification":  # issue #23.1: the softmax head is not written
+        raise FeatureContractError(f"{fs.root}: the JAX job has no softmax head for a "
+                                   "multiclass_classification label yet; train it with the "
+                                   "XGBoost job (multi:softprob)")
     for split in SPLITS:
         for path in fs.files(split):
             _check_file(fs, split, path)

@@ -41,6 +41,9 @@ TASK_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
         "objectives": ("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror",
                        "reg:squaredlogerror", "reg:gamma", "reg:tweedie", "count:poisson"),
         "eval_metric": ("mae", "rmse"), "mode": "min"},
+    "multiclass_classification": {
+        "objective": "multi:softprob", "objectives": ("multi:softprob",),
+        "eval_metric": ("merror", "mlogloss"), "mode": "min"},
 })
 
 ALIASES: Mapping[str, str] = MappingProxyType({
@@ -63,6 +66,7 @@ MANAGED_PARAMS: Mapping[str, str] = MappingProxyType({
     "nthread": "--cpus-per-actor", "n_jobs": "--cpus-per-actor",
     "device": "--gpus-per-actor", "gpu_id": "--gpus-per-actor",
     "eval_metric": "the label task (the feature artifact)",
+    "num_class": "the label's classes (the feature artifact)",
     "num_boost_round": "--num-boost-round", "n_estimators": "--num-boost-round",
 })
 TREE_METHODS = ("hist", "approx")  # "exact" cannot train distributed
@@ -129,10 +133,14 @@ class XGBoostConfig:
             raise ConfigError(f"placement_timeout_s must be > 0, got {self.placement_timeout_s}")
         object.__setattr__(self, "params", MappingProxyType(normalize_params(self.params)))
 
-    def booster_params(self, task: str) -> dict[str, Any]:
-        """XGBoost params for the label task: defaults < --params < task/device settings."""
+    def booster_params(self, task: str, num_class: int = 0) -> dict[str, Any]:
+        """XGBoost params for the label task: defaults < --params < task/device settings
+        (``num_class``: the multiclass label's number of classes)."""
         if task not in TASK_PARAMS:
             raise ConfigError(f"label task {task!r} not in {tuple(TASK_PARAMS)}")
+        if (task == "multiclass_classification") != (num_class >= 2):
+            raise ConfigError(f"num_class {num_class}: a multiclass_classification label "
+                              "(only) has >= 2 classes")
         spec = TASK_PARAMS[task]
         params = {**DEFAULT_PARAMS, "tree_method": "hist", "objective": spec["objective"],
                   **self.params}
@@ -143,6 +151,8 @@ class XGBoostConfig:
             raise ConfigError(f"params.tree_method {params['tree_method']!r}: distributed "
                               f"training supports {TREE_METHODS}")
         params["eval_metric"] = list(spec["eval_metric"])
+        if num_class:
+            params["num_class"] = int(num_class)
         params["device"] = "cuda" if self.gpus_per_actor > 0 else "cpu"
         return params
 

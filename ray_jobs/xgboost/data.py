@@ -89,6 +89,13 @@ def _scan_file(fs: FeatureSet, path: str) -> list[str]:
             label = batch.column(fs.label)
             bad = pc.sum(pc.and_(pc.not_equal(label, 0), pc.not_equal(label, 1))).as_py()
             _count(problems, (fs.label, "binary label has values other than 0/1"), bad)
+        if fs.task == "multiclass_classification":
+            label = batch.column(fs.label)
+            k = len(fs.classes)
+            bad = pc.sum(pc.or_(pc.not_equal(label, pc.round(label)),
+                                pc.or_(pc.less(label, 0), pc.greater_equal(label, k)))).as_py()
+            _count(problems, (fs.label, f"multiclass label is not a class index in [0, {k})"),
+                   bad)
     return [f"{path}: column {col!r}: {msg} ({n} rows)" for (col, msg), n in problems.items()]
 
 

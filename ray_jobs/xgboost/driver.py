@@ -137,7 +137,7 @@ def run(config: XGBoostConfig, *, callbacks: Sequence = (), overwrite: bool = Fa
     """The whole job; returns the metrics document it wrote to ``<output>/metrics.json``."""
     started = time.time()
     fs = data.load_and_validate(config.features, scan=config.check_data)
-    params = config.booster_params(fs.task)
+    params = config.booster_params(fs.task, len(fs.classes))
     writer = ArtifactWriter(config.output, artifacts.TYPE, job="ray_jobs.xgboost",
                             config={"job": _config_dict(config), "params": params})
     writer.claim(overwrite=overwrite)

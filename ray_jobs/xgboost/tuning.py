@@ -38,7 +38,7 @@ from ray_jobs.xgboost.worker import MODEL_FILE, STATE_FILE
 
 SEARCH_SPACE_FILE = Path(__file__).with_name("search_space.yaml")
 # Task-independent alias of the early-stopping eval metric: logloss for binary
-# classification, RMSE for regression (both per round, lower is better).
+# classification, mlogloss for multiclass, RMSE for regression (per round, lower is better).
 METRIC = "eval_loss"
 MODE = "min"
 TIME_ATTR = "round"  # ASHA's clock: boosting rounds, whatever the report interval
@@ -79,7 +79,7 @@ def make_trainable(features_dir: str, base_config: dict) -> Callable[[dict], Non
     features_dir = storage.locate(features_dir).uri
     cfg, _, _ = job_config(features_dir, base_config)
     fs = data.load_and_validate(features_dir)
-    cfg.booster_params(fs.task)
+    cfg.booster_params(fs.task, len(fs.classes))
     base_config = dict(base_config)
 
     def xgboost_trial(config: dict) -> None:
@@ -95,8 +95,8 @@ def _run_trial(features_dir: str, base_config: dict, sampled: dict) -> None:
 
     cfg, layout, every = job_config(features_dir, base_config, sampled)
     fs = load_feature_set(features_dir, check_columns=False)
-    spec = driver.train_spec(cfg, fs, cfg.booster_params(fs.task), layout, alias=METRIC,
-                             report_every=every)
+    params = cfg.booster_params(fs.task, len(fs.classes))
+    spec = driver.train_spec(cfg, fs, params, layout, alias=METRIC, report_every=every)
     trial_storage = tune.get_context().get_storage()
     trainer = driver.make_trainer(
         spec, layout, name=TRAIN_RUN, storage_uri=trial_storage.trial_fs_path,

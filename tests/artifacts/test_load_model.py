@@ -106,7 +106,10 @@ def test_regression_predicts_in_the_labels_units(regression):
 @pytest.mark.parametrize("changes, message", [
     ({"feature_names": None}, "the xgboost_model section lacks 'feature_names'"),
     ({"task": "ranking"}, "task 'ranking' is not one of ('binary_classification', "
-                          "'regression')"),
+                          "'regression', 'multiclass_classification')"),
+    ({"classes": [], "task": "multiclass_classification"},
+     "a multiclass model (only) names >= 2 classes; this multiclass_classification model "
+     "names 0"),
     ({"label_transform": {"kind": "log"}}, "label transform {'kind': 'log'}: kind must be "
                                            "one of ('log1p',)"),
 ])

@@ -27,11 +27,15 @@ def test_flights_pipeline_order_and_dag():
     p = load_pipeline(REPO / "pipelines" / "flights.yaml")
     assert p.name == "flights"
     assert p.order() == ["features", "cooccurrence", "evaluate_vectors", "xgboost", "jax",
-                         "tune_xgboost", "tune_jax", "score", "monitor", "report"]
+                         "tune_xgboost", "tune_jax", "xgboost_weak", "score", "monitor",
+                         "bless_xgboost", "bless_tune", "bless_weak", "score_blessed", "report"]
     assert p.steps["score"].upstream == ["features", "tune_xgboost"]
     assert p.steps["cooccurrence"].upstream == []
     assert p.downstream("features") == {"xgboost", "jax", "tune_xgboost", "tune_jax",
-                                        "score", "monitor", "report"}
+                                        "score", "monitor", "report", "xgboost_weak",
+                                        "bless_xgboost", "bless_tune", "bless_weak",
+                                        "score_blessed"}
+    assert p.steps["score_blessed"].upstream == ["bless_weak", "features"]
     assert p.downstream("cooccurrence") == {"evaluate_vectors", "report"}
     assert p.steps["evaluate_vectors"].upstream == ["cooccurrence"]
     assert p.digest.startswith("sha256:") and len(p.digest) == 71

@@ -17,7 +17,8 @@ FLIGHTS = load_pipeline(REPO / "pipelines" / "flights.yaml")
 def test_only_and_from_select_steps():
     assert selected_steps(FLIGHTS, RunOptions(only=("jax",))) == {"jax"}
     assert selected_steps(FLIGHTS, RunOptions(start="tune_xgboost")) == {
-        "tune_xgboost", "score", "monitor", "report"}
+        "tune_xgboost", "score", "monitor", "report", "bless_tune", "bless_weak",
+        "score_blessed"}
     assert selected_steps(FLIGHTS, RunOptions()) == set(FLIGHTS.steps)
 
 

@@ -118,6 +118,7 @@ def broken_run(flights_features, flights_monitor_drift, tmp_path_factory) -> Pat
         step("features", "beam_jobs.features", "local", []),
         step("xgboost", "ray_jobs.xgboost", "ray:127.0.0.1:1", ["features"], status="failed",
              error="XGBoostError: placement timed out"),
-        step("score", "beam_jobs.score", "local", ["xgboost"], status="skipped"),
+        step("score", "beam_jobs.score", "local", ["xgboost"], status="skipped",
+             error="upstream xgboost failed"),
         step("monitor", "beam_jobs.monitor", "local", ["features"])], status="failed")
     return run

@@ -19,6 +19,7 @@ from pipelines.report.__main__ import main
 from pipelines.report.data import reason_rows
 from pipelines.report.lineage import build_graph
 from pipelines.report.run import load_run
+from pipelines.report.serving import drift_rows, panel_order
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -105,10 +106,15 @@ def test_report_shows_the_runs_numbers_and_is_a_committed_artifact(report, demo_
             f"| 608 | {xgb.metrics['auc']:.4g} | {xgb.metrics['logloss']:.4g} |",
             "Stopped early by the scheduler: 0 trial(s); ended in an error: 0.",
             "| ours: SVD of PPMI (16d, p=0.5) |", "| carrier_id | transformed | categorical "
-            "| linf |", "No dead letters: every record read was valid."]
+            "| linf |", "| excluded | flights | label source 'arr_delay' is missing | 40 |",
+            f"| {baseline_row(demo_run)}", scoring_baseline_row(demo_run),
+            "| features | beam_jobs.features | local | done | 1.5 | features01 | features | "
+            f"{read_manifest(demo_run / 'features').digest[7:19]} | train 2,352, eval 608 |"]
     for row in rows:
         assert row in md, row
         assert html.escape(row.strip("| ").split(" | ")[0], quote=False) in page
+    assert re.search(r"[0-9a-f]{64}", md) is None  # digests short; full ones on hover
+    assert "{'" not in md and "{'" not in page  # no Python dict anywhere
     m = read_manifest(report, "run_report")
     steps = ["features", "xgboost", "jax", "tune", "cooccurrence", "evaluate_vectors", "score",
              "monitor"]
@@ -116,6 +122,37 @@ def test_report_shows_the_runs_numbers_and_is_a_committed_artifact(report, demo_
     assert [e["digest"] for e in m.inputs] == [read_manifest(demo_run / s).digest for s in steps]
     assert all(v["present"] for v in m.body["sections"].values()) and m.body["alerts"] == []
     assert main([str(demo_run)]) == 2  # a committed report is kept without --overwrite
+
+
+def baseline_row(run: Path) -> str:
+    """The Models table's baseline row, computed here from the feature Parquet: the train
+    base rate predicted for every eval row."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    y = {s: np.concatenate([pq.read_table(f, columns=["delayed"])["delayed"].to_numpy()
+                            for f in sorted((run / "features" / s).glob("*.parquet"))])
+         for s in ("train", "eval")}
+    p = float(y["train"].mean())
+    logloss = -np.mean(y["eval"] * np.log(p) + (1 - y["eval"]) * np.log(1 - p))
+    accuracy = np.mean(y["eval"] == (1.0 if p > 0.5 else 0.0))
+    digest = read_manifest(run / "features").digest[7:19]
+    return (f"baseline: train base rate delayed = {p:.4g} | no features | {digest} | 608 | "
+            f"0.5 | {logloss:.4g} | {accuracy:.4g} | – | – |")
+
+
+def scoring_baseline_row(run: Path) -> str:
+    """The scoring table's constant row: the train base rate on the scored rows with a
+    label (the raw rows without arr_delay have none)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    train = np.concatenate([pq.read_table(f, columns=["delayed"])["delayed"].to_numpy()
+                            for f in sorted((run / "features" / "train").glob("*.parquet"))])
+    y = np.concatenate([pq.read_table(f, columns=["label"])["label"].drop_null().to_numpy()
+                        for f in sorted((run / "score" / "predictions").glob("*.parquet"))])
+    p = float(train.mean())
+    logloss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return (f"| baseline | constant: train base rate {p:.4g} | – | – | – | – | 0.5 | "
+            f"{logloss:.4g} | – | – |")
 
 
 def test_lineage_graph_links_raw_files_to_the_drift_report(demo_run):
@@ -146,13 +183,18 @@ def test_a_set_of_files_read_by_two_steps_is_one_lineage_node(demo_run):
     assert g.nodes[a.inputs[0]].label == f"{MAX_FILES_SHOWN + 1} corpus files"
 
 
-def test_failed_step_and_breach_are_at_the_top(broken_run):
-    assert main([str(broken_run)]) == 0
+def test_failed_step_and_breach_are_at_the_top(broken_run, demo_run):
+    assert main([str(broken_run), "--previous", str(demo_run)]) == 0
     page = (broken_run / "report" / "index.html").read_text()
     top = page[:page.index('<section id="data"')]
     assert "Step xgboost (ray_jobs.xgboost) failed: XGBoostError: placement timed out" in top
-    assert "Step score was skipped" in top
-    breached = load_monitor(broken_run / "monitor").breached
+    assert "Step score was skipped: upstream xgboost failed." in top
+    mon = load_monitor(broken_run / "monitor")
+    breached = mon.breached
+    verdicts = [r[-1] for r in drift_rows(mon.drift)]
+    assert verdicts == ["BREACH"] * len(breached) + ["ok"] * (len(verdicts) - len(breached))
+    assert {f"{f['stage']}/{f['name']}" for f in mon.drift["features"] if f["breach"]} <= set(
+        panel_order(mon.drift, mon.histograms))
     assert breached  # the perturbed window (tests/conftest.py perturb_flights) breaches
     assert f"Drift threshold breached in monitor (drift check): {', '.join(breached)}" in top
     assert top.index('class="alert"') < top.index("<table")
@@ -160,6 +202,13 @@ def test_failed_step_and_breach_are_at_the_top(broken_run):
     assert len(m.body["alerts"]) == 4 and m.metrics["failed_steps"] == 1
     assert not m.body["sections"]["models"]["present"]
     assert "Not in this run" in page[page.index('<section id="tune"'):]
+    md = (broken_run / "report" / "report.md").read_text()
+    digest = {s: read_manifest(demo_run / s).digest[7:19] for s in ("features", "xgboost")}
+    assert page.index('<section id="compare"') < page.index('<section id="lineage"')
+    assert f"| features | done | done | {digest['features']} | {digest['features']} | same " \
+           "artifact |" in md
+    assert f"| xgboost | done | failed | {digest['xgboost']} | – | changed |" in md
+    assert "| features | train | 2,352 | – | – | changed |" in md
 
 
 def test_dead_letter_reasons_carry_an_example_raw_record():
@@ -192,4 +241,5 @@ def test_a_report_rendered_as_the_runs_last_step_does_not_count_itself(tmp_path)
     assert texts[-1] == ("All 2 steps before this report succeeded; no drift threshold was "
                          "breached.")
     facts = dict(next(b for b in section.blocks if isinstance(b, Table)).rows)
-    assert facts["status"] == "running (this report is its step report)"
+    assert facts["status"] == ("succeeded (every step finished; this report is its last "
+                               "step, report)")
