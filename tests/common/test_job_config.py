@@ -30,7 +30,8 @@ def test_the_feature_jobs_flags_become_a_frozen_config():
 def test_the_scoring_jobs_flags_become_a_frozen_config():
     config, _ = score_args(["--features", "f", "--model", "m", "--input", "i", "--output", "o"])
     assert isinstance(config, ScoreConfig) and config.schema is None
-    assert recorded(config) == {"features": "f", "model": "m", "input": "i", "output": "o",
+    assert recorded(config) == {"features": "f", "model": "m", "registry": None, "input": "i",
+                                "output": "o",
                                 "schema": None, "chunk_rows": 50_000, "compression": "snappy",
                                 "row_group_rows": 100_000, "num_shards": 0}
 

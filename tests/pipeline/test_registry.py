@@ -19,7 +19,7 @@ def test_flags_are_the_jobs_own_parser_less_the_runners():
     # once re-typed by hand and missed: --processes (co-occurrence), --passes (features)
     assert "processes" in JOBS["beam_jobs.cooccurrence"].flags
     assert "passes" in JOBS["beam_jobs.features"].flags
-    assert JOBS["pipelines.report"].flags == {"run"}
+    assert JOBS["pipelines.report"].flags == {"run", "previous"}  # main added --previous
     assert all(not (info.flags & RUNNER_FLAGS) for info in JOBS.values())
 
 
