@@ -64,6 +64,10 @@ JOBS: dict[str, JobInfo] = {
                                    ("beam_jobs/cooccurrence", *BEAM_COMMON)),
     "beam_jobs.score": _job("beam_jobs.score", "beam", "predictions",
                             ("beam_jobs/score/__main__.py",), ("beam_jobs/score", *TABULAR)),
+    # late labels joined to stored predictions: out-of-time metrics (docs/serving.md)
+    "beam_jobs.evaluate": _job("beam_jobs.evaluate", "beam", "evaluation",
+                               ("beam_jobs/evaluate/__main__.py",),
+                               ("beam_jobs/evaluate", "beam_jobs/score", *TABULAR)),
     # exit 3: the check ran and committed its verdict "breach"
     "beam_jobs.monitor": _job("beam_jobs.monitor", "beam", "monitor",
                               ("beam_jobs/monitor/__main__.py",),

@@ -120,6 +120,7 @@ def _check_model(uri: str, features: FeatureSet) -> None:
 def make_plan(args, features: FeatureSet) -> pipeline.Plan:
     schema = serving.schema_of(features, args.schema)
     tables = list(schema.tables.values())
+    needed = serving.needed_columns(schema)  # label-free data is monitored too
     label = stats.Column(schema.label.name, "categorical" if schema.label.task ==
                          "binary_classification" else "numeric", stage="label",
                          column=serving.LABEL)
@@ -135,11 +136,12 @@ def make_plan(args, features: FeatureSet) -> pipeline.Plan:
         keys = {c.key for c in [*raw, *transformed, *([prediction] if prediction else [])]}
         previous = _previous(args.against, features, keys)
     elif args.against:
-        against = reading.check_inputs(args.against, tables)
+        against = reading.check_inputs(args.against, tables, needed)
     rate = min(1.0, args.skew_sample / max(1, features.num_rows("train")))
     return pipeline.Plan(schema=schema, features=features, output=storage.locate(args.output).uri,
                          baseline=baseline_files(features),
-                         current=reading.check_inputs(args.input, tables), against=against,
+                         current=reading.check_inputs(args.input, tables, needed),
+                         against=against,
                          previous=previous, model=args.model, raw=raw, transformed=transformed,
                          prediction=prediction, skew_rate=rate, chunk_rows=args.chunk_rows)
 

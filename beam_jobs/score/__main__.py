@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import TestOptions
 from beam_jobs.common.config import frozen, recorded
 from beam_jobs.common.options import exit_now, parse_job_args
 from beam_jobs.score.config import ScoreConfig
-from beam_jobs.tabular import reading, serving
+from beam_jobs.tabular import serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
 from mlbatch.artifacts import ArtifactError, ArtifactWriter
@@ -133,7 +133,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
                                save_main_session=save_main_session, job_flags=args.job_flags)
     _check_remote(args, options)
     dry_run = options.view_as(TestOptions).dry_run
-    files = reading.check_inputs(args.input, list(schema.tables.values()))
+    files, columns = serving.check_serving_inputs(args.input, schema)
     writer = ArtifactWriter(args.output, "predictions", job=JOB, config={
         **recorded(args),
         "pipeline_args": beam_args})
@@ -150,7 +150,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
             p = beam.Pipeline(options=options)
         except ValueError as e:  # Beam's own option validation (e.g. a malformed project id)
             raise OptionsError(str(e)) from e
-        pipeline.build(p, args, schema, files, features.root, model, transform_digest)
+        pipeline.build(p, args, schema, files, features.root, model, transform_digest,
+                       columns=columns)
         run_pipeline(p, options)
         if dry_run:
             return None

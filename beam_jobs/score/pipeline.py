@@ -67,11 +67,12 @@ def vertex_lines(t: pa.Table) -> str:
 
 def build(p: beam.Pipeline, args: ScoreConfig, schema: DatasetSchema,
           inputs: dict[str, list[str]], features_root: str, model: Model,
-          transform_digest: str) -> None:
-    """`inputs`: each table's files (reading.check_inputs)."""
+          transform_digest: str, columns: dict[str, list[str]] | None = None) -> None:
+    """`inputs`: each table's files, `columns`: the declared columns they hold
+    (serving.check_serving_inputs; absent ones are read as null)."""
     out = args.output
     read = p | "ReadExamples" >> serving.ReadServingExamples(
-        schema, inputs, chunk_rows=args.chunk_rows, job=JOB_NAMESPACE)
+        schema, inputs, chunk_rows=args.chunk_rows, job=JOB_NAMESPACE, columns=columns)
     transformed = read[serving.EXAMPLES] | "TransformFeatures" >> beam.ParDo(
         serving.TransformFeaturesFn(features_root, schema, batch_rows=args.chunk_rows,
                                     job=JOB_NAMESPACE))

@@ -42,9 +42,12 @@ def _names_table(path: str, table: TableSpec, only: bool) -> bool:
     return only or fnmatch.fnmatchcase(tail, table.path.strip("/"))
 
 
-def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str]]:
+def check_inputs(input_root: str, tables: list[TableSpec],
+                 needed: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     """Driver-side check of the inputs before anything runs: every table has at least
-    one file, and every CSV header / Parquet schema holds the table's declared columns.
+    one file, and every CSV header / Parquet schema holds the table's declared columns
+    (with ``needed``, only the columns it names per table: serving reads no label and no
+    column that no feature reads, beam_jobs.tabular.serving.needed_columns).
 
     --input is a directory (or gs:// prefix) holding each table's `path` pattern, or a
     glob or single file; then each file goes to the table whose `path` its name matches
@@ -80,8 +83,9 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
     if missing:
         raise FileNotFoundError("input files not found:\n  " + "\n  ".join(missing))
     facts = {(t.name, path): _facts(t, path) for t in tables for path in found[t.name]}
+    needed = needed or {}
     problems = [p for t in tables for path in found[t.name]
-                if (p := header_problem(t, path, facts[t.name, path]))]
+                if (p := header_problem(t, path, facts[t.name, path], needed.get(t.name)))]
     if problems:
         raise InputError("input files do not match the schema:\n  " + "\n  ".join(problems))
     empty = [empty_problem(t, found[t.name]) for t in tables
@@ -89,6 +93,13 @@ def check_inputs(input_root: str, tables: list[TableSpec]) -> dict[str, list[str
     if empty:
         raise InputError("input tables without data:\n  " + "\n  ".join(empty))
     return found
+
+
+def present_columns(table: TableSpec, paths: list[str]) -> list[str]:
+    """The table's declared columns that every one of its files holds (all of them for
+    JSON lines, whose records name their own fields)."""
+    names = [_facts(table, p).names for p in paths]
+    return [c for c in table.column_names if all(n is None or c in n for n in names)]
 
 
 @dataclass
@@ -154,16 +165,19 @@ def _duplicates(names: list[str], table: TableSpec) -> dict[str, list[int]]:
             for c in table.column_names if names.count(c) > 1}
 
 
-def header_problem(table: TableSpec, path: str, facts: FileFacts | None = None) -> str | None:
+def header_problem(table: TableSpec, path: str, facts: FileFacts | None = None,
+                   needed: list[str] | None = None) -> str | None:
     """What is wrong with a file's header for its table (None: nothing): a declared
-    column absent or named twice, or (Parquet) stored as another type."""
+    column absent (only those in ``needed`` when given) or named twice, or (Parquet)
+    stored as another type."""
     facts = facts or _facts(table, path)
     if facts.problem or facts.names is None:
         return facts.problem
     names = facts.names
-    absent = [c for c in table.column_names if c not in names]
+    absent = [c for c in (table.column_names if needed is None else needed) if c not in names]
     if absent:
-        return (f"{path}: table {table.name!r} declares column(s) {absent} that its header "
+        what = "declares" if needed is None else "needs"
+        return (f"{path}: table {table.name!r} {what} column(s) {absent} that its header "
                 f"lacks (header: {names[:30]})")
     twice = _duplicates(names, table)
     if twice:
@@ -193,7 +207,8 @@ def parquet_type_problem(table: TableSpec, path: str, arrow: pa.Schema) -> str |
     """Declared columns whose Parquet type does not read as the declared type (a
     boolean as int64 would become 0/1, a timestamp as string its text)."""
     wrong = [f"{c.name!r} declared {c.type}, stored as {arrow.field(c.name).type}"
-             for c in table.columns if not _type_fits(c.type, arrow.field(c.name).type)]
+             for c in table.columns
+             if c.name in arrow.names and not _type_fits(c.type, arrow.field(c.name).type)]
     if not wrong:
         return None
     return f"{path}: table {table.name!r}: column type(s) differ from the schema: " + \

@@ -16,6 +16,7 @@ monitoring). Two pieces:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,13 +27,13 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from beam_jobs.common import deadletter
-from beam_jobs.tabular import prepare, reading
+from beam_jobs.tabular import prepare, reading, records
 from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch import storage
 from mlbatch.artifacts.base import digest_of
 from mlbatch.artifacts.features import FeatureSet
 from mlbatch.config import ConfigError, load_yaml
-from mlbatch.schema import DatasetSchema, SchemaError
+from mlbatch.schema import DatasetSchema, SchemaError, TableSpec
 from mlbatch.schema.build import build as build_schema
 from mlbatch.errors import UsageError
 
@@ -130,6 +131,60 @@ class PrepareServingFn(beam.DoFn):
                 json.dumps(v, default=str), table=self._schema.main, line=line))
 
 
+def _main_seeds(schema: DatasetSchema) -> list[str]:
+    """Columns of a prepared main row serving reads: the transform's inputs, the filters'
+    columns, each join's main-side key expressions and as-of time."""
+    seeds = [*schema.transform_inputs(), *(c for f in schema.filters for c in f.columns)]
+    for j in schema.joins:
+        seeds += [c for e in j.left for c in e.columns] if j.left else list(j.on)
+        seeds += list(j.as_of.time.columns) if j.as_of else []
+    return seeds
+
+
+def needed_columns(schema: DatasetSchema) -> dict[str, list[str]]:
+    """Per table, the raw columns serving cannot do without: the transform's inputs
+    traced back through derived columns and joins, the schema's filters, the join keys
+    (and as-of times) and each lookup table's key. The label's sources and columns no
+    feature reads are not among them: rows without them are scored (label null, no
+    metrics)."""
+    derived = {d.name: d for d in schema.derived}
+    wanted: set[str] = set()
+    todo = _main_seeds(schema)
+    while todo:
+        c = todo.pop()
+        if c not in wanted:
+            wanted.add(c)
+            todo.extend(derived[c].expr.columns if c in derived else ())
+    need = {schema.main: wanted}
+    for j in schema.joins:
+        t = schema.tables[j.table]
+        times = j.as_of.lookup_time.columns if j.as_of else ()
+        need[t.name] = {*j.on, *t.key, *times,
+                        *(c for c in t.column_names if j.prefix + c in wanted)}
+    return {name: [c for c in t.column_names if c in need.get(name, t.key)]
+            for name, t in schema.tables.items()}
+
+
+def check_serving_inputs(input_root: str, schema: DatasetSchema
+                         ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """reading.check_inputs for serving: (each table's files, each table's declared
+    columns its files hold). Only needed_columns must be present; InputError names a
+    file lacking one of those."""
+    files = reading.check_inputs(input_root, list(schema.tables.values()),
+                                 needed_columns(schema))
+    return files, {name: reading.present_columns(schema.tables[name], paths)
+                   for name, paths in files.items()}
+
+
+def fill_absent(batch: pa.RecordBatch, table: TableSpec) -> pa.RecordBatch:
+    """A batch read with some declared columns absent -> all of them, in the declared
+    order (records.typed_schema): an absent column is all null."""
+    full = records.typed_schema(table)
+    arrays = [batch.column(f.name) if f.name in batch.schema.names
+              else pa.nulls(batch.num_rows, f.type) for f in full]
+    return pa.RecordBatch.from_arrays(arrays, schema=full)
+
+
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
@@ -139,23 +194,42 @@ class ReadServingExamples(beam.PTransform):
     PCollections: EXAMPLES (prepared main rows as Arrow tables with example_id and
     LABEL), DEAD_LETTER (dicts, every table), FILES (one record per file read: table,
     path, records, lines) and COUNTS ((name, n) pairs: "<table>_valid",
-    "<table>_duplicate_keys_dropped", "filtered", "prepared")."""
+    "<table>_duplicate_keys_dropped", "filtered", "prepared").
+
+    ``columns`` (check_serving_inputs): per table, the declared columns its files hold;
+    only those are read and validated, the others (the label's sources, columns no
+    feature reads) are null, so label-free rows are served with a null LABEL. None:
+    read from the files' headers here, on the driver."""
 
     def __init__(self, schema: DatasetSchema, inputs: dict[str, list[str]], *,
-                 chunk_rows: int = 50_000, job: str = "serving"):
+                 chunk_rows: int = 50_000, job: str = "serving",
+                 columns: dict[str, list[str]] | None = None):
         super().__init__()
-        self._schema, self._inputs = schema, inputs
+        self._schema, self._inputs, self._columns = schema, inputs, columns
         self._chunk_rows, self._job = chunk_rows, job
+
+    def _read_valid(self, pbegin, name: str, table: TableSpec):
+        """(ReadTable's outputs, the valid batches with every declared column)."""
+        held = self._columns[name]
+        read_as = dataclasses.replace(table, columns=tuple(
+            c for c in table.columns if c.name in held))
+        read = pbegin | f"Read{_camel(name)}" >> reading.ReadTable(
+            self._inputs[name], read_as, self._chunk_rows, self._job)
+        checked = read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
+            reading.ValidateChunkFn(read_as, self._job)).with_outputs(reading.DEAD, main="valid")
+        valid = checked.valid
+        if len(read_as.columns) < len(table.columns):
+            valid = valid | f"FillAbsent{_camel(name)}" >> beam.Map(fill_absent, table)
+        return read, checked, valid
 
     def expand(self, pbegin):
         schema, job = self._schema, self._job
+        if self._columns is None:
+            self._columns = {name: reading.present_columns(schema.tables[name], paths)
+                             for name, paths in self._inputs.items()}
         valid, dead, files, counts = {}, [], [], []
         for name, table in schema.tables.items():
-            read = pbegin | f"Read{_camel(name)}" >> reading.ReadTable(
-                self._inputs[name], table, self._chunk_rows, job)
-            checked = read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
-                reading.ValidateChunkFn(table, job)).with_outputs(reading.DEAD, main="valid")
-            valid[name] = checked.valid
+            read, checked, valid[name] = self._read_valid(pbegin, name, table)
             dead += [read[reading.DEAD], checked[reading.DEAD]]
             files.append(read[reading.FILES])
             counts.append(checked.valid | f"Count{_camel(name)}Valid" >> beam.Map(

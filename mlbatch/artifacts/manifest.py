@@ -54,6 +54,7 @@ FORMAT_VERSIONS: dict[str, str] = {
     "jax_model": "1.0",
     "tune_run": "1.0",
     "predictions": "1.0",
+    "evaluation": "1.0",
     "monitor": "1.0",
     "run_report": "1.0",
     "model_evaluation": "1.0",

@@ -15,7 +15,7 @@ from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS,
                                   LabelSpec, LimitsSpec, SplitSpec, TableSpec)
 
 TOP_LEVEL = {"name", "version", "tables", "main", "joins", "derived", "label", "filters",
-             "split", "features", "limits"}
+             "split", "features", "limits", "identity"}
 NUMERIC = ("int64", "float64")
 
 
@@ -38,6 +38,7 @@ def build(raw, source: str) -> DatasetSchema:
         name=f.string("name", raw["name"]), tables=tables, main=main, joins=joins,
         derived=derived, label=label, split=split, source=source, version=version,
         limits=_load_limits(raw.get("limits") or {}), filters=filters,
+        identity=_load_identity(raw.get("identity") or [], tables[main]),
         **load_features(raw["features"], available))
     names = schema.feature_names
     for where, feature in _feature_fields(schema):
@@ -254,6 +255,17 @@ def _load_filters(raw, available: dict[str, str]) -> tuple:
     return tuple(f.expression(f"filters[{i}]", text, available, ("bool",),
                               "a filter must be true/false (e.g. a comparison)")
                  for i, text in enumerate(raw))
+
+
+def _load_identity(names, main: TableSpec) -> tuple[str, ...]:
+    """The main-table columns that name a row in any file of the dataset (e.g. a
+    flight's date, carrier, number and origin): late labels join on them."""
+    key = f.names("identity", names) if names else ()
+    for k in key:
+        if k not in main.column_names:
+            raise f.err("identity", f"unknown column {shorten(k)} (not a column of table "
+                                    f"{main.name!r})")
+    return key
 
 
 def _load_split(sp, available: dict[str, str], main: TableSpec) -> SplitSpec:

@@ -229,6 +229,7 @@ class DatasetSchema:
     cross_max_rare_row_share: float = 0.2  # overcrossed past this share of rare-value rows
     cross_max_collision_share: float = 0.3  # hash_buckets too small past this colliding share
     filters: tuple[Expr, ...] = ()  # boolean; a row failing one goes to excluded/
+    identity: tuple[str, ...] = ()  # main-table columns naming a row across files (late labels)
 
     @property
     def main_table(self) -> TableSpec:

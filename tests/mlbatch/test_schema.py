@@ -121,6 +121,10 @@ def write_schema(tmp_path, mutate):
     (lambda r: r["limits"].update(max_dead_letters=-1) if "limits" in r else
      r.update(limits={"max_dead_letters": -1}), "limits.max_dead_letters: must be >= 0"),
     (lambda r: r.update(version=1.5), "version: expected an integer or a string"),
+    (lambda r: r.update(identity=["year", "nope"]),
+     "identity: unknown column 'nope' (not a column of table 'flights')"),
+    (lambda r: r.update(identity=["year", 1]),
+     "identity: expected a column name or a list of them"),
 ])
 def test_schema_errors_name_the_field(tmp_path, mutate, message):
     with pytest.raises(SchemaError) as e:

@@ -1,0 +1,77 @@
+"""After the late-label pipeline: the stored predictions joined to the labels that
+arrived, by the schema's identity columns; the out-of-time metrics; the commit."""
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from beam_jobs.common import deadletter
+from beam_jobs.tabular import prepare, serving
+from beam_jobs.evaluate.pipeline import KEYS, LABELS
+from beam_jobs.score.artifacts import _parquet_files, _read, quality
+from mlbatch.artifacts import ArtifactWriter
+from mlbatch.artifacts.predictions import Predictions
+from mlbatch.errors import UsageError
+from mlbatch.schema import DatasetSchema
+
+LOGGER = logging.getLogger(__name__)
+
+
+class LateLabelError(ValueError, UsageError):
+    """The labels cannot be joined to the predictions (named in the message)."""
+
+
+def _duplicate_keys(labels: pa.Table, identity: list[str]) -> tuple[int, dict | None]:
+    """(identity values named by more than one labelled row, the first such key)."""
+    counts = labels.group_by(identity).aggregate([([], "count_all")])
+    dupes = counts.filter(pc.greater(counts.column("count_all"), 1))
+    return dupes.num_rows, (dupes.slice(0, 1).to_pylist()[0] if dupes.num_rows else None)
+
+
+def joined(predictions: Predictions, keys: pa.Table, labels: pa.Table,
+           identity: list[str]) -> pa.Table:
+    """identity + prediction + label of each scored row whose label arrived. A key
+    named twice by the labels cannot say which label is the row's: LateLabelError."""
+    n, first = _duplicate_keys(labels, identity)
+    if n:
+        raise LateLabelError(f"{n} identity value(s) ({', '.join(identity)}) name more than "
+                             f"one labelled row, e.g. {first}: the schema's identity does "
+                             f"not identify a row")
+    preds = predictions.read_table().select([prepare.EXAMPLE_ID, "prediction"])
+    keyed = preds.join(keys, prepare.EXAMPLE_ID, join_type="inner")
+    return keyed.join(labels, identity, join_type="inner")
+
+
+def read_outputs(root: str) -> tuple[pa.Table, pa.Table]:
+    """(keys/, labels/ with a label), read back from what the pipeline wrote."""
+    keys = _read(_parquet_files(root, KEYS), None)
+    labels = _read(_parquet_files(root, LABELS), None)
+    return keys, labels.filter(pc.is_valid(labels.column(serving.LABEL)))
+
+
+def evaluate(writer: ArtifactWriter, schema: DatasetSchema, predictions: Predictions,
+             eval_split: dict, period: str | None, labelled: dict[str, list[str]]) -> dict:
+    """Joins, computes the out-of-time metrics, commits; returns the metrics."""
+    identity = list(schema.identity)
+    keys, labels = read_outputs(writer.root)
+    rows = joined(predictions, keys, labels, identity)
+    task = predictions.manifest.body["task"]
+    m = {"rows_scored": predictions.num_rows, "rows_labels": labels.num_rows,
+         "rows_joined": rows.num_rows,
+         "rows_scored_unlabelled": predictions.num_rows - rows.num_rows,
+         "rows_labels_unscored": labels.num_rows - rows.num_rows}
+    m.update(quality(task, rows.column(serving.LABEL).to_numpy(),
+                     rows.column("prediction").to_numpy()))
+    m.update({f"eval_split_{k}": eval_split[k] for k in ("auc", "logloss", "rmse", "mae")
+              if k in m and k in eval_split})
+    for table, paths in labelled.items():
+        for path in paths:
+            writer.input_file(f"labels:{table}", path)
+    writer.metrics.update(m)
+    writer.commit(rows={KEYS: keys.num_rows, LABELS: labels.num_rows},
+                  body={"period": period, "identity": identity, "task": task,
+                        "model_digest": predictions.model_digest, "out_of_time": True,
+                        "dead_letter_dir": deadletter.DEAD_LETTER})
+    return m
