@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from beam_jobs.features.io import ReadChunksFn
+from beam_jobs.tabular.reading import ReadChunksFn
 from mlbatch.schema import load_schema
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "flights.yaml"

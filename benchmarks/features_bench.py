@@ -115,7 +115,7 @@ def write_clean_csv(schema_path: str, input_dir: Path, out_dir: Path) -> dict:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    from beam_jobs.common import prepare, records
+    from beam_jobs.tabular import prepare, records
     from mlbatch.schema import load_schema
 
     schema = load_schema(REPO / schema_path)
@@ -233,7 +233,7 @@ def floor_prepare(schema, input_dir: Path, phases: dict):
     """Read, join, derive, label, split: (train, eval) Arrow tables."""
     import pyarrow as pa
 
-    from beam_jobs.common import prepare
+    from beam_jobs.tabular import prepare
 
     t0 = time.perf_counter()
     tables = _read_tables(schema, input_dir)

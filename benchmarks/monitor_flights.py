@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs.common import prepare
+from beam_jobs.tabular import prepare
 from beam_jobs.monitor import stats
 from mlbatch.schema import load_schema
 from scripts.export_flights import export

@@ -12,7 +12,7 @@ times, interleaved; medians are reported:
          XGBoost handler, predictions Parquet + Vertex JSON lines, summary, manifest.
          FnApiRunner.
   floor  one process, no Beam, no validation, no dead letters: pyarrow CSV reads, the
-         job's vectorized joins and derived columns (beam_jobs.common.prepare), then per
+         job's vectorized joins and derived columns (beam_jobs.tabular.prepare), then per
          50,000-row Arrow batch the saved transform layer
          (tft.TFTransformOutput.transform_raw_features) and Booster.predict on a DMatrix;
          predictions Parquet.
@@ -98,7 +98,7 @@ def child_floor(raw: Path, features: str, model_uri: str, out: Path) -> dict:
     import tensorflow_transform as tft
     import xgboost as xgb
 
-    from beam_jobs.common import prepare, records, serving
+    from beam_jobs.tabular import prepare, records, serving
     from mlbatch.artifacts.features import load_feature_set
     from mlbatch.artifacts.xgboost_model import load_xgboost_model
 

@@ -21,8 +21,10 @@ from typing import Any
 
 import yaml
 
+from mlbatch.errors import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(ValueError, UsageError):
     """A config file, flag or field is invalid (the message names it)."""
 
 

@@ -8,13 +8,15 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlbatch.errors import UsageError
+
 NUMERIC = ("int64", "float64")
 _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string(),
           "bool": pa.bool_(), "timestamp": pa.timestamp("us"), "duration": pa.duration("us"),
           "null": pa.null()}
 
 
-class ExprError(ValueError):
+class ExprError(ValueError, UsageError):
     """An expression does not parse or does not type-check; the message says where."""
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlbatch.errors import UsageError
+
 KINDS = ("log1p",)
 
 
-class LabelTransformError(ValueError):
+class LabelTransformError(ValueError, UsageError):
     """An unknown label transform (the message names it)."""
 
 

@@ -131,3 +131,14 @@ def task_metrics(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str,
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     out = {"eval_loss": eval_loss(task, labels, scores), **out}
     return {k: (None if math.isnan(v) else v) for k, v in out.items()}
+
+
+def labelled_quality(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The quality of stored predictions on the rows that carry a label, in label units:
+    AUC and logloss (binary classification) or RMSE and MAE (regression); {} when no row
+    is labelled. Scoring and the late-label evaluation report these."""
+    if not len(labels):
+        return {}
+    if task == "binary_classification":
+        return {"auc": auc(labels, scores), "logloss": logloss(labels, scores)}
+    return {"rmse": rmse(labels, scores), "mae": mae(labels, scores)}

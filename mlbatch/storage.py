@@ -29,13 +29,15 @@ from typing import NamedTuple
 
 import pyarrow.fs as pafs
 
+from mlbatch.errors import UsageError
+
 GCS_TIMEOUT_ENV = "MLBATCH_GCS_TIMEOUT_S"
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 _BLOCK = 1 << 20
 WORKER_ENV = (EMULATOR_ENV, GCS_TIMEOUT_ENV)  # what decides where gs:// goes, and how long
 
 
-class StorageError(OSError):
+class StorageError(OSError, UsageError):
     """A path cannot be reached or read; the message names the path and the cause."""
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
 
+from mlbatch import logs
 from pipelines import figures
 from pipelines.spec import SpecError, load_pipeline
 
@@ -158,5 +158,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup("WARNING")
     sys.exit(main())

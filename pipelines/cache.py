@@ -39,6 +39,7 @@ from mlbatch.artifacts.registry import is_ref
 from mlbatch.artifacts.registry import resolve as resolve_registered
 from pipelines.registry import JOBS
 from pipelines.spec import RUN_REF, Pipeline, Step, resolve
+from mlbatch.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_FILE = ".pipeline_cache.json"
@@ -46,7 +47,7 @@ _SOURCE_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".txt")
 _MAGIC = set("*?[")
 
 
-class CacheError(ValueError):
+class CacheError(ValueError, UsageError):
     """A step's key cannot be computed (a raw input or an upstream output is missing)."""
 
 

@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 from mlbatch.artifacts import ArtifactError, read_manifest
+from mlbatch.errors import UsageError
 from mlbatch.storage import StorageError
 from pipelines import cache, run_file
 
@@ -32,7 +33,7 @@ SECTIONS = ("run", "params", "code", "data", "periods", "metrics")
 _SHORT = 12  # hex digits shown of a digest
 
 
-class CompareError(ValueError):
+class CompareError(ValueError, UsageError):
     """A run directory cannot be compared (no or unreadable run.json); names the path."""
 
 

@@ -49,6 +49,7 @@ from typing import Any
 
 import yaml
 
+from mlbatch import logs
 from mlbatch.config import load_yaml
 from pipelines import cache, remote
 from pipelines.registry import JOBS
@@ -401,5 +402,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    logs.setup()
     sys.exit(main())

@@ -14,9 +14,10 @@ import os
 
 from pipelines import remote
 from pipelines.spec import Step
+from mlbatch.errors import UsageError
 
 
-class PlacementError(ValueError):
+class PlacementError(ValueError, UsageError):
     """A step's ``runs_on`` cannot be met (the message names the step and what is missing)."""
 
 

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from mlbatch import storage
+from mlbatch.errors import JobError
 from pipelines.lineage import STORE_NAME, LineageStore, record_step
 from pipelines import remote
 from pipelines.spec import Pipeline, Step, resolve
@@ -52,7 +53,7 @@ main()
 """
 
 
-class ClusterError(RuntimeError):
+class ClusterError(RuntimeError, JobError):
     """The cluster could not be started, reached or stopped (the message says why)."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pipelines.registry import JOBS
 from pipelines.spec import Pipeline, Step
+from mlbatch.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCK_FILE = REPO_ROOT / "requirements.lock"
@@ -55,7 +56,7 @@ RESERVED_FLAGS = {"runner": "the launcher", "project": "GOOGLE_CLOUD_PROJECT",
                   "setup_file": "SDK_CONTAINER_IMAGE=sdist", "dry_run": "--dry-run"}
 
 
-class RemoteConfigError(ValueError):
+class RemoteConfigError(ValueError, UsageError):
     """Cloud or cluster settings are missing or invalid (the message lists each problem)."""
 
 

@@ -49,9 +49,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mlbatch import storage
+from mlbatch import logs, storage
 from mlbatch.artifacts import ArtifactError, read_manifest
 from pipelines import remote
+from mlbatch.errors import JobError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ _ATTEMPT = "-attempt-"
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
-class TaskError(RuntimeError):
+class TaskError(RuntimeError, JobError):
     """The task's settings are wrong (exit 2)."""
 
 
@@ -303,6 +304,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logs.setup()
     sys.exit(main())
 

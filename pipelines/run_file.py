@@ -12,11 +12,12 @@ from typing import Any
 
 from mlbatch import storage
 from mlbatch.artifacts import read_json, write_json
+from mlbatch.errors import UsageError
 
 RUN_FILE = "run.json"
 
 
-class RunFileError(ValueError):
+class RunFileError(ValueError, UsageError):
     """run.json exists but cannot be read as a run's account (the message says why)."""
 
 

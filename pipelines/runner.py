@@ -42,6 +42,7 @@ from pipelines import alerts, cache, figures, lineage_hook, placement, run_file
 from pipelines.progress import Progress
 from pipelines.registry import JOBS
 from pipelines.spec import Pipeline, Step
+from mlbatch.errors import UsageError
 
 LOGGER = logging.getLogger(__name__)
 LOG_DIR = "_logs"
@@ -208,7 +209,7 @@ def _failure_line(log_path: str) -> str:
     return (problems or lines or [""])[-1][:300]
 
 
-class RunDirError(ValueError):
+class RunDirError(ValueError, UsageError):
     """The run directory cannot be used: not local, or another runner holds it."""
 
 

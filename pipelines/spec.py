@@ -31,6 +31,7 @@ from typing import Any
 
 from mlbatch.config import ConfigError, load_yaml
 from pipelines.registry import JOBS
+from mlbatch.errors import UsageError
 
 RUN_REF = "RUN"
 _REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_-]*)\}(/[^${}]+)?$")
@@ -42,7 +43,7 @@ _RUNS_ON = re.compile(r"^(local|dataflow|ray|ray:[^:\s]+:\d+)$")
 _SCALARS = (str, int, float, bool)
 
 
-class SpecError(ValueError):
+class SpecError(ValueError, UsageError):
     """The pipeline file is wrong; the message names the step and the field."""
 
 

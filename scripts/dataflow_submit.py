@@ -36,6 +36,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlbatch import logs
 from pipelines import remote
 from pipelines.spec import SpecError, load_pipeline
 
@@ -100,5 +101,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logs.setup()
     sys.exit(main())

@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mlbatch import storage
+from mlbatch import logs, storage
 from pipelines.lineage import LineageError
 from pipelines import remote
 from pipelines.ray_cluster import (ClusterError, auth_env, load_cluster, start_cluster,
@@ -111,5 +111,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logs.setup()
     sys.exit(main())

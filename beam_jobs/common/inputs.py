@@ -18,12 +18,13 @@ from typing import TypeVar
 from apache_beam.io.filesystems import FileSystems
 
 from mlbatch import storage
+from mlbatch.errors import UsageError
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class InputError(ValueError):
+class InputError(ValueError, UsageError):
     """An input cannot be used as given: it names no file, cannot be listed, or a file
     lacks what the job needs (the message names the input and the cause)."""
 

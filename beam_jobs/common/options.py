@@ -39,6 +39,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptio
                                                   WorkerOptions)
 
 from mlbatch.beam_flags import unknown_beam_flags
+from mlbatch.errors import UsageError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_FILE = REPO_ROOT / "setup.py"
 
 
-class OptionsError(ValueError):
+class OptionsError(ValueError, UsageError):
     """A pipeline flag is missing or invalid; raised before anything runs."""
 
 

@@ -17,23 +17,20 @@ import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
-from beam_jobs.common.inputs import InputError
-from beam_jobs.common.options import (OptionsError, pipeline_options, refuse_local_paths,
+from beam_jobs.common.options import (pipeline_options, refuse_local_paths,
                                       run_pipeline)
 from beam_jobs.cooccurrence import artifacts, pipeline
-from beam_jobs.cooccurrence.config import ConfigError, add_arguments, from_args
+from beam_jobs.cooccurrence.config import add_arguments, from_args
 from beam_jobs.cooccurrence.reading import match_corpus
 from beam_jobs.cooccurrence.spill import spill_dir
-from beam_jobs.cooccurrence.transforms import EmptyVocabularyError
-from mlbatch import storage
-from mlbatch.artifacts import Manifest, OutputExistsError
+from mlbatch import errors, logs, storage
+from mlbatch.artifacts import Manifest
 
 JOB_NAME = "cooccurrence"
 LOGGER = logging.getLogger("beam_jobs.cooccurrence")
-# Errors of the flags, options, input or output named: exit 2, before anything runs.
-USAGE_ERRORS = (ConfigError, OptionsError, InputError, OutputExistsError, storage.StorageError)
-# The corpus cannot give a result (or the result does not add up): exit 1, uncommitted.
-RUN_ERRORS = (EmptyVocabularyError, artifacts.ReconcileError)
+# Errors of the flags, options, input or output named (UsageError): exit 2, before
+# anything runs. The corpus cannot give a result (EmptyVocabularyError) or the result does
+# not add up (ReconcileError), both JobError: exit 1, uncommitted (mlbatch.errors).
 
 
 def _failure(err: BaseException) -> str:
@@ -85,18 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         manifest = run(argv)
     except SystemExit as exit_:  # argparse: --help, or a missing/unknown flag value
         return exit_.code if isinstance(exit_.code, int) else 2
-    except USAGE_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except RUN_ERRORS as err:
-        print(f"error: {_failure(err)}", file=sys.stderr)
-        return 1
+    except errors.CAUGHT as err:
+        return errors.exit_code(None, err)
     if manifest is not None:
         LOGGER.info("committed %s (%s)", manifest.root, manifest.digest)
     return 0
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                                                   "%(message)s")
+    logs.setup()
     sys.exit(main())

@@ -16,12 +16,13 @@ from beam_jobs.cooccurrence.writing import SKIP_STATS
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactWriter, Manifest, read_json
 from mlbatch.artifacts.cooccurrence import TYPE, Layout, parquet_rows
+from mlbatch.errors import JobError
 
 METRICS = ("files", "files_read", "bytes", "lines", "tokens", "distinct_tokens",
            "kept_tokens", "vocab_size", "nnz", "total_mass", "shards", "dead_letter_records")
 
 
-class ReconcileError(RuntimeError):
+class ReconcileError(RuntimeError, JobError):
     """The job's counts disagree with what it wrote; nothing is committed."""
 
 

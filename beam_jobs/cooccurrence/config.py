@@ -6,13 +6,11 @@ import dataclasses
 
 from beam_jobs.cooccurrence.counting import (DEFAULT_TOKEN_PATTERN, DIRECTIONS, WEIGHTINGS,
                                              Tokenizer)
+from mlbatch.config import ConfigError  # a job flag is invalid; the message names the flag
 
 JOB = "beam_jobs.cooccurrence"  # producer name in artifact.json and dead-letter records
 MIB = 1 << 20
-
-
-class ConfigError(ValueError):
-    """A job flag is invalid; the message names the flag."""
+__all__ = ["JOB", "ConfigError", "CooccurrenceConfig", "add_arguments", "from_args"]
 
 
 @dataclasses.dataclass(frozen=True)

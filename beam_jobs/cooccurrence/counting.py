@@ -24,6 +24,8 @@ from itertools import repeat
 import numpy as np
 import scipy.sparse as sp
 
+from mlbatch.errors import UsageError
+
 DEFAULT_TOKEN_PATTERN = r"[a-z0-9]+(?:'[a-z]+)?"
 WEIGHTINGS = ("harmonic", "uniform")
 DIRECTIONS = ("symmetric", "left")
@@ -32,7 +34,7 @@ NEWLINE_ID = -2
 OOV_ID = -1
 
 
-class TokenPatternError(ValueError):
+class TokenPatternError(ValueError, UsageError):
     """The --token-pattern cannot be used (bad regex, capturing groups, empty matches...)."""
 
 

@@ -29,7 +29,7 @@ from gensim.models import KeyedVectors, Word2Vec
 from gensim.test.utils import datapath
 
 from beam_jobs.cooccurrence.counting import Tokenizer
-from mlbatch import storage
+from mlbatch import logs, storage
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, Manifest, write_json
 from mlbatch.artifacts.cooccurrence import CooccurrenceArtifact, load_cooccurrence
 from mlbatch.artifacts.cooccurrence_evaluation import RESULTS, TABLE, TYPE
@@ -177,11 +177,8 @@ def run(argv: list[str] | None = None) -> Manifest:
     art = writer.input_artifact("vectors", args.vectors, "cooccurrence")
     result = evaluate(args)
     writer.claim(overwrite=args.overwrite)
-    try:
+    with writer:  # an exception marks the output failed
         return _commit(writer, art, result)
-    except BaseException as err:
-        writer.fail(f"{type(err).__name__}: {err}")
-        raise
 
 
 def _commit(writer: ArtifactWriter, art: Manifest, result: dict) -> Manifest:
@@ -210,6 +207,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.setup()
     logging.getLogger("gensim").setLevel(logging.WARNING)
     sys.exit(main())

@@ -18,13 +18,14 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.cooccurrence.counting import TokenIds
+from mlbatch.errors import JobError
 
 SPILL_DIR = "_spill"
 ID_BYTES = 4
 _DTYPE = np.dtype("<i4")
 
 
-class SpillError(RuntimeError):
+class SpillError(RuntimeError, JobError):
     """A spill file is not what pass 1 wrote (truncated, or written twice)."""
 
 

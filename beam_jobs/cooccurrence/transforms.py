@@ -31,12 +31,13 @@ from beam_jobs.cooccurrence.reading import TextBatch
 from beam_jobs.cooccurrence.spill import Spill, SpillWriter
 from beam_jobs.cooccurrence.workers import (CountWorkers, TokenizeWorkers, count_spill,
                                             tokenize_batches)
+from mlbatch.errors import JobError
 
 LOGGER = logging.getLogger(__name__)
 SPILLS = "spills"
 
 
-class EmptyVocabularyError(ValueError):
+class EmptyVocabularyError(ValueError, JobError):
     """No token reaches --min-count: there is nothing to count."""
 
 

@@ -17,28 +17,24 @@ import sys
 
 import apache_beam as beam
 
-from beam_jobs.common import reading, serving
-from beam_jobs.common.options import (OptionsError, exit_now, parse_job_args, pipeline_options,
+from beam_jobs.tabular import reading, serving
+from beam_jobs.common.options import (exit_now, parse_job_args, pipeline_options,
                                       run_pipeline)
-from beam_jobs.evaluate.artifacts import LateLabelError, evaluate
-from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError
+from beam_jobs.evaluate.artifacts import evaluate
+from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.features import load_feature_set
 from mlbatch.artifacts.models import load_model
 from mlbatch.artifacts.predictions import Predictions, load_predictions
-from mlbatch.schema import DatasetSchema, SchemaError
-from mlbatch.storage import StorageError
+from mlbatch.schema import DatasetSchema
+from mlbatch import errors, logs
+from mlbatch.errors import UsageError
 
 JOB = "beam_jobs.evaluate"
 LOGGER = logging.getLogger("beam_jobs.evaluate")
 
 
-class EvaluateConfigError(ValueError):
+class EvaluateConfigError(ValueError, UsageError):
     """The predictions and the labels cannot be joined (named in the message)."""
-
-
-USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, reading.InputError, StorageError,
-                OutputExistsError, ArtifactError, EvaluateConfigError, LateLabelError,
-                serving.ServingError)
 
 
 def parse_args(argv):
@@ -102,26 +98,21 @@ def run(argv: list[str] | None = None) -> dict:
     writer.claim(overwrite=args.overwrite)
     writer.input_artifact("predictions", predictions.root, "predictions")
     from beam_jobs.evaluate import pipeline
-    try:
+    with writer:  # an exception marks the output failed
         p = beam.Pipeline(options=options)
         pipeline.build(p, args, schema, scored, labelled, columns)
         run_pipeline(p, options)
         return evaluate(writer, schema, predictions, eval_split, args.period, labelled)
-    except BaseException as e:
-        writer.fail(f"{type(e).__name__}: {e}")
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     """0 committed; 2 (naming the problem) for usage, input and join errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(parse_args(argv)[0].log_level)
     try:
         metrics = run(argv)
-    except USAGE_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except errors.CAUGHT as e:
+        return errors.exit_code(None, e)
     LOGGER.info("out-of-time: %s", metrics)
     return 0
 

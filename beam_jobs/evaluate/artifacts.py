@@ -7,17 +7,20 @@ import logging
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs.common import deadletter, prepare, serving
+from beam_jobs.common import deadletter
+from beam_jobs.common.readback import parquet_parts, read_parts
+from beam_jobs.tabular import prepare, serving
 from beam_jobs.evaluate.pipeline import KEYS, LABELS
-from beam_jobs.score.artifacts import _parquet_files, _read, quality
+from mlbatch import metrics
 from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.predictions import Predictions
+from mlbatch.errors import UsageError
 from mlbatch.schema import DatasetSchema
 
 LOGGER = logging.getLogger(__name__)
 
 
-class LateLabelError(ValueError):
+class LateLabelError(ValueError, UsageError):
     """The labels cannot be joined to the predictions (named in the message)."""
 
 
@@ -44,8 +47,8 @@ def joined(predictions: Predictions, keys: pa.Table, labels: pa.Table,
 
 def read_outputs(root: str) -> tuple[pa.Table, pa.Table]:
     """(keys/, labels/ with a label), read back from what the pipeline wrote."""
-    keys = _read(_parquet_files(root, KEYS), None)
-    labels = _read(_parquet_files(root, LABELS), None)
+    keys = read_parts(parquet_parts(root, KEYS), None)
+    labels = read_parts(parquet_parts(root, LABELS), None)
     return keys, labels.filter(pc.is_valid(labels.column(serving.LABEL)))
 
 
@@ -60,7 +63,7 @@ def evaluate(writer: ArtifactWriter, schema: DatasetSchema, predictions: Predict
          "rows_joined": rows.num_rows,
          "rows_scored_unlabelled": predictions.num_rows - rows.num_rows,
          "rows_labels_unscored": labels.num_rows - rows.num_rows}
-    m.update(quality(task, rows.column(serving.LABEL).to_numpy(),
+    m.update(metrics.labelled_quality(task, rows.column(serving.LABEL).to_numpy(),
                      rows.column("prediction").to_numpy()))
     m.update({f"eval_split_{k}": eval_split[k] for k in ("auc", "logloss", "rmse", "mae")
               if k in m and k in eval_split})

@@ -1,5 +1,5 @@
 """Wires the late-label job: the scored raw files and the labelled raw files, each read
-as scoring reads them (beam_jobs.common.serving) -> keys/ (example_id + the schema's
+as scoring reads them (beam_jobs.tabular.serving) -> keys/ (example_id + the schema's
 identity columns of every scored row) and labels/ (identity + label of every labelled
 row); dead letters of both beside them. The driver joins them (artifacts.py)."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.common import deadletter, prepare, records, serving, sinks
+from beam_jobs.common import deadletter, sinks
+from beam_jobs.tabular import prepare, records, serving
 from mlbatch.schema import DatasetSchema
 
 JOB_NAMESPACE = "evaluate"

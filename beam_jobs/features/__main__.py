@@ -6,6 +6,7 @@ python -m beam_jobs.features --schema schemas/flights.yaml --input data/flights 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -17,14 +18,17 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions,
                                                   StandardOptions, TestOptions)
 
+from beam_jobs.common.config import frozen, recorded
 from beam_jobs.common.inputs import check_pins, pin_files
 from beam_jobs.common.options import exit_now, parse_job_args, refuse_local_paths
-from beam_jobs.common.options import OptionsError, pipeline_options, quiet_logging, run_pipeline
-from beam_jobs.common.prepare import JoinError
-from beam_jobs.features import io
-from mlbatch.artifacts import ArtifactWriter, OutputExistsError, read_json
-from mlbatch.schema import SchemaError, load_schema
-from mlbatch.storage import StorageError, is_remote
+from beam_jobs.common.options import pipeline_options, quiet_logging, run_pipeline
+from beam_jobs.features.config import FeatureConfig
+from beam_jobs.tabular import reading
+from mlbatch.artifacts import ArtifactWriter, read_json
+from mlbatch.schema import load_schema
+from mlbatch.storage import is_remote
+from mlbatch import errors, logs
+from mlbatch.errors import JobError, UsageError
 
 # pipeline and artifacts import TensorFlow: only once the flags and schema are known good,
 # so that configuration errors come back in a second.
@@ -43,7 +47,7 @@ def _share(text: str) -> float:
     return value
 
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> tuple[FeatureConfig, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schema", required=True, help="dataset schema file (YAML)")
@@ -77,23 +81,20 @@ def parse_args(argv):
     parser.add_argument("--verbose", action="store_true",
                         help="also Beam's INFO chatter and TensorFlow's native log lines")
     parser.add_argument("--log-level", default="INFO")
-    return parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
-                          at_least_zero=("num_shards",))
+    known, beam_args = parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
+                                      at_least_zero=("num_shards",))
+    return frozen(FeatureConfig, known), beam_args
 
 
 
 
-class FeatureJobError(RuntimeError):
+class FeatureJobError(RuntimeError, JobError):
     """The run finished but its output cannot be trusted (left uncommitted, reason named)."""
 
 
-class UnusableInputError(FeatureJobError):
+class UnusableInputError(FeatureJobError, UsageError):
     """The input gives no usable features: no train or eval rows, or a derived column or
     feature source that is all null or constant (output left uncommitted; exit 2)."""
-
-
-USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, io.InputError, StorageError,
-                OutputExistsError, JoinError)  # JoinError: a declared join property fails
 
 
 def runs_locally(options: PipelineOptions) -> bool:
@@ -102,11 +103,11 @@ def runs_locally(options: PipelineOptions) -> bool:
     return runner.rsplit(".", 1)[-1].lower() in LOCAL_RUNNERS
 
 
-def _two_passes(args: argparse.Namespace, options: PipelineOptions) -> bool:
+def _two_passes(args: FeatureConfig, options: PipelineOptions) -> bool:
     return args.passes == "2" or (args.passes == "auto" and runs_locally(options))
 
 
-def _tft_dirs(args: argparse.Namespace, options: PipelineOptions,
+def _tft_dirs(args: FeatureConfig, options: PipelineOptions,
               dry_run: bool) -> tuple[str, str | None, str | None]:
     """(tf.Transform temp dir, transform_dir, local scratch dir to remove afterwards).
 
@@ -158,7 +159,7 @@ def _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins) 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns the summary of the committed output (None on a dry run).
 
-    Raises one of USAGE_ERRORS for what the user must fix before anything runs, and
+    Raises a UsageError (mlbatch.errors) for what the user must fix before anything runs, and
     FeatureJobError when the output is left uncommitted (counts that do not reconcile,
     too many dead letters); the reason is recorded in the output's _PENDING.json too.
     """
@@ -171,32 +172,28 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
                                save_main_session=save_main_session, job_flags=args.job_flags)
     dry_run = options.view_as(TestOptions).dry_run
     if dry_run:
-        args.passes = "1"  # a dry run builds (describes) the one graph, runs nothing
-    files = io.check_inputs(args.input, list(schema.tables.values()))
+        args = dataclasses.replace(args, passes="1")  # a dry run describes the one graph
+    files = reading.check_inputs(args.input, list(schema.tables.values()))
     # pinned until the commit: a file rewritten between passes would mix two versions
     pins = {} if dry_run else pin_files([p for paths in files.values() for p in paths])
     writer = ArtifactWriter(args.output, "features", job=JOB, config={
-        **{k: v for k, v in vars(args).items()
-           if k not in ("overwrite", "log_level", "verbose", "job_flags")},
-        "pipeline_args": beam_args})
+        **recorded(args), "pipeline_args": beam_args})
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
     tft_temp, transform_dir, scratch = _tft_dirs(args, options, dry_run)
     from beam_jobs.features import artifacts
 
     try:
-        _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins)
-        if dry_run:
-            return None
-        if FileSystems.exists(tft_temp):
-            FileSystems.delete([tft_temp])
-        summary = artifacts.finalize(writer, schema, args.analyzers, args.max_dead_letter_share,
-                                     transform_dir=transform_dir,
-                                     before_commit=lambda: check_pins(pins, "before the commit"))
-    except BaseException as e:
-        if not dry_run:
-            writer.fail(f"{type(e).__name__}: {e}")
-        raise
+        with writer:  # an exception marks a claimed output failed
+            _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins)
+            if dry_run:
+                return None
+            if FileSystems.exists(tft_temp):
+                FileSystems.delete([tft_temp])
+            summary = artifacts.finalize(
+                writer, schema, args.analyzers, args.max_dead_letter_share,
+                transform_dir=transform_dir,
+                before_commit=lambda: check_pins(pins, "before the commit"))
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -215,19 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     schema, option, input and output errors and input without usable features (left
     uncommitted), 1 when the output is left uncommitted for another reason."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(parse_args(argv)[0].log_level)
     try:
         run(argv)
-    except USAGE_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except UnusableInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except FeatureJobError as e:
-        LOGGER.error("%s", e)
-        return 1
+    except errors.CAUGHT as e:  # UnusableInputError is a UsageError too: exit 2
+        return errors.exit_code(None, e)
     return 0
 
 

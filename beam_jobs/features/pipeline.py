@@ -16,7 +16,6 @@ Two ways to run it (``--passes``):
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import apache_beam as beam
@@ -24,11 +23,13 @@ import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.common import deadletter, prepare, sinks
-from beam_jobs.features import accounting, io, limits, transforms
+from beam_jobs.common import deadletter, sinks
+from beam_jobs.features.config import FeatureConfig
+from beam_jobs.tabular import prepare, reading
+from beam_jobs.tabular.tensors import tensor_adapter_config
+from beam_jobs.features import accounting, limits, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
-                                              make_reference_preprocessing_fn,
-                                              tensor_adapter_config)
+                                              make_reference_preprocessing_fn)
 from mlbatch.artifacts import write_json
 from mlbatch.schema import DatasetSchema
 
@@ -66,16 +67,16 @@ class Prepared:
 
 def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, list[str]],
                      chunk_rows: int, together: bool = False) -> Prepared:
-    """`inputs`: each table's input files (io.check_inputs). `together`: train and eval
+    """`inputs`: each table's input files (reading.check_inputs). `together`: train and eval
     examples in one PCollection (`train`; `eval` stays empty), see PrepareExamplesFn."""
     valid, dead, files, counts = {}, [], [], []
     for name, table in schema.tables.items():
-        read = p | f"Read{_camel(name)}" >> io.ReadTable(inputs[name], table, chunk_rows)
+        read = p | f"Read{_camel(name)}" >> reading.ReadTable(inputs[name], table, chunk_rows)
         checked = (read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
             transforms.ValidateChunkFn(table)).with_outputs(transforms.DEAD, main="valid"))
         valid[name] = checked.valid
-        dead += [read[io.DEAD], checked[transforms.DEAD]]
-        files.append(read[io.FILES])
+        dead += [read[reading.DEAD], checked[transforms.DEAD]]
+        files.append(read[reading.FILES])
         counts.append(checked.valid | f"Count{_camel(name)}Valid" >> beam.Map(
             lambda b, n=name: (f"{n}_valid", b.num_rows)))
     lookups = {}
@@ -100,7 +101,7 @@ def _context(schema: DatasetSchema, tft_temp_dir: str) -> tft_beam.Context:
     return tft_beam.Context(temp_dir=tft_temp_dir, passthrough_keys=passthrough)
 
 
-def _analyze(prep: Prepared, args: argparse.Namespace, schema: DatasetSchema):
+def _analyze(prep: Prepared, args: FeatureConfig, schema: DatasetSchema):
     """Analyze train only (call inside the tf.Transform context)."""
     adapter = tensor_adapter_config(schema, tfxio_arrow_schema(schema))
     preprocessing_fn = (make_preprocessing_fn if args.analyzers == "fused"
@@ -122,7 +123,7 @@ def _transform(prep: Prepared, schema: DatasetSchema, transform_fn, together: bo
     return split.train, split[transforms.EVAL]
 
 
-def _write_transformed(train_t, eval_t, args: argparse.Namespace, schema: DatasetSchema):
+def _write_transformed(train_t, eval_t, args: FeatureConfig, schema: DatasetSchema):
     """train/ and eval/ Parquet; returns the train feature and cross statistics."""
     out = args.output
     cross_stats = train_t | "TrainCrossStats" >> beam.CombineGlobally(transforms.CrossStatsFn(
@@ -144,7 +145,7 @@ def _write_transformed(train_t, eval_t, args: argparse.Namespace, schema: Datase
     return stats, cross_stats
 
 
-def _write_outcomes(p: beam.Pipeline, prep: Prepared, args: argparse.Namespace):
+def _write_outcomes(p: beam.Pipeline, prep: Prepared, args: FeatureConfig):
     """Dead letters and excluded rows; returns the side inputs of the summary's counts."""
     out = args.output
     dead_letters = prep.dead | "FlattenDeadLetters" >> beam.Flatten()
@@ -176,7 +177,7 @@ def _write_summary(p: beam.Pipeline, out: str, assemble, **kwargs) -> None:
              FileSystems.join(out, "summary.json"), doc)))
 
 
-def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft_temp_dir: str,
+def build(p: beam.Pipeline, args: FeatureConfig, schema: DatasetSchema, tft_temp_dir: str,
           inputs: dict[str, list[str]], transform_dir: str | None = None) -> None:
     """The whole job as one pipeline. `transform_dir`: where transform_fn/ goes (default
     --output; a local staging directory when --output is one TensorFlow cannot write)."""
@@ -193,7 +194,7 @@ def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema, tft
                    crosses=beam.pvalue.AsSingleton(crosses), **sides)
 
 
-def build_analyze(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
+def build_analyze(p: beam.Pipeline, args: FeatureConfig, schema: DatasetSchema,
                   tft_temp_dir: str, inputs: dict[str, list[str]],
                   transform_dir: str | None = None) -> None:
     """Pass 1 of 2: transform_fn/, dead letters, excluded rows, summary.json (counts;
@@ -207,7 +208,7 @@ def build_analyze(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSch
                    **sides)
 
 
-def build_transform(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
+def build_transform(p: beam.Pipeline, args: FeatureConfig, schema: DatasetSchema,
                     tft_temp_dir: str, inputs: dict[str, list[str]], first_pass: dict,
                     transform_dir: str | None = None) -> None:
     """Pass 2 of 2: the input again through the saved transform_fn -> train/ eval/

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform as tft
-from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx_bsl.tfxio import tensor_adapter
 
 from beam_jobs.features import analyzers
 from mlbatch.schema import DatasetSchema
@@ -39,17 +36,6 @@ def cross_fingerprint_name(cross: str) -> str:
     job counts distinct values, collisions and rare values from it, and serving can use
     it to compare live cross values with train (skew and drift)."""
     return f"__fingerprint_{cross}"
-
-
-def tensor_adapter_config(schema: DatasetSchema, arrow_schema: pa.Schema
-                          ) -> tensor_adapter.TensorAdapterConfig:
-    """Every transform input as a varlen sparse tensor (missing = no value)."""
-    reps = {}
-    for name in schema.transform_inputs():
-        rep = schema_pb2.TensorRepresentation()
-        rep.varlen_sparse_tensor.column_name = name
-        reps[name] = rep
-    return tensor_adapter.TensorAdapterConfig(arrow_schema, reps)
 
 
 def raw_feature_spec(schema: DatasetSchema) -> dict[str, tf.io.VarLenFeature]:

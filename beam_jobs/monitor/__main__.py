@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
 from beam_jobs.common.options import exit_now, parse_job_args
-from beam_jobs.common import reading, serving
+from beam_jobs.tabular import reading, serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
 from beam_jobs.monitor import alerts, thresholds
@@ -25,30 +25,26 @@ from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import pipeline, report, stats
 from beam_jobs.monitor import drift
 from mlbatch import storage
-from mlbatch.artifacts import MANIFEST, PENDING, ArtifactWriter, OutputExistsError
-from mlbatch.artifacts.base import ArtifactError, read_manifest, write_json
+from mlbatch.artifacts import MANIFEST, PENDING, ArtifactWriter
+from mlbatch.artifacts.base import read_manifest, write_json
 from mlbatch.artifacts.drift_history import HISTORY, history_document, load_history
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.monitor import ANOMALIES, DRIFT, HISTOGRAMS, load_monitor
 from mlbatch.artifacts.registry import resolve_model_arg
-from mlbatch.schema import SchemaError
+from mlbatch import errors, logs
+from mlbatch.errors import JobError, UsageError
 
 JOB = pipeline.JOB
 LOGGER = logging.getLogger("beam_jobs.monitor")
 EXIT_BREACH = 3
 
 
-class MonitorUsageError(ValueError):
+class MonitorUsageError(ValueError, UsageError):
     """Inputs that cannot be monitored as given (named in the message)."""
 
 
-class MonitorJobError(RuntimeError):
+class MonitorJobError(RuntimeError, JobError):
     """The run finished but its output cannot be trusted (left uncommitted)."""
-
-
-USAGE_ERRORS = (MonitorUsageError, thresholds.ThresholdError, ArtifactError, SchemaError,
-                OptionsError, FileNotFoundError, reading.InputError, serving.ServingError,
-                storage.StorageError, OutputExistsError)
 
 
 def parse_args(argv):
@@ -207,7 +203,7 @@ def _check_remote(args, plan: pipeline.Plan, options) -> None:
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns drift.json's document (None on a dry run). Raises one of
-    USAGE_ERRORS for what the user must fix, MonitorJobError when the output is left
+    a UsageError (mlbatch.errors) for what the user must fix, MonitorJobError when the output is left
     uncommitted."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
@@ -228,7 +224,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
         "pipeline_args": beam_args})
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
-    try:
+    with writer:  # an exception marks a claimed output failed
         _record_inputs(writer, args, plan, registered.record() if registered else None)
         p = beam.Pipeline(options=options)
         pipeline.build(p, plan)
@@ -236,10 +232,6 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
         if dry_run:
             return None
         return _finish(writer, plan, args, carried)
-    except BaseException as e:
-        if not dry_run:
-            writer.fail(f"{type(e).__name__}: {e}")
-        raise
 
 
 def period_of(args) -> str:
@@ -311,16 +303,11 @@ def _finish(writer: ArtifactWriter, plan: pipeline.Plan, args, carried: list) ->
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 ok, 3 a breach, 2 usage/input errors, 1 uncommitted output."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(parse_args(argv)[0].log_level)
     try:
         doc = run(argv)
-    except USAGE_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except MonitorJobError as e:
-        LOGGER.error("%s", e)
-        return 1
+    except errors.CAUGHT as e:
+        return errors.exit_code(None, e)
     return EXIT_BREACH if doc is not None and doc["verdict"] == "breach" else 0
 
 

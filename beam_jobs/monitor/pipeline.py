@@ -14,8 +14,9 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.parquetio import ReadAllFromParquetBatched
 
-from beam_jobs.common import deadletter, serving
+from beam_jobs.common import deadletter
 from beam_jobs.monitor import attribution
+from beam_jobs.tabular import serving
 from beam_jobs.monitor import model as model_mod
 from beam_jobs.monitor import transforms as t
 from beam_jobs.monitor.stats import Column

@@ -12,11 +12,12 @@ import dataclasses
 import math
 
 from beam_jobs.monitor.stats import Column
+from mlbatch.errors import UsageError
 
 ATTRIBUTION = "attribution"
 
 
-class ThresholdError(ValueError):
+class ThresholdError(ValueError, UsageError):
     """A --threshold that names nothing compared or holds no valid distance."""
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tfx_bsl.sketches import QuantilesSketch
 
-from beam_jobs.common import prepare, serving
+from beam_jobs.tabular import prepare, serving
 from beam_jobs.monitor import drift, stats
 
 SKETCH_EPSILON = 0.001  # decile edges within 0.1% of rank of the exact ones

@@ -12,6 +12,7 @@ artifact trained on those features) with Beam's RunInference. docs/scoring.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -19,21 +20,23 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import TestOptions
 
+from beam_jobs.common.config import frozen, recorded
 from beam_jobs.common.options import exit_now, parse_job_args
-from beam_jobs.common import reading, serving
+from beam_jobs.score.config import ScoreConfig
+from beam_jobs.tabular import serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
-from mlbatch.artifacts import ArtifactError, ArtifactWriter, OutputExistsError
+from mlbatch.artifacts import ArtifactError, ArtifactWriter
 from mlbatch.artifacts.registry import resolve_model_arg
-from mlbatch.schema import SchemaError
-from mlbatch.storage import StorageError
+from mlbatch import errors, logs
+from mlbatch.errors import JobError, UsageError
 
 JOB = "beam_jobs.score"
 LOGGER = logging.getLogger("beam_jobs.score")
 CODECS = ("snappy", "gzip", "zstd", "brotli", "lz4", "none")
 
 
-def parse_args(argv):
+def parse_args(argv: list[str]) -> tuple[ScoreConfig, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", required=True,
@@ -65,22 +68,19 @@ def parse_args(argv):
     parser.add_argument("--verbose", action="store_true",
                         help="also Beam's INFO chatter and TensorFlow's native log lines")
     parser.add_argument("--log-level", default="INFO")
-    return parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
-                          at_least_zero=("num_shards",))
+    known, beam_args = parse_job_args(parser, argv, at_least_one=("chunk_rows", "row_group_rows"),
+                                      at_least_zero=("num_shards",))
+    return frozen(ScoreConfig, known), beam_args
 
 
 
 
-class ScoreJobError(RuntimeError):
+class ScoreJobError(RuntimeError, JobError):
     """The run finished but its output cannot be trusted (left uncommitted, reason named)."""
 
 
-class ScoreConfigError(ValueError):
+class ScoreConfigError(ValueError, UsageError):
     """The features, the model and the input do not go together (named in the message)."""
-
-
-USAGE_ERRORS = (SchemaError, OptionsError, FileNotFoundError, reading.InputError, StorageError,
-                OutputExistsError, ArtifactError, ScoreConfigError, serving.ServingError)
 
 
 def _inputs(args):
@@ -120,13 +120,14 @@ def _check_remote(args, options) -> None:
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns the summary of the committed output (None on a dry run).
 
-    Raises one of USAGE_ERRORS for what the user must fix before anything runs, and
+    Raises a UsageError (mlbatch.errors) for what the user must fix before anything runs, and
     ScoreJobError when the output is left uncommitted (counts that do not reconcile).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
     quiet_logging(args.verbose, extra=("jax",))
-    args.model, registered = resolve_model_arg(args.model, args.registry)
+    resolved, registered = resolve_model_arg(args.model, args.registry)
+    args = dataclasses.replace(args, model=resolved)
     features, schema, model, transform_digest = _inputs(args)
     options = pipeline_options(beam_args, job_name=f"score-{schema.name}",
                                save_main_session=save_main_session, job_flags=args.job_flags)
@@ -134,8 +135,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     dry_run = options.view_as(TestOptions).dry_run
     files, columns = serving.check_serving_inputs(args.input, schema)
     writer = ArtifactWriter(args.output, "predictions", job=JOB, config={
-        **{k: v for k, v in vars(args).items()
-           if k not in ("overwrite", "log_level", "verbose", "job_flags")},
+        **recorded(args),
         "pipeline_args": beam_args})
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
@@ -145,7 +145,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     from beam_jobs.score import artifacts, pipeline
 
     t0 = time.perf_counter()
-    try:
+    with writer:  # an exception marks a claimed output failed
         try:
             p = beam.Pipeline(options=options)
         except ValueError as e:  # Beam's own option validation (e.g. a malformed project id)
@@ -157,10 +157,6 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
             return None
         timings = {"pipeline_s": round(time.perf_counter() - t0, 3)}
         summary = artifacts.finalize(writer, schema, model, transform_digest, timings)
-    except BaseException as e:
-        if not dry_run:
-            writer.fail(f"{type(e).__name__}: {e}")
-        raise
     m = summary["metrics"]
     LOGGER.info("read %d, scored %d, dead letter %d -> %s", m["rows_read"], m["rows_scored"],
                 m["rows_dead_letter"], args.output)
@@ -173,16 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: 0 when the output is committed, 2 (naming the problem) for usage,
     artifact, option, input and output errors, 1 when the output is left uncommitted."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=parse_args(argv)[0].log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(parse_args(argv)[0].log_level)
     try:
         run(argv)
-    except ScoreJobError as e:
-        LOGGER.error("%s", e)
-        return 1
-    except USAGE_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except errors.CAUGHT as e:
+        return errors.exit_code(None, e)
     return 0
 
 

@@ -10,9 +10,9 @@ import logging
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from beam_jobs.common import deadletter
+from beam_jobs.common.readback import parquet_parts, read_parts
 from beam_jobs.score.pipeline import SUMMARY
 from mlbatch import metrics, storage
 from mlbatch.artifacts import ArtifactWriter, read_json, write_json
@@ -22,22 +22,6 @@ from mlbatch.schema import DatasetSchema
 
 LOGGER = logging.getLogger(__name__)
 TOP_REASONS = 10
-
-
-def _parquet_files(root: str, sub: str) -> list[str]:
-    d = storage.join(root, sub)
-    return [storage.join(d, f.relpath) for f in storage.list_files(d)
-            if f.relpath.endswith(".parquet") and "/" not in f.relpath]
-
-
-def _read(uris: list[str], columns: list[str]):
-    import pyarrow as pa
-
-    tables = []
-    for uri in uris:
-        loc = storage.locate(uri)
-        tables.append(pq.read_table(loc.path, columns=columns, filesystem=loc.fs))
-    return pa.concat_tables(tables) if tables else None
 
 
 def stages(counts: dict, schema: DatasetSchema) -> tuple[dict, dict]:
@@ -64,19 +48,10 @@ def stages(counts: dict, schema: DatasetSchema) -> tuple[dict, dict]:
     return tables, checks
 
 
-def quality(task: str, labels: np.ndarray, scores: np.ndarray) -> dict:
-    """The metrics of the predictions on the rows that carry a label (label units)."""
-    if not len(labels):
-        return {}
-    if task == "binary_classification":
-        return {"auc": metrics.auc(labels, scores), "logloss": metrics.logloss(labels, scores)}
-    return {"rmse": metrics.rmse(labels, scores), "mae": metrics.mae(labels, scores)}
-
-
 def _written(root: str, main: str) -> tuple[int, int, dict, list]:
     """(prediction rows, main-table dead letters, metrics inputs, top reasons), read back."""
-    preds = _read(_parquet_files(root, contract.DIR), ["prediction", "label"])
-    dead = _read(_parquet_files(root, deadletter.DEAD_LETTER), ["table", "reason"])
+    preds = read_parts(parquet_parts(root, contract.DIR), ["prediction", "label"])
+    dead = read_parts(parquet_parts(root, deadletter.DEAD_LETTER), ["table", "reason"])
     n_pred = preds.num_rows if preds is not None else 0
     main_dead = 0
     reasons: list = []
@@ -111,7 +86,7 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, model: Model,
     m = {"rows_read": main["read"], "rows_scored": main["scored"],
          "rows_dead_letter": main["dead_letter"],
          "rows_labelled": int(len(labelled.get("labels", ())))}
-    m.update(quality(model.task, labelled.get("labels", np.zeros(0)),
+    m.update(metrics.labelled_quality(model.task, labelled.get("labels", np.zeros(0)),
                      labelled.get("scores", np.zeros(0))))
     failed = [k for k, ok in checks.items() if not ok]
     summary.update(stages={"read": main["read"], "scored": main["scored"],

@@ -1,13 +1,12 @@
 """Wires the scoring job: raw rows -> saved transform -> RunInference -> predictions.
 
-read (beam_jobs.common.serving) -> TransformFeatures (the saved transform_fn) ->
+read (beam_jobs.tabular.serving) -> TransformFeatures (the saved transform_fn) ->
 KeyByExamples ((example_id, label) key, the model's input columns) -> RunInference
 (KeyedModelHandler over handlers.ModelArtifactHandler) -> predictions Parquet, Vertex
 JSON lines; dead letters and per-stage counts (summary.json) beside them.
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 import apache_beam as beam
@@ -17,7 +16,9 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam_jobs.common import deadletter, prepare, serving, sinks
+from beam_jobs.common import deadletter, sinks
+from beam_jobs.score.config import ScoreConfig
+from beam_jobs.tabular import prepare, serving
 from beam_jobs.score.handlers import ModelArtifactHandler
 from mlbatch.artifacts import predictions as contract
 from mlbatch.artifacts.models import Model
@@ -64,7 +65,7 @@ def vertex_lines(t: pa.Table) -> str:
     return "\n".join(lines.to_pylist())
 
 
-def build(p: beam.Pipeline, args: argparse.Namespace, schema: DatasetSchema,
+def build(p: beam.Pipeline, args: ScoreConfig, schema: DatasetSchema,
           inputs: dict[str, list[str]], features_root: str, model: Model,
           transform_digest: str, columns: dict[str, list[str]] | None = None) -> None:
     """`inputs`: each table's files, `columns`: the declared columns they hold

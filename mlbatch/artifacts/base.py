@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbatch import storage
+from mlbatch.errors import JobError
 from mlbatch.artifacts import lock
 from mlbatch.artifacts.manifest import (FORMAT_VERSIONS, MANIFEST, PENDING, ArtifactError,
                                         Manifest, digest_of, pending_state, read_manifest,
@@ -23,6 +24,10 @@ from mlbatch.artifacts.manifest import (FORMAT_VERSIONS, MANIFEST, PENDING, Arti
 
 LOGGER = logging.getLogger(__name__)
 _REPO = Path(__file__).resolve().parents[2]
+
+
+class LeftUncommittedError(RuntimeError, JobError):
+    """A claimed output's job ended without committing or failing it (a bug in the job)."""
 
 
 class OutputExistsError(ArtifactError):
@@ -137,10 +142,17 @@ class ArtifactWriter:
 
         w = ArtifactWriter(out, "xgboost_model", job="ray_jobs.xgboost", config=cfg)
         w.claim(overwrite=args.overwrite)          # the output guard
-        fs = w.input_artifact("features", features_uri, "features")
-        ... write files under out ...
-        w.metrics.update(eval_metrics)
-        w.commit(body={...})                       # artifact.json: the commit marker
+        with w:                                    # an exception marks the output failed
+            fs = w.input_artifact("features", features_uri, "features")
+            ... write files under out ...
+            w.metrics.update(eval_metrics)
+            w.commit(body={...})                   # artifact.json: the commit marker
+
+    As a context manager, a claimed writer whose block raises records the exception as
+    the output's failure (``fail``) and lets it propagate; a block that ends normally must
+    have committed or failed the output itself, else the output is marked failed and
+    ``LeftUncommittedError`` raised (never a claimed directory left pending in silence).
+    An unclaimed writer (a dry run) is left alone either way.
     """
 
     def __init__(self, root: str | os.PathLike, type: str, *, job: str, config: dict | None = None):
@@ -157,11 +169,28 @@ class ArtifactWriter:
         self.timings: dict = {}
         self._t0 = time.time()
         self._started = _now()
+        self._claimed = False
+        self._ended = False
+
+    def __enter__(self) -> ArtifactWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if not self._claimed or self._ended:
+            return False
+        if exc is not None:
+            self.fail(f"{exc_type.__name__}: {exc}")
+            return False
+        reason = "the job ended without committing or failing its output"
+        self.fail(reason)
+        raise LeftUncommittedError(f"{self.root}: {reason}")
 
     def claim(self, *, overwrite: bool = False, resume: bool = False) -> None:
         claim_output(self.root, job=self.job, overwrite=overwrite, resume=resume)
+        self._claimed = True
 
     def fail(self, reason: str) -> None:
+        self._ended = True
         mark_failed(self.root, self.job, reason)
 
     def input_artifact(self, role: str, uri: str, expected_type: str | None = None, *,
@@ -225,6 +254,7 @@ class ArtifactWriter:
         if storage.exists(pending):
             storage.delete(pending)
         lock.release(self.root)
+        self._ended = True
         return Manifest(root=self.root, doc=doc)
 
 

@@ -37,6 +37,7 @@ import re
 from typing import NamedTuple
 
 from mlbatch import storage
+from mlbatch.errors import UsageError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ FORMAT_VERSIONS: dict[str, str] = {
 }
 
 
-class ArtifactError(ValueError):
+class ArtifactError(ValueError, UsageError):
     """A directory cannot be read as the artifact asked for (the message says why)."""
 
 

@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mlbatch import logs
 from mlbatch.schema.draft import render
 from mlbatch.schema.profile import InferError, profile_file
 
@@ -30,7 +31,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Drafts the schema; 0 on success, 2 (naming the file) when a file cannot be read."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup()
     try:
         tables = [profile_file(p) for p in args.files]
         text = render(tables, args.main, args.name)

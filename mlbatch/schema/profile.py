@@ -15,6 +15,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from mlbatch.errors import UsageError
+
 NULL_CANDIDATES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
 FLOAT_EXACT = 2 ** 53
@@ -24,7 +26,7 @@ _ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(?P<zone
 MAX_KEY_COLUMNS = 20  # column pairs tried as a key among the first this many columns
 
 
-class InferError(ValueError):
+class InferError(ValueError, UsageError):
     """A file cannot be profiled (named in the message)."""
 
 

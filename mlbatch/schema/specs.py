@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from mlbatch.expr import Expr
+from mlbatch.errors import UsageError
 
 COLUMN_TYPES = ("int64", "float64", "string")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -23,7 +24,7 @@ DRIFT_THRESHOLD = 0.3
 FEATURE_TYPES = {"int64": "int64", "float64": "float64", "string": "string", "bool": "int64"}
 
 
-class SchemaError(ValueError):
+class SchemaError(ValueError, UsageError):
     """The schema file is invalid; the message names the field."""
 
 

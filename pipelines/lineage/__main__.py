@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
-from mlbatch import storage
+from mlbatch import logs, storage
 from pipelines.lineage import STORE_NAME, LineageError, LineageStore, lineage, render
 from pipelines.lineage.queries import render_which, which_model
 from pipelines.model_registry import blessing_of  # noqa: F401 - registers the registry's answer
@@ -81,5 +80,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
+    logs.setup("WARNING")
     sys.exit(main())

@@ -9,11 +9,12 @@ import time
 from typing import Any
 
 from pipelines.lineage.schema import ArtifactState, EventType, ExecutionState, PropertyType
+from mlbatch.errors import UsageError
 
 PathStep = str | int  # an EventPath step: a key or an index
 
 
-class LineageError(ValueError):
+class LineageError(ValueError, UsageError):
     """The store cannot do what was asked (the message names the record and why)."""
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 
+from mlbatch import logs
 from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.registry import ENV, REF_PREFIX, parse_ref
 from pipelines.lineage import LineageError, LineageStore
@@ -125,5 +125,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup()
     sys.exit(main())

@@ -19,11 +19,12 @@ import logging
 import os
 import sys
 
-from mlbatch import storage
+from mlbatch import logs, storage
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, write_json
 from mlbatch.artifacts import model_evaluation as me
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from mlbatch.artifacts.models import Model, load_model
+from mlbatch.errors import UsageError
 from mlbatch.artifacts.registry import ENV, RegistryError, resolve, resolve_model_arg
 from pipelines.lineage import STORE_NAME, LineageError, LineageStore
 from pipelines.model_registry import evaluate
@@ -37,7 +38,7 @@ REFUSED_EXIT = 3
 USAGE_ERRORS = (ArtifactError, ThresholdError, LineageError, OSError)
 
 
-class BlessConfigError(ValueError):
+class BlessConfigError(ValueError, UsageError):
     """The flags do not go together (the message names the flag)."""
 
 
@@ -200,5 +201,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup()
     sys.exit(main())

@@ -12,6 +12,7 @@ import math
 import re
 
 from mlbatch.metrics import TASKS
+from mlbatch.errors import UsageError
 
 METRICS = {"binary_classification": ("auc", "logloss", "accuracy", "eval_loss"),
            "regression": ("rmse", "mae", "eval_loss")}
@@ -20,7 +21,7 @@ _SPEC = re.compile(r"^\s*(?P<metric>[a-z_]+)\s*(?P<op>>=|<=)\s*(?P<bound>[-+]?[0
                    r"\s*(?P<pct>%)?\s*$")
 
 
-class ThresholdError(ValueError):
+class ThresholdError(ValueError, UsageError):
     """A threshold is malformed or names a metric the task has not (the message says which)."""
 
 

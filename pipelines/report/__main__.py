@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from mlbatch import storage
+from mlbatch import logs, storage
 from mlbatch.artifacts import ArtifactError, Manifest
 from pipelines.report.build import HTML, build_report
 
@@ -49,5 +49,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.setup()
     sys.exit(main())

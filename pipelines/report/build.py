@@ -69,20 +69,17 @@ def build_report(run_dir: str | os.PathLike, output: str | None = None, *,
     writer = ArtifactWriter(out, REPORT_TYPE, job=JOB,
                             config={"run": run.root, "previous": before and before.root})
     writer.claim(overwrite=overwrite)
-    try:
+    with writer:  # an exception marks the output failed
         sections = build_sections(run, before)
         shown = {name for s in sections for name in s.shown}
         for step in run.steps:
             if step.manifest is not None and step.name in shown:
                 writer.input_artifact(step.name, step.manifest.root, step.manifest.type)
         _write(out, run, sections)
-    except Exception as e:
-        writer.fail(f"{type(e).__name__}: {e}")
-        raise
-    alerts = [b.text for b in sections[0].blocks if getattr(b, "kind", "") == "alert"]
-    writer.metrics.update(steps=len(run.steps), failed_steps=len(run.failed),
-                          alerts=len(alerts))
-    return writer.commit(body={
-        "html": HTML, "markdown": MARKDOWN, "figures": FIGURES, "alerts": alerts,
-        "sections": {s.id: {"title": s.title, "present": s.present, "steps": list(s.shown)}
-                     for s in sections}})
+        alerts = [b.text for b in sections[0].blocks if getattr(b, "kind", "") == "alert"]
+        writer.metrics.update(steps=len(run.steps), failed_steps=len(run.failed),
+                              alerts=len(alerts))
+        return writer.commit(body={
+            "html": HTML, "markdown": MARKDOWN, "figures": FIGURES, "alerts": alerts,
+            "sections": {s.id: {"title": s.title, "present": s.present,
+                                "steps": list(s.shown)} for s in sections}})

@@ -1,11 +1,8 @@
-"""What every Ray job's command line shares: the help format, the error exit, logging."""
+"""What every Ray job's command line shares: the help format (the error exit and logging
+are every job's: ``mlbatch.errors``, ``mlbatch.logs``)."""
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-
-USAGE_EXIT = 2  # usage and config errors, as argparse exits
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter,
@@ -17,18 +14,6 @@ def parser(prog: str, doc: str | None, docs_page: str) -> argparse.ArgumentParse
     return argparse.ArgumentParser(
         prog=prog, description=doc, formatter_class=HelpFormatter,
         epilog=f"Every setting, its default and its meaning: {docs_page}")
-
-
-def fail(prog: str, error: BaseException) -> int:
-    """Names the problem on stderr; returns the usage exit code."""
-    print(f"{prog}: error: {error}", file=sys.stderr)
-    return USAGE_EXIT
-
-
-def configure_logging() -> None:
-    """INFO to stderr: only under ``if __name__ == "__main__"`` of a job."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def prefer_loopback() -> None:

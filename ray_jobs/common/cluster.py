@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from mlbatch import storage
+from mlbatch.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ CONNECT_TIMEOUT_ENV = "MLBATCH_RAY_CONNECT_TIMEOUT_S"
 Bundle = Mapping[str, float]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(RuntimeError, UsageError):
     """Ray cannot be reached or started as asked (the message says why)."""
 
 

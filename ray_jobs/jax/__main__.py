@@ -15,6 +15,7 @@ import json
 import sys
 
 from mlbatch import config as config_files
+from mlbatch import errors, logs
 from ray_jobs.common import cli
 from ray_jobs.jax import config as config_mod
 
@@ -67,22 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     (NaN/inf values, a one-class label), checkpoint and placement errors, 1 (naming the
     epoch) when the loss diverges."""
     cli.prefer_loopback()
-    from mlbatch.artifacts import ArtifactError
-    from ray_jobs.common.cluster import ClusterError
-    from ray_jobs.jax.checkpoint import CheckpointError
-    from ray_jobs.jax.loop import DivergedError
     try:
         summary = run(argv)
-    except (config_mod.ConfigError, ArtifactError, CheckpointError, ClusterError) as e:
-        return cli.fail(PROG, e)
-    except DivergedError as e:
-        cli.fail(PROG, e)
-        return 1
+    except errors.CAUGHT as e:  # config, feature contract, checkpoint, placement: a UsageError
+        return errors.exit_code(PROG, e)
     best = {k: v for k, v in summary["best"].items() if k.startswith("eval_")}
     print(json.dumps({"output": summary["output"], "best_epoch": summary["best_epoch"], **best}))
     return 0
 
 
 if __name__ == "__main__":
-    cli.configure_logging()
+    logs.setup()
     sys.exit(main())

@@ -20,12 +20,13 @@ import jax
 import numpy as np
 
 from mlbatch import storage
+from mlbatch.errors import UsageError
 
 META_KEY = "__meta__"
 _NAME = re.compile(r"^ckpt-(\d{9})\.npz$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ValueError, UsageError):
     """A checkpoint does not fit the run that wants to restore it."""
 
 

@@ -29,6 +29,7 @@ from ray_jobs.common.cluster import PlacementError
 from ray_jobs.jax import checkpoint, data, loop
 from ray_jobs.jax.config import JaxConfig
 from ray_jobs.jax.outputs import TYPE, RunOutputs, commit_model
+from mlbatch.errors import JobError
 
 log = logging.getLogger(__name__)
 PLACEMENT_TIMEOUT_S = 60.0
@@ -38,7 +39,7 @@ __all__ = ["PlacementError", "WorkerError", "RayGroup", "check_placement", "run"
 LOSS_GRACE_S = 60.0  # after a first failure, how long the other workers may take to report
 
 
-class WorkerError(RuntimeError):
+class WorkerError(RuntimeError, JobError):
     """A worker failed; the others were stopped. ``lost``: a worker process or its node
     died (Ray reports the actor dead), as opposed to an error raised by the training code;
     only a loss is worth a restart."""
@@ -355,15 +356,12 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
     try:
         writer.claim(resume=True)  # the output guard; keeps this run's own checkpoints
         writer.input_artifact("features", fs.root, "features")
-        try:
+        with writer:  # an exception marks the output failed
             summary, group = fit_restarting(group, config, fs, outputs, resume)
             writer.metrics.update({k: v for k, v in summary["best"].items()
                                    if k.startswith("eval_")})
             commit_model(writer, fs, best_epoch=summary["best_epoch"],
                          epochs_run=summary["epochs_run"], restarts=summary["restarts"])
-        except BaseException as e:
-            writer.fail(f"{type(e).__name__}: {e}")
-            raise
         return summary
     finally:
         group.close()

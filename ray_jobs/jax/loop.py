@@ -13,11 +13,12 @@ import math
 from typing import Any, Protocol
 
 from ray_jobs.jax.config import JaxConfig
+from mlbatch.errors import JobError
 
 log = logging.getLogger(__name__)
 
 
-class DivergedError(RuntimeError):
+class DivergedError(RuntimeError, JobError):
     """The loss stopped being a finite number (exit 1, naming the epoch and step)."""
 
 

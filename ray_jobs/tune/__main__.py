@@ -15,6 +15,7 @@ import json
 import sys
 
 from mlbatch import config as config_files
+from mlbatch import errors, logs
 from ray_jobs.common import cli
 
 PROG = "python -m ray_jobs.tune"
@@ -76,15 +77,14 @@ def run(argv: list[str] | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """The command line: 0 on success, 2 (naming the problem) for usage and setup errors."""
     cli.prefer_loopback()
-    from ray_jobs.common.cluster import ClusterError
     try:
         summary = run(argv)
-    except (ValueError, ClusterError) as e:  # setup, space, config, feature contract, placement
-        return cli.fail(PROG, e)
+    except errors.CAUGHT as e:  # config, feature contract, checkpoint, placement: a UsageError
+        return errors.exit_code(PROG, e)
     print(json.dumps(summary, default=str))
     return 0
 
 
 if __name__ == "__main__":
-    cli.configure_logging()
+    logs.setup()
     sys.exit(main())

@@ -43,6 +43,7 @@ from ray_jobs.common import cluster
 from ray_jobs.tune import report
 from ray_jobs.tune.report import FAILURES_FILE, STOPS_FILE
 from ray_jobs.tune.space import load_space
+from mlbatch.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ SETTINGS_FILE = "settings.json"
 __all__ = ["FAILURES_FILE", "STOPS_FILE", "TuneSettings", "TuneSetupError", "run"]
 
 
-class TuneSetupError(ValueError):
+class TuneSetupError(ValueError, UsageError):
     """The experiment cannot start or resume as asked (the message says why)."""
 
 
@@ -246,12 +247,8 @@ def run(settings: TuneSettings, *, plugin: ModuleType | None = None) -> dict[str
     writer.claim(resume=s.resume)  # the output guard (a resumed run keeps its files)
     if not s.resume:
         write_json(storage.join(writer.root, SETTINGS_FILE), writer.config)
-    try:
-        summary = _run(s, plugin, writer)
-    except BaseException as e:
-        writer.fail(f"{type(e).__name__}: {e}")
-        raise
-    return summary
+    with writer:  # an exception marks the output failed
+        return _run(s, plugin, writer)
 
 
 def _driver_logs(s: TuneSettings) -> Path:

@@ -18,10 +18,12 @@ from typing import Any
 
 from ray import tune
 
+from mlbatch.errors import UsageError
+
 KINDS = ("uniform", "loguniform", "randint", "choice")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ValueError, UsageError):
     """A search-space file or entry is invalid (the message names it)."""
 
 

@@ -10,6 +10,7 @@ import json
 import sys
 
 from mlbatch import config as config_files
+from mlbatch import errors, logs
 from ray_jobs.common import cli
 from ray_jobs.xgboost.config import ConfigError, XGBoostConfig, load_params_file
 
@@ -81,17 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: 0 on success, 2 (naming the problem) for usage, config, feature
     and placement errors."""
     cli.prefer_loopback()
-    from mlbatch.artifacts import ArtifactError
-    from ray_jobs.common.cluster import ClusterError
-    from ray_jobs.xgboost.data import FeatureDataError
     try:
         doc = run(argv)
-    except (ConfigError, ArtifactError, FeatureDataError, ClusterError) as e:
-        return cli.fail(PROG, e)
+    except errors.CAUGHT as e:  # config, feature contract, checkpoint, placement: a UsageError
+        return errors.exit_code(PROG, e)
     print(json.dumps({"eval": doc["eval"], "best_round": doc["best_round"]}))
     return 0
 
 
 if __name__ == "__main__":
-    cli.configure_logging()
+    logs.setup()
     sys.exit(main())

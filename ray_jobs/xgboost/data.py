@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
+from mlbatch.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ SCAN_BATCH_ROWS = 1 << 20
 MAX_PROBLEMS_SHOWN = 10
 
 
-class FeatureDataError(ValueError):
+class FeatureDataError(ValueError, UsageError):
     """The feature Parquet holds values training cannot use (file, column, count named)."""
 
 

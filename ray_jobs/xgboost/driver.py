@@ -142,11 +142,8 @@ def run(config: XGBoostConfig, *, callbacks: Sequence = (), overwrite: bool = Fa
                             config={"job": _config_dict(config), "params": params})
     writer.claim(overwrite=overwrite)
     writer.input_artifact("features", fs.root, "features")
-    try:
+    with writer:  # an exception marks the output failed
         return _train_and_write(config, fs, params, writer, callbacks, started)
-    except BaseException as e:
-        writer.fail(f"{type(e).__name__}: {e}")
-        raise
 
 
 def _config_dict(config: XGBoostConfig) -> dict[str, Any]:

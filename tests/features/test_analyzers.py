@@ -9,7 +9,7 @@ import pytest
 from beam_jobs.features import analyzers as az
 from mlbatch.artifacts.features import load_feature_set
 from tests.conftest import feature_job_in_process
-from tests.features.test_schema import write_schema
+from tests.mlbatch.test_schema import write_schema
 
 RNG = np.random.default_rng(7)
 

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import feature_job_main
-from tests.features.test_schema import write_schema
+from tests.mlbatch.test_schema import write_schema
 
 GOOD = b"2013,1,1,517,515,2,830,819,11,UA,1545,N14228,EWR,IAH,227,1400,5,15,2013-01-01T10:00:00Z"
 BAD_LINES = {

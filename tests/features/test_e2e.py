@@ -104,7 +104,7 @@ def test_saved_transform_reproduces_written_features_without_job_code(
     turns raw rows into exactly the features the job wrote: no training/serving skew."""
     import shutil
 
-    from beam_jobs.common import prepare, records
+    from beam_jobs.tabular import prepare, records
     from mlbatch.schema import load_schema
 
     schema = load_schema(SCHEMA)

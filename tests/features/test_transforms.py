@@ -4,11 +4,11 @@ import pyarrow as pa
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.common import records
+from beam_jobs.tabular import records
 from beam_jobs.features import transforms
 from mlbatch.schema import load_schema
-from tests.features.test_records import TABLE
-from tests.features.test_schema import FLIGHTS
+from tests.tabular.test_records import TABLE
+from tests.mlbatch.test_schema import FLIGHTS
 
 RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 

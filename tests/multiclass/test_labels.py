@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from beam_jobs.common import prepare
+from beam_jobs.tabular import prepare
 from mlbatch.schema import SchemaError, load_schema
 
 FISHING = Path(__file__).resolve().parents[2] / "schemas" / "fishing.yaml"

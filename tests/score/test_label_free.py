@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beam_jobs.common import serving
+from beam_jobs.tabular import serving
 from beam_jobs.score.__main__ import main
 from mlbatch.artifacts import read_manifest
 from mlbatch.artifacts.features import load_feature_set

@@ -12,8 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch import expr
+from mlbatch.errors import UsageError
 from mlbatch.labels import forward_label
 from mlbatch.schema import DatasetSchema, JoinSpec, SplitSpec, TableSpec
 
@@ -23,7 +24,7 @@ SPLIT_BUCKETS = 10_000
 TFXIO_TYPES = {"string": pa.large_binary(), "float64": pa.float32(), "int64": pa.int64()}
 
 
-class JoinError(ValueError):
+class JoinError(ValueError, UsageError):
     """A declared join property does not hold on the data (named in the message)."""
 
 
@@ -35,7 +36,7 @@ def dedupe_lookup(table: TableSpec, batches: list[pa.RecordBatch], many_to_one: 
     number of duplicate rows dropped (reported in the summary, never silent). With
     `many_to_one` (the join declares it) a duplicate key raises JoinError naming both rows.
     """
-    from beam_jobs.common.records import typed_schema
+    from beam_jobs.tabular.records import typed_schema
 
     if not batches:
         return typed_schema(table).empty_table(), 0
@@ -188,15 +189,25 @@ def derive_checked(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Table, pa.Arr
     return t, reasons
 
 
+def label_values(t: pa.Table, schema: DatasetSchema) -> pa.Array:
+    """The label in its own units (float64; a binary label 1.0 where its expression is
+    true), null where it cannot be computed (a source is missing, or the value is not
+    finite): the one label function, which the feature job (``label_array``) and serving
+    (``serving.prepare_for_serving``) share."""
+    values = pc.cast(expr.evaluate(schema.label.expr, t), pa.float64())
+    ok = pc.fill_null(pc.is_finite(values), False)
+    return pc.if_else(ok, values, pa.scalar(None, pa.float64()))
+
+
 def label_array(t: pa.Table, schema: DatasetSchema) -> tuple[pa.Array, np.ndarray]:
-    """(label as float32, mask of rows whose label cannot be computed: null or not finite;
-    a binary label is 1.0 where its expression is true; a multiclass label is its class's
-    index in ``label.classes``)."""
+    """(label_values as float32 with 0.0 where it cannot be computed, mask of those rows;
+    a multiclass label is its class's index in ``label.classes``): tf.Transform takes no
+    nulls, so the feature job excludes the masked rows."""
     if schema.label.task == "multiclass_classification":
         return class_index(expr.evaluate(schema.label.expr, t), schema)
-    values = pc.cast(expr.evaluate(schema.label.expr, t), pa.float64())
-    missing = pc.invert(pc.fill_null(pc.is_finite(values), False))
-    label = pc.cast(pc.if_else(missing, 0.0, values), pa.float32())
+    values = label_values(t, schema)
+    missing = pc.is_null(values)
+    label = pc.cast(pc.fill_null(values, 0.0), pa.float32())
     return label, np.asarray(missing.to_numpy(zero_copy_only=False))
 
 
@@ -330,10 +341,10 @@ def profile(t: pa.Table, columns: list[str]) -> dict[str, list]:
     return out
 
 
-def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
-    """The prepared rows in TFXIO's Arrow layout: one large_list column per transform
-    input (empty list = missing), and the passthrough columns (example id, label, and
-    the split flag, so that train and eval can go through one transform)."""
+def tfxio_inputs(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
+    """The transform inputs of prepared rows in TFXIO's Arrow layout: one large_list
+    column per input (empty list = missing). The feature job feeds these to tf.Transform
+    and serving to the saved transform, both through ``tensors.tensor_adapter_config``."""
     cols, fields = [], []
     types = schema.prepared_columns()
     for name in schema.transform_inputs():
@@ -343,6 +354,15 @@ def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
         values = pc.cast(col.filter(pa.array(valid)), TFXIO_TYPES[types[name]])
         cols.append(pa.LargeListArray.from_arrays(pa.array(offsets), values))
         fields.append(pa.field(name, cols[-1].type))
+    return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
+
+
+def to_tfxio_batch(t: pa.Table, schema: DatasetSchema) -> pa.RecordBatch:
+    """The prepared rows in TFXIO's Arrow layout: ``tfxio_inputs``, and the passthrough
+    columns (example id, label, and the split flag, so that train and eval can go through
+    one transform)."""
+    inputs = tfxio_inputs(t, schema)
+    cols, fields = list(inputs.columns), list(inputs.schema)
     for name, arr in ((EXAMPLE_ID, pc.cast(t.column(EXAMPLE_ID).combine_chunks(), pa.large_binary())),
                       (schema.label.name, t.column(schema.label.name).combine_chunks()),
                       (IS_EVAL, t.column(IS_EVAL).combine_chunks())):

@@ -5,9 +5,9 @@ import json
 import pyarrow as pa
 import pytest
 
-from beam_jobs.common import records
-from beam_jobs.features.io import DEAD, FILES, ReadChunksFn
-from tests.features.test_records import TABLE
+from beam_jobs.tabular import records
+from beam_jobs.tabular.reading import DEAD, FILES, ReadChunksFn
+from tests.tabular.test_records import TABLE
 
 
 def _read(table, path, chunk_rows):

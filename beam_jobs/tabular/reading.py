@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import csvsplit, inputs, prepare, records
+from beam_jobs.common import inputs
+from beam_jobs.tabular import csvsplit, prepare, records
 from beam_jobs.common.inputs import InputError
 from mlbatch import storage
 from mlbatch.schema import TableSpec
@@ -46,7 +47,7 @@ def check_inputs(input_root: str, tables: list[TableSpec],
     """Driver-side check of the inputs before anything runs: every table has at least
     one file, and every CSV header / Parquet schema holds the table's declared columns
     (with ``needed``, only the columns it names per table: serving reads no label and no
-    column that no feature reads, beam_jobs.common.serving.needed_columns).
+    column that no feature reads, beam_jobs.tabular.serving.needed_columns).
 
     --input is a directory (or gs:// prefix) holding each table's `path` pattern, or a
     glob or single file; then each file goes to the table whose `path` its name matches

@@ -1,12 +1,14 @@
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from beam_jobs.common import prepare, records
-from beam_jobs.common.records import LINE_COL, SOURCE_COL
+from beam_jobs.tabular import prepare, records, serving
+from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch.schema import JoinSpec, load_schema
-from tests.features.test_schema import FLIGHTS, write_schema
+from tests.mlbatch.test_schema import FLIGHTS, write_schema
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,18 @@ def test_label_and_exclusion(schema):
     label, missing = prepare.label_array(t, schema)
     assert label.to_pylist() == [1.0, 0.0, 0.0, 0.0]
     assert missing.tolist() == [False, False, True, False]
+
+
+def test_the_feature_job_and_serving_share_one_label_function(schema):
+    """Serving's label column (in label units, null where unknown) and the feature job's
+    (float32, excluded where unknown) come from the same prepare.label_values."""
+    t = pa.table({"arr_delay": pa.array([16.0, 15.0, None, -3.0, 200.0]),
+                  SOURCE_COL: ["f.csv"] * 5, LINE_COL: [2, 3, 4, 5, 6]})
+    assert prepare.label_values(t, schema).to_pylist() == [1.0, 0.0, None, 0.0, 1.0]
+    prepared, reasons = serving.prepare_for_serving(t, {}, dataclasses.replace(
+        schema, joins=(), derived=(), filters=()))
+    assert prepared.column(serving.LABEL).to_pylist() == [1.0, 0.0, None, 0.0, 1.0]
+    assert not hasattr(serving, "label_values")
 
 
 def test_split_is_deterministic_and_close_to_fraction(schema):

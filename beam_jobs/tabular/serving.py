@@ -4,7 +4,7 @@ Shared by the jobs that apply a trained model's inputs to new raw data (scoring,
 monitoring). Two pieces:
 
 - ``ReadServingExamples``: raw tables read, validated, joined and derived exactly as the
-  feature job does (beam_jobs.common.reading / prepare, the dataset schema the feature
+  feature job does (beam_jobs.tabular.reading / prepare, the dataset schema the feature
   artifact records), with the same dead letters. A row is named by the same
   ``example_id`` (``<source path>:<line>``), so rows scored from the raw files the
   feature job read carry the ids of its train/eval Parquet. Unlike training, a row
@@ -22,19 +22,20 @@ import json
 import logging
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from beam_jobs.common import deadletter, prepare, reading, records
-from beam_jobs.common.records import LINE_COL, SOURCE_COL
-from mlbatch import expr, storage
+from beam_jobs.common import deadletter
+from beam_jobs.tabular import prepare, reading, records
+from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
+from mlbatch import storage
 from mlbatch.artifacts.base import digest_of
 from mlbatch.artifacts.features import FeatureSet
 from mlbatch.config import ConfigError, load_yaml
 from mlbatch.schema import DatasetSchema, SchemaError, TableSpec
 from mlbatch.schema.build import build as build_schema
+from mlbatch.errors import UsageError
 
 LOGGER = logging.getLogger(__name__)
 EXAMPLES = "examples"
@@ -45,7 +46,7 @@ LABEL = "label"  # the served label column: float64 in the label's own units, nu
 TRANSFORM_DIR = "transform_fn"
 
 
-class ServingError(ValueError):
+class ServingError(ValueError, UsageError):
     """The feature artifact cannot be served (named in the message)."""
 
 
@@ -82,14 +83,6 @@ def transform_digest(features: FeatureSet) -> str:
     return digest_of(files)
 
 
-def label_values(t: pa.Table, schema: DatasetSchema) -> pa.Array:
-    """The label in its own units (float64; a binary label 1.0/0.0), null where it
-    cannot be computed (a source is missing, or the expression is not finite)."""
-    values = pc.cast(expr.evaluate(schema.label.expr, t), pa.float64())
-    ok = pc.fill_null(pc.is_finite(values), False)
-    return pc.if_else(ok, values, pa.scalar(None, pa.float64()))
-
-
 def prepare_for_serving(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
                         ) -> tuple[pa.Table, pa.Array]:
     """Joins and derives a batch of valid main rows; adds example_id and LABEL.
@@ -102,7 +95,7 @@ def prepare_for_serving(main: pa.Table, lookups: dict[str, pa.Table], schema: Da
         t = prepare.join_lookup(t, lookups[j.table], j)
     t, derive_reasons = prepare.derive_checked(t, schema)
     t = t.append_column(prepare.EXAMPLE_ID, prepare.example_ids(t))
-    t = t.append_column(LABEL, label_values(t, schema))
+    t = t.append_column(LABEL, prepare.label_values(t, schema))
     return t, pc.coalesce(derive_reasons, prepare.filter_reasons(t, schema))
 
 
@@ -258,32 +251,12 @@ class ReadServingExamples(beam.PTransform):
                 COUNTS: counts | "FlattenCounts" >> beam.Flatten()}
 
 
-# prepared column type -> the transform's input dtype (prepare.TFXIO_TYPES)
-_INPUT_DTYPES = {"int64": np.int64, "float64": np.float32}
-
-
-def _sparse_input(col: pa.ChunkedArray | pa.Array, kind: str):
-    """A nullable column as the varlen sparse tensor [n, 1] the transform expects
-    (a null is no value, as in the feature job's TFXIO batches)."""
-    import tensorflow as tf
-
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    rows = np.flatnonzero(valid).astype(np.int64)
-    present = col.filter(pa.array(valid))
-    if kind == "string":
-        values = tf.constant(pc.cast(present, pa.binary()).to_pylist(), tf.string)
-    else:
-        values = tf.constant(present.to_numpy(zero_copy_only=False).astype(_INPUT_DTYPES[kind]))
-    indices = np.stack([rows, np.zeros_like(rows)], axis=1)
-    return tf.sparse.SparseTensor(indices, values, [len(col), 1])
-
-
 def transform_inputs(t: pa.Table, schema: DatasetSchema) -> dict:
-    """The transform's raw inputs for prepared rows: one sparse tensor per input."""
-    types = schema.prepared_columns()
-    return {name: _sparse_input(t.column(name), types[name])
-            for name in schema.transform_inputs()}
+    """The transform's raw inputs for prepared rows: one sparse tensor per input, through
+    the feature job's own TFXIO adapter config (``tensors.serving_tensors``)."""
+    from beam_jobs.tabular import tensors  # TensorFlow: only in the workers that transform
+
+    return tensors.serving_tensors(t, schema)
 
 
 def transformed_table(outputs: dict, passthrough: pa.Table) -> pa.Table:

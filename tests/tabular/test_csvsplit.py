@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from beam_jobs.common.csvsplit import CsvSplitter, count_lines, ends_in_quotes
+from beam_jobs.tabular.csvsplit import CsvSplitter, count_lines, ends_in_quotes
 
 
 def _split(data: bytes, block_lines: int = 1000):

@@ -17,8 +17,9 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 
-from beam_jobs.common import deadletter, values
-from beam_jobs.common.csvsplit import CsvChunk, CsvSplitter
+from beam_jobs.common import deadletter
+from beam_jobs.tabular import values
+from beam_jobs.tabular.csvsplit import CsvChunk, CsvSplitter
 from mlbatch.schema import TableSpec
 
 SOURCE_COL = "_source"

@@ -3,8 +3,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from beam_jobs.common import records
-from beam_jobs.common.csvsplit import CsvSplitter
+from beam_jobs.tabular import records
+from beam_jobs.tabular.csvsplit import CsvSplitter
 from mlbatch.schema import ColumnSpec, TableSpec
 
 TABLE = TableSpec(

@@ -248,10 +248,10 @@ def test_null_values_per_column_override_the_table(leagues):
 
 
 def _league_rows(leagues, fmt):
-    from beam_jobs.common import records
+    from beam_jobs.tabular import records
     games = leagues.tables["games"]
     if fmt == "csv":
-        from beam_jobs.common.csvsplit import CsvSplitter
+        from beam_jobs.tabular.csvsplit import CsvSplitter
         header = ["game", "league", "played_at", "score"]
         lines = [b"1,NA,2017-01-01T06:00:42Z,NA\n", b"2,,2017-01-01T06:00:42.5+02:00,2\n",
                  b"3,EU,NA,3\n"]
@@ -283,7 +283,7 @@ def test_na_is_a_league_code_in_one_column_and_missing_in_the_others(leagues, fm
 def test_an_unreadable_time_excludes_its_row_with_the_reason(leagues):
     import pyarrow as pa
 
-    from beam_jobs.common import prepare
+    from beam_jobs.tabular import prepare
     batch = _league_rows(leagues, "csv")
     t = pa.Table.from_batches([batch]).set_column(
         2, "played_at", pa.array(["2017-01-01T06:00:42Z", "2017-01-01T06:00:42.5+02:00",
