@@ -107,8 +107,10 @@ def ray_cluster() -> RayTestCluster:
     # The head node (and so every job's entrypoint) runs with this venv first on PATH,
     # as it would for a user who activated it.
     venv_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # RAY_ADDRESS: the workers' state-API calls (Ray Train's PlacementGroupCleaner) find this
+    # cluster, not "several Ray instances" when both xdist workers' clusters run.
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
-               RAY_USAGE_STATS_ENABLED="0", PATH=venv_path)
+               RAY_USAGE_STATS_ENABLED="0", PATH=venv_path, RAY_ADDRESS=f"127.0.0.1:{port}")
     cmd = [RAY_BIN, "start", "--head", "--node-ip-address=127.0.0.1",
            "--dashboard-host=127.0.0.1", f"--port={port}", f"--dashboard-port={dash_port}",
            f"--dashboard-agent-listen-port={agent_port}", f"--ray-client-server-port={client_port}",

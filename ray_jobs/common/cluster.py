@@ -70,29 +70,47 @@ def worker_runtime_env() -> dict | None:
     return {"env_vars": env} if env else None
 
 
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def connect(address: str | None) -> None:
     """``address``, else ``auto`` when RAY_ADDRESS names a cluster (as under ``ray job
     submit``), else a new local single-node Ray on 127.0.0.1; the job's runtime_env is
-    :func:`worker_runtime_env`. No-op when connected."""
+    :func:`worker_runtime_env` plus the cluster's own address. No-op when connected.
+
+    Ray's workers find their cluster's state API by RAY_ADDRESS / RAY_API_SERVER_ADDRESS,
+    else by scanning the host for Ray instances, which fails when the host runs several
+    (Ray Train's PlacementGroupCleaner then never frees a Tune-stopped trial's workers):
+    so the workers are told the address."""
     import ray
 
     if ray.is_initialized():
         return
     if address is None and os.environ.get("RAY_ADDRESS"):
         address = "auto"
-    runtime_env = worker_runtime_env()
-    if runtime_env:
-        logger.info("passing %s to the Ray workers", sorted(runtime_env["env_vars"]))
+    env = dict((worker_runtime_env() or {}).get("env_vars", {}))
+    if env:
+        logger.info("passing %s to the Ray workers", sorted(env))
     if address is not None:
-        check_reachable(os.environ.get("RAY_ADDRESS", "") if address == "auto" else address)
-        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+        target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+        check_reachable(target)
+        if target and "://" not in target:
+            env.setdefault("RAY_ADDRESS", target)
+        ray.init(address=address, log_to_driver=False,
+                 runtime_env={"env_vars": env} if env else None)
         return
     host = ray.util.get_node_ip_address()  # what a new local Ray would advertise
     if not is_loopback(host):
         raise ClusterError(
             f"a local Ray here would listen on {host}, not loopback: set {LOCAL_ONLY_ENV}=0 "
             "before Ray is imported (the job's command line does), or pass --address")
-    ctx = ray.init(dashboard_host="127.0.0.1", log_to_driver=False, runtime_env=runtime_env)
+    port = _free_loopback_port()
+    env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    ctx = ray.init(dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False,
+                   runtime_env={"env_vars": env})
     logger.info("local Ray on loopback: node %s, GCS %s, dashboard %s", host,
                 ctx.address_info.get("gcs_address"), ctx.dashboard_url or "off")
 
