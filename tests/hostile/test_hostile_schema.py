@@ -20,6 +20,11 @@ def edit(old: str, new: str) -> str:
     return FLIGHTS.replace(old, new)
 
 
+def line_of(text: str) -> int:
+    """The 1-based line of flights.yaml on which `text` (which occurs once) starts."""
+    return FLIGHTS[:FLIGHTS.index(text)].count("\n") + 1
+
+
 def derive(expr: str) -> str:
     return edit(DERIVED, DERIVED + f"  - {{name: extra, expr: {expr!r}}}\n".replace("'", '"'))
 
@@ -35,7 +40,7 @@ CASES = {  # kind -> (schema text or bytes, the message (or its parts) after "er
                       "in a mapping"),
     "duplicate key in a flow mapping": (
         edit("{column: tailnum, hash_buckets: 1000}", "{column: tailnum, column: dest}"),
-        "line 117: duplicate key 'column' (first on line 117)"),
+        f"line {line_of(HASHES)}: duplicate key 'column' (first on line {line_of(HASHES)})"),
     # on main the salt's error message repr()s 10**9 strings: MemoryError
     "alias bomb": (edit("salt: flights-v1", "salt: [&a [x, x, x, x, x, x, x, x, x, x], "
                         + BOMB.replace("\n", ", ").rstrip(", ") + "]"),

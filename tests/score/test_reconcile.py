@@ -1,6 +1,7 @@
 """Pure parts of the scoring job: the count checks that must hold before anything is
 committed, the metrics, the Vertex JSON lines."""
-from beam_jobs.score.artifacts import quality, stages
+from beam_jobs.score.artifacts import stages
+from mlbatch.metrics import labelled_quality as quality
 from mlbatch.schema import load_schema
 from tests.conftest import REPO_ROOT
 
