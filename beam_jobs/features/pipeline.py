@@ -36,10 +36,6 @@ from mlbatch.schema import DatasetSchema
 EXCLUDED_SCHEMA = pa.schema([(prepare.EXAMPLE_ID, pa.string()), ("reason", pa.string())])
 
 
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
 def tfxio_arrow_schema(schema: DatasetSchema) -> pa.Schema:
     """Arrow schema of the batches prepare.to_tfxio_batch emits."""
     value_type = {"string": pa.large_binary(), "float64": pa.float32(), "int64": pa.int64()}
@@ -71,20 +67,16 @@ def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, 
     examples in one PCollection (`train`; `eval` stays empty), see PrepareExamplesFn."""
     valid, dead, files, counts = {}, [], [], []
     for name, table in schema.tables.items():
-        read = p | f"Read{_camel(name)}" >> reading.ReadTable(inputs[name], table, chunk_rows)
-        checked = (read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
-            transforms.ValidateChunkFn(table)).with_outputs(transforms.DEAD, main="valid"))
+        read = p | f"Read{reading.camel(name)}" >> reading.ReadTable(inputs[name], table, chunk_rows)
+        checked = (read.chunks | f"Validate{reading.camel(name)}" >> beam.ParDo(
+            reading.ValidateChunkFn(table)).with_outputs(reading.DEAD, main="valid"))
         valid[name] = checked.valid
-        dead += [read[reading.DEAD], checked[transforms.DEAD]]
+        dead += [read[reading.DEAD], checked[reading.DEAD]]
         files.append(read[reading.FILES])
-        counts.append(checked.valid | f"Count{_camel(name)}Valid" >> beam.Map(
+        counts.append(checked.valid | f"Count{reading.camel(name)}Valid" >> beam.Map(
             lambda b, n=name: (f"{n}_valid", b.num_rows)))
-    lookups = {}
-    for join in schema.joins:
-        table, dupes = valid[join.table] | f"Build{_camel(join.table)}Lookup" >> \
-            transforms.BuildLookup(schema.tables[join.table], join.many_to_one)
-        lookups[join.table] = beam.pvalue.AsSingleton(table)
-        counts.append(dupes)
+    lookups, dupes = reading.build_lookups(valid, schema)
+    counts += dupes
     prepared = (valid[schema.main]
                 | "PrepareExamples" >> beam.ParDo(
         transforms.PrepareExamplesFn(schema, together), **lookups).with_outputs(
@@ -132,9 +124,9 @@ def _write_transformed(train_t, eval_t, args: FeatureConfig, schema: DatasetSche
     out_schema = transforms.output_schema(schema)
     stats = None
     for split, pcoll in (("train", train_t), ("eval", eval_t)):
-        tables = pcoll | f"Flatten{_camel(split)}" >> beam.Map(
+        tables = pcoll | f"Flatten{reading.camel(split)}" >> beam.Map(
             transforms.flatten_transformed, out_schema)
-        _ = tables | f"Write{_camel(split)}" >> sinks.WriteParquet(
+        _ = tables | f"Write{reading.camel(split)}" >> sinks.WriteParquet(
             FileSystems.join(out, split, "part"), out_schema, codec=args.compression,
             row_group_rows=args.row_group_rows, num_shards=args.num_shards)
         if split == "train":

@@ -7,7 +7,6 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from beam_jobs.tabular import prepare
-from beam_jobs.tabular.reading import BuildLookup, ValidateChunkFn  # noqa: F401 (re-exported)
 from mlbatch.schema import DatasetSchema
 
 DEAD = "dead"

@@ -386,3 +386,20 @@ class BuildLookup(beam.PTransform):
         return (deduped | "Table" >> beam.Map(lambda td: td[0]),
                 deduped | "Duplicates" >> beam.Map(
                     lambda td: (f"{table.name}_duplicate_keys_dropped", td[1])))
+
+
+def camel(name: str) -> str:
+    """A table name as a step label's noun: ``plane_models`` -> ``PlaneModels``."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def build_lookups(valid: dict, schema) -> tuple[dict, list]:
+    """Per join, the lookup table's valid rows as one side input (``BuildLookup``), and
+    the PCollections of its duplicate-key counts; the feature job and serving both."""
+    lookups, dupes = {}, []
+    for join in schema.joins:
+        table, counted = valid[join.table] | f"Build{camel(join.table)}Lookup" >> \
+            BuildLookup(schema.tables[join.table], join.many_to_one)
+        lookups[join.table] = beam.pvalue.AsSingleton(table)
+        dupes.append(counted)
+    return lookups, dupes

@@ -185,10 +185,6 @@ def fill_absent(batch: pa.RecordBatch, table: TableSpec) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=full)
 
 
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
 class ReadServingExamples(beam.PTransform):
     """Raw tables (``inputs``: each table's files, reading.check_inputs) -> a dict of
     PCollections: EXAMPLES (prepared main rows as Arrow tables with example_id and
@@ -213,13 +209,13 @@ class ReadServingExamples(beam.PTransform):
         held = self._columns[name]
         read_as = dataclasses.replace(table, columns=tuple(
             c for c in table.columns if c.name in held))
-        read = pbegin | f"Read{_camel(name)}" >> reading.ReadTable(
+        read = pbegin | f"Read{reading.camel(name)}" >> reading.ReadTable(
             self._inputs[name], read_as, self._chunk_rows, self._job)
-        checked = read.chunks | f"Validate{_camel(name)}" >> beam.ParDo(
+        checked = read.chunks | f"Validate{reading.camel(name)}" >> beam.ParDo(
             reading.ValidateChunkFn(read_as, self._job)).with_outputs(reading.DEAD, main="valid")
         valid = checked.valid
         if len(read_as.columns) < len(table.columns):
-            valid = valid | f"FillAbsent{_camel(name)}" >> beam.Map(fill_absent, table)
+            valid = valid | f"FillAbsent{reading.camel(name)}" >> beam.Map(fill_absent, table)
         return read, checked, valid
 
     def expand(self, pbegin):
@@ -232,14 +228,10 @@ class ReadServingExamples(beam.PTransform):
             read, checked, valid[name] = self._read_valid(pbegin, name, table)
             dead += [read[reading.DEAD], checked[reading.DEAD]]
             files.append(read[reading.FILES])
-            counts.append(checked.valid | f"Count{_camel(name)}Valid" >> beam.Map(
+            counts.append(checked.valid | f"Count{reading.camel(name)}Valid" >> beam.Map(
                 lambda b, n=name: (f"{n}_valid", b.num_rows)))
-        lookups = {}
-        for join in schema.joins:
-            table, dupes = valid[join.table] | f"Build{_camel(join.table)}Lookup" >> \
-                reading.BuildLookup(schema.tables[join.table], join.many_to_one)
-            lookups[join.table] = beam.pvalue.AsSingleton(table)
-            counts.append(dupes)
+        lookups, dupes = reading.build_lookups(valid, schema)
+        counts += dupes
         prepared = valid[schema.main] | "PrepareExamples" >> beam.ParDo(
             PrepareServingFn(schema, job), **lookups).with_outputs(
                 DEAD_LETTER, COUNTS, main=EXAMPLES)

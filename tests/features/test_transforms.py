@@ -6,6 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.tabular import records
 from beam_jobs.features import transforms
+from beam_jobs.tabular import reading
 from mlbatch.schema import load_schema
 from tests.tabular.test_records import TABLE
 from tests.mlbatch.test_schema import FLIGHTS
@@ -18,10 +19,10 @@ def test_validate_chunk_fn_splits_valid_and_dead():
                                        [b"1,2,a\n", b"x,2,b\n", b"3,NA,c\n"], 2)
     with TestPipeline(runner=RUNNER) as p:
         out = (p | beam.Create([chunk])
-               | beam.ParDo(transforms.ValidateChunkFn(TABLE)).with_outputs(
-                   transforms.DEAD, main="valid"))
+               | beam.ParDo(reading.ValidateChunkFn(TABLE)).with_outputs(
+                   reading.DEAD, main="valid"))
         ids = out.valid | beam.FlatMap(lambda b: b.column("id").to_pylist())
-        reasons = out[transforms.DEAD] | beam.Map(lambda d: (d["line"], d["reason"]))
+        reasons = out[reading.DEAD] | beam.Map(lambda d: (d["line"], d["reason"]))
         assert_that(ids, equal_to([1, 3]), label="CheckValid")
         assert_that(reasons, equal_to([(3, "id: not a finite number: 'x'")]), label="CheckDead")
 
