@@ -4,7 +4,10 @@ One name, one meaning across jobs: every function takes ``(labels, scores)`` in 
 order, and ``eval_loss`` is the task's loss on the eval split -- logloss for binary
 classification, multi-class logloss for multiclass classification (scores are then
 ``[n, K]`` class probabilities, labels class indices), RMSE for regression -- in the
-XGBoost job, the JAX job and so in Tune's results tables. Metrics are computed from the
+label's own units (a log1p label's transform inverted: dollars), in the XGBoost job, the
+JAX job, Tune's results tables, the registry and the report. The same loss in the space
+the model is trained in (RMSE of log1p values) is ``objective_loss``
+(:func:`split_losses`). Metrics are computed from the
 predictions on every eval row (a distributed trainer's own aggregated metrics are not
 exactly those of the whole split).
 """
@@ -100,16 +103,99 @@ def auc_ovr(labels: np.ndarray, scores: np.ndarray, average: str) -> float:
     return float(np.dot(aucs, weights) / weights.sum())
 
 
+# What early stopping (both trainers) may watch: eval_loss (label units, the default) or
+# objective_loss (the model's space); --early-stopping-metric.
+EARLY_STOPPING_METRICS = ("eval_loss", "objective_loss")
+LOSS_NAMES = {"binary_classification": "logloss", "multiclass_classification": "mlogloss",
+              "regression": "rmse"}
+
+
+def loss_sums(task: str, labels: np.ndarray, scores: np.ndarray) -> tuple[float, int]:
+    """(total, rows) of the task's per-row loss: squared errors (regression) or
+    -log(probability of the true class) (classification). Workers holding parts of a
+    split add theirs (an allreduce) and :func:`loss_from_sums` gives the whole split's
+    :func:`eval_loss`, not a mean of per-shard losses."""
+    if task == "binary_classification":
+        p = np.clip(np.asarray(scores, dtype=np.float64), LOGLOSS_EPS, 1 - LOGLOSS_EPS)
+        y = np.asarray(labels, dtype=np.float64)
+        terms = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    elif task == "multiclass_classification":
+        k, p = _class_probs(labels, scores)
+        terms = -np.log(np.clip(p[np.arange(k.shape[0]), k], LOGLOSS_EPS, 1 - LOGLOSS_EPS))
+    elif task == "regression":
+        d = np.asarray(scores, dtype=np.float64) - np.asarray(labels, dtype=np.float64)
+        terms = d * d
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    return float(np.sum(terms)), int(np.size(terms))
+
+
+def loss_from_sums(task: str, total: float, rows: int) -> float:
+    """The loss of :func:`loss_sums`' (total, rows): their mean (logloss) or its square
+    root (RMSE); NaN for no rows."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if rows == 0:
+        return math.nan
+    mean = total / rows
+    return math.sqrt(mean) if task == "regression" else mean
+
+
 def eval_loss(task: str, labels: np.ndarray, scores: np.ndarray) -> float:
     """The task's loss: logloss (binary classification), multi-class logloss (multiclass)
-    or RMSE (regression)."""
-    if task == "binary_classification":
-        return logloss(labels, scores)
-    if task == "multiclass_classification":
-        return multi_logloss(labels, scores)
-    if task == "regression":
-        return rmse(labels, scores)
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    or RMSE (regression), of whatever units ``labels`` and ``scores`` are in (the
+    trainers pass label units: :func:`split_losses`)."""
+    return loss_from_sums(task, *loss_sums(task, labels, scores))
+
+
+def split_losses(task: str, stored_labels: np.ndarray, stored_scores: np.ndarray,
+                 label_transform: dict | None) -> dict[str, float]:
+    """``eval_loss`` -- the task's loss in the label's own units (the label transform
+    inverted on labels and predictions: dollars for a log1p label) -- and
+    ``objective_loss`` -- the same loss in the space the model is trained in (the stored,
+    transformed label: RMSE of log1p values). Without a transform, and for classification,
+    the two are equal. Inputs are the stored label and the model's stored-space output."""
+    from mlbatch.labels import inverse_label
+
+    objective = eval_loss(task, stored_labels, stored_scores)
+    if task != "regression" or label_transform is None:
+        return {"eval_loss": objective, "objective_loss": objective}
+    return {"eval_loss": eval_loss(task, inverse_label(stored_labels, label_transform),
+                                   inverse_label(stored_scores, label_transform)),
+            "objective_loss": objective}
+
+
+def loss_units(task: str, label_transform: dict | None) -> dict[str, str]:
+    """What ``eval_loss`` and ``objective_loss`` measure, for metrics.json and logs:
+    e.g. {"eval_loss": "rmse in label units", "objective_loss": "rmse of log1p(label)"}."""
+    name = LOSS_NAMES.get(task)
+    if name is None:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    space = "label" if task != "regression" or label_transform is None else (
+        f"{label_transform['kind']}(label)")
+    return {"eval_loss": f"{name} in label units", "objective_loss": f"{name} of {space}"}
+
+
+def format_number(value: float | None) -> str:
+    """A figure for a person: thousands separators from 1,000 on (``1,720,924``), four
+    significant digits below (``0.5688``); "n/a" for None or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def describe_losses(task: str, losses: dict, label_transform: dict | None) -> str:
+    """One line for job logs and summaries, e.g. ``eval RMSE 1,720,924 (label units);
+    objective RMSE of log1p(label) 0.5688``; the objective is left out when it is the
+    same quantity (no transform)."""
+    space = loss_units(task, label_transform)["objective_loss"].split(" of ", 1)[1]
+    name = LOSS_NAMES[task].upper() if task == "regression" else LOSS_NAMES[task]
+    text = f"eval {name} {format_number(losses.get('eval_loss'))} (label units)"
+    if space != "label":
+        text += f"; objective {name} of {space} {format_number(losses.get('objective_loss'))}"
+    return text
 
 
 def task_metrics(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:

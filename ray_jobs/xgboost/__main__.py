@@ -11,6 +11,7 @@ import sys
 
 from mlbatch import config as config_files
 from mlbatch import errors, logs
+from mlbatch.metrics import EARLY_STOPPING_METRICS
 from ray_jobs.common import cli
 from ray_jobs.xgboost.config import ConfigError, XGBoostConfig, load_params_file
 
@@ -35,8 +36,13 @@ def parse_args(argv: list[str] | None) -> tuple[XGBoostConfig, bool]:
                    help="GPUs per worker; > 0 trains with XGBoost's GPU hist method (device=cuda)")
     p.add_argument("--num-boost-round", type=int, default=500, help="boosting rounds at most")
     p.add_argument("--early-stopping-rounds", type=int, default=20,
-                   help="stop when the eval metric has not improved for this many rounds "
-                        "(0: off)")
+                   help="stop when the early-stopping metric has not improved for this many "
+                        "rounds (0: off)")
+    p.add_argument("--early-stopping-metric", choices=EARLY_STOPPING_METRICS,
+                   default="eval_loss",
+                   help="eval_loss: the task's loss in label units (dollars for a log1p "
+                        "label), as the JAX job; objective_loss: XGBoost's in the model's "
+                        "space (log units)")
     p.add_argument("--params", default=None,
                    help="JSON/YAML file of XGBoost booster params (eta, max_depth, ...)")
     p.add_argument("--set", action="append", default=[], metavar="params.KEY=VALUE",
@@ -55,7 +61,7 @@ def parse_args(argv: list[str] | None) -> tuple[XGBoostConfig, bool]:
         features=a.features, output=a.output, address=a.address, num_actors=a.num_actors,
         cpus_per_actor=a.cpus_per_actor, gpus_per_actor=a.gpus_per_actor,
         num_boost_round=a.num_boost_round, early_stopping_rounds=a.early_stopping_rounds or None,
-        params=_params(a.params, a.set),
+        early_stopping_metric=a.early_stopping_metric, params=_params(a.params, a.set),
         max_actor_restarts=a.max_actor_restarts, checkpoint_frequency=a.checkpoint_frequency,
         placement_timeout_s=a.placement_timeout, check_data=not a.no_data_check), a.overwrite
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from mlbatch import config as config_files
 from mlbatch.config import ConfigError
+from mlbatch.metrics import EARLY_STOPPING_METRICS
 
 __all__ = ["ConfigError", "Layout", "XGBoostConfig", "load_params_file", "normalize_params"]
 
@@ -108,6 +109,7 @@ class XGBoostConfig:
     gpus_per_actor: int = 0
     num_boost_round: int = 500
     early_stopping_rounds: int | None = 20
+    early_stopping_metric: str = "eval_loss"  # or objective_loss (mlbatch.metrics)
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     max_actor_restarts: int = 2
     checkpoint_frequency: int = 5
@@ -127,6 +129,9 @@ class XGBoostConfig:
         _require_int("num_boost_round", self.num_boost_round, minimum=1)
         if self.early_stopping_rounds is not None:
             _require_int("early_stopping_rounds", self.early_stopping_rounds, minimum=1)
+        if self.early_stopping_metric not in EARLY_STOPPING_METRICS:
+            raise ConfigError(f"early_stopping_metric {self.early_stopping_metric!r}: expected "
+                              f"one of {EARLY_STOPPING_METRICS}")
         _require_int("max_actor_restarts", self.max_actor_restarts, minimum=-1)
         _require_int("checkpoint_frequency", self.checkpoint_frequency, minimum=1)
         if not self.placement_timeout_s > 0:

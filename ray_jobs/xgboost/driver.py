@@ -24,10 +24,11 @@ from mlbatch import storage
 from mlbatch.artifacts import ArtifactWriter, write_json
 from mlbatch.artifacts.features import FeatureSet
 from mlbatch.labels import inverse_label
-from mlbatch.metrics import task_metrics
+from mlbatch.metrics import (EARLY_STOPPING_METRICS, describe_losses, loss_units,
+                             split_losses, task_metrics)
 from ray_jobs.common import cluster as ray_cluster
 from ray_jobs.xgboost import artifacts, cluster, data, worker
-from ray_jobs.xgboost.config import TASK_PARAMS, Layout, XGBoostConfig
+from ray_jobs.xgboost.config import TASK_PARAMS, ConfigError, Layout, XGBoostConfig
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,15 @@ START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 START_TIMEOUT_S = "600"
 
 
-def early_stopping_metric(task: str) -> tuple[str, str]:
-    """(``eval-<metric>``, mode): the metric XGBoost early-stops on and Tune schedules on."""
+def early_stopping_metric(task: str, declared: str = "eval_loss") -> tuple[str, str]:
+    """(history key, mode) of the declared early-stopping metric (``mlbatch.metrics``'
+    ``eval_loss``, in label units: ``eval-label_loss``; or ``objective_loss``: XGBoost's
+    own loss in the model's space, e.g. ``eval-rmse``) -- the best round's metric."""
+    if declared == "eval_loss":
+        return f"eval-{worker.LABEL_LOSS}", "min"
+    if declared != "objective_loss":
+        raise ConfigError(f"early_stopping_metric {declared!r}: expected one of "
+                          f"{EARLY_STOPPING_METRICS}")
     spec = TASK_PARAMS[task]
     return f"eval-{spec['eval_metric'][-1]}", spec["mode"]
 
@@ -71,13 +79,15 @@ def train_spec(config: XGBoostConfig, fs: FeatureSet, params: dict, layout: Layo
                report_every: int | None = None) -> worker.TrainSpec:
     """The workers' part of the job: booster params with one XGBoost thread per CPU of a
     worker, the metric of the best round, how often to report (and checkpoint)."""
-    metric, mode = early_stopping_metric(fs.task)
+    metric, mode = early_stopping_metric(fs.task, config.early_stopping_metric)
     return worker.TrainSpec(
         features=fs.root, params={**params, "nthread": layout.cpus_per_actor},
         num_boost_round=config.num_boost_round,
         early_stopping_rounds=config.early_stopping_rounds,
         report_every=report_every or config.checkpoint_frequency, metric=metric, mode=mode,
-        alias=alias, callbacks=tuple(callbacks))
+        alias=alias, callbacks=tuple(callbacks), task=fs.task,
+        label_transform=fs.label_transform,
+        objective_metric=early_stopping_metric(fs.task, "objective_loss")[0])
 
 
 def make_trainer(spec: worker.TrainSpec, layout: Layout, *, name: str, storage_uri: str,
@@ -120,16 +130,24 @@ def fit(trainer) -> tuple[Any, worker.RunState]:
 
 
 def predict_split(booster, fs: FeatureSet, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, labels) of every row of the split in the label's own units (the
-    inverse of the feature job's label transform, if any), file by file on the driver
-    (which already read every file for validation; memory holds one file plus the
-    predictions)."""
+    """(predictions, labels) of every row of the split in the stored label's units (the
+    model's space; ``mlbatch.labels.inverse_label`` maps them to the label's own), file by
+    file on the driver (which already read every file for validation; memory holds one
+    file plus the predictions)."""
     preds, labels = [], []
     for path in fs.files(split):
         x, y = data.read_split(fs, path)
-        preds.append(inverse_label(booster.inplace_predict(x), fs.label_transform))
-        labels.append(inverse_label(y, fs.label_transform))
+        preds.append(booster.inplace_predict(x))
+        labels.append(y)
     return np.concatenate(preds), np.concatenate(labels)
+
+
+def eval_metrics(fs: FeatureSet, preds: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """``task_metrics`` in the label's own units (``eval_loss`` among them) and
+    ``objective_loss`` (``mlbatch.metrics.split_losses``) of stored-space predictions."""
+    y, p = inverse_label(labels, fs.label_transform), inverse_label(preds, fs.label_transform)
+    objective = split_losses(fs.task, labels, preds, fs.label_transform)["objective_loss"]
+    return {**task_metrics(fs.task, y, p), "objective_loss": objective}
 
 
 def run(config: XGBoostConfig, *, callbacks: Sequence = (), overwrite: bool = False
@@ -171,13 +189,13 @@ def _train_and_write(config: XGBoostConfig, fs: FeatureSet, params: dict,
                                       max_failures=config.max_actor_restarts))
     training_s = time.time() - t0
     storage.delete(checkpoints)  # only a restart needs them; a failed run keeps them
-    metric, mode = early_stopping_metric(fs.task)
+    metric, mode = early_stopping_metric(fs.task, config.early_stopping_metric)
     best = (worker.best_round(state.history, metric, mode) if config.early_stopping_rounds
             else booster.num_boosted_rounds())
     model = booster[:best]
     preds, labels = predict_split(model, fs, "eval")
     doc = _metrics_doc(config, fs, layout, state.history, best, booster.num_boosted_rounds(),
-                       task_metrics(fs.task, labels, preds), training_s, started)
+                       eval_metrics(fs, preds, labels), training_s, started)
     _write(writer.root, model, fs, state.history, best, doc, params, layout)
     writer.config["layout"] = dataclasses.asdict(layout)
     writer.metrics.update(doc["eval"])
@@ -194,16 +212,18 @@ def _metrics_doc(config: XGBoostConfig, fs: FeatureSet, layout: Layout, history:
     train_at_best = {k.split("-", 1)[1]: v for k, v in at_best.items() if k.startswith("train-")}
     if "error" in train_at_best:
         train_at_best["accuracy"] = 1.0 - train_at_best.pop("error")
-    metric, _ = early_stopping_metric(fs.task)
+    metric, _ = early_stopping_metric(fs.task, config.early_stopping_metric)
     return {
         "task": fs.task, "label": fs.label,
         "eval": eval_metrics,  # exact, from model.json's predictions on every eval row,
-        # in the label's own units (label_transform inverted)
+        # in the label's own units (label_transform inverted) but objective_loss
+        "loss_units": loss_units(fs.task, fs.label_transform),
         "label_transform": fs.label_transform,
         # XGBoost's (allreduced) train metrics at the best round, in the stored label's units
         "train_xgboost": train_at_best,
         "best_round": best, "rounds_trained": rounds,
-        "early_stopping": {"metric": metric, "rounds": config.early_stopping_rounds},
+        "early_stopping": {"metric": config.early_stopping_metric, "history_key": metric,
+                           "rounds": config.early_stopping_rounds},
         "rows": {"train": fs.num_rows("train"), "eval": fs.num_rows("eval")},
         "num_features": len(fs.names),
         "layout": dataclasses.asdict(layout),
@@ -224,4 +244,5 @@ def _write(out: str, model, fs: FeatureSet, history: list[dict], best: int, doc:
                 "features": fs.root, "feature_names": fs.names})
     write_json(at(artifacts.CURVE_DATA_FILE), history)
     artifacts.plot_learning_curve(history, best, at(artifacts.CURVE_FILE))
-    logger.info("wrote %s (best round %d, eval %s)", out, best, doc["eval"])
+    logger.info("wrote %s (best round %d): %s", out, best,
+                describe_losses(fs.task, doc["eval"], fs.label_transform))

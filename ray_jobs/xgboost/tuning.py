@@ -16,8 +16,8 @@ driver checks once that one trial's workers fit the cluster, and
 fit (Tune would otherwise start them all and their worker groups would wait).
 
 ``base_config`` keys (all optional): num_actors, cpus_per_actor, gpus_per_actor,
-num_boost_round, early_stopping_rounds, max_actor_restarts, checkpoint_every, params
-(fixed booster params; the sampled ones override them).
+num_boost_round, early_stopping_rounds, early_stopping_metric, max_actor_restarts,
+checkpoint_every, params (fixed booster params; the sampled ones override them).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from ray import tune
 
 from mlbatch import storage
 from mlbatch.artifacts.features import load_feature_set
+from mlbatch.metrics import loss_units
 from ray_jobs.common import cluster as ray_cluster
 from ray_jobs.xgboost import data
 from ray_jobs.xgboost.cluster import LAYOUT_HINT, bundles
@@ -37,8 +38,8 @@ from ray_jobs.xgboost.config import ConfigError, Layout, XGBoostConfig
 from ray_jobs.xgboost.worker import MODEL_FILE, STATE_FILE
 
 SEARCH_SPACE_FILE = Path(__file__).with_name("search_space.yaml")
-# Task-independent alias of the early-stopping eval metric: logloss for binary
-# classification, mlogloss for multiclass, RMSE for regression (per round, lower is better).
+# The task's loss in label units (``mlbatch.metrics``: logloss, multi-class logloss, RMSE
+# of the label's own units -- dollars, not log dollars), every report; lower is better.
 METRIC = "eval_loss"
 MODE = "min"
 TIME_ATTR = "round"  # ASHA's clock: boosting rounds, whatever the report interval
@@ -48,7 +49,8 @@ TRAIN_RUN = "train"  # the trial's Ray Train run, under the trial's directory
 
 BASE_DEFAULTS: dict[str, Any] = {
     "num_actors": 1, "cpus_per_actor": 1, "gpus_per_actor": 0, "num_boost_round": 200,
-    "early_stopping_rounds": 20, "max_actor_restarts": 0, "checkpoint_every": 5, "params": {},
+    "early_stopping_rounds": 20, "early_stopping_metric": "eval_loss", "max_actor_restarts": 0,
+    "checkpoint_every": 5, "params": {},
 }
 
 
@@ -66,6 +68,7 @@ def job_config(features_dir: str, base_config: dict, sampled: dict | None = None
         cpus_per_actor=base["cpus_per_actor"], gpus_per_actor=base["gpus_per_actor"],
         num_boost_round=base["num_boost_round"],
         early_stopping_rounds=base["early_stopping_rounds"] or None,
+        early_stopping_metric=base["early_stopping_metric"],
         max_actor_restarts=base["max_actor_restarts"], params=params)
     every = base["checkpoint_every"]
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -136,7 +139,8 @@ def max_iterations(base_config: dict) -> int:
 def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) -> str:
     """Commits the trial's model (trees up to its best round) as an ``xgboost_model``
     artifact in ``output_dir`` (any URI) with lineage to ``features``; returns its digest.
-    ``model_info.json``: best round, its eval_loss, rounds trained."""
+    ``model_info.json``: best round, its eval_loss (label units) and objective_loss,
+    rounds trained."""
     import xgboost as xgb
 
     from mlbatch.artifacts import ArtifactWriter, write_json
@@ -151,9 +155,21 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
         state = json.loads(Path(d, STATE_FILE).read_text())  # worker.RunState
     artifacts.save_model(booster[: state["best_round"]],
                          storage.join(writer.root, artifacts.MODEL_FILE))
-    info = {"best_round": state["best_round"], f"best_{METRIC}": state["best_value"],
-            "rounds_trained": state["round"]}
+    losses = best_losses(state, fs.task)
+    info = {"best_round": state["best_round"], f"best_{METRIC}": losses[METRIC],
+            "best_objective_loss": losses["objective_loss"], "rounds_trained": state["round"],
+            "loss_units": loss_units(fs.task, fs.label_transform)}
     write_json(storage.join(writer.root, "model_info.json"), info)
-    writer.metrics[METRIC] = state["best_value"]
+    writer.metrics.update(losses)
     return writer.commit(body=artifacts.model_section(
         fs, best_round=state["best_round"], rounds_trained=state["round"])).digest
+
+
+def best_losses(state: dict, task: str) -> dict[str, float]:
+    """eval_loss (label units) and objective_loss at the best round of a checkpoint's
+    ``worker.RunState`` (whatever metric early stopping watched)."""
+    from ray_jobs.xgboost.driver import early_stopping_metric
+
+    at = next(r["metrics"] for r in state["history"] if r["round"] == state["best_round"])
+    return {METRIC: at[early_stopping_metric(task, "eval_loss")[0]],
+            "objective_loss": at[early_stopping_metric(task, "objective_loss")[0]]}

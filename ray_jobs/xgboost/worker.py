@@ -14,6 +14,11 @@ restart. A report is a collective (all ranks call it) and costs a barrier plus t
 checkpoint upload, and blocks while the previous one is still waiting for the controller
 (docs/xgboost.md, "What a report costs"); hence every k rounds, not every round.
 
+Every round also evaluates ``label_loss`` (:func:`label_loss_metric`): ``eval_loss`` in the
+label's own units (``mlbatch.metrics``), summed over every worker's rows by an allreduce,
+so its value is the whole split's, like XGBoost's own metrics; early stopping uses it by
+default (``--early-stopping-metric``).
+
 Rounds are numbered by ``model.num_boosted_rounds()``, which stays right when training
 continues from a checkpoint (XGBoost restarts ``epoch`` at 0 there).
 """
@@ -27,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from xgboost.callback import TrainingCallback
 
 MODEL_FILE = "model.json"
@@ -44,6 +50,9 @@ class TrainSpec:
     metric: str  # eval metric for the best round / early stopping, e.g. "eval-logloss"
     mode: str
     alias: str | None = None  # the metric is also reported under this name (Tune)
+    task: str = "regression"  # the label task and transform: label_loss in label units
+    label_transform: dict | None = None
+    objective_metric: str = "eval-rmse"  # XGBoost's own loss in the model's space
     callbacks: Sequence = ()  # extra XGBoost callbacks (tests inject faults with these)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +88,31 @@ def read_checkpoint(path: str | Path):
     return booster, RunState.from_json(Path(path, STATE_FILE).read_text())
 
 
+LABEL_LOSS = "label_loss"  # the per-round name of eval_loss (history: "eval-label_loss")
+
+
+def label_loss_metric(task: str, label_transform: dict | None):
+    """XGBoost ``custom_metric``: the task's loss in label units (the label transform
+    inverted on labels and predictions; XGBoost hands over transformed predictions:
+    probabilities, not margins). Each worker sums its own rows' losses and the sums are
+    allreduced, so every rank gets the loss of the whole split (``mlbatch.metrics``)."""
+    from xgboost import collective
+
+    from mlbatch.labels import inverse_label
+    from mlbatch.metrics import loss_from_sums, loss_sums
+
+    def label_loss(predt, dmatrix) -> tuple[str, float]:
+        labels = dmatrix.get_label()
+        if task == "regression":
+            labels, predt = (inverse_label(labels, label_transform),
+                             inverse_label(predt, label_transform))
+        total, rows = loss_sums(task, labels, predt)
+        total, rows = collective.allreduce(np.array([total, float(rows)]), collective.Op.SUM)
+        return LABEL_LOSS, loss_from_sums(task, float(total), int(rows))
+
+    return label_loss
+
+
 class RoundsCallback(TrainingCallback):
     """History, best round, early stopping and the reports (module docstring)."""
 
@@ -105,8 +139,10 @@ class RoundsCallback(TrainingCallback):
 
         st = self._state
         metrics = {**metrics, "round": st.round, "best_round": st.best_round,
-                   "best_value": st.best_value}
-        if self._spec.alias:
+                   "best_value": st.best_value,
+                   "eval_loss": metrics.get(f"eval-{LABEL_LOSS}"),
+                   "objective_loss": metrics.get(self._spec.objective_metric)}
+        if self._spec.alias and self._spec.alias not in metrics:
             metrics[self._spec.alias] = value
         if self._rank != 0:
             ray.train.report(metrics)
@@ -141,6 +177,7 @@ def train_fn_per_worker(config: dict) -> None:
         return
     xgb.train(spec.params, dtrain, spec.num_boost_round - state.round,
               evals=[(dtrain, "train"), (deval, "eval")], xgb_model=booster,
+              custom_metric=label_loss_metric(spec.task, spec.label_transform),
               callbacks=[RoundsCallback(spec, state, rank), *spec.callbacks],
               verbose_eval=False)
 

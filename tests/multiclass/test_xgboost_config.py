@@ -13,7 +13,8 @@ def test_multiclass_trains_softprob_with_the_artifacts_class_count():
     p = cfg().booster_params("multiclass_classification", 4)
     assert (p["objective"], p["num_class"], p["eval_metric"]) == (
         "multi:softprob", 4, ["merror", "mlogloss"])
-    assert early_stopping_metric("multiclass_classification") == ("eval-mlogloss", "min")
+    assert early_stopping_metric("multiclass_classification", "objective_loss") == (
+        "eval-mlogloss", "min")
     assert "num_class" not in cfg().booster_params("binary_classification")
 
 

@@ -37,12 +37,17 @@ def test_job_submit_trains_and_writes_artifacts(ray_cluster, regression_features
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "succeeded" in done.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["task"] == "regression" and set(metrics["eval"]) == {"eval_loss", "rmse", "mae"}
+    assert metrics["task"] == "regression" and set(metrics["eval"]) == {
+        "eval_loss", "rmse", "mae", "objective_loss"}
+    # no label transform: the label's units are the model's, both losses are one RMSE
     assert metrics["eval"]["eval_loss"] == metrics["eval"]["rmse"]
-    assert metrics["early_stopping"]["metric"] == "eval-rmse"
+    assert metrics["eval"]["objective_loss"] == pytest.approx(metrics["eval"]["rmse"], rel=1e-12)
+    assert metrics["early_stopping"] == {"metric": "eval_loss", "history_key": "eval-label_loss",
+                                         "rounds": 10}
     assert metrics["rows"] == {"train": 2000, "eval": 500}
     _, booster, p, y = predict_eval(out / "model.json", regression_features)
-    assert metrics["eval"] == pytest.approx(task_metrics("regression", y, p), abs=1e-6)
+    assert metrics["eval"] == pytest.approx(
+        {**task_metrics("regression", y, p), "objective_loss": metrics["eval"]["rmse"]}, abs=1e-6)
     assert metrics["eval"]["rmse"] < float(np.std(y))  # better than predicting the mean
     assert booster.num_boosted_rounds() == metrics["best_round"]
 

@@ -22,7 +22,8 @@ def test_gpu_workers_train_with_cuda_and_reserve_their_gpus(fs, tmp_path):
     spec = driver.train_spec(config, fs, config.booster_params(fs.task), layout)
     assert spec.params["device"] == "cuda" and spec.params["tree_method"] == "hist"
     assert spec.params["nthread"] == 3 and spec.report_every == 7
-    assert (spec.metric, spec.mode) == ("eval-logloss", "min")
+    assert (spec.metric, spec.mode) == ("eval-label_loss", "min")  # eval_loss, label units
+    assert spec.objective_metric == "eval-logloss" and spec.task == "binary_classification"
     trainer = driver.make_trainer(spec, layout, name="t", storage_uri=str(tmp_path),
                                   max_failures=2)
     scaling = trainer.scaling_config
