@@ -16,11 +16,13 @@ import sys
 
 from mlbatch import config as config_files
 from mlbatch import errors, logs
+from mlbatch.metrics import EARLY_STOPPING_METRICS
 from ray_jobs.common import cli
 from ray_jobs.jax import config as config_mod
 
 PROG = "python -m ray_jobs.jax"
-FLAG_FIELDS = ("num_workers", "devices_per_worker", "epochs", "batch_size", "platform")
+FLAG_FIELDS = ("num_workers", "devices_per_worker", "epochs", "batch_size", "platform",
+               "early_stopping_metric")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,6 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int,
                    help=f"global batch size (config default {defaults.batch_size})")
     p.add_argument("--platform", choices=config_mod.PLATFORMS, help="None: JAX's default")
+    p.add_argument("--early-stopping-metric", choices=EARLY_STOPPING_METRICS,
+                   help="eval_loss: the task's loss in label units (dollars for a log1p "
+                        "label), as the XGBoost job; objective_loss: in the model's space "
+                        f"(config default {defaults.early_stopping_metric}; patience: --set)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="any config field; VALUE is YAML (1e-3 is a number, [64, 32] a list)")
     return p.parse_args(argv)

@@ -15,6 +15,7 @@ from typing import Any
 
 from mlbatch import config as config_files
 from mlbatch.config import ConfigError
+from mlbatch.metrics import EARLY_STOPPING_METRICS
 
 __all__ = ["ConfigError", "JaxConfig", "from_dict", "load_file"]
 
@@ -56,7 +57,9 @@ class JaxConfig:
     grad_clip_norm: float = 0.0  # 0: no clipping
     # --- early stopping on eval loss -----------------------------------------------------
     patience: int = 3  # epochs without improvement before stopping; 0 disables
-    min_delta: float = 0.0
+    min_delta: float = 0.0  # in the metric's units (eval_loss: the label's own)
+    # eval_loss (label units, as the XGBoost job) or objective_loss (the model's space)
+    early_stopping_metric: str = "eval_loss"
     # --- sharding and distribution -------------------------------------------------------
     num_workers: int = 1  # JAX processes (one Ray worker per host)
     devices_per_worker: int | None = None  # None: CPU 1, accelerators all visible
@@ -107,6 +110,7 @@ class JaxConfig:
         if self.worker_cpus <= 0:
             raise ConfigError(f"worker_cpus: must be > 0, got {self.worker_cpus!r}")
         _one_of(self, "optimizer", OPTIMIZERS)
+        _one_of(self, "early_stopping_metric", EARLY_STOPPING_METRICS)
         _one_of(self, "schedule", SCHEDULES)
         _one_of(self, "placement_strategy", ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"))
         if self.platform is not None:

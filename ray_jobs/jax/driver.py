@@ -24,10 +24,12 @@ import pyarrow.parquet as pq
 
 from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.features import SPLITS, FeatureContractError, FeatureSet, load_feature_set
+from mlbatch.metrics import describe_losses, loss_units
 from ray_jobs.common import cluster
 from ray_jobs.common.cluster import PlacementError
 from ray_jobs.jax import checkpoint, data, loop
 from ray_jobs.jax.config import JaxConfig
+from ray_jobs.jax.metrics import metric_fields
 from ray_jobs.jax.outputs import TYPE, RunOutputs, commit_model
 from mlbatch.errors import JobError
 
@@ -343,7 +345,7 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
     commits --output as a ``jax_model`` artifact."""
     fs = validate(config, features_dir)
     writer = ArtifactWriter(output_dir, TYPE, job="ray_jobs.jax", config=config.to_dict())
-    outputs = RunOutputs(writer.root, config)
+    outputs = RunOutputs(writer.root, config, loss_units(fs.task, fs.label_transform))
     resume = outputs.latest_checkpoint()
     if resume is not None:
         check_resumable(resume, config, fs)
@@ -358,8 +360,9 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
         writer.input_artifact("features", fs.root, "features")
         with writer:  # an exception marks the output failed
             summary, group = fit_restarting(group, config, fs, outputs, resume)
-            writer.metrics.update({k: v for k, v in summary["best"].items()
-                                   if k.startswith("eval_")})
+            writer.metrics.update(metric_fields(summary["best"]))
+            log.info("best epoch %d: %s", summary["best_epoch"],
+                     describe_losses(fs.task, summary["best"], fs.label_transform))
             commit_model(writer, fs, best_epoch=summary["best_epoch"],
                          epochs_run=summary["epochs_run"], restarts=summary["restarts"])
         return summary

@@ -31,11 +31,11 @@ def check_finite(epoch: int, result: dict[str, Any]) -> None:
                 f"training diverged (lower learning_rate, or set grad_clip_norm)")
 
 
-def check_eval(epoch: int, ev: dict[str, Any]) -> None:
-    loss = ev.get("eval_loss")
+def check_eval(epoch: int, ev: dict[str, Any], metric: str = "eval_loss") -> None:
+    loss = ev.get(metric)
     if loss is None or not math.isfinite(loss):
-        raise DivergedError(f"epoch {epoch}: the eval loss is {loss}: the model's predictions "
-                            f"are not finite (training diverged)")
+        raise DivergedError(f"epoch {epoch}: the eval loss ({metric}) is {loss}: the model's "
+                            f"predictions are not finite (training diverged)")
 
 
 class Group(Protocol):
@@ -123,8 +123,8 @@ def fit(group: Group, config: JaxConfig, sink: Sink, resume: bytes | None = None
             sink.on_checkpoint(r["step"], group.call("snapshot", loop_meta())[0])
             continue
         ev = group.call("evaluate")[0]
-        check_eval(epoch, ev)
-        improved = stopper.update(epoch, ev["eval_loss"])
+        check_eval(epoch, ev, config.early_stopping_metric)
+        improved = stopper.update(epoch, ev[config.early_stopping_metric])
         record = {"epoch": epoch, "step": r["step"], **ev,
                   "examples_per_s": window[1] / window[0] if window[0] else None}
         history.epochs.append(record)

@@ -26,6 +26,7 @@ from mlbatch import storage
 from mlbatch.artifacts import ArtifactWriter, Manifest, jax_model, write_json
 from mlbatch.artifacts.features import FeatureSet
 from ray_jobs.jax import checkpoint, exporting
+from ray_jobs.jax.metrics import metric_fields
 from ray_jobs.jax.config import JaxConfig
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ def commit_model(writer: ArtifactWriter, fs: FeatureSet, **facts: Any) -> Manife
 class RunOutputs:
     """The loop's sink for a CLI run: checkpoints, best model, metrics, curves."""
 
-    def __init__(self, root: str, config: JaxConfig):
+    def __init__(self, root: str, config: JaxConfig, loss_units: dict | None = None):
         self.root, self.config = storage.locate(root).uri, config
+        self.loss_units = loss_units  # mlbatch.metrics.loss_units, into metrics.json
         self.checkpoints = checkpoint.CheckpointDir(self.at("checkpoints"),
                                                     config.keep_checkpoints)
         self._tb = None
@@ -118,7 +120,9 @@ class RunOutputs:
 
     def on_end(self, summary: dict[str, Any]) -> None:
         doc = {k: v for k, v in summary.items() if k != "curve"}
-        doc.update({k: v for k, v in summary["best"].items() if k.startswith("eval_")})
+        doc.update(metric_fields(summary["best"]))
+        if self.loss_units:
+            doc["loss_units"] = self.loss_units
         write_json(self.at("metrics.json"), doc)
         plot_curves(summary, self.at("curves.png"))
         if self._tb is not None:

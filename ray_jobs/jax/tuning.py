@@ -23,11 +23,12 @@ from ray_jobs.common import cluster
 from ray_jobs.jax import driver, loop
 from ray_jobs.jax.checkpoint import read_meta
 from ray_jobs.jax.config import JaxConfig, from_dict
+from ray_jobs.jax.metrics import metric_fields
 from ray_jobs.jax.outputs import MODEL_DIR, TYPE, commit_model, export_model
 
 SEARCH_SPACE_FILE = Path(__file__).with_name("search_space.yaml")
-# Task-independent: logloss for binary classification, mean squared error of the
-# standardized label for regression (see metrics.eval_metrics).
+# Task-independent: the task's loss in the label's own units (logloss; RMSE in dollars for
+# a log1p label), the XGBoost job's too (see metrics.eval_metrics).
 METRIC = "eval_loss"
 MODE = "min"
 CHECKPOINT_FILE = "state.npz"
@@ -139,7 +140,7 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
         blob = Path(d, CHECKPOINT_FILE).read_bytes()
     meta = read_meta(blob)
     writer.config = meta["config"]
-    writer.metrics.update({k: v for k, v in meta["loop"]["epochs"][-1].items()
-                           if k.startswith("eval_")} if meta["loop"]["epochs"] else {})
+    writer.metrics.update(metric_fields(meta["loop"]["epochs"][-1])
+                          if meta["loop"]["epochs"] else {})
     export_model(blob, storage.join(writer.root, MODEL_DIR))
     return commit_model(writer, fs).digest

@@ -35,11 +35,13 @@ def test_eval_metrics_drop_padding_rows():
     m = metrics.eval_metrics("binary_classification", pred=np.array([0.8, 0.2, 0.0]),
                              label=np.array([1.0, 0.0, 1.0]), weight=np.array([1.0, 1.0, 0.0]))
     loss = -np.log(0.8)  # both kept rows have probability 0.8 of their label
-    assert m == {"eval_loss": pytest.approx(loss), "eval_examples": 2,
-                 "eval_logloss": pytest.approx(loss), "eval_auc": 1.0, "eval_accuracy": 1.0}
+    assert m == {"eval_loss": pytest.approx(loss), "objective_loss": pytest.approx(loss),
+                 "eval_examples": 2, "eval_logloss": pytest.approx(loss), "eval_auc": 1.0,
+                 "eval_accuracy": 1.0}
     r = metrics.eval_metrics("regression", pred=np.array([2.0, -2.0, 9.0]),
                              label=np.zeros(3), weight=np.array([1.0, 1.0, 0.0]))
-    assert r == {"eval_loss": 2.0, "eval_examples": 2, "eval_rmse": 2.0, "eval_mae": 2.0}
+    assert r == {"eval_loss": 2.0, "objective_loss": 2.0, "eval_examples": 2, "eval_rmse": 2.0,
+                 "eval_mae": 2.0}
 
 
 def test_regression_metrics_are_in_the_labels_own_units():
@@ -50,6 +52,8 @@ def test_regression_metrics_are_in_the_labels_own_units():
                              label_transform={"kind": "log1p"})
     assert r["eval_rmse"] == pytest.approx(2 ** 0.5) and r["eval_mae"] == pytest.approx(1.0)
     assert r["eval_loss"] == pytest.approx(2 ** 0.5)
+    # the model's own space: RMSE of log1p values, (log 4 - log 2) on one row of two
+    assert r["objective_loss"] == pytest.approx(np.log(2.0) / 2 ** 0.5)
 
 
 @pytest.mark.parametrize("raw, field", [
