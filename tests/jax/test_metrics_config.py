@@ -60,6 +60,7 @@ def test_regression_metrics_are_in_the_labels_own_units():
     ({"learning_rate": 0}, "learning_rate"),
     ({"l2_wide": -1e-3}, "l2_wide"),
     ({"optimizer": "lamb"}, "optimizer"),
+    ({"early_stopping_metric": "eval_rmse"}, "early_stopping_metric"),
     ({"hidden_sizes": []}, "hidden_sizes"),
     ({"hidden_sizes": [8, "x"]}, "hidden_sizes[1]"),
     ({"batch_size": 64.5}, "batch_size"),

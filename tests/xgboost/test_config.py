@@ -50,3 +50,17 @@ def test_layout_totals():
     lay = Layout(num_actors=3, cpus_per_actor=2, gpus_per_actor=1)
     assert (lay.total_cpus, lay.total_gpus) == (6, 3)
     assert lay.describe() == "3 actor(s) x (2 CPU, 1 GPU)"
+
+
+def test_early_stopping_metric_is_declared_and_shared_with_the_jax_job():
+    from ray_jobs.jax.__main__ import build_config, parse_args
+    from ray_jobs.xgboost.__main__ import parse_args as xgb_parse_args
+
+    assert XGBoostConfig(features="f", output="o").early_stopping_metric == "eval_loss"
+    with pytest.raises(ConfigError, match="^early_stopping_metric 'rmse': expected one of "
+                                          r"\('eval_loss', 'objective_loss'\)"):
+        XGBoostConfig(features="f", output="o", early_stopping_metric="rmse")
+    argv = ["--features", "f", "--output", "o", "--early-stopping-metric", "objective_loss"]
+    assert xgb_parse_args(argv)[0].early_stopping_metric == "objective_loss"
+    assert build_config(parse_args(argv)).early_stopping_metric == "objective_loss"
+    assert build_config(parse_args(argv[:4])).early_stopping_metric == "eval_loss"
