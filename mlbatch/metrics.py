@@ -176,14 +176,42 @@ def loss_units(task: str, label_transform: dict | None) -> dict[str, str]:
     return {"eval_loss": f"{name} in label units", "objective_loss": f"{name} of {space}"}
 
 
-def format_number(value: float | None) -> str:
-    """A figure for a person: thousands separators from 1,000 on (``1,720,924``), four
-    significant digits below (``0.5688``); "n/a" for None or NaN."""
+# Before objective_loss existed, a Tune-exported XGBoost model recorded as eval_loss
+# XGBoost's own per-round eval metric, in the stored label's units (log units for a log1p
+# label); every other model recorded eval_loss in label units.
+LEGACY_STORED_UNITS_JOBS = ("ray_jobs.tune[xgboost]",)
+
+
+def recorded_losses(metrics: dict, job: str | None, label_transform: dict | None
+                    ) -> dict[str, float | str | None]:
+    """A model's recorded losses read by what they meant when written: ``eval_loss``
+    (label units), ``objective_loss`` (the model's space) and ``note`` (None, or why a
+    value is missing for a model recorded before objective_loss existed). An old
+    Tune-exported XGBoost model's eval_loss of a transformed label is read as the
+    objective_loss it was."""
+    recorded = metrics.get("eval_loss")
+    if "objective_loss" in metrics:
+        return {"eval_loss": recorded, "objective_loss": metrics["objective_loss"],
+                "note": None}
+    if job in LEGACY_STORED_UNITS_JOBS and label_transform is not None:
+        return {"eval_loss": None, "objective_loss": recorded,
+                "note": f"recorded by {job} before objective_loss existed: its eval_loss is "
+                        f"XGBoost's eval metric of {label_transform.get('kind')}(label), "
+                        "read as objective_loss; no loss in label units was recorded"}
+    return {"eval_loss": recorded, "objective_loss": None,
+            "note": "recorded before objective_loss existed: eval_loss is in label units, "
+                    "the objective's own loss was not recorded"}
+
+
+def format_number(value: float | None, digits: int = 4) -> str:
+    """A figure for a person: ``digits`` significant digits with thousands separators
+    (``0.5688``, ``1,235``), whole numbers from 10**digits on (``1,720,924``, never
+    ``1.72e+06``); "n/a" for None or NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if isinstance(value, int) or abs(value) >= 1000:
+    if isinstance(value, int) or abs(value) >= 10 ** digits:
         return f"{value:,.0f}"
-    return f"{value:.4g}"
+    return f"{value:,.{digits}g}"
 
 
 def describe_losses(task: str, losses: dict, label_transform: dict | None) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from mlbatch.artifacts import ArtifactError, read_manifest
 from mlbatch.errors import UsageError
+from mlbatch.metrics import format_number
 from mlbatch.storage import StorageError
 from pipelines import cache, run_file
 
@@ -145,7 +146,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.6g}"
+        return format_number(value, 6)  # 1,720,924 (a loss in dollars), not 1.72092e+06
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     text = str(value)
@@ -158,7 +159,8 @@ def _delta(a: Any, b: Any) -> str:
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
     if not numbers or a == b:
         return ""
-    return f"{b - a:+,.6g}" + (f" ({(b - a) / abs(a):+.1%})" if a else "")
+    return (("+" if b >= a else "-") + format_number(abs(b - a), 6)
+            + (f" ({(b - a) / abs(a):+.1%})" if a else ""))
 
 
 def render(comparison: dict, unchanged: bool = False) -> str:

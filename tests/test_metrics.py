@@ -83,3 +83,20 @@ def test_losses_are_printed_with_units_and_thousands_separators():
     assert [metrics.format_number(v) for v in (12160000.0, 999.5, 0.000123456, None,
                                                math.nan, 3)] == [
         "12,160,000", "999.5", "0.0001235", "n/a", "n/a", "3"]
+
+
+def test_recorded_losses_read_old_metrics_as_they_were_written():
+    new = {"eval_loss": 1720924.4, "objective_loss": 0.5688, "rmse": 1720924.4}
+    assert metrics.recorded_losses(new, "ray_jobs.xgboost", {"kind": "log1p"}) == {
+        "eval_loss": 1720924.4, "objective_loss": 0.5688, "note": None}
+    old_job = metrics.recorded_losses({"eval_loss": 1720924.4, "rmse": 1720924.4},
+                                      "ray_jobs.xgboost", {"kind": "log1p"})
+    assert (old_job["eval_loss"], old_job["objective_loss"]) == (1720924.4, None)
+    assert old_job["note"].startswith("recorded before objective_loss existed: eval_loss is in "
+                                      "label units")
+    old_tune = metrics.recorded_losses({"eval_loss": 0.5688}, "ray_jobs.tune[xgboost]",
+                                       {"kind": "log1p"})
+    assert (old_tune["eval_loss"], old_tune["objective_loss"]) == (None, 0.5688)
+    # without a transform the old Tune value was already in label units
+    assert metrics.recorded_losses({"eval_loss": 0.3}, "ray_jobs.tune[xgboost]",
+                                   None)["eval_loss"] == 0.3

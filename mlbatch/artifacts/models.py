@@ -39,6 +39,7 @@ from mlbatch.artifacts import jax_model, xgboost_model
 from mlbatch.artifacts.features import TASKS
 from mlbatch.artifacts.manifest import ArtifactError, Manifest, read_manifest
 from mlbatch.labels import LabelTransformError, check_label_transform, inverse_label
+from mlbatch.metrics import recorded_losses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +104,14 @@ class Model:
     def metrics(self) -> dict:
         """Eval metrics recorded when the model was trained."""
         return self.manifest.metrics
+
+    @property
+    def losses(self) -> dict:
+        """``eval_loss`` (label units), ``objective_loss`` (the model's space) and a
+        ``note`` for a model recorded before objective_loss existed
+        (``mlbatch.metrics.recorded_losses``)."""
+        job = (self.manifest.doc.get("producer") or {}).get("job")
+        return recorded_losses(self.metrics, job, self.label_transform)
 
     @property
     def feature_names(self) -> tuple[str, ...]:

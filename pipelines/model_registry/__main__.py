@@ -20,6 +20,7 @@ import sys
 from mlbatch import logs
 from mlbatch.artifacts import ArtifactError
 from mlbatch.artifacts.registry import ENV, REF_PREFIX, parse_ref
+from mlbatch.metrics import format_number
 from pipelines.lineage import LineageError, LineageStore
 from pipelines.model_registry.store import ModelRegistry, Version
 
@@ -62,11 +63,12 @@ def _store(args: argparse.Namespace, write: bool) -> LineageStore:
 
 
 def _version_line(v: Version) -> str:
-    metrics = " ".join(f"{k}={v.metrics[k]:.6g}" for k in sorted(v.metrics)
+    metrics = " ".join(f"{k}={format_number(v.metrics[k], 6)}" for k in sorted(v.metrics)
                        if isinstance(v.metrics[k], (int, float)))
+    note = v.metrics.get("loss_note")
     aliases = f"  [{', '.join(v.aliases)}]" if v.aliases else ""
     return (f"{v.name}/{v.version}{aliases}  {v.model_type}  {v.digest[:19]}  {v.uri}"
-            + (f"\n    {metrics}" if metrics else ""))
+            + (f"\n    {metrics}" if metrics else "") + (f"\n    ({note})" if note else ""))
 
 
 def _show(reg: ModelRegistry, ref: str) -> dict:

@@ -158,7 +158,7 @@ class ModelRegistry:
             props = {"model_name": name, "version": number, "model_uri": model.uri,
                      "digest": model.digest,
                      "model_type": model.type, "task": model.task,
-                     "features_digest": features, "metrics": dict(model.metrics),
+                     "features_digest": features, "metrics": _metrics(model),
                      "registered_at": at}
             version_id = self.store.put_artifact(
                 VERSION_TYPE, f"{name}/{number}", f"{REF_PREFIX}{name}/{number}",
@@ -259,3 +259,10 @@ def blessing_of(store: LineageStore, model: dict) -> dict | None:
             "alias": ", ".join(aliases) or None,
             "decision": "blessed" if blessings else "not blessed",
             "blessed_against": blessings[-1].get("baseline") if blessings else None}
+
+
+def _metrics(model) -> dict:
+    """The model's recorded metrics, with ``loss_note`` saying what its eval_loss meant
+    when it was recorded before objective_loss existed (``Model.losses``)."""
+    note = model.losses["note"]
+    return {**model.metrics, "loss_note": note} if note else dict(model.metrics)

@@ -73,7 +73,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
-        if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        if value != 0 and (abs(value) >= 1e15 or abs(value) < 1e-3):
             return f"{value:.3g}"
         if abs(value) >= 1000:
             return f"{value:,.0f}"

@@ -110,7 +110,8 @@ def baseline_rows(scored: list[Scored], names: tuple[str, ...]) -> list[list]:
         seen.add(s.features.digest)
         label, values = baseline(s.features)
         rows.append([label, "no features", short_digest(s.features.digest),
-                     s.features.num_rows("eval"), *[values.get(n) for n in names], None, None])
+                     s.features.num_rows("eval"), *[values.get(n) for n in names], None, None,
+                     None])
     return rows
 
 
@@ -123,17 +124,23 @@ def comparison(scored: list[Scored]) -> list:
         best = (s.model.trained.best_round if s.step.type == "xgboost_model"
                 else s.model.manifest.body.get("best_epoch"))
         rows.append([s.step.name, s.step.type, short_digest(s.features.digest),
-                     s.features.num_rows("eval"), *[metric(m, n) for n in names], best,
+                     s.features.num_rows("eval"), *[metric(m, n) for n in names],
+                     s.model.losses["objective_loss"], best,
                      s.model.manifest.doc.get("timings", {}).get("wall_s")])
     digests = {s.features.digest for s in scored}
     same = (f"All models are scored on the same eval split (features {short_digest(*digests)})."
             if len(digests) == 1 else "The models were trained on different feature artifacts: "
             "their eval splits differ, so the rows are not comparable.")
-    return [table(["step", "type", "features", "eval rows", *names, "best round/epoch",
-                   "wall s"], rows + baseline_rows(scored, names), "Eval metrics recorded by "
-                  f"each training run (task: {task}), and the baseline each must beat: a "
-                  "constant prediction from the train labels alone"),
-            Text(same, "p" if len(digests) == 1 else "alert")]
+    units = metrics.loss_units(task, scored[0].model.label_transform)["objective_loss"]
+    notes = [Text(f"{s.step.name}: {s.model.losses['note']}.", "note") for s in scored
+             if s.model.losses["note"]]
+    return [table(["step", "type", "features", "eval rows", *names, "objective loss",
+                   "best round/epoch", "wall s"], rows + baseline_rows(scored, names),
+                  "Eval metrics recorded by each training run (task: "
+                  f"{task}) in the label's own units, the objective's loss ({units}), and the "
+                  "baseline each must beat: a constant prediction from the train labels "
+                  "alone"),
+            Text(same, "p" if len(digests) == 1 else "alert"), *notes]
 
 
 def quality_figure(scored: list[Scored]) -> Figure:

@@ -15,7 +15,7 @@ import pytest
 
 from mlbatch.artifacts.features import load_feature_set
 from mlbatch.artifacts.models import load_model
-from mlbatch.metrics import eval_loss
+from mlbatch.metrics import eval_loss, format_number
 from ray_jobs.jax import driver as jax_driver
 from ray_jobs.jax.config import JaxConfig
 from ray_jobs.tune import __main__ as tune_cli
@@ -115,3 +115,62 @@ def test_tune_best_eval_loss_is_the_best_trials_dollars(ray_cluster, diamonds, e
     assert info["best_eval_loss"] == pytest.approx(want["eval_loss"], rel=REL)
     assert info["best_objective_loss"] == pytest.approx(want["objective_loss"], rel=1e-5)
     assert best["eval_loss"] > 300
+    assert load_model(str(out / "best")).losses == {
+        "eval_loss": info["best_eval_loss"], "objective_loss": info["best_objective_loss"],
+        "note": None}
+
+
+def test_a_model_recorded_before_objective_loss_still_loads_and_registers_as_it_was(
+        diamonds, eval_rows, tmp_path, capsys):
+    """Such a Tune-exported XGBoost model recorded XGBoost's own log RMSE as eval_loss:
+    the registry keeps the number and says what it is; load_model still predicts."""
+    from pipelines.model_registry.__main__ import main as registry_main
+    from ray_jobs.xgboost import tuning
+
+    fs = load_feature_set(diamonds)
+    out = tmp_path / "old"
+    writer_metrics = _old_tune_export(diamonds, out, tuning)
+    model = load_model(str(out))
+    assert model.metrics == writer_metrics  # as recorded, nothing rewritten
+    assert model.losses["eval_loss"] is None
+    assert model.losses["objective_loss"] == writer_metrics["eval_loss"]
+    assert model.losses["note"] == (
+        "recorded by ray_jobs.tune[xgboost] before objective_loss existed: its eval_loss is "
+        "XGBoost's eval metric of log1p(label), read as objective_loss; no loss in label "
+        "units was recorded")
+    assert eval_loss("regression", eval_rows[1], model.predict(fs.read_table("eval"))) > 300
+    store = str(tmp_path / "registry.sqlite")
+    assert registry_main(["--registry", store, "register", "price", str(out)]) == 0
+    capsys.readouterr()
+    assert registry_main(["--registry", store, "--json", "show", "price/1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["metrics"] == {**writer_metrics, "loss_note": model.losses["note"]}
+    assert registry_main(["--registry", store, "list", "price"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[1:] == [f"    eval_loss={format_number(writer_metrics['eval_loss'], 6)}",
+                          f"    ({model.losses['note']})"]
+
+
+def _old_tune_export(diamonds, out, tuning) -> dict:
+    """A model committed as ray_jobs.tune[xgboost] did before this change: its manifest's
+    only metric is eval_loss, the last round's eval-rmse of log1p(price)."""
+    import xgboost as xgb
+
+    from mlbatch.artifacts import ArtifactWriter
+    from ray_jobs.xgboost import artifacts, data
+
+    fs = load_feature_set(diamonds)
+    x, y = data.read_split(fs, fs.files("train")[0])
+    ex, ey = data.read_split(fs, fs.files("eval")[0])
+    log: dict = {}
+    booster = xgb.train({"objective": "reg:squarederror", "eval_metric": "rmse"},
+                        xgb.DMatrix(x, label=y, feature_names=fs.names), 8,
+                        evals=[(xgb.DMatrix(ex, label=ey, feature_names=fs.names), "eval")],
+                        evals_result=log, verbose_eval=False)
+    writer = ArtifactWriter(str(out), artifacts.TYPE, job="ray_jobs.tune[xgboost]")
+    writer.claim(overwrite=True)
+    writer.input_artifact("features", str(diamonds), "features")
+    artifacts.save_model(booster, str(out / artifacts.MODEL_FILE))
+    writer.metrics[tuning.METRIC] = log["eval"]["rmse"][-1]
+    writer.commit(body=artifacts.model_section(fs, best_round=8, rounds_trained=8))
+    return {tuning.METRIC: log["eval"]["rmse"][-1]}

@@ -202,6 +202,7 @@ def test_baseline_metrics_are_those_of_a_constant_prediction(flights_features):
 
 
 @pytest.mark.parametrize("value,text", [(1234567, "1,234,567"), (0.5, "0.5"),
-                                        (12345.6, "12,346"), (None, "–"), (True, "yes")])
+                                        (12345.6, "12,346"), (None, "–"), (True, "yes"),
+                                        (1720924.4, "1,720,924")])  # a loss in dollars
 def test_one_formatter_for_every_number(value, text):
     assert fmt(value) == text
