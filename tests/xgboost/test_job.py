@@ -40,9 +40,13 @@ def test_classification_model_reproduces_metrics_in_plain_xgboost(clf_run, synth
     fs, booster, p, y = predict_eval(out / "model.json", synthetic_features)
     written = json.loads((out / "metrics.json").read_text())
     assert written == doc and written["task"] == "binary_classification"
-    assert written["eval"] == pytest.approx(task_metrics(fs.task, y, p), abs=1e-9)
-    assert set(written["eval"]) == {"eval_loss", "auc", "logloss", "accuracy"}
+    expected = task_metrics(fs.task, y, p)
+    assert written["eval"] == pytest.approx({**expected, "objective_loss": expected["logloss"]},
+                                            abs=1e-9)
+    assert set(written["eval"]) == {"eval_loss", "auc", "logloss", "accuracy", "objective_loss"}
     assert written["eval"]["eval_loss"] == written["eval"]["logloss"]
+    assert written["loss_units"] == {"eval_loss": "logloss in label units",
+                                     "objective_loss": "logloss of label"}
     assert written["eval"]["auc"] > 0.7  # the synthetic label is learnable
     assert booster.num_boosted_rounds() == written["best_round"] <= written["rounds_trained"]
     assert booster.feature_names == fs.names
