@@ -31,6 +31,10 @@ OPERATIONAL_FIELDS = frozenset({
     "worker_cpus", "platform", "placement_strategy", "coordinator_host", "inflight_steps",
     "coordinator_port", "fuse_gradients", "max_restarts", "xla_cpu_threads"})
 
+# Result fields added after checkpoints were written, at the value those checkpoints ran
+# with (a checkpoint without the field resumes under it; driver.check_resumable).
+ADDED_RESULT_FIELDS = {"early_stopping_metric": "eval_loss"}
+
 
 @dataclasses.dataclass(frozen=True)
 class JaxConfig:

@@ -28,7 +28,7 @@ from mlbatch.metrics import describe_losses, loss_units
 from ray_jobs.common import cluster
 from ray_jobs.common.cluster import PlacementError
 from ray_jobs.jax import checkpoint, data, loop
-from ray_jobs.jax.config import JaxConfig
+from ray_jobs.jax.config import ADDED_RESULT_FIELDS, JaxConfig
 from ray_jobs.jax.metrics import metric_fields
 from ray_jobs.jax.outputs import TYPE, RunOutputs, commit_model
 from mlbatch.errors import JobError
@@ -147,7 +147,7 @@ def check_resumable(blob: bytes, config: JaxConfig, fs: FeatureSet) -> None:
         raise checkpoint.CheckpointError(
             f"the checkpoint was written for a different feature directory (manifest differs "
             f"from {fs.root}); use a new --output")
-    old, new = meta["result_fields"], config.result_fields()
+    old, new = {**ADDED_RESULT_FIELDS, **meta["result_fields"]}, config.result_fields()
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         raise checkpoint.CheckpointError(

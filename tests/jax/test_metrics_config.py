@@ -132,3 +132,25 @@ def test_workers_ask_ray_for_their_accelerators(overrides, bundle):
     assert worker_bundle(cfg) == {**bundle, "CPU": cfg.worker_cpus}
     trial = trial_resources(cfg.to_dict()).bundles
     assert trial == [{**bundle, "CPU": cfg.worker_cpus}]
+
+
+def test_a_checkpoint_from_before_early_stopping_metric_resumes_under_eval_loss(
+        tiny_features):
+    """Such a checkpoint stopped on eval_loss (label units) already: it resumes under the
+    default and is refused under objective_loss, naming the field."""
+    from mlbatch.artifacts.features import load_feature_set
+    from ray_jobs.jax import checkpoint
+    from ray_jobs.jax.driver import check_resumable
+    from ray_jobs.jax.worker import manifest_digest
+    from tests.jax.conftest import tiny_config
+
+    fs = load_feature_set(tiny_features)
+    fields = tiny_config().result_fields()
+    del fields["early_stopping_metric"]
+    blob = checkpoint.encode({"step": np.asarray(0)}, {
+        "manifest_digest": manifest_digest(fs), "result_fields": fields})
+    check_resumable(blob, tiny_config(), fs)
+    with pytest.raises(checkpoint.CheckpointError,
+                       match="config field 'early_stopping_metric' is 'objective_loss', the "
+                             "checkpoint was written with 'eval_loss'"):
+        check_resumable(blob, tiny_config(early_stopping_metric="objective_loss"), fs)
