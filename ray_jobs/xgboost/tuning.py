@@ -171,5 +171,6 @@ def best_losses(state: dict, task: str) -> dict[str, float]:
     from ray_jobs.xgboost.driver import early_stopping_metric
 
     at = next(r["metrics"] for r in state["history"] if r["round"] == state["best_round"])
-    return {METRIC: at[early_stopping_metric(task, "eval_loss")[0]],
-            "objective_loss": at[early_stopping_metric(task, "objective_loss")[0]]}
+    # a checkpoint written before label_loss existed has no eval_loss in label units
+    return {METRIC: at.get(early_stopping_metric(task, "eval_loss")[0]),
+            "objective_loss": at.get(early_stopping_metric(task, "objective_loss")[0])}
