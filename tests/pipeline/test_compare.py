@@ -94,3 +94,15 @@ def test_compare_refuses_a_directory_without_a_run(two_runs, tmp_path, capsys):
     (tmp_path / "run.json").write_text("{not json")
     assert cli.main(["compare", two_runs[0], str(tmp_path)]) == 2
     assert f"{tmp_path}/run.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_compare_prints_a_loss_in_dollars_with_separators_not_an_exponent():
+    from pipelines.compare import render
+    row = {"section": "metrics", "step": "xgboost", "field": "eval_loss", "a": 1720924.4,
+           "b": 1698311.9, "changed": True}
+    old = {"section": "metrics", "step": "xgboost", "field": "objective_loss", "a": None,
+           "b": 0.568812, "changed": True}  # A was recorded before objective_loss existed
+    run = {"run_dir": "r", "pipeline": "p", "started": "t", "status": "succeeded"}
+    text = render({"a": run, "b": run, "rows": [row, old], "changed": []})
+    assert "  xgboost  eval_loss       1,720,924  1,698,312  changed -22,612.5 (-1.3%)" in text
+    assert "  xgboost  objective_loss  -          0.568812   changed" in text
