@@ -100,6 +100,20 @@ def auc_ovr(labels: np.ndarray, scores: np.ndarray, average: str) -> float:
     return float(np.dot(aucs, weights) / weights.sum())
 
 
+def confusion_matrix(labels: np.ndarray, scores: np.ndarray,
+                     classes: tuple[str, ...] | list[str]) -> dict[str, list]:
+    """Counts of (true class, predicted class) over the rows, the prediction being the
+    arg-max class (the first on ties): ``{"classes": [names], "counts": [[int]]}``, row i
+    = true class i, column j = predicted class j (K x K, every row and column present)."""
+    k, p = _class_probs(labels, scores)
+    if p.shape[1] != len(classes):
+        raise ValueError(f"{p.shape[1]} probability columns for {len(classes)} classes "
+                         f"{list(classes)}")
+    counts = np.zeros((len(classes), len(classes)), np.int64)
+    np.add.at(counts, (k, np.argmax(p, axis=1)), 1)
+    return {"classes": [str(c) for c in classes], "counts": counts.tolist()}
+
+
 def eval_loss(task: str, labels: np.ndarray, scores: np.ndarray) -> float:
     """The task's loss: logloss (binary classification), multi-class logloss (multiclass)
     or RMSE (regression)."""

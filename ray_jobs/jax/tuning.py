@@ -140,6 +140,7 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
     meta = read_meta(blob)
     writer.config = meta["config"]
     writer.metrics.update({k: v for k, v in meta["loop"]["epochs"][-1].items()
-                           if k.startswith("eval_")} if meta["loop"]["epochs"] else {})
+                           if k.startswith("eval_") or k == "confusion_matrix"}
+                          if meta["loop"]["epochs"] else {})
     export_model(blob, storage.join(writer.root, MODEL_DIR))
     return commit_model(writer, fs).digest
