@@ -41,7 +41,9 @@ def nest(flat: dict[str, Any]) -> model.Params:
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    hidden = tree["deep"]["hidden"]
+    tree["wide"].setdefault("categorical", {})  # no categorical feature: empty dicts have
+    tree["deep"].setdefault("embed", {})  # no flat names
+    hidden = tree["deep"].get("hidden", {})
     tree["deep"]["hidden"] = [hidden[str(i)] for i in range(len(hidden))]
     return tree
 

