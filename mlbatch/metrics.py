@@ -149,10 +149,16 @@ def task_metrics(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str,
 
 def labelled_quality(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The quality of stored predictions on the rows that carry a label, in label units:
-    AUC and logloss (binary classification) or RMSE and MAE (regression); {} when no row
-    is labelled. Scoring and the late-label evaluation report these."""
+    AUC and logloss (binary classification), logloss, accuracy and one-vs-rest AUC
+    (multiclass: ``scores`` [n, K], labels class indices; an undefined AUC is None) or RMSE
+    and MAE (regression); {} when no row is labelled. Scoring and the late-label
+    evaluation report these."""
     if not len(labels):
         return {}
+    if task == "multiclass_classification":
+        out = task_metrics(task, labels, scores)
+        out.pop("eval_loss")
+        return out
     if task == "binary_classification":
         return {"auc": auc(labels, scores), "logloss": logloss(labels, scores)}
     return {"rmse": rmse(labels, scores), "mae": mae(labels, scores)}

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 
 from mlbatch.artifacts.features import load_feature_set
@@ -30,10 +31,14 @@ COUNTS = {"beach": 134, "pier": 178, "boat": 418, "charter": 452}  # `uniq -c` o
 
 
 @pytest.fixture(scope="module")
-def fishing_features(tmp_path_factory):
-    raw = export(tmp_path_factory.mktemp("fishing_raw"))
+def fishing_raw(tmp_path_factory):
+    return export(tmp_path_factory.mktemp("fishing_raw")).parent
+
+
+@pytest.fixture(scope="module")
+def fishing_features(fishing_raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("fishing_features")
-    feature_job_in_process(raw.parent, out, "--overwrite",
+    feature_job_in_process(fishing_raw, out, "--overwrite",
                            schema=REPO_ROOT / "schemas" / "fishing.yaml")
     return out
 
@@ -84,15 +89,79 @@ def test_xgboost_softprob_beats_the_majority_class_baseline(xgb_run, fishing_fea
     assert baseline["auc_ovr_macro"] == pytest.approx(0.5)
 
 
-def test_scoring_and_monitoring_refuse_a_multiclass_model_before_any_pipeline(
-        xgb_run, fishing_features):
-    from beam_jobs.monitor.__main__ import MonitorUsageError, _check_model
-    from beam_jobs.score.__main__ import ScoreConfigError, _inputs
-    args = argparse.Namespace(features=str(fishing_features), model=str(xgb_run[0]),
-                              schema=None)
-    with pytest.raises(ScoreConfigError, match="scoring a multiclass_classification model "
-                                               r"\(classes \+ scores columns\) is not supported"):
+@pytest.fixture(scope="module")
+def scored(xgb_run, fishing_features, fishing_raw, tmp_path_factory):
+    """The raw table scored with the XGBoost model, and a copy without the label column
+    (label-free) scored the same way."""
+    from tests.score.conftest import score
+    tmp = tmp_path_factory.mktemp("fishing_scored")
+    free = tmp / "raw_free"
+    free.mkdir()
+    table = pacsv.read_csv(fishing_raw / "fishing.csv")
+    pacsv.write_csv(table.drop_columns(["mode"]), free / "fishing.csv")
+    return {name: (tmp / name, score(fishing_features, xgb_run[0], raw, tmp / name))
+            for name, raw in (("labelled", fishing_raw), ("free", free))}
+
+
+def by_line(t: pa.Table) -> dict[int, int]:
+    return {int(k.rsplit(":", 1)[1]): i for i, k in enumerate(t.column("example_id").to_pylist())}
+
+
+def test_scoring_writes_classes_scores_and_the_arg_max_class(scored, xgb_run, fishing_features):
+    from mlbatch.artifacts.predictions import MULTICLASS_SCHEMA, load_predictions
+    from mlbatch.metrics import labelled_quality
+    out, summary = scored["labelled"]
+    preds = load_predictions(out)
+    t = preds.read_table()
+    assert t.schema == MULTICLASS_SCHEMA and t.num_rows == 1182
+    assert preds.body["classes"] == list(CLASSES)
+    assert set(map(tuple, t.column("classes").to_pylist())) == {CLASSES}
+    scores = np.array(t.column("scores").to_pylist())
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+    assert t.column("predicted_class").to_pylist() == [CLASSES[i] for i in scores.argmax(1)]
+    labels = t.column("label").to_numpy()
+    assert {c: int(np.sum(labels == i)) for i, c in enumerate(CLASSES)} == COUNTS
+    # the eval rows get the trainer's probabilities (same file line)
+    fs = load_feature_set(fishing_features)
+    evl = fs.read_table("eval")
+    rows = by_line(t)
+    take = [rows[i] for i in by_line(evl)]
+    np.testing.assert_allclose(scores[take], load_model(xgb_run[0]).predict(evl), atol=1e-6)
+    m = summary["metrics"]
+    assert (m["rows_read"], m["rows_scored"], m["rows_labelled"]) == (1182, 1182, 1182)
+    assert preds.metrics["logloss"] == pytest.approx(
+        labelled_quality(fs.task, labels, scores)["logloss"], abs=1e-12)
+    assert set(labelled_quality(fs.task, labels, scores)) <= set(preds.metrics)
+    lines = [json.loads(x) for f in sorted((out / "vertex").glob("prediction.results-*"))
+             for x in f.read_text().splitlines()]
+    first = next(x for x in lines if x["key"] == t.column("example_id")[0].as_py())
+    assert first["prediction"] == {"classes": list(CLASSES), "scores": scores[0].tolist()}
+    assert len(lines) == 1182
+
+
+def test_label_free_multiclass_scoring_gives_the_same_scores_and_no_metrics(scored):
+    from mlbatch.artifacts.predictions import load_predictions
+    labelled = load_predictions(scored["labelled"][0]).read_table()
+    free = load_predictions(scored["free"][0]).read_table()
+    a, b = by_line(labelled), by_line(free)
+    assert sorted(a) == sorted(b) and len(a) == 1182
+    order_a, order_b = [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
+    assert (free.column("scores").take(order_b).to_pylist()
+            == labelled.column("scores").take(order_a).to_pylist())
+    assert free.column("label").null_count == 1182
+    m = scored["free"][1]["metrics"]
+    assert m["rows_labelled"] == 0 and "logloss" not in m and "accuracy" not in m
+
+
+def test_late_labels_refuse_multiclass_predictions_before_any_pipeline(scored, tmp_path):
+    from beam_jobs.evaluate.__main__ import EvaluateConfigError, _inputs
+    args = argparse.Namespace(predictions=str(scored["labelled"][0]), schema=None)
+    with pytest.raises(EvaluateConfigError, match="late labels for a multiclass_classification"):
         _inputs(args)
+
+
+def test_monitoring_refuses_a_multiclass_model_before_any_pipeline(xgb_run, fishing_features):
+    from beam_jobs.monitor.__main__ import MonitorUsageError, _check_model
     with pytest.raises(MonitorUsageError, match="multiclass_classification model is not"):
         _check_model(str(xgb_run[0]), load_feature_set(fishing_features))
 
