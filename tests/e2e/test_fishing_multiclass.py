@@ -160,10 +160,70 @@ def test_late_labels_refuse_multiclass_predictions_before_any_pipeline(scored, t
         _inputs(args)
 
 
-def test_monitoring_refuses_a_multiclass_model_before_any_pipeline(xgb_run, fishing_features):
-    from beam_jobs.monitor.__main__ import MonitorUsageError, _check_model
-    with pytest.raises(MonitorUsageError, match="multiclass_classification model is not"):
-        _check_model(str(xgb_run[0]), load_feature_set(fishing_features))
+@pytest.fixture(scope="module")
+def monitored(xgb_run, fishing_features, fishing_raw, tmp_path_factory):
+    """(exit code, output): the monitor with the model (skew mode) on a copy of the raw
+    table whose beach anglers are relabelled charter, label threshold 0.05."""
+    from beam_jobs.monitor.__main__ import main
+    tmp = tmp_path_factory.mktemp("fishing_monitor")
+    (tmp / "raw").mkdir()
+    table = pacsv.read_csv(fishing_raw / "fishing.csv")
+    mode = pa.array(["charter" if m == "beach" else m for m in table["mode"].to_pylist()])
+    pacsv.write_csv(table.set_column(table.schema.get_field_index("mode"), "mode", mode),
+                    tmp / "raw" / "fishing.csv")
+    code = main(["--baseline", str(fishing_features), "--input", str(tmp / "raw"),
+                 "--output", str(tmp / "out"), "--model", str(xgb_run[0]),
+                 "--threshold", "label=0.05", "--period", "relabelled"])
+    return code, tmp / "out"
+
+
+def linf(ref: dict, cur: dict) -> float:
+    n_ref, n_cur = sum(ref.values()), sum(cur.values())
+    return max(abs(ref.get(c, 0) / n_ref - cur.get(c, 0) / n_cur) for c in {*ref, *cur})
+
+
+def test_monitoring_checks_label_and_predicted_class_distributions(monitored, xgb_run,
+                                                                    fishing_features):
+    from mlbatch.artifacts.drift_history import load_history
+    from mlbatch.artifacts.monitor import load_monitor
+    code, out = monitored
+    fs = load_feature_set(fishing_features)
+    train = np.bincount(labels_of(fs, "train").astype(int), minlength=4)
+    want_label = ({c: int(n) for c, n in zip(CLASSES, train) if n},
+                  {"pier": 178, "boat": 418, "charter": 452 + 134})
+    model = load_model(xgb_run[0])
+    count = lambda names: {c: names.count(c) for c in CLASSES if c in names}  # noqa: E731
+    every = pa.concat_tables([fs.read_table("train"), fs.read_table("eval")])
+    want_pred = (count(model.predict_classes(fs.read_table("train"))),
+                 count(model.predict_classes(every)))
+    result = load_monitor(out)
+    for key, (ref, cur) in (("label/fishing_mode", want_label), ("prediction/prediction",
+                                                                 want_pred)):
+        h = result.histograms[key]
+        assert h["kind"] == "categorical"
+        assert dict(zip(h["values"], h["reference"])) == {c: ref.get(c, 0) for c in h["values"]}
+        assert dict(zip(h["values"], h["current"])) == {c: cur.get(c, 0) for c in h["values"]}
+        assert set(h["values"]) == {*ref, *cur}
+    rows = {r.stage: r for r in load_history(out) if r.stage in ("label", "prediction")}
+    assert rows["label"].metric == rows["prediction"].metric == "linf"
+    # history.json keeps distances to 6 decimals
+    assert rows["label"].distance == round(linf(*want_label), 6)
+    assert rows["prediction"].distance == round(linf(*want_pred), 6)
+    assert (rows["label"].threshold, rows["label"].verdict) == (0.05, "breach")
+    assert (rows["prediction"].n_reference, rows["prediction"].n_current) == (886, 1182)
+    assert rows["prediction"].verdict == "ok"
+    assert code == 3  # the label breach is an alert
+
+
+def test_monitoring_refuses_multiclass_attributions_before_any_pipeline(xgb_run, fishing_features,
+                                                                        fishing_raw, tmp_path,
+                                                                        capsys):
+    from beam_jobs.monitor.__main__ import main
+    code = main(["--baseline", str(fishing_features), "--input", str(fishing_raw),
+                 "--output", str(tmp_path / "out"), "--model", str(xgb_run[0]),
+                 "--attributions"])
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert "attributions (one per class) are not supported yet" in capsys.readouterr().err
 
 
 def majority_baseline(fs, y: np.ndarray) -> dict:
