@@ -15,6 +15,11 @@ import math
 import numpy as np
 
 TASKS = ("binary_classification", "regression", "multiclass_classification")
+# The names task_metrics returns beside eval_loss, per task (Tune's --metric checks them).
+METRIC_NAMES = {"binary_classification": ("auc", "logloss", "accuracy"),
+                "multiclass_classification": ("logloss", "accuracy", "auc_ovr_macro",
+                                              "auc_ovr_weighted"),
+                "regression": ("rmse", "mae")}
 LOGLOSS_EPS = 1e-15
 
 
