@@ -262,3 +262,36 @@ def test_a_multiclass_model_refuses_a_table_without_its_inputs(xgb_run):
     model = load_model(xgb_run[0])
     with pytest.raises(Exception, match="lacks the model's input columns"):
         model.predict(pa.table({"x": [1.0]}))
+
+
+def test_top_k_classes_from_the_train_split_reach_the_artifact_model_and_serving(
+        fishing_raw, tmp_path):
+    """``classes: {top_k: 2}``: the two most frequent train modes + other, counted by the
+    feature job's class pass, recorded in the features, the model and serving's schema."""
+    import yaml
+
+    from beam_jobs.tabular import prepare, serving
+    from ray_jobs.jax import driver as jax_driver
+    from ray_jobs.jax.config import from_dict
+    raw = yaml.safe_load((REPO_ROOT / "schemas" / "fishing.yaml").read_text())
+    raw["label"]["classes"] = {"top_k": 2}
+    (tmp_path / "fishing_top2.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "features"
+    feature_job_in_process(fishing_raw, out, schema=tmp_path / "fishing_top2.yaml")
+    fs = load_feature_set(out)
+    counts = json.loads((out / "label_counts.json").read_text())
+    train = labels_of(fs, "train")
+    # the train split's modes: charter and boat lead, beach and pier go to other
+    assert sum(counts.values()) == train.size and set(counts) == set(CLASSES)
+    assert fs.classes == ("charter", "boat", "other")
+    assert np.bincount(train.astype(int)).tolist() == [
+        counts["charter"], counts["boat"], counts["beach"] + counts["pier"]]
+    every = np.concatenate([train, labels_of(fs, "eval")])
+    assert np.bincount(every.astype(int)).tolist() == [452, 418, 134 + 178]
+    schema = serving.schema_of(fs)
+    assert schema.label.classes == fs.classes
+    rows = pa.table({"mode": ["pier", "charter", "boat"]})
+    assert prepare.label_values(rows, schema).to_pylist() == [2.0, 0.0, 1.0]
+    config = from_dict({"epochs": 1, "batch_size": 64, "hidden_sizes": [8]})
+    jax_driver.run(config, out, tmp_path / "jax")
+    assert load_model(tmp_path / "jax").classes == ("charter", "boat", "other")
