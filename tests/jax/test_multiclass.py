@@ -141,3 +141,29 @@ def test_four_devices_with_sharded_class_tables_equal_one_device(multiclass_run,
     assert four["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-6)
     assert four["confusion_matrix"] == one["confusion_matrix"]
     assert sum(map(sum, one["confusion_matrix"]["counts"])) == 300
+
+
+@pytest.mark.cluster
+def test_two_workers_equal_one_process_on_the_softmax_head(ray_connected, multiclass_run,
+                                                            tmp_path):
+    """2 Ray workers x 2 CPU devices (jax.distributed over gloo) against one process, one
+    device: the same parameters, and the eval predictions ([n, K]) gathered from both
+    processes give the same metrics and confusion matrix."""
+    from ray_jobs.jax import checkpoint
+    from tests.jax.conftest import (assert_params_close, finish, load_npz,
+                                    run_trainer_subprocess)
+    features = multiclass_run[0]
+    cfg = tiny_config(num_workers=2, devices_per_worker=2, data_shards=2, epochs=1,
+                      coordinator_host="127.0.0.1")
+    single = run_trainer_subprocess(cfg.replace(num_workers=1, devices_per_worker=1),
+                                    features, tmp_path / "single.npz", steps=10, wait=False)
+    summary = driver.run(cfg, features, tmp_path / "multi", address=ray_connected.gcs_address)
+    one = finish(single)["eval"]
+    assert (summary["num_processes"], summary["num_devices"]) == (2, 4)
+    ckpts = checkpoint.CheckpointDir(tmp_path / "multi" / "checkpoints", keep=3)
+    assert_params_close(load_npz(ckpts.path(10)), load_npz(tmp_path / "single.npz"),
+                        atol=1e-5)
+    two = summary["last"]
+    assert two["eval_examples"] == 300
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-6)
+    assert two["confusion_matrix"] == one["confusion_matrix"]
