@@ -119,30 +119,6 @@ def test_a_multiclass_label_that_is_not_a_class_index_is_refused(multiclass_run,
         driver.validate(tiny_config(), features)
 
 
-def test_four_devices_with_sharded_class_tables_equal_one_device(multiclass_run, tmp_path):
-    """The softmax head data parallel over 4 fake CPU devices, its (rows, K) tables sharded
-    by rows, against 1 device: same parameters, same eval metrics and confusion matrix
-    (each run a fresh process: the device count is set before JAX starts)."""
-    from jax.sharding import PartitionSpec as P
-    from tests.jax.conftest import (assert_params_close, finish, load_npz,
-                                    run_trainer_subprocess)
-    features = multiclass_run[0]
-    configs = {"one": tiny_config(devices_per_worker=1),
-               "fsdp4": tiny_config(devices_per_worker=4, shard_embeddings=True)}
-    procs = {k: run_trainer_subprocess(c, features, tmp_path / f"{k}.npz", steps=12,
-                                       wait=False) for k, c in configs.items()}
-    info = {k: finish(p) for k, p in procs.items()}
-    assert (info["one"]["num_devices"], info["fsdp4"]["num_devices"]) == (1, 4)
-    assert info["fsdp4"]["sharded"] == {"wide/categorical/cat_2": str(P("data", None)),
-                                        "deep/embed/cat_2": str(P("data", None))}
-    assert_params_close(load_npz(tmp_path / "one.npz"), load_npz(tmp_path / "fsdp4.npz"),
-                        atol=1e-5)
-    one, four = info["one"]["eval"], info["fsdp4"]["eval"]
-    assert four["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-6)
-    assert four["confusion_matrix"] == one["confusion_matrix"]
-    assert sum(map(sum, one["confusion_matrix"]["counts"])) == 300
-
-
 @pytest.mark.cluster
 def test_two_workers_equal_one_process_on_the_softmax_head(ray_connected, multiclass_run,
                                                             tmp_path):

@@ -13,7 +13,7 @@ from ray_jobs.tune import __main__ as cli
 
 pytestmark = pytest.mark.cluster
 
-BASE = {"epochs": 2, "batch_size": 64, "eval_batch_size": 256, "vocab_pad_multiple": 32,
+BASE = {"epochs": 1, "batch_size": 64, "eval_batch_size": 256, "vocab_pad_multiple": 32,
         "hidden_sizes": [8], "embedding_dim": 4, "patience": 0}
 
 
