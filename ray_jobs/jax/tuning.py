@@ -120,6 +120,16 @@ def check_trial_placement(base_config: dict) -> None:
         hint="Lower num_workers / worker_cpus or add nodes.")
 
 
+def reported_metrics(features: str, base: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics every epoch's report carries for this feature set's task (what
+    ``--metric`` may name): eval_loss (label units), objective_loss (the model's space)
+    and the task's ``eval_<name>`` metrics."""
+    from mlbatch.artifacts.features import load_feature_set
+    from mlbatch.metrics import METRIC_NAMES
+    task = load_feature_set(features, check_columns=False).task
+    return (METRIC, "objective_loss", *(f"eval_{m}" for m in METRIC_NAMES[task]))
+
+
 def max_iterations(base_config: dict) -> int:
     """Optional hook: reports per trial at most (one per epoch), ASHA's max_t."""
     return trial_config(base_config).epochs

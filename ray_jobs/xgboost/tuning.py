@@ -35,7 +35,7 @@ from ray_jobs.common import cluster as ray_cluster
 from ray_jobs.xgboost import data
 from ray_jobs.xgboost.cluster import LAYOUT_HINT, bundles
 from ray_jobs.xgboost.config import ConfigError, Layout, XGBoostConfig
-from ray_jobs.xgboost.worker import MODEL_FILE, STATE_FILE
+from ray_jobs.xgboost.worker import LABEL_LOSS, MODEL_FILE, STATE_FILE
 
 SEARCH_SPACE_FILE = Path(__file__).with_name("search_space.yaml")
 # The task's loss in label units (``mlbatch.metrics``: logloss, multi-class logloss, RMSE
@@ -129,6 +129,18 @@ def max_concurrent_trials(base_config: dict) -> int:
     if layout.total_gpus:
         fits = min(fits, int(total.get("GPU", 0)) // layout.total_gpus)
     return max(1, fits)
+
+
+def reported_metrics(features: str, base: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics every report carries (what ``--metric`` may name): eval_loss (label
+    units), objective_loss (the model's space) and the per-round ``eval-``/``train-``
+    metrics (XGBoost's own and ``label_loss``, eval_loss's per-round name)."""
+    cfg, _, _ = job_config(storage.locate(features).uri, base)
+    fs = load_feature_set(features, check_columns=False)
+    names = cfg.booster_params(fs.task, len(fs.classes))["eval_metric"]
+    names = ([names] if isinstance(names, str) else list(names)) + [LABEL_LOSS]
+    return (METRIC, "objective_loss",
+            *(f"{side}-{n}" for side in ("eval", "train") for n in names))
 
 
 def max_iterations(base_config: dict) -> int:
