@@ -403,3 +403,12 @@ def build_lookups(valid: dict, schema) -> tuple[dict, list]:
         lookups[join.table] = beam.pvalue.AsSingleton(table)
         dupes.append(counted)
     return lookups, dupes
+
+
+def fill_absent(batch: pa.RecordBatch, table: TableSpec) -> pa.RecordBatch:
+    """A batch read with some declared columns absent -> all of them, in the declared
+    order (records.typed_schema): an absent column is all null."""
+    full = records.typed_schema(table)
+    arrays = [batch.column(f.name) if f.name in batch.schema.names
+              else pa.nulls(batch.num_rows, f.type) for f in full]
+    return pa.RecordBatch.from_arrays(arrays, schema=full)
