@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from mlbatch import storage
-from mlbatch.errors import JobError
+from mlbatch.errors import ClusterError
 from pipelines.lineage import STORE_NAME, LineageStore, record_step
 from pipelines import remote
 from pipelines.spec import Pipeline, Step, resolve
@@ -51,10 +51,6 @@ from ray.scripts.scripts import main
 sys.argv = ["ray", *sys.argv[1:]]
 main()
 """
-
-
-class ClusterError(RuntimeError, JobError):
-    """The cluster could not be started, reached or stopped (the message says why)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,14 +23,10 @@ import scipy.sparse as sp
 from beam_jobs.cooccurrence.counting import PairCounter, TokenIds, Tokenizer
 from beam_jobs.cooccurrence.spill import Spill, SpillWriter, read_chunks
 from beam_jobs.cooccurrence.spill import delete as delete_spill
-from mlbatch.errors import JobError
+from mlbatch.errors import WorkerError
 
 _FINISH = "finish"
 _LINE_BREAK = np.array([TokenIds.LINE_BREAK], np.int32)
-
-
-class WorkerError(RuntimeError, JobError):
-    """A helper process failed; the message carries its traceback."""
 
 
 def _context():
