@@ -8,8 +8,9 @@ caller's per-row step. That step is a DoFn whose ``process(batch, **lookups)`` j
 derives and labels with ``beam_jobs.tabular.prepare`` (``prepare_counted`` for training,
 where a row without a label is excluded; ``serving.prepare_for_serving``, where the label
 is optional), so the two can differ only in what they do with a prepared row: split it
-for training, or serve it. A row filter (e.g. a period range) belongs in that step too:
-its rows are prepared by then and its outputs are the caller's.
+for training, or serve it. A row filter belongs in that step too: its rows are prepared
+by then and its outputs (excluded rows, counts) are the caller's. Which files are read
+is decided on the driver, before the pipeline (``reading.check_inputs``).
 """
 from __future__ import annotations
 
