@@ -7,7 +7,6 @@ train split's class shares as every row's probabilities).
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -153,11 +152,37 @@ def test_label_free_multiclass_scoring_gives_the_same_scores_and_no_metrics(scor
     assert m["rows_labelled"] == 0 and "logloss" not in m and "accuracy" not in m
 
 
-def test_late_labels_refuse_multiclass_predictions_before_any_pipeline(scored, tmp_path):
-    from beam_jobs.evaluate.__main__ import EvaluateConfigError, _inputs
-    args = argparse.Namespace(predictions=str(scored["labelled"][0]), schema=None)
-    with pytest.raises(EvaluateConfigError, match="late labels for a multiclass_classification"):
-        _inputs(args)
+def test_late_labels_join_multiclass_scores_by_angler(scored, xgb_run, fishing_raw, tmp_path):
+    """The label-free predictions joined to the labels (rows reversed, so lines differ) on
+    the schema's identity (angler): the period's metrics are mlbatch.metrics of the
+    labelled scoring's (label, scores), beside the model's eval-split figures."""
+    from beam_jobs.evaluate.__main__ import main
+    from mlbatch.artifacts.evaluation import load_evaluation
+    from mlbatch.artifacts.predictions import load_predictions
+    from mlbatch.metrics import labelled_quality
+    (tmp_path / "labels").mkdir()
+    table = pacsv.read_csv(fishing_raw / "fishing.csv")
+    pacsv.write_csv(table.take(list(range(table.num_rows))[::-1]),
+                    tmp_path / "labels" / "fishing.csv")
+    code = main(["--predictions", str(scored["free"][0]), "--labels", str(tmp_path / "labels"),
+                 "--output", str(tmp_path / "out"), "--period", "fishing"])
+    assert code == 0
+    got = load_evaluation(str(tmp_path / "out")).metrics
+    assert (got["rows_scored"], got["rows_labels"], got["rows_joined"],
+            got["rows_scored_unlabelled"], got["rows_labels_unscored"]) == (1182, 1182, 1182, 0, 0)
+    t = load_predictions(scored["labelled"][0]).read_table()
+    labels, scores = t.column("label").to_numpy(), np.array(t.column("scores").to_pylist())
+    want = labelled_quality("multiclass_classification", labels, scores)
+    assert set(want) == {"logloss", "accuracy", "auc_ovr_macro", "auc_ovr_weighted"}
+    for k, v in want.items():  # the join's row order differs: sums to 1e-12
+        assert got[k] == pytest.approx(v, abs=1e-12), k
+    assert got["accuracy"] == want["accuracy"]
+    assert got["confusion_matrix"] == confusion_matrix(labels, scores, CLASSES)
+    assert np.sum(got["confusion_matrix"]["counts"], axis=1).tolist() == [
+        COUNTS[c] for c in CLASSES]
+    model = load_model(xgb_run[0]).metrics
+    assert {k: got[f"eval_split_{k}"] for k in (*want, "confusion_matrix")} == {
+        k: model[k] for k in (*want, "confusion_matrix")}
 
 
 @pytest.fixture(scope="module")
