@@ -88,6 +88,31 @@ def test_xgboost_softprob_beats_the_majority_class_baseline(xgb_run, fishing_fea
     assert baseline["auc_ovr_macro"] == pytest.approx(0.5)
 
 
+def test_a_tuned_xgboost_best_model_records_the_eval_confusion_matrix(xgb_run, fishing_features,
+                                                                       tmp_path):
+    """Tune's export of a trial's checkpoint (here: the job's own trees and state) gives
+    best/ the eval split's confusion matrix, as the job's own run records it."""
+    import xgboost as xgb
+    from ray import tune
+
+    from ray_jobs.xgboost import tuning
+    from ray_jobs.xgboost.worker import MODEL_FILE, STATE_FILE
+    booster = xgb.Booster(model_file=str(xgb_run[0] / "model.json"))
+    rounds = booster.num_boosted_rounds()
+    (tmp_path / "trial").mkdir()
+    booster.save_model(str(tmp_path / "trial" / MODEL_FILE))
+    (tmp_path / "trial" / STATE_FILE).write_text(json.dumps(
+        {"best_round": rounds, "best_value": xgb_run[1]["eval"]["logloss"], "round": rounds}))
+    tuning.export_best(tune.Checkpoint.from_directory(str(tmp_path / "trial")),
+                       str(tmp_path / "best"), features=str(fishing_features))
+    fs = load_feature_set(fishing_features)
+    best = load_model(tmp_path / "best")
+    want = confusion_matrix(labels_of(fs, "eval"), best.predict(fs.read_table("eval")), CLASSES)
+    assert best.metrics["confusion_matrix"] == want
+    assert want == load_model(xgb_run[0]).metrics["confusion_matrix"]
+    assert sum(map(sum, want["counts"])) == labels_of(fs, "eval").size
+
+
 @pytest.fixture(scope="module")
 def scored(xgb_run, fishing_features, fishing_raw, tmp_path_factory):
     """The raw table scored with the XGBoost model, and a copy without the label column
@@ -187,8 +212,8 @@ def test_late_labels_join_multiclass_scores_by_angler(scored, xgb_run, fishing_r
 
 @pytest.fixture(scope="module")
 def monitored(xgb_run, fishing_features, fishing_raw, tmp_path_factory):
-    """(exit code, output): the monitor with the model (skew mode) on a copy of the raw
-    table whose beach anglers are relabelled charter, label threshold 0.05."""
+    """(exit code, output): the monitor with the model (skew mode, attributions) on a copy
+    of the raw table whose beach anglers are relabelled charter, label threshold 0.05."""
     from beam_jobs.monitor.__main__ import main
     tmp = tmp_path_factory.mktemp("fishing_monitor")
     (tmp / "raw").mkdir()
@@ -198,7 +223,7 @@ def monitored(xgb_run, fishing_features, fishing_raw, tmp_path_factory):
                     tmp / "raw" / "fishing.csv")
     code = main(["--baseline", str(fishing_features), "--input", str(tmp / "raw"),
                  "--output", str(tmp / "out"), "--model", str(xgb_run[0]),
-                 "--threshold", "label=0.05", "--period", "relabelled"])
+                 "--threshold", "label=0.05", "--period", "relabelled", "--attributions"])
     return code, tmp / "out"
 
 
@@ -238,17 +263,28 @@ def test_monitoring_checks_label_and_predicted_class_distributions(monitored, xg
     assert (rows["prediction"].n_reference, rows["prediction"].n_current) == (886, 1182)
     assert rows["prediction"].verdict == "ok"
     assert code == 3  # the label breach is an alert
+    attributed = {r.name for r in load_history(out) if r.stage == "attribution"}
+    assert attributed == set(model.feature_names) and len(attributed) == 9
 
 
-def test_monitoring_refuses_multiclass_attributions_before_any_pipeline(xgb_run, fishing_features,
-                                                                        fishing_raw, tmp_path,
-                                                                        capsys):
-    from beam_jobs.monitor.__main__ import main
-    code = main(["--baseline", str(fishing_features), "--input", str(fishing_raw),
-                 "--output", str(tmp_path / "out"), "--model", str(xgb_run[0]),
-                 "--attributions"])
-    assert code == 2 and not (tmp_path / "out").exists()
-    assert "attributions (one per class) are not supported yet" in capsys.readouterr().err
+def test_multiclass_attributions_sum_to_the_predicted_class_margin(xgb_run, fishing_features):
+    """TreeSHAP of multi:softprob is one vector per class: each row keeps its predicted
+    class's, whose sum (bias included) is that class's margin."""
+    import xgboost as xgb
+
+    from beam_jobs.monitor.attribution import attributions, xgboost_contributions
+    model = load_model(xgb_run[0])
+    table = load_feature_set(fishing_features).read_table("eval")
+    names, contribs = xgboost_contributions(model, table)
+    assert names == model.feature_names and contribs.shape == (table.num_rows, 10)
+    x = np.stack([table.column(n).to_numpy().astype(np.float32) for n in names], axis=1)
+    margins = model.trained.booster.predict(xgb.DMatrix(x, feature_names=list(names)),
+                                            output_margin=True)
+    predicted = np.argmax(model.predict(table), axis=1)
+    assert margins.shape == (table.num_rows, 4)
+    np.testing.assert_allclose(contribs.sum(axis=1),
+                               margins[np.arange(table.num_rows), predicted], atol=1e-4)
+    assert np.array_equal(attributions(model, table)[1], contribs[:, :-1])
 
 
 def majority_baseline(fs, y: np.ndarray) -> dict:
