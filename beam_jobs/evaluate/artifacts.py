@@ -20,6 +20,7 @@ from mlbatch.schema import DatasetSchema
 
 LOGGER = logging.getLogger(__name__)
 MULTICLASS = "multiclass_classification"
+ROW = "__prediction_row"
 
 
 class LateLabelError(ValueError, UsageError):
@@ -48,9 +49,15 @@ def joined(predictions: Predictions, keys: pa.Table, labels: pa.Table,
         raise LateLabelError(f"{n} identity value(s) ({', '.join(identity)}) name more than "
                              f"one labelled row, e.g. {first}: the schema's identity does "
                              f"not identify a row")
-    preds = predictions.read_table().select([prepare.EXAMPLE_ID, prediction_column(predictions)])
-    keyed = preds.join(keys, prepare.EXAMPLE_ID, join_type="inner")
-    return keyed.join(labels, identity, join_type="inner")
+    column = prediction_column(predictions)
+    preds = predictions.read_table().select([prepare.EXAMPLE_ID, column])
+    # Arrow joins no list column (scores): the join carries the row, take() the values
+    index = pa.table({prepare.EXAMPLE_ID: preds.column(prepare.EXAMPLE_ID),
+                      ROW: pa.array(np.arange(preds.num_rows, dtype=np.int64))})
+    keyed = index.join(keys, prepare.EXAMPLE_ID, join_type="inner").join(
+        labels, identity, join_type="inner")
+    return keyed.append_column(column, preds.column(column).take(keyed.column(ROW))
+                               ).drop_columns([ROW])
 
 
 def read_outputs(root: str) -> tuple[pa.Table, pa.Table]:
