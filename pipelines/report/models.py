@@ -15,7 +15,8 @@ from mlbatch.artifacts.models import MODEL_TYPES, Model, load_model
 from mlbatch.artifacts.xgboost_model import read_training_record
 from mlbatch.labels import inverse_label
 from pipelines.report import figures
-from pipelines.report.blocks import Figure, Section, Text, absent, short_digest, table
+from pipelines.report.blocks import (Figure, Section, Table, Text, absent, fmt, short_digest,
+                                     table)
 from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
@@ -186,6 +187,50 @@ def curve_blocks(s: Scored) -> list:
             Text(f"{s.step.name}: the JAX run records no feature importance.", "note")]
 
 
+def confusion_of(m: dict) -> dict | None:
+    """A model's confusion matrix, as the multiclass trainers record it in their metrics
+    (``confusion_matrix`` at the top or in the ``eval`` section): {"classes": [...],
+    "counts": [[...]]}, rows the true class, columns the predicted one."""
+    for where in (m, m.get("eval") if isinstance(m.get("eval"), dict) else {}):
+        cm = where.get("confusion_matrix")
+        if isinstance(cm, dict) and cm.get("classes") and cm.get("counts"):
+            return cm
+    return None
+
+
+def confusion_table(name: str, cm: dict) -> Table:
+    """Counts with each row's share of its true class (shaded by that share), class names
+    on both axes, a total per row and the recall on the diagonal."""
+    classes, counts = [str(c) for c in cm["classes"]], np.asarray(cm["counts"], dtype=np.int64)
+    if counts.shape != (len(classes), len(classes)):
+        raise ValueError(f"{name}: confusion matrix of {counts.shape} for {len(classes)} classes")
+    totals = counts.sum(axis=1)
+    shares = counts / np.maximum(totals, 1)[:, None]
+    rows = [[f"true {c}", *[f"{fmt(int(n))} ({share:.0%})" for n, share in zip(counts[i],
+                                                                             shares[i])],
+             fmt(int(totals[i]))] for i, c in enumerate(classes)]
+    shade = tuple((None, *(float(x) for x in shares[i]), None) for i in range(len(classes)))
+    correct = int(np.trace(counts))
+    caption = (f"{name}: confusion matrix on the eval split (rows: true class, columns: "
+               f"predicted; each cell's share of its row, shaded by it); accuracy "
+               f"{fmt(correct)} of {fmt(int(totals.sum()))} = "
+               f"{correct / max(int(totals.sum()), 1):.4g}")
+    return Table(("true \\ predicted", *classes, "rows"), tuple(tuple(r) for r in rows),
+                 caption, (False, *[True] * (len(classes) + 1)), shade)
+
+
+def confusion_blocks(scored: list[Scored]) -> list:
+    blocks = []
+    for s in scored:
+        cm = confusion_of(s.model.metrics)
+        if cm is not None:
+            try:
+                blocks.append(confusion_table(s.step.name, cm))
+            except ValueError as e:
+                blocks.append(Text(str(e), "alert"))
+    return blocks
+
+
 def models_section(run: Run) -> Section:
     scored, problems = load_models(run)
     if not scored and not problems:
@@ -193,6 +238,7 @@ def models_section(run: Run) -> Section:
     blocks = [Text(p, "alert") for p in problems]
     if scored:
         blocks += comparison(scored)
+        blocks += confusion_blocks(scored)
         blocks.append(quality_figure(scored))
         for s in scored:
             blocks += curve_blocks(s)
