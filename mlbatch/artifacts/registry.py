@@ -31,6 +31,7 @@ import sqlite3
 
 from mlbatch import storage
 from mlbatch.artifacts.manifest import ArtifactError, read_manifest
+from mlbatch.artifacts.model_evaluation import registry_path
 
 REF_PREFIX = "registry:"
 ENV = "MLBATCH_REGISTRY"
@@ -89,7 +90,7 @@ def store_path(registry: str | None) -> str:
         raise RegistryError(f"the registry store must be a local file, got {value}")
     if os.path.isdir(value):
         m = read_manifest(value, "model_evaluation")
-        value = m.body["registry"]
+        value = registry_path(m.root, m.body["registry"])
     if not os.path.isfile(value):
         raise RegistryError(f"registry store {value} does not exist")
     return os.path.abspath(value)

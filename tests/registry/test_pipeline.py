@@ -34,7 +34,7 @@ steps:
     assert load_model_evaluation(run / "first").decision == "blessed"
     worse = load_model_evaluation(run / "worse")
     assert worse.decision == "refused" and [f["text"] for f in worse.failed] == ["auc>=+0.5"]
-    assert worse.results["registry"] == str(run / "lineage.sqlite")
+    assert worse.results["registry"] == "../lineage.sqlite"  # relative: the run can move
     with LineageStore(run / "lineage.sqlite") as store:
         reg = ModelRegistry(store)
         assert reg.aliases("delay") == {"blessed": 1, "candidate": 2}
@@ -47,6 +47,29 @@ steps:
          "blessed_against": None},
         {"name": "delay", "version": 2, "alias": "candidate", "decision": "not blessed",
          "blessed_against": None}]
+
+
+def test_a_moved_run_directory_keeps_its_registry(tmp_path, flights_features, flights_xgboost,
+                                                   flights_jax, monkeypatch):
+    """mv out/run out/run2, then the blessing that follows the first one (--after) runs in
+    the moved directory: the registry it finds there is the one the first one wrote."""
+    from mlbatch.artifacts.registry import store_path
+    from pipelines.model_registry.bless import main as bless
+    monkeypatch.delenv("MLBATCH_REGISTRY", raising=False)
+    common = ["--name", "delay", "--features", str(flights_features), "--value", "auc>=0.5"]
+    run = tmp_path / "run"
+    assert bless(["--model", str(flights_xgboost), "--output", str(run / "first"), *common]) == 0
+    moved = tmp_path / "run2"
+    run.rename(moved)
+    assert store_path(str(moved / "first")) == str(moved / "lineage.sqlite")
+    assert bless(["--model", str(flights_jax), "--output", str(moved / "second"),
+                  "--after", str(moved / "first"), *common]) == 0
+    with LineageStore(moved / "lineage.sqlite") as store:
+        assert ModelRegistry(store).aliases("delay") == {"blessed": 2, "candidate": 2}
+    other = tmp_path / "elsewhere"  # a store the first blessing did not write: refused
+    assert bless(["--model", str(flights_jax), "--output", str(other / "third"),
+                  "--after", str(moved / "first"), *common]) == 2
+    assert not (other / "third" / "artifact.json").exists()
 
 
 def test_cache_key_follows_the_alias(tmp_path, flights_xgboost, flights_jax):
