@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.base import write_json
 from mlbatch.artifacts.drift_history import HISTORY, history_document, history_rows
@@ -52,7 +55,8 @@ def drift_doc(mode: str, entries: list[dict], against: str | None = None) -> dic
 def raw_file(root: Path, period: str, kind: str) -> Path:
     path = root / "data" / kind / f"period={period}" / "flights.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"year,month,carrier\n2013,{period[-2:]},UA\n")
+    label = ",delayed" if kind == "labelled" else ""
+    path.write_text(f"year,month,carrier{label}\n2013,{period[-2:]},UA{label and ',1'}\n")
     return path
 
 
@@ -78,6 +82,12 @@ def write_evaluation(out: Path, period: str, labels: Path) -> None:
     w = ArtifactWriter(out, "evaluation", job="beam_jobs.evaluate")
     w.claim()
     w.input_file("labels:flights", str(labels))
+    for part, column in (("keys", "example_id"), ("labels", "label")):  # the job's layout
+        (out / part).mkdir()
+        pq.write_table(pa.table({"year": [2013], "month": [int(period[-2:])],
+                                 "carrier": ["UA"], column: [f"{labels}:2" if
+                                                             column == "example_id" else 1.0]}),
+                       out / part / "part-00000.parquet")
     w.metrics.update(rows_scored=joined + 10, rows_labels=joined + 4, rows_joined=joined,
                      rows_scored_unlabelled=10, rows_labels_unscored=4, auc=auc,
                      logloss=logloss, eval_split_auc=EVAL_SPLIT[0],

@@ -132,6 +132,18 @@ def test_out_of_time_metrics_per_period_beside_the_eval_split(timeline_dom, peri
     assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
 
 
+def test_same_named_files_of_different_periods_are_told_apart_by_path(periods_report):
+    from pipelines.report.lineage import build_graph
+    run = load_run(str(periods_report.parent))
+    nodes = build_graph(run)
+    inputs = {n.label: sorted(nodes[k].label for k in n.inputs) for n in nodes.values()}
+    assert inputs["monitor[2013-10]"] == ["raw/period=2013-10/flights.csv"]
+    assert inputs["monitor_prev[2013-12]"] == ["raw/period=2013-12/flights.csv"]
+    assert inputs["evaluate[2013-11]"] == ["labelled/period=2013-11/flights.csv"]
+    files = [n.label for n in nodes.values() if n.kind == "file"]
+    assert len(files) == len(set(files)) == 6  # one node per file, each named apart
+
+
 def test_steps_without_a_period_are_their_own_period_in_run_order(tmp_path):
     run = load_run(str(unperiodised_run(tmp_path)))
     names = ["monitor_oct", "monitor_nov", "monitor_dec"]
