@@ -63,7 +63,7 @@ def timeline_dom(periods_report, chromium, tmp_path_factory) -> dict:
     shot = tmp / "report_timeline.png"
     dump = _chromium(chromium, tmp / "p1", f"--window-size={WIDTH},900", "--dump-dom",
                      probe.as_uri())
-    snap = _chromium(chromium, tmp / "p2", f"--window-size={WIDTH},1500",
+    snap = _chromium(chromium, tmp / "p2", f"--window-size={WIDTH},2100",
                      f"--screenshot={shot}", only.as_uri())
     dom, _ = dump.communicate(timeout=120)
     snap.wait(timeout=120)
