@@ -20,6 +20,11 @@ from pipelines.report.blocks import (Figure, Section, Table, Text, absent, fmt, 
 from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
+# the comparison table's metrics per task (as mlbatch.metrics.task_metrics names them)
+TASK_METRICS = {"binary_classification": ("auc", "logloss", "accuracy"),
+                "multiclass_classification": ("logloss", "accuracy", "auc_ovr_macro",
+                                              "auc_ovr_weighted"),
+                "regression": ("rmse", "mae")}
 MAX_EVAL_ROWS = 200_000
 TOP_FEATURES = 15
 
@@ -93,6 +98,8 @@ def baseline(fs: FeatureSet) -> tuple[str, dict[str, float | None]]:
     rate as every row's probability (its logloss; AUC 0.5; accuracy of the majority train
     class), or the train mean as every row's value (its RMSE and MAE)."""
     train, eval_ = split_labels(fs, "train"), split_labels(fs, "eval")
+    if fs.task == "multiclass_classification":
+        return multiclass_baseline(fs, train, eval_)
     const = np.full(eval_.shape, float(np.mean(train)))
     if fs.task == "binary_classification":
         name = f"baseline: train base rate {fs.label} = {np.mean(train):.4g}"
@@ -100,6 +107,21 @@ def baseline(fs: FeatureSet) -> tuple[str, dict[str, float | None]]:
                       "accuracy": metrics.accuracy(eval_, np.round(const))}
     name = f"baseline: train mean {fs.label} = {np.mean(train):.4g}"
     return name, {"rmse": metrics.rmse(eval_, const), "mae": metrics.mae(eval_, const)}
+
+
+def multiclass_baseline(fs: FeatureSet, train: np.ndarray, eval_: np.ndarray
+                        ) -> tuple[str, dict[str, float | None]]:
+    """The train split's class shares as every eval row's probabilities: their logloss,
+    the majority class's accuracy, one-vs-rest AUC 0.5."""
+    k = max(len(fs.classes or ()), int(max(train.max(initial=0), eval_.max(initial=0))) + 1)
+    priors = np.bincount(train.astype(int), minlength=k) / max(len(train), 1)
+    const = np.tile(priors, (len(eval_), 1))
+    major = int(np.argmax(priors))
+    name = (f"baseline: train class shares (majority "
+            f"{fs.classes[major] if fs.classes else major})")
+    return name, {"logloss": metrics.multi_logloss(eval_, const),
+                  "accuracy": float(np.mean(eval_.astype(int) == major)),
+                  "auc_ovr_macro": 0.5, "auc_ovr_weighted": 0.5}
 
 
 def baseline_rows(scored: list[Scored], names: tuple[str, ...]) -> list[list]:
@@ -117,7 +139,7 @@ def baseline_rows(scored: list[Scored], names: tuple[str, ...]) -> list[list]:
 
 def comparison(scored: list[Scored]) -> list:
     task = scored[0].model.task
-    names = ("auc", "logloss", "accuracy") if task == "binary_classification" else ("rmse", "mae")
+    names = TASK_METRICS.get(task, ("rmse", "mae"))
     rows = []
     for s in scored:
         m = s.model.metrics
@@ -137,7 +159,11 @@ def comparison(scored: list[Scored]) -> list:
             Text(same, "p" if len(digests) == 1 else "alert")]
 
 
-def quality_figure(scored: list[Scored]) -> Figure:
+def quality_figure(scored: list[Scored]) -> Figure | None:
+    """ROC curves (binary), residuals (regression); None for multiclass (its confusion
+    matrices stand in)."""
+    if scored[0].model.task == "multiclass_classification":
+        return None
     if scored[0].model.task == "binary_classification":
         series = {}
         for s in scored:
@@ -239,7 +265,8 @@ def models_section(run: Run) -> Section:
     if scored:
         blocks += comparison(scored)
         blocks += confusion_blocks(scored)
-        blocks.append(quality_figure(scored))
+        figure = quality_figure(scored)
+        blocks += [figure] if figure is not None else []
         for s in scored:
             blocks += curve_blocks(s)
     return Section("models", "Models", tuple(blocks), shown=tuple(s.step.name for s in scored))

@@ -107,3 +107,34 @@ def test_a_multiclass_model_refuses_a_table_without_its_inputs(xgb_run):
     model = load_model(xgb_run[0])
     with pytest.raises(Exception, match="lacks the model's input columns"):
         model.predict(pa.table({"x": [1.0]}))
+
+
+def test_the_reports_models_section_reads_a_multiclass_run(xgb_run, fishing_features,
+                                                           tmp_path):
+    """The run report on features + the softprob model: the multiclass metrics beside the
+    train class shares' baseline, and the model's eval predictions as a confusion matrix
+    (counted with numpy, rendered by the report's table)."""
+    import shutil
+
+    from pipelines.report.blocks import Table
+    from pipelines.report.models import confusion_table, models_section
+    from pipelines.report.run import load_run
+    shutil.copytree(fishing_features, tmp_path / "features")
+    shutil.copytree(xgb_run[0], tmp_path / "xgboost")
+    section = models_section(load_run(str(tmp_path)))
+    table = next(b for b in section.blocks if isinstance(b, Table))
+    assert table.columns[4:8] == ("logloss", "accuracy", "auc_ovr_macro", "auc_ovr_weighted")
+    fs = load_feature_set(fishing_features)
+    y, train = labels_of(fs, "eval").astype(int), labels_of(fs, "train").astype(int)
+    majority = int(np.argmax(np.bincount(train, minlength=4)))
+    assert table.rows[1][0] == f"baseline: train class shares (majority {CLASSES[majority]})"
+    assert table.rows[1][5] == f"{np.mean(y == majority):.4g}"
+    assert table.rows[1][6:8] == ("0.5", "0.5")
+    probs = load_model(xgb_run[0]).predict(fs.read_table("eval"))
+    counts = np.zeros((4, 4), dtype=int)
+    np.add.at(counts, (y, np.argmax(probs, axis=1)), 1)
+    cm = confusion_table("xgboost", {"classes": list(CLASSES), "counts": counts.tolist()})
+    accuracy = task_metrics(fs.task, y, probs)["accuracy"]
+    assert cm.caption.endswith(f"accuracy {np.trace(counts)} of {y.size} = {accuracy:.4g}")
+    assert [r[0] for r in cm.rows] == [f"true {c}" for c in CLASSES]
+    assert [r[-1] for r in cm.rows] == [str(n) for n in np.bincount(y, minlength=4)]
