@@ -51,23 +51,36 @@ steps:
 
 def test_a_moved_run_directory_keeps_its_registry(tmp_path, flights_features, flights_xgboost,
                                                    flights_jax, monkeypatch):
-    """mv out/run out/run2, then the blessing that follows the first one (--after) runs in
-    the moved directory: the registry it finds there is the one the first one wrote."""
-    from mlbatch.artifacts.registry import store_path
+    """mv out/run out/run2 (models, blessings and the store inside it), then the blessing
+    that follows the first one (--after) runs in the moved directory: the store and the
+    blessed model it finds are the moved ones."""
+    import shutil
+
+    from mlbatch.artifacts.registry import resolve, store_path
     from pipelines.model_registry.bless import main as bless
     monkeypatch.delenv("MLBATCH_REGISTRY", raising=False)
     common = ["--name", "delay", "--features", str(flights_features), "--value", "auc>=0.5"]
     run = tmp_path / "run"
-    assert bless(["--model", str(flights_xgboost), "--output", str(run / "first"), *common]) == 0
+    for name, src in (("xgboost", flights_xgboost), ("jax", flights_jax)):
+        shutil.copytree(src, run / name)
+    assert bless(["--model", str(run / "xgboost"), "--output", str(run / "first"),
+                  *common]) == 0
     moved = tmp_path / "run2"
     run.rename(moved)
     assert store_path(str(moved / "first")) == str(moved / "lineage.sqlite")
-    assert bless(["--model", str(flights_jax), "--output", str(moved / "second"),
+    assert resolve("registry:delay@blessed", str(moved / "first")).uri == str(
+        moved / "xgboost")
+    assert bless(["--model", str(moved / "jax"), "--output", str(moved / "second"),
                   "--after", str(moved / "first"), *common]) == 0
+    second = load_model_evaluation(moved / "second").results
+    assert second["baseline"]["uri"] == str(moved / "xgboost")  # the moved blessed model
     with LineageStore(moved / "lineage.sqlite") as store:
-        assert ModelRegistry(store).aliases("delay") == {"blessed": 2, "candidate": 2}
+        reg = ModelRegistry(store)
+        assert reg.aliases("delay") == {"blessed": 2, "candidate": 2}
+        assert [v.uri for v in reg.versions("delay")] == [str(moved / "xgboost"),
+                                                         str(moved / "jax")]
     other = tmp_path / "elsewhere"  # a store the first blessing did not write: refused
-    assert bless(["--model", str(flights_jax), "--output", str(other / "third"),
+    assert bless(["--model", str(moved / "jax"), "--output", str(other / "third"),
                   "--after", str(moved / "first"), *common]) == 2
     assert not (other / "third" / "artifact.json").exists()
 
