@@ -3,6 +3,8 @@ leftover): two real blessings (XGBoost blessed first, JAX refused on a change th
 in one run directory, rendered."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from mlbatch.artifacts import read_manifest
@@ -13,6 +15,7 @@ from pipelines.report.blocks import Table
 from pipelines.report.registry import registry_section
 from pipelines.report.run import load_run
 from tests.report.conftest import step, write_run_json
+from tests.report.test_report import SCREENSHOT_DIR, WIDTH, _chromium
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +57,18 @@ def test_every_version_with_its_blessing_and_both_numbers(blessed_run, flights_x
     assert "auc" in versions.rows[0][5]  # the registered eval metrics
 
 
-def test_the_page_shows_the_version_list_with_full_digests_on_hover(blessed_run,
-                                                                    flights_jax):
+def test_the_page_shows_the_version_list_with_full_digests_on_hover(blessed_run, flights_jax,
+                                                                    chromium, tmp_path):
     assert report([str(blessed_run)]) == 0
     page = (blessed_run / "report" / "index.html").read_text()
+    only = tmp_path / "registry.html"  # the Registry section alone, for the screenshot
+    only.write_text(page.replace("</head>", "<style>section:not(#registry){display:none}"
+                                 "</style></head>"))
+    shot = tmp_path / "report_registry.png"
+    _chromium(chromium, tmp_path / "p", f"--window-size={WIDTH},1000", f"--screenshot={shot}",
+              only.as_uri()).wait(timeout=120)
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, SCREENSHOT_DIR / shot.name)
     jax = read_manifest(flights_jax).digest
     assert f'<abbr title="{jax}">{jax[7:19]}</abbr>' in page
     assert page.index("Every version of delay") > page.index('<section id="registry"')

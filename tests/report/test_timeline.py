@@ -155,7 +155,7 @@ def test_steps_without_a_period_are_their_own_period_in_run_order(tmp_path):
     assert [(r.period, r.distance) for r in rows] == list(zip(names, (0.02, 0.05, 0.30)))
 
 
-def test_a_confusion_matrix_is_shaded_by_its_rows_share():
+def test_a_confusion_matrix_is_shaded_by_its_rows_share(chromium, tmp_path):
     true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
     pred = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 0, 2])
     counts = np.zeros((3, 3), dtype=int)
@@ -174,3 +174,9 @@ def test_a_confusion_matrix_is_shaded_by_its_rows_share():
     assert "| true arrest | 1 (20%) | 0 (0%) | 4 (80%) | 5 |" in to_markdown(
         "cm", [Section("models", "Models", (t,))])
     assert confusion_of({"auc": 0.7}) is None
+    (tmp_path / "cm.html").write_text(page)
+    shot = tmp_path / "report_confusion.png"
+    _chromium(chromium, tmp_path / "p", f"--window-size={WIDTH},320", f"--screenshot={shot}",
+              (tmp_path / "cm.html").as_uri()).wait(timeout=120)
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, SCREENSHOT_DIR / shot.name)
