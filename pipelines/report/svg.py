@@ -62,8 +62,12 @@ def _axes(periods: list[str], ticks: list[float], xs, ys) -> list[str]:
     return out
 
 
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
 def _series(s: Series, colour: str, xs, ys) -> list[str]:
-    pts = [(xs(i), ys(v)) for i, v in enumerate(s.values) if v is not None]
+    pts = [(xs(i), ys(v)) for i, v in enumerate(s.values) if _finite(v)]
     style = 'stroke="#888" stroke-dasharray="4 3"' if s.dashed else f'stroke="{colour}"'
     out = []
     if len(pts) > 1:
@@ -71,7 +75,7 @@ def _series(s: Series, colour: str, xs, ys) -> list[str]:
         out.append(f'<polyline fill="none" stroke-width="1.6" {style} points="{path}"/>')
     if not s.dashed:
         for i, v in enumerate(s.values):
-            if v is None:
+            if not _finite(v):
                 continue
             red = i < len(s.breach) and s.breach[i]
             out.append(f'<circle cx="{xs(i):.1f}" cy="{ys(v):.1f}" r="{3.2 if red else 2.4}" '
@@ -110,7 +114,7 @@ def line_chart(title: str, periods: list[str], series: list[Series], *,
                alert: bool = False) -> str:
     """One chart as an ``<svg>`` element: ``series`` over ``periods``, titled ``title``
     (red when ``alert``)."""
-    values = [v for s in series for v in s.values if v is not None and math.isfinite(v)]
+    values = [v for s in series for v in s.values if _finite(v)]
     lo, hi = (min(0.0, *values), max(values)) if values else (0.0, 1.0)
     ticks = _ticks(lo, hi if hi > lo else lo + 1.0)
     y0, y1 = ticks[0], ticks[-1]

@@ -180,3 +180,13 @@ def test_a_confusion_matrix_is_shaded_by_its_rows_share(chromium, tmp_path):
               (tmp_path / "cm.html").as_uri()).wait(timeout=120)
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, SCREENSHOT_DIR / shot.name)
+
+
+def test_a_chart_skips_missing_and_undefined_values():
+    from pipelines.report import svg
+    out = svg.line_chart("js", ["2013-10", "2013-11", "2013-12"], [
+        svg.Series("vs training", (0.1, float("nan"), None)),
+        svg.Series("threshold", (0.2, 0.2, 0.2), dashed=True)])
+    assert "nan" not in out.lower() and out.count("<circle") == 1
+    assert out.count("<polyline") == 1  # the threshold; one point draws no line
+    assert svg.standalone(out).startswith('<svg xmlns="http://www.w3.org/2000/svg" ')
