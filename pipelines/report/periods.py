@@ -54,16 +54,24 @@ def hover(text: str, full: str) -> Digest:
     return cell
 
 
-def file_names(entries: list[dict]) -> Digest | str:
-    """The files of one role as people name them: the last two path parts
-    (``period=2013-10/flights.csv``); past MAX_FILES, their count and folder. The full
-    URIs and sha256 ride along on hover."""
+def _names(entries: list[dict]) -> str:
     names = ["/".join(e["uri"].rstrip("/").split("/")[-2:]) for e in entries]
-    full = "\n".join(f"{e['uri']} ({e.get('sha256', '?')[:12]})" for e in entries)
     if len(names) > MAX_FILES:
         common = posixpath.commonpath([e["uri"] for e in entries]).split("/")[-1]
-        return hover(f"{len(names)} files in {common or '/'}", full)
-    return hover(", ".join(names), full)
+        return f"{len(names)} files in {common or '/'}"
+    return ", ".join(names)
+
+
+def file_names(by_role: dict[str, list[dict]]) -> Digest | str:
+    """The files a step read, per role, as people name them: the last two path parts
+    (``raw:flights: period=2013-10/flights.csv``); past MAX_FILES of a role, their count
+    and folder. The full URIs and sha256 ride along on hover."""
+    if not by_role:
+        return "–"
+    text = "; ".join(f"{role}: {_names(entries)}" for role, entries in by_role.items())
+    full = "\n".join(f"{e['uri']} ({str(e.get('sha256', '?'))[:12]})"
+                     for entries in by_role.values() for e in entries)
+    return hover(text, full)
 
 
 def counts(step: Step) -> tuple:
@@ -84,8 +92,8 @@ def counts(step: Step) -> tuple:
 
 
 def read_rows(run: Run) -> list[list]:
-    """One row per step and role of raw data it read: step, type, period, role, files,
-    rows read / used / excluded / dead letters (on the step's first row), used means."""
+    """One row per step that read raw data: step, type, period, the files per role, rows
+    read / used / excluded / dead letters of its main table, what "used" means."""
     periods, rows = step_periods(run), []
     for step in run.steps:
         if step.type not in READERS:
@@ -94,11 +102,8 @@ def read_rows(run: Run) -> list[list]:
         for e in step.manifest.inputs:
             if e.get("kind") == "file" and str(e.get("role", "")).startswith(READ_ROLES):
                 by_role.setdefault(e["role"], []).append(e)
-        numbers = list(counts(step))
-        for i, (role, entries) in enumerate(by_role.items() or [("–", [])]):
-            rows.append([step.name, step.type, periods[step.name], role,
-                         file_names(entries) if entries else "–",
-                         *(numbers if i == 0 else [None] * 5)])
+        rows.append([step.name, step.type, periods[step.name], file_names(by_role),
+                     *counts(step)])
     return rows
 
 
@@ -106,8 +111,8 @@ def data_read_blocks(run: Run) -> list[Table | Text]:
     rows = read_rows(run)
     if not rows:
         return []
-    return [table(["step", "type", "period", "role", "data read", "rows read", "used",
+    return [table(["step", "type", "period", "data read (role: files)", "rows read", "used",
                    "excluded", "dead letters", "used means"], rows,
-                  "Which data every step read: by name (the full path and sha256 on hover), "
-                  "period and rows (read = used + excluded + dead letters where the job "
-                  "accounts for each)")]
+                  "Which data every step read: by name (the full paths and sha256 on hover), "
+                  "period and rows of its main table (read = used + excluded + dead letters "
+                  "where the job accounts for each; lookup tables' rows: the Data section)")]

@@ -107,16 +107,16 @@ def test_the_drift_table_lists_each_feature_once_over_the_periods(timeline_dom):
 
 def test_every_step_names_the_data_it_read_by_period_and_rows(timeline_dom):
     read = timeline_dom["tables"][0]
-    assert [(r[0], r[2], r[3], r[4]) for r in read] == [
-        ("monitor[2013-10]", "2013-10", "raw:flights", "period=2013-10/flights.csv"),
-        ("monitor[2013-11]", "2013-11", "raw:flights", "period=2013-11/flights.csv"),
-        ("monitor[2013-12]", "2013-12", "raw:flights", "period=2013-12/flights.csv"),
-        ("monitor_prev[2013-12]", "2013-12", "raw:flights", "period=2013-12/flights.csv"),
-        ("evaluate[2013-10]", "2013-10", "labels:flights", "period=2013-10/flights.csv"),
-        ("evaluate[2013-11]", "2013-11", "labels:flights", "period=2013-11/flights.csv"),
-        ("evaluate[2013-12]", "2013-12", "labels:flights", "period=2013-12/flights.csv")]
-    assert read[0][5:9] == ["905", "900", "–", "5"]
-    assert read[4][5:9] == ["2,654", "2,650", "4", "–"]
+    assert [(r[0], r[2], r[3]) for r in read] == [
+        ("monitor[2013-10]", "2013-10", "raw:flights: period=2013-10/flights.csv"),
+        ("monitor[2013-11]", "2013-11", "raw:flights: period=2013-11/flights.csv"),
+        ("monitor[2013-12]", "2013-12", "raw:flights: period=2013-12/flights.csv"),
+        ("monitor_prev[2013-12]", "2013-12", "raw:flights: period=2013-12/flights.csv"),
+        ("evaluate[2013-10]", "2013-10", "labels:flights: period=2013-10/flights.csv"),
+        ("evaluate[2013-11]", "2013-11", "labels:flights: period=2013-11/flights.csv"),
+        ("evaluate[2013-12]", "2013-12", "labels:flights: period=2013-12/flights.csv")]
+    assert read[0][4:8] == ["905", "900", "–", "5"]
+    assert read[4][4:8] == ["2,654", "2,650", "4", "–"]
     assert timeline_dom["hovers"] == 7  # each file's full path and sha256 on hover
 
 
@@ -190,3 +190,14 @@ def test_a_chart_skips_missing_and_undefined_values():
     assert "nan" not in out.lower() and out.count("<circle") == 1
     assert out.count("<polyline") == 1  # the threshold; one point draws no line
     assert svg.standalone(out).startswith('<svg xmlns="http://www.w3.org/2000/svg" ')
+
+
+def test_many_files_of_a_role_read_as_their_count_and_folder():
+    from pipelines.report.periods import file_names
+    flights = [{"uri": f"/d/period=2013-10/part-{i}.csv", "sha256": f"{i:064x}"}
+               for i in range(5)]
+    planes = [{"uri": "/d/lookups/planes.csv", "sha256": "f" * 64}]
+    cell = file_names({"raw:flights": flights, "raw:planes": planes})
+    assert cell == "raw:flights: 5 files in period=2013-10; raw:planes: lookups/planes.csv"
+    assert cell.full.splitlines()[0] == f"/d/period=2013-10/part-0.csv ({'0' * 12})"
+    assert len(cell.full.splitlines()) == 6 and file_names({}) == "–"
