@@ -330,3 +330,36 @@ def test_the_reports_models_section_reads_a_multiclass_run(xgb_run, fishing_feat
     assert [r[-1] for r in cm.rows] == [str(n) for n in np.bincount(y, minlength=4)]
     accuracy = task_metrics(fs.task, y, probs)["accuracy"]
     assert cm.caption.endswith(f"accuracy {np.trace(counts)} of {y.size} = {accuracy:.4g}")
+
+
+def test_the_report_of_a_multiclass_run_with_scoring_and_monitoring(
+        xgb_run, fishing_features, scored, monitored, tmp_path):
+    """The whole report on features, the model, its scoring and its monitor: the scoring
+    table in multiclass metrics beside the train class shares, the predicted classes
+    counted, the monitor's label and predicted-class rows in the drift timeline."""
+    import shutil
+
+    from mlbatch.artifacts.predictions import load_predictions
+    from pipelines.report.build import build_report
+    for name, src in (("features", fishing_features), ("xgboost", xgb_run[0]),
+                      ("score", scored["labelled"][0]), ("monitor", monitored[1])):
+        shutil.copytree(src, tmp_path / name)
+    build_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text()
+    m = load_predictions(tmp_path / "score").metrics
+    assert ("| step | model | model digest | rows read | rows scored | dead letters | logloss | "
+            "accuracy | auc_ovr_macro | auc_ovr_weighted |") in md
+    assert f"| 1,182 | 1,182 | 0 | {m['logloss']:.4g} | {m['accuracy']:.4g} |" in md
+    predicted = load_predictions(tmp_path / "score").read_table(["predicted_class"])
+    counts = {c: predicted["predicted_class"].to_pylist().count(c) for c in CLASSES}
+    top = max(counts, key=counts.get)
+    assert f"| {top} | {counts[top]:,} | {counts[top] / 1182:.4g} |" in md
+    from mlbatch.artifacts.drift_history import load_history
+    label = next(r for r in load_history(tmp_path / "monitor") if r.stage == "label")
+    # the relabelled period's label breach in the drift timeline (its bound: the larger of
+    # the 0.05 threshold and the null's 99th percentile), its chart titled red
+    bound = max(label.threshold, label.null_p99)
+    assert (f"| fishing_mode | label | linf | relabelled | {label.distance:.4g} | "
+            f"{label.distance:.4g} | {bound:.4g} | – | – |") in md
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "BREACH label/fishing_mode (linf)" in page
