@@ -3,7 +3,8 @@ every step.
 
 A step's period is the bracket of its name (``score[2013-10]``: the pipeline runner's
 per-period instances), else its artifact's ``period`` (``beam_jobs.monitor`` and
-``beam_jobs.evaluate`` record one), else the step's own name: a step without a period is
+``beam_jobs.evaluate`` record one), else a ``period`` in its run.json entry or key
+figures, else the step's own name: a step without a period is
 its own period, in run order. Two steps of one type (and one monitor mode) that would
 share a period label keep their names instead, so no two are drawn as one.
 """
@@ -29,6 +30,8 @@ def own_period(step: Step) -> str | None:
         return found.group("period")
     body = step.manifest.body if step.manifest else {}
     period = body.get("period") if isinstance(body, dict) else None
+    period = period or step.info.get("period") or (step.info.get("key_figures") or {}).get(
+        "period")  # the runner's record of the step, where it keeps one
     return str(period) if period else None
 
 

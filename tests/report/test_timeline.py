@@ -201,3 +201,15 @@ def test_many_files_of_a_role_read_as_their_count_and_folder():
     assert cell == "raw:flights: 5 files in period=2013-10; raw:planes: lookups/planes.csv"
     assert cell.full.splitlines()[0] == f"/d/period=2013-10/part-0.csv ({'0' * 12})"
     assert len(cell.full.splitlines()) == 6 and file_names({}) == "–"
+
+
+def test_a_period_from_the_runners_record_when_the_artifact_has_none(tmp_path):
+    from mlbatch.artifacts import ArtifactWriter
+    from tests.report.conftest import step, write_run_json
+    for name in ("score_a", "score_b"):
+        w = ArtifactWriter(tmp_path / name, "predictions", job="beam_jobs.score")
+        w.claim()
+        w.commit(body={"task": "binary_classification"})
+    write_run_json(tmp_path, [step("score_a", "beam_jobs.score", "local", [], period="2013-10"),
+                              step("score_b", "beam_jobs.score", "local", [])])
+    assert step_periods(load_run(str(tmp_path))) == {"score_a": "2013-10", "score_b": "score_b"}
