@@ -356,3 +356,71 @@ def test_top_k_classes_from_the_train_split_reach_the_artifact_model_and_serving
     config = from_dict({"epochs": 1, "batch_size": 64, "hidden_sizes": [8]})
     jax_driver.run(config, out, tmp_path / "jax")
     assert load_model(tmp_path / "jax").classes == ("charter", "boat", "other")
+
+
+def test_the_reports_models_section_reads_a_multiclass_run(xgb_run, fishing_features,
+                                                           tmp_path):
+    """The run report on features + the softprob model: the multiclass metrics beside the
+    train class shares' baseline, and the confusion matrix the trainer recorded (checked
+    against one counted here with numpy from the model's eval predictions)."""
+    import shutil
+
+    from pipelines.report.blocks import Table
+    from pipelines.report.models import models_section
+    from pipelines.report.run import load_run
+    shutil.copytree(fishing_features, tmp_path / "features")
+    shutil.copytree(xgb_run[0], tmp_path / "xgboost")
+    section = models_section(load_run(str(tmp_path)))
+    tables = [b for b in section.blocks if isinstance(b, Table)]
+    table = tables[0]
+    assert table.columns[4:8] == ("logloss", "accuracy", "auc_ovr_macro", "auc_ovr_weighted")
+    fs = load_feature_set(fishing_features)
+    y, train = labels_of(fs, "eval").astype(int), labels_of(fs, "train").astype(int)
+    majority = int(np.argmax(np.bincount(train, minlength=4)))
+    assert table.rows[1][0] == f"baseline: train class shares (majority {CLASSES[majority]})"
+    assert table.rows[1][5] == f"{np.mean(y == majority):.4g}"
+    assert table.rows[1][6:8] == ("0.5", "0.5")
+    probs = load_model(xgb_run[0]).predict(fs.read_table("eval"))
+    counts = np.zeros((4, 4), dtype=int)
+    np.add.at(counts, (y, np.argmax(probs, axis=1)), 1)
+    cm = next(t for t in tables if t.caption.startswith("xgboost: confusion matrix"))
+    assert cm.columns == ("true \\ predicted", *CLASSES, "rows")
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    assert [list(r[1:5]) for r in cm.rows] == [
+        [f"{n} ({p:.0%})" for n, p in zip(counts[i], shares[i])] for i in range(4)]
+    assert [r[-1] for r in cm.rows] == [str(n) for n in np.bincount(y, minlength=4)]
+    accuracy = task_metrics(fs.task, y, probs)["accuracy"]
+    assert cm.caption.endswith(f"accuracy {np.trace(counts)} of {y.size} = {accuracy:.4g}")
+
+
+def test_the_report_of_a_multiclass_run_with_scoring_and_monitoring(
+        xgb_run, fishing_features, scored, monitored, tmp_path):
+    """The whole report on features, the model, its scoring and its monitor: the scoring
+    table in multiclass metrics beside the train class shares, the predicted classes
+    counted, the monitor's label and predicted-class rows in the drift timeline."""
+    import shutil
+
+    from mlbatch.artifacts.predictions import load_predictions
+    from pipelines.report.build import build_report
+    for name, src in (("features", fishing_features), ("xgboost", xgb_run[0]),
+                      ("score", scored["labelled"][0]), ("monitor", monitored[1])):
+        shutil.copytree(src, tmp_path / name)
+    build_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text()
+    m = load_predictions(tmp_path / "score").metrics
+    assert ("| step | model | model digest | rows read | rows scored | dead letters | logloss | "
+            "accuracy | auc_ovr_macro | auc_ovr_weighted |") in md
+    assert f"| 1,182 | 1,182 | 0 | {m['logloss']:.4g} | {m['accuracy']:.4g} |" in md
+    predicted = load_predictions(tmp_path / "score").read_table(["predicted_class"])
+    counts = {c: predicted["predicted_class"].to_pylist().count(c) for c in CLASSES}
+    top = max(counts, key=counts.get)
+    assert f"| {top} | {counts[top]:,} | {counts[top] / 1182:.4g} |" in md
+    from mlbatch.artifacts.drift_history import load_history
+    label = next(r for r in load_history(tmp_path / "monitor") if r.stage == "label")
+    # the relabelled period's label breach in the drift timeline (its bound: the larger of
+    # the 0.05 threshold and the null's 99th percentile), its chart titled red
+    bound = max(label.threshold, label.null_p99)
+    assert (f"| fishing_mode | label | linf | relabelled | {label.distance:.4g} | "
+            f"{label.distance:.4g} | {bound:.4g} | – | – |") in md
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "BREACH label/fishing_mode (linf)" in page
