@@ -24,6 +24,7 @@ instead of waiting for a reply that cannot come.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import traceback
 from multiprocessing.connection import Connection, wait
@@ -68,8 +69,8 @@ class Helper:
     def __init__(self, context, name: str, target, args: tuple) -> None:
         parent, child = context.Pipe()
         self.name = name
-        self.process = context.Process(target=target, args=(child, *args), name=name,
-                                       daemon=True)
+        self.process = context.Process(target=_serve, name=name, daemon=True,
+                                       args=(dict(os.environ), target, child, *args))
         self.process.start()
         child.close()
         self.conn: Connection = parent
@@ -111,6 +112,15 @@ class Helper:
             self.process.kill()
             self.process.join(timeout=5)
         self.conn.close()
+
+
+def _serve(environ: dict[str, str], target, conn: Connection, *args) -> None:
+    """A helper's main: the parent's environment as it is now (the fork server's is the
+    one it started with: e.g. STORAGE_EMULATOR_HOST or credentials set since), then
+    ``target``."""
+    os.environ.clear()
+    os.environ.update(environ)
+    target(conn, *args)
 
 
 def _start(role: str, processes: int, target, args: tuple) -> list[Helper]:
@@ -197,23 +207,24 @@ def count_spill(spill: Spill, table: np.ndarray, params: dict, chunk_ids: int,
     return partials, kept, pairs
 
 
-def _count_loop(conn: Connection) -> None:
+def _call_loop(conn: Connection, fn) -> None:
     while True:
         args = conn.recv()
         if args is None:
             return
         try:
-            reply = ("ok", count_spill(*args))
+            reply = ("ok", fn(*args))
         except Exception:  # noqa: BLE001 - raised again in the DoFn
             reply = ("error", traceback.format_exc())
         conn.send(reply)
 
 
-class CountWorkers:
-    """``processes`` counting helpers; each counts one spill at a time (``count_spill``)."""
+class CallWorkers:
+    """``processes`` helpers calling ``fn`` (a module-level function), one call at a time
+    each; results in submission order."""
 
-    def __init__(self, processes: int) -> None:
-        self.helpers = _start("counting", processes, _count_loop, ())
+    def __init__(self, processes: int, fn, role: str) -> None:
+        self.helpers = _start(role, processes, _call_loop, (fn,))
         self._queue: list[tuple[int, tuple]] = []
         self._busy: dict[Helper, int] = {}
         self._done: dict[int, tuple] = {}
@@ -249,3 +260,10 @@ class CountWorkers:
 
     def close(self) -> None:
         _close_all(self.helpers)
+
+
+class CountWorkers(CallWorkers):
+    """``processes`` counting helpers; each counts one spill at a time (``count_spill``)."""
+
+    def __init__(self, processes: int) -> None:
+        super().__init__(processes, count_spill, "counting")

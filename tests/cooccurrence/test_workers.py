@@ -10,7 +10,8 @@ import pytest
 
 from beam_jobs.cooccurrence.counting import Tokenizer, remap_ids
 from beam_jobs.cooccurrence.spill import SpillWriter, read_chunks
-from beam_jobs.cooccurrence.workers import CountWorkers, TokenizeWorkers, WorkerError
+from beam_jobs.cooccurrence.workers import (CallWorkers, CountWorkers, TokenizeWorkers,
+                                            WorkerError)
 
 
 def test_tokenizers_split_batches_round_robin_one_spill_each(tmp_path):
@@ -79,5 +80,20 @@ def test_counting_helpers_count_in_order_and_a_killed_one_is_named(tmp_path):
                                               r"before replying: signal SIGKILL$"):
             workers.submit(spills[0], table, params, 100, 1000)
             list(workers.results())
+    finally:
+        workers.close()
+
+
+def test_helpers_see_the_environment_of_their_start_not_the_fork_servers(tmp_path,
+                                                                         monkeypatch):
+    # The fork server keeps the environment it started with; a helper started later must
+    # see what the DoFn's process has then (a storage emulator, credentials...).
+    first = TokenizeWorkers(Tokenizer(), str(tmp_path), 1)  # the server is running now
+    first.close()
+    monkeypatch.setenv("MLBATCH_TEST_HELPER_ENV", str(tmp_path / "set-after-start"))
+    workers = CallWorkers(1, os.getenv, "test")
+    try:
+        workers.submit("MLBATCH_TEST_HELPER_ENV")
+        assert list(workers.results()) == [str(tmp_path / "set-after-start")]
     finally:
         workers.close()
