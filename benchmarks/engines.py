@@ -17,8 +17,14 @@ each in a fresh process, alternated, ``--repeats`` times, medians), one after an
   xgboost       the job's Ray Train default layout (2 workers x 1 CPU) vs plain
                 ``xgboost.train(nthread=2)`` on ``--xgb-rows`` x 30 synthetic features,
                 ``--xgb-rounds`` rounds (benchmarks/xgboost_bench.py). The issue's size is
-                2M x 30; the default here, 1M x 30 at 100 rounds, is what fits the 8
-                minutes on 2 cores beside the other two parts.
+                2M x 30, ~55 s plain and ~65 s Ray Train per run on the quiet 2-core VM
+                (docs/xgboost.md): 3 alternated repeats of both would take ~6 minutes
+                alone, so the default here is 1M x 30 at 100 rounds (``--xgb-rows
+                2000000`` for the issue's size).
+
+Time on the quiet 2-core VM, estimated from each part's earlier quiet figures (not
+measured as one run): co-occurrence ~1.5 min, JAX ~2 min, XGBoost ~3 min. The smoke run
+(``--small``) took 9 min at load average 24-49 on 2 cores.
 
 Writes ``--output`` (default bench_out/engines.json): per part its medians and ratio, the
 target it is read against, its wall seconds and the 1-minute load average before and
