@@ -70,6 +70,9 @@ def _inputs(args):
     """(predictions, schema, the model's eval-split metrics, scored files, labelled files
     and their columns), checked before anything runs."""
     predictions = load_predictions(args.predictions)
+    if predictions.task == "multiclass_classification":  # classes + scores: not joined yet
+        raise EvaluateConfigError(f"--predictions {predictions.root}: late labels for a "
+                                  f"multiclass_classification model are not supported yet")
     schema = serving.schema_of(load_feature_set(predictions.features_uri, check_columns=False),
                                args.schema)
     if not schema.identity:

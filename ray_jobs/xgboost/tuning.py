@@ -128,6 +128,16 @@ def max_concurrent_trials(base_config: dict) -> int:
     return max(1, fits)
 
 
+def reported_metrics(features: str, base: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics every report carries (what ``--metric`` may name): eval_loss (the
+    early-stopping metric) and XGBoost's own per-round ``eval-``/``train-`` metrics."""
+    cfg, _, _ = job_config(storage.locate(features).uri, base)
+    fs = load_feature_set(features, check_columns=False)
+    names = cfg.booster_params(fs.task, len(fs.classes))["eval_metric"]
+    names = [names] if isinstance(names, str) else list(names)
+    return (METRIC, *(f"{side}-{n}" for side in ("eval", "train") for n in names))
+
+
 def max_iterations(base_config: dict) -> int:
     """Optional plug-in hook: ASHA's max_t, in ``TIME_ATTR`` units (boosting rounds)."""
     return int({**BASE_DEFAULTS, **base_config}["num_boost_round"])
