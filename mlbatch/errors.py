@@ -44,7 +44,8 @@ class PlacementError(ClusterError, ValueError):
 
 class WorkerError(RuntimeError, JobError):
     """A worker failed and the job's output is not committed (the message carries its
-    error): a JAX training worker, a co-occurrence tokenizing process. ``lost``: the
+    error): a JAX training worker, a co-occurrence helper process (failed or died, named
+with its pid and exit code or traceback). ``lost``: the
     worker process or its node died, as opposed to an error its code raised; only a
     loss is worth a restart."""
 
