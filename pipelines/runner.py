@@ -62,6 +62,7 @@ class StepState:
     key_figures: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
     reason: str | None = None  # why it runs / is skipped (progress and --dry-run)
+    period: str | None = None  # an instance's period (docs/periods.md); None: a plain step
 
     def record(self) -> dict:
         doc = dataclasses.asdict(self)
@@ -235,7 +236,7 @@ class Runner:
         self.selected = selected_steps(pipeline, options)
         self.states = [StepState(name=n, job=pipeline.steps[n].job,
                                  runs_on=pipeline.steps[n].runs_on,
-                                 inputs=self._upstream(n))
+                                 inputs=self._upstream(n), period=pipeline.steps[n].period)
                        for n in pipeline.order()]
         self.by_name = {s.name: s for s in self.states}
         self.progress = progress or Progress(self.states)

@@ -167,6 +167,7 @@ def test_a_changed_period_reruns_its_instances_and_those_that_read_them(backfill
 def test_instances_are_recorded_with_their_own_output_and_inputs(backfill):
     steps = {s["name"]: s for s in backfill["run"]["steps"]}
     assert steps["drift[2013-12]"]["output"] == "drift@2013-12"
+    assert (steps["drift[2013-12]"]["period"], steps["base"]["period"]) == ("2013-12", None)
     assert steps["drift[2013-12]"]["inputs"] == ["score[2013-11]", "score[2013-12]"]
     assert backfill["drift_dec"] == ("base\nrows of 2013-12\nscore 2013-12\n"
                                      "base\nrows of 2013-11, corrected\nscore 2013-11\n"
