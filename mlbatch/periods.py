@@ -7,6 +7,7 @@ The pipeline file's ``periods`` field (pipelines.spec) and the jobs' ``--periods
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from typing import Any
@@ -103,13 +104,37 @@ def _text(item: Any) -> str:
     return item.strip()
 
 
-def folder(period: str) -> str:
+def folder(period: str, key: str = FOLDER_KEY) -> str:
     """The Hive partition folder of a period: ``period=2013-10``."""
-    return f"{FOLDER_KEY}={period}"
+    return f"{key}={period}"
 
 
-def of_path(path: str) -> str | None:
-    """The period of a file inside a ``period=P/`` folder (the innermost one), else None."""
+def of_path(path: str, key: str = FOLDER_KEY) -> str | None:
+    """The period of a file inside a ``KEY=P/`` folder (the innermost one), else None."""
     parts = path.replace("\\", "/").split("/")
-    found = [p.split("=", 1)[1] for p in parts[:-1] if p.startswith(FOLDER_KEY + "=")]
+    found = [p.split("=", 1)[1] for p in parts[:-1] if p.startswith(key + "=")]
     return found[-1] if found else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The periods a job reads and the Hive folder key they sit under."""
+    periods: tuple[str, ...]
+    key: str = FOLDER_KEY
+
+    def folder(self, period: str) -> str:
+        return folder(period, self.key)
+
+    def of_path(self, path: str) -> str | None:
+        return of_path(path, self.key)
+
+
+def select(declared: str, key: str = FOLDER_KEY, declared_granularity: str | None = None
+           ) -> Selection:
+    """The Selection of a ``--periods`` value; with the schema's declared granularity
+    (``partitions.granularity``), periods of another granularity are refused."""
+    found = expand(declared)
+    if declared_granularity and granularity(found[0]) != declared_granularity:
+        raise PeriodError(f"--periods {declared}: {granularity(found[0])} periods, but the "
+                          f"schema's partitions.granularity is {declared_granularity}")
+    return Selection(tuple(found), key)

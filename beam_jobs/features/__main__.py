@@ -25,7 +25,7 @@ from beam_jobs.common.options import pipeline_options, quiet_logging, run_pipeli
 from beam_jobs.features.config import FeatureConfig
 from beam_jobs.tabular import reading
 from beam_jobs.tabular.periods import periods_section
-from mlbatch.periods import expand as expand_periods
+from mlbatch.periods import select as select_periods
 from mlbatch.artifacts import ArtifactWriter, read_json
 from mlbatch.schema import load_schema
 from mlbatch.storage import is_remote
@@ -180,10 +180,11 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     dry_run = options.view_as(TestOptions).dry_run
     if dry_run:
         args = dataclasses.replace(args, passes="1")  # a dry run describes the one graph
-    declared = expand_periods(args.periods) if args.periods else None
+    part = schema.partitions
+    declared = args.periods and select_periods(args.periods, part.key, part.granularity)
     files = reading.check_inputs(args.input, list(schema.tables.values()), periods=declared)
-    read_periods = declared and periods_section(args.input, schema.main_table,
-                                                files[schema.main], "--periods", args.periods)
+    read_periods = declared and periods_section(
+        args.input, schema.main_table, files[schema.main], "--periods", args.periods, declared)
     # pinned until the commit: a file rewritten between passes would mix two versions
     pins = {} if dry_run else pin_files([p for paths in files.values() for p in paths])
     writer = ArtifactWriter(args.output, "features", job=JOB, config={

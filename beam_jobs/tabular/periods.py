@@ -34,29 +34,28 @@ def data_rows(table: TableSpec, path: str) -> int:
     return max(0, lines - 1) if table.format == "csv" else lines
 
 
-def excluded(input_root: str, table: TableSpec, read: list[str]) -> dict[str, int]:
+def excluded(input_root: str, table: TableSpec, read: periods.Selection) -> dict[str, int]:
     """{period: data rows} of the table's files in period folders not in ``read``."""
-    pattern = table_pattern(FileSystems.join(input_root.rstrip("/"), periods.folder("*")),
-                            table)
+    pattern = table_pattern(FileSystems.join(input_root.rstrip("/"), read.folder("*")), table)
     out: dict[str, int] = {}
     for path, _ in inputs.match_files(pattern):
-        period = periods.of_path(path)
-        if period is not None and period not in read:
+        period = read.of_path(path)
+        if period is not None and period not in read.periods:
             out[period] = out.get(period, 0) + data_rows(table, path)
     return dict(sorted(out.items()))
 
 
 def periods_section(input_root: str, table: TableSpec, files: list[str], flag: str,
-                    declared: str) -> dict:
+                    declared: str, selection: periods.Selection) -> dict:
     """What a job records of its periods: those it read (a period folder holding a file
     of the main table), the rows of the others and why they were left out.
 
     Raises InputError naming each declared period without a main-table file."""
-    wanted = periods.expand(declared)
+    wanted = list(selection.periods)
     rows = {p: 0 for p in wanted}
     found: set[str] = set()
     for path in files:
-        period = periods.of_path(path)
+        period = selection.of_path(path)
         if period in rows:
             found.add(period)
             rows[period] += data_rows(table, path)
@@ -64,13 +63,13 @@ def periods_section(input_root: str, table: TableSpec, files: list[str], flag: s
     if missing:
         raise InputError(f"{flag} {declared}: no {table.name} file for period(s) "
                          f"{', '.join(missing)} under {input_root} (looked for "
-                         f"{periods.folder(missing[0])}/{table.path})")
+                         f"{selection.folder(missing[0])}/{table.path})")
     empty = [p for p in wanted if rows[p] == 0]
     if empty:
         raise InputError(f"{flag} {declared}: period(s) {', '.join(empty)} hold no "
                          f"{table.name} rows under {input_root}: a period with zero rows "
                          "is an error, not an empty artifact")
-    left_out = excluded(input_root, table, wanted)
+    left_out = excluded(input_root, table, selection)
     LOGGER.info("periods read: %s; left out: %s", ", ".join(wanted),
                 ", ".join(f"{p} ({n} rows)" for p, n in left_out.items()) or "none")
     return {"read": wanted, "rows": rows, "excluded_rows": left_out,

@@ -45,7 +45,7 @@ def _names_table(path: str, table: TableSpec, only: bool) -> bool:
 
 def check_inputs(input_root: str, tables: list[TableSpec],
                  needed: dict[str, list[str]] | None = None,
-                 periods: list[str] | None = None) -> dict[str, list[str]]:
+                 periods: mlbatch_periods.Selection | None = None) -> dict[str, list[str]]:
     """Driver-side check of the inputs before anything runs: every table has at least
     one file, and every CSV header / Parquet schema holds the table's declared columns
     (with ``needed``, only the columns it names per table: serving reads no label and no
@@ -79,7 +79,7 @@ def check_inputs(input_root: str, tables: list[TableSpec],
         matched = (period_files(input_root, t, periods) if periods and not named
                    else [path for path, _ in inputs.match_files(pattern)])
         if periods and named:
-            matched = [p for p in matched if mlbatch_periods.of_path(p) in (None, *periods)]
+            matched = [p for p in matched if periods.of_path(p) in (None, *periods.periods)]
         paths = matched
         if named:  # the files of a glob or the file: those named for this table
             paths = [p for p in matched if _names_table(p, t, len(tables) == 1)]
@@ -103,10 +103,11 @@ def check_inputs(input_root: str, tables: list[TableSpec],
     return found
 
 
-def period_files(input_root: str, table: TableSpec, periods: list[str]) -> list[str]:
+def period_files(input_root: str, table: TableSpec,
+                 periods: mlbatch_periods.Selection) -> list[str]:
     """A table's files under each period's Hive folder and under ``input_root`` itself."""
-    roots = [FileSystems.join(input_root.rstrip("/"), mlbatch_periods.folder(p))
-             for p in periods] + [input_root]
+    roots = [FileSystems.join(input_root.rstrip("/"), periods.folder(p))
+             for p in periods.periods] + [input_root]
     return sorted({path for root in roots
                    for path, _ in inputs.match_files(table_pattern(root, table))})
 

@@ -15,13 +15,15 @@ from mlbatch.schema.build import build
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
                                   SCALES, SPLIT_BY, TASKS, AsOfSpec, BucketFeature, ColumnSpec, CrossFeature,
                                   DatasetSchema, DerivedSpec, HashFeature, JoinSpec, LabelSpec,
-                                  LimitsSpec, NumericFeature, SchemaError, SplitSpec, TableSpec,
+                                  LimitsSpec, NumericFeature, PartitionSpec, SchemaError, SplitSpec,
+                                  TableSpec,
                                   VocabFeature)
 
 __all__ = ["AsOfSpec", "COLUMN_TYPES", "DERIVED_FNS", "FORMATS", "LABEL_OPS", "LABEL_TRANSFORMS", "SCALES",
            "SPLIT_BY", "TASKS", "BucketFeature", "ColumnSpec", "CrossFeature", "DatasetSchema",
            "DerivedSpec", "HashFeature", "JoinSpec", "LabelSpec", "LimitsSpec",
-           "NumericFeature", "SchemaError", "SplitSpec", "TableSpec", "VocabFeature",
+           "NumericFeature", "PartitionSpec", "SchemaError", "SplitSpec", "TableSpec",
+           "VocabFeature",
            "load_schema"]
 
 

