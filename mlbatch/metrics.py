@@ -15,6 +15,11 @@ import math
 import numpy as np
 
 TASKS = ("binary_classification", "regression", "multiclass_classification")
+# The names task_metrics returns beside eval_loss, per task (Tune's --metric checks them).
+METRIC_NAMES = {"binary_classification": ("auc", "logloss", "accuracy"),
+                "multiclass_classification": ("logloss", "accuracy", "auc_ovr_macro",
+                                              "auc_ovr_weighted"),
+                "regression": ("rmse", "mae")}
 LOGLOSS_EPS = 1e-15
 
 
@@ -100,6 +105,20 @@ def auc_ovr(labels: np.ndarray, scores: np.ndarray, average: str) -> float:
     return float(np.dot(aucs, weights) / weights.sum())
 
 
+def confusion_matrix(labels: np.ndarray, scores: np.ndarray,
+                     classes: tuple[str, ...] | list[str]) -> dict[str, list]:
+    """Counts of (true class, predicted class) over the rows, the prediction being the
+    arg-max class (the first on ties): ``{"classes": [names], "counts": [[int]]}``, row i
+    = true class i, column j = predicted class j (K x K, every row and column present)."""
+    k, p = _class_probs(labels, scores)
+    if p.shape[1] != len(classes):
+        raise ValueError(f"{p.shape[1]} probability columns for {len(classes)} classes "
+                         f"{list(classes)}")
+    counts = np.zeros((len(classes), len(classes)), np.int64)
+    np.add.at(counts, (k, np.argmax(p, axis=1)), 1)
+    return {"classes": [str(c) for c in classes], "counts": counts.tolist()}
+
+
 def eval_loss(task: str, labels: np.ndarray, scores: np.ndarray) -> float:
     """The task's loss: logloss (binary classification), multi-class logloss (multiclass)
     or RMSE (regression)."""
@@ -135,10 +154,16 @@ def task_metrics(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str,
 
 def labelled_quality(task: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The quality of stored predictions on the rows that carry a label, in label units:
-    AUC and logloss (binary classification) or RMSE and MAE (regression); {} when no row
-    is labelled. Scoring and the late-label evaluation report these."""
+    AUC and logloss (binary classification), logloss, accuracy and one-vs-rest AUC
+    (multiclass: ``scores`` [n, K], labels class indices; an undefined AUC is None) or RMSE
+    and MAE (regression); {} when no row is labelled. Scoring and the late-label
+    evaluation report these."""
     if not len(labels):
         return {}
+    if task == "multiclass_classification":
+        out = task_metrics(task, labels, scores)
+        out.pop("eval_loss")
+        return out
     if task == "binary_classification":
         return {"auc": auc(labels, scores), "logloss": logloss(labels, scores)}
     return {"rmse": rmse(labels, scores), "mae": mae(labels, scores)}

@@ -143,15 +143,35 @@ def _run_checked(p: beam.Pipeline, options, pins: dict, what: str) -> None:
         raise
 
 
-def _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins) -> None:
+def _resolve_classes(args, options, schema, files, pins):
+    """A ``classes: {top_k: K}`` label: the class pass (beam_jobs.features.classes), then
+    the schema with the K most frequent train values + other as its classes."""
+    from beam_jobs.features import classes
+    from mlbatch.schema import resolve_classes
+
+    path = FileSystems.join(args.output, classes.LABEL_COUNTS)
+    p = beam.Pipeline(options=options)
+    classes.build(p, schema, files, chunk_rows=args.chunk_rows, path=path)
+    _run_checked(p, options, pins, "the class pass")
+    schema = resolve_classes(schema, read_json(path))
+    LOGGER.info("label %s: classes %s (top %d of the train split + %s)", schema.label.name,
+                list(schema.label.classes), schema.label.top_k, schema.label.other)
+    return schema
+
+
+def _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins):
+    """Runs the feature pipelines; returns the schema they ran with (a top_k label's
+    classes resolved)."""
     from beam_jobs.features import pipeline
 
     check_pins(pins, "before reading")
+    if schema.label.top_k and not options.view_as(TestOptions).dry_run:
+        schema = _resolve_classes(args, options, schema, files, pins)
     if not _two_passes(args, options):
         p = beam.Pipeline(options=options)
         pipeline.build(p, args, schema, tft_temp, files, transform_dir)
         _run_checked(p, options, pins, "the pipeline")
-        return
+        return schema
     p = beam.Pipeline(options=options)
     pipeline.build_analyze(p, args, schema, tft_temp, files, transform_dir)
     _run_checked(p, options, pins, "pass 1")
@@ -161,6 +181,7 @@ def _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins) 
     p = beam.Pipeline(options=options)
     pipeline.build_transform(p, args, schema, tft_temp, files, first, transform_dir)
     _run_checked(p, options, pins, "pass 2")
+    return schema
 
 
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
@@ -198,7 +219,8 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
 
     try:
         with writer:  # an exception marks a claimed output failed
-            _run_pipelines(args, options, schema, files, tft_temp, transform_dir, pins)
+            schema = _run_pipelines(args, options, schema, files, tft_temp, transform_dir,
+                                    pins)
             if dry_run:
                 return None
             if FileSystems.exists(tft_temp):

@@ -119,9 +119,6 @@ def _previous(uri: str, features: FeatureSet, keys: set[str]) -> dict:
 def _check_model(uri: str, features: FeatureSet) -> None:
     model_mod.model_type(uri)
     m = read_manifest(uri)
-    if m.body.get("task") == "multiclass_classification":  # issue #23.1: not yet
-        raise MonitorUsageError(f"--model {uri}: monitoring the predictions of a "
-                                "multiclass_classification model is not supported yet")
     trained_on = next((e.get("digest") for e in m.inputs if e["role"] == "features"), None)
     if trained_on != features.digest:
         raise MonitorUsageError(f"--model {uri} was trained on features {trained_on}, not on "
@@ -132,15 +129,17 @@ def make_plan(args, features: FeatureSet) -> pipeline.Plan:
     schema = serving.schema_of(features, args.schema)
     tables = list(schema.tables.values())
     needed = serving.needed_columns(schema)  # label-free data is monitored too
-    label = stats.Column(schema.label.name, "categorical" if schema.label.task ==
-                         "binary_classification" else "numeric", stage="label",
-                         column=serving.LABEL)
+    multiclass = schema.label.task == "multiclass_classification"
+    label = stats.Column(schema.label.name, "numeric" if schema.label.task == "regression"
+                         else "categorical", stage="label", column=serving.LABEL,
+                         classes=features.classes if multiclass else ())
     raw = [*stats.raw_columns(schema), label]
     transformed = stats.transformed_columns(schema, features.features)
     prediction = None
     if args.model:
         _check_model(args.model, features)
-        prediction = stats.Column(model_mod.PREDICTION, "numeric", stage="prediction")
+        prediction = stats.Column(model_mod.PREDICTION, "categorical" if multiclass
+                                  else "numeric", stage="prediction")
     against, previous = None, None
     if args.against and any(storage.exists(storage.join(args.against, marker))
                             for marker in (MANIFEST, PENDING)):  # an artifact, maybe failed
@@ -150,7 +149,11 @@ def make_plan(args, features: FeatureSet) -> pipeline.Plan:
         against = reading.check_inputs(args.against, tables, needed)
     if args.attributions and not args.model:
         raise MonitorUsageError("--attributions needs --model (the attributions are the model's)")
-    inputs = model_mod.load_model(args.model).feature_names if args.attributions else ()
+    model = model_mod.load_model(args.model) if args.attributions else None
+    if model is not None and multiclass and model.type != "xgboost_model":
+        raise MonitorUsageError("--attributions: a multiclass_classification JAX model's "
+                                "attributions are not supported yet (XGBoost's are)")
+    inputs = model.feature_names if model is not None else ()
     given = thresholds.parse(args.threshold)
     cols, attr_thresholds = thresholds.apply(
         given, [*raw, *transformed, *([prediction] if prediction else [])], inputs)

@@ -17,9 +17,11 @@ def model_type(root: str) -> str:
 
 
 class PredictFn(beam.DoFn):
-    """Transformed feature tables -> tables of one float64 column ``prediction``: the
-    model's own output (probabilities for classification, values in the stored label's
-    units for regression), as the baseline's histograms were counted."""
+    """Transformed feature tables -> tables of one column ``prediction``: the model's own
+    output (float64: probabilities for binary classification, values in the stored
+    label's units for regression), as the baseline's histograms were counted; for a
+    multiclass model the arg-max class name (string, the first on ties), counted like a
+    categorical feature."""
 
     def __init__(self, model_root: str):
         self._root = model_root
@@ -33,4 +35,8 @@ class PredictFn(beam.DoFn):
         if not t.num_rows:
             return
         pred = self._model.predict_stored(t)
+        if self._model.classes:
+            names = pa.array(list(self._model.classes), pa.string())
+            yield pa.table({PREDICTION: names.take(pa.array(np.argmax(pred, axis=1)))})
+            return
         yield pa.table({PREDICTION: pa.array(np.asarray(pred, np.float64))})

@@ -11,6 +11,8 @@ of the features reading it.
 Statistics are mergeable partial sums so that Beam can combine them across workers:
 categorical columns a {value: count} map (values as strings, missing values left out),
 numeric columns the counts of both histograms over the baseline's edges (beam_jobs.monitor.drift).
+A multiclass label is categorical, counted by class name; so is a multiclass model's
+prediction (its arg-max class, ``model.PredictFn``).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class Column:
     threshold: float = drift.DEFAULT_THRESHOLD
     stage: str = "raw"  # "raw" | "transformed" | "prediction" | "label"
     column: str | None = None  # the table column holding it, when not ``name``
+    classes: tuple[str, ...] = ()  # a multiclass label: class indices counted by class name
 
     @property
     def column_name(self) -> str:
@@ -80,6 +83,19 @@ def value_counts(column: pa.ChunkedArray | pa.Array) -> dict[str, int]:
                                            counts.field("counts").to_pylist())}
 
 
+def class_counts(column: pa.ChunkedArray | pa.Array, classes: tuple[str, ...]) -> dict[str, int]:
+    """{class name: count} of a column of class indices, missing values left out; an index
+    outside the classes is a ValueError (the label function never writes one)."""
+    idx = numbers(column)
+    idx = idx[~np.isnan(idx)]
+    bad = idx[(idx != np.rint(idx)) | (idx < 0) | (idx >= len(classes))]
+    if bad.size:
+        raise ValueError(f"class index {bad[0]:g} outside [0, {len(classes)}) "
+                         f"(classes {list(classes)})")
+    counts = np.bincount(idx.astype(np.int64), minlength=len(classes))
+    return {name: int(n) for name, n in zip(classes, counts) if n}
+
+
 def table_statistics(table: pa.Table, columns: list[Column],
                      edges: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
     """Partial statistics of one batch: categorical {value: count}; numeric
@@ -87,7 +103,9 @@ def table_statistics(table: pa.Table, columns: list[Column],
     out = {}
     for c in columns:
         col = table.column(c.column_name)
-        if c.kind == "categorical":
+        if c.classes:
+            out[c.key] = class_counts(col, c.classes)
+        elif c.kind == "categorical":
             out[c.key] = value_counts(col)
         else:
             out[c.key] = drift.numeric_histograms(numbers(col), edges[c.key])

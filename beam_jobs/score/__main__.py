@@ -96,9 +96,6 @@ def _inputs(args):
 
     features = load_feature_set(args.features, check_columns=False)
     model = load_model(args.model)
-    if model.classes:  # issue #23.1: the classes + scores layout is not written yet
-        raise ScoreConfigError(f"--model {model.uri}: scoring a multiclass_classification "
-                               "model (classes + scores columns) is not supported yet")
     try:
         trained_on = model.features["digest"]
     except ArtifactError as e:

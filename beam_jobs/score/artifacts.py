@@ -48,9 +48,11 @@ def stages(counts: dict, schema: DatasetSchema) -> tuple[dict, dict]:
     return tables, checks
 
 
-def _written(root: str, main: str) -> tuple[int, int, dict, list]:
-    """(prediction rows, main-table dead letters, metrics inputs, top reasons), read back."""
-    preds = read_parts(parquet_parts(root, contract.DIR), ["prediction", "label"])
+def _written(root: str, main: str, num_classes: int = 0) -> tuple[int, int, dict, list]:
+    """(prediction rows, main-table dead letters, metrics inputs, top reasons), read back;
+    a multiclass model's (``num_classes`` > 0) scores as [rows, K]."""
+    score = "scores" if num_classes else "prediction"
+    preds = read_parts(parquet_parts(root, contract.DIR), [score, "label"])
     dead = read_parts(parquet_parts(root, deadletter.DEAD_LETTER), ["table", "reason"])
     n_pred = preds.num_rows if preds is not None else 0
     main_dead = 0
@@ -65,8 +67,11 @@ def _written(root: str, main: str) -> tuple[int, int, dict, list]:
     labelled = {}
     if preds is not None and preds.num_rows:
         has = pc.is_valid(preds.column("label"))
+        scores = preds.column(score).filter(has)
         labelled = {"labels": preds.column("label").filter(has).to_numpy(),
-                    "scores": preds.column("prediction").filter(has).to_numpy()}
+                    "scores": (np.array(scores.to_pylist(), np.float64)
+                               .reshape(len(scores), num_classes)
+                               if num_classes else scores.to_numpy())}
     return n_pred, main_dead, labelled, reasons
 
 
@@ -80,7 +85,7 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, model: Model,
     summary = read_json(path)
     tables, checks = stages(summary["counts"], schema)
     main = tables[schema.main]
-    n_pred, main_dead, labelled, reasons = _written(root, schema.main)
+    n_pred, main_dead, labelled, reasons = _written(root, schema.main, len(model.classes))
     checks["predictions/ rows == scored"] = n_pred == main["scored"]
     checks[f"dead_letter/ rows of {schema.main} == dead_letter"] = main_dead == main["dead_letter"]
     m = {"rows_read": main["read"], "rows_scored": main["scored"],
@@ -110,5 +115,6 @@ def finalize(writer: ArtifactWriter, schema: DatasetSchema, model: Model,
                         "model_digest": model.digest, "transform_digest": transform_digest,
                         "dir": contract.DIR, "vertex_dir": contract.VERTEX_DIR,
                         "counts": {"read": main["read"], "scored": main["scored"],
-                                   "dead_letter": main["dead_letter"]}})
+                                   "dead_letter": main["dead_letter"]},
+                        **({"classes": list(model.classes)} if model.classes else {})})
     return summary

@@ -2,8 +2,9 @@
 
 read (beam_jobs.tabular.serving) -> TransformFeatures (the saved transform_fn) ->
 KeyByExamples ((example_id, label) key, the model's input columns) -> RunInference
-(KeyedModelHandler over handlers.ModelArtifactHandler) -> predictions Parquet, Vertex
-JSON lines; dead letters and per-stage counts (summary.json) beside them.
+(KeyedModelHandler over handlers.ModelArtifactHandler) -> predictions Parquet (a
+multiclass model: classes + scores + predicted_class), Vertex JSON lines; dead letters
+and per-stage counts (summary.json) beside them.
 """
 from __future__ import annotations
 
@@ -33,17 +34,39 @@ def key_by_examples(t: pa.Table, model: Model) -> tuple[pa.Table, pa.Table]:
     return t.select([prepare.EXAMPLE_ID, serving.LABEL]), t.select(list(model.feature_names))
 
 
-def prediction_table(keyed, model_digest: str, transform_digest: str) -> pa.Table:
-    """RunInference's (key, PredictionResult) for a batch -> rows of contract.SCHEMA."""
+def prediction_table(keyed, model_digest: str, transform_digest: str,
+                     classes: tuple[str, ...] = ()) -> pa.Table:
+    """RunInference's (key, PredictionResult) for a batch -> rows of contract.SCHEMA
+    (contract.MULTICLASS_SCHEMA for a model with ``classes``)."""
     key, result = keyed
     values = np.asarray(result.inference, dtype=np.float64)
     if len(values) != key.num_rows:
         raise ValueError(f"the model returned {len(values)} predictions for {key.num_rows} rows")
     n = key.num_rows
+    if classes:
+        return multiclass_table(key, values, classes, model_digest, transform_digest)
     return pa.Table.from_arrays(
         [key.column(prepare.EXAMPLE_ID), pa.array(values), key.column(serving.LABEL),
          pa.repeat(pa.scalar(model_digest), n), pa.repeat(pa.scalar(transform_digest), n)],
         schema=contract.SCHEMA)
+
+
+def multiclass_table(key: pa.Table, probs: np.ndarray, classes: tuple[str, ...],
+                     model_digest: str, transform_digest: str) -> pa.Table:
+    """A batch's [n, K] class probabilities -> rows of contract.MULTICLASS_SCHEMA."""
+    n, k = key.num_rows, len(classes)
+    if probs.shape != (n, k):
+        raise ValueError(f"the model returned {probs.shape} scores for {n} rows x {k} classes")
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    names = pa.array(list(classes), pa.string())
+    return pa.Table.from_arrays(
+        [key.column(prepare.EXAMPLE_ID),
+         pa.ListArray.from_arrays(offsets, names.take(pa.array(np.tile(np.arange(k), n)))),
+         pa.ListArray.from_arrays(offsets, pa.array(probs.reshape(-1))),
+         names.take(pa.array(np.argmax(probs, axis=1))) if n else pa.array([], pa.string()),
+         key.column(serving.LABEL),
+         pa.repeat(pa.scalar(model_digest), n), pa.repeat(pa.scalar(transform_digest), n)],
+        schema=contract.MULTICLASS_SCHEMA)
 
 
 _NEEDS_ESCAPE = r'[^ -~]|["\\]'  # outside printable ASCII, a quote or a backslash
@@ -65,6 +88,15 @@ def vertex_lines(t: pa.Table) -> str:
     return "\n".join(lines.to_pylist())
 
 
+def vertex_multiclass_lines(t: pa.Table) -> str:
+    """A multiclass batch as Vertex AI batch prediction's classification JSON lines:
+    {"key", "prediction": {"classes": [...], "scores": [...]}}."""
+    return "\n".join(json.dumps({"key": k, "prediction": {"classes": c, "scores": s}})
+                     for k, c, s in zip(t.column("example_id").to_pylist(),
+                                        t.column("classes").to_pylist(),
+                                        t.column("scores").to_pylist()))
+
+
 def build(p: beam.Pipeline, args: ScoreConfig, schema: DatasetSchema,
           inputs: dict[str, list[str]], features_root: str, model: Model,
           transform_digest: str, columns: dict[str, list[str]] | None = None) -> None:
@@ -79,13 +111,16 @@ def build(p: beam.Pipeline, args: ScoreConfig, schema: DatasetSchema,
     scored = (transformed
               | "KeyByExamples" >> beam.Map(key_by_examples, model)
               | "Predict" >> RunInference(KeyedModelHandler(ModelArtifactHandler(model)))
-              | "ToPredictions" >> beam.Map(prediction_table, model.digest, transform_digest))
+              | "ToPredictions" >> beam.Map(prediction_table, model.digest, transform_digest,
+                                            model.classes))
     _ = scored | "WritePredictions" >> sinks.WriteParquet(
-        FileSystems.join(out, contract.DIR, "part"), contract.SCHEMA, codec=args.compression,
+        FileSystems.join(out, contract.DIR, "part"), contract.schema_for(model.task),
+        codec=args.compression,
         row_group_rows=args.row_group_rows, num_shards=args.num_shards)
     _ = (scored
          | "DropEmpty" >> beam.Filter(lambda t: t.num_rows > 0)
-         | "ToVertexLines" >> beam.Map(vertex_lines)
+         | "ToVertexLines" >> beam.Map(vertex_multiclass_lines if model.classes
+                                       else vertex_lines)
          | "WriteVertex" >> beam.io.WriteToText(
              FileSystems.join(out, contract.VERTEX_DIR, contract.VERTEX_PREFIX),
              shard_name_template="-SSSSS-of-NNNNN", num_shards=args.num_shards))

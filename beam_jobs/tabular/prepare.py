@@ -193,7 +193,12 @@ def label_values(t: pa.Table, schema: DatasetSchema) -> pa.Array:
     """The label in its own units (float64; a binary label 1.0 where its expression is
     true), null where it cannot be computed (a source is missing, or the value is not
     finite): the one label function, which the feature job (``label_array``) and serving
-    (``serving.prepare_for_serving``) share."""
+    (``serving.prepare_for_serving``) share. A multiclass label is its class index
+    (``class_index``), null where it has no class."""
+    if schema.label.task == "multiclass_classification":
+        idx, missing = class_index(expr.evaluate(schema.label.expr, t), schema)
+        return pc.if_else(pa.array(missing), pa.scalar(None, pa.float64()),
+                          pc.cast(idx, pa.float64()))
     values = pc.cast(expr.evaluate(schema.label.expr, t), pa.float64())
     ok = pc.fill_null(pc.is_finite(values), False)
     return pc.if_else(ok, values, pa.scalar(None, pa.float64()))

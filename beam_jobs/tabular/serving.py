@@ -33,7 +33,7 @@ from mlbatch import storage
 from mlbatch.artifacts.base import digest_of
 from mlbatch.artifacts.features import FeatureSet
 from mlbatch.config import ConfigError, load_yaml
-from mlbatch.schema import DatasetSchema, SchemaError, TableSpec
+from mlbatch.schema import DatasetSchema, SchemaError, TableSpec, with_classes
 from mlbatch.schema.build import build as build_schema
 from mlbatch.errors import UsageError
 
@@ -53,7 +53,8 @@ class ServingError(ValueError, UsageError):
 def schema_of(features: FeatureSet, override: str | None = None) -> DatasetSchema:
     """The dataset schema the feature artifact was built with: the schema file its
     manifest records (by URI and sha256), or ``override`` (a copy of that same file,
-    e.g. when the recorded path is on another machine). Raises ServingError when the
+    e.g. when the recorded path is on another machine), with a ``classes: {top_k: K}``
+    label's classes as the artifact recorded them. Raises ServingError when the
     file is missing or its content differs from what the artifact recorded."""
     rec = features.manifest.doc.get("schema") if features.manifest else None
     if not rec:
@@ -70,9 +71,12 @@ def schema_of(features: FeatureSet, override: str | None = None) -> DatasetSchem
                            f"features at {features.root} were built with (sha256 "
                            f"{rec['sha256'][:12]}...)")
     try:
-        return build_schema(load_yaml(data.decode("utf-8"), uri), uri)
+        schema = build_schema(load_yaml(data.decode("utf-8"), uri), uri)
     except (ConfigError, UnicodeDecodeError, SchemaError) as e:
         raise ServingError(f"{uri}: {e}") from e
+    if schema.label.top_k:  # classes from the data: the ones the feature job resolved
+        schema = with_classes(schema, features.classes)
+    return schema
 
 
 def transform_digest(features: FeatureSet) -> str:

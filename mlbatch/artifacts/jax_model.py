@@ -10,7 +10,8 @@ Written by ``python -m ray_jobs.jax`` (and as ``best/`` of a JAX Tune run)::
                               {"model", "predict", "params", "description", "task", "label",
                                "label_transform", "numeric": [names], "categorical":
                                [{"name", "cardinality", "rows"}], "epochs_completed", "step",
-                               "best_epoch"?, ...}
+                               "classes"? (multiclass: the probability columns' class
+                               names), "best_epoch"?, ...}
 
 ``model_section`` writes the section from the exported model's description (the job
 calls it at its commit), ``input_columns`` declares the model's input for
@@ -18,7 +19,8 @@ calls it at its commit), ``input_columns`` declares the model's input for
 is the one reader of the files; it needs ``jax`` and ``numpy`` only, never the
 training code: ``JaxModel.predict(numeric f32[b, n_numeric], ids i32[b, n_categorical])
 -> f32[b]`` (probability for binary classification, else the value in the label
-transform's units), columns in the order of ``numeric`` and ``categorical``.
+transform's units; ``f32[b, K]`` class probabilities in ``classes`` order for a multiclass
+label), columns in the order of ``numeric`` and ``categorical``.
 """
 from __future__ import annotations
 
@@ -50,7 +52,9 @@ def model_section(description: dict, label_transform: dict | None, **facts: Any
             "task": description["task"], "label": description["label"],
             "label_transform": label_transform, "numeric": description["numeric"],
             "categorical": description["categorical"],
-            "epochs_completed": description["epoch"], "step": description["step"], **facts}
+            "epochs_completed": description["epoch"], "step": description["step"],
+            **({"classes": description["classes"]} if description.get("classes") else {}),
+            **facts}
 
 
 def input_columns(body: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -92,7 +96,8 @@ class JaxModel:
         return self.manifest.metrics
 
     def predict(self, numeric: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """f32[b]: probabilities (binary classification) or values (regression)."""
+        """f32[b]: probabilities (binary classification) or values (regression);
+        f32[b, K] class probabilities (multiclass)."""
         numeric = np.asarray(numeric, np.float32)
         ids = np.asarray(ids, np.int32)
         n_num, n_cat = len(self.numeric), len(self.categorical)

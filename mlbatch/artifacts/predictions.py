@@ -5,18 +5,28 @@ Written by ``python -m beam_jobs.score``::
     predictions/part-*.parquet     example_id (string), prediction (float64: probability
                                    for binary classification, the label's own units for
                                    regression), label (float64, null when the raw row has
-                                   none), model_digest, transform_digest (strings)
+                                   none), model_digest, transform_digest (strings);
+                                   multiclass (``MULTICLASS_SCHEMA``): example_id, classes
+                                   (list<string>, the model's class names in order), scores
+                                   (list<float64>, their probabilities, same order),
+                                   predicted_class (string, the arg-max; the first on ties),
+                                   label (float64: the true class's index in classes, null
+                                   when the raw row has none), model_digest, transform_digest
     vertex/prediction.results-SSSSS-of-NNNNN   the same, as Vertex AI batch prediction's
-                                   JSON lines: {"key": example_id, "prediction": x}
+                                   JSON lines: {"key": example_id, "prediction": x};
+                                   multiclass: {"key": example_id, "prediction":
+                                   {"classes": [...], "scores": [...]}}
     dead_letter/                   rows that could not be scored, with their reasons
     summary.json                   counts (read = scored + dead_letter), metrics, timings
     artifact.json                  inputs: features and model (artifacts), raw files
                                    ("raw:<table>"); metrics: rows_read, rows_scored,
                                    rows_dead_letter, rows_labelled, and on labelled rows
-                                   auc + logloss (classification) or rmse + mae
-                                   (regression); and the "predictions" section:
+                                   auc + logloss (classification), logloss, accuracy,
+                                   auc_ovr_macro, auc_ovr_weighted (multiclass) or rmse +
+                                   mae (regression); and the "predictions" section:
                                    {"task", "label", "model_type", "model_digest",
-                                    "transform_digest", "dir", "vertex_dir", "counts"}
+                                    "transform_digest", "dir", "vertex_dir", "counts",
+                                    "classes" (multiclass)}
 
 ``load_predictions`` is the one reader.
 """
@@ -41,6 +51,21 @@ SCHEMA = pa.schema([
     pa.field("label", pa.float64()),
     pa.field("model_digest", pa.string(), nullable=False),
     pa.field("transform_digest", pa.string(), nullable=False)])
+# A multiclass model's rows: Vertex AI batch prediction's classification layout (the class
+# names in the model's order and their probabilities) plus the arg-max class.
+MULTICLASS_SCHEMA = pa.schema([
+    pa.field("example_id", pa.string(), nullable=False),
+    pa.field("classes", pa.list_(pa.string()), nullable=False),
+    pa.field("scores", pa.list_(pa.float64()), nullable=False),
+    pa.field("predicted_class", pa.string(), nullable=False),
+    pa.field("label", pa.float64()),
+    pa.field("model_digest", pa.string(), nullable=False),
+    pa.field("transform_digest", pa.string(), nullable=False)])
+
+
+def schema_for(task: str) -> pa.Schema:
+    """The predictions' Parquet schema for a model of ``task``."""
+    return MULTICLASS_SCHEMA if task == "multiclass_classification" else SCHEMA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +113,15 @@ class Predictions:
                 if f.relpath.endswith(".parquet") and "/" not in f.relpath]
 
     def read_table(self, columns: list[str] | None = None) -> pa.Table:
-        """Every prediction as one Arrow table (the SCHEMA columns, or ``columns``)."""
+        """Every prediction as one Arrow table (``schema_for(task)``'s columns, or
+        ``columns``)."""
         tables = []
         for uri in self.files():
             loc = storage.locate(uri)
             tables.append(pq.read_table(loc.path, columns=columns, filesystem=loc.fs))
         if not tables:
-            schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+            full = schema_for(self.task)
+            schema = full if columns is None else pa.schema([full.field(c) for c in columns])
             return schema.empty_table()
         return pa.concat_tables(tables)
 

@@ -16,15 +16,13 @@ from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS,
                                   SCALES, SPLIT_BY, TASKS, AsOfSpec, BucketFeature, ColumnSpec, CrossFeature,
                                   DatasetSchema, DerivedSpec, HashFeature, JoinSpec, LabelSpec,
                                   LimitsSpec, NumericFeature, PartitionSpec, SchemaError, SplitSpec,
-                                  TableSpec,
-                                  VocabFeature)
+                                  TableSpec, VocabFeature, resolve_classes, with_classes)
 
 __all__ = ["AsOfSpec", "COLUMN_TYPES", "DERIVED_FNS", "FORMATS", "LABEL_OPS", "LABEL_TRANSFORMS", "SCALES",
            "SPLIT_BY", "TASKS", "BucketFeature", "ColumnSpec", "CrossFeature", "DatasetSchema",
            "DerivedSpec", "HashFeature", "JoinSpec", "LabelSpec", "LimitsSpec",
            "NumericFeature", "PartitionSpec", "SchemaError", "SplitSpec", "TableSpec",
-           "VocabFeature",
-           "load_schema"]
+           "VocabFeature", "load_schema", "resolve_classes", "with_classes"]
 
 
 def load_schema(path: str | Path) -> DatasetSchema:

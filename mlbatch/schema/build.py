@@ -231,8 +231,10 @@ def _load_multiclass_label(lab: dict, name: str, available: dict[str, str]) -> L
                                         "`classes:`; drop " + key)
     if "classes" not in lab:
         raise f.err("label.classes", "missing: a multiclass label declares its classes "
-                                     "(a list of at least 2 strings)")
+                                     "(a list of at least 2 strings, or {top_k: K})")
     raw = lab["classes"]
+    if isinstance(raw, dict):
+        return _top_k_label(lab, name, available)
     if not isinstance(raw, list) or not all(isinstance(c, str) and c for c in raw):
         raise f.err("label.classes", f"expected a list of class names, got {shorten(raw)}")
     classes = tuple(raw)
@@ -250,6 +252,23 @@ def _load_multiclass_label(lab: dict, name: str, available: dict[str, str]) -> L
     column = expr.columns[0] if len(expr.columns) == 1 else None
     return LabelSpec(name=name, task=lab["task"], column=column, expr=expr,
                      classes=classes, other=other)
+
+
+def _top_k_label(lab: dict, name: str, available: dict[str, str]) -> LabelSpec:
+    """`classes: {top_k: K}`: the K most frequent values of the train split, every other
+    value `other` (default "other"), resolved by the feature job (resolve_classes)."""
+    raw = lab["classes"]
+    unknown = sorted(set(raw) - {"top_k"})
+    if unknown or "top_k" not in raw:
+        raise f.err("label.classes", f"expected a list of class names or {{top_k: K}}, got "
+                                     f"{shorten(raw)}")
+    k = f.integer("label.classes.top_k", raw["top_k"], 1, MAX_CLASSES - 1)
+    other = f.string("label.other", lab.get("other", "other"))
+    expr = f.expression("label.expr", lab["expr"], available, ("string",),
+                        "a multiclass label must be a string (a column, or e.g. a cast)")
+    column = expr.columns[0] if len(expr.columns) == 1 else None
+    return LabelSpec(name=name, task=lab["task"], column=column, expr=expr,
+                     classes=(other,), other=other, top_k=k)
 
 
 def _load_filters(raw, available: dict[str, str]) -> tuple:

@@ -128,6 +128,9 @@ class LabelSpec:
     expr: Expr | None = None  # always set by load_schema
     classes: tuple[str, ...] = ()  # multiclass: the declared classes, `other` last if set
     other: str | None = None  # multiclass: the class of every undeclared value
+    # multiclass `classes: {top_k: K}`: the K most frequent train values (resolve_classes);
+    # until resolved `classes` is just (other,), so every value maps to `other`
+    top_k: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,3 +288,24 @@ class DatasetSchema:
                 if c not in cols:
                     cols.append(c)
         return cols
+
+
+def resolve_classes(schema: DatasetSchema, counts: dict[str, int]) -> DatasetSchema:
+    """A `classes: {top_k: K}` label's classes from the train split's value counts: the K
+    most frequent values (more rows first, then the value's string order: deterministic),
+    then `other` for the rest. Raises SchemaError when no value is left to learn."""
+    lab = schema.label
+    ranked = sorted(((v, n) for v, n in counts.items() if v != lab.other and n > 0),
+                    key=lambda vn: (-vn[1], vn[0]))
+    top = tuple(v for v, _ in ranked[:lab.top_k])
+    if not top:
+        raise SchemaError(f"label {lab.name!r}: classes: {{top_k: {lab.top_k}}} found no "
+                          f"label value on the train split")
+    return with_classes(schema, (*top, lab.other))
+
+
+def with_classes(schema: DatasetSchema, classes: tuple[str, ...] | list[str]) -> DatasetSchema:
+    """The schema with its multiclass label's classes set (a feature artifact records the
+    resolved classes of a top_k label; serving reads them from there)."""
+    return dataclasses.replace(schema, label=dataclasses.replace(schema.label,
+                                                                 classes=tuple(classes)))

@@ -2,7 +2,8 @@
 
 For tests of the training jobs in isolation and for benchmarks at sizes the real data
 does not reach. The label is a noisy logistic (or linear) function of the features, so
-a model can learn it; nothing about the result is fixed in advance.
+a model can learn it (multiclass: the terciles of that function, classes ``low``, ``mid``,
+``high``); nothing about the result is fixed in advance.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pyarrow.parquet as pq
 
 from mlbatch.artifacts import ArtifactWriter
 from mlbatch.artifacts.features import Feature, feature_section
+
+SYNTHETIC_CLASSES = ("low", "mid", "high")
 
 
 def write_synthetic_features(root: str | Path, *, n_train: int, n_eval: int,
@@ -39,6 +42,8 @@ def write_synthetic_features(root: str | Path, *, n_train: int, n_eval: int,
         logit = x @ w_num + sum(w[i] for w, i in zip(w_cat, ids)) + rng.normal(scale=0.5, size=n)
         if task == "binary_classification":
             label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+        elif task == "multiclass_classification":  # 3 classes: the logit's terciles
+            label = np.digitize(logit, np.quantile(logit, [1 / 3, 2 / 3])).astype(np.float32)
         else:
             label = logit.astype(np.float32)
         cols = {f"num_{i}": x[:, i] for i in range(n_numeric)}
@@ -52,5 +57,6 @@ def write_synthetic_features(root: str | Path, *, n_train: int, n_eval: int,
                            root / split / f"part-{s:05d}-of-{shards:05d}.parquet")
     writer.commit(rows={"train": n_train, "eval": n_eval}, body=feature_section(
         label="label", task=task, features=features, splits={"train": n_train, "eval": n_eval},
-        example_id=None, transform_fn=None, dataset="synthetic"))
+        example_id=None, transform_fn=None, dataset="synthetic",
+        classes=SYNTHETIC_CLASSES if task == "multiclass_classification" else ()))
     return root

@@ -3,8 +3,9 @@
 Everything that can be known before a worker starts is checked here, on the driver:
 the config, the feature directory against its manifest (columns present and typed as
 declared, ids within cardinality, every float value finite, a label with two classes,
-splits non-empty and at least a batch per data shard), resumability of an existing
-checkpoint, and whether the cluster can place ``num_workers`` workers. Only then do
+a multiclass label's class indices within its classes, splits non-empty and at least a
+batch per data shard), resumability of an existing checkpoint, and whether the cluster
+can place ``num_workers`` workers. Only then do
 workers start: in this process when there is one worker and no cluster address, else
 one Ray actor per worker (rank 0's node hosts the ``jax.distributed`` coordinator); a
 lost Ray worker or node restarts the group from the newest checkpoint
@@ -52,10 +53,6 @@ class WorkerError(RuntimeError, JobError):
 # --- validation (driver side, before any worker) ------------------------------------------
 def validate(config: JaxConfig, features_dir: str | Path) -> FeatureSet:
     fs = load_feature_set(features_dir)  # manifest, columns present, label numeric, rows > 0
-    if fs.task == "multiclass_classification":  # issue #23.1: the softmax head is not written
-        raise FeatureContractError(f"{fs.root}: the JAX job has no softmax head for a "
-                                   "multiclass_classification label yet; train it with the "
-                                   "XGBoost job (multi:softprob)")
     for split in SPLITS:
         for path in fs.files(split):
             _check_file(fs, split, path)
@@ -103,14 +100,26 @@ def check_values(fs: FeatureSet, split: str) -> None:
                 n_inf = pc.sum(pc.is_inf(col)).as_py() or 0
                 if n_nan or n_inf:
                     bad.setdefault(name, []).append(f"{n_nan} NaN, {n_inf} +-inf in {path}")
-        labels.update(np.unique(table.column(fs.label).to_numpy(zero_copy_only=False))
-                      .tolist()[:3])
+        values = np.unique(table.column(fs.label).to_numpy(zero_copy_only=False))
+        if fs.task == "multiclass_classification":
+            _check_class_indices(fs, split, path, values)
+        labels.update(values.tolist()[:3])
     if bad:
         what = "; ".join(f"{'label' if n == fs.label else 'feature'} {n!r}: {', '.join(v)}"
                          for n, v in bad.items())
         raise FeatureContractError(f"split {split!r} has non-finite values ({what}); the "
                                    f"features must be finite to train on")
     _check_label_variety(fs, split, labels)
+
+
+def _check_class_indices(fs: FeatureSet, split: str, path: str, values: np.ndarray) -> None:
+    """A multiclass label holds class indices: whole numbers in [0, K)."""
+    k = len(fs.classes)
+    bad = values[(values != np.rint(values)) | (values < 0) | (values >= k)]
+    if bad.size:
+        raise FeatureContractError(
+            f"split {split!r}: label {fs.label!r} has {bad.size} value(s) that are not class "
+            f"indices in [0, {k}) (classes {list(fs.classes)}), e.g. {bad[0]:g}, in {path}")
 
 
 def _check_label_variety(fs: FeatureSet, split: str, labels: set) -> None:
@@ -359,7 +368,7 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
         with writer:  # an exception marks the output failed
             summary, group = fit_restarting(group, config, fs, outputs, resume)
             writer.metrics.update({k: v for k, v in summary["best"].items()
-                                   if k.startswith("eval_")})
+                                   if k.startswith("eval_") or k == "confusion_matrix"})
             commit_model(writer, fs, best_epoch=summary["best_epoch"],
                          epochs_run=summary["epochs_run"], restarts=summary["restarts"])
         return summary

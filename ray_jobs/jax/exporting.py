@@ -5,7 +5,8 @@ this package (a batch scoring job reads it with ``mlbatch.artifacts.jax_model``)
 
     predict.jaxexport   the serialized ``jax.export.Exported`` of
                         predict(params, numeric f32[b, n_numeric], ids i32[b, n_categorical])
-                        -> f32[b] (probability for binary classification, else the value),
+                        -> f32[b] (probability for binary classification, else the value;
+                        f32[b, K] class probabilities for a multiclass label),
                         with a symbolic batch dimension b, lowered for CPU and CUDA
     params.npz          the parameters, flat: "params/wide/bias", "params/deep/hidden/0/w" ...
     model.json          the description: task, label, feature order, sizes, step/epoch, config,
@@ -40,13 +41,15 @@ def nest(flat: dict[str, Any]) -> model.Params:
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    hidden = tree["deep"]["hidden"]
+    tree["wide"].setdefault("categorical", {})  # no categorical feature: empty dicts have
+    tree["deep"].setdefault("embed", {})  # no flat names
+    hidden = tree["deep"].get("hidden", {})
     tree["deep"]["hidden"] = [hidden[str(i)] for i in range(len(hidden))]
     return tree
 
 
 def predict_fn(description: dict[str, Any]):
-    """predict(flat params, numeric, ids) -> f32[b], for the described model."""
+    """predict(flat params, numeric, ids) -> f32[b] (f32[b, K]), for the described model."""
     names = [c["name"] for c in description["categorical"]]
     task = description["task"]
     scale = (model.LabelScale(**description["label_scale"]) if description.get("label_scale")

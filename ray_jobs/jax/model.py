@@ -15,6 +15,12 @@ the device count, and a checkpoint moves between meshes unchanged.
 A batch is ``{"numeric": f32[B, n_numeric], "categorical": {name: i32[B]},
 "label": f32[B]}`` (+ ``"weight": f32[B]`` for evaluation; 0 marks padding rows).
 
+A multiclass label (``FeatureSet.classes``, K of them; the label is the class index)
+gets a softmax head: every output parameter (wide bias, numeric weights, one-hot tables,
+the output layer) gains a trailing K dimension, ``apply`` returns ``f32[B, K]`` logits and
+the loss is the softmax cross-entropy, with the same L2 terms over the same weights.
+Binary classification and regression keep their one-logit layout.
+
 Regression targets are learned standardized (``LabelScale``: the train split's label
 mean and standard deviation), so the output layer starts at the right scale whatever the
 label's units; predictions are scaled back and kept within the train label's range
@@ -53,14 +59,26 @@ def table_rows(cardinality: int, pad_multiple: int) -> int:
     return -(-cardinality // pad_multiple) * pad_multiple
 
 
+def num_outputs(feature_set: FeatureSet) -> int:
+    """Logits per row: K for a multiclass label, else 1."""
+    if feature_set.task == "multiclass_classification":
+        return len(feature_set.classes)
+    return 1
+
+
+def _out(shape: tuple[int, ...], k: int) -> tuple[int, ...]:
+    return shape if k == 1 else (*shape, k)
+
+
 def init_params(config: JaxConfig, feature_set: FeatureSet, key: jax.Array) -> Params:
-    """Wide part zeros; embeddings N(0, 1/dim); MLP lecun-normal kernels, zero biases."""
-    dim = config.embedding_dim
+    """Wide part zeros; embeddings N(0, 1/dim); MLP lecun-normal kernels, zero biases.
+    Output parameters have a trailing class dimension for a multiclass label."""
+    dim, k = config.embedding_dim, num_outputs(feature_set)
     k_embed, k_mlp = jax.random.split(key)
     wide_cat, embed = {}, {}
     for i, f in enumerate(feature_set.categorical):
         rows = table_rows(f.cardinality, config.vocab_pad_multiple)
-        wide_cat[f.name] = jnp.zeros((rows,), jnp.float32)
+        wide_cat[f.name] = jnp.zeros(_out((rows,), k), jnp.float32)
         real = jax.random.normal(jax.random.fold_in(k_embed, i), (f.cardinality, dim),
                                  jnp.float32) / math.sqrt(dim)
         embed[f.name] = jnp.pad(real, ((0, rows - f.cardinality), (0, 0)))
@@ -70,16 +88,17 @@ def init_params(config: JaxConfig, feature_set: FeatureSet, key: jax.Array) -> P
     hidden = [{"w": init(jax.random.fold_in(k_mlp, j), (a, b), jnp.float32),
                "b": jnp.zeros((b,), jnp.float32)}
               for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
-    out_w = init(jax.random.fold_in(k_mlp, len(hidden)), (sizes[-1], 1), jnp.float32)[:, 0]
-    return {"wide": {"bias": jnp.zeros((), jnp.float32),
-                     "numeric": jnp.zeros((n_num,), jnp.float32),
+    out_w = init(jax.random.fold_in(k_mlp, len(hidden)), (sizes[-1], k), jnp.float32)
+    return {"wide": {"bias": jnp.zeros(_out((), k), jnp.float32),
+                     "numeric": jnp.zeros(_out((n_num,), k), jnp.float32),
                      "categorical": wide_cat},
             "deep": {"embed": embed, "hidden": hidden,
-                     "out": {"w": out_w, "b": jnp.zeros((), jnp.float32)}}}
+                     "out": {"w": out_w[:, 0] if k == 1 else out_w,
+                             "b": jnp.zeros(_out((), k), jnp.float32)}}}
 
 
 def apply(params: Params, batch: Batch) -> jax.Array:
-    """Logits ``f32[B]``: wide linear term + deep MLP output."""
+    """Logits ``f32[B]`` (``f32[B, K]`` multiclass): wide linear term + deep MLP output."""
     x, ids = batch["numeric"], batch["categorical"]
     wide = params["wide"]
     logit = wide["bias"] + x @ wide["numeric"]
@@ -95,9 +114,13 @@ def apply(params: Params, batch: Batch) -> jax.Array:
 
 
 def example_loss(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:
-    """Per-example loss: logistic for binary classification, squared error for regression."""
+    """Per-example loss: logistic for binary classification, softmax cross-entropy for
+    multiclass (labels are class indices), squared error for regression."""
     if task == "binary_classification":
         return optax.sigmoid_binary_cross_entropy(logits, labels)
+    if task == "multiclass_classification":
+        return optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                               labels.astype(jnp.int32))
     if task == "regression":
         return jnp.square(logits - labels)
     raise ValueError(f"unknown task {task!r}")
@@ -105,13 +128,16 @@ def example_loss(logits: jax.Array, labels: jax.Array, task: str) -> jax.Array:
 
 def predict(params: Params, batch: Batch, task: str,
             scale: LabelScale = IDENTITY) -> jax.Array:
-    """Probabilities (classification) or values in the stored label's units (regression)."""
+    """Probabilities (classification; ``[B, K]`` class probabilities for multiclass) or
+    values in the stored label's units (regression)."""
     return from_logits(apply(params, batch), task, scale)
 
 
 def from_logits(logits: jax.Array, task: str, scale: LabelScale = IDENTITY) -> jax.Array:
     if task == "binary_classification":
         return jax.nn.sigmoid(logits)
+    if task == "multiclass_classification":
+        return jax.nn.softmax(logits, axis=-1)
     return jnp.clip(logits * scale.std + scale.mean, scale.low, scale.high)
 
 

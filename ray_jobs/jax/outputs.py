@@ -46,7 +46,8 @@ def export_model(blob: bytes, out_dir: str) -> str:
                        "params_file": exporting.PARAMS_FILE, "params": sorted(params),
                        "inputs": {"numeric": "f32[b, n_numeric]",
                                   "ids": "i32[b, n_categorical]"},
-                       "output": "f32[b]"}
+                       "output": f"f32[b, {len(desc['classes'])}]" if desc.get("classes")
+                       else "f32[b]"}
     out = storage.locate(out_dir).uri
     checkpoint.write_atomic(storage.join(out, exporting.PARAMS_FILE),
                             checkpoint.encode(params, desc))
@@ -135,7 +136,8 @@ def plot_curves(summary: dict[str, Any], uri: str) -> None:
     import matplotlib.pyplot as plt
 
     epochs = summary["history"]
-    extra = "eval_auc" if epochs and "eval_auc" in epochs[0] else "eval_rmse"
+    extra = next((k for k in ("eval_auc", "eval_auc_ovr_macro") if epochs and k in epochs[0]),
+                 "eval_rmse")
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     if summary["curve"]:
         s, v = zip(*summary["curve"])

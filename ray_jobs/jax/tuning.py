@@ -119,6 +119,15 @@ def check_trial_placement(base_config: dict) -> None:
         hint="Lower num_workers / worker_cpus or add nodes.")
 
 
+def reported_metrics(features: str, base: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics every epoch's report carries for this feature set's task (what
+    ``--metric`` may name): eval_loss and the task's ``eval_<name>`` metrics."""
+    from mlbatch.artifacts.features import load_feature_set
+    from mlbatch.metrics import METRIC_NAMES
+    task = load_feature_set(features, check_columns=False).task
+    return (METRIC, *(f"eval_{m}" for m in METRIC_NAMES[task]))
+
+
 def max_iterations(base_config: dict) -> int:
     """Optional hook: reports per trial at most (one per epoch), ASHA's max_t."""
     return trial_config(base_config).epochs
@@ -140,6 +149,7 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
     meta = read_meta(blob)
     writer.config = meta["config"]
     writer.metrics.update({k: v for k, v in meta["loop"]["epochs"][-1].items()
-                           if k.startswith("eval_")} if meta["loop"]["epochs"] else {})
+                           if k.startswith("eval_") or k == "confusion_matrix"}
+                          if meta["loop"]["epochs"] else {})
     export_model(blob, storage.join(writer.root, MODEL_DIR))
     return commit_model(writer, fs).digest

@@ -80,7 +80,8 @@ def model_description(config: JaxConfig, fs: FeatureSet,
             "categorical": [{"name": f.name, "cardinality": f.cardinality,
                              "rows": model.table_rows(f.cardinality, config.vocab_pad_multiple)}
                             for f in fs.categorical],
-            "embedding_dim": config.embedding_dim, "hidden_sizes": list(config.hidden_sizes)}
+            "embedding_dim": config.embedding_dim, "hidden_sizes": list(config.hidden_sizes),
+            **({"classes": list(fs.classes)} if fs.classes else {})}
 
 
 def _local_block(arr: jax.Array) -> np.ndarray:
@@ -193,10 +194,11 @@ class Trainer:
                  "label": self.eval.batches["label"].reshape(-1),
                  "weight": self.eval.batches["weight"].reshape(-1)}
         if self.num_processes > 1:
-            local = {k: np.asarray(v).reshape(-1) for k, v in
-                     multihost_utils.process_allgather(local).items()}
+            local = {k: np.asarray(v).reshape(-1, *np.shape(v)[2:]) for k, v in
+                     multihost_utils.process_allgather(local).items()}  # [P, n, (K)]
         return metrics.eval_metrics(self.fs.task, **local,
-                                    label_transform=self.fs.label_transform)
+                                    label_transform=self.fs.label_transform,
+                                    classes=self.fs.classes)
 
     def snapshot(self, loop_meta: dict[str, Any]) -> bytes | None:
         """The whole state as checkpoint bytes (rank 0; other ranks return None)."""

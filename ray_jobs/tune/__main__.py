@@ -53,6 +53,13 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--base-config", default=None, help="JSON/YAML of fixed job settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a base-config key over --base-config (dotted keys nest)")
+    p.add_argument("--metric", default=None,
+                   help="the reported metric to optimize (default: eval_loss); an unknown "
+                        "one is refused with the list the job reports, e.g. eval_accuracy, "
+                        "eval_auc_ovr_macro (jax), eval-mlogloss (xgboost)")
+    p.add_argument("--mode", choices=("min", "max"), default=None,
+                   help="minimize or maximize --metric (required with a --metric other "
+                        "than eval_loss)")
     p.add_argument("--address", default=None,
                    help="Ray address (default: 'auto' if RAY_ADDRESS is set, else local)")
     a = p.parse_args(argv)
@@ -64,7 +71,8 @@ def parse_args(argv: list[str] | None):
         resume=a.resume, search_space=a.search_space, name=a.name,
         max_failures=a.max_failures, seed=a.seed, grace_period=a.grace_period,
         reduction_factor=a.reduction_factor, max_t=a.max_t,
-        base_config=_base_config(a.base_config, a.set), address=a.address)
+        base_config=_base_config(a.base_config, a.set), address=a.address,
+        metric=a.metric, mode=a.mode)
 
 
 def run(argv: list[str] | None = None) -> dict:

@@ -79,6 +79,8 @@ class TuneSettings:
     max_t: int | None = None  # None: plug-in's max_iterations(base_config), else 1000
     base_config: dict = dataclasses.field(default_factory=dict)
     address: str | None = None
+    metric: str | None = None  # None: the plug-in's METRIC (checked against its reports)
+    mode: str | None = None  # "min" | "max"; None: the plug-in's MODE for its METRIC
 
     def __post_init__(self):
         for field, value, allowed in (("job", self.job, JOBS), ("search", self.search, SEARCHERS),
@@ -96,6 +98,8 @@ class TuneSettings:
                 raise TuneSetupError(f"{field} must be an integer >= 1, got {value!r}")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.run_name):
             raise TuneSetupError(f"--name {self.run_name!r}: use letters, digits, _ . -")
+        if self.mode not in (None, "min", "max"):
+            raise TuneSetupError(f"--mode {self.mode!r}: expected 'min' or 'max'")
         if not isinstance(self.base_config, dict):
             raise TuneSetupError(f"base_config must be a mapping, got {self.base_config!r}")
 
@@ -277,10 +281,37 @@ def _publish_logs(s: TuneSettings, logs: Path) -> None:
             storage.write_bytes(storage.join(s.experiment_uri, f.name), f.read_bytes())
 
 
+class _Objective:
+    """The plug-in, with the experiment's metric and mode in place of its own."""
+
+    def __init__(self, plugin: ModuleType, metric: str, mode: str):
+        self._plugin, self.METRIC, self.MODE = plugin, metric, mode
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._plugin, name)
+
+
+def objective(s: TuneSettings, plugin: ModuleType) -> Any:
+    """--metric/--mode checked on the driver, before any trial: the metric must be one
+    the plug-in's trials report (``reported_metrics``) for these features, and a metric
+    other than the plug-in's own needs its --mode."""
+    if s.metric is None or s.metric == plugin.METRIC:
+        return _Objective(plugin, plugin.METRIC, s.mode or plugin.MODE)
+    hook = getattr(plugin, "reported_metrics", None)
+    valid = tuple(hook(s.features, dict(s.base_config))) if hook else (plugin.METRIC,)
+    if s.metric not in valid:
+        raise TuneSetupError(f"--metric {s.metric!r}: the {s.job} trials on these features "
+                             f"report {list(valid)}")
+    if s.mode is None:
+        raise TuneSetupError(f"--metric {s.metric!r} needs --mode min or --mode max")
+    return _Objective(plugin, s.metric, s.mode)
+
+
 def _run(s: TuneSettings, plugin: ModuleType | None, writer: ArtifactWriter) -> dict[str, Any]:
     plugin = plugin or load_plugin(s.job)
     space = load_space(s.search_space or plugin.SEARCH_SPACE_FILE)
     trainable = plugin.make_trainable(s.features, dict(s.base_config))  # validates first
+    plugin = objective(s, plugin)
     cluster.connect(s.address)
     cluster.check_worker_env([s.features, s.output])
     resources = plugin.trial_resources(dict(s.base_config))

@@ -24,7 +24,7 @@ from mlbatch import storage
 from mlbatch.artifacts import ArtifactWriter, write_json
 from mlbatch.artifacts.features import FeatureSet
 from mlbatch.labels import inverse_label
-from mlbatch.metrics import task_metrics
+from mlbatch.metrics import confusion_matrix, task_metrics
 from ray_jobs.common import cluster as ray_cluster
 from ray_jobs.xgboost import artifacts, cluster, data, worker
 from ray_jobs.xgboost.config import TASK_PARAMS, Layout, XGBoostConfig
@@ -181,6 +181,8 @@ def _train_and_write(config: XGBoostConfig, fs: FeatureSet, params: dict,
     _write(writer.root, model, fs, state.history, best, doc, params, layout)
     writer.config["layout"] = dataclasses.asdict(layout)
     writer.metrics.update(doc["eval"])
+    if fs.task == "multiclass_classification":  # rows true class, columns arg-max class
+        writer.metrics["confusion_matrix"] = confusion_matrix(labels, preds, fs.classes)
     writer.timings.update(training_s=doc["training_time_s"], total_s=doc["total_time_s"])
     writer.commit(body=artifacts.model_section(fs, best_round=best,
                                                rounds_trained=booster.num_boosted_rounds()))

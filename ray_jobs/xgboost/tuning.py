@@ -128,6 +128,16 @@ def max_concurrent_trials(base_config: dict) -> int:
     return max(1, fits)
 
 
+def reported_metrics(features: str, base: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics every report carries (what ``--metric`` may name): eval_loss (the
+    early-stopping metric) and XGBoost's own per-round ``eval-``/``train-`` metrics."""
+    cfg, _, _ = job_config(storage.locate(features).uri, base)
+    fs = load_feature_set(features, check_columns=False)
+    names = cfg.booster_params(fs.task, len(fs.classes))["eval_metric"]
+    names = [names] if isinstance(names, str) else list(names)
+    return (METRIC, *(f"{side}-{n}" for side in ("eval", "train") for n in names))
+
+
 def max_iterations(base_config: dict) -> int:
     """Optional plug-in hook: ASHA's max_t, in ``TIME_ATTR`` units (boosting rounds)."""
     return int({**BASE_DEFAULTS, **base_config}["num_boost_round"])
@@ -136,7 +146,8 @@ def max_iterations(base_config: dict) -> int:
 def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) -> str:
     """Commits the trial's model (trees up to its best round) as an ``xgboost_model``
     artifact in ``output_dir`` (any URI) with lineage to ``features``; returns its digest.
-    ``model_info.json``: best round, its eval_loss, rounds trained."""
+    ``model_info.json``: best round, its eval_loss, rounds trained. A multiclass model's
+    metrics add the eval split's ``confusion_matrix``."""
     import xgboost as xgb
 
     from mlbatch.artifacts import ArtifactWriter, write_json
@@ -149,11 +160,23 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
     with checkpoint.as_directory() as d:
         booster = xgb.Booster(model_file=str(Path(d, MODEL_FILE)))
         state = json.loads(Path(d, STATE_FILE).read_text())  # worker.RunState
-    artifacts.save_model(booster[: state["best_round"]],
-                         storage.join(writer.root, artifacts.MODEL_FILE))
+    model = booster[: state["best_round"]]
+    artifacts.save_model(model, storage.join(writer.root, artifacts.MODEL_FILE))
     info = {"best_round": state["best_round"], f"best_{METRIC}": state["best_value"],
             "rounds_trained": state["round"]}
     write_json(storage.join(writer.root, "model_info.json"), info)
     writer.metrics[METRIC] = state["best_value"]
+    if fs.task == "multiclass_classification":  # as the job's own run records it
+        writer.metrics["confusion_matrix"] = eval_confusion_matrix(model, fs)
     return writer.commit(body=artifacts.model_section(
         fs, best_round=state["best_round"], rounds_trained=state["round"])).digest
+
+
+def eval_confusion_matrix(model, fs) -> dict:
+    """``mlbatch.metrics.confusion_matrix`` of the model on the eval split (one pass on
+    the driver, as ``driver.run`` makes it)."""
+    from mlbatch.metrics import confusion_matrix
+    from ray_jobs.xgboost.driver import predict_split
+
+    preds, labels = predict_split(model, fs, "eval")
+    return confusion_matrix(labels, preds, fs.classes)

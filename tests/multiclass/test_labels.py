@@ -64,3 +64,33 @@ def test_class_index_without_and_with_other(tmp_path):
     label, missing = prepare.label_array(modes, lenient)
     assert label.to_pylist() == [1.0, 2.0, 2.0, 0.0, 0.0]
     assert missing.tolist() == [False, False, False, True, False]
+
+
+def test_top_k_classes_come_from_the_train_counts_ties_by_value(tmp_path):
+    from mlbatch.schema import resolve_classes
+    schema = fishing_schema(tmp_path, classes={"top_k": 2})
+    lab = schema.label
+    assert (lab.classes, lab.other, lab.top_k) == (("other",), "other", 2)  # unresolved
+    counts = {"pier": 3, "boat": 3, "charter": 5, "beach": 1, "other": 9}
+    # charter first; pier and boat tie on 3: string order; a value named like the other
+    # class is never one of the top k
+    assert resolve_classes(schema, counts).label.classes == ("charter", "boat", "other")
+    named = fishing_schema(tmp_path, classes={"top_k": 1}, other="rest")
+    assert resolve_classes(named, counts).label.classes == ("other", "rest")
+    with pytest.raises(SchemaError, match=r"classes: \{top_k: 2\} found no label value"):
+        resolve_classes(schema, {})
+    t = pa.table({"mode": ["boat", "beach", None, "charter"]})
+    resolved = resolve_classes(schema, counts)
+    idx, missing = prepare.class_index(t.column("mode"), resolved)
+    assert idx.to_pylist() == [1.0, 2.0, 0.0, 0.0] and missing.tolist() == [False, False,
+                                                                             True, False]
+
+
+@pytest.mark.parametrize("classes, message", [
+    ({"top_k": 0}, "label.classes.top_k: must be >= 1"),
+    ({"top_k": "3"}, "label.classes.top_k: expected an integer"),
+    ({"top": 3}, "label.classes: expected a list of class names or {top_k: K}"),
+])
+def test_bad_top_k_classes_name_the_field(tmp_path, classes, message):
+    with pytest.raises(SchemaError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        fishing_schema(tmp_path, classes=classes)

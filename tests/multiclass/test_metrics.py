@@ -54,3 +54,15 @@ def test_arg_max_ties_go_to_the_first_class_and_logloss_is_clipped():
 def test_bad_multiclass_inputs_are_refused(labels, scores, message):
     with pytest.raises(ValueError, match=message):
         metrics.eval_loss("multiclass_classification", labels, scores)
+
+
+def test_confusion_matrix_rows_true_columns_predicted():
+    out = metrics.confusion_matrix(Y, P, ("a", "b", "c"))
+    # true 0 -> 0; true 1 -> 1 and 0; true 2 -> 1 and 2
+    assert out == {"classes": ["a", "b", "c"], "counts": [[1, 0, 0], [1, 1, 0], [0, 1, 1]]}
+    assert all(type(v) is int for row in out["counts"] for v in row)  # JSON ints
+    tie = metrics.confusion_matrix(np.array([1, 3]), np.array([[0.5, 0.5, 0, 0],
+                                                               [0, 0, 0, 1.0]]), "wxyz")
+    assert tie["counts"] == [[0] * 4, [1, 0, 0, 0], [0] * 4, [0, 0, 0, 1]]  # a tie -> first
+    with pytest.raises(ValueError, match=r"3 probability columns for 2 classes \['a', 'b'\]"):
+        metrics.confusion_matrix(Y, P, ("a", "b"))
