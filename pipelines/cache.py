@@ -147,7 +147,7 @@ def step_key(pipeline: Pipeline, step: Step, run_dir: str) -> StepKey:
     inputs = {}
     upstream = [n for n in pipeline.steps if n != step.name] if step.reads_run else step.upstream
     for name in upstream:
-        digest = output_digest(os.path.join(run_dir, name))
+        digest = output_digest(os.path.join(run_dir, pipeline.steps[name].out))
         if digest is None:
             raise CacheError(f"upstream step {name!r} has no committed output in {run_dir}")
         inputs[name] = digest
