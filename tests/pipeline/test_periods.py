@@ -173,3 +173,28 @@ def test_instances_are_recorded_with_their_own_output_and_inputs(backfill):
                                      "base\nrows of 2013-11, corrected\nscore 2013-11\n"
                                      "drift 2013-12 vs 2013-11\n")
     assert backfill["score_nov_config"]["period"] == "2013-11"
+
+
+def test_a_range_reader_keys_only_its_own_period_folders(tmp_path):
+    """The feature step reads periods 2013-01..2013-02 of a Hive-partitioned folder: a new
+    or changed month outside the range leaves its raw key alone; a changed month inside it
+    or a changed lookup file beside the folders changes it."""
+    from pipelines.cache import raw_digest
+    root = tmp_path / "months"
+    for month, text in (("2013-01", "a\n1\n"), ("2013-02", "a\n2\n"), ("2013-03", "a\n3\n")):
+        (root / f"period={month}").mkdir(parents=True)
+        (root / f"period={month}" / "flights.csv").write_text(text)
+    (root / "planes.csv").write_text("p\n1\n")
+    before = raw_digest(str(root), "2013-01..2013-02")
+    assert [name for name, _ in before] == [
+        "0:period=2013-01/flights.csv", "0:period=2013-02/flights.csv", "0:planes.csv"]
+    (root / "period=2013-03" / "flights.csv").write_text("a\n33\n")
+    (root / "period=2013-04").mkdir()
+    (root / "period=2013-04" / "flights.csv").write_text("a\n4\n")
+    assert raw_digest(str(root), "2013-01..2013-02") == before
+    assert len(raw_digest(str(root))) == 5  # without periods: every file counts
+    (root / "period=2013-02" / "flights.csv").write_text("a\n22\n")
+    changed = raw_digest(str(root), "2013-01..2013-02")
+    assert changed != before
+    (root / "planes.csv").write_text("p\n2\n")
+    assert raw_digest(str(root), "2013-01..2013-02") != changed
