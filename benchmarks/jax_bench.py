@@ -127,6 +127,8 @@ def child_devices(args) -> dict:
 
 
 def child_process(args) -> dict:
+    if args.pin:  # before JAX starts: its threads inherit this thread's CPU set
+        pin_to_core(args.rank)
     from ray_jobs.jax.worker import Trainer
     n = args.nproc
     cfg = bench_config(args, devices_per_worker=1, num_workers=n, data_shards=n,
@@ -144,6 +146,11 @@ def child_process(args) -> dict:
         out["breakdown_ms"] = _step_breakdown(trainer, args.steps)
     trainer.close()
     return out
+
+
+def pin_to_core(rank: int) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cores[rank % len(cores)]})
 
 
 def _allreduce_seconds(trainer, steps: int) -> float:
@@ -202,13 +209,14 @@ def _cpu_seconds() -> float:
 
 def child_quality(args) -> dict:
     from ray_jobs.jax import loop
+    from ray_jobs.jax.config import JaxConfig
     from ray_jobs.jax.worker import LocalGroup, Trainer
 
     class Quiet:  # no files: the benchmark only wants the summary
         def __getattr__(self, name):
             return lambda *a, **k: None
     cfg = bench_config(args, devices_per_worker=1 if args.platform in (None, "cpu") else None,
-                       batch_size=512)  # the job's default batch size
+                       learning_rate=args.learning_rate or JaxConfig().learning_rate)
     t0 = time.perf_counter()
     summary = loop.fit(LocalGroup(Trainer(cfg, args.features)), cfg, Quiet())
     return {"best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
@@ -227,6 +235,8 @@ def spawn(args, child: str, *extra: str, env: dict | None = None) -> subprocess.
            "--warmup", str(args.warmup), "--rounds", str(args.rounds),
            "--quality-epochs", str(args.quality_epochs), "--inflight", str(args.inflight),
            *extra]
+    if args.learning_rate:
+        cmd += ["--learning-rate", str(args.learning_rate)]
     if args.platform:
         cmd += ["--platform", args.platform]
     cmd += ["--weak"] * args.weak + ["--no-fuse"] * args.no_fuse
@@ -280,8 +290,13 @@ def run_processes(args, n: int) -> dict:
         coord = f"127.0.0.1:{s.getsockname()[1]}"
     gpu = args.platform == "gpu"
     from ray_jobs.jax.driver import worker_env  # what the job's driver gives Ray workers
-    env = worker_env(bench_config(args, num_workers=n, data_shards=n)) if n > 1 else {}
+    cores = len(os.sched_getaffinity(0))
+    pin = args.pin and n >= cores  # one core and one XLA thread per process
+    cfg = bench_config(args, num_workers=n, data_shards=n, **({"xla_cpu_threads": 1} if pin else {}))
+    env = worker_env(cfg) if n > 1 else {}
+    pin_flag = ["--pin"] if pin else []
     procs = [spawn(args, "process", "--rank", str(i), "--nproc", str(n), "--coordinator", coord,
+                   *pin_flag,
                    env={**env, **({"CUDA_VISIBLE_DEVICES": str(i)} if gpu else {})})
              for i in range(n)]
     results = [result(x) for x in procs]  # every rank must finish
@@ -375,6 +390,11 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="processes: the job's xla_cpu_threads for runs of several processes "
                         "(default: XLA's own pool in every process)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="quality: the learning rate (default: the job's)")
+    p.add_argument("--pin", action="store_true",
+                   help="processes: with as many processes as cores or more, pin rank r to "
+                        "core r mod cores (sched_setaffinity) and give it one XLA thread")
     p.add_argument("--json", default=str(REPO / "bench_out" / "jax_bench.json"),
                    help="the results as JSON")
     p.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)

@@ -29,6 +29,36 @@ class JobError(Exception):
     """The job ran, but its output cannot be trusted and is left uncommitted (exit 1)."""
 
 
+# Failures of the same kind in several packages: one class each, raised by every one of them.
+class ClusterError(RuntimeError, UsageError):
+    """A Ray cluster cannot be reached, started, stopped or used as asked (the message
+    says why): a job connecting (``ray_jobs.common.cluster``) and the pipeline's own
+    cluster (``pipelines.ray_cluster``)."""
+
+
+class PlacementError(ClusterError, ValueError):
+    """What was asked cannot be placed where it was asked to run: a job's Ray bundles on
+    its cluster (the message: asked vs. have), a pipeline step's ``runs_on`` (the step and
+    what is missing)."""
+
+
+class WorkerError(RuntimeError, JobError):
+    """A worker failed and the job's output is not committed (the message carries its
+    error): a JAX training worker, a co-occurrence helper process (failed or died, named
+with its pid and exit code or traceback). ``lost``: the
+    worker process or its node died, as opposed to an error its code raised; only a
+    loss is worth a restart."""
+
+    def __init__(self, message: str, lost: bool = False):
+        super().__init__(message)
+        self.lost = lost
+
+
+class ThresholdError(ValueError, UsageError):
+    """A threshold flag is malformed or names nothing it can be checked on (the message
+    names the flag): the monitor's ``--threshold``, the blessing step's checks."""
+
+
 # A missing file named by a flag is the user's to fix, whatever library raised it.
 CAUGHT = (UsageError, JobError, FileNotFoundError)
 

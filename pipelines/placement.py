@@ -14,11 +14,7 @@ import os
 
 from pipelines import remote
 from pipelines.spec import Step
-from mlbatch.errors import UsageError
-
-
-class PlacementError(ValueError, UsageError):
-    """A step's ``runs_on`` cannot be met (the message names the step and what is missing)."""
+from mlbatch.errors import PlacementError
 
 
 def where(step: Step, env: dict[str, str] | None = None) -> str:

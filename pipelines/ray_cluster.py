@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from mlbatch import storage
-from mlbatch.errors import JobError
+from mlbatch.errors import ClusterError
 from pipelines.lineage import STORE_NAME, LineageStore, record_step
 from pipelines import remote
 from pipelines.spec import Pipeline, Step, resolve
@@ -51,10 +51,6 @@ from ray.scripts.scripts import main
 sys.argv = ["ray", *sys.argv[1:]]
 main()
 """
-
-
-class ClusterError(RuntimeError, JobError):
-    """The cluster could not be started, reached or stopped (the message says why)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,7 +271,7 @@ def submit_steps(pipeline: Pipeline, steps: list[Step], run_dir: str, address: s
             results[step.name] = proc.returncode
             ok = proc.returncode == 0
             record_step(store, run_name, step.name, step.job, f"ray:{address}", step.args,
-                        None, _inputs(step, run_dir), os.path.join(run_dir, step.name),
+                        None, _inputs(step, run_dir), os.path.join(run_dir, step.out),
                         started, _now(), "done" if ok else "failed", pipeline=pipeline.name,
                         error=None if ok else f"ray job exit {proc.returncode}")
             if not ok:

@@ -152,3 +152,48 @@ def test_models_are_read_only_through_the_model_contract():
                    if (isinstance(n, ast.Name) and n.id in readers)
                    or (isinstance(n, ast.Attribute) and n.attr in readers))
     assert users == []
+
+
+def exception_classes(sources: dict[str, str]) -> dict[str, list[str]]:
+    """Per exception class name, the modules defining it. A class is an exception when a
+    base (its last name: ``errors.UsageError`` -> ``UsageError``) is a built-in exception
+    or an exception class of ``sources`` (followed to a fixed point)."""
+    import builtins
+
+    known = {n for n, v in vars(builtins).items()
+             if isinstance(v, type) and issubclass(v, BaseException)}
+    classes = [(m, n.name, {b.id if isinstance(b, ast.Name) else b.attr for b in n.bases
+                            if isinstance(b, (ast.Name, ast.Attribute))})
+               for m, text in sources.items() for n in ast.walk(ast.parse(text))
+               if isinstance(n, ast.ClassDef)]
+    found: dict[str, set[str]] = {}
+    while True:
+        new = {(m, name) for m, name, bases in classes
+               if bases & (known | set(found)) and m not in found.get(name, ())}
+        if not new:
+            return {name: sorted(ms) for name, ms in found.items()}
+        for m, name in new:
+            found.setdefault(name, set()).add(m)
+
+
+@pytest.mark.parametrize("sources, twice", [
+    ({"a": "class AError(ValueError): pass", "b": "class AError(errors.UsageError): pass",
+      "errors": "class UsageError(Exception): pass"}, {"AError": ["a", "b"]}),
+    ({"a": "class Refused(base.Base): pass", "b": "class Refused(RuntimeError): pass",
+      "base": "class Base(KeyError): pass"}, {"Refused": ["a", "b"]}),
+    ({"a": "class Spec: pass", "b": "class Spec: pass"}, {}),
+])
+def test_exception_classes_finds_a_name_defined_twice(sources, twice):
+    found = exception_classes(sources)
+    assert {n: ms for n, ms in found.items() if len(ms) > 1} == twice
+
+
+def test_each_exception_class_is_defined_once():
+    """One failure, one class: a kind of failure several packages raise lives in
+    ``mlbatch.errors`` (ClusterError, PlacementError, WorkerError, ThresholdError), on
+    its UsageError / JobError base, and the old import paths re-export it."""
+    sources = {m: p.read_text() for m, p in project_modules().items()}
+    found = exception_classes(sources)
+    assert {n: ms for n, ms in found.items() if len(ms) > 1} == {}
+    assert {"UsageError", "JobError", "ClusterError", "PlacementError", "WorkerError",
+            "ThresholdError"} <= {n for n, ms in found.items() if ms == ["mlbatch.errors"]}

@@ -1,21 +1,33 @@
 """Local helper processes for ``--processes N``: tokenizing and counting on N cores.
 
 Python's regex tokenizer holds the GIL, so a DoFn instance uses more than one core only
-through processes. Both helpers fork their processes in ``DoFn.setup`` (Linux ``fork``:
-nothing is re-imported) and keep no state the DoFn does not collect:
+through processes. Both helpers start their processes in ``DoFn.setup`` and keep no state
+the DoFn does not collect:
 
 * ``TokenizeWorkers``: each process tokenizes the batches sent to it (round robin) into
   its own spill file; ``finish`` returns every process's (token counts, ``Spill``), so
   a bundle yields N spills of about equal size.
-* ``CountWorkers``: a pool counting whole spills (``count_spill``): each spill's pairs
-  are counted in one process into its own partial matrices, which the DoFn sums per row
-  shard as it sums any partials. Processes never write the same memory.
+* ``CountWorkers``: N processes counting whole spills (``count_spill``), one spill at a
+  time each: each spill's pairs are counted in one process into its own partial matrices,
+  which the DoFn sums per row shard as it sums any partials.
+
+The processes come from a ``forkserver``: ``DoFn.setup`` runs inside a Beam runner that
+already has threads (gRPC, the bundle executor), and a plain ``fork`` there copies their
+locks in whatever state they are in. The fork server is a fresh single-threaded
+interpreter that has imported this module once; each helper is forked from it.
+
+A helper that dies (killed, out of memory, crashed) is noticed at once: every wait is on
+the helper's pipe *and* its process sentinel, and the DoFn raises ``WorkerError`` naming
+the helper, its pid and its exit code or signal, so the job fails (exit 1, uncommitted)
+instead of waiting for a reply that cannot come.
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import traceback
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,18 +35,104 @@ import scipy.sparse as sp
 from beam_jobs.cooccurrence.counting import PairCounter, TokenIds, Tokenizer
 from beam_jobs.cooccurrence.spill import Spill, SpillWriter, read_chunks
 from beam_jobs.cooccurrence.spill import delete as delete_spill
-from mlbatch.errors import JobError
+from mlbatch.errors import WorkerError
 
 _FINISH = "finish"
 _LINE_BREAK = np.array([TokenIds.LINE_BREAK], np.int32)
 
 
-class WorkerError(RuntimeError, JobError):
-    """A helper process failed; the message carries its traceback."""
-
-
 def _context():
-    return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # used when the server starts, once
+    return context
+
+
+def exit_reason(exitcode: int | None) -> str:
+    """'exit code 3', 'signal SIGKILL' or 'no exit code yet' for a process's exitcode."""
+    if exitcode is None:
+        return "no exit code yet"
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class Helper:
+    """One helper process and the parent's end of its pipe."""
+
+    def __init__(self, context, name: str, target, args: tuple) -> None:
+        parent, child = context.Pipe()
+        self.name = name
+        self.process = context.Process(target=_serve, name=name, daemon=True,
+                                       args=(dict(os.environ), target, child, *args))
+        self.process.start()
+        child.close()
+        self.conn: Connection = parent
+
+    def describe(self) -> str:
+        return f"{self.name} (pid {self.process.pid})"
+
+    def died(self) -> WorkerError:
+        self.process.join(timeout=1)
+        return WorkerError(f"{self.describe()} died before replying: "
+                           f"{exit_reason(self.process.exitcode)}")
+
+    def send(self, message) -> None:
+        try:
+            self.conn.send(message)
+        except OSError as err:
+            raise self.died() from err
+
+    def receive(self):
+        """The helper's next reply; WorkerError at once if it dies instead."""
+        ready = wait([self.conn, self.process.sentinel])
+        if self.conn not in ready:
+            raise self.died()
+        try:
+            status, value = self.conn.recv()
+        except (EOFError, OSError) as err:
+            raise self.died() from err
+        if status == "error":
+            raise WorkerError(f"{self.describe()} failed:\n{value}")
+        return value
+
+    def close(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+def _serve(environ: dict[str, str], target, conn: Connection, *args) -> None:
+    """A helper's main: the parent's environment as it is now (the fork server's is the
+    one it started with: e.g. STORAGE_EMULATOR_HOST or credentials set since), then
+    ``target``."""
+    os.environ.clear()
+    os.environ.update(environ)
+    target(conn, *args)
+
+
+def _start(role: str, processes: int, target, args: tuple) -> list[Helper]:
+    context, helpers = _context(), []
+    try:
+        for index in range(processes):
+            helpers.append(Helper(context, f"{role} helper {index}", target, args))
+    except BaseException:
+        _close_all(helpers)
+        raise
+    return helpers
+
+
+def _close_all(helpers: list[Helper]) -> None:
+    for helper in helpers:
+        helper.close()
 
 
 def tokenize_batches(ids: TokenIds, writer: SpillWriter, text: str) -> None:
@@ -63,57 +161,25 @@ def _tokenize_loop(conn: Connection, tokenizer: Tokenizer, directory: str) -> No
 
 
 class TokenizeWorkers:
-    """``processes`` forked tokenizers, each writing its own spill."""
+    """``processes`` tokenizing helpers, each writing its own spill."""
 
     def __init__(self, tokenizer: Tokenizer, directory: str, processes: int) -> None:
-        self._conns, self._procs, self._next = [], [], 0
-        context = _context()
-        for _ in range(processes):
-            parent, child = context.Pipe()
-            proc = context.Process(target=_tokenize_loop, args=(child, tokenizer, directory),
-                                   daemon=True)
-            proc.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(proc)
+        self.helpers = _start("tokenizing", processes, _tokenize_loop, (tokenizer, directory))
+        self._next = 0
 
     def submit(self, text: str) -> None:
-        conn = self._conns[self._next]
-        self._next = (self._next + 1) % len(self._conns)
-        _send(conn, text)
+        helper = self.helpers[self._next]
+        self._next = (self._next + 1) % len(self.helpers)
+        helper.send(text)
 
     def finish(self) -> list[tuple[list[tuple[str, int]], Spill | None]]:
         """Every process's (token counts, spill or None) since the last ``finish``."""
-        for conn in self._conns:
-            _send(conn, _FINISH)
-        return [_receive(conn) for conn in self._conns]
+        for helper in self.helpers:
+            helper.send(_FINISH)
+        return [helper.receive() for helper in self.helpers]
 
     def close(self) -> None:
-        for conn, proc in zip(self._conns, self._procs):
-            try:
-                conn.send(None)
-            except OSError:
-                pass
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-
-
-def _send(conn: Connection, message) -> None:
-    try:
-        conn.send(message)
-    except OSError as err:
-        raise WorkerError(f"a tokenizing process has exited: {err}") from err
-
-
-def _receive(conn: Connection):
-    try:
-        status, value = conn.recv()
-    except EOFError as err:
-        raise WorkerError("a tokenizing process exited before finishing") from err
-    if status == "error":
-        raise WorkerError(f"a tokenizing process failed:\n{value}")
-    return value
+        _close_all(self.helpers)
 
 
 def count_spill(spill: Spill, table: np.ndarray, params: dict, chunk_ids: int,
@@ -124,36 +190,76 @@ def count_spill(spill: Spill, table: np.ndarray, params: dict, chunk_ids: int,
     ``PairCounter``'s. A partial is flushed whenever it holds ``shard_nnz`` entries.
     """
     counter = PairCounter(**params)
-    partials, kept, pairs = [], 0, 0
+    partials, kept = [], 0
     for chunk in read_chunks(spill, chunk_ids):
         ids = table[chunk]
         kept += int(np.count_nonzero(ids >= 0))
         counter.add(ids)
         if counter.nnz >= shard_nnz:
-            pairs += counter.pair_occurrences
-            partials.append(counter.flush())
-            counter.pair_occurrences = 0
-    pairs += counter.pair_occurrences
+            partials.append(counter.flush())  # folds the buffered pairs: count them after
     partials.append(counter.flush())
+    pairs = counter.pair_occurrences
     delete_spill(spill)
     return partials, kept, pairs
 
 
-class CountWorkers:
-    """A pool of ``processes`` forked processes running ``count_spill``."""
+def _call_loop(conn: Connection, fn) -> None:
+    while True:
+        args = conn.recv()
+        if args is None:
+            return
+        try:
+            reply = ("ok", fn(*args))
+        except Exception:  # noqa: BLE001 - raised again in the DoFn
+            reply = ("error", traceback.format_exc())
+        conn.send(reply)
 
-    def __init__(self, processes: int) -> None:
-        self._pool = _context().Pool(processes)
-        self._pending: list = []
+
+class CallWorkers:
+    """``processes`` helpers calling ``fn`` (a module-level function), one call at a time
+    each; results in submission order."""
+
+    def __init__(self, processes: int, fn, role: str) -> None:
+        self.helpers = _start(role, processes, _call_loop, (fn,))
+        self._queue: list[tuple[int, tuple]] = []
+        self._busy: dict[Helper, int] = {}
+        self._done: dict[int, tuple] = {}
+        self._submitted = 0
 
     def submit(self, *args) -> None:
-        self._pending.append(self._pool.apply_async(count_spill, args))
+        self._queue.append((self._submitted, args))
+        self._submitted += 1
+        self._dispatch()
 
     def results(self):
         """The results of every spill submitted since the last call, in order."""
-        pending, self._pending = self._pending, []
-        for result in pending:
-            yield result.get()
+        while self._queue or self._busy:
+            self._dispatch()
+            conns = {helper.conn: helper for helper in self._busy}
+            sentinels = {helper.process.sentinel: helper for helper in self._busy}
+            for ready in wait([*conns, *sentinels]):
+                helper = conns.get(ready) or sentinels[ready]
+                if helper in self._busy:
+                    self._done[self._busy.pop(helper)] = helper.receive()
+        done, self._done, self._submitted = self._done, {}, 0
+        for index in range(len(done)):
+            yield done[index]
+
+    def _dispatch(self) -> None:
+        for helper in self.helpers:
+            if not self._queue:
+                return
+            if helper not in self._busy:
+                index, args = self._queue.pop(0)
+                helper.send(args)
+                self._busy[helper] = index
 
     def close(self) -> None:
-        self._pool.terminate()
+        _close_all(self.helpers)
+
+
+class CountWorkers(CallWorkers):
+    """``processes`` counting helpers; each counts one spill at a time (``count_spill``)."""
+
+    def __init__(self, processes: int) -> None:
+        super().__init__(processes, count_spill, "counting")

@@ -6,8 +6,9 @@ python -m beam_jobs.evaluate --predictions out/predictions-2013-10 \
 The labelled raw data is not the file that was scored, so `<file>:<line>` cannot join
 them: both are read as scoring reads them, each row named by the columns the schema
 declares as its `identity`, and the stored predictions are joined to the labels on
-those. Records AUC/logloss (RMSE/MAE) on the joined rows beside the model's eval-split
-figures. docs/serving.md.
+those. Records AUC/logloss (RMSE/MAE; multiclass: logloss, accuracy, one-vs-rest AUC and
+the confusion matrix) on the joined rows beside the model's eval-split figures.
+docs/serving.md.
 """
 from __future__ import annotations
 
@@ -70,9 +71,6 @@ def _inputs(args):
     """(predictions, schema, the model's eval-split metrics, scored files, labelled files
     and their columns), checked before anything runs."""
     predictions = load_predictions(args.predictions)
-    if predictions.task == "multiclass_classification":  # classes + scores: not joined yet
-        raise EvaluateConfigError(f"--predictions {predictions.root}: late labels for a "
-                                  f"multiclass_classification model are not supported yet")
     schema = serving.schema_of(load_feature_set(predictions.features_uri, check_columns=False),
                                args.schema)
     if not schema.identity:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -18,6 +19,8 @@ from mlbatch.errors import UsageError
 from mlbatch.schema import DatasetSchema
 
 LOGGER = logging.getLogger(__name__)
+MULTICLASS = "multiclass_classification"
+ROW = "__prediction_row"
 
 
 class LateLabelError(ValueError, UsageError):
@@ -31,18 +34,30 @@ def _duplicate_keys(labels: pa.Table, identity: list[str]) -> tuple[int, dict | 
     return dupes.num_rows, (dupes.slice(0, 1).to_pylist()[0] if dupes.num_rows else None)
 
 
+def prediction_column(predictions: Predictions) -> str:
+    """``scores`` (a multiclass model's class probabilities, in ``classes`` order) or
+    ``prediction``."""
+    return "scores" if predictions.task == MULTICLASS else "prediction"
+
+
 def joined(predictions: Predictions, keys: pa.Table, labels: pa.Table,
            identity: list[str]) -> pa.Table:
-    """identity + prediction + label of each scored row whose label arrived. A key
+    """identity + prediction (or scores) + label of each scored row whose label arrived. A key
     named twice by the labels cannot say which label is the row's: LateLabelError."""
     n, first = _duplicate_keys(labels, identity)
     if n:
         raise LateLabelError(f"{n} identity value(s) ({', '.join(identity)}) name more than "
                              f"one labelled row, e.g. {first}: the schema's identity does "
                              f"not identify a row")
-    preds = predictions.read_table().select([prepare.EXAMPLE_ID, "prediction"])
-    keyed = preds.join(keys, prepare.EXAMPLE_ID, join_type="inner")
-    return keyed.join(labels, identity, join_type="inner")
+    column = prediction_column(predictions)
+    preds = predictions.read_table().select([prepare.EXAMPLE_ID, column])
+    # Arrow joins no list column (scores): the join carries the row, take() the values
+    index = pa.table({prepare.EXAMPLE_ID: preds.column(prepare.EXAMPLE_ID),
+                      ROW: pa.array(np.arange(preds.num_rows, dtype=np.int64))})
+    keyed = index.join(keys, prepare.EXAMPLE_ID, join_type="inner").join(
+        labels, identity, join_type="inner")
+    return keyed.append_column(column, preds.column(column).take(keyed.column(ROW))
+                               ).drop_columns([ROW])
 
 
 def read_outputs(root: str) -> tuple[pa.Table, pa.Table]:
@@ -50,6 +65,35 @@ def read_outputs(root: str) -> tuple[pa.Table, pa.Table]:
     keys = read_parts(parquet_parts(root, KEYS), None)
     labels = read_parts(parquet_parts(root, LABELS), None)
     return keys, labels.filter(pc.is_valid(labels.column(serving.LABEL)))
+
+
+def out_of_time(predictions: Predictions, rows: pa.Table) -> dict:
+    """The metrics of the joined rows: mlbatch.metrics.labelled_quality, and for a
+    multiclass model the confusion matrix over its classes (as the trainers record it)."""
+    labels = rows.column(serving.LABEL).to_numpy()
+    column = prediction_column(predictions)
+    if column == "prediction":
+        return metrics.labelled_quality(predictions.task, labels,
+                                        rows.column(column).to_numpy())
+    classes = predictions.body["classes"]
+    scores = np.array(rows.column(column).to_pylist(), dtype=np.float64).reshape(
+        rows.num_rows, len(classes))
+    out = metrics.labelled_quality(predictions.task, labels, scores)
+    if rows.num_rows:
+        out["confusion_matrix"] = metrics.confusion_matrix(labels, scores, classes)
+    return out
+
+
+def beside(m: dict, eval_split: dict) -> dict:
+    """``eval_split_<name>``: the model's eval-split figure of each metric the period has
+    (recorded as ``<name>`` by XGBoost, ``eval_<name>`` by JAX)."""
+    out = {}
+    for k in ("auc", "logloss", "rmse", "mae", "accuracy", "auc_ovr_macro",
+              "auc_ovr_weighted", "confusion_matrix"):
+        value = eval_split.get(k, eval_split.get(f"eval_{k}"))
+        if k in m and value is not None:
+            out[f"eval_split_{k}"] = value
+    return out
 
 
 def evaluate(writer: ArtifactWriter, schema: DatasetSchema, predictions: Predictions,
@@ -63,10 +107,8 @@ def evaluate(writer: ArtifactWriter, schema: DatasetSchema, predictions: Predict
          "rows_joined": rows.num_rows,
          "rows_scored_unlabelled": predictions.num_rows - rows.num_rows,
          "rows_labels_unscored": labels.num_rows - rows.num_rows}
-    m.update(metrics.labelled_quality(task, rows.column(serving.LABEL).to_numpy(),
-                     rows.column("prediction").to_numpy()))
-    m.update({f"eval_split_{k}": eval_split[k] for k in ("auc", "logloss", "rmse", "mae")
-              if k in m and k in eval_split})
+    m.update(out_of_time(predictions, rows))
+    m.update(beside(m, eval_split))
     for table, paths in labelled.items():
         for path in paths:
             writer.input_file(f"labels:{table}", path)

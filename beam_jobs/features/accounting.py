@@ -3,7 +3,8 @@ the column profile the pipeline gathered (transforms.PrepareExamplesFn, ProfileF
 
 Per join, in summary.json: main rows matched and unmatched (these reconcile with the
 main table's valid rows), lookup rows kept, duplicate keys dropped, lookup rows used and
-unused, and what the unmatched rows' features are filled with. Per prepared column
+unused, what the unmatched rows' features are filled with, and an as-of join's `as_of`
+(time, lookup time, tolerance as written and in microseconds). Per prepared column
 (train and eval rows, before any fill): rows, nulls, null share, constant or not.
 
 A derived column that is all null or constant although a source of it varies, or far
@@ -62,6 +63,10 @@ def join_summary(schema: DatasetSchema, counts: dict, used: dict[str, int]) -> d
                   "duplicate_keys_dropped": c(f"{t}_duplicate_keys_dropped"),
                   "lookup_rows_used": n_used, "lookup_rows_unused": kept - n_used,
                   "unmatched_filled_with": filled_with(schema, t)}
+        if j.as_of:  # which lookup row a key's match took
+            out[t]["as_of"] = {"time": j.as_of.time.text, "lookup_time": j.as_of.lookup_time.text,
+                               "tolerance": j.as_of.tolerance,
+                               "tolerance_us": j.as_of.tolerance_us}
     return out
 
 

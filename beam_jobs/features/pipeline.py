@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.common import deadletter, sinks
 from beam_jobs.features.config import FeatureConfig
-from beam_jobs.tabular import prepare, reading
+from beam_jobs.tabular import examples, prepare, reading
 from beam_jobs.tabular.tensors import tensor_adapter_config
 from beam_jobs.features import accounting, limits, transforms
 from beam_jobs.features.preprocessing import (cross_fingerprint_name, make_preprocessing_fn,
@@ -54,38 +54,25 @@ class Prepared:
     train: beam.PCollection
     eval: beam.PCollection
     excluded: beam.PCollection
-    dead: list
-    files: list
-    counts: list
+    dead: beam.PCollection
+    files: beam.PCollection
+    counts: beam.PCollection
     used: beam.PCollection | None = None  # (lookup table, row indices a batch used)
     profile: beam.PCollection | None = None  # prepare.profile of each batch
 
 
 def read_and_prepare(p: beam.Pipeline, schema: DatasetSchema, inputs: dict[str, list[str]],
                      chunk_rows: int, together: bool = False) -> Prepared:
-    """`inputs`: each table's input files (reading.check_inputs). `together`: train and eval
+    """`inputs`: each table's input files (reading.check_inputs), read and prepared by the
+    one composite serving uses too (examples.ReadAndPrepare). `together`: train and eval
     examples in one PCollection (`train`; `eval` stays empty), see PrepareExamplesFn."""
-    valid, dead, files, counts = {}, [], [], []
-    for name, table in schema.tables.items():
-        read = p | f"Read{reading.camel(name)}" >> reading.ReadTable(inputs[name], table, chunk_rows)
-        checked = (read.chunks | f"Validate{reading.camel(name)}" >> beam.ParDo(
-            reading.ValidateChunkFn(table)).with_outputs(reading.DEAD, main="valid"))
-        valid[name] = checked.valid
-        dead += [read[reading.DEAD], checked[reading.DEAD]]
-        files.append(read[reading.FILES])
-        counts.append(checked.valid | f"Count{reading.camel(name)}Valid" >> beam.Map(
-            lambda b, n=name: (f"{n}_valid", b.num_rows)))
-    lookups, dupes = reading.build_lookups(valid, schema)
-    counts += dupes
-    prepared = (valid[schema.main]
-                | "PrepareExamples" >> beam.ParDo(
-        transforms.PrepareExamplesFn(schema, together), **lookups).with_outputs(
-            transforms.EVAL, transforms.EXCLUDED, transforms.COUNTS, transforms.LOOKUP_USED,
-            transforms.PROFILE, main="train"))
-    counts.append(prepared[transforms.COUNTS])
-    return Prepared(prepared.train, prepared[transforms.EVAL], prepared[transforms.EXCLUDED],
-                    dead, files, counts, prepared[transforms.LOOKUP_USED],
-                    prepared[transforms.PROFILE])
+    tags = (transforms.EVAL, transforms.EXCLUDED, transforms.LOOKUP_USED, transforms.PROFILE)
+    out = p | "ReadAndPrepare" >> examples.ReadAndPrepare(
+        schema, inputs, transforms.PrepareExamplesFn(schema, together), tags,
+        chunk_rows=chunk_rows, job="features")
+    return Prepared(out[examples.PREPARED], out[transforms.EVAL], out[transforms.EXCLUDED],
+                    out[examples.DEAD_LETTER], out[examples.FILES], out[examples.COUNTS],
+                    out[transforms.LOOKUP_USED], out[transforms.PROFILE])
 
 
 def _context(schema: DatasetSchema, tft_temp_dir: str) -> tft_beam.Context:
@@ -140,16 +127,16 @@ def _write_transformed(train_t, eval_t, args: FeatureConfig, schema: DatasetSche
 def _write_outcomes(p: beam.Pipeline, prep: Prepared, args: FeatureConfig):
     """Dead letters and excluded rows; returns the side inputs of the summary's counts."""
     out = args.output
-    dead_letters = prep.dead | "FlattenDeadLetters" >> beam.Flatten()
+    dead_letters = prep.dead
     _ = dead_letters | "WriteDeadLetters" >> deadletter.WriteDeadLetters(
         FileSystems.join(out, deadletter.DEAD_LETTER, "part"), codec=args.compression)
     _ = prep.excluded | "WriteExcluded" >> sinks.WriteTables(
         FileSystems.join(out, "excluded", "part"), EXCLUDED_SCHEMA, codec=args.compression)
-    counts = list(prep.counts)
+    counts = [prep.counts]
     counts.append(dead_letters | "CountDeadLetters" >> beam.Map(
         lambda d: (f"{d['table']}_dead_letter", 1)))
     reasons = dead_letters | "CountDeadLetterReasons" >> limits.CountReasons()
-    all_files = prep.files | "FlattenFiles" >> beam.Flatten()
+    all_files = prep.files
     counts.append(all_files | "CountRead" >> beam.Map(lambda f: (f"{f['table']}_read", f["records"])))
     counts.append(all_files | "CountLines" >> beam.Map(lambda f: (f"{f['table']}_lines", f["lines"])))
     count_dict = (counts | "FlattenCounts" >> beam.Flatten()

@@ -149,10 +149,11 @@ def make_plan(args, features: FeatureSet) -> pipeline.Plan:
         against = reading.check_inputs(args.against, tables, needed)
     if args.attributions and not args.model:
         raise MonitorUsageError("--attributions needs --model (the attributions are the model's)")
-    if args.attributions and multiclass:
-        raise MonitorUsageError("--attributions: a multiclass_classification model's "
-                                "attributions (one per class) are not supported yet")
-    inputs = model_mod.load_model(args.model).feature_names if args.attributions else ()
+    model = model_mod.load_model(args.model) if args.attributions else None
+    if model is not None and multiclass and model.type != "xgboost_model":
+        raise MonitorUsageError("--attributions: a multiclass_classification JAX model's "
+                                "attributions are not supported yet (XGBoost's are)")
+    inputs = model.feature_names if model is not None else ()
     given = thresholds.parse(args.threshold)
     cols, attr_thresholds = thresholds.apply(
         given, [*raw, *transformed, *([prediction] if prediction else [])], inputs)

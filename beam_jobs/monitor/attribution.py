@@ -3,10 +3,13 @@ per-row attributions from the model contract, each feature's mean absolute attri
 both sides, and its change as a share of the baseline's total attribution.
 
 * XGBoost: ``pred_contribs`` (TreeSHAP): per row, one contribution per feature plus the
-  bias; they sum to the margin (log-odds for binary classification).
+  bias; they sum to the margin (log-odds for binary classification). A multiclass model
+  (``multi:softprob``) has one margin per class: each row's attributions are those of its
+  predicted class (the arg-max margin, so the arg-max probability), summing to that margin.
 * JAX: gradient x input on the model's float inputs (the exported predict function has no
   derivative, so the gradient is a central difference of step ``FD_STEP``); the
-  vocabulary ids (int inputs) get no attribution.
+  vocabulary ids (int inputs) get no attribution. Not for a multiclass JAX model (the
+  monitor refuses it on the driver).
 
 Distance of a feature: ``|mean|a|_current - mean|a|_reference| / sum_f mean|a_f|_reference``.
 Its null threshold: the 99th percentile of that distance between two samples of these
@@ -33,13 +36,18 @@ def _matrix(table: pa.Table, names: tuple[str, ...], dtype) -> np.ndarray:
 
 
 def xgboost_contributions(model: Model, table: pa.Table) -> tuple[tuple[str, ...], np.ndarray]:
-    """(feature names, f64[rows, features + 1]): pred_contribs, the bias last."""
+    """(feature names, f64[rows, features + 1]): pred_contribs, the bias last; of a
+    multiclass model, those of each row's predicted (arg-max margin) class."""
     import xgboost as xgb
 
     trained = model.trained
     names = trained.feature_names
     dm = xgb.DMatrix(_matrix(table, names, np.float32), feature_names=list(names))
-    return names, np.asarray(trained.booster.predict(dm, pred_contribs=True), np.float64)
+    contribs = np.asarray(trained.booster.predict(dm, pred_contribs=True), np.float64)
+    if contribs.ndim == 3:  # multi:softprob: [rows, classes, features + 1]
+        margins = trained.booster.predict(dm, output_margin=True)
+        contribs = contribs[np.arange(len(contribs)), np.argmax(margins, axis=1)]
+    return names, contribs
 
 
 def jax_gradient_x_input(model: Model, table: pa.Table) -> tuple[tuple[str, ...], np.ndarray]:

@@ -12,13 +12,9 @@ import dataclasses
 import math
 
 from beam_jobs.monitor.stats import Column
-from mlbatch.errors import UsageError
+from mlbatch.errors import ThresholdError
 
 ATTRIBUTION = "attribution"
-
-
-class ThresholdError(ValueError, UsageError):
-    """A --threshold that names nothing compared or holds no valid distance."""
 
 
 def parse(items: list[str] | None) -> dict[str, float]:

@@ -301,6 +301,20 @@ def example_ids(t: pa.Table) -> pa.Array:
                                        pc.cast(t.column(LINE_COL), pa.string()), ":")
 
 
+def join_and_derive(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
+                    ) -> tuple[pa.Table, pa.Array, dict[str, tuple[int, int, np.ndarray]]]:
+    """The per-row steps the feature job (``prepare_counted``) and serving
+    (``serving.prepare_for_serving``) share: every join in order, the derived columns and
+    ``example_id``. Returns (rows, per row null or why a derived value cannot be computed,
+    per join (lookup table name): (rows matched, rows unmatched, lookup rows used))."""
+    t, joins = main, {}
+    for j in schema.joins:
+        t, matched, used = join_counted(t, lookups[j.table], j)
+        joins[j.table] = (matched, t.num_rows - matched, used)
+    t, derive_reasons = derive_checked(t, schema)
+    return t.append_column(EXAMPLE_ID, example_ids(t)), derive_reasons, joins
+
+
 def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
             ) -> tuple[pa.Table, pa.Table]:
     """Joins, derives, filters and labels a batch of valid main-table rows.
@@ -316,12 +330,8 @@ def prepare_counted(main: pa.Table, lookups: dict[str, pa.Table], schema: Datase
                     ) -> tuple[pa.Table, pa.Table, dict[str, tuple[int, int, np.ndarray]]]:
     """prepare, and per join (lookup table name): (rows matched, rows unmatched, indices
     of the lookup rows used), see join_counted."""
-    t, joins = main, {}
-    for j in schema.joins:
-        t, matched, used = join_counted(t, lookups[j.table], j)
-        joins[j.table] = (matched, t.num_rows - matched, used)
-    t, derive_reasons = derive_checked(t, schema)
-    ids = example_ids(t)
+    t, derive_reasons, joins = join_and_derive(main, lookups, schema)
+    ids = t.column(EXAMPLE_ID)
     label, missing = label_array(t, schema)
     label, transform_reasons = transform_label(label, schema)
     reasons = pc.coalesce(derive_reasons, filter_reasons(t, schema),
@@ -329,7 +339,7 @@ def prepare_counted(main: pa.Table, lookups: dict[str, pa.Table], schema: Datase
                           pa.array(transform_reasons, pa.string()))
     out = pc.is_valid(reasons)
     excluded = pa.table({EXAMPLE_ID: ids.filter(out), "reason": reasons.filter(out)})
-    t = t.append_column(EXAMPLE_ID, ids).append_column(schema.label.name, label)
+    t = t.append_column(schema.label.name, label)
     t = t.filter(pc.invert(out))
     t = t.append_column(IS_EVAL, pa.array(split_is_eval(t, schema)))
     return t, excluded, joins

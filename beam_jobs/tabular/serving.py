@@ -16,7 +16,6 @@ monitoring). Two pieces:
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -27,21 +26,21 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from beam_jobs.common import deadletter
-from beam_jobs.tabular import prepare, reading, records
+from beam_jobs.tabular import examples, prepare, reading
 from beam_jobs.tabular.records import LINE_COL, SOURCE_COL
 from mlbatch import storage
 from mlbatch.artifacts.base import digest_of
 from mlbatch.artifacts.features import FeatureSet
 from mlbatch.config import ConfigError, load_yaml
-from mlbatch.schema import DatasetSchema, SchemaError, TableSpec, with_classes
+from mlbatch.schema import DatasetSchema, SchemaError, with_classes
 from mlbatch.schema.build import build as build_schema
 from mlbatch.errors import UsageError
 
 LOGGER = logging.getLogger(__name__)
 EXAMPLES = "examples"
-FILES = reading.FILES
-COUNTS = "counts"
-DEAD_LETTER = deadletter.DEAD_LETTER
+FILES = examples.FILES
+COUNTS = examples.COUNTS
+DEAD_LETTER = examples.DEAD_LETTER
 LABEL = "label"  # the served label column: float64 in the label's own units, null if absent
 TRANSFORM_DIR = "transform_fn"
 
@@ -94,11 +93,7 @@ def prepare_for_serving(main: pa.Table, lookups: dict[str, pa.Table], schema: Da
     Returns (prepared, reasons): per row None, or why a derived value cannot be computed
     or the row is outside the schema's filters (prepare.filter_reasons); the caller
     dead-letters those rows."""
-    t = main
-    for j in schema.joins:
-        t = prepare.join_lookup(t, lookups[j.table], j)
-    t, derive_reasons = prepare.derive_checked(t, schema)
-    t = t.append_column(prepare.EXAMPLE_ID, prepare.example_ids(t))
+    t, derive_reasons, _ = prepare.join_and_derive(main, lookups, schema)
     t = t.append_column(LABEL, prepare.label_values(t, schema))
     return t, pc.coalesce(derive_reasons, prepare.filter_reasons(t, schema))
 
@@ -180,21 +175,13 @@ def check_serving_inputs(input_root: str, schema: DatasetSchema
                    for name, paths in files.items()}
 
 
-def fill_absent(batch: pa.RecordBatch, table: TableSpec) -> pa.RecordBatch:
-    """A batch read with some declared columns absent -> all of them, in the declared
-    order (records.typed_schema): an absent column is all null."""
-    full = records.typed_schema(table)
-    arrays = [batch.column(f.name) if f.name in batch.schema.names
-              else pa.nulls(batch.num_rows, f.type) for f in full]
-    return pa.RecordBatch.from_arrays(arrays, schema=full)
-
-
 class ReadServingExamples(beam.PTransform):
     """Raw tables (``inputs``: each table's files, reading.check_inputs) -> a dict of
     PCollections: EXAMPLES (prepared main rows as Arrow tables with example_id and
     LABEL), DEAD_LETTER (dicts, every table), FILES (one record per file read: table,
     path, records, lines) and COUNTS ((name, n) pairs: "<table>_valid",
-    "<table>_duplicate_keys_dropped", "filtered", "prepared").
+    "<table>_duplicate_keys_dropped", "filtered", "prepared"): the one read-and-prepare
+    composite (``examples.ReadAndPrepare``) with PrepareServingFn as its per-row step.
 
     ``columns`` (check_serving_inputs): per table, the declared columns its files hold;
     only those are read and validated, the others (the label's sources, columns no
@@ -208,43 +195,16 @@ class ReadServingExamples(beam.PTransform):
         self._schema, self._inputs, self._columns = schema, inputs, columns
         self._chunk_rows, self._job = chunk_rows, job
 
-    def _read_valid(self, pbegin, name: str, table: TableSpec):
-        """(ReadTable's outputs, the valid batches with every declared column)."""
-        held = self._columns[name]
-        read_as = dataclasses.replace(table, columns=tuple(
-            c for c in table.columns if c.name in held))
-        read = pbegin | f"Read{reading.camel(name)}" >> reading.ReadTable(
-            self._inputs[name], read_as, self._chunk_rows, self._job)
-        checked = read.chunks | f"Validate{reading.camel(name)}" >> beam.ParDo(
-            reading.ValidateChunkFn(read_as, self._job)).with_outputs(reading.DEAD, main="valid")
-        valid = checked.valid
-        if len(read_as.columns) < len(table.columns):
-            valid = valid | f"FillAbsent{reading.camel(name)}" >> beam.Map(fill_absent, table)
-        return read, checked, valid
-
     def expand(self, pbegin):
-        schema, job = self._schema, self._job
-        if self._columns is None:
-            self._columns = {name: reading.present_columns(schema.tables[name], paths)
-                             for name, paths in self._inputs.items()}
-        valid, dead, files, counts = {}, [], [], []
-        for name, table in schema.tables.items():
-            read, checked, valid[name] = self._read_valid(pbegin, name, table)
-            dead += [read[reading.DEAD], checked[reading.DEAD]]
-            files.append(read[reading.FILES])
-            counts.append(checked.valid | f"Count{reading.camel(name)}Valid" >> beam.Map(
-                lambda b, n=name: (f"{n}_valid", b.num_rows)))
-        lookups, dupes = reading.build_lookups(valid, schema)
-        counts += dupes
-        prepared = valid[schema.main] | "PrepareExamples" >> beam.ParDo(
-            PrepareServingFn(schema, job), **lookups).with_outputs(
-                DEAD_LETTER, COUNTS, main=EXAMPLES)
-        dead.append(prepared[DEAD_LETTER])
-        counts.append(prepared[COUNTS])
-        return {EXAMPLES: prepared[EXAMPLES],
-                DEAD_LETTER: dead | "FlattenDeadLetters" >> beam.Flatten(),
-                FILES: files | "FlattenFiles" >> beam.Flatten(),
-                COUNTS: counts | "FlattenCounts" >> beam.Flatten()}
+        schema, columns = self._schema, self._columns
+        if columns is None:
+            columns = {name: reading.present_columns(schema.tables[name], paths)
+                       for name, paths in self._inputs.items()}
+        out = pbegin | "ReadAndPrepare" >> examples.ReadAndPrepare(
+            schema, self._inputs, PrepareServingFn(schema, self._job),
+            chunk_rows=self._chunk_rows, job=self._job, columns=columns)
+        return {EXAMPLES: out[examples.PREPARED], DEAD_LETTER: out[DEAD_LETTER],
+                FILES: out[FILES], COUNTS: out[COUNTS]}
 
 
 def transform_inputs(t: pa.Table, schema: DatasetSchema) -> dict:

@@ -2,7 +2,9 @@
 
 Written by ``python -m pipelines.model_registry.bless`` (docs/registry.md)::
 
-    evaluation.json   name, decision ("blessed" | "refused"), registry (the store's path),
+    evaluation.json   name, decision ("blessed" | "refused"), registry (the store's path,
+                      relative to this directory when both are local: a moved run keeps
+                      its registry; ``registry_path`` resolves it),
                       candidate and baseline {version, uri, digest} (baseline null for the
                       first model of a name), eval_rows, slice_column, metrics
                       {candidate: {overall, slices}, baseline: ...}, checks [{metric,
@@ -50,6 +52,23 @@ class ModelEvaluation:
     @property
     def checks(self) -> list[dict]:
         return self.results["checks"]
+
+
+def registry_ref(store: str, root: str) -> str:
+    """What evaluation.json records as the registry: ``store`` relative to the artifact
+    directory ``root`` when both are local paths (so a moved run directory finds its
+    store), else ``store`` as it is."""
+    if "://" in store or "://" in root:
+        return store
+    return os.path.relpath(os.path.abspath(store), os.path.abspath(root))
+
+
+def registry_path(root: str, recorded: str) -> str:
+    """The registry store a ``model_evaluation`` in ``root`` recorded: a relative path
+    resolved against ``root`` (an absolute one, as older artifacts wrote, as it is)."""
+    if "://" in recorded or os.path.isabs(recorded) or "://" in root:
+        return recorded
+    return os.path.normpath(os.path.join(os.path.abspath(root), recorded))
 
 
 def evaluation_section(results: dict) -> dict:

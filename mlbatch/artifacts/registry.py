@@ -20,7 +20,8 @@ How the registry is laid out in MLMD's tables (its writer keeps to this):
   the version the alias points to) and ``latest_version`` (INT);
 * a ``model_version`` artifact per version, named ``NAME/VERSION`` (its ``uri`` the
   reference ``registry:NAME/VERSION``), properties ``model_name``, ``version``,
-  ``model_uri`` (the model directory), ``digest``, ``model_type``, ...
+  ``model_uri`` (the model directory; relative to the store's folder when the model lies
+  under it, ``stored_model_uri``), ``digest``, ``model_type``, ...
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import sqlite3
 
 from mlbatch import storage
 from mlbatch.artifacts.manifest import ArtifactError, read_manifest
+from mlbatch.artifacts.model_evaluation import registry_path
 
 REF_PREFIX = "registry:"
 ENV = "MLBATCH_REGISTRY"
@@ -89,10 +91,30 @@ def store_path(registry: str | None) -> str:
         raise RegistryError(f"the registry store must be a local file, got {value}")
     if os.path.isdir(value):
         m = read_manifest(value, "model_evaluation")
-        value = m.body["registry"]
+        value = registry_path(m.root, m.body["registry"])
     if not os.path.isfile(value):
         raise RegistryError(f"registry store {value} does not exist")
     return os.path.abspath(value)
+
+
+def stored_model_uri(model_uri: str, store: str) -> str:
+    """What the store records as a version's directory: relative to the store's folder
+    when the model lies under it (a run's own ``RUN/lineage.sqlite`` and ``RUN/xgboost``:
+    the run directory can move), else the URI as it is."""
+    if storage.is_remote(model_uri):
+        return model_uri
+    base = os.path.dirname(os.path.abspath(store))
+    model = os.path.abspath(model_uri)
+    if os.path.commonpath([base, model]) != base:
+        return model_uri
+    return os.path.relpath(model, base)
+
+
+def model_uri_of(recorded: str, store: str) -> str:
+    """A version's directory from what the store recorded (``stored_model_uri``)."""
+    if storage.is_remote(recorded) or os.path.isabs(recorded):
+        return recorded
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(store)), recorded))
 
 
 def _one(db: sqlite3.Connection, sql: str, args: tuple) -> tuple | None:
@@ -138,7 +160,8 @@ def resolve(ref: str, registry: str | None = None) -> RegisteredVersion:
             db.close()
     except sqlite3.Error as e:
         raise RegistryError(f"{ref}: cannot read the registry store {path}: {e}") from e
-    found = RegisteredVersion(name, int(version), row["model_uri"], row["digest"],
+    found = RegisteredVersion(name, int(version), model_uri_of(row["model_uri"], path),
+                              row["digest"],
                               row.get("model_type", ""), alias, path)
     try:
         current = read_manifest(found.uri).digest

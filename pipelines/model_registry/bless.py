@@ -161,15 +161,16 @@ def _evaluate(args, writer, store: LineageStore, thresholds, fs, candidate) -> d
     registry = ModelRegistry(store)
     if args.after:
         after = me.load_model_evaluation(args.after)
-        if after.results["registry"] != str(store.path):
+        used = me.registry_path(after.root, after.results["registry"])
+        if os.path.abspath(used) != os.path.abspath(str(store.path)):
             raise BlessConfigError(f"--after {args.after} wrote to the registry "
-                                   f"{after.results['registry']}, not to {store.path}")
+                                   f"{used}, not to {store.path}")
         writer.input_artifact("after", args.after, me.TYPE)
     version = registry.register(args.name, candidate.uri).version
     registry.set_alias(args.name, "candidate", version)
     baseline = _baseline(registry, args.name, str(store.path), fs)
     results = _results(args, thresholds, fs, candidate, version, baseline)
-    results["registry"] = str(store.path)
+    results["registry"] = me.registry_ref(str(store.path), writer.root)
     writer.input_artifact("model", candidate.uri)
     writer.input_artifact("features", fs.root, "features")
     if baseline[1] is not None:

@@ -4,7 +4,9 @@ Both models predict every row of the features artifact's eval split (``load_mode
 ``predict``: the label's own units, as the trainers report their metrics); the metrics
 are ``mlbatch.metrics.task_metrics`` overall and on each value of the slice column. Each
 threshold is checked overall and on every slice with at least ``min_slice_rows`` rows
-(and both classes, for classification): the worst slice must pass too.
+(and both classes, for classification): the worst slice must pass too. A slice column
+that is a vocabulary feature is sliced by its values (``origin_id`` by ``JFK``, ``LGA``,
+not by ids), read through the features artifact's tf.Transform vocabulary.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from mlbatch.artifacts.features import FeatureSet
+from mlbatch.artifacts.features import FeatureSet, read_vocabulary
 from mlbatch.artifacts.models import Model
 from mlbatch.labels import inverse_label
 from mlbatch.metrics import task_metrics
@@ -35,8 +37,21 @@ def eval_rows(fs: FeatureSet, slice_column: str | None) -> EvalRows:
         stored, fs.label_transform)
     slices = None
     if slice_column:
-        slices = np.asarray(table.column(slice_column).to_numpy(zero_copy_only=False))
+        slices = slice_values(fs, slice_column, np.asarray(
+            table.column(slice_column).to_numpy(zero_copy_only=False)))
     return EvalRows(table, labels, slices)
+
+
+def slice_values(fs: FeatureSet, column: str, ids: np.ndarray) -> np.ndarray:
+    """The slice column's values as people name them: a vocabulary feature's ids become
+    the vocabulary's values (ids past it ``OOV n``); any other column as it is."""
+    feature = next((f for f in fs.categorical if f.name == column), None)
+    vocab = read_vocabulary(fs, feature) if feature is not None else None
+    if not vocab:
+        return ids
+    def name(i: int) -> str:
+        return vocab[i] if 0 <= i < len(vocab) else f"OOV {i - len(vocab)}"
+    return np.array([name(int(i)) for i in ids], dtype=object)
 
 
 def slice_keys(rows: EvalRows, task: str, min_rows: int) -> tuple[list, list[dict]]:

@@ -30,7 +30,8 @@ from typing import Any
 from mlbatch.artifacts.manifest import ArtifactError
 from mlbatch.artifacts.models import load_model
 from mlbatch.artifacts.registry import (ALIAS_PREFIX, LATEST, MODEL_CONTEXT, NAME_PATTERN,
-                                        REF_PREFIX, VERSION_TYPE, RegistryError)
+                                        REF_PREFIX, VERSION_TYPE, RegistryError,
+                                        model_uri_of, stored_model_uri)
 from pipelines.lineage.record import put_manifest_artifact
 from pipelines.lineage.schema import EventType, ExecutionState, PropertyType
 from pipelines.lineage.store import LineageStore
@@ -110,8 +111,8 @@ class ModelRegistry:
         by_version: dict[int, list[str]] = {}
         for alias, v in self.aliases(name).items():
             by_version.setdefault(v, []).append(alias)
-        out = [_version(a, by_version) for a in self.store.get_artifacts_by_context(ctx.id)
-               if a.type == VERSION_TYPE]
+        out = [_version(a, by_version, str(self.store.path))
+               for a in self.store.get_artifacts_by_context(ctx.id) if a.type == VERSION_TYPE]
         return sorted(out, key=lambda v: v.version)
 
     def version(self, name: str, version: int) -> Version:
@@ -155,7 +156,8 @@ class ModelRegistry:
             except ArtifactError:  # a model without a recorded features input
                 features = None
             at = _now()
-            props = {"model_name": name, "version": number, "model_uri": model.uri,
+            props = {"model_name": name, "version": number,
+                     "model_uri": stored_model_uri(model.uri, str(self.store.path)),
                      "digest": model.digest,
                      "model_type": model.type, "task": model.task,
                      "features_digest": features, "metrics": _metrics(model),
@@ -225,9 +227,10 @@ def alias_stack(moves: list[dict]) -> list[int]:
     return stack
 
 
-def _version(artifact: Any, by_version: dict[int, list[str]]) -> Version:
+def _version(artifact: Any, by_version: dict[int, list[str]], store: str) -> Version:
     p = artifact.properties
-    return Version(p["model_name"], p["version"], p["model_uri"], p["digest"],
+    return Version(p["model_name"], p["version"], model_uri_of(p["model_uri"], store),
+                   p["digest"],
                    p.get("model_type", ""), p.get("task", ""), p.get("features_digest"),
                    p.get("metrics") or {}, p.get("registered_at", ""),
                    tuple(sorted(by_version.get(p["version"], []))))

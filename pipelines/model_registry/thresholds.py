@@ -12,17 +12,13 @@ import math
 import re
 
 from mlbatch.metrics import TASKS
-from mlbatch.errors import UsageError
+from mlbatch.errors import ThresholdError
 
 METRICS = {"binary_classification": ("auc", "logloss", "accuracy", "eval_loss"),
            "regression": ("rmse", "mae", "eval_loss")}
 ROUNDING = 1e-12  # a bound met up to floating-point rounding is met
 _SPEC = re.compile(r"^\s*(?P<metric>[a-z_]+)\s*(?P<op>>=|<=)\s*(?P<bound>[-+]?[0-9.eE+-]+?)"
                    r"\s*(?P<pct>%)?\s*$")
-
-
-class ThresholdError(ValueError, UsageError):
-    """A threshold is malformed or names a metric the task has not (the message says which)."""
 
 
 @dataclasses.dataclass(frozen=True)

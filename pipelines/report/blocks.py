@@ -22,6 +22,7 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
     caption: str = ""
     numeric: tuple[bool, ...] = ()  # per column: right-aligned
+    shade: tuple[tuple[float | None, ...], ...] = ()  # per cell 0..1: background (HTML only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +33,17 @@ class Figure:
     caption: str = ""
 
 
-Block = Text | Table | Figure
+@dataclasses.dataclass(frozen=True)
+class Svg:
+    """A figure drawn as inline SVG markup (no raster, no script); Markdown links the
+    same markup written as ``figures/<name>.svg``."""
+    name: str
+    svg: str
+    alt: str
+    caption: str = ""
+
+
+Block = Text | Table | Figure | Svg
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,8 @@ import os
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, ArtifactWriter, Manifest
 from pipelines.report import (compare, data, header, lineage, models, registry, serving,
-                              text, tune)
-from pipelines.report.blocks import Figure, Section
+                              svg, text, timeline, tune)
+from pipelines.report.blocks import Figure, Section, Svg
 from pipelines.report.render import to_html, to_markdown
 from pipelines.report.run import REPORT_TYPE, Run, load_run
 
@@ -26,6 +26,7 @@ SECTIONS = (("data", data.data_section), ("crosses", data.crosses_section),
             ("models", models.models_section), ("registry", registry.registry_section),
             ("tune", tune.tune_section),
             ("text", text.text_section), ("serving", serving.serving_section),
+            ("timeline", timeline.timeline_section),
             ("lineage", lineage.lineage_section))
 
 
@@ -57,6 +58,9 @@ def _write(out: str, run: Run, sections: list[Section]) -> None:
         for b in s.blocks:
             if isinstance(b, Figure):
                 storage.write_bytes(storage.join(out, FIGURES, f"{b.name}.png"), b.png)
+            elif isinstance(b, Svg):
+                storage.write_text(storage.join(out, FIGURES, f"{b.name}.svg"),
+                                   svg.standalone(b.svg))
 
 
 def build_report(run_dir: str | os.PathLike, output: str | None = None, *,

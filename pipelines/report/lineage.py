@@ -23,6 +23,7 @@ class Node:
     wall_s: float | None = None
     size: int | None = None
     inputs: list[str] = dataclasses.field(default_factory=list)
+    uri: str | None = None  # a file node's path (to tell same-named files apart)
 
 
 class Graph:
@@ -55,7 +56,7 @@ class Graph:
                 key = e.get("sha256") or e["uri"]
                 name = e["uri"].rstrip("/").rsplit("/", 1)[-1]
                 self.nodes.setdefault(key, Node(key, name, "file", e.get("sha256"),
-                                                size=e.get("size")))
+                                                size=e.get("size"), uri=e["uri"]))
                 self._edge(key, consumer)
 
     def _edge(self, key: str, consumer: Node) -> None:
@@ -83,6 +84,24 @@ class Graph:
         self.walk(self.artifact(m.digest, m.type, m.root), m.doc.get("lineage", []))
 
 
+def name_files_apart(nodes: dict[str, Node]) -> None:
+    """Files of one name but different content (a period's flights.csv beside another's)
+    are labelled with as many trailing path parts as tell them apart
+    (``period=2013-10/flights.csv``), not by their hash."""
+    by_label = collections.defaultdict(list)
+    for n in nodes.values():
+        if n.kind == "file" and n.uri:
+            by_label[n.label].append(n)
+    for same in (group for group in by_label.values() if len(group) > 1):
+        parts = [n.uri.rstrip("/").split("/") for n in same]
+        for depth in range(2, max(len(p) for p in parts) + 1):
+            labels = ["/".join(p[-depth:]) for p in parts]
+            if len(set(labels)) == len(labels):
+                break
+        for n, label in zip(same, labels):
+            n.label = label
+
+
 def build_graph(run: Run) -> dict[str, Node]:
     g = Graph(run)
     for step in run.steps:  # committed steps first: failed ones point at them
@@ -91,6 +110,7 @@ def build_graph(run: Run) -> dict[str, Node]:
     for step in run.steps:
         if step.manifest is None:
             g.add_step(step)
+    name_files_apart(g.nodes)
     return g.nodes
 
 

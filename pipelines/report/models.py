@@ -15,10 +15,16 @@ from mlbatch.artifacts.models import MODEL_TYPES, Model, load_model
 from mlbatch.artifacts.xgboost_model import read_training_record
 from mlbatch.labels import inverse_label
 from pipelines.report import figures
-from pipelines.report.blocks import Figure, Section, Text, absent, short_digest, table
+from pipelines.report.blocks import (Figure, Section, Table, Text, absent, fmt, short_digest,
+                                     table)
 from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
+# the comparison table's metrics per task (as mlbatch.metrics.task_metrics names them)
+TASK_METRICS = {"binary_classification": ("auc", "logloss", "accuracy"),
+                "multiclass_classification": ("logloss", "accuracy", "auc_ovr_macro",
+                                              "auc_ovr_weighted"),
+                "regression": ("rmse", "mae")}
 MAX_EVAL_ROWS = 200_000
 TOP_FEATURES = 15
 
@@ -92,6 +98,8 @@ def baseline(fs: FeatureSet) -> tuple[str, dict[str, float | None]]:
     rate as every row's probability (its logloss; AUC 0.5; accuracy of the majority train
     class), or the train mean as every row's value (its RMSE and MAE)."""
     train, eval_ = split_labels(fs, "train"), split_labels(fs, "eval")
+    if fs.task == "multiclass_classification":
+        return multiclass_baseline(fs, train, eval_)
     const = np.full(eval_.shape, float(np.mean(train)))
     if fs.task == "binary_classification":
         name = f"baseline: train base rate {fs.label} = {np.mean(train):.4g}"
@@ -99,6 +107,21 @@ def baseline(fs: FeatureSet) -> tuple[str, dict[str, float | None]]:
                       "accuracy": metrics.accuracy(eval_, np.round(const))}
     name = f"baseline: train mean {fs.label} = {np.mean(train):.4g}"
     return name, {"rmse": metrics.rmse(eval_, const), "mae": metrics.mae(eval_, const)}
+
+
+def multiclass_baseline(fs: FeatureSet, train: np.ndarray, eval_: np.ndarray
+                        ) -> tuple[str, dict[str, float | None]]:
+    """The train split's class shares as every eval row's probabilities: their logloss,
+    the majority class's accuracy, one-vs-rest AUC 0.5."""
+    k = max(len(fs.classes or ()), int(max(train.max(initial=0), eval_.max(initial=0))) + 1)
+    priors = np.bincount(train.astype(int), minlength=k) / max(len(train), 1)
+    const = np.tile(priors, (len(eval_), 1))
+    major = int(np.argmax(priors))
+    name = (f"baseline: train class shares (majority "
+            f"{fs.classes[major] if fs.classes else major})")
+    return name, {"logloss": metrics.multi_logloss(eval_, const),
+                  "accuracy": float(np.mean(eval_.astype(int) == major)),
+                  "auc_ovr_macro": 0.5, "auc_ovr_weighted": 0.5}
 
 
 def baseline_rows(scored: list[Scored], names: tuple[str, ...]) -> list[list]:
@@ -117,7 +140,7 @@ def baseline_rows(scored: list[Scored], names: tuple[str, ...]) -> list[list]:
 
 def comparison(scored: list[Scored]) -> list:
     task = scored[0].model.task
-    names = ("auc", "logloss", "accuracy") if task == "binary_classification" else ("rmse", "mae")
+    names = TASK_METRICS.get(task, ("rmse", "mae"))
     rows = []
     for s in scored:
         m = s.model.metrics
@@ -143,7 +166,11 @@ def comparison(scored: list[Scored]) -> list:
             Text(same, "p" if len(digests) == 1 else "alert"), *notes]
 
 
-def quality_figure(scored: list[Scored]) -> Figure:
+def quality_figure(scored: list[Scored]) -> Figure | None:
+    """ROC curves (binary), residuals (regression); None for multiclass (its confusion
+    matrices stand in)."""
+    if scored[0].model.task == "multiclass_classification":
+        return None
     if scored[0].model.task == "binary_classification":
         series = {}
         for s in scored:
@@ -193,6 +220,50 @@ def curve_blocks(s: Scored) -> list:
             Text(f"{s.step.name}: the JAX run records no feature importance.", "note")]
 
 
+def confusion_of(m: dict) -> dict | None:
+    """A model's confusion matrix, as the multiclass trainers record it in their metrics
+    (``confusion_matrix`` at the top or in the ``eval`` section): {"classes": [...],
+    "counts": [[...]]}, rows the true class, columns the predicted one."""
+    for where in (m, m.get("eval") if isinstance(m.get("eval"), dict) else {}):
+        cm = where.get("confusion_matrix")
+        if isinstance(cm, dict) and cm.get("classes") and cm.get("counts"):
+            return cm
+    return None
+
+
+def confusion_table(name: str, cm: dict) -> Table:
+    """Counts with each row's share of its true class (shaded by that share), class names
+    on both axes, a total per row and the recall on the diagonal."""
+    classes, counts = [str(c) for c in cm["classes"]], np.asarray(cm["counts"], dtype=np.int64)
+    if counts.shape != (len(classes), len(classes)):
+        raise ValueError(f"{name}: confusion matrix of {counts.shape} for {len(classes)} classes")
+    totals = counts.sum(axis=1)
+    shares = counts / np.maximum(totals, 1)[:, None]
+    rows = [[f"true {c}", *[f"{fmt(int(n))} ({share:.0%})" for n, share in zip(counts[i],
+                                                                             shares[i])],
+             fmt(int(totals[i]))] for i, c in enumerate(classes)]
+    shade = tuple((None, *(float(x) for x in shares[i]), None) for i in range(len(classes)))
+    correct = int(np.trace(counts))
+    caption = (f"{name}: confusion matrix on the eval split (rows: true class, columns: "
+               f"predicted; each cell's share of its row, shaded by it); accuracy "
+               f"{fmt(correct)} of {fmt(int(totals.sum()))} = "
+               f"{correct / max(int(totals.sum()), 1):.4g}")
+    return Table(("true \\ predicted", *classes, "rows"), tuple(tuple(r) for r in rows),
+                 caption, (False, *[True] * (len(classes) + 1)), shade)
+
+
+def confusion_blocks(scored: list[Scored]) -> list:
+    blocks = []
+    for s in scored:
+        cm = confusion_of(s.model.metrics)
+        if cm is not None:
+            try:
+                blocks.append(confusion_table(s.step.name, cm))
+            except ValueError as e:
+                blocks.append(Text(str(e), "alert"))
+    return blocks
+
+
 def models_section(run: Run) -> Section:
     scored, problems = load_models(run)
     if not scored and not problems:
@@ -200,7 +271,9 @@ def models_section(run: Run) -> Section:
     blocks = [Text(p, "alert") for p in problems]
     if scored:
         blocks += comparison(scored)
-        blocks.append(quality_figure(scored))
+        blocks += confusion_blocks(scored)
+        figure = quality_figure(scored)
+        blocks += [figure] if figure is not None else []
         for s in scored:
             blocks += curve_blocks(s)
     return Section("models", "Models", tuple(blocks), shown=tuple(s.step.name for s in scored))

@@ -15,14 +15,22 @@ skipped_slices [{slice, rows, reason}].
 from __future__ import annotations
 
 import logging
+import os
 
 from mlbatch.artifacts import ArtifactError
+from mlbatch.artifacts.model_evaluation import registry_path
+from pipelines.lineage import LineageError, LineageStore
+from pipelines.model_registry import ModelRegistry
+from pipelines.model_registry.thresholds import describe
 from pipelines.report.blocks import Section, Text, fmt, short_digest, table
 from pipelines.report.run import Run
 from pipelines.report.serving import _reader
 
 LOGGER = logging.getLogger(__name__)
 TYPE = "model_evaluation"
+# the registered metrics the version list shows, in this order, where a version has them
+VERSION_METRICS = ("auc", "eval_auc", "logloss", "eval_logloss", "accuracy", "eval_accuracy",
+                   "rmse", "eval_rmse", "mae", "eval_mae")
 
 
 def _pct(value: float | None, relative: bool) -> float | str | None:
@@ -89,6 +97,89 @@ def evaluation_blocks(step_name: str, results: dict) -> list:
     return blocks
 
 
+def version_metrics(metrics: dict) -> dict:
+    return {k: metrics[k] for k in VERSION_METRICS
+            if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics[k], bool)}
+
+
+def thresholds_text(results: dict) -> str:
+    """Every check of a blessing in one cell, failed first, each with its two numbers."""
+    checks = sorted(results.get("checks", []), key=lambda c: bool(c.get("passed")))
+    return "; ".join(describe(c, results.get("slice_column")) for c in checks) or "–"
+
+
+def decision_cell(results: dict | None) -> str:
+    if results is None:
+        return "not evaluated by a blessing this run or the registry can show"
+    against = (results.get("baseline") or {}).get("version")
+    return results.get("decision", "?") + (f" against version {against}" if against
+                                            else " (first of its name: value thresholds only)")
+
+
+def _evaluations_by_version(run: Run, load, name: str, registry: ModelRegistry) -> dict:
+    """Candidate version -> the blessing results that decided on it: this run's blessing
+    steps, else the evaluation an earlier blessing recorded in the alias history."""
+    found = {}
+    for move in registry.history(name, "blessed"):
+        if move.get("action") == "bless" and move.get("evaluation"):
+            try:
+                found[move["version"]] = load(move["evaluation"]).results
+            except ArtifactError as e:
+                LOGGER.info("blessing of %s %s: %s", name, move["version"], e)
+    for step in run.of_type(TYPE):
+        try:
+            results = load(step.uri).results
+        except ArtifactError:
+            continue
+        if results.get("name") == name:
+            found[(results.get("candidate") or {}).get("version")] = results
+    return found
+
+
+def registered_rows(run: Run, load, store_file: str, name: str) -> list[list]:
+    with LineageStore(store_file) as store:
+        registry = ModelRegistry(store)
+        versions = registry.versions(name)
+        decided = _evaluations_by_version(run, load, name, registry)
+    return [[name, v.version, short_digest(v.digest), v.model_type, ", ".join(v.aliases) or "–",
+             version_metrics(v.metrics) or None, decision_cell(decided.get(v.version)),
+             thresholds_text(decided[v.version]) if v.version in decided else "–",
+             v.registered_at] for v in versions]
+
+
+def _stores(run: Run, load) -> dict[tuple[str, str], str]:
+    """(registry store file, model name) -> the blessing step that named them."""
+    out = {}
+    for step in run.of_type(TYPE):
+        try:
+            ev = load(step.uri)
+        except ArtifactError:
+            continue
+        path = registry_path(ev.root, str(ev.results.get("registry") or ""))
+        out.setdefault((path, ev.results.get("name")), step.name)
+    return out
+
+
+def versions_blocks(run: Run, load) -> list:
+    """Every version of each model name the run's blessings used, from their registry."""
+    blocks = []
+    for (path, name), step_name in _stores(run, load).items():
+        if not os.path.isfile(path):
+            blocks.append(Text(f"{step_name}: its registry store {path} is gone; the version "
+                               "list cannot be shown.", "alert"))
+            continue
+        try:
+            rows = registered_rows(run, load, path, name)
+        except (LineageError, ArtifactError) as e:
+            blocks.append(Text(f"{step_name}: the registry store {path}: {e}", "alert"))
+            continue
+        blocks.append(table(["model name", "version", "digest", "type", "aliases",
+                             "metrics (registered)", "blessing", "thresholds (two numbers)",
+                             "registered"], rows,
+                            f"Every version of {name} in the registry {path}"))
+    return blocks
+
+
 def registry_section(run: Run) -> Section | None:
     """The blessing steps of the run; None when it has none (no section on the page)."""
     steps = run.of_type(TYPE)
@@ -103,4 +194,5 @@ def registry_section(run: Run) -> Section | None:
         except ArtifactError as e:
             LOGGER.warning("blessing step %s: %s", step.name, e)
             blocks.append(Text(f"{step.name}: {e}", "alert"))
+    blocks += versions_blocks(run, load)
     return Section("registry", "Registry", tuple(blocks), shown=tuple(shown))

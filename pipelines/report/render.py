@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 
-from pipelines.report.blocks import Figure, Section, Table
+from pipelines.report.blocks import Figure, Section, Svg, Table
 
 LONG = 40  # characters: a longer cell may wrap anywhere (URIs, raw records)
 CSS = """
@@ -27,7 +27,9 @@ th,td{border:1px solid #ddd;padding:3px 7px;vertical-align:top;overflow-wrap:bre
 td.long{overflow-wrap:anywhere;min-width:220px;max-width:420px}
 th{background:#eef2f8;text-align:left}td.n{text-align:right;white-space:nowrap}
 tr:nth-child(even) td{background:#f7f7f7}
-figure{margin:10px 0}figure img{max-width:100%;height:auto;border:1px solid #ddd;
+figure{margin:10px 0}figure.svg{display:inline-block;vertical-align:top;margin:4px 8px 4px 0}
+figure.svg svg{background:#fff;border:1px solid #ddd}
+figure img{max-width:100%;height:auto;border:1px solid #ddd;
  background:#fff}figcaption{font-size:12.5px;color:#555}
 abbr{text-decoration:underline dotted #999;cursor:help}
 code,pre{font:12px ui-monospace,Menlo,Consolas,monospace}
@@ -42,14 +44,22 @@ def _cell(v: str) -> str:
     return html.escape(v)
 
 
+def _shade(t: Table, r: int, i: int) -> str:
+    """A shaded cell's inline background (blue, darker for a larger share)."""
+    share = t.shade[r][i] if t.shade and r < len(t.shade) and i < len(t.shade[r]) else None
+    if share is None:
+        return ""
+    return f' style="background:rgba(76,114,176,{0.08 + 0.8 * share:.3f})"'
+
+
 def _table_html(t: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
     body = []
-    for row in t.rows:
+    for r, row in enumerate(t.rows):
         cells = "".join(
-            f'<td class="n">{_cell(v)}</td>' if t.numeric and t.numeric[i]
+            f'<td class="n"{_shade(t, r, i)}>{_cell(v)}</td>' if t.numeric and t.numeric[i]
             else f'<td class="long">{_cell(v)}</td>' if len(v) > LONG
-            else f"<td>{_cell(v)}</td>" for i, v in enumerate(row))
+            else f"<td{_shade(t, r, i)}>{_cell(v)}</td>" for i, v in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
     cap = f"<caption>{html.escape(t.caption)}</caption>" if t.caption else ""
     return (f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
@@ -64,6 +74,10 @@ def _block_html(b) -> str:
         return (f'<figure id="fig-{html.escape(b.name)}"><img src="{uri}" alt="'
                 f'{html.escape(b.alt)}"><figcaption>{html.escape(b.caption)}</figcaption>'
                 "</figure>")
+    if isinstance(b, Svg):
+        return (f'<figure id="fig-{html.escape(b.name)}" class="svg" role="img" aria-label="'
+                f'{html.escape(b.alt)}">{b.svg}<figcaption>{html.escape(b.caption)}'
+                "</figcaption></figure>")
     if b.kind == "code":
         return f"<pre>{html.escape(b.text)}</pre>"
     cls = f' class="{b.kind}"' if b.kind != "p" else ""
@@ -120,9 +134,10 @@ def _block_md(b, figure_dir: str) -> str:
                                     for i in range(len(b.columns))) + "|")
         lines += ["| " + " | ".join(_md_cell(v) for v in r) + " |" for r in b.rows]
         return "\n".join(lines)
-    if isinstance(b, Figure):
-        return (f"![{md_escape(b.alt)}]({figure_dir}/{b.name}.png)\n"
-                f"*{md_escape(b.caption)}*")
+    if isinstance(b, (Figure, Svg)):
+        ext = "svg" if isinstance(b, Svg) else "png"
+        return (f"![{md_escape(b.alt)}]({figure_dir}/{b.name}.{ext})"
+                + (f"\n*{md_escape(b.caption)}*" if b.caption else ""))
     if b.kind == "alert":
         return f"> **{md_escape(b.text)}**"
     if b.kind == "code":

@@ -23,6 +23,7 @@ from pipelines.report.run import Run, Step
 LOGGER = logging.getLogger(__name__)
 COUNTS = ("rows_read", "rows_scored", "rows_dead_letter")
 QUALITY = ("auc", "logloss", "rmse", "mae")
+MULTICLASS_QUALITY = ("logloss", "accuracy", "auc_ovr_macro", "auc_ovr_weighted")
 MAX_DRIFT_PANELS = 16
 TOP_VALUES = 12
 
@@ -65,50 +66,83 @@ def breaches(run: Run) -> list[str]:
     return lines
 
 
+def quality_names(task: str) -> tuple[str, ...]:
+    return MULTICLASS_QUALITY if task == "multiclass_classification" else QUALITY
+
+
+def _constant_quality(task: str, labels: np.ndarray, train: np.ndarray) -> tuple[str, dict]:
+    """What a constant prediction from the train labels scores on ``labels``."""
+    if task == "multiclass_classification":
+        k = int(max(train.max(initial=0), labels.max(initial=0))) + 1
+        shares = np.bincount(train.astype(int), minlength=k) / max(train.size, 1)
+        major = int(np.argmax(shares))
+        return "constant: train class shares", {
+            "logloss": metrics.multi_logloss(labels, np.tile(shares, (labels.size, 1))),
+            "accuracy": float(np.mean(labels.astype(int) == major)),
+            "auc_ovr_macro": 0.5, "auc_ovr_weighted": 0.5}
+    mean = float(np.mean(train))
+    const = np.full(labels.shape, mean)
+    if task == "binary_classification":
+        return f"constant: train base rate {mean:.4g}", {
+            "auc": 0.5, "logloss": metrics.logloss(labels, const)}
+    return f"constant: train mean {mean:.4g}", {"rmse": metrics.rmse(labels, const),
+                                                "mae": metrics.mae(labels, const)}
+
+
 def scoring_baseline(run: Run, pred) -> list | None:
     """The constant prediction's row on the scored rows that carry a label: the train base
-    rate (AUC 0.5, its logloss) or the train mean (its RMSE, MAE) of the model's features;
-    None without labelled rows or readable features."""
+    rate (AUC 0.5, its logloss), the train class shares (multiclass) or the train mean
+    (its RMSE, MAE) of the model's features; None without labelled rows or readable
+    features."""
     labels = pred.read_table(["label"])["label"].drop_null()
     labels = labels.to_numpy(zero_copy_only=False).astype(float)
+    if not labels.size:
+        return None
     step = run.by_digest().get(pred.features_digest)
     try:
         fs = load_feature_set(step.uri if step else pred.features_uri, check_columns=False)
-        mean = float(np.mean(split_labels(fs, "train"))) if labels.size else None
+        train = split_labels(fs, "train")
     except ArtifactError as e:
         LOGGER.warning("scoring baseline: %s", e)
         return None
-    if mean is None:
-        return None
-    const = np.full(labels.shape, mean)
-    if pred.task == "binary_classification":
-        quality = {"auc": 0.5, "logloss": metrics.logloss(labels, const)}
-        name = f"constant: train base rate {mean:.4g}"
-    else:
-        quality = {"rmse": metrics.rmse(labels, const), "mae": metrics.mae(labels, const)}
-        name = f"constant: train mean {mean:.4g}"
-    return ["baseline", name, None, None, None, None, *[quality.get(k) for k in QUALITY]]
+    name, quality = _constant_quality(pred.task, labels, train)
+    return ["baseline", name, None, None, None, None,
+            *[quality.get(k) for k in quality_names(pred.task)]]
+
+
+def _distribution(step: Step, pred) -> list:
+    """The predictions' distribution: a histogram, or per predicted class its rows."""
+    if pred.task == "multiclass_classification":
+        t = pred.read_table(["predicted_class"])
+        counts = t.group_by("predicted_class").aggregate([("predicted_class", "count")])
+        rows = sorted(([r["predicted_class"], r["predicted_class_count"],
+                        r["predicted_class_count"] / max(t.num_rows, 1)]
+                       for r in counts.to_pylist()), key=lambda r: (-r[1], r[0]))
+        return [table(["predicted class", "rows", "share"], rows,
+                      f"{step.name}: predicted classes (arg-max) of {t.num_rows:,} rows")]
+    values = pred.read_table()["prediction"].to_numpy(zero_copy_only=False).astype(float)
+    if not values.size:
+        return []
+    return [Figure(f"{step.name}-distribution", figures.histogram(
+        values, title=f"{step.name}: predictions", xlabel="prediction"),
+        "prediction distribution", f"{step.name}: distribution of {values.size:,} "
+        f"predictions (mean {np.mean(values):.4g})")]
 
 
 def _prediction_blocks(run: Run, step: Step, pred) -> list:
     m = pred.manifest
     model = next((e for e in m.inputs if e.get("role") == "model"), {})
     model_step = run.by_digest().get(model.get("digest"))
+    names = quality_names(pred.task)
     rows = [[step.name, model_step.name if model_step else model.get("uri"),
              short_digest(model.get("digest")), *[m.metrics.get(k) for k in COUNTS],
-             *[m.metrics.get(k) for k in QUALITY]]]
+             *[m.metrics.get(k) for k in names]]]
     base = scoring_baseline(run, pred)
     blocks = [table(["step", "model", "model digest", "rows read", "rows scored",
-                     "dead letters", *QUALITY], rows + ([base] if base else []),
+                     "dead letters", *names], rows + ([base] if base else []),
                     "Batch scoring (read = scored + dead letters; quality where the raw rows "
                     "carry labels, beside a constant prediction's on the same rows)")]
-    values = pred.read_table()["prediction"].to_numpy(zero_copy_only=False).astype(float)
-    if values.size:
-        blocks.append(Figure(f"{step.name}-distribution", figures.histogram(
-            values, title=f"{step.name}: predictions", xlabel="prediction"),
-            "prediction distribution", f"{step.name}: distribution of {values.size:,} "
-            f"predictions (mean {np.mean(values):.4g})"))
-    return blocks
+    return blocks + _distribution(step, pred)
 
 
 def _by_severity(entry: dict) -> tuple:

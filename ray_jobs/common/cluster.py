@@ -33,21 +33,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from mlbatch import storage
-from mlbatch.errors import UsageError
+from mlbatch.errors import ClusterError, PlacementError
 
 logger = logging.getLogger(__name__)
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's own switch, read at import
 CONNECT_TIMEOUT_ENV = "MLBATCH_RAY_CONNECT_TIMEOUT_S"
 Bundle = Mapping[str, float]
-
-
-class ClusterError(RuntimeError, UsageError):
-    """Ray cannot be reached or started as asked (the message says why)."""
-
-
-class PlacementError(ClusterError):
-    """The requested bundles cannot be placed on this cluster (message: asked vs. have)."""
 
 
 def prefer_loopback() -> None:

@@ -32,7 +32,7 @@ from ray_jobs.jax import checkpoint, data, loop
 from ray_jobs.jax.config import ADDED_RESULT_FIELDS, JaxConfig
 from ray_jobs.jax.metrics import metric_fields
 from ray_jobs.jax.outputs import TYPE, RunOutputs, commit_model
-from mlbatch.errors import JobError
+from mlbatch.errors import WorkerError
 
 log = logging.getLogger(__name__)
 PLACEMENT_TIMEOUT_S = 60.0
@@ -40,16 +40,6 @@ __all__ = ["PlacementError", "WorkerError", "RayGroup", "check_placement", "run"
 
 
 LOSS_GRACE_S = 60.0  # after a first failure, how long the other workers may take to report
-
-
-class WorkerError(RuntimeError, JobError):
-    """A worker failed; the others were stopped. ``lost``: a worker process or its node
-    died (Ray reports the actor dead), as opposed to an error raised by the training code;
-    only a loss is worth a restart."""
-
-    def __init__(self, message: str, lost: bool = False):
-        super().__init__(message)
-        self.lost = lost
 
 
 # --- validation (driver side, before any worker) ------------------------------------------

@@ -152,7 +152,7 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
     """Commits the trial's model (trees up to its best round) as an ``xgboost_model``
     artifact in ``output_dir`` (any URI) with lineage to ``features``; returns its digest.
     ``model_info.json``: best round, its eval_loss (label units) and objective_loss,
-    rounds trained."""
+    rounds trained. A multiclass model's metrics add the eval split's ``confusion_matrix``."""
     import xgboost as xgb
 
     from mlbatch.artifacts import ArtifactWriter, write_json
@@ -165,14 +165,16 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
     with checkpoint.as_directory() as d:
         booster = xgb.Booster(model_file=str(Path(d, MODEL_FILE)))
         state = json.loads(Path(d, STATE_FILE).read_text())  # worker.RunState
-    artifacts.save_model(booster[: state["best_round"]],
-                         storage.join(writer.root, artifacts.MODEL_FILE))
+    model = booster[: state["best_round"]]
+    artifacts.save_model(model, storage.join(writer.root, artifacts.MODEL_FILE))
     losses = best_losses(state, fs.task)
     info = {"best_round": state["best_round"], f"best_{METRIC}": losses[METRIC],
             "best_objective_loss": losses["objective_loss"], "rounds_trained": state["round"],
             "loss_units": loss_units(fs.task, fs.label_transform)}
     write_json(storage.join(writer.root, "model_info.json"), info)
     writer.metrics.update(losses)
+    if fs.task == "multiclass_classification":  # as the job's own run records it
+        writer.metrics["confusion_matrix"] = eval_confusion_matrix(model, fs)
     return writer.commit(body=artifacts.model_section(
         fs, best_round=state["best_round"], rounds_trained=state["round"])).digest
 
@@ -186,3 +188,13 @@ def best_losses(state: dict, task: str) -> dict[str, float]:
     # a checkpoint written before label_loss existed has no eval_loss in label units
     return {METRIC: at.get(early_stopping_metric(task, "eval_loss")[0]),
             "objective_loss": at.get(early_stopping_metric(task, "objective_loss")[0])}
+
+
+def eval_confusion_matrix(model, fs) -> dict:
+    """``mlbatch.metrics.confusion_matrix`` of the model on the eval split (one pass on
+    the driver, as ``driver.run`` makes it)."""
+    from mlbatch.metrics import confusion_matrix
+    from ray_jobs.xgboost.driver import predict_split
+
+    preds, labels = predict_split(model, fs, "eval")
+    return confusion_matrix(labels, preds, fs.classes)

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+import signal
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from beam_jobs.cooccurrence.__main__ import run
+from beam_jobs.cooccurrence import workers
+from beam_jobs.cooccurrence.__main__ import main, run
 from mlbatch.artifacts.cooccurrence import load_cooccurrence
+from mlbatch.artifacts.manifest import pending_state
 from tests.cooccurrence import reference
 from tests.cooccurrence.test_counting import as_dict, assert_same_counts
 
@@ -45,14 +50,12 @@ def reference_for(files: dict, min_count: int, window: int, weighting: str, dire
     return vocab, reference.cooccurrences(lines, vocab, window, weighting, direction), lines
 
 
-# --processes 2 inside the pipeline is left out: in one full test run a forked helper died
-# and the job waited on it until pytest's timeout (the forking is tested on its own in
-# test_workers.py; the default is 1). An open defect, noted on issue #25.
 @pytest.mark.parametrize("weighting,direction,processes", [("harmonic", "symmetric", "1"),
-                                                           ("uniform", "left", "1")])
+                                                           ("uniform", "left", "1"),
+                                                           ("harmonic", "symmetric", "2")])
 def test_matrix_vocab_and_summary_match_reference(tmp_path, weighting, direction, processes):
     # Tiny shards, byte ranges and batches so that every split path is exercised; with
-    # --processes 2, forked tokenizers and counters too.
+    # --processes 2, the helper processes' tokenizers and counters too.
     out = run_job(tmp_path, FILES, "--window", "3", "--min-count", "2", "--weighting",
                   weighting, "--direction", direction, "--rows-per-shard", "3",
                   "--split-bytes", "17", "--batch-bytes", "8", "--shard-nnz", "4",
@@ -73,6 +76,35 @@ def test_matrix_vocab_and_summary_match_reference(tmp_path, weighting, direction
     assert summary["vocab_size"] == len(vocab) and summary["nnz"] == len(expected)
     assert summary["total_mass"] == pytest.approx(sum(expected.values()), rel=1e-12)
     assert summary["dead_letter_records"] == 0
+
+
+
+@pytest.mark.parametrize("role,cls,step", [
+    ("tokenizing", "TokenizeWorkers", "TokenizeText/TokenizeBatches/ParDo(TokenizeFn)"),
+    ("counting", "CountWorkers", "CountCooccurrences/CountPairs")])
+def test_a_helper_killed_mid_job_fails_the_job_at_once_uncommitted(tmp_path, monkeypatch,
+                                                                    caplog, role, cls, step):
+    # The first batch (spill) sent to the helpers first SIGKILLs helper 1: the job must
+    # not wait for it (before the fix a dead pool worker's task was waited on forever).
+    killed = []
+    submit = getattr(workers, cls).submit
+
+    def kill_then_submit(self, *args):
+        if not killed:
+            killed.append(self.helpers[1].process.pid)
+            os.kill(killed[0], signal.SIGKILL)
+        submit(self, *args)
+
+    monkeypatch.setattr(getattr(workers, cls), "submit", kill_then_submit)
+    corpus = write_files(tmp_path / "corpus", FILES)
+    out = tmp_path / "out"
+    assert main(["--input", str(corpus / "*.txt"), "--output", str(out), "--min-count", "1",
+                 "--processes", "2"]) == 1
+    reason = f"{role} helper 1 (pid {killed[0]}) died before replying: signal SIGKILL"
+    assert reason in caplog.text
+    assert pending_state(str(out))["failure"] == (
+        f"WorkerError: {reason} [while running '{step}']")
+    assert not (out / "artifact.json").exists() and not (out / "_spill").exists()
 
 
 def test_shards_are_sorted_and_cover_their_rows(tmp_path):

@@ -1,12 +1,17 @@
-"""Forked helpers of --processes: what they return, and a failure surfacing in the DoFn."""
+"""Helper processes of --processes: what they return, and a failure or a death surfacing
+in the DoFn at once (named, with its traceback or its signal)."""
 from __future__ import annotations
+
+import os
+import signal
 
 import numpy as np
 import pytest
 
-from beam_jobs.cooccurrence.counting import Tokenizer
-from beam_jobs.cooccurrence.spill import read_chunks
-from beam_jobs.cooccurrence.workers import TokenizeWorkers, WorkerError
+from beam_jobs.cooccurrence.counting import Tokenizer, remap_ids
+from beam_jobs.cooccurrence.spill import SpillWriter, read_chunks
+from beam_jobs.cooccurrence.workers import (CallWorkers, CountWorkers, TokenizeWorkers,
+                                            WorkerError)
 
 
 def test_tokenizers_split_batches_round_robin_one_spill_each(tmp_path):
@@ -32,7 +37,63 @@ def test_a_failing_tokenizer_is_an_error_with_its_traceback(tmp_path):
     workers = TokenizeWorkers(Tokenizer(), str(not_a_dir / "spill"), 1)
     try:
         workers.submit("a b")
-        with pytest.raises(WorkerError, match="(?s)a tokenizing process failed.*Traceback"):
+        with pytest.raises(WorkerError, match=r"(?s)tokenizing helper 0 \(pid \d+\) failed:\n"
+                                              r"Traceback.*NotADirectoryError"):
             workers.finish()
+    finally:
+        workers.close()
+
+
+def test_a_killed_tokenizer_is_named_with_its_signal_not_waited_for(tmp_path):
+    workers = TokenizeWorkers(Tokenizer(), str(tmp_path), 2)
+    try:
+        workers.submit("a b")
+        victim = workers.helpers[1].process.pid
+        os.kill(victim, signal.SIGKILL)
+        with pytest.raises(WorkerError, match=rf"^tokenizing helper 1 \(pid {victim}\) died "
+                                              r"before replying: signal SIGKILL$"):
+            workers.submit("c d")  # to the dead helper: refused, or its reply never comes
+            workers.finish()
+    finally:
+        workers.close()
+
+
+def test_counting_helpers_count_in_order_and_a_killed_one_is_named(tmp_path):
+    spills = []
+    for ids in ([1, 2, 0, 1], [2, 2, 0]):
+        writer = SpillWriter(str(tmp_path))
+        writer.write(np.array(ids, np.int32))
+        spills.append(writer.close(["\n", "a", "b"]))
+    params = {"window": 1, "weighting": "uniform", "direction": "symmetric", "vocab_size": 2}
+    table = remap_ids(["\n", "a", "b"], {"a": 0, "b": 1})
+    workers = CountWorkers(2)
+    try:
+        for spill in spills:
+            workers.submit(spill, table, params, 100, 1000)
+        (first, kept0, pairs0), (second, kept1, pairs1) = workers.results()
+        assert (kept0, pairs0, kept1, pairs1) == (3, 1, 2, 1)  # left pairs: a-b; b-b
+        assert first[0].toarray().tolist() == [[0, 1], [1, 0]]
+        assert second[0].toarray().tolist() == [[0, 0], [0, 2]]
+        victim = workers.helpers[0].process.pid
+        os.kill(victim, signal.SIGKILL)
+        with pytest.raises(WorkerError, match=rf"^counting helper 0 \(pid {victim}\) died "
+                                              r"before replying: signal SIGKILL$"):
+            workers.submit(spills[0], table, params, 100, 1000)
+            list(workers.results())
+    finally:
+        workers.close()
+
+
+def test_helpers_see_the_environment_of_their_start_not_the_fork_servers(tmp_path,
+                                                                         monkeypatch):
+    # The fork server keeps the environment it started with; a helper started later must
+    # see what the DoFn's process has then (a storage emulator, credentials...).
+    first = TokenizeWorkers(Tokenizer(), str(tmp_path), 1)  # the server is running now
+    first.close()
+    monkeypatch.setenv("MLBATCH_TEST_HELPER_ENV", str(tmp_path / "set-after-start"))
+    workers = CallWorkers(1, os.getenv, "test")
+    try:
+        workers.submit("MLBATCH_TEST_HELPER_ENV")
+        assert list(workers.results()) == [str(tmp_path / "set-after-start")]
     finally:
         workers.close()

@@ -7,7 +7,6 @@ train split's class shares as every row's probabilities).
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -91,6 +90,31 @@ def test_xgboost_softprob_beats_the_majority_class_baseline(xgb_run, fishing_fea
     assert baseline["auc_ovr_macro"] == pytest.approx(0.5)
 
 
+def test_a_tuned_xgboost_best_model_records_the_eval_confusion_matrix(xgb_run, fishing_features,
+                                                                       tmp_path):
+    """Tune's export of a trial's checkpoint (here: the job's own trees and state) gives
+    best/ the eval split's confusion matrix, as the job's own run records it."""
+    import xgboost as xgb
+    from ray import tune
+
+    from ray_jobs.xgboost import tuning
+    from ray_jobs.xgboost.worker import MODEL_FILE, STATE_FILE
+    booster = xgb.Booster(model_file=str(xgb_run[0] / "model.json"))
+    rounds = booster.num_boosted_rounds()
+    (tmp_path / "trial").mkdir()
+    booster.save_model(str(tmp_path / "trial" / MODEL_FILE))
+    (tmp_path / "trial" / STATE_FILE).write_text(json.dumps(
+        {"best_round": rounds, "best_value": xgb_run[1]["eval"]["logloss"], "round": rounds}))
+    tuning.export_best(tune.Checkpoint.from_directory(str(tmp_path / "trial")),
+                       str(tmp_path / "best"), features=str(fishing_features))
+    fs = load_feature_set(fishing_features)
+    best = load_model(tmp_path / "best")
+    want = confusion_matrix(labels_of(fs, "eval"), best.predict(fs.read_table("eval")), CLASSES)
+    assert best.metrics["confusion_matrix"] == want
+    assert want == load_model(xgb_run[0]).metrics["confusion_matrix"]
+    assert sum(map(sum, want["counts"])) == labels_of(fs, "eval").size
+
+
 @pytest.fixture(scope="module")
 def scored(xgb_run, fishing_features, fishing_raw, tmp_path_factory):
     """The raw table scored with the XGBoost model, and a copy without the label column
@@ -155,17 +179,43 @@ def test_label_free_multiclass_scoring_gives_the_same_scores_and_no_metrics(scor
     assert m["rows_labelled"] == 0 and "logloss" not in m and "accuracy" not in m
 
 
-def test_late_labels_refuse_multiclass_predictions_before_any_pipeline(scored, tmp_path):
-    from beam_jobs.evaluate.__main__ import EvaluateConfigError, _inputs
-    args = argparse.Namespace(predictions=str(scored["labelled"][0]), schema=None)
-    with pytest.raises(EvaluateConfigError, match="late labels for a multiclass_classification"):
-        _inputs(args)
+def test_late_labels_join_multiclass_scores_by_angler(scored, xgb_run, fishing_raw, tmp_path):
+    """The label-free predictions joined to the labels (rows reversed, so lines differ) on
+    the schema's identity (angler): the period's metrics are mlbatch.metrics of the
+    labelled scoring's (label, scores), beside the model's eval-split figures."""
+    from beam_jobs.evaluate.__main__ import main
+    from mlbatch.artifacts.evaluation import load_evaluation
+    from mlbatch.artifacts.predictions import load_predictions
+    from mlbatch.metrics import labelled_quality
+    (tmp_path / "labels").mkdir()
+    table = pacsv.read_csv(fishing_raw / "fishing.csv")
+    pacsv.write_csv(table.take(list(range(table.num_rows))[::-1]),
+                    tmp_path / "labels" / "fishing.csv")
+    code = main(["--predictions", str(scored["free"][0]), "--labels", str(tmp_path / "labels"),
+                 "--output", str(tmp_path / "out"), "--period", "fishing"])
+    assert code == 0
+    got = load_evaluation(str(tmp_path / "out")).metrics
+    assert (got["rows_scored"], got["rows_labels"], got["rows_joined"],
+            got["rows_scored_unlabelled"], got["rows_labels_unscored"]) == (1182, 1182, 1182, 0, 0)
+    t = load_predictions(scored["labelled"][0]).read_table()
+    labels, scores = t.column("label").to_numpy(), np.array(t.column("scores").to_pylist())
+    want = labelled_quality("multiclass_classification", labels, scores)
+    assert set(want) == {"logloss", "accuracy", "auc_ovr_macro", "auc_ovr_weighted"}
+    for k, v in want.items():  # the join's row order differs: sums to 1e-12
+        assert got[k] == pytest.approx(v, abs=1e-12), k
+    assert got["accuracy"] == want["accuracy"]
+    assert got["confusion_matrix"] == confusion_matrix(labels, scores, CLASSES)
+    assert np.sum(got["confusion_matrix"]["counts"], axis=1).tolist() == [
+        COUNTS[c] for c in CLASSES]
+    model = load_model(xgb_run[0]).metrics
+    assert {k: got[f"eval_split_{k}"] for k in (*want, "confusion_matrix")} == {
+        k: model[k] for k in (*want, "confusion_matrix")}
 
 
 @pytest.fixture(scope="module")
 def monitored(xgb_run, fishing_features, fishing_raw, tmp_path_factory):
-    """(exit code, output): the monitor with the model (skew mode) on a copy of the raw
-    table whose beach anglers are relabelled charter, label threshold 0.05."""
+    """(exit code, output): the monitor with the model (skew mode, attributions) on a copy
+    of the raw table whose beach anglers are relabelled charter, label threshold 0.05."""
     from beam_jobs.monitor.__main__ import main
     tmp = tmp_path_factory.mktemp("fishing_monitor")
     (tmp / "raw").mkdir()
@@ -175,7 +225,7 @@ def monitored(xgb_run, fishing_features, fishing_raw, tmp_path_factory):
                     tmp / "raw" / "fishing.csv")
     code = main(["--baseline", str(fishing_features), "--input", str(tmp / "raw"),
                  "--output", str(tmp / "out"), "--model", str(xgb_run[0]),
-                 "--threshold", "label=0.05", "--period", "relabelled"])
+                 "--threshold", "label=0.05", "--period", "relabelled", "--attributions"])
     return code, tmp / "out"
 
 
@@ -215,17 +265,28 @@ def test_monitoring_checks_label_and_predicted_class_distributions(monitored, xg
     assert (rows["prediction"].n_reference, rows["prediction"].n_current) == (886, 1182)
     assert rows["prediction"].verdict == "ok"
     assert code == 3  # the label breach is an alert
+    attributed = {r.name for r in load_history(out) if r.stage == "attribution"}
+    assert attributed == set(model.feature_names) and len(attributed) == 9
 
 
-def test_monitoring_refuses_multiclass_attributions_before_any_pipeline(xgb_run, fishing_features,
-                                                                        fishing_raw, tmp_path,
-                                                                        capsys):
-    from beam_jobs.monitor.__main__ import main
-    code = main(["--baseline", str(fishing_features), "--input", str(fishing_raw),
-                 "--output", str(tmp_path / "out"), "--model", str(xgb_run[0]),
-                 "--attributions"])
-    assert code == 2 and not (tmp_path / "out").exists()
-    assert "attributions (one per class) are not supported yet" in capsys.readouterr().err
+def test_multiclass_attributions_sum_to_the_predicted_class_margin(xgb_run, fishing_features):
+    """TreeSHAP of multi:softprob is one vector per class: each row keeps its predicted
+    class's, whose sum (bias included) is that class's margin."""
+    import xgboost as xgb
+
+    from beam_jobs.monitor.attribution import attributions, xgboost_contributions
+    model = load_model(xgb_run[0])
+    table = load_feature_set(fishing_features).read_table("eval")
+    names, contribs = xgboost_contributions(model, table)
+    assert names == model.feature_names and contribs.shape == (table.num_rows, 10)
+    x = np.stack([table.column(n).to_numpy().astype(np.float32) for n in names], axis=1)
+    margins = model.trained.booster.predict(xgb.DMatrix(x, feature_names=list(names)),
+                                            output_margin=True)
+    predicted = np.argmax(model.predict(table), axis=1)
+    assert margins.shape == (table.num_rows, 4)
+    np.testing.assert_allclose(contribs.sum(axis=1),
+                               margins[np.arange(table.num_rows), predicted], atol=1e-4)
+    assert np.array_equal(attributions(model, table)[1], contribs[:, :-1])
 
 
 def majority_baseline(fs, y: np.ndarray) -> dict:
@@ -297,3 +358,71 @@ def test_top_k_classes_from_the_train_split_reach_the_artifact_model_and_serving
     config = from_dict({"epochs": 1, "batch_size": 64, "hidden_sizes": [8]})
     jax_driver.run(config, out, tmp_path / "jax")
     assert load_model(tmp_path / "jax").classes == ("charter", "boat", "other")
+
+
+def test_the_reports_models_section_reads_a_multiclass_run(xgb_run, fishing_features,
+                                                           tmp_path):
+    """The run report on features + the softprob model: the multiclass metrics beside the
+    train class shares' baseline, and the confusion matrix the trainer recorded (checked
+    against one counted here with numpy from the model's eval predictions)."""
+    import shutil
+
+    from pipelines.report.blocks import Table
+    from pipelines.report.models import models_section
+    from pipelines.report.run import load_run
+    shutil.copytree(fishing_features, tmp_path / "features")
+    shutil.copytree(xgb_run[0], tmp_path / "xgboost")
+    section = models_section(load_run(str(tmp_path)))
+    tables = [b for b in section.blocks if isinstance(b, Table)]
+    table = tables[0]
+    assert table.columns[4:8] == ("logloss", "accuracy", "auc_ovr_macro", "auc_ovr_weighted")
+    fs = load_feature_set(fishing_features)
+    y, train = labels_of(fs, "eval").astype(int), labels_of(fs, "train").astype(int)
+    majority = int(np.argmax(np.bincount(train, minlength=4)))
+    assert table.rows[1][0] == f"baseline: train class shares (majority {CLASSES[majority]})"
+    assert table.rows[1][5] == f"{np.mean(y == majority):.4g}"
+    assert table.rows[1][6:8] == ("0.5", "0.5")
+    probs = load_model(xgb_run[0]).predict(fs.read_table("eval"))
+    counts = np.zeros((4, 4), dtype=int)
+    np.add.at(counts, (y, np.argmax(probs, axis=1)), 1)
+    cm = next(t for t in tables if t.caption.startswith("xgboost: confusion matrix"))
+    assert cm.columns == ("true \\ predicted", *CLASSES, "rows")
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    assert [list(r[1:5]) for r in cm.rows] == [
+        [f"{n} ({p:.0%})" for n, p in zip(counts[i], shares[i])] for i in range(4)]
+    assert [r[-1] for r in cm.rows] == [str(n) for n in np.bincount(y, minlength=4)]
+    accuracy = task_metrics(fs.task, y, probs)["accuracy"]
+    assert cm.caption.endswith(f"accuracy {np.trace(counts)} of {y.size} = {accuracy:.4g}")
+
+
+def test_the_report_of_a_multiclass_run_with_scoring_and_monitoring(
+        xgb_run, fishing_features, scored, monitored, tmp_path):
+    """The whole report on features, the model, its scoring and its monitor: the scoring
+    table in multiclass metrics beside the train class shares, the predicted classes
+    counted, the monitor's label and predicted-class rows in the drift timeline."""
+    import shutil
+
+    from mlbatch.artifacts.predictions import load_predictions
+    from pipelines.report.build import build_report
+    for name, src in (("features", fishing_features), ("xgboost", xgb_run[0]),
+                      ("score", scored["labelled"][0]), ("monitor", monitored[1])):
+        shutil.copytree(src, tmp_path / name)
+    build_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text()
+    m = load_predictions(tmp_path / "score").metrics
+    assert ("| step | model | model digest | rows read | rows scored | dead letters | logloss | "
+            "accuracy | auc_ovr_macro | auc_ovr_weighted |") in md
+    assert f"| 1,182 | 1,182 | 0 | {m['logloss']:.4g} | {m['accuracy']:.4g} |" in md
+    predicted = load_predictions(tmp_path / "score").read_table(["predicted_class"])
+    counts = {c: predicted["predicted_class"].to_pylist().count(c) for c in CLASSES}
+    top = max(counts, key=counts.get)
+    assert f"| {top} | {counts[top]:,} | {counts[top] / 1182:.4g} |" in md
+    from mlbatch.artifacts.drift_history import load_history
+    label = next(r for r in load_history(tmp_path / "monitor") if r.stage == "label")
+    # the relabelled period's label breach in the drift timeline (its bound: the larger of
+    # the 0.05 threshold and the null's 99th percentile), its chart titled red
+    bound = max(label.threshold, label.null_p99)
+    assert (f"| fishing_mode | label | linf | relabelled | {label.distance:.4g} | "
+            f"{label.distance:.4g} | {bound:.4g} | – | – |") in md
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "BREACH label/fishing_mode (linf)" in page

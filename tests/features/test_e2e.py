@@ -165,9 +165,10 @@ def test_dataflow_dry_run_writes_job_description(flights_slice, gcs_emulator, tm
     assert not storage.exists(gcs_emulator.uri("dataflow", "features", "artifact.json"))
     job = dry_run_summary(job_file)
     assert job["name"] == "features-flights"
-    for step in ("ReadFlights", "ValidateFlights", "BuildWeatherLookup", "PrepareExamples",
-                 "AnalyzeTrain", "Transform", "SplitTransformed", "WriteTrain", "WriteEval",
-                 "WriteDeadLetters", "WriteExcluded", "WriteTransformFn"):
+    read = "ReadAndPrepare/"  # the one read-and-prepare composite (beam_jobs.tabular.examples)
+    for step in (f"{read}ReadFlights", f"{read}ValidateFlights", f"{read}BuildWeatherLookup",
+                 f"{read}PrepareExamples", "AnalyzeTrain", "Transform", "SplitTransformed",
+                 "WriteTrain", "WriteEval", "WriteDeadLetters", "WriteExcluded", "WriteTransformFn"):
         assert step in job["transforms"], step
     # the fused analyzer runs on the workers as one step of tf.Transform's analysis
     assert any("FusedAnalyzer" in t for t in job["transforms"])

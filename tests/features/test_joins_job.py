@@ -54,6 +54,9 @@ def test_as_of_join_in_the_feature_job_reconciles(flights_slice, tmp_path, capsy
     assert wx["matched"] + wx["unmatched"] == N_FLIGHTS
     assert (wx["lookup_rows"], wx["duplicate_keys_dropped"]) == (26115, 0)
     assert wx["lookup_rows_used"] + wx["lookup_rows_unused"] == 26115
+    assert wx["as_of"] == {"time": "timestamp(time_hour) + minutes(minute)",
+                           "lookup_time": "timestamp(time_hour)", "tolerance": "3h",
+                           "tolerance_us": 3 * 3600 * 10**6}
 
 
 def test_many_to_one_join_stops_the_job_on_a_duplicate_key(flights_slice, tmp_path, capsys):

@@ -3,10 +3,12 @@ first model blessed on value thresholds alone, then a pass, a fail on value, a f
 change and a fail on one slice, each with the exact numbers, the alias where it belongs."""
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 
-from mlbatch.artifacts.features import load_feature_set
+from mlbatch.artifacts.features import load_feature_set, read_vocabulary
 from mlbatch.artifacts.model_evaluation import load_model_evaluation
 from mlbatch.artifacts.models import load_model
 from mlbatch.metrics import auc
@@ -102,13 +104,15 @@ def test_fail_on_change_names_both_numbers(blessed_xgboost, flights_jax, flights
     assert aliases(blessed_xgboost) == {"blessed": 1, "candidate": 2}
 
 
-def test_fail_on_the_worst_slice(tmp_path, flights_xgboost, flights_features):
-    t = load_feature_set(flights_features).read_table("eval")
-    carriers = t.column(SLICE).to_numpy()
+def test_fail_on_the_worst_slice(tmp_path, flights_xgboost, flights_features, flights_slice):
+    fs = load_feature_set(flights_features)
+    t = fs.read_table("eval")
+    vocab = read_vocabulary(fs, next(f for f in fs.categorical if f.name == SLICE))
+    carriers = np.array([vocab[i] for i in t.column(SLICE).to_numpy()])  # ids -> codes
     labels = t.column("delayed").to_numpy()
     checked = [c for c in np.unique(carriers) if (carriers == c).sum() >= 30
                and len(set(labels[carriers == c])) == 2]
-    slice_aucs = {int(c): eval_auc(flights_xgboost, flights_features, carriers == c)
+    slice_aucs = {str(c): eval_auc(flights_xgboost, flights_features, carriers == c)
                   for c in checked}
     worst = min(slice_aucs, key=slice_aucs.get)
     overall = eval_auc(flights_xgboost, flights_features)
@@ -122,8 +126,11 @@ def test_fail_on_the_worst_slice(tmp_path, flights_xgboost, flights_features):
     failed = {f["slice"]: f["candidate"] for f in ev.failed}
     assert worst in failed and failed[worst] == slice_aucs[worst]
     assert failed == {c: a for c, a in slice_aucs.items() if a < float(floor[5:])}
-    assert sorted(s["slice"] for s in ev.results["skipped_slices"]) == sorted(
-        int(c) for c in np.unique(carriers) if int(c) not in slice_aucs)
+    skipped = [s["slice"] for s in ev.results["skipped_slices"]]
+    assert sorted(skipped) == sorted(str(c) for c in np.unique(carriers) if c not in slice_aucs)
+    with open(flights_slice / "flights.csv", newline="") as f:  # the raw file's codes
+        raw = {r["carrier"] for r in csv.DictReader(f)}
+    assert set(slice_aucs) | set(skipped) <= raw and "UA" in slice_aucs
     assert "blessed" not in aliases(tmp_path / "s")
 
 

@@ -34,7 +34,7 @@ steps:
     assert load_model_evaluation(run / "first").decision == "blessed"
     worse = load_model_evaluation(run / "worse")
     assert worse.decision == "refused" and [f["text"] for f in worse.failed] == ["auc>=+0.5"]
-    assert worse.results["registry"] == str(run / "lineage.sqlite")
+    assert worse.results["registry"] == "../lineage.sqlite"  # relative: the run can move
     with LineageStore(run / "lineage.sqlite") as store:
         reg = ModelRegistry(store)
         assert reg.aliases("delay") == {"blessed": 1, "candidate": 2}
@@ -47,6 +47,42 @@ steps:
          "blessed_against": None},
         {"name": "delay", "version": 2, "alias": "candidate", "decision": "not blessed",
          "blessed_against": None}]
+
+
+def test_a_moved_run_directory_keeps_its_registry(tmp_path, flights_features, flights_xgboost,
+                                                   flights_jax, monkeypatch):
+    """mv out/run out/run2 (models, blessings and the store inside it), then the blessing
+    that follows the first one (--after) runs in the moved directory: the store and the
+    blessed model it finds are the moved ones."""
+    import shutil
+
+    from mlbatch.artifacts.registry import resolve, store_path
+    from pipelines.model_registry.bless import main as bless
+    monkeypatch.delenv("MLBATCH_REGISTRY", raising=False)
+    common = ["--name", "delay", "--features", str(flights_features), "--value", "auc>=0.5"]
+    run = tmp_path / "run"
+    for name, src in (("xgboost", flights_xgboost), ("jax", flights_jax)):
+        shutil.copytree(src, run / name)
+    assert bless(["--model", str(run / "xgboost"), "--output", str(run / "first"),
+                  *common]) == 0
+    moved = tmp_path / "run2"
+    run.rename(moved)
+    assert store_path(str(moved / "first")) == str(moved / "lineage.sqlite")
+    assert resolve("registry:delay@blessed", str(moved / "first")).uri == str(
+        moved / "xgboost")
+    assert bless(["--model", str(moved / "jax"), "--output", str(moved / "second"),
+                  "--after", str(moved / "first"), *common]) == 0
+    second = load_model_evaluation(moved / "second").results
+    assert second["baseline"]["uri"] == str(moved / "xgboost")  # the moved blessed model
+    with LineageStore(moved / "lineage.sqlite") as store:
+        reg = ModelRegistry(store)
+        assert reg.aliases("delay") == {"blessed": 2, "candidate": 2}
+        assert [v.uri for v in reg.versions("delay")] == [str(moved / "xgboost"),
+                                                         str(moved / "jax")]
+    other = tmp_path / "elsewhere"  # a store the first blessing did not write: refused
+    assert bless(["--model", str(moved / "jax"), "--output", str(other / "third"),
+                  "--after", str(moved / "first"), *common]) == 2
+    assert not (other / "third" / "artifact.json").exists()
 
 
 def test_cache_key_follows_the_alias(tmp_path, flights_xgboost, flights_jax):

@@ -24,7 +24,8 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
-SECTIONS = ["run", "data", "crosses", "models", "tune", "text", "serving", "lineage"]
+SECTIONS = ["run", "data", "crosses", "models", "tune", "text", "serving", "timeline",
+            "lineage"]
 WIDTH = 1280
 SCREENSHOT_DIR = Path(os.environ.get("MLBATCH_TEST_OUTPUT", REPO_ROOT / "test-output")) / "report"
 # Runs on load in a test-only copy of the page (the page itself has no script).
