@@ -172,20 +172,22 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
             "best_objective_loss": losses["objective_loss"], "rounds_trained": state["round"],
             "loss_units": loss_units(fs.task, fs.label_transform)}
     write_json(storage.join(writer.root, "model_info.json"), info)
-    writer.metrics.update(losses)
+    writer.metrics.update({k: v for k, v in losses.items() if v is not None})
     if fs.task == "multiclass_classification":  # as the job's own run records it
         writer.metrics["confusion_matrix"] = eval_confusion_matrix(model, fs)
     return writer.commit(body=artifacts.model_section(
         fs, best_round=state["best_round"], rounds_trained=state["round"])).digest
 
 
-def best_losses(state: dict, task: str) -> dict[str, float]:
+def best_losses(state: dict, task: str) -> dict[str, float | None]:
     """eval_loss (label units) and objective_loss at the best round of a checkpoint's
-    ``worker.RunState`` (whatever metric early stopping watched)."""
+    ``worker.RunState`` (whatever metric early stopping watched); None where the state's
+    history does not hold them."""
     from ray_jobs.xgboost.driver import early_stopping_metric
 
-    at = next(r["metrics"] for r in state["history"] if r["round"] == state["best_round"])
     # a checkpoint written before label_loss existed has no eval_loss in label units
+    at = next((r["metrics"] for r in state.get("history", [])
+               if r["round"] == state["best_round"]), {})
     return {METRIC: at.get(early_stopping_metric(task, "eval_loss")[0]),
             "objective_loss": at.get(early_stopping_metric(task, "objective_loss")[0])}
 
