@@ -26,14 +26,21 @@ def _input(flights_slice, d, duplicate_weather_line: bool = False):
     return d
 
 
-def _brute_force_matches(d) -> int:
+def _brute_force_outcomes(d) -> dict:
+    """Per outcome its number of flights: a reading of the origin within 3 h before
+    (matched), only older ones (late), only later ones (too_early), none (missed)."""
     weather = pd.read_csv(d / "weather.csv", keep_default_na=False, dtype=str)
     at = pd.to_datetime(weather.time_hour, utc=True)
     flights = pd.read_csv(d / "flights.csv", keep_default_na=False, dtype=str)
     times = pd.to_datetime(flights.time_hour, utc=True) + pd.to_timedelta(
         flights.minute.astype(int), unit="m")
-    return sum(bool(((weather.origin == o) & (at <= t) & (at >= t - pd.Timedelta(hours=3))).any())
-               for o, t in zip(flights.origin, times))
+    out = {"matched": 0, "late": 0, "too_early": 0, "missed": 0}
+    for o, t in zip(flights.origin, times):
+        mine = at[weather.origin == o]
+        before = mine[mine <= t]
+        out["missed" if mine.empty else "too_early" if before.empty else
+            "matched" if before.max() >= t - pd.Timedelta(hours=3) else "late"] += 1
+    return out
 
 
 def _schema(tmp_path, many_to_one=False):
@@ -50,8 +57,10 @@ def test_as_of_join_in_the_feature_job_reconciles(flights_slice, tmp_path, capsy
     assert code == 0, stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     wx = summary["joins"]["weather"]
-    assert wx["matched"] == _brute_force_matches(d)
+    expected = _brute_force_outcomes(d)
+    assert {k: wx[k] for k in expected} == expected
     assert wx["matched"] + wx["unmatched"] == N_FLIGHTS
+    assert wx["late"] + wx["too_early"] + wx["missed"] == wx["unmatched"]
     assert (wx["lookup_rows"], wx["duplicate_keys_dropped"]) == (26115, 0)
     assert wx["lookup_rows_used"] + wx["lookup_rows_unused"] == 26115
     assert wx["as_of"] == {"time": "timestamp(time_hour) + minutes(minute)",
