@@ -15,13 +15,23 @@ from tests.features.test_joins import flights_as_of_weather
 N_FLIGHTS = 400
 
 
-def _input(flights_slice, d, duplicate_weather_line: bool = False):
+def _gap(line: str) -> bool:
+    """Weather lines dropped to make flights late (JFK: no reading 09:00-23:00 UTC) and
+    too early (EWR: the readings start at 13:00 UTC) for an as-of join within 3 h."""
+    origin, at = line.split(",")[0], line.rstrip().split(",")[-1]
+    return (origin == "JFK" and "2013-01-01T09" <= at <= "2013-01-01T23") or \
+        (origin == "EWR" and at < "2013-01-01T13")
+
+
+def _input(flights_slice, d, duplicate_weather_line: bool = False, gaps: bool = False):
     lines = (flights_slice / "flights.csv").read_text().splitlines(keepends=True)
     (d / "flights.csv").write_text("".join(lines[:N_FLIGHTS + 1]))
     shutil.copy(flights_slice / "planes.csv", d / "planes.csv")
     weather = (flights_slice / "weather.csv").read_text().splitlines(keepends=True)
     if duplicate_weather_line:
         weather.append(weather[5])
+    if gaps:
+        weather = [w for w in weather if not _gap(w)]
     (d / "weather.csv").write_text("".join(weather))
     return d
 
@@ -52,7 +62,7 @@ def _schema(tmp_path, many_to_one=False):
 
 
 def test_as_of_join_in_the_feature_job_reconciles(flights_slice, tmp_path, capsys):
-    d = _input(flights_slice, tmp_path)
+    d = _input(flights_slice, tmp_path, gaps=True)
     code, stderr = feature_job_main(capsys, d, tmp_path / "out", schema=_schema(tmp_path))
     assert code == 0, stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -61,8 +71,12 @@ def test_as_of_join_in_the_feature_job_reconciles(flights_slice, tmp_path, capsy
     assert {k: wx[k] for k in expected} == expected
     assert wx["matched"] + wx["unmatched"] == N_FLIGHTS
     assert wx["late"] + wx["too_early"] + wx["missed"] == wx["unmatched"]
-    assert (wx["lookup_rows"], wx["duplicate_keys_dropped"]) == (26115, 0)
-    assert wx["lookup_rows_used"] + wx["lookup_rows_unused"] == 26115
+    assert summary["checks"]["join weather: late + too_early + missed == unmatched"] is True
+    assert summary["reconciled"] is True
+    assert min(wx["late"], wx["too_early"]) > 20 and wx["missed"] == 0
+    kept = 26115 - sum(map(_gap, (flights_slice / "weather.csv").read_text().splitlines()))
+    assert (wx["lookup_rows"], wx["duplicate_keys_dropped"]) == (kept, 0)
+    assert wx["lookup_rows_used"] + wx["lookup_rows_unused"] == kept
     assert wx["as_of"] == {"time": "timestamp(time_hour) + minutes(minute)",
                            "lookup_time": "timestamp(time_hour)", "tolerance": "3h",
                            "tolerance_us": 3 * 3600 * 10**6}
