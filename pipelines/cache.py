@@ -10,7 +10,9 @@
 * ``inputs``: the content digest (``artifact.json`` ``digest``) of each referenced step's
   committed output, and of the model a ``registry:NAME@ALIAS`` arg resolves to now (so a
   moved alias reruns the step: ``registered``);
-* ``raw``: for each raw arg, the relative paths and SHA-256 of every file under it.
+* ``raw``: for each raw arg, the relative paths and SHA-256 of every file under it; in a
+  step with a ``periods`` arg, only the files of those Hive period folders (and the files
+  outside any period folder), so a new or changed period outside the range reruns nothing.
 
 An output is read through ``read_manifest``, which verifies its files against their
 recorded SHA-256: an output changed on disk counts as no output (the step reruns, saying
@@ -32,6 +34,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlbatch import periods as mlbatch_periods
 from mlbatch import storage
 from mlbatch.artifacts import ArtifactError, read_manifest
 from mlbatch.artifacts.manifest import IntegrityError
@@ -106,11 +109,18 @@ def raw_files(value: str) -> list[tuple[str, str]]:
     return files
 
 
-def raw_digest(value: Any) -> list[list[str]]:
-    """[name, sha256] of every file under a raw arg (a list arg: each item in turn)."""
+def raw_digest(value: Any, periods: Any = None) -> list[list[str]]:
+    """[name, sha256] of every file under a raw arg (a list arg: each item in turn).
+
+    With ``periods`` (the step's ``periods`` arg, e.g. ``2013-01..2013-09``), a file inside
+    a Hive period folder (``period=P/``) counts only when P is one of those periods: a job
+    that reads a range of periods does not rerun when another period arrives or changes.
+    Files outside any period folder (lookup tables beside the folders) always count."""
     values = value if isinstance(value, list) else [value]
+    keep = set(mlbatch_periods.expand(periods)) if periods is not None else None
     return [[f"{i}:{name}", storage.sha256(uri)] for i, v in enumerate(values)
-            for name, uri in raw_files(str(v))]
+            for name, uri in raw_files(str(v))
+            if keep is None or mlbatch_periods.of_path(name) in keep | {None}]
 
 
 def output_digest(root: str) -> str | None:
@@ -147,7 +157,7 @@ def step_key(pipeline: Pipeline, step: Step, run_dir: str) -> StepKey:
     inputs = {}
     upstream = [n for n in pipeline.steps if n != step.name] if step.reads_run else step.upstream
     for name in upstream:
-        digest = output_digest(os.path.join(run_dir, name))
+        digest = output_digest(os.path.join(run_dir, pipeline.steps[name].out))
         if digest is None:
             raise CacheError(f"upstream step {name!r} has no committed output in {run_dir}")
         inputs[name] = digest
@@ -155,7 +165,7 @@ def step_key(pipeline: Pipeline, step: Step, run_dir: str) -> StepKey:
     raw = {}
     for key in step.raw:
         try:
-            raw[key] = raw_digest(resolve(step.args[key], run_dir))
+            raw[key] = raw_digest(resolve(step.args[key], run_dir), step.args.get("periods"))
         except CacheError as e:
             raise CacheError(f"raw input {key!r} {e}") from None
     params = {k: v for k, v in step.args.items() if k not in step.raw}

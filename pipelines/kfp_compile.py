@@ -52,6 +52,7 @@ import yaml
 from mlbatch import logs
 from mlbatch.config import load_yaml
 from pipelines import cache, remote
+from pipelines.periods import output_dir
 from pipelines.registry import JOBS
 from pipelines.spec import RUN_REF, Pipeline, SpecError, Step, load_pipeline
 
@@ -177,7 +178,7 @@ def _placeholder(token: str) -> Any:
 
 def _resolve_tokens(step: Step, tokens: list[str], run_dir: str) -> list[str]:
     """Upstream outputs as the upstream tasks' output parameters."""
-    upstream = {name: f"upstream_{i}" for i, name in enumerate(step.upstream)}
+    upstream = {output_dir(name): f"upstream_{i}" for i, name in enumerate(step.upstream)}
     out = []
     for token in tokens:
         head, _, rest = token.removeprefix(run_dir + "/").partition("/")
@@ -204,7 +205,7 @@ def _task_flags(pipeline: Pipeline, step: Step, run_dir: str, rkey: str | None,
                 runtime_env: str, suffix: str) -> list[str]:
     """pipelines.remote_task's own flags for the step."""
     info = JOBS[step.job]
-    flags = [f"--step={step.name}", f"--kind={info.kind}", f"--output={run_dir}/{step.name}",
+    flags = [f"--step={step.name}", f"--kind={info.kind}", f"--output={run_dir}/{step.out}",
              f"--ok-exits={' '.join(str(c) for c in sorted(info.ok_exits))}",
              f"--lineage-dir={run_dir}/_lineage", f"--pipeline={pipeline.name}",
              f"--run={pipeline.name}@{rkey or _slot('run_id')}", f"--job={step.job}",

@@ -28,8 +28,8 @@ def record(run_dir: str, run_id: str, pipeline: Pipeline, step: Step, state) -> 
     from pipelines.lineage import STORE_NAME, LineageStore, record_step
 
     ended = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    output = os.path.join(run_dir, step.name)
-    inputs = [os.path.join(run_dir, name) for name in state.inputs]
+    output = os.path.join(run_dir, step.out)
+    inputs = [os.path.join(run_dir, pipeline.steps[name].out) for name in state.inputs]
     try:
         with LineageStore(os.path.join(run_dir, STORE_NAME)) as store:
             return record_step(

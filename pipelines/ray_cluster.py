@@ -271,7 +271,7 @@ def submit_steps(pipeline: Pipeline, steps: list[Step], run_dir: str, address: s
             results[step.name] = proc.returncode
             ok = proc.returncode == 0
             record_step(store, run_name, step.name, step.job, f"ray:{address}", step.args,
-                        None, _inputs(step, run_dir), os.path.join(run_dir, step.name),
+                        None, _inputs(step, run_dir), os.path.join(run_dir, step.out),
                         started, _now(), "done" if ok else "failed", pipeline=pipeline.name,
                         error=None if ok else f"ray job exit {proc.returncode}")
             if not ok:

@@ -62,6 +62,7 @@ class StepState:
     key_figures: dict = dataclasses.field(default_factory=dict)
     error: str | None = None
     reason: str | None = None  # why it runs / is skipped (progress and --dry-run)
+    period: str | None = None  # an instance's period (docs/periods.md); None: a plain step
 
     def record(self) -> dict:
         doc = dataclasses.asdict(self)
@@ -125,11 +126,14 @@ def _now() -> str:
 
 
 def selected_steps(pipeline: Pipeline, options: RunOptions) -> set[str]:
-    """--only: those steps; --from: that step and everything downstream; else all."""
+    """--only: those steps; --from: that step and everything downstream; else all. A step
+    declared per period names all its instances (``score``), an instance one
+    (``score[2013-10]``)."""
     if options.only:
-        return set(options.only)
+        return {n for name in options.only for n in pipeline.named(name)}
     if options.start:
-        return {options.start} | pipeline.downstream(options.start)
+        starts = pipeline.named(options.start)
+        return set(starts).union(*(pipeline.downstream(n) for n in starts))
     return set(pipeline.steps)
 
 
@@ -232,7 +236,7 @@ class Runner:
         self.selected = selected_steps(pipeline, options)
         self.states = [StepState(name=n, job=pipeline.steps[n].job,
                                  runs_on=pipeline.steps[n].runs_on,
-                                 inputs=self._upstream(n))
+                                 inputs=self._upstream(n), period=pipeline.steps[n].period)
                        for n in pipeline.order()]
         self.by_name = {s.name: s for s in self.states}
         self.progress = progress or Progress(self.states)
@@ -351,12 +355,12 @@ class Runner:
         return None
 
     def _out(self, name: str) -> str:
-        return os.path.join(self.run_dir, name)
+        return os.path.join(self.run_dir, self.pipeline.steps[name].out)
 
     def _step(self, step: Step, state: StepState) -> cache.StepKey | None:
         """Decides a step whose upstream steps are settled; returns its cache key when it
         must run (None: decided here, ``state`` says how)."""
-        state.output = step.name
+        state.output = step.out
         if step.name not in self.selected:
             state.status, state.reason = "skipped", "not selected"
             state.key_figures = figures.key_figures(self._out(step.name))
@@ -399,7 +403,7 @@ class Runner:
         """Clears the step's output and starts its job (its log: RUN/_logs/<step>.log)."""
         shutil.rmtree(self._out(step.name), ignore_errors=True)
         os.makedirs(os.path.join(self.run_dir, LOG_DIR), exist_ok=True)
-        log_path = os.path.join(self.run_dir, LOG_DIR, f"{step.name}.log")
+        log_path = os.path.join(self.run_dir, LOG_DIR, f"{step.out}.log")
         state.status, state.started = "running", _now()  # reason: why it runs
         state.elapsed_s = 0.0
         log = open(log_path, "wb")  # noqa: SIM115 - closed by _finish or on interrupt

@@ -17,6 +17,13 @@ after every other step). These references alone define the DAG. Args become flag
 ``key_name: v`` -> ``--key-name v``, ``true`` -> a bare flag, ``false``/``null`` -> nothing,
 a list -> the flag once per item. Jobs and their flags are checked against
 ``pipelines.registry.JOBS`` without importing the jobs.
+
+Periods (docs/periods.md): a step with ``periods: 2013-10..2013-12`` (or a list) stands
+for one instance per period, ``score[2013-10]`` ..., each with its own output
+(``RUN/score@2013-10``), cache key and lineage. In its args ``${period}`` is the
+instance's period and ``${prev_period}`` the calendar period before it, anywhere in a
+string; ``"${score[${period}]}"`` reads the same period's instance of ``score`` and
+``"${monitor[${prev_period}]}"`` the previous period's.
 """
 from __future__ import annotations
 
@@ -30,13 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from mlbatch.config import ConfigError, load_yaml
+from pipelines import periods
 from pipelines.registry import JOBS
 from mlbatch.errors import UsageError
 
 RUN_REF = "RUN"
-_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_-]*)\}(/[^${}]+)?$")
+_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_-]*(?:\[[0-9-]+\])?)\}(/[^${}]+)?$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_STEP_FIELDS = {"job", "args", "raw", "runs_on"}
+PERIOD_VARS = ("period", "prev_period")
+_STEP_FIELDS = {"job", "args", "raw", "runs_on", "periods"}
 _TOP_FIELDS = {"pipeline", "defaults", "steps", "on_alert"}
 _DEFAULT_FIELDS = {"runs_on"}
 _RUNS_ON = re.compile(r"^(local|dataflow|ray|ray:[^:\s]+:\d+)$")
@@ -55,6 +64,13 @@ class Step:
     args: dict[str, Any]
     raw: list[str]
     upstream: list[str]  # steps whose outputs this one reads (sorted); RUN_REF excluded
+    period: str | None = None  # an instance's period (``periods`` field), else None
+    family: str = ""  # the step as declared (``score`` for ``score[2013-10]``)
+
+    @property
+    def out(self) -> str:
+        """Its output folder under the run directory (``score@2013-10`` for an instance)."""
+        return periods.output_dir(self.name)
 
     @property
     def reads_run(self) -> bool:
@@ -73,7 +89,7 @@ class Step:
             if key in info.positional:
                 continue
             flags += _flag(key, resolve(value, run_dir))
-        return [*positional, *flags, "--output", os.path.join(run_dir, self.name)]
+        return [*positional, *flags, "--output", os.path.join(run_dir, self.out)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +112,13 @@ class Pipeline:
                 done.append(name)
                 sorter.done(name)
         return done
+
+    def named(self, name: str) -> list[str]:
+        """The steps a name given on the command line means: the step or instance of that
+        name, or every instance of a step declared per period ([] when none)."""
+        if name in self.steps:
+            return [name]
+        return [n for n, s in self.steps.items() if s.period and s.family == name]
 
     def downstream(self, name: str) -> set[str]:
         """Every step that reads ``name``'s output, directly or not (``name`` excluded)."""
@@ -140,7 +163,7 @@ def resolve(value: Any, run_dir: str) -> Any:
         m = _REF.match(value)
         if m:
             ref, sub = m.group(1), (m.group(2) or "").lstrip("/")
-            base = run_dir if ref == RUN_REF else os.path.join(run_dir, ref)
+            base = run_dir if ref == RUN_REF else os.path.join(run_dir, periods.output_dir(ref))
             return os.path.join(base, sub) if sub else base
     return value
 
@@ -173,7 +196,8 @@ def _check_args(name: str, job: str, args: Any) -> dict[str, Any]:
                                 f"lists of scalars, got {type(item).__name__}")
             if isinstance(item, str) and "${" in item and not _REF.match(item):
                 raise SpecError(f"step {name!r}: field 'args.{key}': bad reference {item!r} "
-                                "(write \"${step}\" or \"${step}/sub/path\", the whole value)")
+                                "(write \"${step}\", \"${step}/sub/path\" or "
+                                "\"${step[PERIOD]}\", the whole value)")
             if isinstance(item, str) and _REF.match(item) and _escapes(item):
                 raise SpecError(f"step {name!r}: field 'args.{key}': reference {item!r} "
                                 "leads out of the step's output ('..' or '.' in its path); "
@@ -213,7 +237,40 @@ def _check_runs_on(where: str, value: Any, job: str | None) -> str:
     return value
 
 
-def _step(name: str, doc: Any, defaults: dict) -> Step:
+def _substitute(name: str, args: Any, period: str | None) -> Any:
+    """``args`` with ``${period}`` / ``${prev_period}`` replaced in every string (SpecError
+    when the step declares no periods)."""
+    if not isinstance(args, dict):
+        return args
+    values = {"period": period, "prev_period": periods.previous(period) if period else None}
+
+    def sub(key: str, item: Any) -> Any:
+        if not isinstance(item, str):
+            return item
+        for var in PERIOD_VARS:
+            token = "${" + var + "}"
+            if token in item and period is None:
+                raise SpecError(f"step {name!r}: field 'args.{key}': {token} needs a "
+                                "'periods' field on the step")
+            item = item.replace(token, values[var] or "")
+        return item
+
+    return {k: [sub(k, i) for i in v] if isinstance(v, list) else sub(k, v)
+            for k, v in args.items()}
+
+
+def _steps(name: str, doc: Any, defaults: dict) -> list[Step]:
+    """The step as declared, or one instance per period of its ``periods`` field."""
+    if not isinstance(doc, dict) or "periods" not in doc:
+        return [_step(name, doc, defaults, None)]
+    try:
+        declared = periods.expand(doc["periods"])
+    except periods.PeriodError as e:
+        raise SpecError(f"step {name!r}: field 'periods': {e}") from None
+    return [_step(name, doc, defaults, p) for p in declared]
+
+
+def _step(name: str, doc: Any, defaults: dict, period: str | None) -> Step:
     if not _NAME.match(str(name)) or name == RUN_REF:
         raise SpecError(f"step {name!r}: step names are letters, digits, _ and - "
                         f"(and not {RUN_REF})")
@@ -227,7 +284,8 @@ def _step(name: str, doc: Any, defaults: dict) -> Step:
     if job not in JOBS:
         raise SpecError(f"step {name!r}: field 'job': unknown job {job!r} "
                         f"(known: {', '.join(sorted(JOBS))})")
-    args = _check_args(name, job, doc.get("args") or {})
+    family, name = name, periods.instance_name(name, period) if period else name
+    args = _check_args(name, job, _substitute(name, doc.get("args") or {}, period))
     raw = _check_raw(name, doc.get("raw") or [], args)
     runs_on = doc.get("runs_on", defaults.get("runs_on", "local"))
     if JOBS[job].kind != "ray" and "runs_on" not in doc and str(runs_on).startswith("ray"):
@@ -236,12 +294,18 @@ def _step(name: str, doc: Any, defaults: dict) -> Step:
         runs_on = "local"
     runs_on = _check_runs_on(f"step {name!r}", runs_on, job)
     upstream = sorted({ref for ref, _ in _refs_of(args) if ref != RUN_REF})
-    return Step(name=name, job=job, runs_on=runs_on, args=args, raw=raw, upstream=upstream)
+    return Step(name=name, job=job, runs_on=runs_on, args=args, raw=raw, upstream=upstream,
+                period=period, family=family)
 
 
 def _check_graph(steps: dict[str, Step]) -> None:
+    families = {s.family for s in steps.values() if s.period}
     for step in steps.values():
         for ref, key in _refs_of(step.args):
+            if ref in families:
+                raise SpecError(f"step {step.name!r}: field 'args.{key}': step {ref!r} is "
+                                "declared per period: name an instance, e.g. "
+                                f"\"${{{ref}[${{period}}]}}\" or \"${{{ref}[2013-10]}}\"")
             if ref != RUN_REF and ref not in steps:
                 raise SpecError(f"step {step.name!r}: field 'args.{key}': reference to "
                                 f"unknown step {ref!r}")
@@ -282,7 +346,7 @@ def parse_pipeline(text: str, path: str = "<string>") -> Pipeline:
     steps_doc = doc.get("steps")
     if not isinstance(steps_doc, dict) or not steps_doc:
         raise SpecError(f"{path}: field 'steps' must map step names to steps")
-    steps = {str(n): _step(str(n), d, defaults) for n, d in steps_doc.items()}
+    steps = {s.name: s for n, d in steps_doc.items() for s in _steps(str(n), d, defaults)}
     _check_graph(steps)
     digest = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return Pipeline(name=name, path=path, steps=steps, digest=digest,

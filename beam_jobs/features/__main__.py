@@ -24,6 +24,8 @@ from beam_jobs.common.options import exit_now, parse_job_args, refuse_local_path
 from beam_jobs.common.options import pipeline_options, quiet_logging, run_pipeline
 from beam_jobs.features.config import FeatureConfig
 from beam_jobs.tabular import reading
+from beam_jobs.tabular.periods import periods_section
+from mlbatch.periods import select as select_periods
 from mlbatch.artifacts import ArtifactWriter, read_json
 from mlbatch.schema import load_schema
 from mlbatch.storage import is_remote
@@ -55,6 +57,11 @@ def parse_args(argv: list[str]) -> tuple[FeatureConfig, list[str]]:
                         help="directory or gs:// prefix holding the tables' files (each "
                              "table's schema `path` under it), a glob or a single file")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
+    parser.add_argument("--periods", default=None, metavar="FIRST..LAST",
+                        help="read only these periods of --input's Hive folders "
+                             "(period=2013-01/ ...; a range or one period; files beside the "
+                             "folders are read too); other periods' rows are counted as "
+                             "excluded (docs/periods.md)")
     parser.add_argument("--chunk-rows", type=int, default=50_000,
                         help="raw records parsed and validated per batch")
     parser.add_argument("--compression", choices=CODECS, default="snappy",
@@ -194,11 +201,17 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
     dry_run = options.view_as(TestOptions).dry_run
     if dry_run:
         args = dataclasses.replace(args, passes="1")  # a dry run describes the one graph
-    files = reading.check_inputs(args.input, list(schema.tables.values()))
+    part = schema.partitions
+    declared = args.periods and select_periods(args.periods, part.key, part.granularity)
+    files = reading.check_inputs(args.input, list(schema.tables.values()), periods=declared)
+    read_periods = declared and periods_section(
+        args.input, schema.main_table, files[schema.main], "--periods", args.periods, declared)
     # pinned until the commit: a file rewritten between passes would mix two versions
     pins = {} if dry_run else pin_files([p for paths in files.values() for p in paths])
     writer = ArtifactWriter(args.output, "features", job=JOB, config={
         **recorded(args), "pipeline_args": beam_args})
+    if read_periods:
+        writer.metrics.update(periods=read_periods)
     if not dry_run:
         writer.claim(overwrite=args.overwrite)
     tft_temp, transform_dir, scratch = _tft_dirs(args, options, dry_run)

@@ -10,6 +10,7 @@ class FeatureConfig:
     schema: str
     input: str
     output: str
+    periods: str | None = None  # FIRST..LAST of --input's period=P/ folders (None: all)
     chunk_rows: int = 50_000
     compression: str = "snappy"
     row_group_rows: int = 100_000

@@ -23,11 +23,13 @@ from apache_beam.options.pipeline_options import TestOptions
 from beam_jobs.common.config import frozen, recorded
 from beam_jobs.common.options import exit_now, parse_job_args
 from beam_jobs.score.config import ScoreConfig
+from beam_jobs.common.inputs import InputError
 from beam_jobs.tabular import serving
 from beam_jobs.common.options import (OptionsError, is_dataflow, pipeline_options, quiet_logging,
                                       run_pipeline)
 from mlbatch.artifacts import ArtifactError, ArtifactWriter
 from mlbatch.artifacts.registry import resolve_model_arg
+from mlbatch.periods import granularity
 from mlbatch import errors, logs
 from mlbatch.errors import JobError, UsageError
 
@@ -52,6 +54,10 @@ def parse_args(argv: list[str]) -> tuple[ScoreConfig, list[str]]:
                         help="raw tables: a directory or gs:// prefix holding each table's "
                              "schema `path`, a glob or a single file")
     parser.add_argument("--output", required=True, help="output directory (local or gs://)")
+    parser.add_argument("--period", default=None,
+                        help="the period --input holds (e.g. 2013-10, its Hive folder "
+                             "period=2013-10/), recorded with the predictions; an input "
+                             "without rows is then refused naming the period")
     parser.add_argument("--schema", default=None,
                         help="a copy of the schema file the features were built with, when "
                              "the recorded path is not readable here (its sha256 must match)")
@@ -114,6 +120,17 @@ def _check_remote(args, options) -> None:
                            "for: " + ", ".join(local))
 
 
+def _serving_inputs(args, schema):
+    """serving.check_serving_inputs; with --period, a problem names the period."""
+    if args.period is None:
+        return serving.check_serving_inputs(args.input, schema)
+    granularity(args.period)  # PeriodError (exit 2) for a malformed period
+    try:
+        return serving.check_serving_inputs(args.input, schema)
+    except (InputError, FileNotFoundError) as e:
+        raise InputError(f"period {args.period}: {e}") from e
+
+
 def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict | None:
     """The job: returns the summary of the committed output (None on a dry run).
 
@@ -130,7 +147,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> dict |
                                save_main_session=save_main_session, job_flags=args.job_flags)
     _check_remote(args, options)
     dry_run = options.view_as(TestOptions).dry_run
-    files, columns = serving.check_serving_inputs(args.input, schema)
+    files, columns = _serving_inputs(args, schema)
     writer = ArtifactWriter(args.output, "predictions", job=JOB, config={
         **recorded(args),
         "pipeline_args": beam_args})

@@ -12,6 +12,7 @@ class ScoreConfig:
     registry: str | None  # the registry store for a registry: --model (None: default)
     input: str
     output: str
+    period: str | None = None  # the period --input holds (recorded; docs/periods.md)
     schema: str | None = None  # a readable copy of the features' schema file
     chunk_rows: int = 50_000
     compression: str = "snappy"

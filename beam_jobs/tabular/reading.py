@@ -20,6 +20,7 @@ from apache_beam.metrics import Metrics
 from beam_jobs.common import inputs
 from beam_jobs.tabular import csvsplit, prepare, records
 from beam_jobs.common.inputs import InputError
+from mlbatch import periods as mlbatch_periods
 from mlbatch import storage
 from mlbatch.schema import TableSpec
 
@@ -43,7 +44,8 @@ def _names_table(path: str, table: TableSpec, only: bool) -> bool:
 
 
 def check_inputs(input_root: str, tables: list[TableSpec],
-                 needed: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+                 needed: dict[str, list[str]] | None = None,
+                 periods: mlbatch_periods.Selection | None = None) -> dict[str, list[str]]:
     """Driver-side check of the inputs before anything runs: every table has at least
     one file, and every CSV header / Parquet schema holds the table's declared columns
     (with ``needed``, only the columns it names per table: serving reads no label and no
@@ -51,7 +53,10 @@ def check_inputs(input_root: str, tables: list[TableSpec],
 
     --input is a directory (or gs:// prefix) holding each table's `path` pattern, or a
     glob or single file; then each file goes to the table whose `path` its name matches
-    (every file to the one table of a single-table schema).
+    (every file to the one table of a single-table schema). With ``periods``, a table's
+    files are its `path` under each period's Hive folder (``period=2013-10/``) and under
+    --input itself (a table not split by period, e.g. a dimension table); files of other
+    periods are not read (beam_jobs.tabular.periods counts them).
 
     Raises:
       FileNotFoundError: naming each table without files and the pattern tried.
@@ -71,7 +76,10 @@ def check_inputs(input_root: str, tables: list[TableSpec],
     named = inputs.names_files(input_root)
     for t in tables:
         pattern = table_pattern(input_root, t, named)
-        matched = [path for path, _ in inputs.match_files(pattern)]
+        matched = (period_files(input_root, t, periods) if periods and not named
+                   else [path for path, _ in inputs.match_files(pattern)])
+        if periods and named:
+            matched = [p for p in matched if periods.of_path(p) in (None, *periods.periods)]
         paths = matched
         if named:  # the files of a glob or the file: those named for this table
             paths = [p for p in matched if _names_table(p, t, len(tables) == 1)]
@@ -93,6 +101,15 @@ def check_inputs(input_root: str, tables: list[TableSpec],
     if empty:
         raise InputError("input tables without data:\n  " + "\n  ".join(empty))
     return found
+
+
+def period_files(input_root: str, table: TableSpec,
+                 periods: mlbatch_periods.Selection) -> list[str]:
+    """A table's files under each period's Hive folder and under ``input_root`` itself."""
+    roots = [FileSystems.join(input_root.rstrip("/"), periods.folder(p))
+             for p in periods.periods] + [input_root]
+    return sorted({path for root in roots
+                   for path, _ in inputs.match_files(table_pattern(root, table))})
 
 
 def present_columns(table: TableSpec, paths: list[str]) -> list[str]:

@@ -15,14 +15,14 @@ from mlbatch.schema.build import build
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
                                   SCALES, SPLIT_BY, TASKS, AsOfSpec, BucketFeature, ColumnSpec, CrossFeature,
                                   DatasetSchema, DerivedSpec, HashFeature, JoinSpec, LabelSpec,
-                                  LimitsSpec, NumericFeature, SchemaError, SplitSpec, TableSpec,
-                                  VocabFeature, resolve_classes, with_classes)
+                                  LimitsSpec, NumericFeature, PartitionSpec, SchemaError, SplitSpec,
+                                  TableSpec, VocabFeature, resolve_classes, with_classes)
 
 __all__ = ["AsOfSpec", "COLUMN_TYPES", "DERIVED_FNS", "FORMATS", "LABEL_OPS", "LABEL_TRANSFORMS", "SCALES",
            "SPLIT_BY", "TASKS", "BucketFeature", "ColumnSpec", "CrossFeature", "DatasetSchema",
            "DerivedSpec", "HashFeature", "JoinSpec", "LabelSpec", "LimitsSpec",
-           "NumericFeature", "SchemaError", "SplitSpec", "TableSpec", "VocabFeature",
-           "load_schema", "resolve_classes", "with_classes"]
+           "NumericFeature", "PartitionSpec", "SchemaError", "SplitSpec", "TableSpec",
+           "VocabFeature", "load_schema", "resolve_classes", "with_classes"]
 
 
 def load_schema(path: str | Path) -> DatasetSchema:

@@ -2,6 +2,7 @@
 field it reads (the error names the field)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from mlbatch.config import shorten
@@ -12,10 +13,11 @@ from mlbatch.schema.joins import load_joins
 from mlbatch.schema.specs import (COLUMN_TYPES, DERIVED_FNS, FORMATS, LABEL_OPS, LABEL_TRANSFORMS,
                                   MAX_CLASSES, SPLIT_BY, TASKS, ColumnSpec, DatasetSchema,
                                   DerivedSpec,
-                                  LabelSpec, LimitsSpec, SplitSpec, TableSpec)
+                                  LabelSpec, LimitsSpec, PartitionSpec, SplitSpec, TableSpec)
 
 TOP_LEVEL = {"name", "version", "tables", "main", "joins", "derived", "label", "filters",
-             "split", "features", "limits", "identity"}
+             "split", "features", "limits", "identity", "partitions"}
+GRANULARITIES = ("month", "day")
 NUMERIC = ("int64", "float64")
 
 
@@ -39,6 +41,7 @@ def build(raw, source: str) -> DatasetSchema:
         derived=derived, label=label, split=split, source=source, version=version,
         limits=_load_limits(raw.get("limits") or {}), filters=filters,
         identity=_load_identity(raw.get("identity") or [], tables[main]),
+        partitions=_load_partitions(raw.get("partitions") or {}),
         **load_features(raw["features"], available))
     names = schema.feature_names
     for where, feature in _feature_fields(schema):
@@ -274,6 +277,20 @@ def _load_filters(raw, available: dict[str, str]) -> tuple:
     return tuple(f.expression(f"filters[{i}]", text, available, ("bool",),
                               "a filter must be true/false (e.g. a comparison)")
                  for i, text in enumerate(raw))
+
+
+def _load_partitions(raw) -> PartitionSpec:
+    """``partitions: {key: period, granularity: month}``: the raw data's Hive period
+    folders (``period=2013-10/``), read with the feature job's --periods."""
+    f.check_keys("partitions", raw, {"key", "granularity"})
+    key = f.string("partitions.key", raw.get("key", "period"))
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise f.err("partitions.key", f"{shorten(key)} is not a folder key (letters, digits, _)")
+    granularity = raw.get("granularity")
+    if granularity is not None and granularity not in GRANULARITIES:
+        raise f.err("partitions.granularity", f"{shorten(granularity)} is not one of "
+                                              f"{GRANULARITIES}")
+    return PartitionSpec(key=key, granularity=granularity)
 
 
 def _load_identity(names, main: TableSpec) -> tuple[str, ...]:

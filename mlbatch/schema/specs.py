@@ -134,6 +134,14 @@ class LabelSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class PartitionSpec:
+    """How the raw data is split by period: Hive folders ``KEY=PERIOD/`` under the input
+    (docs/periods.md); ``granularity`` (month | day) when declared, else any."""
+    key: str = "period"
+    granularity: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class LimitsSpec:
     """How much bad input a run may absorb before it fails (as BigQuery's
     max_bad_records): past it the job fails, output uncommitted."""
@@ -233,6 +241,7 @@ class DatasetSchema:
     cross_max_collision_share: float = 0.3  # hash_buckets too small past this colliding share
     filters: tuple[Expr, ...] = ()  # boolean; a row failing one goes to excluded/
     identity: tuple[str, ...] = ()  # main-table columns naming a row across files (late labels)
+    partitions: PartitionSpec = PartitionSpec()  # period folders (docs/periods.md)
 
     @property
     def main_table(self) -> TableSpec:

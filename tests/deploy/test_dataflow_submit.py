@@ -121,7 +121,8 @@ def test_raw_data_goes_under_the_data_root_and_schemas_stay():
     from pipelines.spec import load_pipeline
     step = load_pipeline(REPO_ROOT / "pipelines" / "flights.yaml").steps["features"]
     assert entrypoint(step, "gs://b/run", data_root="gs://b/src")[3:] == [
-        "--schema", "schemas/flights.yaml", "--input", "gs://b/src/data/flights",
-        "--output", "gs://b/run/features"]
+        "--schema", "schemas/flights.yaml", "--input", "gs://b/src/data/flights_months",
+        "--periods", "2013-01..2013-09", "--output", "gs://b/run/features"]
     assert local_raw_inputs([step], "gs://b/src") == []
-    assert local_raw_inputs([step], None) == ["step 'features': raw input 'data/flights' is local"]
+    assert local_raw_inputs([step], None) == [
+        "step 'features': raw input 'data/flights_months' is local"]

@@ -5,6 +5,7 @@ the Vertex AI SDK's PipelineJob."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -30,7 +31,9 @@ def concat(*parts: str) -> str:
 
 
 def kfp_name(step: str) -> str:
-    return step.replace("_", "-")
+    """KFP's task name: ``tune_xgboost`` -> ``tune-xgboost``, ``score[2013-10]`` ->
+    ``score-2013-10`` (the display name keeps the step's)."""
+    return re.sub(r"[^a-z0-9]+", "-", step.lower()).strip("-")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +50,12 @@ def data_dir(tmp_path_factory):
     """A copy of the raw data the pipeline file names (small stand-ins: keys hash bytes)."""
     root = tmp_path_factory.mktemp("data_root")
     (root / "data" / "sotu").mkdir(parents=True)
-    (root / "data" / "flights").mkdir()
-    for name in ("flights.csv", "weather.csv", "airports.csv"):
-        (root / "data" / "flights" / name).write_text(f"{name}\n1\n")
+    folders = [("flights_months", "period=2013-01"), *((f, f"period=2013-{m}")
+               for f in ("flights_serve", "flights_labels") for m in (10, 11, 12))]
+    for folder, period in folders:
+        (root / "data" / folder / period).mkdir(parents=True)
+        for name in ("flights.csv", "weather.csv", "planes.csv"):
+            (root / "data" / folder / period / name).write_text(f"{period} {name}\n1\n")
     for i in range(2):
         (root / "data" / "sotu" / f"s{i}.txt").write_text(f"speech {i}\n")
     return root
@@ -122,31 +128,37 @@ def test_beam_steps_launch_dataflow_jobs(compiled):
         concat("--lineage-dir=", p("bucket"), "/runs/flights/", p("run_id"), "/_lineage"),
         "--pipeline=flights", concat("--run=flights@", p("run_id")),
         "--job=beam_jobs.features", concat("--cache-key=", p("cache_key")),
-        '--params-json={"input": "data/flights", "schema": "schemas/flights.yaml"}',
+        '--params-json={"input": "data/flights_months", "periods": "2013-01..2013-09", '
+        '"schema": "schemas/flights.yaml"}',
         concat("--dataflow-options=", p("dataflow_options")),
         "--output-uri-file", OUT_FILE]
     assert job_args(doc, "features") == [
         "python", "-m", "beam_jobs.features",
         "--schema", "schemas/flights.yaml",  # shipped in the image, read by the launcher
-        "--input", concat(p("data_root"), "/data/flights"), "--output", out,
+        "--input", concat(p("data_root"), "/data/flights_months"),
+        "--periods", "2013-01..2013-09", "--output", out,
         "--runner", "DataflowRunner", "--project", p("project"), "--region", p("region"),
         "--temp_location", concat(p("bucket"), "/tmp"),
         "--staging_location", concat(p("bucket"), "/staging"),
         "--job_name", concat("flights-features-", p("run_id")),
         concat("--service_account_email=", p("service_account")),
         concat("--sdk_container_image=", p("image"))]
-    score = job_args(doc, "score")
-    assert score[score.index("--model") + 1] == concat(p("upstream_1"), "/best")
+    score = job_args(doc, "score[2013-11]")
+    assert score[score.index("--input") + 1] == concat(p("data_root"),
+                                                       "/data/flights_serve/period=2013-11")
+    assert score[score.index("--registry") + 1] == p("upstream_0")  # bless_weak's store
+    assert job_args(doc, "evaluate[2013-12]")[3:5] == ["--predictions", p("upstream_0")]
     assert run in job_args(doc, "report")  # the report reads the run directory
     evaluate = job_args(doc, "evaluate_vectors")  # runs in its task: no Dataflow flags
     assert evaluate[evaluate.index("--corpus") + 1] == concat(p("data_root"),
                                                               "/data/sotu/*.txt")
     assert evaluate[evaluate.index("--vectors") + 1] == p("upstream_0")
     assert "DataflowRunner" not in evaluate
-    for step in ("cooccurrence", "score", "monitor"):
+    for step in ("cooccurrence", "score[2013-10]", "monitor[2013-10]", "drift[2013-12]"):
         assert "DataflowRunner" in job_args(doc, step), step
-    assert "--ok-exits=0 3" in args_of(doc, "monitor")  # exit 3 (breach) is a committed run
-    assert executor(doc, "monitor")["image"] == IMAGE
+    # exit 3 (breach) is a committed run
+    assert "--ok-exits=0 3" in args_of(doc, "monitor[2013-10]")
+    assert executor(doc, "monitor[2013-10]")["image"] == IMAGE
 
 
 def test_ray_steps_are_ray_jobs_with_attempt_ids_and_a_secret_reference(compiled):

@@ -26,16 +26,20 @@ steps:
 def test_flights_pipeline_order_and_dag():
     p = load_pipeline(REPO / "pipelines" / "flights.yaml")
     assert p.name == "flights"
+    months = ["2013-10", "2013-11", "2013-12"]
     assert p.order() == ["features", "cooccurrence", "evaluate_vectors", "xgboost", "jax",
-                         "tune_xgboost", "tune_jax", "xgboost_weak", "score", "monitor",
-                         "bless_xgboost", "bless_tune", "bless_weak", "score_blessed", "report"]
-    assert p.steps["score"].upstream == ["features", "tune_xgboost"]
+                         "tune_xgboost", "tune_jax", "xgboost_weak", "drift[2013-11]",
+                         "drift[2013-12]", "bless_xgboost", "bless_tune", "bless_weak",
+                         *(f"{step}[{m}]" for step in ("score", "monitor", "evaluate")
+                           for m in months), "report"]
+    assert p.steps["score[2013-10]"].upstream == ["bless_weak", "features"]
+    assert p.steps["evaluate[2013-11]"].upstream == ["score[2013-11]"]
     assert p.steps["cooccurrence"].upstream == []
+    serving = {f"{step}[{m}]" for step in ("score", "monitor", "evaluate") for m in months}
     assert p.downstream("features") == {"xgboost", "jax", "tune_xgboost", "tune_jax",
-                                        "score", "monitor", "report", "xgboost_weak",
-                                        "bless_xgboost", "bless_tune", "bless_weak",
-                                        "score_blessed"}
-    assert p.steps["score_blessed"].upstream == ["bless_weak", "features"]
+                                        "report", "xgboost_weak", "bless_xgboost",
+                                        "bless_tune", "bless_weak", "drift[2013-11]",
+                                        "drift[2013-12]", *serving}
     assert p.downstream("cooccurrence") == {"evaluate_vectors", "report"}
     assert p.steps["evaluate_vectors"].upstream == ["cooccurrence"]
     assert p.digest.startswith("sha256:") and len(p.digest) == 71
@@ -50,8 +54,13 @@ def test_argv_flags_lists_bools_and_references():
     assert p.steps["tune_jax"].argv("R") == [
         "--job", "jax", "--features", "R/features", "--num-samples", "2",
         "--max-concurrent", "1", "--set", "epochs=1", "--output", "R/tune_jax"]
-    assert p.steps["score"].argv("R")[:4] == ["--features", "R/features",
-                                              "--model", "R/tune_xgboost/best"]
+    assert p.steps["score[2013-11]"].argv("R") == [
+        "--features", "R/features", "--model", "registry:flights_delay@blessed",
+        "--registry", "R/bless_weak", "--input", "data/flights_serve/period=2013-11",
+        "--period", "2013-11", "--output", "R/score@2013-11"]
+    assert p.steps["drift[2013-12]"].argv("R")[4:8] == [
+        "--against", "data/flights_serve/period=2013-11", "--period", "2013-12"]
+    assert p.steps["evaluate[2013-10]"].argv("R")[:2] == ["--predictions", "R/score@2013-10"]
     assert p.steps["evaluate_vectors"].argv("R") == [
         "--vectors", "R/cooccurrence", "--corpus", "data/sotu/*.txt",
         "--output", "R/evaluate_vectors"]

@@ -16,9 +16,12 @@ FLIGHTS = load_pipeline(REPO / "pipelines" / "flights.yaml")
 
 def test_only_and_from_select_steps():
     assert selected_steps(FLIGHTS, RunOptions(only=("jax",))) == {"jax"}
+    months = ("2013-10", "2013-11", "2013-12")
     assert selected_steps(FLIGHTS, RunOptions(start="tune_xgboost")) == {
-        "tune_xgboost", "score", "monitor", "report", "bless_tune", "bless_weak",
-        "score_blessed"}
+        "tune_xgboost", "report", "bless_tune", "bless_weak",
+        *(f"{step}[{m}]" for step in ("score", "monitor", "evaluate") for m in months)}
+    assert selected_steps(FLIGHTS, RunOptions(only=("drift",))) == {
+        "drift[2013-11]", "drift[2013-12]"}
     assert selected_steps(FLIGHTS, RunOptions()) == set(FLIGHTS.steps)
 
 

@@ -2,10 +2,11 @@
 after its inputs' lines (so its bytes depend on its inputs' bytes only), as a committed
 artifact with its inputs recorded.
 
-    python -m tests.pipeline.toy_job --text T [--inputs DIR ...] [--period P] [--fail]
-        --output OUT
+    python -m tests.pipeline.toy_job --text T [--inputs DIR ...] [--read FILE]
+        [--period P] [--fail] --output OUT
 
-Its metrics: ``chars`` (of out.txt) and ``lines``; ``--period`` is recorded in its config.
+Its metrics: ``chars`` (of out.txt) and ``lines``; ``--period`` is recorded in its config;
+``--read`` is a raw file whose text goes into out.txt after the inputs' lines.
 
 For the tests, never in its output: ``TOY_JOURNAL`` (a file) gets a line
 ``start <step>`` / ``end <step>`` appended; ``TOY_MEET`` (``DIR:a,b``) makes steps a and b
@@ -33,7 +34,7 @@ def register(mp) -> None:
     from pipelines.registry import JOBS, JobInfo
 
     toy = JobInfo("tests.pipeline.toy_job", "local", "run_report",
-                  frozenset({"text", "inputs", "period", "fail"}), ("tests/pipeline",))
+                  frozenset({"text", "inputs", "read", "period", "fail"}), ("tests/pipeline",))
     mp.setitem(JOBS, "toy", toy)
     mp.setitem(JOBS, "toy_ray", JobInfo(toy.module, "ray", toy.artifact_type, toy.flags,
                                         toy.code))
@@ -71,6 +72,7 @@ def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--text", required=True)
     parser.add_argument("--inputs", action="append", default=[])
+    parser.add_argument("--read")
     parser.add_argument("--period")
     parser.add_argument("--fail", action="store_true")
     parser.add_argument("--output", required=True)
@@ -87,6 +89,8 @@ def run(argv: list[str] | None = None) -> None:
     for i, uri in enumerate(args.inputs):
         writer.input_artifact(f"input{i}", uri)
         lines.append(Path(uri, "out.txt").read_text())
+    if args.read:
+        lines.append(Path(args.read).read_text())
     text = "".join(lines) + args.text + "\n"
     Path(args.output, "out.txt").write_text(text)
     writer.metrics.update(chars=len(text), lines=text.count("\n"))

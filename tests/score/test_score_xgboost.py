@@ -3,6 +3,7 @@ row, and every output of the job; usage errors; the Dataflow dry run."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -81,6 +82,7 @@ def test_outputs_reconcile_and_agree(scored, flights_features, flights_xgboost):
     ("model is a feature dir", "a model is one of"),
     ("other features", "was trained on features"),
     ("no input files", "input files not found"),
+    ("period without rows", "period 2013-10: input tables without data"),
     ("unknown flag", "--num_shardz"),
     ("local paths on Dataflow", "DataflowRunner workers cannot read local paths"),
 ])
@@ -97,6 +99,12 @@ def test_usage_errors_exit_2(case, message, scored, flights_slice, flights_featu
         args["--features"] = synthetic_features
     elif case == "no input files":
         args["--input"] = tmp_path
+    elif case == "period without rows":  # its flights file holds the header only
+        args["--input"] = folder = tmp_path / "period=2013-10"
+        shutil.copytree(flights_slice, folder)
+        header = (folder / "flights.csv").read_text().splitlines()[0]
+        (folder / "flights.csv").write_text(header + "\n")
+        extra = ["--period", "2013-10"]
     elif case == "unknown flag":
         extra = ["--num_shardz", "2"]
     else:
