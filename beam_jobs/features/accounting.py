@@ -4,7 +4,10 @@ the column profile the pipeline gathered (transforms.PrepareExamplesFn, ProfileF
 Per join, in summary.json: main rows matched and unmatched (these reconcile with the
 main table's valid rows), lookup rows kept, duplicate keys dropped, lookup rows used and
 unused, what the unmatched rows' features are filled with, and an as-of join's `as_of`
-(time, lookup time, tolerance as written and in microseconds). Per prepared column
+(time, lookup time, tolerance as written and in microseconds) and its unmatched rows by
+cause: `late` (the key's latest earlier lookup row is beyond the tolerance), `too_early`
+(the key's lookup rows are all later) and `missed` (no lookup row has the key, or the
+row's key or time is null); late + too_early + missed = unmatched. Per prepared column
 (train and eval rows, before any fill): rows, nulls, null share, constant or not.
 
 A derived column that is all null or constant although a source of it varies, or far
@@ -63,7 +66,8 @@ def join_summary(schema: DatasetSchema, counts: dict, used: dict[str, int]) -> d
                   "duplicate_keys_dropped": c(f"{t}_duplicate_keys_dropped"),
                   "lookup_rows_used": n_used, "lookup_rows_unused": kept - n_used,
                   "unmatched_filled_with": filled_with(schema, t)}
-        if j.as_of:  # which lookup row a key's match took
+        if j.as_of:  # why unmatched rows found none: late + too_early + missed = unmatched
+            out[t].update({k: c(f"join_{t}_{k}") for k in ("late", "too_early", "missed")})
             out[t]["as_of"] = {"time": j.as_of.time.text, "lookup_time": j.as_of.lookup_time.text,
                                "tolerance": j.as_of.tolerance,
                                "tolerance_us": j.as_of.tolerance_us}

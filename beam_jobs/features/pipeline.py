@@ -238,6 +238,9 @@ def assemble_summary(_, schema: DatasetSchema, counts: dict, stats: dict | None,
     for name, j in joins.items():
         checks[f"join {name}: matched + unmatched == {main} valid"] = \
             j["matched"] + j["unmatched"] == stages["valid"]
+        if "late" in j:  # an as-of join: why its unmatched rows found no lookup row
+            checks[f"join {name}: late + too_early + missed == unmatched"] = \
+                j["late"] + j["too_early"] + j["missed"] == j["unmatched"]
     return {"dataset": schema.name, "stages": stages, "tables": tables,
             "reconciled": all(checks.values()), "checks": checks, "train_feature_stats": stats,
             "crosses": crosses, "joins": joins,

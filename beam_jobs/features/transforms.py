@@ -63,11 +63,12 @@ class PrepareExamplesFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(COUNTS, ("excluded", excluded.num_rows))
 
     def _accounting(self, prepared: pa.Table, joins: dict):
-        """Per join: matched / unmatched rows (COUNTS) and the lookup rows used
-        (LOOKUP_USED); the PROFILE of the prepared (train and eval) rows."""
-        for table, (matched, unmatched, used) in joins.items():
-            yield beam.pvalue.TaggedOutput(COUNTS, (f"join_{table}_matched", matched))
-            yield beam.pvalue.TaggedOutput(COUNTS, (f"join_{table}_unmatched", unmatched))
+        """Per join: matched / unmatched rows and an as-of join's late / too_early /
+        missed rows (COUNTS), the lookup rows used (LOOKUP_USED); the PROFILE of the
+        prepared (train and eval) rows."""
+        for table, (counts, used) in joins.items():
+            for outcome, rows in counts.items():
+                yield beam.pvalue.TaggedOutput(COUNTS, (f"join_{table}_{outcome}", rows))
             yield beam.pvalue.TaggedOutput(LOOKUP_USED, (table, used))
         yield beam.pvalue.TaggedOutput(PROFILE, prepare.profile(prepared, self._profiled))
 

@@ -92,8 +92,17 @@ def _expr_type(t: pa.Table, name: str) -> str:
 def join_counted(left: pa.Table, right: pa.Table, join: JoinSpec
                  ) -> tuple[pa.Table, int, np.ndarray]:
     """join_lookup, and how it went: (joined, rows that found a lookup row, the indices of
-    the lookup rows some main row found). An as-of join (join.as_of) takes, per key, the
-    latest lookup row at or before the main row's time within the tolerance."""
+    the lookup rows some main row found); see join_outcome."""
+    out, counts, used = join_outcome(left, right, join)
+    return out, counts["matched"], used
+
+
+def join_outcome(left: pa.Table, right: pa.Table, join: JoinSpec
+                 ) -> tuple[pa.Table, dict[str, int], np.ndarray]:
+    """join_lookup, and how it went: (joined, counts, the indices of the lookup rows some
+    main row found). counts has `matched` and `unmatched`; an as-of join (join.as_of:
+    per key the latest lookup row at or before the main row's time within the tolerance)
+    also splits the unmatched rows into `late`, `too_early` and `missed` (asof_match)."""
     n, keys = left.num_rows, [_key_name(i) for i in range(len(join.on))]
     left, right = _join_keys(left, right, join)
     lookup_time = expr.evaluate(join.as_of.lookup_time, right) if join.as_of else None
@@ -101,16 +110,18 @@ def join_counted(left: pa.Table, right: pa.Table, join: JoinSpec
                                 if c in right.column_names])
     right = right.rename_columns([c if c in keys else join.prefix + c for c in right.column_names])
     if join.as_of:
-        rows = asof_rows(left.select(keys), right.select(keys), expr.evaluate(join.as_of.time, left),
-                         lookup_time, join.as_of.tolerance_us)
+        rows, counts = asof_match(left.select(keys), right.select(keys),
+                                  expr.evaluate(join.as_of.time, left), lookup_time,
+                                  join.as_of.tolerance_us)
     else:
         rows = _equal_rows(left.select(keys), right.select(keys))
+        counts = {"matched": n - rows.null_count, "unmatched": rows.null_count}
     out = left.drop_columns(keys)
     picked = right.drop_columns(keys).take(rows)
     for name, col in zip(picked.column_names, picked.columns):
         out = out.append_column(name, col)
     used = np.unique(rows.drop_null().to_numpy()) if rows.null_count < n else np.zeros(0, np.int64)
-    return out, n - rows.null_count, used
+    return out, counts, used
 
 
 def _equal_rows(left: pa.Table, right: pa.Table) -> pa.Array:
@@ -143,31 +154,88 @@ def _micros(ts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return pc.fill_null(ts, 0).to_numpy(zero_copy_only=False).astype(np.int64), valid
 
 
+def sort_lookup_for_asof(table: pa.Table, join: JoinSpec) -> pa.Table:
+    """An as-of join's lookup table sorted once, when its side input is built
+    (reading.build_lookups): by its key columns, then its lookup time (stable: equal
+    times keep their order), so that asof_match only binary-searches each batch."""
+    if not table.num_rows:
+        return table
+    time = pc.cast(expr.evaluate(join.as_of.lookup_time, table), pa.int64())
+    order = pc.sort_indices(table.select(list(join.on)).append_column("__time", time),
+                            sort_keys=[(c, "ascending", "at_end") for c in (*join.on, "__time")])
+    return table.take(order)
+
+
 def asof_rows(left_keys: pa.Table, right_keys: pa.Table, time: pa.Array, lookup_time: pa.Array,
               tolerance_us: int) -> pa.Array:
     """Per main row the index of the lookup row with equal keys and the latest time <= the
-    row's time, at most tolerance_us before it (null: none). Equal times: the later row.
+    row's time, at most tolerance_us before it (null: none). Equal times: the later row."""
+    return asof_match(left_keys, right_keys, time, lookup_time, tolerance_us)[0]
 
-    Sorted per key: the lookup by (key, time, row), then one binary search per main row
-    on (key, time) encoded as one integer (times replaced by their rank among both sides).
-    """
+
+def asof_match(left_keys: pa.Table, right_keys: pa.Table, time: pa.Array,
+               lookup_time: pa.Array, tolerance_us: int) -> tuple[pa.Array, dict[str, int]]:
+    """asof_rows, and per outcome its number of main rows: `matched`; `late` (the key has
+    lookup rows at or before the row's time, but the latest is more than the tolerance
+    before it); `too_early` (the key's lookup rows are all after the row's time);
+    `missed` (no lookup row has the key, or the row's key or time is null); `unmatched`
+    = late + too_early + missed. matched + unmatched = rows.
+
+    The lookup rows of one key are one run sorted by time (sort_lookup_for_asof did that
+    when the side input was built; an unsorted lookup is sorted here); per main row one
+    binary search within its key's run, all rows at once."""
     lg, rg = _group_ids(left_keys, right_keys)
     lt, lok = _micros(time)
     rt, rok = _micros(lookup_time)
-    lok &= lg >= 0
-    idx = np.flatnonzero(rok & (rg >= 0))
-    if not len(idx):
-        return pa.nulls(len(lt), pa.int64())
-    ranks = np.unique(np.concatenate([lt, rt[idx]]), return_inverse=True)[1].ravel()
-    span = len(ranks) + 1
-    lcode = lg * span + ranks[:len(lt)]
-    rcode = rg[idx] * span + ranks[len(lt):]
-    order = np.lexsort((idx, rcode))
-    rcode, idx = rcode[order], idx[order]
-    pos = np.searchsorted(rcode, lcode, side="right") - 1
-    cand = idx[np.clip(pos, 0, None)]
-    ok = lok & (pos >= 0) & (rg[cand] == lg) & (lt - rt[cand] <= tolerance_us)
-    return pa.array(cand, mask=~ok)
+    idx = _by_key_time(np.flatnonzero(rok & (rg >= 0)), rg, rt)
+    lo, hi = _runs(lg, rg[idx])
+    pos = _last_at_or_before(rt[idx], lo, hi, lt) if len(idx) else lo - 1
+    keyed = lok & (hi > lo)
+    earlier = keyed & (pos >= lo)
+    cand = idx[np.clip(pos, 0, None)] if len(idx) else np.zeros(len(lt), np.int64)
+    ok = earlier & (lt - rt[cand] <= tolerance_us) if len(idx) else earlier
+    matched, late, too_early = int(ok.sum()), int((earlier & ~ok).sum()), \
+        int((keyed & ~earlier).sum())
+    counts = {"matched": matched, "unmatched": len(lt) - matched, "late": late,
+              "too_early": too_early, "missed": len(lt) - matched - late - too_early}
+    return pa.array(cand, mask=~ok), counts
+
+
+def _by_key_time(idx: np.ndarray, rg: np.ndarray, rt: np.ndarray) -> np.ndarray:
+    """The lookup rows idx ordered by (key, time, row): as they are when each key's rows
+    are one run in time order (checked, O(rows)), else sorted here."""
+    g, t = rg[idx], rt[idx]
+    same = g[1:] == g[:-1]
+    starts = g[np.concatenate([[True], ~same])] if len(g) else g
+    if not len(g) or (np.bincount(starts).max() <= 1 and (np.diff(t)[same] >= 0).all()):
+        return idx
+    return idx[np.lexsort((idx, t, g))]
+
+
+def _runs(lg: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per main row the [lo, hi) positions of its key's run in g (the sorted lookup's key
+    ids); lo == hi where the key has no lookup row or is null."""
+    size = max(int(lg.max(initial=-1)), int(g.max(initial=-1))) + 1
+    first, last = np.zeros(size + 1, np.int64), np.zeros(size + 1, np.int64)
+    if len(g):
+        bounds = np.flatnonzero(g[1:] != g[:-1]) + 1
+        starts, ends = np.concatenate([[0], bounds]), np.concatenate([bounds, [len(g)]])
+        first[g[starts]], last[g[starts]] = starts, ends
+    key = np.where(lg >= 0, lg, size)
+    return first[key], last[key]
+
+
+def _last_at_or_before(times: np.ndarray, lo: np.ndarray, hi: np.ndarray, at: np.ndarray
+                       ) -> np.ndarray:
+    """Per main row the last position p in [lo, hi) with times[p] <= at (lo - 1: none);
+    times is sorted within each [lo, hi). A binary search of all rows at once."""
+    a, b = lo.copy(), hi.copy()
+    while (a < b).any():
+        mid = (a + b) // 2
+        le = times[np.minimum(mid, len(times) - 1)] <= at
+        go = a < b
+        a, b = np.where(go & le, mid + 1, a), np.where(go & ~le, mid, b)
+    return a - 1
 
 
 def add_derived(t: pa.Table, schema: DatasetSchema) -> pa.Table:
@@ -302,15 +370,15 @@ def example_ids(t: pa.Table) -> pa.Array:
 
 
 def join_and_derive(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
-                    ) -> tuple[pa.Table, pa.Array, dict[str, tuple[int, int, np.ndarray]]]:
+                    ) -> tuple[pa.Table, pa.Array, dict[str, tuple[dict[str, int], np.ndarray]]]:
     """The per-row steps the feature job (``prepare_counted``) and serving
     (``serving.prepare_for_serving``) share: every join in order, the derived columns and
     ``example_id``. Returns (rows, per row null or why a derived value cannot be computed,
-    per join (lookup table name): (rows matched, rows unmatched, lookup rows used))."""
+    per join (lookup table name): (counts, lookup rows used), see join_outcome)."""
     t, joins = main, {}
     for j in schema.joins:
-        t, matched, used = join_counted(t, lookups[j.table], j)
-        joins[j.table] = (matched, t.num_rows - matched, used)
+        t, counts, used = join_outcome(t, lookups[j.table], j)
+        joins[j.table] = (counts, used)
     t, derive_reasons = derive_checked(t, schema)
     return t.append_column(EXAMPLE_ID, example_ids(t)), derive_reasons, joins
 
@@ -327,9 +395,9 @@ def prepare(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
 
 
 def prepare_counted(main: pa.Table, lookups: dict[str, pa.Table], schema: DatasetSchema
-                    ) -> tuple[pa.Table, pa.Table, dict[str, tuple[int, int, np.ndarray]]]:
-    """prepare, and per join (lookup table name): (rows matched, rows unmatched, indices
-    of the lookup rows used), see join_counted."""
+                    ) -> tuple[pa.Table, pa.Table, dict[str, tuple[dict[str, int], np.ndarray]]]:
+    """prepare, and per join (lookup table name): (counts, indices of the lookup rows
+    used), see join_outcome."""
     t, derive_reasons, joins = join_and_derive(main, lookups, schema)
     ids = t.column(EXAMPLE_ID)
     label, missing = label_array(t, schema)

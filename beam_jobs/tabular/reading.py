@@ -411,12 +411,16 @@ def camel(name: str) -> str:
 
 
 def build_lookups(valid: dict, schema) -> tuple[dict, list]:
-    """Per join, the lookup table's valid rows as one side input (``BuildLookup``), and
+    """Per join, the lookup table's valid rows as one side input (``BuildLookup``; an
+    as-of join's sorted by key and time, ``prepare.sort_lookup_for_asof``), and
     the PCollections of its duplicate-key counts; the feature job and serving both."""
     lookups, dupes = {}, []
     for join in schema.joins:
         table, counted = valid[join.table] | f"Build{camel(join.table)}Lookup" >> \
             BuildLookup(schema.tables[join.table], join.many_to_one)
+        if join.as_of:  # sorted once here; each batch only binary-searches it
+            table = table | f"Sort{camel(join.table)}Lookup" >> beam.Map(
+                prepare.sort_lookup_for_asof, join)
         lookups[join.table] = beam.pvalue.AsSingleton(table)
         dupes.append(counted)
     return lookups, dupes

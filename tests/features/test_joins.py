@@ -85,6 +85,22 @@ def brute_force(events: list[list], readings: list[list], tolerance: dt.timedelt
     return out
 
 
+def brute_outcomes(events: list[list], readings: list[list], tolerance: dt.timedelta) -> dict:
+    """Per outcome its number of events: matched; late (readings of the key at or before
+    the time, the latest beyond the tolerance); too_early (only later readings of the
+    key); missed (no reading of the key, or a null station or time)."""
+    out = {"matched": 0, "late": 0, "too_early": 0, "missed": 0}
+    for _, station, code, t in events:
+        times = [dt.datetime.fromisoformat(at) for station_r, sensor, at, _ in readings
+                 if None not in (station, t, station_r, at)
+                 and (station_r, sensor) == (station, code // 10)]
+        te = t and dt.datetime.fromisoformat(t)
+        before = [tr for tr in times if tr <= te]
+        out["missed" if not times else "too_early" if not before else
+            "matched" if te - max(before) <= tolerance else "late"] += 1
+    return out
+
+
 def dedupe_keep_first(readings: list[list]) -> list[list]:
     seen, out = set(), []
     for r in readings:
@@ -111,6 +127,15 @@ def test_as_of_join_agrees_with_brute_force_on_a_generated_table(tmp_path):
     out, matched, used = prepare.join_counted(main, lookup, join)
     expected = brute_force(events, dedupe_keep_first(readings), dt.timedelta(hours=2))
     assert out.column("r_v").to_pylist() == expected
+    # the lookup as the job's side input holds it (sorted once by key and time): the same
+    # rows, and the same outcome counts, as brute force
+    presorted = prepare.sort_lookup_for_asof(lookup, join)
+    assert presorted.column("v").to_pylist() != lookup.column("v").to_pylist()
+    out2, counts, _ = prepare.join_outcome(main, presorted, join)
+    assert out2.column("r_v").to_pylist() == expected
+    assert counts == dict(brute_outcomes(events, dedupe_keep_first(readings),
+                                         dt.timedelta(hours=2)), unmatched=1200 - matched)
+    assert min(counts["late"], counts["too_early"], counts["missed"]) > 20
     assert out.column("id").to_pylist() == list(range(1200))
     assert matched == sum(v is not None for v in expected)
     assert sorted(used.tolist()) == sorted(
@@ -137,6 +162,32 @@ def test_as_of_tolerance_and_equal_times(tmp_path):
     assert out.column("r_at").to_pylist() == ["2024-03-09T04:00:00-05:00"] * 2 + [None] + \
         ["2024-03-09T04:00:00-05:00", None, None]
     assert (matched, used.tolist()) == (3, [2])
+
+
+def test_as_of_outcomes_count_late_too_early_and_missed_apart(tmp_path):
+    """A generated table with a known number of each outcome: readings of station A sensor
+    1 every hour from 10:00 to 14:00, then none until 20:00 (tolerance 2h)."""
+    t0 = dt.datetime(2024, 3, 9, 10, tzinfo=dt.timezone.utc)
+    readings = [["A", 1, iso(t0 + dt.timedelta(hours=h), -5 * (h % 2)), h] for h in
+                (4, 0, 3, 10, 1, 2)]  # not in time order
+    at = [t0 + dt.timedelta(minutes=m) for m in
+          [0, 59, 120, 240, 300, 359,  # matched (6): within 2 h of a reading
+           361, 420, 500, 599,  # late (4): the latest reading (14:00) is over 2 h before
+           -1, -60, -600,  # too_early (3): before 10:00, the first reading
+           600, 700]]  # matched (2): the 20:00 reading
+    events = [[i, "A", 10 + i % 10, iso(t)] for i, t in enumerate(at)]
+    events += [[100, "B", 10, iso(t0)], [101, "A", 20, iso(t0)],  # missed (4): no such key,
+               [102, None, 10, iso(t0)], [103, "A", 10, None]]  # a null key, a null time
+    join, main, lookup, _ = load(tmp_path, AS_OF, events, readings)
+    want = {"matched": 8, "late": 4, "too_early": 3, "missed": 4, "unmatched": 11}
+    assert brute_outcomes(events, readings, dt.timedelta(hours=2)) == dict(
+        (k, v) for k, v in want.items() if k != "unmatched")
+    for side in (lookup, prepare.sort_lookup_for_asof(lookup, join)):
+        out, counts, used = prepare.join_outcome(main, side, join)
+        assert counts == want
+        assert out.column("r_v").to_pylist() == [0, 0, 2, 4, 4, 4] + [None] * 7 + \
+            [10, 10] + [None] * 4
+        assert sorted(side.column("v").take(pa.array(used)).to_pylist()) == [0, 2, 4, 10]
 
 
 def test_derived_multi_column_key_joins_the_previous_season(tmp_path):
@@ -223,6 +274,8 @@ def test_flights_as_of_weather_agrees_with_brute_force_in_training_and_serving(f
                for j in schema.joins}
     main = pa.Table.from_batches(valid["flights"])
     joined, matched, _ = prepare.join_counted(main, lookups["weather"], schema.joins[0])
+    presorted = prepare.sort_lookup_for_asof(lookups["weather"], schema.joins[0])
+    assert prepare.join_counted(main, presorted, schema.joins[0])[0].equals(joined)
     weather = pd.read_csv(flights_slice / "weather.csv", keep_default_na=False, dtype=str)
     weather["at"] = pd.to_datetime(weather.time_hour, utc=True)
     flights = pd.read_csv(flights_slice / "flights.csv", keep_default_na=False, dtype=str)
