@@ -26,6 +26,9 @@ def _rows(manifest) -> int | None:
     rows = manifest.rows
     if manifest.type == "cooccurrence" and isinstance(rows, dict):
         return rows.get("vocab")  # the matrix's rows: one per vocabulary word
+    if manifest.type == "evaluation":  # its parts (scored keys, labels) overlap: not a sum
+        joined = manifest.metrics.get("rows_joined")
+        return joined if isinstance(joined, int) else None
     if isinstance(rows, dict) and rows and all(isinstance(v, int) for v in rows.values()):
         return sum(rows.values())
     metrics = manifest.metrics
@@ -105,6 +108,8 @@ def summary(figures: dict) -> str:
     if kind == "features":
         parts.insert(0, f"train {figures.get('rows_train'):,} / eval {figures.get('rows_eval'):,}"
                      if "rows_train" in figures else "")
+    elif kind == "evaluation" and "rows" in figures:
+        parts.insert(0, f"{figures['rows']:,} rows joined to their labels")
     elif "rows" in figures:
         parts.insert(0, f"{figures['rows']:,} rows")
     return ", ".join(p for p in parts if p)

@@ -72,6 +72,16 @@ def test_late_labels_join_by_identity_and_give_the_same_auc(evaluated, flights_s
     assert read_manifest(str(flights_scored[0])).digest == m.input("predictions")["digest"]
 
 
+def test_the_runners_figures_count_the_joined_rows_not_the_sum_of_both_sides(evaluated):
+    """The pipeline's final table said '57,507 rows' for a month of 28,889 scored flights
+    and 28,618 labels: the evaluation's row counts overlap, so its figure is the join."""
+    from pipelines.figures import key_figures, summary
+    code, out = evaluated
+    figures = key_figures(str(out))
+    assert figures["rows"] == LABELLED
+    assert summary(figures).startswith(f"{LABELLED:,} rows joined to their labels, auc=")
+
+
 def test_a_duplicated_identity_is_an_error_naming_it(flights_scored, flights_slice, tmp_path,
                                                      capsys):
     labels = labelled_copy(flights_slice, tmp_path / "labels", twice=5)
