@@ -35,6 +35,20 @@ def own_period(step: Step) -> str | None:
     return str(period) if period else None
 
 
+def in_order(labels: list[str]) -> list[str]:
+    """Period labels in calendar order (``2013-10`` before ``2013-11``, whatever order the
+    steps ran in), then the labels that are not periods (step names) in the order given."""
+    from mlbatch.periods import PeriodError, granularity
+
+    def key(item: tuple[int, str]) -> tuple:
+        index, label = item
+        try:
+            return (0, granularity(label), label)
+        except PeriodError:
+            return (1, "", f"{index:09d}")
+    return [label for _, label in sorted(enumerate(dict.fromkeys(labels)), key=key)]
+
+
 def step_periods(run: Run) -> dict[str, str]:
     """Step name -> the period label the report shows for it (see the module doc)."""
     out, seen = {}, {}

@@ -19,7 +19,7 @@ from mlbatch.artifacts.evaluation import load_evaluation
 from mlbatch.artifacts.monitor import load_monitor
 from pipelines.report import svg
 from pipelines.report.blocks import Section, Svg, Text, absent, table
-from pipelines.report.periods import data_read_blocks, step_periods
+from pipelines.report.periods import data_read_blocks, in_order, step_periods
 from pipelines.report.run import Run, Step
 
 LOGGER = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ def history(run: Run) -> tuple[list[HistoryRow], list[str], list[str]]:
             if (r.period, r.mode, r.stage, r.name) not in seen:
                 seen.add((r.period, r.mode, r.stage, r.name))
                 out.append(r)
-    periods = list(dict.fromkeys(r.period for r in out))
-    return out, periods, problems
+    return out, in_order([r.period for r in out]), problems
 
 
 def effective(r: HistoryRow) -> float:
@@ -168,6 +167,8 @@ def out_of_time_blocks(run: Run) -> tuple[list, list[str]]:
     if not evals:
         return [], problems
     periods = step_periods(run)
+    order = in_order([periods[s.name] for s, _ in evals])
+    evals = sorted(evals, key=lambda e: order.index(periods[e[0].name]))
     names = [k for k in QUALITY if any(k in m.metrics for _, m in evals)]
     rows = [[periods[s.name], s.name, m.metrics.get("rows_joined"),
              *[v for k in names for v in (m.metrics.get(k), m.metrics.get(f"eval_split_{k}"))]]

@@ -155,6 +155,23 @@ def test_steps_without_a_period_are_their_own_period_in_run_order(tmp_path):
     assert [(r.period, r.distance) for r in rows] == list(zip(names, (0.02, 0.05, 0.30)))
 
 
+def test_periods_are_drawn_in_calendar_order_whatever_order_the_steps_ran(tmp_path):
+    """The demo's runner finished drift[2013-11] before monitor[2013-10]: the timeline's
+    axis, its 'last period' columns and the out-of-time table still go Oct, Nov, Dec."""
+    from pipelines.report.timeline import drift_blocks, out_of_time_blocks
+    root = periods_run(tmp_path)
+    doc = json.loads((root / "run.json").read_text())
+    doc["steps"] = doc["steps"][::-1]
+    (root / "run.json").write_text(json.dumps(doc))
+    run = load_run(str(root))
+    rows, periods, problems = history(run)
+    assert periods == ["2013-10", "2013-11", "2013-12"] and problems == []
+    header = drift_blocks(rows, periods)[0].columns
+    assert "2013-12 vs training" in header and "2013-12 vs previous" in header
+    oot = out_of_time_blocks(run)[0][0]
+    assert [r[0] for r in oot.rows] == ["2013-10", "2013-11", "2013-12"]
+
+
 def test_a_confusion_matrix_is_shaded_by_its_rows_share(chromium, tmp_path):
     true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
     pred = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 0, 2])
