@@ -48,16 +48,23 @@ def _blessing(store: LineageStore, model: dict) -> dict | None:
     return None
 
 
+# A blessing record (the registry's decision, read by a step that takes
+# registry:NAME@ALIAS) reads every model it compared: the models a result was computed
+# with are the ones its steps read directly, so the walk does not pass through one.
+NOT_THROUGH = ("model_evaluation",)
+
+
 def _nearest(tree: dict, types: tuple[str, ...]) -> list[dict]:
     """The nearest artifacts of ``types`` upstream of the tree's artifact (each the tree
-    rooted at it), not looking past one found."""
-    out = []
+    rooted at it), not looking past one found nor through a blessing record; each once."""
+    out: dict[int, dict] = {}
     for child in (tree.get("produced_by") or {}).get("inputs", []):
-        if child["artifact"]["type"] in types:
-            out.append(child)
-        else:
-            out.extend(_nearest(child, types))
-    return out
+        kind = child["artifact"]["type"]
+        found = [child] if kind in types else [] if kind in NOT_THROUGH else _nearest(
+            child, types)
+        for f in found:
+            out.setdefault(f["artifact"]["id"], f)
+    return list(out.values())
 
 
 def _files(tree: dict) -> list[dict]:

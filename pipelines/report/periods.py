@@ -30,6 +30,8 @@ def own_period(step: Step) -> str | None:
         return found.group("period")
     body = step.manifest.body if step.manifest else {}
     period = body.get("period") if isinstance(body, dict) else None
+    if not period and step.manifest and step.type == "features":
+        period = step.manifest.config.get("periods")  # the range it trained on
     period = period or step.info.get("period") or (step.info.get("key_figures") or {}).get(
         "period")  # the runner's record of the step, where it keeps one
     return str(period) if period else None

@@ -22,7 +22,7 @@ from mlbatch.artifacts.model_evaluation import registry_path
 from pipelines.lineage import LineageError, LineageStore
 from pipelines.model_registry import ModelRegistry
 from pipelines.model_registry.thresholds import describe
-from pipelines.report.blocks import Section, Text, fmt, short_digest, table
+from pipelines.report.blocks import Digest, Section, Text, fmt, short_digest, table
 from pipelines.report.run import Run
 from pipelines.report.serving import _reader
 
@@ -102,10 +102,21 @@ def version_metrics(metrics: dict) -> dict:
             if isinstance(metrics.get(k), (int, float)) and not isinstance(metrics[k], bool)}
 
 
-def thresholds_text(results: dict) -> str:
-    """Every check of a blessing in one cell, failed first, each with its two numbers."""
+def thresholds_text(results: dict) -> Digest | str:
+    """A blessing's checks in one cell: how many passed and the first failed one with its
+    two numbers; every check, failed first, each with its two numbers, on hover (the
+    blessing's own table above lists them one per row)."""
     checks = sorted(results.get("checks", []), key=lambda c: bool(c.get("passed")))
-    return "; ".join(describe(c, results.get("slice_column")) for c in checks) or "–"
+    if not checks:
+        return "–"
+    every = [describe(c, results.get("slice_column")) for c in checks]
+    failed = sum(not c.get("passed") for c in checks)
+    if len(checks) == 1:
+        return every[0]
+    cell = Digest(f"{failed} of {len(checks)} failed, first: {every[0]}" if failed
+                  else f"all {len(checks)} passed, e.g. {every[0]}")
+    cell.full = "; ".join(every)
+    return cell
 
 
 def decision_cell(results: dict | None) -> str:

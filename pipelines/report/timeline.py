@@ -83,7 +83,7 @@ class Timeline:
 
     @property
     def breached(self) -> list[str]:
-        return list(dict.fromkeys(r.period for r in self.rows if r.verdict == "breach"))
+        return in_order([r.period for r in self.rows if r.verdict == "breach"])
 
     @property
     def max_distance(self) -> float:

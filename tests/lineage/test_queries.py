@@ -81,6 +81,37 @@ def test_which_model_scored_an_output_and_on_which_data_it_was_trained(chain):
     assert model["blessing"] is None
 
 
+def test_which_model_scored_a_period_through_the_registry_is_the_resolved_one(tmp_path):
+    """A scoring step that reads registry:NAME@blessed reads the blessing record (which
+    read every model it compared) and the resolved model: the answer is that model only,
+    once, not the refused candidate nor the earlier versions the blessings compared."""
+    (tmp_path / "train.csv").write_bytes(TRAIN_CSV)
+    (tmp_path / "serve.csv").write_bytes(SERVE_CSV)
+    run = tmp_path / "run"
+    features = _artifact(run / "features", "features", files=[("raw:flights",
+                                                                tmp_path / "train.csv")])
+    good = _artifact(run / "tune_best", "xgboost_model", artifacts=[("features", features)])
+    weak = _artifact(run / "weak", "xgboost_model", artifacts=[("features", features)])
+    bless = _artifact(run / "bless_weak", "model_evaluation",
+                      artifacts=[("candidate", weak), ("baseline", good)])
+    scored = _artifact(run / "score@2013-11", "predictions",
+                       artifacts=[("inputs/0", bless), ("model", good)],
+                       files=[("raw:flights", tmp_path / "serve.csv")])
+    evaluated = _artifact(run / "evaluate@2013-11", "evaluation",
+                          artifacts=[("predictions", scored)])
+    with LineageStore(run / "lineage.sqlite") as store:
+        for step, inputs, out in [("features", [], features), ("tune", [features], good),
+                                  ("weak", [features], weak), ("bless_weak", [good, weak], bless),
+                                  ("score[2013-11]", [bless, good], scored),
+                                  ("evaluate[2013-11]", [scored], evaluated)]:
+            record_step(store, "flights@t1", step, f"jobs.{step}", "local", {}, f"sha256:{step}",
+                        [str(p) for p in inputs], str(out), "2026-12-06T01:00:00+00:00",
+                        "2026-12-06T01:00:01+00:00", "done", pipeline="flights")
+        answer = which_model(store, str(evaluated))
+    assert [m["model"]["uri"] for m in answer["models"]] == [str(good)]
+    assert answer["models"][0]["trained_on"][0]["features"]["uri"] == str(features)
+
+
 def test_which_model_asks_the_registry_hook_for_the_blessing(chain):
     seen = []
 

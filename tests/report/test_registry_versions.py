@@ -50,9 +50,12 @@ def test_every_version_with_its_blessing_and_both_numbers(blessed_run, flights_x
          "blessed (first of its name: value thresholds only)",
          f"overall: candidate auc = {first:.6g} passes value threshold auc>=0.5"),
         ("delay", "2", jax.digest[7:19], "jax_model", "candidate", "refused against version 1",
-         f"overall: candidate {cand:.6g} vs blessed {base:.6g}, change {change:.6g} fails "
-         f"change threshold auc>=+0.5; overall: candidate auc = {cand:.6g} passes value "
-         "threshold auc>=0.5")]
+         f"1 of 2 failed, first: overall: candidate {cand:.6g} vs blessed {base:.6g}, change "
+         f"{change:.6g} fails change threshold auc>=+0.5")]
+    assert versions.rows[1][7].full == (  # every check, failed first, on hover
+        f"overall: candidate {cand:.6g} vs blessed {base:.6g}, change {change:.6g} fails "
+        f"change threshold auc>=+0.5; overall: candidate auc = {cand:.6g} passes value "
+        "threshold auc>=0.5")
     assert versions.rows[0][2].full == xgb.digest  # the full digest rides along for hover
     assert "auc" in versions.rows[0][5]  # the registered eval metrics
 

@@ -158,7 +158,7 @@ def test_steps_without_a_period_are_their_own_period_in_run_order(tmp_path):
 def test_periods_are_drawn_in_calendar_order_whatever_order_the_steps_ran(tmp_path):
     """The demo's runner finished drift[2013-11] before monitor[2013-10]: the timeline's
     axis, its 'last period' columns and the out-of-time table still go Oct, Nov, Dec."""
-    from pipelines.report.timeline import drift_blocks, out_of_time_blocks
+    from pipelines.report.timeline import drift_blocks, out_of_time_blocks, timelines
     root = periods_run(tmp_path)
     doc = json.loads((root / "run.json").read_text())
     doc["steps"] = doc["steps"][::-1]
@@ -168,6 +168,8 @@ def test_periods_are_drawn_in_calendar_order_whatever_order_the_steps_ran(tmp_pa
     assert periods == ["2013-10", "2013-11", "2013-12"] and problems == []
     header = drift_blocks(rows, periods)[0].columns
     assert "2013-12 vs training" in header and "2013-12 vs previous" in header
+    breached = {t.name: t.breached for t in timelines(rows)}
+    assert breached["distance"] == ["2013-12"]
     oot = out_of_time_blocks(run)[0][0]
     assert [r[0] for r in oot.rows] == ["2013-10", "2013-11", "2013-12"]
 
