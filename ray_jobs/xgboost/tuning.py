@@ -152,7 +152,8 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
     """Commits the trial's model (trees up to its best round) as an ``xgboost_model``
     artifact in ``output_dir`` (any URI) with lineage to ``features``; returns its digest.
     ``model_info.json``: best round, its eval_loss (label units) and objective_loss,
-    rounds trained. A multiclass model's metrics add the eval split's ``confusion_matrix``."""
+    rounds trained. Its metrics: the eval split's (``best_eval_metrics``), with eval_loss and
+    objective_loss as the trial reported them at its best round."""
     import xgboost as xgb
 
     from mlbatch.artifacts import ArtifactWriter, write_json
@@ -172,9 +173,8 @@ def export_best(checkpoint: tune.Checkpoint, output_dir: str, *, features: str) 
             "best_objective_loss": losses["objective_loss"], "rounds_trained": state["round"],
             "loss_units": loss_units(fs.task, fs.label_transform)}
     write_json(storage.join(writer.root, "model_info.json"), info)
+    writer.metrics.update(best_eval_metrics(model, fs))
     writer.metrics.update({k: v for k, v in losses.items() if v is not None})
-    if fs.task == "multiclass_classification":  # as the job's own run records it
-        writer.metrics["confusion_matrix"] = eval_confusion_matrix(model, fs)
     return writer.commit(body=artifacts.model_section(
         fs, best_round=state["best_round"], rounds_trained=state["round"])).digest
 
@@ -192,11 +192,16 @@ def best_losses(state: dict, task: str) -> dict[str, float | None]:
             "objective_loss": at.get(early_stopping_metric(task, "objective_loss")[0])}
 
 
-def eval_confusion_matrix(model, fs) -> dict:
-    """``mlbatch.metrics.confusion_matrix`` of the model on the eval split (one pass on
-    the driver, as ``driver.run`` makes it)."""
+def best_eval_metrics(model, fs) -> dict:
+    """The exported model's metrics on the eval split, as the job's own run records them
+    (``driver.eval_metrics``: AUC, logloss, accuracy or RMSE, MAE in label units; a
+    multiclass model's ``confusion_matrix``), so the registry and the blessing read the
+    same figures for a Tune best as for a job's model: one pass on the driver."""
     from mlbatch.metrics import confusion_matrix
-    from ray_jobs.xgboost.driver import predict_split
+    from ray_jobs.xgboost.driver import eval_metrics, predict_split
 
     preds, labels = predict_split(model, fs, "eval")
-    return confusion_matrix(labels, preds, fs.classes)
+    out = eval_metrics(fs, preds, labels)
+    if fs.task == "multiclass_classification":
+        out["confusion_matrix"] = confusion_matrix(labels, preds, fs.classes)
+    return out

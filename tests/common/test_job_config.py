@@ -22,7 +22,8 @@ def test_the_feature_jobs_flags_become_a_frozen_config():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.passes = "1"
     # artifact.json records the flags in their order, less those that do not shape the result
-    assert list(recorded(config)) == ["schema", "input", "output", "chunk_rows", "compression",
+    assert list(recorded(config)) == ["schema", "input", "output", "periods", "chunk_rows",
+                                      "compression",
                                       "row_group_rows", "num_shards", "analyzers", "passes",
                                       "max_dead_letter_share"]
 
@@ -31,7 +32,7 @@ def test_the_scoring_jobs_flags_become_a_frozen_config():
     config, _ = score_args(["--features", "f", "--model", "m", "--input", "i", "--output", "o"])
     assert isinstance(config, ScoreConfig) and config.schema is None
     assert recorded(config) == {"features": "f", "model": "m", "registry": None, "input": "i",
-                                "output": "o",
+                                "period": None, "output": "o",
                                 "schema": None, "chunk_rows": 50_000, "compression": "snappy",
                                 "row_group_rows": 100_000, "num_shards": 0}
 

@@ -150,8 +150,8 @@ def test_a_diverging_loss_exits_1_naming_the_epoch(tiny_features, tmp_path, caps
                  "--set", "schedule=constant"])
     assert code == 1
     err = capsys.readouterr().err
-    assert ("error: epoch 0: the eval loss is None: the model's predictions are not finite "
-            "(training diverged)") in err
+    assert ("error: epoch 0: the eval loss (eval_loss) is nan: the model's predictions are "
+            "not finite (training diverged)") in err
     assert "Traceback" not in err
     assert not (tmp_path / "out" / "artifact.json").exists()
     assert not (tmp_path / "out" / "model").exists()

@@ -90,6 +90,17 @@ def test_asha_stops_weak_trials_and_a_failing_trial_is_retried(connected, synthe
         assert m.input("features")["digest"] == features.digest
     assert model.manifest.digest == run.best["model"]["digest"]
     assert not any(f["path"].startswith("xgboost_tune/") for f in run.manifest.files)
+    # Its metrics are the eval split's, as a job's model records them (the registry and
+    # the blessing read them): recomputed here from the exported trees.
+    from mlbatch.artifacts.features import load_feature_set
+    from ray_jobs.xgboost.driver import eval_metrics, predict_split
+    fs = load_feature_set(synthetic_features, check_columns=False)
+    expected = eval_metrics(fs, *predict_split(booster, fs, "eval"))
+    got = model.manifest.metrics
+    assert {"auc", "logloss", "accuracy"} <= set(got)
+    assert [got[k] for k in ("auc", "logloss", "accuracy")] == pytest.approx(
+        [expected[k] for k in ("auc", "logloss", "accuracy")], rel=1e-12)
+    assert got["eval_loss"] == pytest.approx(best["eval_loss"])
 
 
 def test_resume_after_the_driver_is_killed_loses_and_repeats_no_trial(
