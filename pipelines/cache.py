@@ -117,10 +117,11 @@ def raw_digest(value: Any, periods: Any = None) -> list[list[str]]:
     that reads a range of periods does not rerun when another period arrives or changes.
     Files outside any period folder (lookup tables beside the folders) always count."""
     values = value if isinstance(value, list) else [value]
-    keep = set(mlbatch_periods.expand(periods)) if periods is not None else None
+    # None: a file outside any period folder, always kept
+    keep = {None, *mlbatch_periods.expand(periods)} if periods is not None else None
     return [[f"{i}:{name}", storage.sha256(uri)] for i, v in enumerate(values)
             for name, uri in raw_files(str(v))
-            if keep is None or mlbatch_periods.of_path(name) in keep | {None}]
+            if keep is None or mlbatch_periods.of_path(name) in keep]
 
 
 def output_digest(root: str) -> str | None:

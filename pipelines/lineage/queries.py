@@ -60,9 +60,9 @@ def _nearest(tree: dict, types: tuple[str, ...]) -> list[dict]:
     out: dict[int, dict] = {}
     for child in (tree.get("produced_by") or {}).get("inputs", []):
         kind = child["artifact"]["type"]
-        found = [child] if kind in types else [] if kind in NOT_THROUGH else _nearest(
-            child, types)
-        for f in found:
+        if kind in NOT_THROUGH:
+            continue
+        for f in [child] if kind in types else _nearest(child, types):
             out.setdefault(f["artifact"]["id"], f)
     return list(out.values())
 

@@ -61,7 +61,8 @@ def absent(id: str, title: str, what: str) -> Section:
 
 
 class Digest(str):
-    """A short digest cell; ``full`` is the whole digest (the HTML shows it on hover)."""
+    """A short cell with its whole text on hover (``full``; the HTML's ``title``): a
+    digest, or a long list such as a blessing's every check."""
     full: str = ""
 
 

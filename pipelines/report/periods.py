@@ -13,6 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 
+from mlbatch.periods import PeriodError, granularity
 from pipelines.report.blocks import Digest, Table, Text, table
 from pipelines.report.run import Run, Step
 
@@ -40,8 +41,6 @@ def own_period(step: Step) -> str | None:
 def in_order(labels: list[str]) -> list[str]:
     """Period labels in calendar order (``2013-10`` before ``2013-11``, whatever order the
     steps ran in), then the labels that are not periods (step names) in the order given."""
-    from mlbatch.periods import PeriodError, granularity
-
     def key(item: tuple[int, str]) -> tuple:
         index, label = item
         try:
