@@ -80,6 +80,7 @@ class TokenizeFn(beam.DoFn):
     def setup(self) -> None:
         if self._processes > 1:
             self._workers = TokenizeWorkers(self._tokenizer, self._directory, self._processes)
+            LOGGER.debug("phase: %d tokenizing helpers started", self._processes)
 
     def start_bundle(self) -> None:
         self._ids, self._writer = TokenIds(self._tokenizer), None
@@ -96,6 +97,7 @@ class TokenizeFn(beam.DoFn):
     def finish_bundle(self):
         if self._workers is not None:
             done = self._workers.finish()
+            LOGGER.debug("phase: tokenizing helpers done")
         else:
             done = [(self._ids.token_counts(),
                      None if self._writer is None else self._writer.close(self._ids.tokens))]
@@ -216,6 +218,7 @@ class CountPairsFn(beam.DoFn):
 
     def process(self, spill: Spill, vocab: Vocabulary):
         if self._vocab is not vocab:
+            LOGGER.debug("phase: counting pairs of %d tokens' vocabulary", vocab.size)
             self._vocab, self._lookup = vocab, id_lookup(vocab.tokens)
         args = (spill, remap_ids(spill.tokens, self._lookup),
                 {**self._params, "vocab_size": vocab.size}, self._chunk_ids, self._shard_nnz)
@@ -230,6 +233,7 @@ class CountPairsFn(beam.DoFn):
         for result in self._workers.results():
             for element in self._partials(result):
                 yield _global(element)
+        LOGGER.debug("phase: counting helpers done")
 
     def teardown(self) -> None:
         if self._workers is not None:
