@@ -284,6 +284,11 @@ def child_phases(corpus: str, output: Path, window: int, min_count: int,
     code = job_main(["--input", corpus, "--output", str(output), "--window", str(window),
                      "--min-count", str(min_count), "--overwrite",
                      "--processes", str(processes)])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    logging.getLogger("beam_jobs.cooccurrence").debug(
+        "phase: exit; this process used %.2f CPU s (user %.2f, system %.2f); the fork "
+        "server and the helpers are the rest of the tree's", usage.ru_utime + usage.ru_stime,
+        usage.ru_utime, usage.ru_stime)
     if code:
         raise SystemExit(code)
 
