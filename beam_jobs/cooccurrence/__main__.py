@@ -15,7 +15,7 @@ import logging
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import TestOptions
+from apache_beam.options.pipeline_options import DirectOptions, TestOptions
 
 from beam_jobs.common.options import (is_dataflow, pipeline_options, refuse_local_paths,
                                       run_pipeline)
@@ -57,7 +57,7 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> Manife
     options = pipeline_options(pipeline_args, job_name=JOB_NAME,
                                save_main_session=save_main_session)
     dry_run = options.view_as(TestOptions).dry_run
-    if config.processes > 1 and not dry_run and not is_dataflow(options):
+    if config.processes > 1 and not dry_run and _runs_in_this_process(options):
         start_fork_server()  # its imports overlap the input hashing and the pipeline start
     if dry_run and storage.is_remote(config.input):
         corpus = []  # a dry run reaches no bucket
@@ -79,6 +79,14 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> Manife
             storage.delete(spill_dir(config.output))
             writer.fail(_failure(err))
         raise
+
+
+def _runs_in_this_process(options) -> bool:
+    """Whether the DoFns run in this process (the local in-memory runner), so that the
+    helpers' fork server is this process's: not on Dataflow, not in Beam's worker
+    processes (``--direct_running_mode multi_processing``)."""
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return not is_dataflow(options) and mode != "multi_processing"
 
 
 def main(argv: list[str] | None = None) -> int:
