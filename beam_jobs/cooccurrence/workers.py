@@ -41,12 +41,16 @@ from multiprocessing.connection import Connection, wait
 
 import numpy as np
 import scipy.sparse as sp
-from numpy._core import multiarray as np_multiarray
 
 from beam_jobs.cooccurrence.counting import PairCounter, TokenIds, Tokenizer
 from beam_jobs.cooccurrence.spill import Spill, SpillWriter, read_chunks
 from beam_jobs.cooccurrence.spill import delete as delete_spill
 from mlbatch.errors import WorkerError
+
+try:
+    from numpy._core import multiarray as np_multiarray
+except ImportError:  # numpy < 2 (a Dataflow worker's own numpy, say)
+    from numpy.core import multiarray as np_multiarray
 
 _FINISH = "finish"
 _LINE_BREAK = np.array([TokenIds.LINE_BREAK], np.int32)
