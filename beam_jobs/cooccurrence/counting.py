@@ -24,6 +24,7 @@ from itertools import repeat
 import numpy as np
 import scipy.sparse as sp
 
+from beam_jobs.cooccurrence.chunking import SENTINEL, ChunkIds, splits_on_white_space
 from mlbatch.errors import UsageError
 
 DEFAULT_TOKEN_PATTERN = r"[a-z0-9]+(?:'[a-z]+)?"
@@ -106,14 +107,23 @@ class TokenIds:
         self._lookup.default_factory = self._lookup.__len__
         self._lookup["\n"] = self.LINE_BREAK
         self._counts = np.zeros(1, np.int64)
+        self._chunks = (ChunkIds(self._lookup, tokenizer._regex, self.LINE_BREAK)
+                        if splits_on_white_space(tokenizer.pattern) else None)
 
     def ids(self, text: str) -> np.ndarray:
-        """First-seen ids (int32) of the tokens of ``text``, 0 at each line break."""
+        """First-seen ids (int32) of the tokens of ``text``, 0 at each line break.
+
+        Through ``chunking.ChunkIds`` when the pattern allows it (the same ids), else the
+        regex over the whole text.
+        """
         tokenizer = self._tokenizer
-        found = tokenizer._regex_with_newlines.findall(
-            text.lower() if tokenizer.lowercase else text)
-        ids = np.fromiter(map(self._lookup.__getitem__, found), dtype=np.int32,
-                          count=len(found))
+        text = text.lower() if tokenizer.lowercase else text
+        if self._chunks is not None and SENTINEL not in text:
+            ids = self._chunks.ids(text)
+        else:
+            found = tokenizer._regex_with_newlines.findall(text)
+            ids = np.fromiter(map(self._lookup.__getitem__, found), dtype=np.int32,
+                              count=len(found))
         seen = np.bincount(ids, minlength=len(self._lookup))
         seen[: self._counts.size] += self._counts
         self._counts = seen
