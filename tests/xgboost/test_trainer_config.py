@@ -1,6 +1,8 @@
 """How the driver builds Ray Train's XGBoostTrainer (no Ray needed: nothing is started)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ray_jobs.common.synthetic import write_synthetic_features
@@ -40,3 +42,40 @@ def test_cpu_workers_train_on_cpu(fs, tmp_path):
                                   max_failures=0)
     assert spec.params["device"] == "cpu" and not trainer.scaling_config.use_gpu
     assert trainer.scaling_config.resources_per_worker == {"CPU": 1}
+
+
+def test_workers_read_hist_shards_into_quantile_matrices_with_the_params_bins():
+    assert worker.quantile_bins({"tree_method": "hist", "max_bin": 64}) == 64
+    assert worker.quantile_bins({}) == 256  # hist and XGBoost's own 256 bins by default
+    assert worker.quantile_bins({"tree_method": "approx", "max_bin": 64}) is None
+
+
+def test_a_process_start_is_read_from_proc_to_the_clock_tick():
+    """The benchmark's start-up breakdown dates each training worker's process by it."""
+    import subprocess
+    import time
+    before = time.time()
+    child = subprocess.Popen(["sleep", "5"])
+    after = time.time()
+    try:
+        assert before - 0.02 <= worker.process_start(child.pid) <= after + 0.02
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_timeline_writes_its_marks_per_rank_only_when_given_a_directory(tmp_path):
+    line = worker.Timeline(str(tmp_path))
+    line.mark("first_round_end", once=True)
+    first = line.marks["first_round_end"]
+    line.mark("first_round_end", once=True)  # kept: the first round's end
+    line.add("reports_s", 0.25)
+    line.add("reports_s", 0.5)
+    line.write(rank=1)
+    marks = json.loads((tmp_path / "rank1.json").read_text())
+    assert set(marks) == {"process_start", "fn_start", "first_round_end", "reports_s",
+                          "fn_end", "process_cpu_s"}
+    assert marks["first_round_end"] == first and marks["reports_s"] == 0.75
+    assert marks["process_start"] <= marks["fn_start"] <= first <= marks["fn_end"]
+    worker.Timeline(None).write(rank=0)  # the job's default: no marks, no file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank1.json"]
