@@ -133,22 +133,28 @@ def process_start(pid: int | str = "self") -> float:
 LABEL_LOSS = "label_loss"  # the per-round name of eval_loss (history: "eval-label_loss")
 
 
-def label_loss_metric(task: str, label_transform: dict | None):
+def label_loss_metric(task: str, label_transform: dict | None,
+                      timeline: Timeline | None = None):
     """XGBoost ``custom_metric``: the task's loss in label units (the label transform
     inverted on labels and predictions; XGBoost hands over transformed predictions:
     probabilities, not margins). Each worker sums its own rows' losses and the sums are
-    allreduced, so every rank gets the loss of the whole split (``mlbatch.metrics``)."""
+    allreduced, so every rank gets the loss of the whole split (``mlbatch.metrics``).
+    ``timeline`` adds up the seconds of this worker's own part (``label_loss_s``)."""
     from xgboost import collective
 
     from mlbatch.labels import inverse_label
     from mlbatch.metrics import loss_from_sums, loss_sums
 
+    timeline = timeline or Timeline(None)
+
     def label_loss(predt, dmatrix) -> tuple[str, float]:
+        t = time.time()
         labels = dmatrix.get_label()
         if task == "regression":
             labels, predt = (inverse_label(labels, label_transform),
                              inverse_label(predt, label_transform))
         total, rows = loss_sums(task, labels, predt)
+        timeline.add("label_loss_s", time.time() - t)
         total, rows = collective.allreduce(np.array([total, float(rows)]), collective.Op.SUM)
         return LABEL_LOSS, loss_from_sums(task, float(total), int(rows))
 
@@ -228,7 +234,7 @@ def train_fn_per_worker(config: dict) -> None:
     if not _finished(spec, state):
         xgb.train(spec.params, dtrain, spec.num_boost_round - state.round,
                   evals=[(dtrain, "train"), (deval, "eval")], xgb_model=booster,
-                  custom_metric=label_loss_metric(spec.task, spec.label_transform),
+                  custom_metric=label_loss_metric(spec.task, spec.label_transform, timeline),
                   callbacks=[RoundsCallback(spec, state, rank, timeline), *spec.callbacks],
                   verbose_eval=False)
     timeline.write(rank)
