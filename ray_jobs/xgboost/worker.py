@@ -98,10 +98,11 @@ class Timeline:
     """Wall-clock marks (``time.time()``) of one worker's steps, written to
     ``<directory>/rank<k>.json`` when the function ends (``TrainSpec.timeline``; the
     benchmark's start-up breakdown, docs/xgboost.md). ``process_start`` is when the
-    worker's process was created (``/proc``), so the first gap is process start + imports."""
+    worker's process was created (``/proc``), so the first gap is process start + imports.
+    ``cpu_s_at`` holds the process's CPU seconds (all threads) at each mark."""
 
     def __init__(self, directory: str | None):
-        self.directory, self.marks = directory, {}
+        self.directory, self.marks, self.cpu = directory, {}, {}
         if directory:
             self.marks["process_start"] = process_start()
             self.mark("fn_start")
@@ -109,6 +110,7 @@ class Timeline:
     def mark(self, name: str, once: bool = False) -> None:
         if self.directory and not (once and name in self.marks):
             self.marks[name] = time.time()
+            self.cpu[name] = round(time.process_time(), 3)
 
     def add(self, name: str, seconds: float) -> None:
         if self.directory:
@@ -117,8 +119,8 @@ class Timeline:
     def write(self, rank: int) -> None:
         if self.directory:
             self.mark("fn_end")
-            self.marks["process_cpu_s"] = time.process_time()
-            Path(self.directory, f"rank{rank}.json").write_text(json.dumps(self.marks))
+            Path(self.directory, f"rank{rank}.json").write_text(
+                json.dumps({**self.marks, "cpu_s_at": self.cpu}))
 
 
 def process_start(pid: int | str = "self") -> float:

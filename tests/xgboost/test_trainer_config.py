@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -74,8 +75,32 @@ def test_a_timeline_writes_its_marks_per_rank_only_when_given_a_directory(tmp_pa
     line.write(rank=1)
     marks = json.loads((tmp_path / "rank1.json").read_text())
     assert set(marks) == {"process_start", "fn_start", "first_round_end", "reports_s",
-                          "fn_end", "process_cpu_s"}
+                          "fn_end", "cpu_s_at"}
+    assert set(marks["cpu_s_at"]) == {"fn_start", "first_round_end", "fn_end"}
     assert marks["first_round_end"] == first and marks["reports_s"] == 0.75
     assert marks["process_start"] <= marks["fn_start"] <= first <= marks["fn_end"]
     worker.Timeline(None).write(rank=0)  # the job's default: no marks, no file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank1.json"]
+
+
+def test_the_preemption_watcher_is_off_only_on_the_private_local_ray(fs, tmp_path,
+                                                                      monkeypatch):
+    """One Ray Train actor process fewer where nothing can drain the node: the job's
+    own single-node Ray; on a cluster (or a Ray the user started) Ray's default stays,
+    and a value the user set wins everywhere."""
+    from ray_jobs.common import cluster as ray_cluster
+    config = XGBoostConfig(features=fs.root, output=str(tmp_path))
+    spec = driver.train_spec(config, fs, config.booster_params(fs.task), Layout(2, 1))
+    env = driver.PREEMPTION_WATCHER_ENV
+    monkeypatch.delenv(env, raising=False)
+    driver.make_trainer(spec, Layout(2, 1), name="t", storage_uri=str(tmp_path),
+                        max_failures=0)
+    assert env not in os.environ  # not our local Ray: Ray's default (on)
+    monkeypatch.setattr(ray_cluster, "started_local", lambda: True)
+    driver.make_trainer(spec, Layout(2, 1), name="t", storage_uri=str(tmp_path),
+                        max_failures=0)
+    assert os.environ[env] == "0"
+    monkeypatch.setenv(env, "1")
+    driver.make_trainer(spec, Layout(2, 1), name="t", storage_uri=str(tmp_path),
+                        max_failures=0)
+    assert os.environ[env] == "1"
