@@ -16,7 +16,11 @@ also starting the controller and workers and the job's reports and checkpoints e
 rounds; Ray itself is started before the clock, as a cluster would be up already). The
 job's pre-training data scan is timed separately (scan_s). Eval AUC is computed exactly
 from each model's predictions on the whole eval split. Peak memory: the process's max RSS,
-plus for Ray Train the sampled peak of the training workers' summed RSS.
+plus for Ray Train the sampled peak of the training workers' summed RSS. timed_cpu_s: the
+CPU seconds of the timed region (plain: its process; Ray Train: the driver plus every
+process of the run's local Ray, from /proc). timeline: seconds after the clock started of
+the steps (Ray Train: the controller's log marks and each worker's ``worker.Timeline``;
+docs/xgboost.md, "Where the time goes").
 Ray runs locally on 127.0.0.1. Datasets: out/run/features (the demo feature job's flights output)
 when present, and a synthetic table of --rows x 30 features (cached under bench_out/).
 
