@@ -124,12 +124,12 @@ class Timeline:
 
 
 def process_start(pid: int | str = "self") -> float:
-    """Creation time of a process (seconds since the epoch) from /proc (Linux): its
-    start in clock ticks after boot, against the uptime now (1/100 s resolution; the
+    """Creation time of a process (seconds since the epoch) from /proc (Linux): its start
+    in clock ticks after boot against the boot-time clock now (1/100 s resolution; the
     boot time /proc/stat gives is whole seconds)."""
     ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    now, since_boot = time.time(), time.clock_gettime(time.CLOCK_BOOTTIME)
+    return now - since_boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 LABEL_LOSS = "label_loss"  # the per-round name of eval_loss (history: "eval-label_loss")
