@@ -75,6 +75,20 @@ def _stat(pid: str) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _process_name(pid: str) -> str:
+    """A Ray process's name: its title (``ray::RayTrainWorker``,
+    ``ray-dashboard-StateHead-0``) or its program's file (``raylet``, ``dashboard.py``)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    first = argv[0].decode(errors="replace")
+    if " " in first or first.startswith("ray::"):  # a title the process set itself
+        return first.split(" ")[0] or "?"
+    scripts = [a.decode(errors="replace") for a in argv[1:] if a.endswith(b".py")]
+    return Path(scripts[0] if scripts else first).name or "?"
+
+
 class ActorMemorySampler(threading.Thread):
     """Peak of the summed RSS of the Ray Train worker processes, and the CPU seconds
     this process's descendants (the local Ray: GCS, raylet, dashboard, the Train
@@ -89,6 +103,7 @@ class ActorMemorySampler(threading.Thread):
         self.own_cpu_s = 0.0
         self._cpu_first: dict[str, float] = {}
         self._cpu_last: dict[str, float] = {}
+        self._names: dict[str, str] = {}
         self._sample_cpu(first=True)
 
     def _sample_cpu(self, first: bool = False) -> None:
@@ -101,10 +116,21 @@ class ActorMemorySampler(threading.Thread):
             if first:
                 self._cpu_first[pid] = stats[pid][1]
             self._cpu_last[pid] = stats[pid][1]
+            name = _process_name(pid)  # the latest title: ray::IDLE becomes the actor's
+            if name != "?":
+                self._names[pid] = name
 
     @property
     def cpu_s(self) -> float:
         return sum(v - self._cpu_first.get(p, 0.0) for p, v in self._cpu_last.items())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds per process name (the Ray processes, e.g. ray::TrainController)."""
+        out: dict[str, float] = {}
+        for pid, v in self._cpu_last.items():
+            name = self._names.get(pid, "?")
+            out[name] = round(out.get(name, 0.0) + v - self._cpu_first.get(pid, 0.0), 2)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def run(self):
         while not self._halt.is_set():
@@ -181,6 +207,7 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
         record.update(train_s=round(wall, 2), actor_peak_rss_mb=round(sampler.stop(), 1),
                       timed_cpu_s=round(sampler.cpu_s + time.process_time() - cpu
                                           - sampler.own_cpu_s, 2),
+                      cpu_s_by_process=sampler.cpu_by_process(),
                       timeline={"controller": controller_timeline(t_epoch),
                                 **worker_timeline(marks_dir, t_epoch)})
     p, y = [], []
