@@ -49,6 +49,11 @@ def shard_bounds(num_rows: int, shards: int) -> list[tuple[int, int]]:
     return list(zip(b[:-1], b[1:]))
 
 
+def smallest_shard(fs: FeatureSet, shards: int) -> int:
+    """Rows of the smallest of the train split's ``shards`` data shards."""
+    return min(hi - lo for lo, hi in shard_bounds(fs.num_rows("train"), shards))
+
+
 def owned_shards(process_id: int, num_processes: int, shards: int) -> range:
     per = shards // num_processes
     return range(process_id * per, (process_id + 1) * per)

@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from ray_jobs.jax import checkpoint, data, metrics, model, steps
-from ray_jobs.jax.config import ConfigError, JaxConfig
+from ray_jobs.jax.config import ConfigError, JaxConfig, fit_batch
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,10 @@ class Trainer:
         setup_jax(config, process_id, num_processes, coordinator)
         self.fs = load_feature_set(features_dir)
         self.mesh = steps.make_mesh()
+        # a small train split caps the batch (driver.sized_config; here with the devices
+        # JAX sees, known before the driver only on CPU)
+        self.config = config = fit_batch(config, data.smallest_shard(
+            self.fs, config.num_data_shards), self.mesh.size)
         for name in ("batch_size", "eval_batch_size"):
             if getattr(config, name) % self.mesh.size:
                 raise ConfigError(f"{name}: {getattr(config, name)} is not divisible by the "
