@@ -29,6 +29,7 @@ OPERATIONAL_FIELDS = frozenset({
     "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
     "num_workers", "devices_per_worker", "shard_embeddings", "shard_min_rows",
     "worker_cpus", "platform", "placement_strategy", "coordinator_host", "inflight_steps",
+    "steps_per_dispatch",
     "coordinator_port", "fuse_gradients", "max_restarts", "xla_cpu_threads"})
 
 # Result fields added after checkpoints were written, at the value those checkpoints ran
@@ -89,6 +90,10 @@ class JaxConfig:
     # batch preparation with compute; an unbounded queue holds a batch per queued step and,
     # with several CPU devices on few cores, can starve XLA's collective rendezvous.
     inflight_steps: int = 2
+    # Train steps per dispatch (a lax.scan over that many batches, steps.make_train_step):
+    # the host's per-step work (Python, dispatch, transfers, the processes' lockstep with
+    # their host) is paid once per this many steps; an epoch's remainder goes one by one.
+    steps_per_dispatch: int = 4
     coordinator_port: int | None = None  # None: rank 0 picks a free port
     # Ray workers on CPU: XLA intra-op threads per process (1: no Eigen pool at all);
     # None: XLA's default, a pool as wide as the machine in every process.
@@ -104,7 +109,7 @@ class JaxConfig:
     def __post_init__(self):
         _positive(self, "epochs", "batch_size", "eval_batch_size", "embedding_dim",
                   "num_workers", "vocab_pad_multiple", "keep_checkpoints", "log_every_steps",
-                  "inflight_steps")
+                  "inflight_steps", "steps_per_dispatch")
         _non_negative(self, "seed", "warmup_steps", "patience", "checkpoint_every_steps",
                       "max_restarts", "shard_min_rows", "min_steps_per_epoch")
         _non_negative_float(self, "l2_wide", "l2_deep", "weight_decay", "min_delta",

@@ -191,10 +191,13 @@ def batch_shardings(mesh: Mesh, batch: HostBatch) -> Any:
                         batch)
 
 
-def to_global(batch: HostBatch, shardings: Any, global_batch: int) -> Any:
-    """This process's block of a batch -> global arrays sharded over all processes."""
+def to_global(batch: HostBatch, shardings: Any, global_batch: int,
+              stacked: bool = False) -> Any:
+    """This process's block of a batch -> global arrays sharded over all processes;
+    ``stacked``: of a stack of batches ``[steps, local batch, ...]``."""
     if jax.process_count() == 1:  # the same result, one batched transfer
         return jax.device_put(batch, shardings)
+    lead = 1 if stacked else 0
     return jax.tree.map(
         lambda a, s: jax.make_array_from_process_local_data(
-            s, a, (global_batch, *a.shape[1:])), batch, shardings)
+            s, a, (*a.shape[:lead], global_batch, *a.shape[lead + 1:])), batch, shardings)
