@@ -266,6 +266,53 @@ def child_gensim(pattern: str, window: int, min_count: int) -> dict:
             "train_s": time.perf_counter() - start}
 
 
+def child_phases(corpus: str, output: Path, window: int, min_count: int,
+                 processes: int) -> None:
+    """The job in this process with its phase log on stdout (``--phases``): each line
+    starts with the milliseconds since Python started logging (at interpreter start-up,
+    so imports are included)."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout,
+                        format="%(relativeCreated)8.0f ms %(message)s")
+    logging.getLogger("beam_jobs.cooccurrence").setLevel(logging.DEBUG)
+    from beam_jobs.cooccurrence.__main__ import main as job_main
+    from beam_jobs.cooccurrence.workers import small_pages
+
+    small_pages()  # as the job's own command line does
+    logging.getLogger("beam_jobs.cooccurrence").debug("phase: job imported")
+    code = job_main(["--input", corpus, "--output", str(output), "--window", str(window),
+                     "--min-count", str(min_count), "--overwrite",
+                     "--processes", str(processes)])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    logging.getLogger("beam_jobs.cooccurrence").debug(
+        "phase: exit; this process used %.2f CPU s (user %.2f, system %.2f); the fork "
+        "server and the helpers are the rest of the tree's", usage.ru_utime + usage.ru_stime,
+        usage.ru_utime, usage.ru_stime)
+    if code:
+        raise SystemExit(code)
+
+
+def phases(args) -> dict:
+    """One run of the job per corpus with its phase log: wall and CPU seconds of the
+    whole process tree, and each phase's offset from the start (``--phases``)."""
+    data_dir, out = Path(args.data_dir), {}
+    for corpus_name in args.corpora.split(","):
+        corpus, _ = ensure_corpus(data_dir, corpus_name)
+        with tempfile.TemporaryDirectory(prefix="cooc_phases_", dir=args.scratch) as tmp:
+            load = os.getloadavg()
+            run = measure([sys.executable, "-m", "benchmarks.cooccurrence_bench", "--child",
+                           "phases", "--child-input", str(corpus), "--child-output",
+                           str(Path(tmp) / "job"), "--window", str(args.window),
+                           "--min-count", str(args.min_count),
+                           "--job-processes", str(args.job_processes)])
+        lines = [line for line in run.pop("stdout").splitlines() if " ms " in line]
+        out[corpus_name] = {**run, "loadavg_before": load, "log": lines}
+        print(f"{corpus_name}: {_line({**run, 'loadavg_1min_before': load[0]})}")
+        print("\n".join(lines), flush=True)
+    return out
+
+
 def bench(args) -> dict:
     data_dir = Path(args.data_dir)
     results: dict = {"machine": _machine(), "settings": {
@@ -384,7 +431,10 @@ def main() -> None:
     parser.add_argument("--min-count", type=int, default=5)
     parser.add_argument("--data-dir", default="bench_out/data")
     parser.add_argument("--output", default="bench_out/cooccurrence_bench.json")
-    parser.add_argument("--child", choices=("numpy_single", "gensim_w2v_1ep"),
+    parser.add_argument("--phases", action="store_true",
+                        help="instead of the comparison: one run of the job per corpus with "
+                             "its phase log (where the time goes)")
+    parser.add_argument("--child", choices=("numpy_single", "gensim_w2v_1ep", "phases"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--child-input", help=argparse.SUPPRESS)
     parser.add_argument("--child-output", help=argparse.SUPPRESS)
@@ -392,6 +442,17 @@ def main() -> None:
     if args.child == "numpy_single":
         print(json.dumps(child_numpy(args.child_input, Path(args.child_output), args.window,
                                      args.min_count)))
+        return
+    if args.child == "phases":
+        child_phases(args.child_input, Path(args.child_output), args.window, args.min_count,
+                     args.job_processes)
+        return
+    if args.phases:
+        results = {"machine": _machine(), "phases": phases(args)}
+        results["machine"]["loadavg_end"] = os.getloadavg()
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.output}")
         return
     if args.child == "gensim_w2v_1ep":
         print(json.dumps(child_gensim(args.child_input, args.window, args.min_count)))

@@ -8,12 +8,14 @@ each in a fresh process, alternated, ``--repeats`` times, medians), one after an
 
   cooccurrence  the job (``--processes 2``) vs GloVe's ``vocab_count`` + ``cooccur`` built
                 from ``--glove-src`` with ``cc -O3``, whole process vs whole process, on
-                ``--corpus`` (default sotu, ~2M tokens), and the check that both counted
+                each ``--corpus`` (default sotu, ~2M tokens, and sotu_x10, ~20M tokens,
+                the issue's size and the headline ratio), and the check that both counted
                 the same (benchmarks/cooccurrence_bench.py). Without ``--glove-src`` the
                 anchor is not run and the JSON says so.
   jax           2 processes x 1 CPU device vs 1 process, the job's defaults (global batch
-                512), with CPU time per example (benchmarks/jax_bench.py, processes
-                section, counts 1,2; ``--jax-pin`` adds the pinned contender).
+                2048, 4 steps per dispatch), with CPU time per example
+                (benchmarks/jax_bench.py, processes section, counts 1,2; ``--jax-pin``
+                adds the pinned contender).
   xgboost       the job's Ray Train default layout (2 workers x 1 CPU) vs plain
                 ``xgboost.train(nthread=2)`` on ``--xgb-rows`` x 30 synthetic features,
                 ``--xgb-rounds`` rounds (benchmarks/xgboost_bench.py). The issue's size is
@@ -23,7 +25,8 @@ each in a fresh process, alternated, ``--repeats`` times, medians), one after an
                 2000000`` for the issue's size).
 
 Time on the quiet 2-core VM, estimated from each part's earlier quiet figures (not
-measured as one run): co-occurrence ~1.5 min, JAX ~2 min, XGBoost ~3 min. The smoke run
+measured as one run): co-occurrence ~2.5 min (sotu and sotu x10), JAX ~2 min, XGBoost
+~3 min. The smoke run
 (``--small``) took 9 min at load average 24-49 on 2 cores.
 
 Writes ``--output`` (default bench_out/engines.json): per part its medians and ratio, the
@@ -53,16 +56,21 @@ def cooccurrence_part(args) -> dict:
         glove_memory=4.0, job_processes=2, scratch=None, repeats=args.repeats, window=10,
         min_count=5, data_dir=str(REPO / "bench_out" / "data"))
     result = cb.bench(ns)
-    table = result["corpora"][args.corpus]
-    return {"corpus": args.corpus, "tokens": table["job_in_memory"]["tokens"],
+    corpora = {name: _cooccurrence_row(result, name) for name in args.corpus.split(",")}
+    last = list(corpora)[-1]  # the headline: the last corpus (sotu_x10, the size)
+    return {**corpora[last], "corpora": corpora, "glove_build": result["glove"]}
+
+
+def _cooccurrence_row(result: dict, corpus: str) -> dict:
+    table = result["corpora"][corpus]
+    return {"corpus": corpus, "tokens": table["job_in_memory"]["tokens"],
             "job_median_wall_s": table["job_in_memory"]["median_wall_s"],
             "glove_median_wall_s": table["glove_c"]["median_wall_s"],
             "job_walls_s": table["job_in_memory"]["walls_s"],
             "glove_walls_s": table["glove_c"]["walls_s"],
             "ratio": table["job_speed_vs_glove"], "ratio_means": "GloVe wall / job wall",
             "target": ">= 1.0", "job_cpu_vs_glove": table["job_cpu_vs_glove"],
-            "counts_check": result.get("check_job_equals_glove", {}).get(args.corpus),
-            "glove_build": result["glove"]}
+            "counts_check": result.get("check_job_equals_glove", {}).get(corpus)}
 
 
 def jax_part(args) -> dict:
@@ -76,6 +84,7 @@ def jax_part(args) -> dict:
         jax_bench.main(argv + (["--pin"] if args.jax_pin else []))
         section = json.loads(out.read_text())["processes"]
     return {"batch_size": section["batch_size"], "pinned": args.jax_pin,
+            "steps_per_dispatch": section.get("steps_per_dispatch"),
             "examples_per_s": section["examples_per_s"], "runs": section["runs"],
             "cpu_us_per_example": section["cpu_us_per_example"],
             "ratio": round(section["over_1_process"]["2"], 3),
@@ -130,6 +139,9 @@ def summary_lines(doc: dict) -> list[str]:
         lines.append(f"{part:>12}: {r['ratio']} ({r['ratio_means']}; target {r['target']}), "
                      f"{r['wall_s']} s, load {r['loadavg_before'][0]:.1f} -> "
                      f"{r['loadavg_after'][0]:.1f}")
+        for corpus, row in r.get("corpora", {}).items():
+            lines.append(f"{'':>12}  {corpus}: {row['ratio']} (job {row['job_median_wall_s']} s, "
+                         f"GloVe {row['glove_median_wall_s']} s)")
     return lines
 
 
@@ -137,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--glove-src", help="a GloVe checkout (github.com/stanfordnlp/GloVe)")
-    p.add_argument("--corpus", default="sotu", help="sotu or sotu_x<N>")
+    p.add_argument("--corpus", default="sotu,sotu_x10",
+                   help="co-occurrence corpora, comma-separated: sotu or sotu_x<N> (default "
+                        "sotu,sotu_x10; the last is the headline ratio)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--xgb-rows", type=int, default=1_000_000)
     p.add_argument("--xgb-rounds", type=int, default=100)

@@ -15,14 +15,15 @@ import logging
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import TestOptions
+from apache_beam.options.pipeline_options import DirectOptions, TestOptions
 
-from beam_jobs.common.options import (pipeline_options, refuse_local_paths,
+from beam_jobs.common.options import (is_dataflow, pipeline_options, refuse_local_paths,
                                       run_pipeline)
 from beam_jobs.cooccurrence import artifacts, pipeline
 from beam_jobs.cooccurrence.config import add_arguments, from_args
 from beam_jobs.cooccurrence.reading import match_corpus
 from beam_jobs.cooccurrence.spill import spill_dir
+from beam_jobs.cooccurrence.workers import small_pages, start_fork_server
 from mlbatch import errors, logs, storage
 from mlbatch.artifacts import Manifest
 
@@ -56,15 +57,20 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> Manife
     options = pipeline_options(pipeline_args, job_name=JOB_NAME,
                                save_main_session=save_main_session)
     dry_run = options.view_as(TestOptions).dry_run
+    if config.processes > 1 and not dry_run and _runs_in_this_process(options):
+        start_fork_server()  # its imports overlap the input hashing and the pipeline start
     if dry_run and storage.is_remote(config.input):
         corpus = []  # a dry run reaches no bucket
     else:
         corpus = match_corpus(config.input)
     writer = None if dry_run else artifacts.start(config, pipeline_args, corpus)
+    LOGGER.debug("phase: %d input files matched and hashed", len(corpus))
     try:
         p = beam.Pipeline(options=options)
         pipeline.build(p, config)
+        LOGGER.debug("phase: pipeline built")
         run_pipeline(p, options)
+        LOGGER.debug("phase: pipeline done")
         if writer is not None:
             storage.delete(spill_dir(config.output))  # left by a retried bundle, if any
         return None if writer is None else artifacts.finalize(writer, config)
@@ -73,6 +79,14 @@ def run(argv: list[str] | None = None, save_main_session: bool = True) -> Manife
             storage.delete(spill_dir(config.output))
             writer.fail(_failure(err))
         raise
+
+
+def _runs_in_this_process(options) -> bool:
+    """Whether the DoFns run in this process (the local in-memory runner), so that the
+    helpers' fork server is this process's: not on Dataflow, not in Beam's worker
+    processes (``--direct_running_mode multi_processing``)."""
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return not is_dataflow(options) and mode != "multi_processing"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,4 +105,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     logs.setup()
+    small_pages()  # this process is the job's alone (see workers.small_pages)
     sys.exit(main())

@@ -173,11 +173,14 @@ class PairCounter:
 
     Vectorized per batch: for each distance d the pairs are two shifted views of the id
     array; pairs that straddle a line break are overwritten with a sentinel key. Each key
-    packs (left id, right id, d - 1) into one unsigned integer, so a single ``np.sort``
-    groups equal pairs and distances and a run-length pass sums them (no Python per pair).
-    Keys are buffered until ``buffer_pairs`` of them wait (so many small batches cost one
-    sort), then folded into a CSR matrix of left-context counts; ``flush`` returns it
-    (plus its transpose for ``symmetric``) and starts afresh.
+    packs (left id, right id) into one unsigned integer (32 bits up to a 65,535-token
+    vocabulary), so ``np.sort`` groups equal pairs and a run-length pass counts them (no
+    Python per pair). ``harmonic`` keeps one key buffer ("lane") per distance, so a
+    pair's weight is its count at distance d times 1/d, added over d = 1..W in that
+    order; ``uniform`` needs one lane. Keys are buffered until ``buffer_pairs`` of them
+    wait (so many small batches cost one sort per lane), then folded into a CSR matrix of
+    left-context counts; ``flush`` returns it (plus its transpose for ``symmetric``) and
+    starts afresh.
     """
 
     def __init__(self, vocab_size: int, window: int, weighting: str = "harmonic",
@@ -192,19 +195,18 @@ class PairCounter:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         self.vocab_size, self.window = vocab_size, window
         self.weighting, self.direction = weighting, direction
-        self._dbits = _bits(window) if weighting == "harmonic" else 0
         self._cbits = _bits(vocab_size)
-        total_bits = 2 * self._cbits + self._dbits
-        if total_bits > 63:
-            raise ValueError(f"vocabulary of {vocab_size} with window {window} does not fit "
-                             "a 64-bit pair key")
-        self._dtype = np.uint32 if total_bits < 32 else np.uint64
+        if 2 * self._cbits > 63:
+            raise ValueError(f"vocabulary of {vocab_size} does not fit a 64-bit pair key")
+        largest = ((vocab_size - 1) << self._cbits) | (vocab_size - 1)
+        # 32-bit keys while the largest pair stays below the all-ones line-break sentinel.
+        self._dtype = np.uint32 if largest < np.iinfo(np.uint32).max else np.uint64
         self._sentinel = np.iinfo(self._dtype).max
-        self._inverse_distance = 1.0 / np.arange(1, (1 << self._dbits) + 1, dtype=np.float64)
-        self._acc: sp.csr_matrix | None = None
+        self._lanes = window if weighting == "harmonic" else 1
         self._buffer_pairs = buffer_pairs
-        self._keys = np.empty(0, self._dtype)  # reused key buffer, [:_fill] in use
-        self._fill = 0
+        self._keys = np.empty((self._lanes, 0), self._dtype)  # lane x capacity, reused
+        self._fill = np.zeros(self._lanes, np.int64)  # keys in use per lane
+        self._acc: sp.csr_matrix | None = None
         self.pair_occurrences = 0  # left-context pairs seen (each counts once)
 
     @property
@@ -222,17 +224,17 @@ class PairCounter:
         steps = min(self.window, n - 1)
         if steps < 1:
             return
-        total = steps * n - steps * (steps + 1) // 2
-        if self._fill + total > self._keys.size:
+        need = self._need(n, steps)
+        if np.any(self._fill + need > self._keys.shape[1]):
             self._fold_pending()
-            if total > self._keys.size:
-                self._keys = np.empty(max(total, self._buffer_pairs), self._dtype)
+            if need.max() > self._keys.shape[1]:
+                capacity = max(int(need.max()), self._buffer_pairs // self._lanes)
+                self._keys = np.empty((self._lanes, capacity), self._dtype)
         # Line starts in kept-token positions: the number of kept tokens before each line
         # break (sorted; repeated for empty lines, which `_write_keys` ignores).
         starts = np.cumsum(in_vocab)[ids == NEWLINE_ID]
-        self._write_keys(kept, starts[starts < n], self._keys[self._fill:self._fill + total])
-        self._fill += total
-        if self._fill >= self._buffer_pairs:
+        self._write_keys(kept, starts[starts < n])
+        if self._fill.sum() >= self._buffer_pairs:
             self._fold_pending()
 
     def flush(self) -> sp.csr_matrix:
@@ -247,54 +249,52 @@ class PairCounter:
         left.sort_indices()
         return left
 
-    def _write_keys(self, kept: np.ndarray, starts: np.ndarray, out: np.ndarray) -> None:
+    def _need(self, n: int, steps: int) -> np.ndarray:
+        """Keys a batch of ``n`` kept tokens adds to each lane."""
+        per_distance = n - np.arange(1, steps + 1)
+        if self._lanes == 1:
+            return np.array([per_distance.sum()])
+        return np.pad(per_distance, (0, self._lanes - steps))
+
+    def _write_keys(self, kept: np.ndarray, starts: np.ndarray) -> None:
         n = kept.size
         ends = np.append(starts[1:], n)
         k = kept.astype(self._dtype)
-        left = k << self._dtype(self._cbits + self._dbits)
-        right = k << self._dtype(self._dbits)
-        pos = 0
+        left = k << self._dtype(self._cbits)
         straddling = np.empty(0, np.int64)
         for d in range(1, min(self.window, n - 1) + 1):
-            chunk = out[pos:pos + n - d]
-            np.add(left[:n - d], right[d:], out=chunk)
-            if self._dbits:
-                chunk += self._dtype(d - 1)
+            lane = d - 1 if self._lanes > 1 else 0
+            fill = self._fill[lane]
+            chunk = self._keys[lane, fill:fill + n - d]
+            np.add(left[:n - d], k[d:], out=chunk)
             # The right element sits at position j = s + (d - 1) of a line starting at s:
             # for that j and every larger d the left element is on an earlier line.
             new = starts + (d - 1)
             straddling = np.concatenate([straddling, new[new < ends]])
             chunk[straddling[straddling >= d] - d] = self._sentinel
-            pos += n - d
+            self._fill[lane] += n - d
 
     def _fold_pending(self) -> None:
-        keys = self._keys[:self._fill]
-        self._fill = 0
-        if keys.size == 0:
-            return
-        keys.sort()
-        end = int(np.searchsorted(keys, self._sentinel))
-        if end == 0:
-            return
-        self.pair_occurrences += end
-        pairs, values = self._reduce(keys[:end])
-        self._fold(pairs, values)
+        """Sorts and counts each lane, adds lane d's counts times its weight (1/d for
+        ``harmonic``) in lane order, and folds the sum into the accumulated matrix."""
+        total = None
+        for lane in range(self._lanes):
+            keys = self._keys[lane, :self._fill[lane]]
+            self._fill[lane] = 0
+            keys.sort()
+            end = int(np.searchsorted(keys, self._sentinel))
+            if end == 0:
+                continue
+            self.pair_occurrences += end
+            pairs, counts = _count_runs(keys[:end])
+            if self._lanes > 1:
+                counts *= 1.0 / (lane + 1)
+            block = self._csr(pairs, counts)
+            total = block if total is None else total + block
+        if total is not None:
+            self._acc = total if self._acc is None else self._acc + total
 
-    def _reduce(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted keys -> (sorted unique pair keys, summed weights)."""
-        first = _run_starts(keys)
-        unique = keys[first]
-        counts = np.empty(first.size, np.float64)
-        np.subtract(first[1:], first[:-1], out=counts[:-1], casting="unsafe")
-        counts[-1] = keys.size - first[-1]
-        if not self._dbits:
-            return unique, counts
-        counts *= self._inverse_distance[unique & self._dtype((1 << self._dbits) - 1)]
-        pairs = unique >> self._dtype(self._dbits)
-        first = _run_starts(pairs)
-        return pairs[first], np.add.reduceat(counts, first)
-
-    def _fold(self, pairs: np.ndarray, values: np.ndarray) -> None:
+    def _csr(self, pairs: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
         v = self.vocab_size
         row_starts = np.arange(v + 1, dtype=self._dtype) << self._dtype(self._cbits)
         indptr = np.searchsorted(pairs, row_starts).astype(np.int64)
@@ -302,7 +302,16 @@ class PairCounter:
         batch = sp.csr_matrix((values, cols, indptr), shape=(v, v))
         batch.has_sorted_indices = True
         batch.has_canonical_format = True
-        self._acc = batch if self._acc is None else self._acc + batch
+        return batch
+
+
+def _count_runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted keys -> (unique keys, how often each occurs, as float64)."""
+    first = _run_starts(sorted_keys)
+    counts = np.empty(first.size, np.float64)
+    np.subtract(first[1:], first[:-1], out=counts[:-1], casting="unsafe")
+    counts[-1] = sorted_keys.size - first[-1]
+    return sorted_keys[first], counts
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """DoFns, CombineFns and composite PTransforms of the co-occurrence job (no IO, no flags).
 
 Pass 1 (``TokenizeText``): TextBatch -> first-seen token ids (``counting.TokenIds``)
-written to a ``spill`` file per bundle, plus the bundle's (token, count) pairs;
-``CountVocabulary``: CombinePerKey(sum) -> one ``Vocabulary`` (ids by descending count,
-ties by token). The text is tokenized once.
+written to a ``spill`` file per bundle, plus the bundle's token counts, as a
+{token: count} dict per token shard; ``CountVocabulary``: CombinePerKey (sum per token)
+-> one ``Vocabulary`` (ids by descending count, ties by token). The text is tokenized
+once.
 Pass 2 (``CountCooccurrences``): Spill + Vocabulary side input -> ``CountPairsFn`` (ids
 remapped to the vocabulary, vectorized ``PairCounter``; partial CSR matrices flushed per
 bundle or every ``shard_nnz`` entries, cut into row shards) -> CombinePerKey(sum of
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import zlib
 from collections import Counter
 
 import apache_beam as beam
@@ -65,7 +67,7 @@ def _global(value) -> WindowedValue:
 
 
 class TokenizeFn(beam.DoFn):
-    """TextBatch -> (token, count) per bundle, plus the ``Spill``s of the bundle's token ids
+    """TextBatch -> (shard, {token: count}) per bundle, plus the ``Spill``s of its token ids
     (tagged ``SPILLS``): the text is tokenized here once, pass 2 reads the ids back. With
     ``processes`` > 1 the batches go round robin to forked tokenizers (``workers``), one
     spill each."""
@@ -80,6 +82,7 @@ class TokenizeFn(beam.DoFn):
     def setup(self) -> None:
         if self._processes > 1:
             self._workers = TokenizeWorkers(self._tokenizer, self._directory, self._processes)
+            LOGGER.debug("phase: %d tokenizing helpers started", self._processes)
 
     def start_bundle(self) -> None:
         self._ids, self._writer = TokenIds(self._tokenizer), None
@@ -96,6 +99,7 @@ class TokenizeFn(beam.DoFn):
     def finish_bundle(self):
         if self._workers is not None:
             done = self._workers.finish()
+            LOGGER.debug("phase: tokenizing helpers done")
         else:
             done = [(self._ids.token_counts(),
                      None if self._writer is None else self._writer.close(self._ids.tokens))]
@@ -103,13 +107,28 @@ class TokenizeFn(beam.DoFn):
         for token_counts, spill in done:
             if spill is None:
                 continue
-            for item in token_counts:
+            for item in shard_token_counts(token_counts):
                 yield _global(item)
             yield beam.pvalue.TaggedOutput(SPILLS, _global(spill))
 
     def teardown(self) -> None:
         if self._workers is not None:
             self._workers.close()
+
+
+TOKEN_SHARDS = 16
+
+
+def shard_token_counts(token_counts: list[tuple[str, int]]):
+    """(token, count) pairs -> (shard, {token: count}) for each non-empty shard: a few
+    elements per bundle instead of one per distinct token, while the sums stay spread
+    over ``TOKEN_SHARDS`` keys. The shard is a CRC-32 of the token's UTF-8 bytes, the same
+    in every process (Python's ``hash`` of a str is not)."""
+    shards: dict[int, dict[str, int]] = {}
+    for token, count in token_counts:
+        shard = zlib.crc32(token.encode("utf-8", "surrogatepass")) % TOKEN_SHARDS
+        shards.setdefault(shard, {})[token] = count
+    return list(shards.items())
 
 
 class TokenizeText(beam.PTransform):
@@ -124,8 +143,32 @@ class TokenizeText(beam.PTransform):
             SPILLS, main="counts")
 
 
+class SumTokenCountsFn(beam.CombineFn):
+    """{token: count} dicts of one shard -> their sum, token by token."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, counts):
+        get = acc.get
+        for token, count in counts.items():
+            acc[token] = get(token, 0) + count
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        accumulators = iter(accumulators)
+        merged = next(accumulators, {})  # Beam lets a merge modify its first accumulator
+        for acc in accumulators:
+            self.add_input(merged, acc)
+        return merged
+
+    def extract_output(self, acc):
+        return acc
+
+
 class BuildVocabularyFn(beam.CombineFn):
-    """(token, total count) -> Vocabulary; keeps only tokens with count >= min_count."""
+    """(shard, {token: total count}) -> Vocabulary; keeps only tokens with count >=
+    min_count."""
 
     def __init__(self, min_count: int) -> None:
         self._min_count = min_count
@@ -133,14 +176,15 @@ class BuildVocabularyFn(beam.CombineFn):
     def create_accumulator(self):
         return [[], 0, 0, ("", 0)]  # kept items, tokens, distinct, most frequent
 
-    def add_input(self, acc, item):
-        token, count = item
-        if count >= self._min_count:
-            acc[0].append(item)
-        acc[1] += count
-        acc[2] += 1
-        if (count, token) > (acc[3][1], acc[3][0]):
-            acc[3] = (token, count)
+    def add_input(self, acc, shard_counts):
+        _, counts = shard_counts
+        acc[0].extend(item for item in counts.items() if item[1] >= self._min_count)
+        acc[1] += sum(counts.values())
+        acc[2] += len(counts)
+        if counts:
+            count, token = max((c, t) for t, c in counts.items())
+            if (count, token) > (acc[3][1], acc[3][0]):
+                acc[3] = (token, count)
         return acc
 
     def merge_accumulators(self, accumulators):
@@ -175,8 +219,8 @@ def check_vocabulary(vocab: Vocabulary, min_count: int) -> Vocabulary:
 
 
 class CountVocabulary(beam.PTransform):
-    """(token, count) per bundle -> a single Vocabulary (raises EmptyVocabularyError
-    when empty)."""
+    """(shard, {token: count}) per bundle -> a single Vocabulary (raises
+    EmptyVocabularyError when empty)."""
 
     def __init__(self, min_count: int) -> None:
         super().__init__()
@@ -184,7 +228,7 @@ class CountVocabulary(beam.PTransform):
 
     def expand(self, token_counts):
         return (token_counts
-                | "SumTokenCounts" >> beam.CombinePerKey(sum)
+                | "SumTokenCounts" >> beam.CombinePerKey(SumTokenCountsFn())
                 | "OrderVocabulary" >> beam.CombineGlobally(BuildVocabularyFn(self._min_count))
                 | "CheckVocabulary" >> beam.Map(check_vocabulary, self._min_count))
 
@@ -216,6 +260,7 @@ class CountPairsFn(beam.DoFn):
 
     def process(self, spill: Spill, vocab: Vocabulary):
         if self._vocab is not vocab:
+            LOGGER.debug("phase: counting pairs of %d tokens' vocabulary", vocab.size)
             self._vocab, self._lookup = vocab, id_lookup(vocab.tokens)
         args = (spill, remap_ids(spill.tokens, self._lookup),
                 {**self._params, "vocab_size": vocab.size}, self._chunk_ids, self._shard_nnz)
@@ -230,6 +275,7 @@ class CountPairsFn(beam.DoFn):
         for result in self._workers.results():
             for element in self._partials(result):
                 yield _global(element)
+        LOGGER.debug("phase: counting helpers done")
 
     def teardown(self) -> None:
         if self._workers is not None:

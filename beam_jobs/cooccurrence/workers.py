@@ -20,6 +20,15 @@ A helper that dies (killed, out of memory, crashed) is noticed at once: every wa
 the helper's pipe *and* its process sentinel, and the DoFn raises ``WorkerError`` naming
 the helper, its pid and its exit code or signal, so the job fails (exit 1, uncommitted)
 instead of waiting for a reply that cannot come.
+
+Two things keep the helpers' fixed and per-token costs down (measured in
+docs/cooccurrence.md, "Where the time goes"): ``start_fork_server`` lets the driver start
+the fork server (an interpreter importing numpy, scipy and Beam's file systems, about a
+second) while it builds and starts the pipeline, instead of the runner waiting for it in
+``DoFn.setup``; and each helper turns numpy's transparent-huge-page advice off
+(``small_pages``): the counters allocate and free arrays of tens of MB per fold, and on a
+kernel whose THP ``defrag`` setting is ``madvise`` every such advised allocation may
+compact memory synchronously, which cost as much system time as the counting itself.
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ import multiprocessing
 import os
 import signal
 import traceback
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 
 import numpy as np
@@ -37,6 +47,11 @@ from beam_jobs.cooccurrence.spill import Spill, SpillWriter, read_chunks
 from beam_jobs.cooccurrence.spill import delete as delete_spill
 from mlbatch.errors import WorkerError
 
+try:
+    from numpy._core import multiarray as np_multiarray
+except ImportError:  # numpy < 2 (a Dataflow worker's own numpy, say)
+    from numpy.core import multiarray as np_multiarray
+
 _FINISH = "finish"
 _LINE_BREAK = np.array([TokenIds.LINE_BREAK], np.int32)
 
@@ -45,6 +60,25 @@ def _context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # used when the server starts, once
     return context
+
+
+def start_fork_server() -> None:
+    """Starts the helpers' fork server now, without waiting for it: it imports this
+    module in its own interpreter while the caller goes on (idempotent)."""
+    _context()
+    forkserver.ensure_running()
+
+
+def small_pages() -> None:
+    """Turns numpy's ``madvise(MADV_HUGEPAGE)`` on large arrays off in this process,
+    unless ``NUMPY_MADVISE_HUGEPAGE`` says otherwise (numpy's own switch, read at import).
+    Values and results do not change; only how the kernel backs freshly allocated
+    memory does."""
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return
+    setter = getattr(np_multiarray, "_set_madvise_hugepage", None)
+    if setter is not None:
+        setter(False)
 
 
 def exit_reason(exitcode: int | None) -> str:
@@ -116,6 +150,7 @@ def _serve(environ: dict[str, str], target, conn: Connection, *args) -> None:
     ``target``."""
     os.environ.clear()
     os.environ.update(environ)
+    small_pages()
     target(conn, *args)
 
 

@@ -6,6 +6,8 @@ goes is ``mlbatch.artifacts.cooccurrence.Layout``; the commit is ``artifacts.fin
 """
 from __future__ import annotations
 
+import logging
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
@@ -18,6 +20,8 @@ from mlbatch.artifacts import write_json
 TRIPLET_SCHEMA = pa.schema([("row", pa.int32()), ("col", pa.int32()), ("value", pa.float64())])
 VOCAB_SCHEMA = pa.schema([("id", pa.int32()), ("token", pa.string()), ("count", pa.int64())])
 WORD2VEC_ROWS = 4096  # rows formatted per write
+
+LOGGER = logging.getLogger(__name__)
 
 
 def _replace(tmp: str, path: str) -> None:
@@ -57,6 +61,8 @@ class WriteTripletShardFn(beam.DoFn):
 
     def process(self, element):
         (shard, num_shards), block = element
+        LOGGER.debug("phase: writing shard %d of %d (%d entries)", shard, num_shards,
+                     block.nnz)
         table = triplet_table(block, shard * self._rows_per_shard)
         write_parquet(table, shard_name(self._directory, shard, num_shards))
         yield {"nnz": block.nnz, "total_mass": float(block.sum()), "shards": 1}

@@ -130,8 +130,25 @@ def test_pair_counter_rejects_window_below_one():
         PairCounter(10, 0)
 
 
+@pytest.mark.parametrize("vocab_size", [65_535, 65_536])
+def test_largest_ids_at_the_32_bit_key_boundary(vocab_size):
+    """65,535 tokens: the largest pair key is one below the 32-bit sentinel; 65,536 would
+    equal it, so those keys are 64-bit. Either way the largest ids count."""
+    top = vocab_size - 1
+    counter = PairCounter(vocab_size, 3)
+    counter.add(np.array([top, top, 0, top, NEWLINE_ID, top, top], np.int32))
+    matrix = counter.flush()
+    assert counter._dtype == (np.uint32 if vocab_size == 65_535 else np.uint64)
+    # (top, top): twice at d=1 (one per line), once at d=2 and d=3; (top, 0) at d=1 and
+    # d=2, (0, top) at d=1. Count x 1/d per distance, added d = 1, 2, 3 in that order;
+    # symmetric, so the diagonal counts twice.
+    assert matrix[top, top] == 2 * ((2 * 1.0 + 1 / 2) + 1 / 3)
+    assert matrix[top, 0] == matrix[0, top] == (1.0 + 1 / 2) + 1.0
+    assert matrix.nnz == 3
+
+
 def test_wide_vocabulary_uses_64_bit_keys():
-    vocab_size = 70_000  # 2 * 17 bits + 4 distance bits > 32
+    vocab_size = 70_000  # 2 * 17 bits > 32
     counter = PairCounter(vocab_size, 10)
     counter.add(np.array([69_999, 5, 69_999, NEWLINE_ID, 3], np.int32))
     matrix = counter.flush()

@@ -1,14 +1,17 @@
 """Composite transforms on in-memory batches (TestPipeline + beam.Create, no files)."""
 from __future__ import annotations
 
+import zlib
+
 import apache_beam as beam
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.cooccurrence.counting import Tokenizer
 from beam_jobs.cooccurrence.reading import TextBatch
-from beam_jobs.cooccurrence.transforms import (SPILLS, CountCooccurrences, CountVocabulary,
-                                               TokenizeText)
+from beam_jobs.cooccurrence.transforms import (SPILLS, TOKEN_SHARDS, CountCooccurrences,
+                                               CountVocabulary, SumTokenCountsFn,
+                                               TokenizeText, shard_token_counts)
 from tests.cooccurrence import reference
 
 BATCHES = [TextBatch("a", 0, "b a c\nb a\n", 2), TextBatch("b", 0, "c b\n\nd b a", 3)]
@@ -44,3 +47,18 @@ def test_count_cooccurrences_sums_partials_per_row_shard(tmp_path):
         assert_that(keys, equal_to([(0, 2), (1, 2)]), label="OneBlockPerShard")
     assert vocab == ["b", "a", "c"]
     assert list(tmp_path.iterdir()) == []  # every spill file deleted once counted
+
+
+def test_token_counts_travel_in_crc32_shards_and_sum_per_token():
+    """A bundle's counts leave as a few {token: count} dicts; a token's shard is the CRC-32
+    of its bytes (the same in every helper process), so its counts meet in one sum."""
+    first = dict(shard_token_counts([("the", 3), ("cat", 1), ("été", 2)]))
+    second = dict(shard_token_counts([("the", 2), ("dog", 5)]))
+    the = zlib.crc32(b"the") % TOKEN_SHARDS
+    assert first[the]["the"] == 3 and second[the]["the"] == 2
+    assert first[zlib.crc32("été".encode()) % TOKEN_SHARDS]["été"] == 2
+    assert sum(len(d) for d in first.values()) == 3  # each token in exactly one shard
+    fn = SumTokenCountsFn()
+    merged = fn.merge_accumulators([fn.add_input(fn.create_accumulator(), first[the]),
+                                    fn.add_input(fn.create_accumulator(), second[the])])
+    assert merged["the"] == 5

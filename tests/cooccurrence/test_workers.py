@@ -7,11 +7,12 @@ import signal
 
 import numpy as np
 import pytest
+from numpy._core import multiarray as np_multiarray
 
 from beam_jobs.cooccurrence.counting import Tokenizer, remap_ids
 from beam_jobs.cooccurrence.spill import SpillWriter, read_chunks
 from beam_jobs.cooccurrence.workers import (CallWorkers, CountWorkers, TokenizeWorkers,
-                                            WorkerError)
+                                            WorkerError, small_pages)
 
 
 def test_tokenizers_split_batches_round_robin_one_spill_each(tmp_path):
@@ -97,3 +98,26 @@ def test_helpers_see_the_environment_of_their_start_not_the_fork_servers(tmp_pat
         assert list(workers.results()) == [str(tmp_path / "set-after-start")]
     finally:
         workers.close()
+
+
+def test_helpers_and_small_pages_turn_numpy_huge_page_advice_off(monkeypatch):
+    """numpy's madvise(MADV_HUGEPAGE) cost the counters as much system time as the counting
+    on this VM (docs/cooccurrence.md): helpers run with it off; a user's
+    NUMPY_MADVISE_HUGEPAGE is left alone. ``_set_madvise_hugepage`` returns the setting it
+    replaces."""
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    workers = CallWorkers(1, np_multiarray._set_madvise_hugepage, "test")
+    try:
+        workers.submit(True)
+        assert list(workers.results()) == [False]
+    finally:
+        workers.close()
+    before = np_multiarray._set_madvise_hugepage(True)
+    try:
+        small_pages()
+        assert np_multiarray._set_madvise_hugepage(True) is False
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        small_pages()
+        assert np_multiarray._set_madvise_hugepage(True) is True
+    finally:
+        np_multiarray._set_madvise_hugepage(before)
