@@ -13,8 +13,9 @@ each in a fresh process, alternated, ``--repeats`` times, medians), one after an
                 the same (benchmarks/cooccurrence_bench.py). Without ``--glove-src`` the
                 anchor is not run and the JSON says so.
   jax           2 processes x 1 CPU device vs 1 process, the job's defaults (global batch
-                512), with CPU time per example (benchmarks/jax_bench.py, processes
-                section, counts 1,2; ``--jax-pin`` adds the pinned contender).
+                2048, 4 steps per dispatch), with CPU time per example
+                (benchmarks/jax_bench.py, processes section, counts 1,2; ``--jax-pin``
+                adds the pinned contender).
   xgboost       the job's Ray Train default layout (2 workers x 1 CPU) vs plain
                 ``xgboost.train(nthread=2)`` on ``--xgb-rows`` x 30 synthetic features,
                 ``--xgb-rounds`` rounds (benchmarks/xgboost_bench.py). The issue's size is
@@ -83,6 +84,7 @@ def jax_part(args) -> dict:
         jax_bench.main(argv + (["--pin"] if args.jax_pin else []))
         section = json.loads(out.read_text())["processes"]
     return {"batch_size": section["batch_size"], "pinned": args.jax_pin,
+            "steps_per_dispatch": section.get("steps_per_dispatch"),
             "examples_per_s": section["examples_per_s"], "runs": section["runs"],
             "cpu_us_per_example": section["cpu_us_per_example"],
             "ratio": round(section["over_1_process"]["2"], 3),

@@ -45,6 +45,8 @@ def bench_config(args, **changes):
                epochs=args.quality_epochs, platform=args.platform,
                inflight_steps=args.inflight, xla_cpu_threads=args.threads,
                fuse_gradients=not args.no_fuse)  # the rest: JaxConfig's defaults
+    if args.steps_per_dispatch is not None:
+        raw["steps_per_dispatch"] = args.steps_per_dispatch
     return from_dict({**raw, **changes})
 
 
@@ -54,6 +56,12 @@ def _time_trainer(trainer, steps: int) -> float:
     while done < steps:
         done += len(trainer.train_steps(steps - done)["metrics"]["loss"])
     return steps * trainer.config.batch_size / (time.perf_counter() - t0)
+
+
+def _warm_up(trainer, steps: int) -> None:
+    """Compiles and warms caches: at least ``steps`` steps and past an epoch's end, so
+    the one-step program of an epoch's remainder (steps_per_dispatch) is compiled too."""
+    _time_trainer(trainer, max(steps, trainer.train.steps_per_epoch + 1))
 
 
 def _plain_loop(cfg, fs, rows):
@@ -107,7 +115,7 @@ def child_compare(args) -> dict:
     trainer = Trainer(cfg, args.features)
     rows = data.read_rows(trainer.fs, "train", 0, trainer.fs.num_rows("train"))
     plain = _plain_loop(cfg, trainer.fs, rows)
-    _time_trainer(trainer, args.warmup)  # compile + warm caches
+    _warm_up(trainer, args.warmup)  # compile + warm caches
     plain(args.warmup)
     rounds = {"trainer": [], "plain": []}
     for _ in range(args.rounds):
@@ -121,7 +129,7 @@ def child_compare(args) -> dict:
 def child_devices(args) -> dict:
     from ray_jobs.jax.worker import Trainer
     trainer = Trainer(bench_config(args, devices_per_worker=args.devices), args.features)
-    _time_trainer(trainer, args.warmup)
+    _warm_up(trainer, args.warmup)
     return {"devices": args.devices,
             "examples_per_s": [_time_trainer(trainer, args.steps) for _ in range(args.rounds)]}
 
@@ -135,7 +143,7 @@ def child_process(args) -> dict:
                        batch_size=args.batch_size * (n if args.weak else 1))
     trainer = Trainer(cfg, args.features, process_id=args.rank, num_processes=n,
                       coordinator=args.coordinator)
-    _time_trainer(trainer, args.warmup)
+    _warm_up(trainer, args.warmup)
     cpu0 = _cpu_seconds()
     out = {"examples_per_s": [_time_trainer(trainer, args.steps) for _ in range(args.rounds)]}
     # CPU time (all threads, user + system) per example this process spent: unlike wall
@@ -241,6 +249,8 @@ def spawn(args, child: str, *extra: str, env: dict | None = None) -> subprocess.
         cmd += ["--platform", args.platform]
     cmd += ["--weak"] * args.weak + ["--no-fuse"] * args.no_fuse
     cmd += ["--breakdown"] * args.breakdown
+    if args.steps_per_dispatch is not None:
+        cmd += ["--steps-per-dispatch", str(args.steps_per_dispatch)]
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
@@ -326,6 +336,7 @@ def section_processes(args) -> dict:
     cpu_med = {n: median(v) for n, v in cpu.items()}
     out = {"weak_scaling": args.weak, "fuse_gradients": not args.no_fuse, "counts": counts,
            "batch_size": args.batch_size, "xla_cpu_threads": args.threads,
+           "steps_per_dispatch": args.steps_per_dispatch,
            "runs": {str(n): v for n, v in runs.items()},
            "cpu_us_per_example": {str(n): v for n, v in cpu_med.items()},
            "cpu_us_per_example_runs": {str(n): v for n, v in cpu.items()},
@@ -390,6 +401,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="processes: the job's xla_cpu_threads for runs of several processes "
                         "(default: XLA's own pool in every process)")
+    p.add_argument("--steps-per-dispatch", type=int, default=None,
+                   help="the job's steps_per_dispatch (default: the job's)")
     p.add_argument("--learning-rate", type=float, default=None,
                    help="quality: the learning rate (default: the job's)")
     p.add_argument("--pin", action="store_true",
@@ -406,6 +419,9 @@ def main(argv=None) -> None:
     if args.batch_size is None:
         from ray_jobs.jax.config import JaxConfig
         args.batch_size = JaxConfig().batch_size
+    if args.steps_per_dispatch is None:
+        from ray_jobs.jax.config import JaxConfig
+        args.steps_per_dispatch = JaxConfig().steps_per_dispatch
     args.steps = args.steps or (150 if args.quick else 400)
     args.warmup = args.warmup or (20 if args.quick else 50)
     args.rounds = args.rounds or 3

@@ -16,7 +16,11 @@ also starting the controller and workers and the job's reports and checkpoints e
 rounds; Ray itself is started before the clock, as a cluster would be up already). The
 job's pre-training data scan is timed separately (scan_s). Eval AUC is computed exactly
 from each model's predictions on the whole eval split. Peak memory: the process's max RSS,
-plus for Ray Train the sampled peak of the training workers' summed RSS.
+plus for Ray Train the sampled peak of the training workers' summed RSS. timed_cpu_s: the
+CPU seconds of the timed region (plain: its process; Ray Train: the driver plus every
+process of the run's local Ray, from /proc). timeline: seconds after the clock started of
+the steps (Ray Train: the controller's log marks and each worker's ``worker.Timeline``;
+docs/xgboost.md, "Where the time goes").
 Ray runs locally on 127.0.0.1. Datasets: out/run/features (the demo feature job's flights output)
 when present, and a synthetic table of --rows x 30 features (cached under bench_out/).
 
@@ -62,12 +66,71 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-class ActorMemorySampler(threading.Thread):
-    """Peak of the summed RSS of the Ray Train worker processes (sampled)."""
+def _stat(pid: str) -> tuple[int, float] | None:
+    """(parent pid, user + sys CPU seconds) of a process, from /proc (None once gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, period_s: float = 0.2):
+
+def _process_name(pid: str) -> str:
+    """A Ray process's name: its title (``ray::RayTrainWorker``,
+    ``ray-dashboard-StateHead-0``) or its program's file (``raylet``, ``dashboard.py``)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    first = argv[0].decode(errors="replace")
+    if " " in first or first.startswith("ray::"):  # a title the process set itself
+        return first.split(" ")[0] or "?"
+    scripts = [a.decode(errors="replace") for a in argv[1:] if a.endswith(b".py")]
+    return Path(scripts[0] if scripts else first).name or "?"
+
+
+class ActorMemorySampler(threading.Thread):
+    """Peak of the summed RSS of the Ray Train worker processes, and the CPU seconds
+    this process's descendants (the local Ray: GCS, raylet, dashboard, the Train
+    controller and workers) spent between start and stop (sampled every ``period_s``;
+    a process that ends between two samples loses its last moments). Sampling reads every
+    process's /proc entry, which costs CPU on a busy host: once a second, and ``own_cpu_s``
+    is what this thread spent, for the caller to subtract from its process's CPU."""
+
+    def __init__(self, period_s: float = 1.0):
         super().__init__(daemon=True)
         self.period_s, self.peak_mb, self._halt = period_s, 0.0, threading.Event()
+        self.own_cpu_s = 0.0
+        self._cpu_first: dict[str, float] = {}
+        self._cpu_last: dict[str, float] = {}
+        self._names: dict[str, str] = {}
+        self._sample_cpu(first=True)
+
+    def _sample_cpu(self, first: bool = False) -> None:
+        stats = {d.name: _stat(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()}
+        tree, grew = {str(os.getpid())}, True
+        while grew:
+            kids = {p for p, st in stats.items() if st and str(st[0]) in tree} - tree
+            tree, grew = tree | kids, bool(kids)
+        for pid in tree - {str(os.getpid())}:
+            if first:
+                self._cpu_first[pid] = stats[pid][1]
+            self._cpu_last[pid] = stats[pid][1]
+            name = _process_name(pid)  # the latest title: ray::IDLE becomes the actor's
+            if name != "?":
+                self._names[pid] = name
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(v - self._cpu_first.get(p, 0.0) for p, v in self._cpu_last.items())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds per process name (the Ray processes, e.g. ray::TrainController)."""
+        out: dict[str, float] = {}
+        for pid, v in self._cpu_last.items():
+            name = self._names.get(pid, "?")
+            out[name] = round(out.get(name, 0.0) + v - self._cpu_first.get(pid, 0.0), 2)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def run(self):
         while not self._halt.is_set():
@@ -81,11 +144,14 @@ class ActorMemorySampler(threading.Thread):
                     if b"RayTrainWorker" in cmd:
                         total += _rss_mb(int(d.name))
             self.peak_mb = max(self.peak_mb, total)
+            self._sample_cpu()
+            self.own_cpu_s = time.thread_time()
             self._halt.wait(self.period_s)
 
     def stop(self) -> float:
         self._halt.set()
         self.join()
+        self._sample_cpu()
         return self.peak_mb
 
 
@@ -108,7 +174,7 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
     record: dict = {"mode": mode, "scan_s": round(scan_s, 2)}
     sampler = None
     if mode == "plain":
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         mats = {}
         for split in ("train", "eval"):
             parts = [data.read_split(fs, p) for p in fs.files(split)]
@@ -117,11 +183,15 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
             mats[split] = xgb.DMatrix(x, label=y, feature_names=fs.names, nthread=2)
             del x, parts
         load_s = time.perf_counter() - t
+        marks = RoundMarks()
         booster = xgb.train({**params, "nthread": 2}, mats["train"], rounds,
                             evals=[(mats["train"], "train"), (mats["eval"], "eval")],
-                            verbose_eval=False)
+                            verbose_eval=False, callbacks=[marks])
         wall = time.perf_counter() - t
-        record.update(load_s=round(load_s, 2), train_s=round(wall - load_s, 2))
+        record.update(load_s=round(load_s, 2), train_s=round(wall - load_s, 2),
+                      timed_cpu_s=round(time.process_time() - cpu, 2),
+                      timeline={"matrices": round(load_s, 2),
+                                **{k: round(v - t, 2) for k, v in marks.marks.items()}})
     else:
         from ray_jobs.common.cluster import connect
         from ray_jobs.xgboost import cluster
@@ -130,10 +200,16 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
         cluster.check_layout(layout)
         sampler = ActorMemorySampler()
         sampler.start()
-        t = time.perf_counter()
-        booster, _ = train_ray(fs, params, layout, cfg)
+        marks_dir = tempfile.mkdtemp(prefix="xgb_timeline_")
+        t, t_epoch, cpu = time.perf_counter(), time.time(), time.process_time()
+        booster, _ = train_ray(fs, params, layout, cfg, timeline=marks_dir)
         wall = time.perf_counter() - t
-        record.update(train_s=round(wall, 2), actor_peak_rss_mb=round(sampler.stop(), 1))
+        record.update(train_s=round(wall, 2), actor_peak_rss_mb=round(sampler.stop(), 1),
+                      timed_cpu_s=round(sampler.cpu_s + time.process_time() - cpu
+                                          - sampler.own_cpu_s, 2),
+                      cpu_s_by_process=sampler.cpu_by_process(),
+                      timeline={"controller": controller_timeline(t_epoch),
+                                **worker_timeline(marks_dir, t_epoch)})
     p, y = [], []
     for path in fs.files("eval"):
         x_e, y_e = data.read_split(fs, path)
@@ -146,11 +222,74 @@ def run_one(mode: str, features: str, rounds: int) -> dict:
     return record
 
 
-def train_ray(fs, params: dict, layout, cfg, **spec_kw):
-    """The job's training (driver.train_spec/make_trainer/fit), checkpoints in a temp dir."""
+class RoundMarks(TrainingCallback):
+    """XGBoost callback (plain runs): perf_counter at the first and the last round's end."""
+
+    def __init__(self):
+        self.marks: dict[str, float] = {}
+
+    def after_iteration(self, model, epoch, evals_log):
+        self.marks.setdefault("first_round_end", time.perf_counter())
+        self.marks["last_round_end"] = time.perf_counter()
+        return False
+
+
+def worker_timeline(directory: str, t0: float) -> dict:
+    """The training workers' ``worker.Timeline`` marks as seconds after ``t0`` (the fit
+    call), rank by rank; ``reports_s`` is the seconds spent in ``ray.train.report``."""
+    out = {}
+    for path in sorted(Path(directory).glob("rank*.json")):
+        marks = json.loads(path.read_text())
+        out[path.stem] = {k: v if k == "cpu_s_at" else round(v if k.endswith("_s") else v - t0, 2)
+                          for k, v in marks.items()}
+    return out
+
+
+# Ray Train V2's controller log lines (its sys log under the Ray session's logs/train/)
+# that mark the start-up and the end of a run, by the first words of their message.
+CONTROLLER_MARKS = {
+    "controller_up": "No checkpoint manager snapshot", "controller_up_resumed": "Restoring",
+    "pg_cleaner_launched": "PlacementGroupCleaner launched",
+    "placement_group_ready": "[Worker Group Initialization] Placement group ready",
+    "worker_actors_created": "[Worker Group Initialization] 2 worker actors created",
+    "train_context_ready": "[Worker Group Initialization] Train context initialized",
+    "tracker_started": "RabitTracker coordinator started",
+    "train_fn_launched": "[Worker Group Initialization] Train function launched",
+    "workers_shutdown": "Worker group shutdown successful"}
+
+
+def controller_timeline(t0: float) -> dict:
+    """Seconds after ``t0`` (the fit call) of the newest Train controller's marks
+    (CONTROLLER_MARKS), from its structured log in this driver's Ray session."""
+    import ray
+    try:  # the session of the Ray this process started (private API: benchmark only)
+        logs = Path(ray._private.worker._global_node.get_session_dir_path(), "logs", "train")
+        path = max(logs.glob("ray-train-sys-controller-*.log"), key=lambda p: p.stat().st_mtime)
+    except (AttributeError, ValueError, OSError):
+        return {}
+    out: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        stamp = time.mktime(time.strptime(rec["asctime"][:19], "%Y-%m-%d %H:%M:%S"))
+        stamp += int(rec["asctime"][20:23]) / 1000
+        for name, prefix in CONTROLLER_MARKS.items():
+            if rec.get("message", "").startswith(prefix):
+                out.setdefault(name, round(stamp - t0, 2))
+    return out
+
+
+def train_ray(fs, params: dict, layout, cfg, timeline: str | None = None, **spec_kw):
+    """The job's training (driver.train_spec/make_trainer/fit), checkpoints in a temp dir;
+    with ``timeline`` the workers write their step marks there (``worker.Timeline``)."""
+    import dataclasses
+
     from ray_jobs.xgboost import driver
     with tempfile.TemporaryDirectory(prefix="xgb_bench_") as d:
-        spec = driver.train_spec(cfg, fs, params, layout, **spec_kw)
+        spec = dataclasses.replace(driver.train_spec(cfg, fs, params, layout, **spec_kw),
+                                   timeline=timeline)
         return driver.fit(driver.make_trainer(spec, layout, name="bench", storage_uri=d,
                                               max_failures=0))
 
@@ -264,7 +403,8 @@ def measure(features: Path, rounds: int, repeats: int, modes: tuple[str, ...] = 
            sorted(runs[m], key=lambda r: r["wall_s"])[len(runs[m]) // 2] for m in modes}
     plain = med["plain"]
     key = "auc" if "auc" in plain["eval"] else "rmse"
-    result = {"runs": med, "wall_s_all": {m: [r["wall_s"] for r in runs[m]] for m in modes}}
+    result = {"runs": med, "wall_s_all": {m: [r["wall_s"] for r in runs[m]] for m in modes},
+              "timed_cpu_s_all": {m: [r["timed_cpu_s"] for r in runs[m]] for m in modes}}
     for m in [m for m in modes if m != "plain"]:
         result[f"{m}_vs_plain_wall"] = round(med[m]["wall_s"] / plain["wall_s"], 3)
         result[f"{m}_vs_plain_train"] = round(med[m]["train_s"] / plain["train_s"], 3)

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's own switch, read at import
 CONNECT_TIMEOUT_ENV = "MLBATCH_RAY_CONNECT_TIMEOUT_S"
+_STARTED_LOCAL: list[bool] = []  # set once connect() started a private local Ray
 Bundle = Mapping[str, float]
 
 
@@ -103,8 +104,16 @@ def connect(address: str | None) -> None:
     env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     ctx = ray.init(dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False,
                    runtime_env={"env_vars": env})
+    _STARTED_LOCAL.append(True)
     logger.info("local Ray on loopback: node %s, GCS %s, dashboard %s", host,
                 ctx.address_info.get("gcs_address"), ctx.dashboard_url or "off")
+
+
+def started_local() -> bool:
+    """Whether this process's Ray is the private single-node one :func:`connect` started
+    (no address): one node on this machine that no autoscaler drains or preempts."""
+    import ray
+    return bool(_STARTED_LOCAL) and ray.is_initialized()
 
 
 def connect_timeout_s() -> float:

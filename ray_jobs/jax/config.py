@@ -17,7 +17,7 @@ from mlbatch import config as config_files
 from mlbatch.config import ConfigError
 from mlbatch.metrics import EARLY_STOPPING_METRICS
 
-__all__ = ["ConfigError", "JaxConfig", "from_dict", "load_file"]
+__all__ = ["ConfigError", "JaxConfig", "fit_batch", "from_dict", "load_file"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_cosine", "exponential")
@@ -29,11 +29,12 @@ OPERATIONAL_FIELDS = frozenset({
     "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
     "num_workers", "devices_per_worker", "shard_embeddings", "shard_min_rows",
     "worker_cpus", "platform", "placement_strategy", "coordinator_host", "inflight_steps",
+    "steps_per_dispatch",
     "coordinator_port", "fuse_gradients", "max_restarts", "xla_cpu_threads"})
 
 # Result fields added after checkpoints were written, at the value those checkpoints ran
 # with (a checkpoint without the field resumes under it; driver.check_resumable).
-ADDED_RESULT_FIELDS = {"early_stopping_metric": "eval_loss"}
+ADDED_RESULT_FIELDS = {"early_stopping_metric": "eval_loss", "min_steps_per_epoch": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,14 @@ class JaxConfig:
     # --- run -------------------------------------------------------------------------
     seed: int = 0
     epochs: int = 10
-    batch_size: int = 512  # global: over all workers and devices
+    # global: over all workers and devices. 2048 (with learning rate 4e-3) rather than 512
+    # (1e-3): the same eval AUC or better on the flights features, and a quarter of the
+    # per-step costs that several processes pay (dispatch, the gradient all-reduce); see
+    # docs/jax.md "Default batch size".
+    batch_size: int = 2048
+    # Small tables: the batch is capped so an epoch has at least this many steps, and the
+    # learning rate scaled by the same factor (``fit_batch``; 0: no cap).
+    min_steps_per_epoch: int = 8
     eval_batch_size: int = 4096  # global
     # --- model -----------------------------------------------------------------------
     embedding_dim: int = 16
@@ -52,7 +60,7 @@ class JaxConfig:
     l2_deep: float = 1e-4
     # --- optimizer and learning-rate schedule --------------------------------------------
     optimizer: str = "adam"  # adam | adamw | sgd (with momentum)
-    learning_rate: float = 1e-3
+    learning_rate: float = 4e-3  # for batch 2048; fit_batch scales it with a capped batch
     momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4  # adamw only (decoupled; biases excluded)
     schedule: str = "warmup_cosine"  # constant | warmup_cosine | exponential
@@ -82,6 +90,10 @@ class JaxConfig:
     # batch preparation with compute; an unbounded queue holds a batch per queued step and,
     # with several CPU devices on few cores, can starve XLA's collective rendezvous.
     inflight_steps: int = 2
+    # Train steps per dispatch (a lax.scan over that many batches, steps.make_train_step):
+    # the host's per-step work (Python, dispatch, transfers, the processes' lockstep with
+    # their host) is paid once per this many steps; an epoch's remainder goes one by one.
+    steps_per_dispatch: int = 4
     coordinator_port: int | None = None  # None: rank 0 picks a free port
     # Ray workers on CPU: XLA intra-op threads per process (1: no Eigen pool at all);
     # None: XLA's default, a pool as wide as the machine in every process.
@@ -97,9 +109,9 @@ class JaxConfig:
     def __post_init__(self):
         _positive(self, "epochs", "batch_size", "eval_batch_size", "embedding_dim",
                   "num_workers", "vocab_pad_multiple", "keep_checkpoints", "log_every_steps",
-                  "inflight_steps")
+                  "inflight_steps", "steps_per_dispatch")
         _non_negative(self, "seed", "warmup_steps", "patience", "checkpoint_every_steps",
-                      "max_restarts", "shard_min_rows")
+                      "max_restarts", "shard_min_rows", "min_steps_per_epoch")
         _non_negative_float(self, "l2_wide", "l2_deep", "weight_decay", "min_delta",
                             "grad_clip_norm")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
@@ -193,6 +205,26 @@ class JaxConfig:
         d = {k: v for k, v in self.to_dict().items() if k not in OPERATIONAL_FIELDS}
         d["data_shards"] = self.num_data_shards
         return d
+
+
+def fit_batch(config: JaxConfig, smallest_shard: int, devices: int | None = None) -> JaxConfig:
+    """The config a table of this size trains with: when ``batch_size`` would leave an
+    epoch fewer than ``min_steps_per_epoch`` steps (``smallest_shard``: rows of the
+    smallest train data shard), the batch is cut to the largest multiple of
+    lcm(data_shards, devices) that gives that many steps (at least one such multiple) and
+    the learning rate scaled by new / old batch (the linear scaling rule). Unchanged
+    otherwise, and when ``min_steps_per_epoch`` is 0; applying it twice changes nothing.
+    ``devices``: the device count when known (default: the config's, if known)."""
+    if not config.min_steps_per_epoch:
+        return config
+    shards = config.num_data_shards
+    unit = math.lcm(shards, devices or config.num_devices or 1)
+    cap = smallest_shard // config.min_steps_per_epoch * shards // unit * unit
+    batch = max(cap, unit)
+    if batch >= config.batch_size:
+        return config
+    return config.replace(batch_size=batch,
+                          learning_rate=config.learning_rate * batch / config.batch_size)
 
 
 def _positive(cfg, *names):

@@ -49,6 +49,11 @@ def shard_bounds(num_rows: int, shards: int) -> list[tuple[int, int]]:
     return list(zip(b[:-1], b[1:]))
 
 
+def smallest_shard(fs: FeatureSet, shards: int) -> int:
+    """Rows of the smallest of the train split's ``shards`` data shards."""
+    return min(hi - lo for lo, hi in shard_bounds(fs.num_rows("train"), shards))
+
+
 def owned_shards(process_id: int, num_processes: int, shards: int) -> range:
     per = shards // num_processes
     return range(process_id * per, (process_id + 1) * per)
@@ -186,10 +191,13 @@ def batch_shardings(mesh: Mesh, batch: HostBatch) -> Any:
                         batch)
 
 
-def to_global(batch: HostBatch, shardings: Any, global_batch: int) -> Any:
-    """This process's block of a batch -> global arrays sharded over all processes."""
+def to_global(batch: HostBatch, shardings: Any, global_batch: int,
+              stacked: bool = False) -> Any:
+    """This process's block of a batch -> global arrays sharded over all processes;
+    ``stacked``: of a stack of batches ``[steps, local batch, ...]``."""
     if jax.process_count() == 1:  # the same result, one batched transfer
         return jax.device_put(batch, shardings)
+    lead = 1 if stacked else 0
     return jax.tree.map(
         lambda a, s: jax.make_array_from_process_local_data(
-            s, a, (global_batch, *a.shape[1:])), batch, shardings)
+            s, a, (*a.shape[:lead], global_batch, *a.shape[lead + 1:])), batch, shardings)

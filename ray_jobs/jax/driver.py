@@ -29,7 +29,7 @@ from mlbatch.metrics import describe_losses, loss_units
 from ray_jobs.common import cluster
 from ray_jobs.common.cluster import PlacementError
 from ray_jobs.jax import checkpoint, data, loop
-from ray_jobs.jax.config import ADDED_RESULT_FIELDS, JaxConfig
+from ray_jobs.jax.config import ADDED_RESULT_FIELDS, JaxConfig, fit_batch
 from ray_jobs.jax.metrics import metric_fields
 from ray_jobs.jax.outputs import TYPE, RunOutputs, commit_model
 from mlbatch.errors import WorkerError
@@ -50,7 +50,8 @@ def validate(config: JaxConfig, features_dir: str | Path) -> FeatureSet:
             _check_file(fs, split, path)
         check_values(fs, split)
     shards = config.num_data_shards
-    for split, batch in (("train", config.batch_size), ("eval", None)):
+    batch_size = fit_batch(config, data.smallest_shard(fs, shards)).batch_size
+    for split, batch in (("train", batch_size), ("eval", None)):
         smallest = min(hi - lo for lo, hi in data.shard_bounds(fs.num_rows(split), shards))
         if smallest == 0:
             raise FeatureContractError(f"split {split!r}: {fs.num_rows(split)} rows cannot "
@@ -60,6 +61,18 @@ def validate(config: JaxConfig, features_dir: str | Path) -> FeatureSet:
                 f"split {split!r}: {smallest} rows per data shard, fewer than one batch "
                 f"(batch_size {batch} / data_shards {shards} = {batch // shards})")
     return fs
+
+
+def sized_config(config: JaxConfig, fs: FeatureSet) -> JaxConfig:
+    """The config this feature set trains with (``config.fit_batch``: a small train split
+    caps the batch and scales the learning rate with it), logged when it differs."""
+    fitted = fit_batch(config, data.smallest_shard(fs, config.num_data_shards))
+    if fitted is not config:
+        log.info("batch_size %d capped to %d so an epoch of %d train rows has at least "
+                 "min_steps_per_epoch=%d steps; learning_rate %g scaled to %g",
+                 config.batch_size, fitted.batch_size, fs.num_rows("train"),
+                 config.min_steps_per_epoch, config.learning_rate, fitted.learning_rate)
+    return fitted
 
 
 def _check_file(fs: FeatureSet, split: str, path: str) -> None:
@@ -343,6 +356,7 @@ def run(config: JaxConfig, features_dir: str | Path, output_dir: str | Path, *,
     """Validates, starts the workers, trains (resuming from --output if possible) and
     commits --output as a ``jax_model`` artifact."""
     fs = validate(config, features_dir)
+    config = sized_config(config, fs)
     writer = ArtifactWriter(output_dir, TYPE, job="ray_jobs.jax", config=config.to_dict())
     outputs = RunOutputs(writer.root, config, loss_units(fs.task, fs.label_transform))
     resume = outputs.latest_checkpoint()

@@ -1,7 +1,8 @@
 """Optimizer, shardings and the jitted train/eval steps.
 
 ``train_step(state, batch) -> (state, metrics)`` is one ``jax.jit`` with explicit
-in/out shardings; the state (argument 0) is donated. By default parameters and
+in/out shardings; the state (argument 0) is donated. ``make_train_step(..., steps=k)``
+scans the same step over k stacked batches in one call (``steps_per_dispatch``). By default parameters and
 optimizer state are replicated and the batch is sharded over the mesh's ``data`` axis
 (data parallel: XLA all-reduces the gradients). With ``shard_embeddings`` the large
 tables (and their optimizer moments) are sharded by rows over the same axis, FSDP
@@ -136,7 +137,12 @@ def fused_gradients(config: JaxConfig, shardings: TrainState) -> bool:
 
 def make_train_step(config: JaxConfig, feature_set: FeatureSet,
                     optimizer: optax.GradientTransformation, shardings: TrainState,
-                    batch_sh: Any, scale: model.LabelScale = model.IDENTITY) -> Callable:
+                    batch_sh: Any, scale: model.LabelScale = model.IDENTITY,
+                    steps: int = 1) -> Callable:
+    """``(state, batch) -> (state, metrics)``; with ``steps`` > 1, ``(state, batches)`` for
+    a stack of that many batches ``[steps, batch, ...]`` -> metrics stacked ``[steps]``: a
+    ``lax.scan`` of the same step (each still its own gradient all-reduce and update), so
+    the host dispatches, and the processes meet the host, once per ``steps`` steps."""
     mesh = shardings.step.mesh
     replicated = NamedSharding(mesh, P())
     task, names = feature_set.task, tuple(f.name for f in feature_set.categorical)
@@ -163,11 +169,23 @@ def make_train_step(config: JaxConfig, feature_set: FeatureSet,
         grads, total, aux = unravel(jax.lax.pmean(flat, "data"))
         return update(state, grads, total, aux)
 
-    if fused_gradients(config, shardings):
-        train_step = jax.shard_map(shard_step, mesh=mesh, in_specs=(P(), P("data")),
-                                   out_specs=(P(), P()))
-    return jax.jit(train_step, in_shardings=(shardings, batch_sh),
+    fused = fused_gradients(config, shardings)
+    step, batch_spec = (shard_step if fused else train_step), P("data")
+    if steps > 1:  # k steps, one dispatch: the same step, scanned over a stack of batches
+        one_step = step
+
+        def step(state: TrainState, batches: dict[str, Any]):
+            return jax.lax.scan(one_step, state, batches)
+        batch_spec, batch_sh = P(None, "data"), stacked_shardings(batch_sh)
+    if fused:
+        step = jax.shard_map(step, mesh=mesh, in_specs=(P(), batch_spec), out_specs=(P(), P()))
+    return jax.jit(step, in_shardings=(shardings, batch_sh),
                    out_shardings=(shardings, replicated), donate_argnums=0)
+
+
+def stacked_shardings(batch_sh: Any) -> Any:
+    """A batch's shardings -> those of a stack of batches [steps, batch, ...]."""
+    return jax.tree.map(lambda sh: NamedSharding(sh.mesh, P(None, *sh.spec)), batch_sh)
 
 
 def make_eval_step(feature_set: FeatureSet, param_sh: Any, batch_sh: Any,

@@ -81,6 +81,7 @@ class _TuneReporter:
 
 def _run_trial(features_dir: str, cfg: JaxConfig) -> None:
     fs = driver.validate(cfg, features_dir)
+    cfg = driver.sized_config(cfg, fs)
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # restored experiment or retried trial: continue

@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 
 from mlbatch.artifacts.features import FeatureSet, load_feature_set
 from ray_jobs.jax import checkpoint, data, metrics, model, steps
-from ray_jobs.jax.config import ConfigError, JaxConfig
+from ray_jobs.jax.config import ConfigError, JaxConfig, fit_batch
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,10 @@ class Trainer:
         setup_jax(config, process_id, num_processes, coordinator)
         self.fs = load_feature_set(features_dir)
         self.mesh = steps.make_mesh()
+        # a small train split caps the batch (driver.sized_config; here with the devices
+        # JAX sees, known before the driver only on CPU)
+        self.config = config = fit_batch(config, data.smallest_shard(
+            self.fs, config.num_data_shards), self.mesh.size)
         for name in ("batch_size", "eval_batch_size"):
             if getattr(config, name) % self.mesh.size:
                 raise ConfigError(f"{name}: {getattr(config, name)} is not divisible by the "
@@ -145,6 +149,9 @@ class Trainer:
             jax.random.key(cfg.seed))
         self.train_step = steps.make_train_step(cfg, fs, self.optimizer, self.shardings,
                                                 self.train_sh, self.scale)
+        self.multi_step = steps.make_train_step(  # compiled at its first call
+            cfg, fs, self.optimizer, self.shardings, self.train_sh, self.scale,
+            steps=cfg.steps_per_dispatch) if cfg.steps_per_dispatch > 1 else None
         self.eval_step = steps.make_eval_step(fs, self.shardings.params, self.eval_sh,
                                               self.scale)
 
@@ -162,25 +169,37 @@ class Trainer:
             self._epoch_cache = (self.epoch, self.train.epoch(self.epoch))
         arrays = self._epoch_cache[1]
         n = min(max_steps, self.train.steps_per_epoch - self.step_in_epoch)
-        t0, out = time.perf_counter(), []
-        for i in range(n):
-            host = jax.tree.map(lambda a: a[self.step_in_epoch], arrays)
-            batch = data.to_global(host, self.train_sh, self.config.batch_size)
-            self.state, m = self.train_step(self.state, batch)
+        t0, out, k = time.perf_counter(), [], self.config.steps_per_dispatch
+        for take in [k] * (n // k if k > 1 else 0) + [1] * (n % k if k > 1 else n):
+            self.state, m = self._dispatch(arrays, take)
             out.append(m)
-            self.step_in_epoch += 1
-            if i >= self.config.inflight_steps:  # bound the dispatch queue (config.py)
-                jax.block_until_ready(out[i - self.config.inflight_steps])
-        values = jax.device_get(out)
+            self.step_in_epoch += take
+            if len(out) > self.config.inflight_steps:  # bound the dispatch queue (config.py)
+                jax.block_until_ready(out[-1 - self.config.inflight_steps])
+        values = jax.device_get(out)  # per dispatch: scalars, or [k] for k steps
         seconds = time.perf_counter() - t0
         result = {"epoch": self.epoch, "first_step": int(self.state.step) - n,
                   "step": int(self.state.step), "seconds": seconds,
                   "examples": n * self.config.batch_size,
-                  "metrics": {k: [float(v[k]) for v in values] for k in (values[0] if n else {})},
+                  "metrics": {name: [float(x) for v in values for x in np.ravel(v[name])]
+                              for name in (values[0] if n else {})},
                   "epoch_done": self.step_in_epoch == self.train.steps_per_epoch}
         if result["epoch_done"]:
             self.epoch, self.step_in_epoch, self._epoch_cache = self.epoch + 1, 0, None
         return result
+
+    def _dispatch(self, arrays: Any, take: int) -> tuple[steps.TrainState, dict]:
+        """One call of the jitted step: the epoch's next batch, or its next ``take``
+        batches stacked (``steps_per_dispatch``)."""
+        at, cfg = self.step_in_epoch, self.config
+        if take == 1:
+            host = jax.tree.map(lambda a: a[at], arrays)
+            return self.train_step(self.state, data.to_global(host, self.train_sh,
+                                                              cfg.batch_size))
+        host = jax.tree.map(lambda a: a[at:at + take], arrays)
+        batch = data.to_global(host, steps.stacked_shardings(self.train_sh), cfg.batch_size,
+                               stacked=True)
+        return self.multi_step(self.state, batch)
 
     def evaluate(self) -> dict[str, float]:
         """Eval metrics (``metrics.eval_metrics``: RMSE / MAE in the label's own units)

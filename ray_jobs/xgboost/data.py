@@ -128,21 +128,51 @@ def worker_shard(fs: FeatureSet, split: str, rank: int, world: int
     return files, slice(rank * n // world, (rank + 1) * n // world)
 
 
-def worker_dmatrix(fs: FeatureSet, split: str, rank: int, world: int, nthread: int = -1):
-    """The ``xgboost.DMatrix`` of this worker's shard (:func:`worker_shard`), read through
+def worker_dmatrix(fs: FeatureSet, split: str, rank: int, world: int, nthread: int = -1, *,
+                   max_bin: int | None = None, ref=None):
+    """The matrix of this worker's shard (:func:`worker_shard`), read through
     ``mlbatch.storage``'s file system (local, ``gs://``, or the emulator that
-    STORAGE_EMULATOR_HOST names, which the workers get in their runtime_env)."""
+    STORAGE_EMULATOR_HOST names, which the workers get in their runtime_env).
+
+    Without ``max_bin``: an ``xgboost.DMatrix`` (any tree method). With it: an
+    ``xgboost.QuantileDMatrix`` of that many bins (``tree_method=hist``), which sketches
+    the shard once as it is built (allreduced across the workers, as a DMatrix's first
+    round would) and keeps only the binned values, not a copy of the floats; an eval
+    split passes the train split's matrix as ``ref`` so both use the same bins."""
     import xgboost as xgb
 
     files, rows = worker_shard(fs, split, rank, world)
-    parts = [read_split(fs, path) for path in files]
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
+    x, y = read_rows(fs, files)
     if rows is not None:
         x, y = x[rows], y[rows]
     logger.info("worker %d/%d: split %s, %d file(s), %d rows", rank, world, split,
                 len(files), len(y))
-    return xgb.DMatrix(x, label=y, feature_names=fs.names, nthread=nthread)
+    if max_bin is None:
+        return xgb.DMatrix(x, label=y, feature_names=fs.names, nthread=nthread)
+    return xgb.QuantileDMatrix(x, label=y, feature_names=fs.names, nthread=nthread,
+                               max_bin=max_bin, ref=ref)
+
+
+def read_rows(fs: FeatureSet, files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 [n, d] in manifest order, label float32 [n]) of ``files`` in
+    order, written column by column straight into one array sized from the Parquet
+    footers: one copy of the values, where stacking each file and concatenating the
+    files made two. A file whose row count differs from its footer's (rewritten while
+    the job read it) is refused, naming it."""
+    counts = [fs.parquet_file(path).metadata.num_rows for path in files]
+    x = np.empty((sum(counts), len(fs.names)), dtype=np.float32)
+    y = np.empty(sum(counts), dtype=np.float32)
+    at = 0
+    for path, n in zip(files, counts):
+        table = fs.read_table(path, columns=fs.names + [fs.label])
+        if table.num_rows != n:
+            raise FeatureDataError(f"{path}: {table.num_rows} rows where its footer said {n} "
+                                   "a moment ago; the file changed during the job")
+        for j, name in enumerate(fs.names):
+            x[at:at + n, j] = table.column(name).to_numpy()
+        y[at:at + n] = table.column(fs.label).to_numpy()
+        at += n
+    return x, y
 
 
 def read_split(fs: FeatureSet, path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -61,8 +61,10 @@ def test_empty_split(tiny_features, tmp_path, no_workers):
 
 
 def test_train_split_smaller_than_a_batch(tiny_features, tmp_path, no_workers):
+    """With the small-table cap off (on, the batch is cut to fit: test_batch_rule.py)."""
     with pytest.raises(FeatureContractError, match="fewer than one batch"):
-        driver.run(tiny_config(batch_size=768, data_shards=2), tiny_features, tmp_path / "o")
+        driver.run(tiny_config(batch_size=768, data_shards=2, min_steps_per_epoch=0),
+                   tiny_features, tmp_path / "o")
 
 
 def test_batch_not_divisible_by_devices_on_the_command_line(tiny_features, tmp_path, capsys,
@@ -147,7 +149,9 @@ def test_a_diverging_loss_exits_1_naming_the_epoch(tiny_features, tmp_path, caps
     from ray_jobs.jax.__main__ import main
     code = main(["--features", str(tiny_features), "--output", str(tmp_path / "out"),
                  "--epochs", "1", "--set", "optimizer=sgd", "--set", "learning_rate=1e30",
-                 "--set", "schedule=constant"])
+                 "--set", "schedule=constant",
+                 # one step an epoch (640 rows): its loss is computed before the update
+                 "--batch-size", "512", "--set", "min_steps_per_epoch=0"])
     assert code == 1
     err = capsys.readouterr().err
     assert ("error: epoch 0: the eval loss (eval_loss) is nan: the model's predictions are "

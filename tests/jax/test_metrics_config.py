@@ -70,6 +70,7 @@ def test_regression_metrics_are_in_the_labels_own_units():
     ({"shard_embeddings": True, "devices_per_worker": 3, "batch_size": 96,
       "eval_batch_size": 96, "vocab_pad_multiple": 64}, "vocab_pad_multiple"),
     ({"max_restarts": -1}, "max_restarts"),
+    ({"min_steps_per_epoch": -1}, "min_steps_per_epoch"),
     ({"xla_cpu_threads": 0}, "xla_cpu_threads"),
     ({"platform": "tpu"}, "devices_per_worker"),
     ({"bogus": 1}, "bogus"),
