@@ -52,6 +52,12 @@ class Tokenizer:
         except re.error as err:
             raise TokenPatternError(f"--token-pattern {self.pattern!r} is not a valid "
                                     f"regular expression: {err}") from err
+        try:  # the tokenizers wrap the pattern: global flags must stay at its start
+            _compiled(f"(?:{self.pattern})|\n")
+        except re.error as err:
+            raise TokenPatternError(
+                f"--token-pattern {self.pattern!r} cannot be used inside (?:...): {err} "
+                "(write flags as a scoped group, e.g. (?i:...))") from err
         if compiled.groups:
             raise TokenPatternError(
                 f"--token-pattern {self.pattern!r} has capturing groups; use (?:...)")

@@ -156,6 +156,7 @@ def test_only_empty_files_is_a_clear_error(tmp_path):
     (["--ppmi-alpha", "0"], "--ppmi-alpha must be in"),
     (["--svd-power", "2"], "--svd-power must be in"),
     (["--token-pattern", "([a-z]+)"], "capturing groups"),
+    (["--token-pattern", "(?i)[a-z]+"], "cannot be used inside"),
 ])
 def test_invalid_flags_fail_before_running(tmp_path, flags, message):
     with pytest.raises(ConfigError, match=message):

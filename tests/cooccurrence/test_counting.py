@@ -114,6 +114,7 @@ def test_ids_mark_line_breaks_and_unknown_tokens():
     ("([a-z]+)", "capturing groups"),
     ("[a-z]*", "matches the empty string"),
     (r"[^ ]+", "matches a line break"),
+    (r"(?i)[a-z]+", "cannot be used inside"),  # it used to fail only in the tokenizer
 ])
 def test_tokenizer_rejects_unusable_patterns(pattern, message):
     with pytest.raises(TokenPatternError, match=message):
