@@ -106,13 +106,15 @@ class ChunkIds:
     """Text -> first-seen token ids through a cache of distinct white-space chunks.
 
     ``tokens`` is the caller's token lookup (a ``defaultdict`` whose factory is its own
-    ``__len__``, ``"\\n"`` -> 0); new tokens get their ids in the order the regex finds
+    ``__len__``, ``"\\n"`` -> ``line_break``), ``regex_with_newlines`` the pattern or
+    ``\\n``; new tokens get their ids in the order the regex finds
     them in the chunks' first-seen order, which is their first-seen order in the text,
     so the ids equal those of ``findall`` over the whole text.
     """
 
-    def __init__(self, tokens: defaultdict, regex: re.Pattern, line_break: int) -> None:
-        self._tokens, self._regex = tokens, regex
+    def __init__(self, tokens: defaultdict, regex_with_newlines: re.Pattern,
+                 line_break: int) -> None:
+        self._tokens, self._regex = tokens, regex_with_newlines
         self._chunks: defaultdict[str, int] = defaultdict()
         self._chunks.default_factory = self._chunks.__len__
         self._chunks[SENTINEL] = 0
@@ -137,12 +139,16 @@ class ChunkIds:
         return self._flat[offsets + np.arange(int(ends[-1]) if ends.size else 0)]
 
     def _add(self, chunks: list[str]) -> None:
-        lookup, findall = self._tokens.__getitem__, self._regex.findall
-        found = [findall(chunk) for chunk in chunks]
-        counts = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
-        flat = [lookup(token) for tokens in found for token in tokens]
+        """Tokenizes the new chunks with one regex pass over them, ``\n``-joined: the
+        line-break ids (0) cut the pass's ids back into chunks (a per-chunk ``findall``
+        cost more than the whole-text regex when a bundle is small)."""
+        found = self._regex.findall("\n".join(chunks) + "\n")
+        ids = np.fromiter(map(self._tokens.__getitem__, found), dtype=np.int32,
+                          count=len(found))
+        breaks = np.flatnonzero(ids == self._flat[0])
+        counts = np.diff(breaks, prepend=-1) - 1
         starts = self._flat.size + np.cumsum(counts) - counts
         self._one_each = self._one_each and bool((counts == 1).all())
         self._start = np.concatenate([self._start, starts])
         self._count = np.concatenate([self._count, counts])
-        self._flat = np.concatenate([self._flat, np.array(flat, np.int32)])
+        self._flat = np.concatenate([self._flat, np.delete(ids, breaks)])

@@ -113,7 +113,8 @@ class TokenIds:
         self._lookup.default_factory = self._lookup.__len__
         self._lookup["\n"] = self.LINE_BREAK
         self._counts = np.zeros(1, np.int64)
-        self._chunks = (ChunkIds(self._lookup, tokenizer._regex, self.LINE_BREAK)
+        self._chunks = (ChunkIds(self._lookup, tokenizer._regex_with_newlines,
+                                 self.LINE_BREAK)
                         if splits_on_white_space(tokenizer.pattern) else None)
 
     def ids(self, text: str) -> np.ndarray:

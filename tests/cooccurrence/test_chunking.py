@@ -90,6 +90,6 @@ def test_chunking_a_white_space_pattern_would_be_wrong():
     """Why the check matters: chunk by chunk, a pattern spanning a space loses tokens."""
     pattern, text = r"[a-z]+(?: [a-z]+)?", "new york city\n"
     chunked = TokenIds(Tokenizer())  # a safe tokenizer, only for its lookup
-    chunks = ChunkIds(chunked._lookup, re.compile(pattern), 0)
+    chunks = ChunkIds(chunked._lookup, re.compile(f"(?:{pattern})|\n"), 0)
     assert [chunked.tokens[i] for i in chunks.ids(text)] == ["new", "york", "city", "\n"]
     assert re.findall(f"(?:{pattern})|\n", text) == ["new york", "city", "\n"]
