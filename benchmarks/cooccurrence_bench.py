@@ -55,15 +55,23 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 CONTENDERS = ("job_in_memory", "job_multi_2", "numpy_single", "gensim_w2v_1ep", "glove_c")
 DEFAULT_CONTENDERS = "job_in_memory,glove_c"
+# The memory sampler: resident sizes (``statm``, cheap) every SAMPLE_S, proportional sizes
+# (``smaps_rollup``) every PSS_EVERY samples. Reading ``smaps_rollup`` of the job's four
+# 1-2 GB processes every 50 ms cost the job, which keeps both cores busy, about 1 s of wall
+# time at sotu x10 (GloVe, on one core, has the other core for the sampler): measured in
+# docs/cooccurrence.md, "The benchmark's own cost".
+SAMPLE_S, PSS_EVERY = 0.05, 20
 NO_ANCHOR = "not run: no --glove-src given (the GloVe anchor needs its public source)"
 
 
-def _tree_memory(root: int) -> tuple[int, int]:
+def _tree_memory(root: int, with_pss: bool = True) -> tuple[int, int]:
     """(resident, proportional) bytes of ``root`` and all its descendants, from /proc.
 
     The resident sum counts a page shared by forked processes once per process; the
     proportional one (PSS, ``smaps_rollup``) splits it among them, so it is the fair
-    figure for a job that forks helpers.
+    figure for a job that forks helpers. PSS is 0 unless ``with_pss``: reading
+    ``smaps_rollup`` walks the process's page tables under its memory lock, which is not
+    free for processes of a GB or more (see ``measure``).
     """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -80,7 +88,7 @@ def _tree_memory(root: int) -> tuple[int, int]:
     while stack:
         pid = stack.pop()
         rss += _statm_rss(pid)
-        pss += _pss(pid)
+        pss += _pss(pid) if with_pss else 0
         stack.extend(children.get(pid, []))
     return rss, pss
 
@@ -138,10 +146,12 @@ def measure(cmd: list[str]) -> dict:
     peak, done = [0, 0], threading.Event()
 
     def sample():
+        tick = 0
         while not done.is_set():
-            rss, pss = _tree_memory(proc.pid)
+            rss, pss = _tree_memory(proc.pid, with_pss=tick % PSS_EVERY == 0)
             peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
-            done.wait(0.05)
+            tick += 1
+            done.wait(SAMPLE_S)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
