@@ -18,16 +18,13 @@ each in a fresh process, alternated, ``--repeats`` times, medians), one after an
                 adds the pinned contender).
   xgboost       the job's Ray Train default layout (2 workers x 1 CPU) vs plain
                 ``xgboost.train(nthread=2)`` on ``--xgb-rows`` x 30 synthetic features,
-                ``--xgb-rounds`` rounds (benchmarks/xgboost_bench.py). The issue's size is
-                2M x 30, ~55 s plain and ~65 s Ray Train per run on the quiet 2-core VM
-                (docs/xgboost.md): 3 alternated repeats of both would take ~6 minutes
-                alone, so the default here is 1M x 30 at 100 rounds (``--xgb-rows
-                2000000`` for the issue's size).
+                ``--xgb-rounds`` rounds (benchmarks/xgboost_bench.py), by default the
+                issue's size, 2M x 30 at 100 rounds (``--xgb-rows 1000000`` for a
+                shorter run).
 
-Time on the quiet 2-core VM, estimated from each part's earlier quiet figures (not
-measured as one run): co-occurrence ~2.5 min (sotu and sotu x10), JAX ~2 min, XGBoost
-~3 min. The smoke run
-(``--small``) took 9 min at load average 24-49 on 2 cores.
+Measured as one run on the quiet 2-core VM (2026-12-06 09:37-09:44, load 1.6-2.6, 3
+repeats): co-occurrence 77 s (sotu and sotu x10), JAX 85 s, XGBoost at 2M x 30 260 s:
+7 min 2 s in all. The smoke run (``--small``) took 9 min at load average 24-49 on 2 cores.
 
 Writes ``--output`` (default bench_out/engines.json): per part its medians and ratio, the
 target it is read against, its wall seconds and the 1-minute load average before and
@@ -153,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="co-occurrence corpora, comma-separated: sotu or sotu_x<N> (default "
                         "sotu,sotu_x10; the last is the headline ratio)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--xgb-rows", type=int, default=1_000_000)
+    p.add_argument("--xgb-rows", type=int, default=2_000_000)
     p.add_argument("--xgb-rounds", type=int, default=100)
     p.add_argument("--jax-pin", action="store_true",
                    help="JAX: pin each process to its own core with one XLA thread")
