@@ -59,17 +59,15 @@ def report(demo_run) -> Path:
     return demo_run / "report"
 
 
-@pytest.fixture(scope="module")
-def browser(report, chromium, tmp_path_factory) -> dict:
-    """The page's DOM facts (probe copy) and a 1280 px wide screenshot, in parallel."""
-    tmp = tmp_path_factory.mktemp("chromium")
-    probe = report / "probe.html"
-    probe.write_text((report / "index.html").read_text().replace("</body>", PROBE + "</body>"))
-    shot = tmp / "run_report.png"
-    dump = _chromium(chromium, tmp / "p1", f"--window-size={WIDTH},900", "--dump-dom",
+def probe_and_screenshot(binary: str, tmp: Path, probe: Path, page: Path, shot: Path,
+                         height: int) -> dict:
+    """Runs two headless Chromiums in parallel: one dumps ``probe``'s DOM (a copy of the
+    page carrying a probe script), one takes a WIDTH x ``height`` screenshot of ``page``,
+    kept under SCREENSHOT_DIR. Returns the probe's JSON; ``probe`` is deleted."""
+    dump = _chromium(binary, tmp / "p1", f"--window-size={WIDTH},900", "--dump-dom",
                      probe.as_uri())
-    snap = _chromium(chromium, tmp / "p2", f"--window-size={WIDTH},2400",
-                     f"--screenshot={shot}", (report / "index.html").as_uri())
+    snap = _chromium(binary, tmp / "p2", f"--window-size={WIDTH},{height}",
+                     f"--screenshot={shot}", page.as_uri())
     dom, _ = dump.communicate(timeout=120)
     snap.wait(timeout=120)
     probe.unlink()
@@ -78,7 +76,18 @@ def browser(report, chromium, tmp_path_factory) -> dict:
         shutil.copy(shot, SCREENSHOT_DIR / shot.name)
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
     assert found, f"the probe did not run; chromium printed: {dom[-2000:]}"
-    return {"probe": json.loads(html.unescape(found.group(1))), "screenshot": shot}
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.fixture(scope="module")
+def browser(report, chromium, tmp_path_factory) -> dict:
+    """The page's DOM facts (probe copy) and a 1280 px wide screenshot, in parallel."""
+    tmp = tmp_path_factory.mktemp("chromium")
+    probe = report / "probe.html"
+    probe.write_text((report / "index.html").read_text().replace("</body>", PROBE + "</body>"))
+    shot = tmp / "run_report.png"
+    found = probe_and_screenshot(chromium, tmp, probe, report / "index.html", shot, 2400)
+    return {"probe": found, "screenshot": shot}
 
 
 def test_every_section_and_image_renders_offline_at_1280px(report, browser):

@@ -4,9 +4,7 @@ rendered in headless Chromium and checked on its DOM. And the multiclass confusi
 (#23)."""
 from __future__ import annotations
 
-import html
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from pipelines.report.blocks import Section
 from pipelines.report.run import load_run
 from pipelines.report.timeline import history
 from tests.report.periods_run import OUT_OF_TIME, periods_run, unperiodised_run
-from tests.report.test_report import SCREENSHOT_DIR, WIDTH, _chromium
+from tests.report.test_report import SCREENSHOT_DIR, WIDTH, _chromium, probe_and_screenshot
 
 PROBE = """<script>window.addEventListener("load", () => {
   const sec = document.getElementById("timeline");
@@ -61,20 +59,10 @@ def timeline_dom(periods_report, chromium, tmp_path_factory) -> dict:
     probe.write_text(page.replace("</body>", PROBE + "</body>"))
     only.write_text(page.replace("</head>", ONLY_TIMELINE + "</head>"))
     shot = tmp / "report_timeline.png"
-    dump = _chromium(chromium, tmp / "p1", f"--window-size={WIDTH},900", "--dump-dom",
-                     probe.as_uri())
-    snap = _chromium(chromium, tmp / "p2", f"--window-size={WIDTH},2100",
-                     f"--screenshot={shot}", only.as_uri())
-    dom, _ = dump.communicate(timeout=120)
-    snap.wait(timeout=120)
-    probe.unlink()
-    only.unlink()
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    if shot.exists():
-        shutil.copy(shot, SCREENSHOT_DIR / shot.name)
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
-    assert found, f"the probe did not run; chromium printed: {dom[-2000:]}"
-    return json.loads(html.unescape(found.group(1)))
+    try:
+        return probe_and_screenshot(chromium, tmp, probe, only, shot, 2100)
+    finally:
+        only.unlink()
 
 
 def test_a_drift_timeline_per_feature_breached_first(timeline_dom):
