@@ -177,8 +177,4 @@ def read_rows(fs: FeatureSet, files: list[str]) -> tuple[np.ndarray, np.ndarray]
 
 def read_split(fs: FeatureSet, path: str) -> tuple[np.ndarray, np.ndarray]:
     """(features float32 [n, d] in manifest order, label float32 [n]) of one Parquet file."""
-    table = fs.read_table(path, columns=fs.names + [fs.label])
-    x = np.column_stack([table.column(n).to_numpy().astype(np.float32, copy=False)
-                         for n in fs.names])
-    y = table.column(fs.label).to_numpy().astype(np.float32, copy=False)
-    return x, y
+    return read_rows(fs, [path])
